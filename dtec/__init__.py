@@ -1,0 +1,3 @@
+"""dtec: the digital-twin engine compiler."""
+
+__version__ = "0.1.0"

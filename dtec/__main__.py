@@ -1,0 +1,5 @@
+"""Entry point for `python -m dtec`."""
+
+from dtec.cli import main
+
+main()
