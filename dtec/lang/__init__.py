@@ -1,0 +1,1 @@
+"""The .twin language's meaning: vocabulary, loading with imports, and checks."""

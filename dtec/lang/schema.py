@@ -1,0 +1,318 @@
+"""The .twin vocabulary: which blocks and attributes exist, their types, defaults and docs.
+
+This table is the single source for the checker, `docs/language.md` and the language server of
+tomorrow; the grammar stays generic.
+"""
+
+from __future__ import annotations
+
+from dtec.lang.types import (
+    BlockSpec,
+    Bool,
+    Call,
+    Dict,
+    Duration,
+    Field,
+    Float,
+    Function,
+    Int,
+    ListOf,
+    OneOf,
+    Record,
+    Ref,
+    Size,
+    Str,
+    Sym,
+)
+
+POSITIVE = Int(min=1)
+NON_NEGATIVE = Int(min=0)
+FRACTION = Float(min=0.0, max=1.0, open_min=True)
+
+
+def _f(type_, doc, required=False, default=None):
+    return Field(type_, doc, required, default)
+
+
+_PYTHON_DATA = Function(
+    {"callable": _f(Str(), "`module:function` returning a torch Dataset or a (train, val) pair", True)},
+    "Data from your own Python function; extra keyword arguments are passed to it.",
+    variadic_kwargs=True,
+)
+
+DATA_SOURCE = Call(
+    {
+        "synthetic": Function(
+            {
+                "samples": _f(POSITIVE, "number of samples", True),
+                "shape": _f(ListOf(POSITIVE, 1), "shape of one input sample, e.g. `[30, 8]`", True),
+                "targets": _f(POSITIVE, "regression outputs per sample (give this or `classes`)"),
+                "classes": _f(Int(min=2), "number of classes for classification"),
+                "seed": _f(NON_NEGATIVE, "seed of the generator", default=0),
+            },
+            "Random, learnable data made on the fly: runs anywhere, needs no files.",
+        ),
+        "npz": Function(
+            {
+                "path": _f(Str(), "path of the `.npz` file, relative to the blueprint", True),
+                "x": _f(Str(), "array name of the inputs", default="x"),
+                "y": _f(Str(), "array name of the targets", default="y"),
+                "shape": _f(ListOf(POSITIVE, 1), "shape of one input sample (for static checks)"),
+                "targets": _f(POSITIVE, "regression outputs per sample"),
+                "classes": _f(Int(min=2), "number of classes"),
+            },
+            "Arrays from a NumPy `.npz` file.",
+        ),
+        "csv": Function(
+            {
+                "path": _f(Str(), "path of the CSV file, relative to the blueprint", True),
+                "target": _f(Str(), "name of the target column", True),
+                "features": _f(POSITIVE, "number of feature columns (for static checks)"),
+                "classes": _f(Int(min=2), "number of classes, when the target is a class label"),
+            },
+            "A table of numeric columns; one column is the target.",
+        ),
+        "python": _PYTHON_DATA,
+    }
+)
+
+ARCH = Call(
+    {
+        "mlp": Function(
+            {
+                "input": _f(POSITIVE, "input features (the sample is flattened)", True),
+                "hidden": _f(ListOf(POSITIVE), "widths of the hidden layers", default=[128, 128]),
+                "output": _f(POSITIVE, "outputs (targets or classes)", True),
+            },
+            "A multi-layer perceptron.",
+        ),
+        "lstm": Function(
+            {
+                "input": _f(POSITIVE, "features per time step", True),
+                "hidden": _f(POSITIVE, "hidden size", True),
+                "layers": _f(POSITIVE, "stacked LSTM layers", default=1),
+                "output": _f(POSITIVE, "outputs (targets or classes)", True),
+            },
+            "An LSTM over `[steps, features]` sequences that predicts from the last step.",
+        ),
+        "cnn": Function(
+            {
+                "channels": _f(POSITIVE, "input channels of `[channels, height, width]` samples", True),
+                "output": _f(POSITIVE, "outputs (targets or classes)", True),
+                "widths": _f(ListOf(POSITIVE, 1), "channels of the conv blocks", default=[32, 64]),
+            },
+            "A 2-D convolutional network with global pooling.",
+        ),
+        "unet": Function(
+            {
+                "channels": _f(POSITIVE, "input channels", True),
+                "output": _f(POSITIVE, "output channels (per position)", True),
+                "depth": _f(Int(min=1, max=6), "down/up-sampling levels", default=3),
+                "width": _f(POSITIVE, "channels of the first level", default=32),
+            },
+            "A U-Net over `[channels, length]` (1-D) or `[channels, height, width]` (2-D) samples.",
+        ),
+        "transformer": Function(
+            {
+                "input": _f(POSITIVE, "features per token", True),
+                "dim": _f(POSITIVE, "model width", True),
+                "heads": _f(POSITIVE, "attention heads (must divide `dim`)", True),
+                "layers": _f(POSITIVE, "encoder layers", True),
+                "output": _f(POSITIVE, "outputs (targets or classes)", True),
+                "ffn": _f(POSITIVE, "feed-forward width (default 4 × dim)"),
+                "dropout": _f(Float(min=0.0, max=1.0), "dropout", default=0.0),
+            },
+            "A transformer encoder over `[tokens, features]` sequences with mean pooling.",
+        ),
+        "python": Function(
+            {"class": _f(Str(), "`module:Class` of your `torch.nn.Module`", True)},
+            "Your own model class; extra keyword arguments go to its constructor.",
+            variadic_kwargs=True,
+        ),
+    }
+)
+
+LOSSES = ("mse", "mae", "huber", "cross_entropy", "bce")
+CLASSIFICATION_LOSSES = ("cross_entropy", "bce")
+
+OPTIMIZER = Call(
+    {
+        name: Function(
+            {
+                "lr": _f(Float(min=0.0, open_min=True), "learning rate", default=1e-3),
+                "weight_decay": _f(Float(min=0.0), "weight decay", default=wd),
+                "momentum": _f(Float(min=0.0, max=1.0), "momentum (SGD)", default=0.0),
+            },
+            doc,
+        )
+        for name, wd, doc in (
+            ("adamw", 0.01, "AdamW."),
+            ("adam", 0.0, "Adam."),
+            ("sgd", 0.0, "Stochastic gradient descent, with optional momentum."),
+        )
+    }
+)
+
+SCHEDULER = Call(
+    {
+        "none": Function({}, "A constant learning rate."),
+        "cosine": Function(
+            {"warmup": _f(NON_NEGATIVE, "linear warm-up in optimizer steps", default=0)},
+            "Linear warm-up, then cosine decay to zero over the run.",
+        ),
+        "step": Function(
+            {
+                "every": _f(POSITIVE, "epochs between decays", True),
+                "gamma": _f(Float(min=0.0, max=1.0, open_min=True), "decay factor", default=0.1),
+            },
+            "Multiply the learning rate by `gamma` every `every` epochs.",
+        ),
+    }
+)
+
+PROFILER = Call(
+    {
+        "none": Function({}, "No profiler."),
+        "torch": Function(
+            {
+                "wait": _f(NON_NEGATIVE, "steps to skip", default=1),
+                "warmup": _f(NON_NEGATIVE, "warm-up steps", default=1),
+                "active": _f(POSITIVE, "recorded steps", default=3),
+            },
+            "The PyTorch profiler; traces go to the run folder.",
+        ),
+    }
+)
+
+STRATEGIES = ("auto", "single", "ddp", "fsdp", "deepspeed")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+
+# Values a target's `machine { ... }` block may override in the machine profile.
+MACHINE_OVERRIDES = {
+    "cpus": _f(POSITIVE, "usable CPU cores per node"),
+    "gpus": _f(NON_NEGATIVE, "GPUs per node"),
+    "memory": _f(Size(), "usable memory per node"),
+    "gpu_memory": _f(Size(), "memory per GPU"),
+    "gpu_model": _f(Str(), "GPU model, for the record"),
+    "bf16": _f(Bool(), "the hardware computes in bfloat16"),
+    "fp16": _f(Bool(), "the hardware computes in float16"),
+    "max_nodes": _f(POSITIVE, "node limit of the partition"),
+    "max_walltime": _f(Duration(), "walltime limit of the partition"),
+}
+
+BLOCKS: dict[str, BlockSpec] = {
+    "twin": BlockSpec(
+        "The digital twin this blueprint trains.",
+        {
+            "description": _f(Str(), "one line on what the twin is", default=""),
+            "version": _f(Str(), "the blueprint's own version", default="0.1"),
+        },
+        label="the twin's name",
+        required=True,
+    ),
+    "data": BlockSpec(
+        "A data set and how it is loaded.",
+        {
+            "source": _f(DATA_SOURCE, "where samples come from", True),
+            "split": _f(
+                Record(
+                    {
+                        "train": _f(FRACTION, "fraction for training", True),
+                        "val": _f(Float(min=0.0, max=1.0), "fraction for validation", default=0.0),
+                    }
+                ),
+                "train/validation fractions",
+                default={"train": 0.9, "val": 0.1},
+            ),
+            "batch": _f(POSITIVE, "batch size per rank", True),
+            "workers": _f(OneOf((NON_NEGATIVE, Sym(("auto",)))), "loader workers per rank", default="auto"),
+            "shuffle": _f(Bool(), "reshuffle the training data every epoch", default=True),
+        },
+        label="the data set's name",
+        multiple=True,
+    ),
+    "model": BlockSpec(
+        "A neural network.",
+        {
+            "arch": _f(ARCH, "the architecture", True),
+            "input": _f(Ref("data"), "the data set it reads", True),
+            "path": _f(Str(), "folder with your own Python code, relative to the blueprint"),
+        },
+        label="the model's name",
+        multiple=True,
+    ),
+    "train": BlockSpec(
+        "How the model is trained.",
+        {
+            "model": _f(Ref("model"), "the model to train (default: the only model)"),
+            "loss": _f(Sym(LOSSES), "the loss function", True),
+            "optimizer": _f(OPTIMIZER, "the optimizer", default={"fn": "adamw"}),
+            "scheduler": _f(SCHEDULER, "the learning-rate schedule", default={"fn": "none"}),
+            "epochs": _f(POSITIVE, "passes over the training data", default=1),
+            "max_steps": _f(POSITIVE, "stop after this many optimizer steps"),
+            "precision": _f(Sym(PRECISIONS), "numeric precision (`auto`: bf16 where supported)", default="auto"),
+            "seed": _f(NON_NEGATIVE, "seed of every random generator", default=0),
+            "grad_accum": _f(POSITIVE, "micro-batches per optimizer step", default=1),
+            "clip_grad": _f(Float(min=0.0, open_min=True), "clip the gradient norm to this value"),
+            "checkpoint": _f(
+                Record(
+                    {
+                        "every": _f(POSITIVE, "epochs between checkpoints", default=1),
+                        "keep": _f(POSITIVE, "checkpoints kept", default=2),
+                    }
+                ),
+                "checkpointing",
+                default={"every": 1, "keep": 2},
+            ),
+        },
+        required=True,
+    ),
+    "strategy": BlockSpec(
+        "How the training is distributed.",
+        {
+            "kind": _f(Sym(STRATEGIES), "the strategy (`auto`: decided from the machine and model)", default="auto"),
+            "nodes": _f(POSITIVE, "nodes", default=1),
+            "gpus_per_node": _f(OneOf((NON_NEGATIVE, Sym(("all",)))), "GPUs used per node", default="all"),
+            "procs_per_node": _f(POSITIVE, "ranks per node where the machine has no GPUs", default=1),
+            "zero": _f(Int(min=1, max=3), "DeepSpeed ZeRO stage"),
+        },
+    ),
+    "monitor": BlockSpec(
+        "What is measured during training.",
+        {
+            "timing": _f(Bool(), "per-step timing and throughput", default=True),
+            "energy": _f(Bool(), "GPU power and energy per epoch", default=False),
+            "profiler": _f(PROFILER, "a profiler", default={"fn": "none"}),
+        },
+    ),
+    "scaling": BlockSpec(
+        "A scaling study: the same job at several node counts.",
+        {
+            "nodes": _f(ListOf(POSITIVE, 1), "node counts to run", True),
+            "mode": _f(Sym(("strong", "weak")), "strong: fixed global batch; weak: fixed per-rank batch", default="weak"),
+        },
+    ),
+    "target": BlockSpec(
+        "A machine to run on, with the site settings for it.",
+        {
+            "account": _f(Str(), "project or budget to charge"),
+            "partition": _f(Str(), "Slurm partition"),
+            "qos": _f(Str(), "Slurm quality of service"),
+            "walltime": _f(Duration(), "time limit of the job"),
+            "container": _f(Str(), "container image (`.sif` path or `docker://` URL) on HPC"),
+            "modules": _f(ListOf(Str()), "modules to load before running"),
+            "env": _f(Dict(Str()), "extra environment variables"),
+            "image": _f(Str(), "container image (Kubernetes)"),
+            "namespace": _f(Str(), "namespace (Kubernetes)"),
+            "exclusive": _f(Bool(), "ask for whole nodes"),
+            "reservation": _f(Str(), "Slurm reservation"),
+        },
+        label="the machine's name",
+        multiple=True,
+        blocks={
+            "machine": BlockSpec("Overrides of the machine profile's values.", MACHINE_OVERRIDES),
+        },
+    ),
+}
+
+REQUIRED_KINDS = ("data", "model")  # at least one of each, besides the required singletons

@@ -1,0 +1,165 @@
+"""Checks across blocks: data against model, loss against task, strategy consistency, unused blocks."""
+
+from __future__ import annotations
+
+from math import prod
+from typing import Any
+
+from dtec.diagnostics import Diagnostic, Related, diag
+from dtec.lang.blueprint import Blueprint
+from dtec.lang.schema import CLASSIFICATION_LOSSES
+
+_SEQUENCE_ARCHS = ("lstm", "transformer")
+
+
+def sample_shape(source: dict[str, Any]) -> list[int] | None:
+    """Return the shape of one input sample when the blueprint states it."""
+    if source.get("fn") == "csv":
+        return [source["features"]] if source.get("features") else None
+    shape = source.get("shape")
+    return shape if isinstance(shape, list) else None
+
+
+def label_count(source: dict[str, Any]) -> tuple[str, int] | None:
+    """Return ("targets", n) or ("classes", n) when the data states it."""
+    for key in ("classes", "targets"):
+        if isinstance(source.get(key), int):
+            return key, source[key]
+    return None
+
+
+def check_semantics(bp: Blueprint) -> list[Diagnostic]:
+    """Run the cross-block checks; values already reported as invalid are skipped."""
+    found: list[Diagnostic] = []
+    data = bp.values.get("data") or {}
+    models = bp.values.get("model") or {}
+    for name, block in data.items():
+        found += _check_data(bp, name, block)
+    for name, block in models.items():
+        source = (data.get(block.get("input")) or {}).get("source")
+        if isinstance(source, dict) and isinstance(block.get("arch"), dict):
+            found += _check_model(bp, name, block["arch"], source, block["input"])
+    found += _check_training(bp, data, models)
+    found += _check_strategy(bp)
+    found += _check_unused(bp, data, models)
+    return found
+
+
+def _check_data(bp: Blueprint, name: str, block: dict) -> list[Diagnostic]:
+    found = []
+    source = block.get("source")
+    if isinstance(source, dict) and source.get("fn") == "synthetic":
+        given = [k for k in ("targets", "classes") if source.get(k) is not None]
+        if len(given) != 1:
+            found.append(
+                diag(
+                    "DT114",
+                    "`synthetic` needs exactly one of `targets` and `classes`"
+                    if given
+                    else "`synthetic` needs `targets` (regression) or `classes` (classification)",
+                    bp.span("data", name, "source"),
+                    "give `targets = N` for regression or `classes = N` for classification",
+                )
+            )
+    split = block.get("split")
+    if isinstance(split, dict) and all(isinstance(split.get(k), float) for k in ("train", "val")):
+        if split["train"] + split["val"] > 1.0 + 1e-9:
+            found.append(
+                diag(
+                    "DT106",
+                    f"`split` fractions add up to {split['train'] + split['val']:g}, more than 1",
+                    bp.span("data", name, "split"),
+                    "make `train + val` at most 1",
+                )
+            )
+    return found
+
+
+def _check_model(bp: Blueprint, name: str, arch: dict, source: dict, data_name: str) -> list[Diagnostic]:
+    found = []
+    fn = arch["fn"]
+    shape = sample_shape(source)
+    data_span = bp.span("data", data_name, "source", "shape") or bp.span("data", data_name, "source")
+    related = (Related(data_span, f"data `{data_name}` is defined here"),) if data_span else ()
+
+    def mismatch(param: str, message: str, help: str) -> None:
+        found.append(diag("DT300", message, bp.span("model", name, "arch", param), help, related))
+
+    if shape is not None and fn != "python":
+        shown = "[" + ", ".join(map(str, shape)) + "]"
+        if fn == "mlp" and isinstance(arch.get("input"), int) and arch["input"] != prod(shape):
+            mismatch("input", f"`mlp` input is {arch['input']} but samples of shape {shown} have {prod(shape)} features", f"set `input = {prod(shape)}`")
+        elif fn in _SEQUENCE_ARCHS:
+            if len(shape) != 2:
+                mismatch("input", f"`{fn}` reads `[steps, features]` sequences but samples have shape {shown}", "give the data a two-dimensional `shape`")
+            elif isinstance(arch.get("input"), int) and arch["input"] != shape[-1]:
+                mismatch("input", f"`{fn}` input is {arch['input']} but each step of {shown} has {shape[-1]} features", f"set `input = {shape[-1]}`")
+        elif fn in ("cnn", "unet"):
+            dims = (3,) if fn == "cnn" else (2, 3)
+            if len(shape) not in dims:
+                wanted = "`[channels, height, width]`" if fn == "cnn" else "`[channels, length]` or `[channels, height, width]`"
+                mismatch("channels", f"`{fn}` reads {wanted} samples but samples have shape {shown}", "change the data's `shape`")
+            elif isinstance(arch.get("channels"), int) and arch["channels"] != shape[0]:
+                mismatch("channels", f"`{fn}` has {arch['channels']} input channels but samples of shape {shown} have {shape[0]}", f"set `channels = {shape[0]}`")
+            elif fn == "unet" and isinstance(arch.get("depth"), int):
+                step = 2 ** arch["depth"]
+                if any(size % step for size in shape[1:]):
+                    mismatch("depth", f"`unet` of depth {arch['depth']} halves {shown} {arch['depth']} times: sizes must be multiples of {step}", "lower `depth` or change the data's `shape`")
+    if fn == "transformer" and all(isinstance(arch.get(k), int) for k in ("dim", "heads")):
+        if arch["dim"] % arch["heads"]:
+            found.append(diag("DT114", f"`dim` {arch['dim']} is not a multiple of `heads` {arch['heads']}", bp.span("model", name, "arch", "heads"), "choose `heads` that divides `dim`"))
+    labels = label_count(source)
+    output = arch.get("output")
+    if labels is not None and isinstance(output, int) and fn != "python":
+        kind, count = labels
+        loss = bp.get("train", "loss")
+        expected = 1 if (kind == "classes" and loss == "bce") else count
+        if output != expected:
+            what = f"{count} {kind}" if expected == count else f"{count} classes scored by `bce`"
+            mismatch("output", f"`{fn}` has {output} output{'s' if output != 1 else ''} but the data has {what}", f"set `output = {expected}`")
+    return found
+
+
+def _check_training(bp: Blueprint, data: dict, models: dict) -> list[Diagnostic]:
+    train = bp.values.get("train") or {}
+    model = models.get(train.get("model")) or {}
+    source = (data.get(model.get("input")) or {}).get("source")
+    loss = train.get("loss")
+    if not isinstance(source, dict) or not isinstance(loss, str):
+        return []
+    labels = label_count(source)
+    if labels is None:
+        return []
+    kind, count = labels
+    span = bp.span("train", "loss")
+    if kind == "classes" and loss not in CLASSIFICATION_LOSSES:
+        return [diag("DT301", f"`{loss}` is a regression loss but the data has {count} classes", span, "use `cross_entropy` (or `bce` for two classes)")]
+    if kind == "targets" and loss in CLASSIFICATION_LOSSES:
+        return [diag("DT301", f"`{loss}` is a classification loss but the data has regression targets", span, "use `mse`, `mae` or `huber`, or give the data `classes`")]
+    if loss == "bce" and count != 2:
+        return [diag("DT301", f"`bce` scores two classes but the data has {count}", span, "use `cross_entropy`")]
+    return []
+
+
+def _check_strategy(bp: Blueprint) -> list[Diagnostic]:
+    strategy = bp.values.get("strategy") or {}
+    kind = strategy.get("kind")
+    found = []
+    if strategy.get("zero") is not None and kind not in ("deepspeed", "auto"):
+        found.append(diag("DT207", f"`zero` is a DeepSpeed setting but the strategy is `{kind}`", bp.span("strategy", "zero"), "remove `zero` or set `kind = deepspeed`"))
+    if kind == "single":
+        for key in ("nodes", "procs_per_node"):
+            if isinstance(strategy.get(key), int) and strategy[key] > 1:
+                found.append(diag("DT114", f"`single` runs one process but `{key}` is {strategy[key]}", bp.span("strategy", key), "use `kind = ddp` to run several processes"))
+    return found
+
+
+def _check_unused(bp: Blueprint, data: dict, models: dict) -> list[Diagnostic]:
+    used_data = {m.get("input") for m in models.values()}
+    used_models = {(bp.values.get("train") or {}).get("model")}
+    found = []
+    for kind, names, used in (("data", data, used_data), ("model", models, used_models)):
+        for name in names:
+            if name not in used:
+                found.append(diag("DT115", f'`{kind} "{name}"` is never used', bp.span(kind, name), "remove it, or refer to it" + (" from a model's `input`" if kind == "data" else " from `train.model`")))
+    return found

@@ -1,0 +1,178 @@
+"""Value types of the vocabulary; each converts an AST expression into a plain Python value."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Type:
+    """Base of all value types; `describe` names the type in messages and docs."""
+
+    def describe(self) -> str:
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class Int(Type):
+    """A whole number, optionally bounded."""
+
+    min: int | None = None
+    max: int | None = None
+
+    def describe(self) -> str:
+        return "an integer"
+
+
+@dataclass(frozen=True)
+class Float(Type):
+    """A number (integers accepted), optionally bounded; `open_min` excludes the minimum."""
+
+    min: float | None = None
+    max: float | None = None
+    open_min: bool = False
+
+    def describe(self) -> str:
+        return "a number"
+
+
+@dataclass(frozen=True)
+class Str(Type):
+    """A string; `env("NAME", "default")` is accepted wherever a string is."""
+
+    def describe(self) -> str:
+        return "a string"
+
+
+@dataclass(frozen=True)
+class Bool(Type):
+    """`true` or `false`."""
+
+    def describe(self) -> str:
+        return "`true` or `false`"
+
+
+@dataclass(frozen=True)
+class Duration(Type):
+    """A duration such as `30min`; converted to seconds."""
+
+    def describe(self) -> str:
+        return "a duration such as `30min`"
+
+
+@dataclass(frozen=True)
+class Size(Type):
+    """A size such as `16GB`; converted to bytes."""
+
+    def describe(self) -> str:
+        return "a size such as `16GB`"
+
+
+@dataclass(frozen=True)
+class Sym(Type):
+    """One of a fixed set of bare names."""
+
+    choices: tuple[str, ...]
+
+    def describe(self) -> str:
+        return "one of " + ", ".join(f"`{c}`" for c in self.choices)
+
+
+@dataclass(frozen=True)
+class OneOf(Type):
+    """The first of several types that matches the expression's form."""
+
+    options: tuple[Type, ...]
+
+    def describe(self) -> str:
+        return " or ".join(o.describe() for o in self.options)
+
+
+@dataclass(frozen=True)
+class ListOf(Type):
+    """A list of one element type."""
+
+    item: Type
+    min_len: int = 0
+
+    def describe(self) -> str:
+        return f"a list of {_plural(self.item.describe())}"
+
+
+@dataclass(frozen=True)
+class Field:
+    """A named attribute or argument: its type, whether it is required, its default and doc."""
+
+    type: Type
+    doc: str
+    required: bool = False
+    default: Any = None
+
+
+@dataclass(frozen=True)
+class Record(Type):
+    """An inline map `{ k = v }` with known keys."""
+
+    fields: dict[str, Field]
+
+    def describe(self) -> str:
+        return "a map `{ " + ", ".join(f"{k} = …" for k in self.fields) + " }`"
+
+
+@dataclass(frozen=True)
+class Dict(Type):
+    """An inline map with free keys and one value type (e.g. environment variables)."""
+
+    value: Type
+
+    def describe(self) -> str:
+        return f"a map of {_plural(self.value.describe())}"
+
+
+@dataclass(frozen=True)
+class Function:
+    """A function a call may name; positional arguments bind to `params` in order."""
+
+    params: dict[str, Field]
+    doc: str
+    variadic_kwargs: bool = False  # python("mod:fn", ...) passes any keyword on
+
+
+@dataclass(frozen=True)
+class Call(Type):
+    """A call to one of several functions, or a bare name for a function without arguments."""
+
+    functions: dict[str, Function]
+
+    def describe(self) -> str:
+        return "one of " + ", ".join(f"`{name}(…)`" for name in self.functions)
+
+
+@dataclass(frozen=True)
+class Ref(Type):
+    """A reference to a labelled block of one kind, e.g. `data.gauges`."""
+
+    kind: str
+
+    def describe(self) -> str:
+        return f"a reference `{self.kind}.<name>`"
+
+
+@dataclass(frozen=True)
+class BlockSpec:
+    """A block kind: its label rule, whether it may repeat, its attributes and nested blocks."""
+
+    doc: str
+    fields: dict[str, Field]
+    label: str | None = None  # what the label names, or None when the block takes none
+    required: bool = False
+    multiple: bool = False  # labelled blocks that may repeat, one per label
+    blocks: dict[str, BlockSpec] = field(default_factory=dict)
+
+
+def _plural(text: str) -> str:
+    for article in ("an ", "a "):
+        if text.startswith(article):
+            return text[len(article) :] + "s"
+    return text

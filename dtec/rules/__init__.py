@@ -1,0 +1,94 @@
+"""The code table: one row per diagnostic rule; each rule's documentation is `docs/<code>.md` here."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+_DOCS = Path(__file__).resolve().parent / "docs"
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    """A diagnostic rule: stable code, kebab-case name, default severity and one-line summary."""
+
+    code: str
+    name: str
+    severity: str
+    summary: str
+
+    @property
+    def doc(self) -> str:
+        """Return the rule's full documentation (Markdown)."""
+        return rule_doc(self.code)
+
+
+_TABLE = (
+    # Files and syntax
+    ("DT001", "unreadable-file", "error", "A blueprint or an imported file cannot be read"),
+    ("DT002", "syntax-error", "error", "The text does not follow the .twin grammar"),
+    ("DT003", "unterminated-string", "error", "A string is not closed on its line"),
+    ("DT004", "invalid-escape", "error", "A string holds an escape other than \\\" \\\\ \\n \\t"),
+    ("DT005", "unknown-unit", "error", "A number carries a unit suffix dtec does not know"),
+    ("DT006", "misplaced-import", "error", "An `import` stands inside a block"),
+    ("DT010", "import-failed", "error", "An imported file cannot be read or parsed"),
+    ("DT011", "import-cycle", "error", "Files import each other in a cycle"),
+    # Vocabulary, types and references
+    ("DT100", "unknown-block", "error", "A block kind is not part of the language"),
+    ("DT101", "unknown-attribute", "error", "An attribute is not known in its block or map"),
+    ("DT102", "unknown-symbol", "error", "A bare name is not one of the values the attribute takes"),
+    ("DT103", "unknown-function", "error", "A call names a function the attribute does not take"),
+    ("DT104", "unknown-argument", "error", "A call passes an argument the function does not take"),
+    ("DT105", "type-mismatch", "error", "A value has the wrong type for its attribute"),
+    ("DT106", "value-out-of-range", "error", "A value is outside the range its attribute allows"),
+    ("DT107", "missing-attribute", "error", "A required attribute or argument is missing"),
+    ("DT108", "missing-block", "error", "A required block is missing"),
+    ("DT109", "duplicate-attribute", "error", "An attribute or argument is given twice"),
+    ("DT110", "duplicate-block", "error", "A block is defined twice"),
+    ("DT111", "label-mismatch", "error", "A block has a label it must not have, or lacks one it needs"),
+    ("DT112", "unresolved-reference", "error", "A reference names a block that does not exist"),
+    ("DT113", "env-unset", "error", "`env(\"NAME\")` names an unset variable and has no default"),
+    ("DT114", "conflicting-values", "error", "Values contradict each other"),
+    ("DT115", "unused-block", "warning", "A block is defined but nothing uses it"),
+    ("DT120", "unused-suppression", "warning", "A `# dtec: ignore[...]` comment suppresses nothing"),
+    ("DT121", "invalid-suppression", "warning", "A suppression comment is malformed or names no rule"),
+    # Machines
+    ("DT200", "unknown-target", "error", "A target names a machine with no profile"),
+    ("DT201", "unknown-partition", "error", "The partition does not exist on the machine"),
+    ("DT202", "too-many-nodes", "error", "The job asks for more nodes than the partition allows"),
+    ("DT203", "walltime-exceeded", "error", "The walltime is above the partition's limit"),
+    ("DT204", "too-many-gpus", "error", "More GPUs per node are asked for than a node has"),
+    ("DT205", "unsupported-precision", "error", "The hardware lacks the requested precision"),
+    ("DT206", "gpu-strategy-on-cpu", "error", "GPUs are asked for on a machine without GPUs"),
+    ("DT207", "invalid-zero-stage", "error", "The DeepSpeed ZeRO stage is out of range or unused"),
+    ("DT208", "model-does-not-fit", "error", "The model does not fit in memory even fully sharded"),
+    ("DT209", "missing-account", "error", "An HPC target has no account to charge"),
+    ("DT210", "missing-image", "error", "A Kubernetes target has no container image"),
+    ("DT211", "account-format", "warning", "The account does not look like the site's accounts"),
+    ("DT212", "partial-node", "warning", "The job uses part of a node on a whole-node partition"),
+    ("DT213", "workers-exceed-cpus", "warning", "Data-loader workers exceed the CPUs of a rank"),
+    ("DT214", "broken-machine-profile", "warning", "A user machine profile cannot be loaded"),
+    ("DT215", "unsupported-feature", "error", "The target cannot express a feature of the blueprint"),
+    # Model and data
+    ("DT300", "shape-mismatch", "error", "The data's shape does not match the model's input or output"),
+    ("DT301", "task-mismatch", "error", "The loss does not suit the data's targets or classes"),
+)
+
+RULES: dict[str, Rule] = {row[0]: Rule(*row) for row in _TABLE}
+BY_NAME: dict[str, Rule] = {r.name: r for r in RULES.values()}
+
+
+def rule(code_or_name: str) -> Rule:
+    """Return a rule by code (`DT101`) or name (`unknown-attribute`)."""
+    found = RULES.get(code_or_name.upper()) or BY_NAME.get(code_or_name.lower())
+    if found is None:
+        raise KeyError(code_or_name)
+    return found
+
+
+@cache
+def rule_doc(code: str) -> str:
+    """Return a rule's Markdown documentation, or an empty string when it has none yet."""
+    path = _DOCS / f"{code}.md"
+    return path.read_text(encoding="utf-8") if path.is_file() else ""

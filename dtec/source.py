@@ -1,0 +1,91 @@
+"""Source files and spans: offsets stored, lines and columns computed on demand."""
+
+from __future__ import annotations
+
+from bisect import bisect_right
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    """One blueprint's text with a line index; columns count Unicode code points."""
+
+    path: str
+    text: str
+    _line_starts: tuple[int, ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        starts = [0]
+        find = self.text.find
+        pos = find("\n")
+        while pos != -1:
+            starts.append(pos + 1)
+            pos = find("\n", pos + 1)
+        object.__setattr__(self, "_line_starts", tuple(starts))
+
+    def position(self, offset: int) -> tuple[int, int]:
+        """Return the 1-based (line, column) of a character offset."""
+        offset = max(0, min(offset, len(self.text)))
+        line = bisect_right(self._line_starts, offset)
+        return line, offset - self._line_starts[line - 1] + 1
+
+    def line_text(self, line: int) -> str:
+        """Return line `line` (1-based) without its newline."""
+        if not 1 <= line <= len(self._line_starts):
+            return ""
+        start = self._line_starts[line - 1]
+        end = self.text.find("\n", start)
+        return self.text[start : end if end != -1 else len(self.text)].rstrip("\r")
+
+    @property
+    def line_count(self) -> int:
+        """Return the number of lines."""
+        return len(self._line_starts)
+
+
+@dataclass(frozen=True, slots=True)
+class Span:
+    """A half-open range of character offsets in one source."""
+
+    source: Source
+    start: int
+    end: int
+
+    @property
+    def path(self) -> str:
+        """Return the file the span is in."""
+        return self.source.path
+
+    @property
+    def start_pos(self) -> tuple[int, int]:
+        """Return the 1-based (line, column) of the first character."""
+        return self.source.position(self.start)
+
+    @property
+    def end_pos(self) -> tuple[int, int]:
+        """Return the 1-based (line, column) just past the last character."""
+        return self.source.position(self.end)
+
+    def __repr__(self) -> str:
+        line, col = self.start_pos
+        return f"Span({Path(self.path).name}:{line}:{col})"
+
+
+def read_source(path: Path) -> Source | str:
+    """Read a blueprint, or return why it cannot be read (a sentence for a diagnostic)."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return "file not found"
+    except IsADirectoryError:
+        return "is a folder, not a file"
+    except OSError as exc:
+        return f"cannot read file: {exc.strerror or exc}"
+    if b"\0" in data:
+        return "binary file (contains NUL bytes)"
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        return f"not valid UTF-8 (byte {exc.start})"
+    return Source(str(path), text)

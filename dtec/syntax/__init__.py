@@ -1,0 +1,1 @@
+"""The .twin syntax: the AST and the parser that builds it."""
