@@ -1,0 +1,98 @@
+"""Shared fixtures: paths into the checkout, the local Slurm cluster, golden-file updates.
+
+Test files share code through fixtures here, not by importing each other: CI runs pytest with
+`--import-mode=importlib` against the installed dtec (see scripts/test.sh).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+IN_CI = os.environ.get("CI", "").lower() == "true"
+SLURM_READY = {"idle", "mix", "mixed", "alloc", "allocated", "comp", "completing"}
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--update-golden",
+        action="store_true",
+        default=False,
+        help="rewrite golden files from the current output instead of comparing against them",
+    )
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    return f"dtec under test: {_dtec_location()}"
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    # scripts/test.sh tests the installed wheel; make sure the checkout did not shadow it.
+    location = _dtec_location()
+    if os.environ.get("DTEC_TEST_INSTALLED") == "1" and location.startswith(str(REPO_ROOT / "dtec")):
+        pytest.exit(f"dtec was imported from the checkout ({location}), not the installed wheel", 3)
+
+
+def _dtec_location() -> str:
+    try:
+        import dtec
+    except Exception as exc:  # noqa: BLE001 - a header must not break the run
+        return f"not importable ({exc.__class__.__name__}: {exc})"
+    return str(Path(dtec.__file__).resolve().parent)
+
+
+@pytest.fixture(scope="session")
+def repo_root() -> Path:
+    """The checkout's root folder (tests read fixtures from it; the code under test is installed)."""
+    return REPO_ROOT
+
+
+@pytest.fixture(scope="session")
+def blueprints_dir(repo_root: Path) -> Path:
+    """The example `.twin` blueprints shipped in the repository."""
+    return repo_root / "blueprints"
+
+
+@pytest.fixture(scope="session")
+def update_golden(request: pytest.FixtureRequest) -> bool:
+    """True when run with --update-golden: golden-file tests then rewrite their expected files."""
+    return bool(request.config.getoption("--update-golden"))
+
+
+def _unavailable(reason: str) -> None:
+    hint = "start it with `sudo bash scripts/slurm-local.sh start` (scripts/test.sh does)"
+    if IN_CI:
+        pytest.fail(f"{reason}; {hint}", pytrace=False)
+    pytest.skip(f"{reason}; {hint}")
+
+
+@pytest.fixture(scope="session")
+def slurm() -> str:
+    """The local one-node Slurm cluster, up and taking jobs; returns its partition name.
+
+    Skips the test when the cluster is not there, except in CI (CI=true), where that fails it.
+    """
+    if not shutil.which("sinfo") or not shutil.which("sbatch"):
+        _unavailable("Slurm is not installed (no sinfo/sbatch on PATH)")
+    state = ""
+    deadline = time.monotonic() + 5
+    while True:
+        try:
+            out = subprocess.run(
+                ["sinfo", "-h", "-o", "%t"], capture_output=True, text=True, timeout=10
+            )
+            state = out.stdout.split()[0] if out.returncode == 0 and out.stdout.split() else ""
+        except subprocess.TimeoutExpired:
+            state = ""
+        if state in SLURM_READY or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    if state not in SLURM_READY:
+        _unavailable(f"the local Slurm cluster is not up (sinfo -h -o %t says {state or 'nothing'!r})")
+    return "debug"
