@@ -1,41 +1,71 @@
-"""Lint blueprints: load, check, and run every pass that needs no heavy import."""
+"""Lint blueprints: load, check, and plan onto each target, with no heavy import."""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from dtec.diagnostics import Diagnostic
+from dtec.diagnostics import Diagnostic, diag, has_errors
 from dtec.lang.blueprint import Blueprint
 from dtec.lang.check import check
 from dtec.lang.loader import load
+from dtec.lang.overrides import apply_sets
 from dtec.lang.semantics import check_semantics
 from dtec.lang.suppress import apply_suppressions
+from dtec.plan import Plan, plan
 
 
 @dataclass(frozen=True)
 class FileResult:
-    """The outcome of linting one file."""
+    """The outcome of analysing one file: the blueprint, its plans per target, and diagnostics."""
 
     path: Path
     blueprint: Blueprint | None
     diagnostics: tuple[Diagnostic, ...]
+    plans: dict[str, Plan] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        """Return whether there is no error."""
+        return not has_errors(list(self.diagnostics))
 
 
 def analyse(
-    path: Path, text: str | None = None, environ: Mapping[str, str] | None = None
+    path: Path,
+    text: str | None = None,
+    environ: Mapping[str, str] | None = None,
+    *,
+    targets: Sequence[str] | None = None,
+    sets: Sequence[str] = (),
+    machine_dirs: Sequence[Path] = (),
 ) -> FileResult:
-    """Load and check one blueprint (syntax, vocabulary, types, references, semantics)."""
+    """Check one blueprint and plan it onto `targets` (None: every target it declares)."""
     program, diagnostics = load(path, text)
-    blueprint = None
-    if program.documents:
-        blueprint, found = check(program, os.environ if environ is None else environ)
-        diagnostics += found
-        diagnostics += check_semantics(blueprint)
-        diagnostics = apply_suppressions(program.documents, diagnostics)
-    return FileResult(path, blueprint, tuple(sorted(diagnostics, key=lambda d: d.sort_key)))
+    if not program.documents:
+        return FileResult(path, None, tuple(diagnostics))
+    program, found = apply_sets(program, list(sets))
+    diagnostics += found
+    blueprint, found = check(program, os.environ if environ is None else environ)
+    diagnostics += found
+    diagnostics += check_semantics(blueprint)
+    plans: dict[str, Plan] = {}
+    if not has_errors(diagnostics):
+        from dtec.machines import load_machines
+
+        catalog = load_machines(tuple(machine_dirs))
+        diagnostics += [
+            diag("DT214", f"machine profile ignored: {e}", None, "fix or remove the file") for e in catalog.errors
+        ]
+        names = list(blueprint.get("target") or {}) if targets is None else list(targets)
+        for name in names:
+            planned, found = plan(blueprint, name, catalog)
+            diagnostics += found
+            if planned is not None:
+                plans[name] = planned
+    diagnostics = apply_suppressions(program.documents, diagnostics)
+    return FileResult(path, blueprint, tuple(sorted(diagnostics, key=lambda d: d.sort_key)), plans)
 
 
 def expand(paths: Iterable[Path]) -> list[Path]:

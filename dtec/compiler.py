@@ -1,0 +1,94 @@
+"""Compile a blueprint for one target into a bundle: the files, the IR and the plan."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from dtec import __version__
+from dtec.diagnostics import Diagnostic, has_errors
+from dtec.ir import IR, build_ir
+from dtec.lint import analyse
+from dtec.plan import Plan
+
+LAUNCHERS = {"slurm": "job.sbatch", "local": "run.sh", "kubernetes": "job.yaml", "kubeflow": "job.yaml", "interlink": "job.yaml"}
+
+
+@dataclass(frozen=True)
+class Bundle:
+    """Generated files by name (sorted), with the IR and plan they came from."""
+
+    files: dict[str, str]
+    ir: IR
+    plan: Plan
+
+    @property
+    def launcher(self) -> str:
+        """Return the name of the file that starts the job."""
+        return LAUNCHERS[self.ir.target.scheduler]
+
+
+def compile_blueprint(
+    path: Path,
+    target: str,
+    *,
+    text: str | None = None,
+    sets: Sequence[str] = (),
+    environ: Mapping[str, str] | None = None,
+    machine_dirs: Sequence[Path] = (),
+    template_dirs: Sequence[Path] = (),
+) -> tuple[Bundle | None, list[Diagnostic]]:
+    """Compile `path` for `target`; returns no bundle when any error was found."""
+    result = analyse(path, text, environ, targets=[target], sets=sets, machine_dirs=machine_dirs)
+    diagnostics = list(result.diagnostics)
+    if has_errors(diagnostics) or target not in result.plans:
+        return None, diagnostics
+    plan = result.plans[target]
+    ir = build_ir(result.blueprint, plan)  # type: ignore[arg-type]
+    files, found = generate(ir, plan, template_dirs)
+    diagnostics += found
+    if has_errors(found):
+        return None, diagnostics
+    return Bundle(files, ir, plan), diagnostics
+
+
+def generate(ir: IR, plan: Plan, template_dirs: Sequence[Path] = ()) -> tuple[dict[str, str], list[Diagnostic]]:
+    """Run the backends for the IR's scheduler and add `ir.json` and `manifest.json`."""
+    from dtec.backends import kubernetes, local, slurm
+    from dtec.backends.pytorch import train_context
+    from dtec.backends.train_script import render_train
+
+    backend = {"slurm": slurm, "local": local}.get(ir.target.scheduler, kubernetes)
+    files, diagnostics = backend.generate(ir, plan)
+    files = {
+        "train.py": render_train(train_context(ir), template_dirs),
+        **files,
+        "ir.json": ir_json(ir),
+    }
+    files["manifest.json"] = manifest(files, ir)
+    return dict(sorted(files.items())), diagnostics
+
+
+def ir_json(ir: IR) -> str:
+    """Serialise the IR deterministically."""
+    return json.dumps(ir.model_dump(mode="json"), indent=2, sort_keys=False) + "\n"
+
+
+def manifest(files: Mapping[str, str], ir: IR) -> str:
+    """List every file with its sha256, the dtec version and the target."""
+    body = {
+        "dtec_version": __version__,
+        "ir_schema_version": ir.schema_version,
+        "twin": ir.twin.name,
+        "target": ir.target.name,
+        "scheduler": ir.target.scheduler,
+        "launcher": LAUNCHERS[ir.target.scheduler],
+        "files": {
+            name: {"sha256": hashlib.sha256(content.encode("utf-8")).hexdigest(), "bytes": len(content.encode("utf-8"))}
+            for name, content in sorted(files.items())
+        },
+    }
+    return json.dumps(body, indent=2) + "\n"

@@ -1,0 +1,100 @@
+"""Static estimates from the blueprint alone: parameter counts and memory per rank."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from math import prod
+
+_OPTIMIZER_STATE_BYTES = {"adamw": 8, "adam": 8, "sgd": 4}  # fp32 states per parameter
+
+
+def parameter_count(arch: dict, shape: list[int] | None) -> int | None:
+    """Count the trainable parameters of a built-in architecture (None for user models)."""
+    fn = arch.get("fn")
+    if fn == "mlp":
+        widths = [arch["input"], *arch["hidden"], arch["output"]]
+        return sum(a * b + b for a, b in zip(widths, widths[1:]))
+    if fn == "lstm":
+        h = arch["hidden"]
+        layers = sum(4 * (inp * h + h * h + 2 * h) for inp in [arch["input"]] + [h] * (arch["layers"] - 1))
+        return layers + h * arch["output"] + arch["output"]
+    if fn == "cnn":
+        widths = [arch["channels"], *arch["widths"]]
+        convs = sum(a * b * 9 + b + 2 * b for a, b in zip(widths, widths[1:]))
+        return convs + widths[-1] * arch["output"] + arch["output"]
+    if fn == "unet":
+        total, c_in, w = 0, arch["channels"], arch["width"]
+        kernel = 9 if shape is not None and len(shape) == 3 else 3
+        skips = []
+        for _ in range(arch["depth"]):
+            total += (c_in * w + w * w) * kernel + 2 * w
+            skips.append(w)
+            c_in, w = w, w * 2
+        total += (c_in * w + w * w) * kernel + 2 * w  # bottleneck
+        for skip in reversed(skips):
+            total += w * skip * 4 + skip  # up-sampling
+            total += (2 * skip * skip + skip * skip) * kernel + 2 * skip
+            w = skip
+        return total + w * arch["output"] + arch["output"]
+    if fn == "transformer":
+        d, ffn = arch["dim"], arch.get("ffn") or 4 * arch["dim"]
+        steps = shape[0] if shape else 0
+        per_layer = 4 * d * d + 4 * d + 2 * d * ffn + ffn + d + 4 * d
+        return arch["input"] * d + d + steps * d + arch["layers"] * per_layer + d * arch["output"] + arch["output"]
+    return None
+
+
+def activation_bytes(arch: dict, shape: list[int] | None, batch: int, precision: str) -> int:
+    """Roughly estimate activation memory per rank for one micro-batch (a scale, not a promise)."""
+    size = 2 if precision in ("bf16", "fp16") else 4
+    if shape is None:
+        return 0
+    fn = arch.get("fn")
+    if fn == "mlp":
+        units = sum(arch["hidden"]) + arch["output"] + prod(shape)
+    elif fn == "lstm":
+        units = shape[0] * arch["hidden"] * arch["layers"] * 8
+    elif fn == "transformer":
+        d, ffn, steps = arch["dim"], arch.get("ffn") or 4 * arch["dim"], shape[0]
+        units = arch["layers"] * steps * (10 * d + ffn + arch["heads"] * steps)
+    elif fn in ("cnn", "unet"):
+        area = prod(shape[1:])
+        widths = arch.get("widths") or [arch["width"] * 2**i for i in range(arch["depth"])]
+        units = sum(w * area // 4**i for i, w in enumerate(widths)) * 3
+    else:
+        return 0
+    return int(units * batch * size * 2)  # forward values kept for backward, roughly doubled
+
+
+@dataclass(frozen=True)
+class Memory:
+    """Bytes per rank for each kind of state, after sharding."""
+
+    parameters: int
+    gradients: int
+    optimizer: int
+    activations: int
+
+    @property
+    def total(self) -> int:
+        """Return the sum of all parts."""
+        return self.parameters + self.gradients + self.optimizer + self.activations
+
+
+def memory_per_rank(
+    params: int, optimizer: str, activations: int, shards: int, stage: int
+) -> Memory:
+    """Split fp32 parameters, gradients and optimizer states over `shards` ranks per ZeRO `stage`.
+
+    Stage 0 is plain data parallelism; 1 shards optimizer states, 2 also gradients, 3 (and FSDP)
+    also parameters.
+    """
+    def share(nbytes: int, from_stage: int) -> int:
+        return nbytes // shards if stage >= from_stage else nbytes
+
+    return Memory(
+        parameters=share(4 * params, 3),
+        gradients=share(4 * params, 2),
+        optimizer=share(_OPTIMIZER_STATE_BYTES.get(optimizer, 8) * params, 1),
+        activations=activations,
+    )

@@ -1,0 +1,299 @@
+"""Pydantic models of the IR, the interoperability contract other tools can build on."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from dtec import __version__
+from dtec.lang.blueprint import Blueprint
+from dtec.lang.semantics import label_count, sample_shape
+from dtec.plan import Plan
+
+IR_VERSION = "1.0"
+IR_SCHEMA_ID = "https://dtec.dev/schema/ir/1.0.json"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Twin(_Model):
+    """The digital twin's identity."""
+
+    name: str
+    description: str
+    version: str
+
+
+class Split(_Model):
+    """Fractions of the samples for training and validation."""
+
+    train: float = Field(gt=0, le=1)
+    val: float = Field(ge=0, le=1)
+
+
+class Data(_Model):
+    """A data set: its source, shape, labels and loading."""
+
+    name: str
+    source: Literal["synthetic", "npz", "csv", "python"]
+    options: dict[str, Any] = Field(description="the source's arguments, as in the blueprint")
+    sample_shape: list[int] | None
+    task: Literal["regression", "classification"] | None
+    targets: int | None
+    classes: int | None
+    split: Split
+    batch: int = Field(ge=1, description="batch size per rank")
+    workers: int = Field(ge=0)
+    shuffle: bool
+
+
+class Model(_Model):
+    """A network, its architecture and the data set it reads."""
+
+    name: str
+    arch: Literal["mlp", "lstm", "cnn", "unet", "transformer", "python"]
+    params: dict[str, Any]
+    input: str
+    path: str | None
+    parameters: int | None = Field(description="trainable parameters, when known statically")
+
+
+class Optimizer(_Model):
+    """The optimizer and its settings."""
+
+    name: Literal["adamw", "adam", "sgd"]
+    lr: float = Field(gt=0)
+    weight_decay: float = Field(ge=0)
+    momentum: float = Field(ge=0, le=1)
+
+
+class Scheduler(_Model):
+    """The learning-rate schedule."""
+
+    name: Literal["none", "cosine", "step"]
+    warmup: int = 0
+    every: int | None = None
+    gamma: float | None = None
+
+
+class Checkpoint(_Model):
+    """How often checkpoints are written and how many are kept."""
+
+    every: int = Field(ge=1)
+    keep: int = Field(ge=1)
+
+
+class Train(_Model):
+    """The training loop."""
+
+    model: str
+    loss: Literal["mse", "mae", "huber", "cross_entropy", "bce"]
+    optimizer: Optimizer
+    scheduler: Scheduler
+    epochs: int = Field(ge=1)
+    max_steps: int | None
+    precision: Literal["fp32", "bf16", "fp16"]
+    seed: int = Field(ge=0)
+    grad_accum: int = Field(ge=1)
+    clip_grad: float | None
+    checkpoint: Checkpoint
+
+
+class Strategy(_Model):
+    """How the training is distributed, resolved for the target."""
+
+    kind: Literal["single", "ddp", "fsdp", "deepspeed"]
+    zero: int | None = Field(default=None, ge=1, le=3)
+    nodes: int = Field(ge=1)
+    ranks_per_node: int = Field(ge=1)
+    gpus_per_node: int = Field(ge=0)
+    world_size: int = Field(ge=1)
+    device: Literal["cuda", "cpu"]
+    backend: str
+    global_batch: int = Field(ge=1)
+
+
+class Monitor(_Model):
+    """What the training script measures."""
+
+    timing: bool
+    energy: bool
+    profiler: dict[str, Any] | None
+
+
+class Scaling(_Model):
+    """A scaling study over node counts."""
+
+    nodes: list[int]
+    mode: Literal["strong", "weak"]
+
+
+class Target(_Model):
+    """The machine and the site settings of the job."""
+
+    name: str
+    scheduler: Literal["slurm", "local", "kubernetes", "kubeflow", "interlink"]
+    partition: str | None
+    qos: str | None
+    account: str | None
+    walltime_s: int = Field(ge=1)
+    cpus_per_rank: int = Field(ge=1)
+    container: str | None
+    modules: list[str]
+    env: dict[str, str]
+    image: str | None
+    namespace: str | None
+    exclusive: bool | None
+    reservation: str | None
+
+
+class Estimate(_Model):
+    """Static estimates: parameters and bytes per rank."""
+
+    parameters: int | None
+    parameter_bytes: int | None
+    gradient_bytes: int | None
+    optimizer_bytes: int | None
+    activation_bytes: int | None
+    total_bytes: int | None
+    limit_bytes: int | None
+
+
+class Decision(_Model):
+    """A value dtec chose, and why."""
+
+    subject: str
+    value: str
+    reason: str
+
+
+class IR(_Model):
+    """A blueprint planned for one target."""
+
+    schema_version: Literal["1.0"] = IR_VERSION
+    dtec_version: str
+    twin: Twin
+    data: dict[str, Data]
+    models: dict[str, Model]
+    train: Train
+    strategy: Strategy
+    monitor: Monitor
+    scaling: Scaling | None
+    target: Target
+    estimate: Estimate
+    decisions: list[Decision]
+
+
+def ir_schema() -> dict[str, Any]:
+    """Return the JSON Schema (draft 2020-12) of the IR."""
+    schema = IR.model_json_schema(mode="serialization")
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": IR_SCHEMA_ID,
+        "version": IR_VERSION,
+        **schema,
+    }
+
+
+def build_ir(bp: Blueprint, plan: Plan) -> IR:
+    """Build the IR of a checked blueprint (without errors) and its plan."""
+    v = bp.values
+    train = v["train"]
+    optimizer = train["optimizer"]
+    scheduler = train["scheduler"]
+    profiler = v["monitor"]["profiler"]
+    memory = plan.memory
+    settings = plan.settings
+    return IR(
+        dtec_version=__version__,
+        twin=Twin(name=v["twin"]["name"], description=v["twin"]["description"], version=v["twin"]["version"]),
+        data={name: _data(name, d, plan) for name, d in sorted(v["data"].items())},
+        models={
+            name: Model(
+                name=name,
+                arch=m["arch"]["fn"],
+                params={k: val for k, val in m["arch"].items() if k != "fn"},
+                input=m["input"],
+                path=m["path"],
+                parameters=plan.parameters if name == train["model"] else None,
+            )
+            for name, m in sorted(v["model"].items())
+        },
+        train=Train(
+            model=train["model"],
+            loss=train["loss"],
+            optimizer=Optimizer(name=optimizer["fn"], lr=optimizer["lr"], weight_decay=optimizer["weight_decay"], momentum=optimizer["momentum"]),
+            scheduler=Scheduler(name=scheduler["fn"], **{k: val for k, val in scheduler.items() if k != "fn"}),
+            epochs=train["epochs"],
+            max_steps=train["max_steps"],
+            precision=plan.precision,
+            seed=train["seed"],
+            grad_accum=train["grad_accum"],
+            clip_grad=train["clip_grad"],
+            checkpoint=Checkpoint(**train["checkpoint"]),
+        ),
+        strategy=Strategy(
+            kind=plan.strategy,
+            zero=plan.zero,
+            nodes=plan.nodes,
+            ranks_per_node=plan.ranks_per_node,
+            gpus_per_node=plan.gpus_per_node,
+            world_size=plan.world_size,
+            device=plan.device,
+            backend=plan.backend,
+            global_batch=plan.global_batch,
+        ),
+        monitor=Monitor(
+            timing=v["monitor"]["timing"],
+            energy=v["monitor"]["energy"],
+            profiler=None if profiler["fn"] == "none" else profiler,
+        ),
+        scaling=Scaling(**v["scaling"]) if v.get("scaling", {}).get("nodes") else None,
+        target=Target(
+            name=plan.target,
+            scheduler=plan.machine.scheduler,
+            partition=plan.partition.slurm_partition if plan.partition is not None else settings.get("partition"),
+            qos=settings.get("qos") or (plan.partition.qos if plan.partition is not None else None),
+            account=settings.get("account"),
+            walltime_s=plan.walltime_s,
+            cpus_per_rank=plan.cpus_per_rank,
+            container=settings.get("container"),
+            modules=list(settings.get("modules") or []),
+            env=dict(sorted((settings.get("env") or {}).items())),
+            image=settings.get("image"),
+            namespace=settings.get("namespace"),
+            exclusive=settings.get("exclusive"),
+            reservation=settings.get("reservation"),
+        ),
+        estimate=Estimate(
+            parameters=plan.parameters,
+            parameter_bytes=memory.parameters if memory else None,
+            gradient_bytes=memory.gradients if memory else None,
+            optimizer_bytes=memory.optimizer if memory else None,
+            activation_bytes=memory.activations if memory else None,
+            total_bytes=memory.total if memory else None,
+            limit_bytes=plan.memory_limit,
+        ),
+        decisions=[Decision(subject=d.subject, value=d.value, reason=d.reason) for d in plan.decisions],
+    )
+
+
+def _data(name: str, d: dict[str, Any], plan: Plan) -> Data:
+    source = d["source"]
+    labels = label_count(source)
+    return Data(
+        name=name,
+        source=source["fn"],
+        options={k: val for k, val in source.items() if k != "fn" and val is not None},
+        sample_shape=sample_shape(source),
+        task=None if labels is None else ("classification" if labels[0] == "classes" else "regression"),
+        targets=source.get("targets"),
+        classes=source.get("classes"),
+        split=Split(**d["split"]),
+        batch=d["batch"],
+        workers=plan.workers if d["workers"] == "auto" else d["workers"],
+        shuffle=d["shuffle"],
+    )

@@ -1,0 +1,362 @@
+"""Plan a blueprint onto a machine: resolve every `auto`, check the machine's limits, say why.
+
+Light on purpose (no pydantic, networkx or jinja2): `dtec lint` runs it for every target.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from dtec.diagnostics import Diagnostic, Related, diag
+from dtec.estimate import Memory, activation_bytes, memory_per_rank, parameter_count
+from dtec.lang.blueprint import Blueprint
+from dtec.lang.semantics import sample_shape
+from dtec.machines import Catalog, Machine, Partition
+from dtec.machines.model import Node
+from dtec.suggest import did_you_mean
+
+GiB = 2**30
+_DEFAULT_WALLTIME = 3600
+_GPU_HEADROOM = 0.9  # CUDA context, allocator fragmentation and NCCL buffers take the rest
+
+
+@dataclass(frozen=True)
+class Decision:
+    """A value dtec chose for the user, and why."""
+
+    subject: str
+    value: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The blueprint resolved for one target: every count and setting the backends need."""
+
+    target: str
+    machine: Machine
+    partition: Partition | None
+    node: Node
+    settings: dict[str, Any]  # the blueprint's target block (empty when the target is not declared)
+    strategy: str
+    zero: int | None
+    nodes: int
+    ranks_per_node: int
+    gpus_per_node: int
+    device: str
+    backend: str
+    precision: str
+    workers: int
+    cpus_per_rank: int
+    global_batch: int
+    walltime_s: int
+    parameters: int | None
+    memory: Memory | None
+    memory_limit: int | None
+    decisions: tuple[Decision, ...]
+
+    @property
+    def world_size(self) -> int:
+        """Return the number of ranks."""
+        return self.nodes * self.ranks_per_node
+
+
+def plan(bp: Blueprint, target: str, catalog: Catalog) -> tuple[Plan | None, list[Diagnostic]]:
+    """Plan `bp` for `target`; returns None (with the reasons) when it cannot be planned."""
+    return _Planner(bp, target, catalog).run()
+
+
+class _Planner:
+    def __init__(self, bp: Blueprint, target: str, catalog: Catalog) -> None:
+        self.bp = bp
+        self.target = target
+        self.catalog = catalog
+        self.settings: dict[str, Any] = (bp.get("target") or {}).get(target) or {}
+        self.found: list[Diagnostic] = []
+        self.decisions: list[Decision] = []
+
+    def report(self, code: str, message: str, *path: str | int, help: str | None = None, related=()) -> None:
+        span = self.bp.span(*path) if path else self.bp.span("target", self.target)
+        self.found.append(diag(code, message, span, help, related))
+
+    def decide(self, subject: str, value: Any, reason: str) -> None:
+        self.decisions.append(Decision(subject, str(value), reason))
+
+    def at_target(self, key: str) -> tuple[str, ...]:
+        return ("target", self.target, key) if key in self.settings else ("target", self.target)
+
+    def run(self) -> tuple[Plan | None, list[Diagnostic]]:
+        machine = self.machine()
+        if machine is None:
+            return None, self.found
+        partition = self.partition(machine)
+        node = partition.node if partition is not None else machine.node
+        self.site_rules(machine)
+        strategy = self.bp.get("strategy") or {}
+        gpus = self.gpus(strategy, node)
+        device = "cuda" if gpus else "cpu"
+        kind = strategy.get("kind", "auto")
+        ranks_per_node = gpus if gpus else strategy.get("procs_per_node", 1)
+        nodes = strategy.get("nodes", 1)
+        if kind == "single":
+            ranks_per_node, nodes, gpus = 1, 1, min(gpus, 1)
+        self.limits(partition, nodes)
+        walltime = self.walltime(partition)
+        precision = self.precision(node, device)
+        cpus_per_rank = self.cpus_per_rank(node, ranks_per_node, gpus)
+        workers = self.workers(cpus_per_rank)
+        world = nodes * ranks_per_node
+        kind, zero, params, memory, limit = self.strategy(kind, strategy.get("zero"), world, node, device, precision)
+        if partition is not None and partition.whole_node and 0 < gpus < node.gpus:
+            self.report(
+                "DT212",
+                f"the job uses {gpus} of {node.gpus} GPUs per node on `{partition.name}`, which allocates whole nodes",
+                "strategy", "gpus_per_node",
+                help="use `gpus_per_node = all`, or a partition that shares nodes",
+            )
+        batch = self.batch()
+        global_batch = batch * world * (self.bp.get("train", "grad_accum") or 1)
+        self.decide("global batch", global_batch, f"{batch} per rank × {world} ranks × {self.bp.get('train', 'grad_accum') or 1} accumulation steps")
+        return (
+            Plan(
+                target=self.target,
+                machine=machine,
+                partition=partition,
+                node=node,
+                settings=self.settings,
+                strategy=kind,
+                zero=zero,
+                nodes=nodes,
+                ranks_per_node=ranks_per_node,
+                gpus_per_node=gpus,
+                device=device,
+                backend=machine.backend(partition) if gpus else machine.comm.cpu_backend,
+                precision=precision,
+                workers=workers,
+                cpus_per_rank=cpus_per_rank,
+                global_batch=global_batch,
+                walltime_s=walltime,
+                parameters=params,
+                memory=memory,
+                memory_limit=limit,
+                decisions=tuple(self.decisions),
+            ),
+            self.found,
+        )
+
+    # ---- the machine ---------------------------------------------------------------------
+    def machine(self) -> Machine | None:
+        machine = self.catalog.get(self.target)
+        if machine is None:
+            self.report(
+                "DT200",
+                f"no machine profile named `{self.target}`",
+                help=did_you_mean(self.target, self.catalog.names()) or "run `dtec targets` to list the machines",
+            )
+            return None
+        if machine.scheduler == "local":
+            from dtec.machines import detect_local
+
+            machine = detect_local(machine)
+        overrides = {k: v for k, v in (self.settings.get("machine") or {}).items() if v is not None}
+        if self.settings.get("partition"):
+            overrides["partition"] = self.settings["partition"]
+        return machine.with_overrides(overrides) if overrides else machine
+
+    def partition(self, machine: Machine) -> Partition | None:
+        if machine.is_kube or not machine.partitions:
+            return None
+        # Some sites select the hardware by QoS (MareNostrum 5), others by partition.
+        for key in ("qos", "partition"):
+            found = machine.partition(self.settings[key]) if self.settings.get(key) else None
+            if found is not None:
+                return found
+        name = self.settings.get("partition")
+        default = machine.partition(None)
+        if name is not None:
+            names = [p.name for p in machine.partitions]
+            self.report(
+                "DT201",
+                f"`{machine.name}` has no partition `{name}`",
+                *self.at_target("partition"),
+                help=did_you_mean(name, names) or "partitions: " + ", ".join(f"`{n}`" for n in names),
+            )
+        elif default is not None:
+            self.decide("partition", default.name, f"the default partition of `{machine.name}`")
+        return default
+
+    def site_rules(self, machine: Machine) -> None:
+        problem = machine.account_problem(self.settings.get("account"))
+        if problem is not None:
+            missing = not self.settings.get("account")
+            variable = self.target.upper().replace("-", "_") + "_ACCOUNT"
+            self.report(
+                "DT209" if missing else "DT211",
+                problem,
+                *self.at_target("account"),
+                help=f'add `account = env("{variable}")` to the target block' if missing else "check the project's account name",
+            )
+        if machine.kube is not None and machine.kube.image_required and not self.settings.get("image"):
+            self.report(
+                "DT210",
+                f"`{machine.name}` runs containers but the target has no `image`",
+                *self.at_target("image"),
+                help='add `image = "registry.example.org/team/trainer:1.0"` with torch installed',
+            )
+
+    def gpus(self, strategy: dict, node: Node) -> int:
+        asked = strategy.get("gpus_per_node", "all")
+        if asked == "all":
+            return node.gpus
+        if not isinstance(asked, int):
+            return 0
+        if asked > 0 and node.gpus == 0:
+            self.report(
+                "DT206",
+                f"`gpus_per_node = {asked}` but `{self.target}` has no GPUs",
+                "strategy", "gpus_per_node",
+                help="use `gpus_per_node = all` (or 0) and `procs_per_node` for CPU ranks",
+            )
+            return 0
+        if asked > node.gpus:
+            self.report(
+                "DT204",
+                f"`gpus_per_node = {asked}` but a `{self.target}` node has {node.gpus}",
+                "strategy", "gpus_per_node",
+                help=f"use at most {node.gpus}, or `all`",
+            )
+            return node.gpus
+        return asked
+
+    def limits(self, partition: Partition | None, nodes: int) -> None:
+        if partition is None or partition.max_nodes is None:
+            return
+        where = [Related(self.bp.span(*self.at_target("partition")), f"partition `{partition.name}`")] if self.bp.span("target", self.target) else []
+        if nodes > partition.max_nodes:
+            self.report(
+                "DT202",
+                f"{nodes} nodes asked, `{partition.name}` allows at most {partition.max_nodes}",
+                "strategy", "nodes",
+                help=f"use at most {partition.max_nodes} nodes, or another partition",
+                related=where,
+            )
+        for i, count in enumerate(self.bp.get("scaling", "nodes") or []):
+            if isinstance(count, int) and count > partition.max_nodes:
+                self.report(
+                    "DT202",
+                    f"the scaling study asks for {count} nodes, `{partition.name}` allows at most {partition.max_nodes}",
+                    "scaling", "nodes", i,
+                    help=f"drop the counts above {partition.max_nodes}",
+                    related=where,
+                )
+
+    def walltime(self, partition: Partition | None) -> int:
+        asked = self.settings.get("walltime")
+        limit = partition.max_walltime_s if partition is not None else None
+        if asked is None:
+            chosen = min(_DEFAULT_WALLTIME, limit) if limit else _DEFAULT_WALLTIME
+            self.decide("walltime", f"{chosen}s", "no `walltime` in the target block")
+            return chosen
+        if limit is not None and asked > limit:
+            from dtec.syntax.units import format_duration
+
+            self.report(
+                "DT203",
+                f"walltime {format_duration(asked)} is above the {format_duration(limit)} limit of `{partition.name}`",
+                *self.at_target("walltime"),
+                help=f"ask for at most {format_duration(limit)}, and checkpoint to continue in a new job",
+            )
+        return int(asked)
+
+    def precision(self, node: Node, device: str) -> str:
+        asked = self.bp.get("train", "precision") or "auto"
+        hardware = node.gpu_model if device == "cuda" else (node.cpu_model or "the CPU")
+        if asked == "auto":
+            chosen = "bf16" if device == "cuda" and node.bf16 else "fp32"
+            why = f"{hardware} computes in bfloat16" if chosen == "bf16" else (
+                "no GPU: fp32 is the fast and safe choice on CPUs" if device == "cpu" else f"{hardware} lacks bfloat16"
+            )
+            self.decide("precision", chosen, why)
+            return chosen
+        if asked == "bf16" and not node.bf16 or asked == "fp16" and (device == "cpu" or not node.fp16):
+            self.report(
+                "DT205",
+                f"`{asked}` asked but {hardware} on `{self.target}` does not support it",
+                "train", "precision",
+                help="use `precision = auto` or `fp32`",
+            )
+        return asked
+
+    def cpus_per_rank(self, node: Node, ranks_per_node: int, gpus: int) -> int:
+        per_rank = node.usable_cpus // max(ranks_per_node, 1)
+        if gpus and node.cpus_per_gpu:
+            per_rank = min(per_rank, node.cpus_per_gpu)
+        return max(per_rank, 1)
+
+    def workers(self, cpus_per_rank: int) -> int:
+        data = self.bp.get("train", "model") and self.bp.get("model", self.bp.get("train", "model"), "input")
+        asked = self.bp.get("data", data, "workers", default="auto") if data else "auto"
+        if asked == "auto":
+            chosen = max(0, min(8, cpus_per_rank - 1))
+            self.decide("loader workers", chosen, f"{cpus_per_rank} CPUs per rank, one kept for the training loop")
+            return chosen
+        if isinstance(asked, int) and asked >= cpus_per_rank and asked > 0:
+            self.report(
+                "DT213",
+                f"{asked} loader workers per rank, but a rank has {cpus_per_rank} CPU{'s' if cpus_per_rank != 1 else ''} on `{self.target}`",
+                "data", data, "workers",
+                help=f"use `workers = auto` (here {max(0, cpus_per_rank - 1)})",
+            )
+        return asked if isinstance(asked, int) else 0
+
+    def batch(self) -> int:
+        model = self.bp.get("train", "model")
+        data = self.bp.get("model", model, "input") if model else None
+        batch = self.bp.get("data", data, "batch") if data else None
+        return batch if isinstance(batch, int) else 1
+
+    def strategy(self, kind: str, zero: int | None, world: int, node: Node, device: str, precision: str):
+        model = self.bp.get("train", "model")
+        arch = self.bp.get("model", model, "arch") if model else None
+        data = self.bp.get("model", model, "input") if model else None
+        source = self.bp.get("data", data, "source") if data else None
+        shape = sample_shape(source) if isinstance(source, dict) else None
+        params = parameter_count(arch, shape) if isinstance(arch, dict) else None
+        optimizer = (self.bp.get("train", "optimizer") or {}).get("fn", "adamw")
+        if device == "cuda":
+            limit = int((node.gpu_memory_gb or 0) * GiB * _GPU_HEADROOM) or None
+        else:
+            ranks = max(world // max(self.bp.get("strategy", "nodes") or 1, 1), 1)
+            limit = int(node.requestable_memory_gb * GiB / ranks) or None
+        activations = activation_bytes(arch, shape, self.batch(), precision) if isinstance(arch, dict) else 0
+
+        def memory(stage: int) -> Memory | None:
+            return memory_per_rank(params, optimizer, activations, world, stage) if params is not None else None
+
+        if kind == "deepspeed" and zero is None:
+            zero = 1
+            self.decide("ZeRO stage", 1, "`strategy.zero` not given; stage 1 shards the optimizer states")
+        stages = {"single": 0, "ddp": 0, "fsdp": 3, "deepspeed": zero or 0}
+        if kind == "auto":
+            replicated, sharded = memory(0), memory(3)
+            if world == 1:
+                kind, why = "single", "one rank"
+            elif replicated is None or limit is None or replicated.total <= limit:
+                kind, why = "ddp", "the model fits in each rank's memory" if replicated else "a user model of unknown size"
+            else:
+                kind, why = "fsdp", f"a full replica needs ~{replicated.total / GiB:.1f} GiB per rank, more than {limit / GiB:.1f} GiB"
+            self.decide("strategy", kind, why)
+            stages["auto"] = stages[kind]
+        estimate = memory(stages.get(kind, 0))
+        fully_sharded = memory(3)
+        if fully_sharded is not None and limit is not None and fully_sharded.total > limit:
+            self.report(
+                "DT208",
+                f"the model needs ~{fully_sharded.total / GiB:.1f} GiB per rank even fully sharded over {world} ranks; a rank has {limit / GiB:.1f} GiB",
+                "model", model, "arch",
+                help="use more nodes, a smaller model or a smaller batch",
+            )
+        elif estimate is not None and limit is not None and estimate.total > limit:
+            self.decide("memory", f"~{estimate.total / GiB:.1f} GiB per rank", f"above the {limit / GiB:.1f} GiB a rank has with `{kind}`; `fsdp` or `deepspeed` with `zero = 3` would fit")
+        return kind, zero if kind == "deepspeed" else None, params, estimate, limit
