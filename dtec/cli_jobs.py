@@ -1,0 +1,222 @@
+"""CLI commands that build and run jobs: compile, run, graph, schema, targets."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from dtec.cli import app
+
+SetOption = Annotated[
+    Optional[list[str]],
+    typer.Option("--set", "-s", help="Override a value: `strategy.nodes=4` (a .twin expression)."),
+]
+MachinesOption = Annotated[
+    Optional[list[Path]],
+    typer.Option("--machines", help="Extra folder of machine profiles (also env DTEC_MACHINES)."),
+]
+TargetOption = Annotated[str, typer.Option("--target", "-t", help="Machine to compile for (`dtec targets`).")]
+
+targets_app = typer.Typer(help="List the machines dtec can compile for.", no_args_is_help=False)
+app.add_typer(targets_app, name="targets")
+
+
+def _stderr(text: str) -> None:
+    sys.stderr.write(text if text.endswith("\n") else text + "\n")
+
+
+def _report(diagnostics: list) -> None:
+    """Show diagnostics on stderr, the way `lint` shows them."""
+    if diagnostics:
+        from dtec.render import render
+
+        _stderr(render(diagnostics, "text", color=sys.stderr.isatty()))
+
+
+def _build(file: Path, target: str, sets: list[str] | None, machines: list[Path] | None):
+    from dtec.compiler import compile_blueprint
+
+    bundle, diagnostics = compile_blueprint(file, target, sets=sets or (), machine_dirs=machines or ())
+    _report(diagnostics)
+    if bundle is None:
+        _stderr(f"dtec: `{file}` was not compiled for `{target}`: fix the errors above")
+        raise typer.Exit(1)
+    return bundle
+
+
+def write_bundle(files: dict[str, str], folder: Path) -> None:
+    """Write generated files atomically (temporary file, then rename); other files stay."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, content in files.items():
+        path = folder / name
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{name}.")
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
+            handle.write(content)
+        os.chmod(tmp, 0o755 if name.endswith((".sh", ".sbatch")) else 0o644)
+        os.replace(tmp, path)
+
+
+def _default_folder(root: str, bundle) -> Path:
+    return Path(root) / f"{_slug(bundle.ir.twin.name)}-{bundle.ir.target.name}"
+
+
+def _slug(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "-" for c in name).strip("-.") or "twin"
+
+
+def _explain(bundle) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"Decisions for `{bundle.ir.target.name}`", show_lines=False)
+    for column in ("what", "value", "why"):
+        table.add_column(column)
+    for d in bundle.ir.decisions:
+        table.add_row(d.subject, d.value, d.reason)
+    s, e = bundle.ir.strategy, bundle.ir.estimate
+    table.add_row("ranks", f"{s.nodes} × {s.ranks_per_node}", f"{s.device}, backend {s.backend}")
+    if e.total_bytes is not None:
+        limit = f" of {e.limit_bytes / 2**30:.1f} GiB" if e.limit_bytes else ""
+        table.add_row("memory per rank", f"~{e.total_bytes / 2**30:.2f} GiB{limit}", f"{e.parameters:,} parameters, {s.kind}")
+    Console(stderr=True).print(table)
+
+
+@app.command("compile")
+def compile_(
+    file: Annotated[Path, typer.Argument(help="The blueprint.")],
+    target: TargetOption = "local",
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Bundle folder (default build/<twin>-<target>).")] = None,
+    emit: Annotated[str, typer.Option("--emit", help="`bundle` (all files) or `ir` (the IR as JSON).")] = "bundle",
+    explain: Annotated[bool, typer.Option("--explain", help="Say what dtec decided and why.")] = False,
+    set_: SetOption = None,
+    machines: MachinesOption = None,
+) -> None:
+    """Compile a blueprint into a bundle: train.py, the launcher, ir.json and manifest.json."""
+    if emit not in ("bundle", "ir"):
+        _stderr(f"dtec: unknown --emit `{emit}`; choose `bundle` or `ir`")
+        raise typer.Exit(2)
+    bundle = _build(file, target, set_, machines)
+    if explain:
+        _explain(bundle)
+    if emit == "ir":
+        if output is None:
+            sys.stdout.write(bundle.files["ir.json"])
+        else:
+            write_bundle({output.name: bundle.files["ir.json"]}, output.parent)
+        return
+    folder = output or _default_folder("build", bundle)
+    write_bundle(bundle.files, folder)
+    typer.echo(f"compiled {file} for {target} into {folder}/ ({', '.join(bundle.files)})")
+
+
+@app.command()
+def schema(
+    which: Annotated[str, typer.Argument(help="`ir` or `machine`.")] = "ir",
+) -> None:
+    """Print a JSON Schema of dtec's interoperability contract."""
+    if which == "ir":
+        from dtec.ir import ir_schema
+
+        document = ir_schema()
+    elif which == "machine":
+        from dtec.machines.check import machine_schema
+
+        document = machine_schema()
+    else:
+        _stderr(f"dtec: unknown schema `{which}`; choose `ir` or `machine`")
+        raise typer.Exit(2)
+    sys.stdout.write(json.dumps(document, indent=2) + "\n")
+
+
+@app.command()
+def graph(
+    file: Annotated[Path, typer.Argument(help="The blueprint.")],
+    target: TargetOption = "local",
+    format: Annotated[str, typer.Option("--format", "-f", help="dot, mermaid or json.")] = "dot",
+    set_: SetOption = None,
+    machines: MachinesOption = None,
+) -> None:
+    """Draw the IR graph of a blueprint planned for a target."""
+    from dtec.ir.graph import RENDERERS, build_graph
+
+    if format not in RENDERERS:
+        _stderr(f"dtec: unknown format `{format}`; choose one of {', '.join(RENDERERS)}")
+        raise typer.Exit(2)
+    bundle = _build(file, target, set_, machines)
+    sys.stdout.write(RENDERERS[format](build_graph(bundle.ir)))
+
+
+@targets_app.callback(invoke_without_command=True)
+def targets(
+    ctx: typer.Context,
+    machines: MachinesOption = None,
+    format: Annotated[str, typer.Option("--format", "-f", help="table or json.")] = "table",
+) -> None:
+    """List the machines as a table."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from dtec.machines import load_machines, summary_rows
+
+    catalog = load_machines(tuple(machines or ()))
+    rows = summary_rows(catalog)
+    for error in catalog.errors:
+        _stderr(f"warning[DT214]: machine profile ignored: {error}")
+    if format == "json":
+        sys.stdout.write(json.dumps(rows, indent=2, default=str) + "\n")
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="Machines")
+    columns = [k for k in rows[0] if k not in ("source", "title")] if rows else []
+    for column in columns:
+        table.add_column(column.replace("_", " "))
+    for row in rows:
+        table.add_row(*("" if row[c] is None else str(row[c]) for c in columns))
+    Console(width=max(120, shutil.get_terminal_size().columns)).print(table)
+
+
+@targets_app.command("show")
+def targets_show(
+    name: Annotated[str, typer.Argument(help="Machine name.")],
+    machines: MachinesOption = None,
+) -> None:
+    """Print one machine profile, resolved, as JSON."""
+    from dtec.machines import load_machines
+    from dtec.suggest import did_you_mean
+
+    catalog = load_machines(tuple(machines or ()))
+    machine = catalog.get(name)
+    if machine is None:
+        hint = did_you_mean(name, catalog.names()) or "run `dtec targets` to list them"
+        _stderr(f"dtec: no machine named `{name}`; {hint}")
+        raise typer.Exit(2)
+    sys.stdout.write(json.dumps(machine.to_dict(), indent=2) + "\n")
+
+
+@app.command()
+def run(
+    file: Annotated[Path, typer.Argument(help="The blueprint.")],
+    target: TargetOption = "local",
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Run folder (default runs/<twin>-<target>).")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the commands without running them.")] = False,
+    detach: Annotated[bool, typer.Option("--detach", help="Submit and return at once (Slurm, Kubernetes).")] = False,
+    resume: Annotated[str, typer.Option("--resume", help="`auto` (continue from the last checkpoint), `never`, or a checkpoint path.")] = "auto",
+    set_: SetOption = None,
+    machines: MachinesOption = None,
+) -> None:
+    """Compile a blueprint into a run folder and run it: locally, on Slurm or on Kubernetes."""
+    from dtec.runner import launch
+
+    bundle = _build(file, target, set_, machines)
+    folder = output or _default_folder("runs", bundle)
+    write_bundle(bundle.files, folder)
+    raise typer.Exit(launch(bundle, folder, dry_run=dry_run, detach=detach, resume=resume))

@@ -1,0 +1,147 @@
+"""Run a compiled bundle: torchrun locally, sbatch on Slurm, kubectl on Kubernetes."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import yaml
+
+_POLL_S = 2.0
+
+
+def launch(bundle, folder: Path, *, dry_run: bool, detach: bool, resume: str) -> int:
+    """Start the bundle in `folder`; return the exit code for the CLI."""
+    scheduler = bundle.ir.target.scheduler
+    if scheduler == "local":
+        return _local(folder, dry_run, resume)
+    if scheduler == "slurm":
+        return _slurm(folder, dry_run, detach)
+    return _kubernetes(folder, dry_run, detach, bundle.ir.target.walltime_s)
+
+
+def _say(text: str) -> None:
+    sys.stderr.write(text + "\n")
+    sys.stderr.flush()
+
+
+def _need(tool: str, what: str) -> bool:
+    if shutil.which(tool) is None:
+        _say(f"dtec: `{tool}` is not on the PATH: {what}, or use --dry-run to see the commands")
+        return False
+    return True
+
+
+def _local(folder: Path, dry_run: bool, resume: str) -> int:
+    command = ["bash", "run.sh", "--resume", resume]
+    if dry_run:
+        print(f"cd {shlex.quote(str(folder))} && {shlex.join(command)}")
+        return 0
+    _say(f"dtec: running {folder}/run.sh")
+    code = subprocess.call(command, cwd=folder)
+    summary = folder / "run" / "summary.json"
+    if summary.is_file():
+        print_summary(summary)
+    if code != 0:
+        _say(f"dtec: the training exited with code {code}; its output is above, its files in {folder}/run")
+    return code
+
+
+def print_summary(path: Path) -> None:
+    """Print a run's summary.json as a table, with where its files are."""
+    from rich.console import Console
+    from rich.table import Table
+
+    try:
+        summary = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        _say(f"dtec: cannot read {path}: {exc}")
+        return
+    table = Table(title="Run summary", show_header=False)
+    for key, value in summary.items():
+        if isinstance(value, float):
+            value = f"{value:.4g}"
+        elif isinstance(value, (dict, list)):
+            value = json.dumps(value)
+        table.add_row(key.replace("_", " "), str(value))
+    table.add_row("files", str(path.parent))
+    Console(stderr=True).print(table)
+
+
+def _slurm(folder: Path, dry_run: bool, detach: bool) -> int:
+    command = ["sbatch", "--parsable"] + ([] if detach else ["--wait"]) + ["job.sbatch"]
+    if dry_run:
+        print(f"cd {shlex.quote(str(folder))} && {shlex.join(command)}")
+        return 0
+    if not _need("sbatch", "run this on a login node of the cluster"):
+        return 2
+    (folder / "logs").mkdir(exist_ok=True)
+    process = subprocess.Popen(command, cwd=folder, stdout=subprocess.PIPE, text=True)
+    assert process.stdout is not None
+    job = process.stdout.readline().strip().split(";")[0]
+    if not job:
+        return process.wait() or 1
+    _say(f"dtec: submitted job {job} from {folder}")
+    if detach:
+        process.wait()
+        _say(f"dtec: follow it with `squeue -j {job}`; its log is in {folder}/logs/")
+        return 0
+    stop = threading.Event()
+    follower = threading.Thread(target=_follow, args=(folder / "logs", job, stop), daemon=True)
+    follower.start()
+    code = process.wait()
+    stop.set()
+    follower.join(timeout=5)
+    _say(f"dtec: job {job} {'completed' if code == 0 else f'failed with exit code {code}'}")
+    summary = folder / "run" / "summary.json"
+    if summary.is_file():
+        print_summary(summary)
+    return code
+
+
+def _follow(logs: Path, job: str, stop: threading.Event) -> None:
+    """Stream a Slurm job's output file while the job runs."""
+    position, path = 0, None
+    while True:
+        finished = stop.is_set()
+        if path is None:
+            path = next(iter(sorted(logs.glob(f"*{job}*.out"))), None)
+        if path is not None:
+            with path.open("r", errors="replace") as handle:
+                handle.seek(position)
+                chunk = handle.read()
+                position = handle.tell()
+            if chunk:
+                sys.stdout.write(chunk)
+                sys.stdout.flush()
+        if finished:
+            return
+        time.sleep(_POLL_S / 4)
+
+
+def _kubernetes(folder: Path, dry_run: bool, detach: bool, walltime_s: int) -> int:
+    documents = list(yaml.safe_load_all((folder / "job.yaml").read_text()))
+    workload = next(d for d in documents if d["kind"] in ("Job", "PyTorchJob"))
+    name, namespace = workload["metadata"]["name"], workload["metadata"].get("namespace", "default")
+    kind = "job" if workload["kind"] == "Job" else "pytorchjob"
+    commands = [["kubectl", "apply", "-f", "job.yaml"]]
+    if not detach:
+        condition = "complete" if kind == "job" else "Succeeded"
+        commands.append(["kubectl", "wait", "-n", namespace, f"--for=condition={condition}", f"--timeout={walltime_s}s", f"{kind}/{name}"])
+    if dry_run:
+        for command in commands:
+            print(f"cd {shlex.quote(str(folder))} && {shlex.join(command)}")
+        return 0
+    if not _need("kubectl", "install kubectl and point it at the cluster"):
+        return 2
+    for command in commands:
+        code = subprocess.call(command, cwd=folder)
+        if code != 0:
+            return code
+    return 0
