@@ -43,19 +43,72 @@ def lint(
     strict: Annotated[bool, typer.Option("--strict", help="Fail on warnings too.")] = False,
 ) -> None:
     """Check blueprints and report every problem with its code and place."""
+    import os
+
     from dtec.lint import analyse, expand
-    from dtec.render import FORMATS, render
+    from dtec.render import FORMATS, render, summary, write
 
     if format not in FORMATS:
         _usage(f"unknown format `{format}`; choose one of {', '.join(FORMATS)}")
+    files = expand(paths)
     diagnostics = []
-    for path in expand(paths):
+    for path in files:
         diagnostics.extend(analyse(path).diagnostics)
-    text = render(diagnostics, format, color=format == "text" and sys.stdout.isatty())
+    no_color = "NO_COLOR" in os.environ
+    color = format == "text" and sys.stdout.isatty() and not no_color
+    text = render(diagnostics, format, color=color, files=files)
     if text:
-        sys.stdout.write(text if text.endswith("\n") else text + "\n")
+        write(sys.stdout, text if text.endswith("\n") else text + "\n")
+    # The summary is status, not report: stderr keeps stdout parseable in every format.
+    write(sys.stderr, summary(diagnostics, len(files), color=sys.stderr.isatty() and not no_color) + "\n")
     failing = {"error", "warning"} if strict else {"error"}
     raise typer.Exit(1 if any(d.severity.value in failing for d in diagnostics) else 0)
+
+
+@app.command()
+def explain(
+    rule: Annotated[
+        Optional[str],
+        typer.Argument(help="A rule code ([bold]DT101[/]) or name; none lists every rule."),
+    ] = None,
+) -> None:
+    """Show what a diagnostic rule checks, why, and how to fix it."""
+    from dtec.render import write
+    from dtec.rules import RULES
+    from dtec.rules import rule as find_rule
+    from dtec.suggest import did_you_mean
+
+    tty = sys.stdout.isatty()
+    if rule is None:
+        rows = [(r.code, r.name, r.severity, r.summary) for r in RULES.values()]
+        if tty:
+            from rich.console import Console
+            from rich.markup import escape
+            from rich.table import Table
+
+            table = Table("code", "name", "severity", "summary")
+            for row in rows:
+                table.add_row(*map(escape, row))
+            Console().print(table)
+        else:
+            widths = [max(len(row[i]) for row in rows) for i in range(3)]
+            for row in rows:
+                typer.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths)) + "  " + row[3])
+        return
+    try:
+        found = find_rule(rule.strip())
+    except KeyError:
+        hint = did_you_mean(rule.strip(), [*RULES, *(r.name for r in RULES.values())])
+        _usage(f"unknown rule `{rule}`; " + (hint or "run `dtec explain` to list the rules"))
+        return
+    doc = found.doc or f"# {found.code} {found.name}\n\n{found.summary}.\n"
+    if tty:
+        from rich.console import Console
+        from rich.markdown import Markdown
+
+        Console().print(Markdown(doc))
+    else:
+        write(sys.stdout, doc if doc.endswith("\n") else doc + "\n")
 
 
 def _usage(message: str) -> None:
@@ -76,3 +129,7 @@ def main() -> None:
         sys.stderr.write(f"dtec: internal error: {type(exc).__name__}: {exc}\n")
         sys.stderr.write("please report this at the project's issue tracker, with the blueprint\n")
         sys.exit(2)
+
+
+# Job commands live in their own module; importing it registers them on `app`.
+from dtec import cli_jobs as _cli_jobs  # noqa: E402,F401
