@@ -113,7 +113,7 @@ class _Builder:
         kind, *rest = node.children
         label = rest[0] if rest[0].type == "STRING" else None
         body = rest[-2]
-        members = tuple(self.member(child) for child in body.children)
+        members = tuple(self.member(child) for child in body.children if isinstance(child, Tree))
         return ast.Block(
             str(kind),
             self.string(label) if label is not None else None,
