@@ -1,0 +1,130 @@
+"""Place every comment of a document: on an opener's line, after an item, or on its own line."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Union
+
+from dtec.syntax import ast
+
+# The lexer's comment token runs to the end of the line, so it drags in `\r` and trailing blanks.
+COMMENT_WS = " \t\f\r"
+
+Node = Union[ast.Block, ast.Attribute, ast.Import, ast.Expr]
+Container = Union[ast.Document, ast.Block, ast.ListExpr, ast.MapExpr, ast.Call]
+_EXPR_CONTAINERS = (ast.ListExpr, ast.MapExpr, ast.Call)
+
+
+@dataclass
+class Entry:
+    """One line-level element of a container: an item (with its trailing comment) or a comment."""
+
+    node: Node | None
+    comment: str | None
+    blank: bool = False
+    start: int = 0
+    end: int = 0
+
+
+@dataclass
+class Shape:
+    """A container's content in source order, and the comment on its opener's line."""
+
+    opening: str | None = None
+    entries: list[Entry] = field(default_factory=list)
+
+
+def children(node: Container) -> tuple[Node, ...]:
+    """Return a container's items in source order (a call's arguments interleaved as written)."""
+    if isinstance(node, ast.Document):
+        return node.items
+    if isinstance(node, ast.Block):
+        return node.body
+    if isinstance(node, ast.ListExpr):
+        return node.items
+    if isinstance(node, ast.MapExpr):
+        return node.entries
+    return tuple(sorted((*node.args, *node.kwargs), key=lambda n: n.span.start))
+
+
+def comment_text(comment: ast.Comment) -> str:
+    """Return a comment as the formatter writes it."""
+    return comment.text.rstrip(COMMENT_WS)
+
+
+class Notes:
+    """Where each comment of one document goes, and which containers hold comments."""
+
+    def __init__(self, document: ast.Document) -> None:
+        self._source = document.source
+        self._shapes: dict[int, Shape] = {}
+        self._own: dict[int, list[ast.Comment]] = {}
+        self._trailing: dict[int, str] = {}
+        self.commented: set[int] = set()
+        for comment in document.comments:
+            self._place(document, comment)
+        self._build(document)
+
+    def shape(self, node: Container) -> Shape:
+        """Return the entries of a container."""
+        return self._shapes[id(node)]
+
+    def _line(self, offset: int) -> int:
+        return self._source.position(offset)[0]
+
+    def _place(self, document: ast.Document, comment: ast.Comment) -> None:
+        at = comment.span.start
+        path = _path_to(document, at)
+        self.commented.update(id(node) for node in path)
+        container = path[-1]
+        items = children(container)
+        before = [n for n in items if n.span.end <= at]
+        line = self._line(at)
+        text = comment_text(comment)
+        if before and self._line(before[-1].span.end) == line:
+            self._trailing[id(before[-1])] = text
+        elif not before and container is not document and self._line(container.span.start) == line:
+            self._opening(container).opening = text
+        else:
+            self._own.setdefault(id(container), []).append(comment)
+
+    def _opening(self, node: Container) -> Shape:
+        return self._shapes.setdefault(id(node), Shape())
+
+    def _build(self, node: Container) -> None:
+        shape = self._shapes.setdefault(id(node), Shape())
+        entries = [
+            Entry(n, self._trailing.get(id(n)), start=n.span.start, end=n.span.end)
+            for n in children(node)
+        ]
+        for entry in entries:
+            if entry.comment is not None:
+                # A trailing comment ends the item's line, so blank lines are counted after it.
+                entry.end = self._source.text.find("\n", entry.end)
+                entry.end = len(self._source.text) if entry.end == -1 else entry.end
+        entries += [
+            Entry(None, comment_text(c), start=c.span.start, end=c.span.end)
+            for c in self._own.get(id(node), [])
+        ]
+        entries.sort(key=lambda e: e.start)
+        text = self._source.text
+        for prev, entry in zip(entries, entries[1:]):
+            entry.blank = text.count("\n", prev.end, entry.start) >= 2
+        shape.entries = entries
+        for child in children(node):
+            inner = child.value if isinstance(child, ast.Attribute) else child
+            if isinstance(inner, (ast.Block, *_EXPR_CONTAINERS)):
+                self._build(inner)
+
+
+def _path_to(document: ast.Document, at: int) -> list[Container]:
+    """Return the containers around offset `at`, outermost first."""
+    path: list[Container] = [document]
+    while True:
+        for child in children(path[-1]):
+            inner = child.value if isinstance(child, ast.Attribute) else child
+            if isinstance(inner, (ast.Block, *_EXPR_CONTAINERS)) and inner.span.start < at < inner.span.end:
+                path.append(inner)
+                break
+        else:
+            return path

@@ -1,0 +1,34 @@
+"""The formatter's safety checks (after gdtoolkit): same meaning, stable output, every comment kept."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from dtec.format.comments import comment_text
+from dtec.source import Source
+from dtec.syntax import ast
+from dtec.syntax.parser import parse
+
+
+class FormatterError(Exception):
+    """The formatter's output failed a safety check; the file must be left as it was."""
+
+    def __init__(self, path: str, problem: str) -> None:
+        super().__init__(f"{path}: formatter bug: {problem}; the file is left unchanged")
+        self.path = path
+        self.problem = problem
+
+
+def check(original: ast.Document, formatted: str, reprint: Callable[[ast.Document], str]) -> None:
+    """Raise FormatterError unless `formatted` means `original`, keeps its comments and is a fixed point."""
+    path = original.source.path
+    document, diagnostics = parse(Source(path, formatted))
+    if document is None or diagnostics:
+        found = "; ".join(d.message for d in diagnostics)
+        raise FormatterError(path, f"the output does not parse ({found})")
+    if document != original:
+        raise FormatterError(path, "the output means something else than the input")
+    if [comment_text(c) for c in document.comments] != [comment_text(c) for c in original.comments]:
+        raise FormatterError(path, "a comment was lost, changed or moved out of order")
+    if reprint(document) != formatted:
+        raise FormatterError(path, "the output is not stable: formatting it again changes it")
