@@ -1,0 +1,249 @@
+"""Read profiles from the shipped folder, DTEC_MACHINES and --machines folders into a Catalog."""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+import tomllib
+import unicodedata
+from functools import lru_cache
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Iterator, Sequence
+
+from dtec.machines.check import problems
+from dtec.machines.model import (
+    Comm, GpuRequest, Kube, Launch, Machine, MachineError, Node, Partition, Rules, Software,
+)
+from dtec.machines.units import parse_duration
+from dtec.resources import data_path
+
+ENV_VAR = "DTEC_MACHINES"
+
+
+def shipped_dir() -> Path:
+    """Return the folder of the profiles that ship with dtec."""
+    return data_path("backends", "machines")
+
+
+def load_file(path: Path) -> Machine:
+    """Read, check and resolve one profile; raise MachineError naming the file."""
+    try:
+        with path.open("rb") as f:
+            data = tomllib.load(f)
+    except OSError as exc:
+        raise MachineError(f"cannot read the profile: {exc.strerror}", path) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise MachineError(f"not valid TOML: {exc}", path) from None
+    if data.get("name") not in (None, path.stem):
+        raise MachineError(f"name `{data['name']}` must match the file name `{path.name}`", path)
+    return from_dict(data, path)
+
+
+def from_dict(data: dict[str, Any], source: Path | None = None) -> Machine:
+    """Check a profile document against the schema and the cross-field rules; build the Machine."""
+    found = [f"{key}: {msg}" if key else msg for key, msg in problems(data)]
+    if found:
+        more = f" (and {len(found) - 1} more)" if len(found) > 1 else ""
+        raise MachineError(found[0] + more, source, tuple(found))
+    node = _node(data["node"])
+    parts = tuple(_partition(p, node) for p in data["partitions"])
+    if not any(p.default for p in parts):
+        parts = (_with_default(parts[0]),) + parts[1:]
+    kube = data.get("kube")
+    machine = Machine(
+        name=data["name"],
+        title=data["title"],
+        scheduler=data["scheduler"],
+        node=node,
+        partitions=parts,
+        gpu_request=GpuRequest(**data.get("gpu_request", {})),
+        launch=_build(Launch, data.get("launch", {}), master_port=str),
+        comm=_build(Comm, data.get("comm", {})),
+        software=_build(Software, data.get("software", {})),
+        rules=_build(Rules, data.get("rules", {})),
+        kube=_build(Kube, kube) if kube is not None else None,
+        source=source,
+        site=data.get("site"),
+        docs=data.get("docs"),
+        aliases=tuple(data.get("aliases", ())),
+    )
+    found = cross_problems(machine)
+    if found:
+        raise MachineError(found[0], source, tuple(found))
+    return machine
+
+
+def cross_problems(m: Machine) -> list[str]:
+    """Return what the schema cannot say: one default, unique names, cores that add up."""
+    out = []
+    names = [p.name for p in m.partitions]
+    for name in sorted({n for n in names if names.count(n) > 1}):
+        out.append(f"partitions: `{name}` is listed twice")
+    if sum(p.default for p in m.partitions) > 1:
+        out.append("partitions: more than one is marked `default`")
+    for p in m.partitions:
+        where = "node" if p.node == m.node else f"partitions `{p.name}` node"
+        n = p.node
+        if n.usable_cpus > n.cpus:
+            out.append(f"{where}: usable_cpus {n.usable_cpus} exceeds cpus {n.cpus}")
+        if n.requestable_memory_gb > n.memory_gb:
+            out.append(f"{where}: requestable_memory_gb exceeds memory_gb")
+        if n.cpus_per_gpu and n.gpus and n.cpus_per_gpu * n.gpus > n.usable_cpus:
+            out.append(
+                f"{where}: cpus_per_gpu {n.cpus_per_gpu} × {n.gpus} GPUs exceeds "
+                f"{n.usable_cpus} usable cpus"
+            )
+        if p.gpu != (n.gpus > 0):
+            out.append(f"partitions `{p.name}`: gpu = {str(p.gpu).lower()} but the node has {n.gpus} GPUs")
+        if p.max_nodes is not None and p.min_nodes > p.max_nodes:
+            out.append(f"partitions `{p.name}`: min_nodes exceeds max_nodes")
+    if m.rules.account_pattern:
+        try:
+            re.compile(m.rules.account_pattern)
+        except re.error as exc:
+            out.append(f"rules.account_pattern: not a regular expression ({exc})")
+    return out
+
+
+def _freeze(value: Any) -> Any:
+    if isinstance(value, dict):
+        return MappingProxyType({k: _freeze(v) for k, v in value.items()})
+    if isinstance(value, list):
+        return tuple(_freeze(v) for v in value)
+    return value
+
+
+def _build(cls: type, data: dict[str, Any], **convert: Any) -> Any:
+    return cls(**{k: convert.get(k, _freeze)(v) for k, v in data.items()})
+
+
+def _node(data: dict[str, Any]) -> Node:
+    return _build(Node, data)
+
+
+def _partition(data: dict[str, Any], base: Node) -> Partition:
+    from dtec.machines.model import node_replace
+
+    node = node_replace(base, **{k: _freeze(v) for k, v in data.get("node", {}).items()})
+    values = {k: v for k, v in data.items() if k not in ("node", "max_walltime", "slurm_partition")}
+    values.setdefault("gpu", node.gpus > 0)
+    slurm = data.get("slurm_partition", data["name"])
+    walltime = data.get("max_walltime")
+    return Partition(
+        node=node,
+        slurm_partition=slurm or None,
+        max_walltime_s=parse_duration(walltime) if walltime is not None else None,
+        **values,
+    )
+
+
+def _with_default(p: Partition) -> Partition:
+    from dataclasses import replace
+
+    return replace(p, default=True)
+
+
+def _fold(name: str) -> str:
+    text = unicodedata.normalize("NFKD", name.strip().lower())
+    return "".join(c for c in text if not unicodedata.combining(c))
+
+
+class Catalog:
+    """The machines dtec knows, by name; profiles that failed to load are kept in `errors`."""
+
+    def __init__(self, machines: dict[str, Machine], errors: list[MachineError],
+                 replaced: dict[str, tuple[Path, ...]] | None = None):
+        self._machines = dict(sorted(machines.items()))
+        self.errors = errors
+        self._replaced = replaced or {}
+        self._aliases = {a: m.name for m in self._machines.values() for a in m.aliases}
+
+    def names(self) -> list[str]:
+        """Return the machine names, sorted."""
+        return list(self._machines)
+
+    def get(self, name: str) -> Machine | None:
+        """Return the machine with this name or alias, or None."""
+        return self._machines.get(name) or self._machines.get(self._aliases.get(name, ""))
+
+    def suggest(self, name: str) -> str | None:
+        """Return the known name closest to `name` (for "did you mean"), or None."""
+        folded = _fold(name)
+        if self.get(folded) is not None:
+            return self.get(folded).name
+        candidates = {_fold(n): n for n in [*self._machines, *self._aliases]}
+        match = difflib.get_close_matches(folded, list(candidates), n=1, cutoff=0.6)
+        return self.get(candidates[match[0]]).name if match else None
+
+    def replaced(self, name: str) -> tuple[Path, ...]:
+        """Return the earlier profiles that the one in use replaced (shipped first)."""
+        return self._replaced.get(name, ())
+
+    def __iter__(self) -> Iterator[Machine]:
+        return iter(self._machines.values())
+
+    def __len__(self) -> int:
+        return len(self._machines)
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and self.get(name) is not None
+
+
+def search_dirs(extra_dirs: Sequence[Path | str] = ()) -> list[Path]:
+    """Return the profile folders in load order: shipped, DTEC_MACHINES, then extra_dirs."""
+    env = [Path(p) for p in os.environ.get(ENV_VAR, "").split(os.pathsep) if p]
+    return [shipped_dir(), *env, *(Path(p) for p in extra_dirs)]
+
+
+def load_machines(extra_dirs: Sequence[Path | str] = ()) -> Catalog:
+    """Return the catalog; a later file with a known name replaces the earlier one."""
+    key = tuple(str(p) for p in extra_dirs)
+    return _load(key, os.environ.get(ENV_VAR, ""))
+
+
+@lru_cache(maxsize=16)
+def _load(extra: tuple[str, ...], _env: str) -> Catalog:
+    machines: dict[str, Machine] = {}
+    replaced: dict[str, tuple[Path, ...]] = {}
+    errors: list[MachineError] = []
+    for folder in search_dirs(extra):
+        if not folder.is_dir():
+            errors.append(MachineError("machine folder not found", folder))
+            continue
+        for path in sorted(folder.glob("*.toml")):
+            try:
+                machine = load_file(path)
+            except MachineError as exc:
+                errors.append(exc)
+                continue
+            if machine.name in machines:
+                replaced[machine.name] = replaced.get(machine.name, ()) + (
+                    machines[machine.name].source,
+                )
+            machines[machine.name] = machine
+    return Catalog(machines, errors, replaced)
+
+
+load_machines.cache_clear = _load.cache_clear  # type: ignore[attr-defined]
+
+
+def summary_rows(catalog: Catalog) -> list[dict[str, Any]]:
+    """Return one plain row per machine for `dtec targets` (any renderer: table, JSON)."""
+    rows = []
+    for m in catalog:
+        rows.append({
+            "name": m.name,
+            "title": m.title,
+            "scheduler": m.scheduler,
+            "gpus_per_node": m.node.gpus,
+            "gpu_model": m.node.gpu_model or "",
+            "cpus_per_node": m.node.usable_cpus,
+            "memory_gb": m.node.memory_gb,
+            "partitions": [p.name for p in m.partitions],
+            "default_partition": m.partition().name if m.partition() else None,
+            "source": str(m.source) if m.source else "",
+            "replaces": [str(p) for p in catalog.replaced(m.name)],
+        })
+    return rows

@@ -1,0 +1,308 @@
+"""The machine model: frozen dataclasses built from a profile, plus the flags they imply."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Mapping
+
+from dtec.machines.units import format_duration
+
+KUBE_SCHEDULERS = ("kubernetes", "kubeflow", "interlink")
+_EMPTY: Mapping[str, str] = MappingProxyType({})
+
+
+class MachineError(Exception):
+    """A profile that cannot be used: unreadable, not TOML, or against the schema."""
+
+    def __init__(self, message: str, path: Path | None = None, problems: tuple[str, ...] = ()):
+        self.path = path
+        self.message = message
+        self.problems = problems or (message,)
+        super().__init__(f"{path}: {message}" if path else message)
+
+
+@dataclass(frozen=True)
+class Node:
+    """One compute node (for Kubernetes kinds: one pod); GB means Slurm's G, 2**30 bytes."""
+
+    cpus: int
+    memory_gb: float
+    gpus: int
+    usable_cpus: int = 0  # 0 until resolved: the loader sets it to cpus when a profile omits it
+    threads_per_core: int | None = None
+    cpu_model: str | None = None
+    cpu_arch: str = "x86_64"
+    count: int | None = None
+    requestable_memory_gb: float = 0  # resolved like usable_cpus
+    gpu_model: str | None = None
+    gpu_vendor: str = "none"
+    gpu_memory_gb: float | None = None
+    bf16: bool = False
+    fp16: bool = False
+    tf32: bool = False
+    fp8: bool = False
+    cpus_per_gpu: int | None = None
+    numa_domains: int | None = None
+    numa_cpus: tuple[str, ...] = ()
+    gpu_numa: tuple[int, ...] = ()
+    interconnect: str | None = None
+
+    def __post_init__(self) -> None:
+        if not self.usable_cpus:
+            object.__setattr__(self, "usable_cpus", self.cpus)
+        if not self.requestable_memory_gb:
+            object.__setattr__(self, "requestable_memory_gb", self.memory_gb)
+
+
+@dataclass(frozen=True)
+class Partition:
+    """Where a job goes: a Slurm partition, a QoS on one, or the one pool of a cluster."""
+
+    name: str
+    node: Node
+    slurm_partition: str | None = None  # None: emit no --partition (the account's default)
+    qos: str | None = None
+    min_nodes: int = 1
+    max_nodes: int | None = None
+    max_walltime_s: int | None = None
+    whole_node: bool = False
+    gpu: bool = False
+    default: bool = False
+    debug: bool = False
+    max_jobs: int | None = None
+    internet: bool | None = None  # None: the machine's rules.internet
+
+    def flags(self) -> list[str]:
+        """Return the sbatch flags that select this partition (`--partition`, `--qos`)."""
+        out = [f"--partition={self.slurm_partition}"] if self.slurm_partition else []
+        return out + ([f"--qos={self.qos}"] if self.qos else [])
+
+
+@dataclass(frozen=True)
+class GpuRequest:
+    """How a job asks for GPUs."""
+
+    flag: str = "--gres=gpu:{n}"
+    required: bool = False
+
+
+@dataclass(frozen=True)
+class Launch:
+    """How ranks start on the nodes."""
+
+    pattern: str = "torchrun-per-node"
+    rendezvous: str = "c10d"
+    cpu_bind: str | None = None
+    gpu_bind: str | None = None
+    torchrun: str = "torchrun"
+    torchrun_args: tuple[str, ...] = ()
+    srun_args: tuple[str, ...] = ()
+    master_addr_suffix: str = ""
+    master_port: str = "29500"
+    memory_flag: str = ""
+    export_srun_cpus_per_task: bool = True
+    hint_nomultithread: bool = False
+    cpu_procs_per_node: int = 1
+
+
+@dataclass(frozen=True)
+class Comm:
+    """torch.distributed backends and the environment collectives need."""
+
+    backend: str = "nccl"
+    cpu_backend: str = "gloo"
+    env: Mapping[str, str] = field(default_factory=lambda: _EMPTY)
+    offline_env: Mapping[str, str] = field(default_factory=lambda: _EMPTY)
+
+
+@dataclass(frozen=True)
+class Software:
+    """Modules, setup lines and containers."""
+
+    module_use: tuple[str, ...] = ()
+    modules: tuple[str, ...] = ()
+    setup: tuple[str, ...] = ()
+    container_runtime: str | None = None
+    container_command: str | None = None
+    container_options: tuple[str, ...] = ()
+    container_required: bool = False
+    image: str | None = None
+    image_dir: str | None = None
+
+
+@dataclass(frozen=True)
+class Rules:
+    """Site rules a blueprint must respect."""
+
+    account_required: bool = False
+    account_pattern: str | None = None
+    account_hint: str | None = None
+    internet: bool = False
+    exclusive: bool = False
+    open_partitions: bool = False
+    notes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Kube:
+    """Kubernetes-side settings (kubernetes, kubeflow and interlink schedulers)."""
+
+    workload: str
+    namespace: str = "default"
+    gpu_resource: str = "nvidia.com/gpu"
+    container_name: str = "trainer"
+    port: int = 29500
+    shm_size_gb: float = 8
+    image_required: bool = True
+    image_prefix: str = ""
+    node_selector: Mapping[str, str] = field(default_factory=lambda: _EMPTY)
+    tolerations: tuple[Mapping[str, Any], ...] = ()
+    annotations: Mapping[str, str] = field(default_factory=lambda: _EMPTY)
+    pod_to_pod: bool = True
+    limits_required: bool = False
+    restart_policy: str = "Never"
+    backoff_limit: int = 0
+    ttl_seconds: int = 3600
+
+
+@dataclass(frozen=True)
+class Machine:
+    """A machine profile, resolved: every default filled in, partitions carrying their nodes."""
+
+    name: str
+    title: str
+    scheduler: str
+    node: Node
+    partitions: tuple[Partition, ...]
+    gpu_request: GpuRequest = GpuRequest()
+    launch: Launch = Launch()
+    comm: Comm = Comm()
+    software: Software = Software()
+    rules: Rules = Rules()
+    kube: Kube | None = None
+    source: Path | None = field(default=None, compare=False)
+    site: str | None = None
+    docs: str | None = None
+    aliases: tuple[str, ...] = ()
+
+    def partition(self, name: str | None = None) -> Partition | None:
+        """Return the named partition (or the one whose QoS has that name); None → the default."""
+        if name is None:
+            return next((p for p in self.partitions if p.default), None)
+        exact = [p for p in self.partitions if p.name == name]
+        by_qos = [p for p in self.partitions if p.qos == name]
+        found = exact or by_qos
+        return found[0] if len(found) == 1 else None
+
+    @property
+    def is_kube(self) -> bool:
+        """Return whether jobs become Kubernetes objects."""
+        return self.scheduler in KUBE_SCHEDULERS
+
+    def backend(self, partition: Partition | None = None) -> str:
+        """Return the torch.distributed backend: comm.backend with GPUs, cpu_backend without."""
+        node = partition.node if partition is not None else self.node
+        return self.comm.backend if node.gpus > 0 else self.comm.cpu_backend
+
+    def internet(self, partition: Partition | None = None) -> bool:
+        """Return whether compute nodes (of this partition) reach the internet."""
+        if partition is not None and partition.internet is not None:
+            return partition.internet
+        return self.rules.internet
+
+    def environment(self, partition: Partition | None = None) -> dict[str, str]:
+        """Return the variables to export: comm.env, plus offline_env where there is no internet."""
+        env = dict(self.comm.env)
+        if not self.internet(partition):
+            env.update(self.comm.offline_env)
+        return env
+
+    def gpu_flag(self, gpus_per_node: int, nodes: int = 1) -> str | None:
+        """Return the GPU request flag (`--gpus-per-node=8`), or None for no GPUs or no flag."""
+        if gpus_per_node <= 0 or not self.gpu_request.flag:
+            return None
+        return self.gpu_request.flag.format(n=gpus_per_node, total=gpus_per_node * nodes)
+
+    def memory_flag(self, gb: float) -> str | None:
+        """Return the memory flag for `gb` per node, or None where the site rejects one."""
+        if not self.launch.memory_flag:
+            return None
+        return self.launch.memory_flag.format(gb=int(gb), mb=int(gb * 1024))
+
+    def account_problem(self, account: str | None) -> str | None:
+        """Return why `account` will be refused (missing, wrong shape), or None when it looks right."""
+        hint = f" (looks like `{self.rules.account_hint}`)" if self.rules.account_hint else ""
+        if not account:
+            return f"`{self.name}` needs an account{hint}" if self.rules.account_required else None
+        pattern = self.rules.account_pattern
+        if pattern and not re.fullmatch(pattern, account):
+            return f"account `{account}` does not look like a `{self.name}` account{hint}"
+        return None
+
+    def with_overrides(self, overrides: Mapping[str, Any]) -> Machine:
+        """Return a copy with a blueprint target block's values applied (see OVERRIDE_KEYS)."""
+        from dtec.machines.overrides import apply_overrides
+
+        return apply_overrides(self, overrides)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the machine as a profile document (JSON-able, schema-valid, stable key order)."""
+        out: dict[str, Any] = {"format": 1, "name": self.name}
+        if self.aliases:
+            out["aliases"] = list(self.aliases)
+        out["title"] = self.title
+        for key in ("site", "scheduler", "docs"):
+            if getattr(self, key) is not None:
+                out[key] = getattr(self, key)
+        out["node"] = _plain(self.node)
+        out["partitions"] = [_partition_dict(p, self.node) for p in self.partitions]
+        for key in ("gpu_request", "launch", "comm", "software", "rules", "kube"):
+            if getattr(self, key) is not None:
+                out[key] = _plain(getattr(self, key))
+        return out
+
+
+def _json(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {k: _json(v) for k, v in value.items()}
+    if isinstance(value, tuple):
+        return [_json(v) for v in value]
+    return value
+
+
+def _plain(obj: Any) -> dict[str, Any]:
+    return {f.name: _json(getattr(obj, f.name)) for f in fields(obj) if getattr(obj, f.name) is not None}
+
+
+def _partition_dict(p: Partition, base: Node) -> dict[str, Any]:
+    out: dict[str, Any] = {"name": p.name}
+    if p.slurm_partition != p.name:
+        out["slurm_partition"] = p.slurm_partition or ""
+    for f in fields(Partition):
+        if f.name in ("name", "node", "slurm_partition"):
+            continue
+        value = getattr(p, f.name)
+        if f.name == "max_walltime_s":
+            if value is not None:
+                out["max_walltime"] = format_duration(value)
+        elif value is not None:
+            out[f.name] = value
+    diff = {k: v for k, v in _plain(p.node).items() if _plain(base).get(k) != v}
+    if diff:
+        out["node"] = diff
+    return out
+
+
+def node_replace(node: Node, **changes: Any) -> Node:
+    """Return `node` with `changes`, keeping reserved cores and memory when the totals change."""
+    if "cpus" in changes and "usable_cpus" not in changes:
+        reserved = node.cpus - node.usable_cpus
+        changes["usable_cpus"] = max(1, changes["cpus"] - reserved)
+    if "memory_gb" in changes and "requestable_memory_gb" not in changes:
+        reserved = node.memory_gb - node.requestable_memory_gb
+        left = changes["memory_gb"] - reserved
+        changes["requestable_memory_gb"] = left if left > 0 else changes["memory_gb"]
+    return replace(node, **changes)
