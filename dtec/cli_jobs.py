@@ -150,8 +150,13 @@ def graph(
     if format not in RENDERERS:
         _stderr(f"dtec: unknown format `{format}`; choose one of {', '.join(RENDERERS)}")
         raise typer.Exit(2)
-    bundle = _build(file, target, set_, machines)
-    sys.stdout.write(RENDERERS[format](build_graph(bundle.ir)))
+    from dtec.compiler import build
+
+    built, diagnostics = build(file, target, sets=set_ or (), machine_dirs=machines or ())
+    _report(diagnostics)
+    if built is None:
+        raise typer.Exit(1)
+    sys.stdout.write(RENDERERS[format](build_graph(built[0])))
 
 
 @targets_app.callback(invoke_without_command=True)

@@ -31,6 +31,24 @@ class Bundle:
         return LAUNCHERS[self.ir.target.scheduler]
 
 
+def build(
+    path: Path,
+    target: str,
+    *,
+    text: str | None = None,
+    sets: Sequence[str] = (),
+    environ: Mapping[str, str] | None = None,
+    machine_dirs: Sequence[Path] = (),
+) -> tuple[tuple[IR, Plan] | None, list[Diagnostic]]:
+    """Check and plan `path` for `target` and build its IR; None when any error was found."""
+    result = analyse(path, text, environ, targets=[target], sets=sets, machine_dirs=machine_dirs)
+    diagnostics = list(result.diagnostics)
+    if has_errors(diagnostics) or target not in result.plans:
+        return None, diagnostics
+    plan = result.plans[target]
+    return (build_ir(result.blueprint, plan), plan), diagnostics  # type: ignore[arg-type]
+
+
 def compile_blueprint(
     path: Path,
     target: str,
@@ -42,12 +60,10 @@ def compile_blueprint(
     template_dirs: Sequence[Path] = (),
 ) -> tuple[Bundle | None, list[Diagnostic]]:
     """Compile `path` for `target`; returns no bundle when any error was found."""
-    result = analyse(path, text, environ, targets=[target], sets=sets, machine_dirs=machine_dirs)
-    diagnostics = list(result.diagnostics)
-    if has_errors(diagnostics) or target not in result.plans:
+    built, diagnostics = build(path, target, text=text, sets=sets, environ=environ, machine_dirs=machine_dirs)
+    if built is None:
         return None, diagnostics
-    plan = result.plans[target]
-    ir = build_ir(result.blueprint, plan)  # type: ignore[arg-type]
+    ir, plan = built
     files, found = generate(ir, plan, template_dirs)
     diagnostics += found
     if has_errors(found):

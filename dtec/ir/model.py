@@ -255,7 +255,7 @@ def build_ir(bp: Blueprint, plan: Plan) -> IR:
         target=Target(
             name=plan.target,
             scheduler=plan.machine.scheduler,
-            partition=plan.partition.slurm_partition if plan.partition is not None else settings.get("partition"),
+            partition=(plan.partition.slurm_partition or None) if plan.partition is not None else settings.get("partition"),
             qos=settings.get("qos") or (plan.partition.qos if plan.partition is not None else None),
             account=settings.get("account"),
             walltime_s=plan.walltime_s,
