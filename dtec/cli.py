@@ -111,6 +111,68 @@ def explain(
         write(sys.stdout, doc if doc.endswith("\n") else doc + "\n")
 
 
+@app.command()
+def fmt(
+    paths: Annotated[
+        list[Path],
+        typer.Argument(help="Blueprint files or folders (searched recursively); [bold]-[/] reads stdin, writes stdout."),
+    ],
+    check: Annotated[bool, typer.Option("--check", help="Change nothing; exit 1 if a file would be reformatted.")] = False,
+    diff: Annotated[bool, typer.Option("--diff", help="Print unified diffs instead of rewriting files.")] = False,
+) -> None:
+    """Rewrite blueprints in the canonical style, keeping every comment; broken files are left alone."""
+    from dtec.format.files import format_path, format_text, replace_text, unified_diff
+    from dtec.lint import expand
+    from dtec.render import render, write
+    from dtec.source import Source
+
+    def status(line: str) -> None:
+        write(sys.stderr, line + "\n")
+
+    changed = unchanged = failed = 0
+    code = 0
+    for path in expand(paths):
+        stdin = str(path) == "-"
+        if stdin:
+            outcome = format_text(Source("<stdin>", sys.stdin.buffer.read().decode("utf-8-sig", "replace")))
+        else:
+            outcome = format_path(path)
+        if outcome.error is not None or outcome.formatted is None:
+            failed += 1
+            if outcome.error is not None:
+                status(f"dtec: internal error: {outcome.error}")
+                code = 2
+            else:
+                text = render(outcome.diagnostics, "text")
+                write(sys.stderr, text if text.endswith("\n") else text + "\n")
+                code = max(code, 1)
+            if stdin and not (check or diff) and outcome.original is not None:
+                write(sys.stdout, outcome.original)  # a pipe must not swallow the user's text
+            continue
+        if stdin and not (check or diff):
+            write(sys.stdout, outcome.formatted)
+        if not outcome.changed:
+            unchanged += 1
+            continue
+        changed += 1
+        if diff:
+            write(sys.stdout, unified_diff(outcome))
+        if check or diff:
+            status(f"would reformat {outcome.name}")
+            code = max(code, 1 if check else 0)
+        elif not stdin:
+            replace_text(path, outcome.formatted)
+            status(f"reformatted {outcome.name}")
+    would = check or diff
+    parts = [f"{changed} file{'s' * (changed != 1)} {'would be ' if would else ''}reformatted"] if changed else []
+    if unchanged:
+        parts.append(f"{unchanged} file{'s' * (unchanged != 1)} {'would be ' if would else ''}left unchanged")
+    if failed:
+        parts.append(f"{failed} file{'s' * (failed != 1)} {'would fail' if would else 'failed'} to reformat")
+    status(", ".join(parts) or "no blueprints found")
+    raise typer.Exit(code)
+
+
 def _usage(message: str) -> None:
     typer.echo(f"dtec: {message}", err=True)
     raise typer.Exit(2)

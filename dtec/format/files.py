@@ -1,0 +1,81 @@
+"""Format files: read, format, diff, and replace a file without ever leaving it half-written."""
+
+from __future__ import annotations
+
+import contextlib
+import difflib
+import os
+import re
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from dtec.diagnostics import Diagnostic, diag
+from dtec.format import FormatterError, format_source
+from dtec.source import Source, read_source
+
+
+@dataclass
+class Outcome:
+    """What formatting one file gave: new text, or why there is none."""
+
+    name: str
+    original: str | None
+    formatted: str | None = None
+    diagnostics: list[Diagnostic] = field(default_factory=list)
+    error: FormatterError | None = None
+
+    @property
+    def changed(self) -> bool:
+        """Tell whether the file is formatted and differs from the canonical text."""
+        return self.formatted is not None and self.formatted != self.original
+
+
+def format_path(path: Path) -> Outcome:
+    """Format one file's text (the file itself is not touched)."""
+    source = read_source(path)
+    if isinstance(source, str):
+        found = diag("DT001", f"cannot read `{path}`: {source}", None, "check the path")
+        return Outcome(str(path), None, diagnostics=[found])
+    return format_text(source)
+
+
+def format_text(source: Source) -> Outcome:
+    """Format a source, turning a failed safety check into an outcome instead of an exception."""
+    try:
+        formatted, diagnostics = format_source(source)
+    except FormatterError as exc:
+        return Outcome(source.path, source.text, error=exc)
+    return Outcome(source.path, source.text, formatted, diagnostics)
+
+
+def replace_text(path: Path, text: str) -> None:
+    """Write `text` to a temporary file beside `path`, then rename it over `path` in one step."""
+    target = Path(os.path.realpath(path))  # keep symlinks: rewrite the file they point to
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
+            handle.write(text)
+        shutil.copymode(target, tmp)
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def unified_diff(outcome: Outcome) -> str:
+    """Return the change as a unified diff (`patch -p0` applies it)."""
+    lines = difflib.unified_diff(
+        _lines(outcome.original or ""),
+        _lines(outcome.formatted or ""),
+        f"{outcome.name}\t(original)",
+        f"{outcome.name}\t(formatted)",
+    )
+    return "".join(line if line.endswith("\n") else line + "\n\\ No newline at end of file\n" for line in lines)
+
+
+def _lines(text: str) -> list[str]:
+    # Split on `\n` only: str.splitlines would also break at form feeds inside comments.
+    return re.findall(r"[^\n]*\n|[^\n]+$", text)
