@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path, PurePath
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -199,8 +201,13 @@ def ir_schema() -> dict[str, Any]:
 
 
 def build_ir(bp: Blueprint, plan: Plan) -> IR:
-    """Build the IR of a checked blueprint (without errors) and its plan."""
+    """Build the IR of a checked blueprint (without errors) and its plan.
+
+    Paths in the blueprint are relative to its file; the IR holds them absolute, because the
+    bundle runs from another folder.
+    """
     v = bp.values
+    base = PurePath(bp.source.path).parent if bp.source is not None else PurePath(".")
     train = v["train"]
     optimizer = train["optimizer"]
     scheduler = train["scheduler"]
@@ -210,14 +217,14 @@ def build_ir(bp: Blueprint, plan: Plan) -> IR:
     return IR(
         dtec_version=__version__,
         twin=Twin(name=v["twin"]["name"], description=v["twin"]["description"], version=v["twin"]["version"]),
-        data={name: _data(name, d, plan) for name, d in sorted(v["data"].items())},
+        data={name: _data(name, d, plan, base) for name, d in sorted(v["data"].items())},
         models={
             name: Model(
                 name=name,
                 arch=m["arch"]["fn"],
                 params={k: val for k, val in m["arch"].items() if k != "fn"},
                 input=m["input"],
-                path=m["path"],
+                path=_absolute(base, m["path"]),
                 parameters=plan.parameters if name == train["model"] else None,
             )
             for name, m in sorted(v["model"].items())
@@ -281,8 +288,16 @@ def build_ir(bp: Blueprint, plan: Plan) -> IR:
     )
 
 
-def _data(name: str, d: dict[str, Any], plan: Plan) -> Data:
-    source = d["source"]
+def _absolute(base: PurePath, path: str | None) -> str | None:
+    if path is None:
+        return None
+    return str(Path(os.path.abspath(base / path)))
+
+
+def _data(name: str, d: dict[str, Any], plan: Plan, base: PurePath) -> Data:
+    source = dict(d["source"])
+    if source["fn"] in ("npz", "csv"):
+        source["path"] = _absolute(base, source["path"])
     labels = label_count(source)
     return Data(
         name=name,
