@@ -115,7 +115,8 @@ def _check_model(bp: Blueprint, name: str, arch: dict, source: dict, data_name: 
         loss = bp.get("train", "loss")
         expected = 1 if (kind == "classes" and loss == "bce") else count
         if output != expected:
-            what = f"{count} {kind}" if expected == count else f"{count} classes scored by `bce`"
+            noun = kind if count != 1 else kind[:-1]
+            what = f"{count} {noun}" if expected == count else f"{count} classes scored by `bce`"
             mismatch("output", f"`{fn}` has {output} output{'s' if output != 1 else ''} but the data has {what}", f"set `output = {expected}`")
     return found
 

@@ -1,0 +1,213 @@
+"""The language core: typed values, env, imports, suppressions, --set overrides, cross-block checks."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from dtec.lint import analyse
+
+QUICKSTART_VALUES = {
+    "twin": {"name": "flood-forecast", "description": "LSTM surrogate for daily river discharge", "version": "1.0"},
+    "batch": 64,
+    "walltime": 1800,
+    "account": "project_465000000",
+}
+
+MINIMAL = """\
+twin "t" {}
+data "d" {
+  source = synthetic(samples = 64, shape = [4], targets = 1)
+  batch  = 8
+}
+model "m" {
+  arch  = mlp(input = 4, output = 1)
+  input = data.d
+}
+train {
+  loss = mse
+}
+"""
+
+
+def codes(result) -> list[tuple[str, int, int]]:
+    """Return (code, line, column) of every diagnostic."""
+    return [(d.code, *d.span.start_pos) if d.span else (d.code, 0, 0) for d in result.diagnostics]
+
+
+def lint_text(text: str, environ=None, **kwargs):
+    return analyse(Path("bp.twin"), text, environ or {}, targets=kwargs.pop("targets", ()), **kwargs)
+
+
+def test_every_shipped_blueprint_lints_clean(blueprints_dir: Path) -> None:
+    files = sorted(blueprints_dir.glob("*.twin"))
+    assert len(files) >= 6
+    for path in files:
+        result = analyse(path, environ={})
+        assert result.diagnostics == (), (path, codes(result))
+        assert result.plans, f"{path} declares no target"
+
+
+def test_quickstart_values_are_typed(blueprints_dir: Path) -> None:
+    bp = analyse(blueprints_dir / "quickstart.twin", environ={}).blueprint
+    assert bp.values["twin"] == QUICKSTART_VALUES["twin"]
+    assert bp.get("data", "gauges", "batch") == QUICKSTART_VALUES["batch"]
+    assert bp.get("data", "gauges", "source") == {
+        "fn": "synthetic", "samples": 4096, "shape": [30, 8], "targets": 1, "classes": None, "seed": 42,
+    }
+    assert bp.get("train", "optimizer") == {"fn": "adamw", "lr": 1e-3, "weight_decay": 0.01, "momentum": 0.0}
+    assert bp.get("train", "scheduler") == {"fn": "cosine", "warmup": 50}
+    assert bp.get("target", "lumi", "walltime") == QUICKSTART_VALUES["walltime"]
+    assert bp.get("target", "lumi", "account") == QUICKSTART_VALUES["account"]
+    assert bp.get("strategy", "gpus_per_node") == "all"
+    span = bp.span("data", "gauges", "batch")
+    assert span.start_pos == (11, 13) and span.end_pos == (11, 15)
+
+
+def test_env_takes_the_environment_over_the_default(blueprints_dir: Path) -> None:
+    bp = analyse(blueprints_dir / "quickstart.twin", environ={"LUMI_ACCOUNT": "project_462000001"}).blueprint
+    assert bp.get("target", "lumi", "account") == "project_462000001"
+
+
+def test_env_without_default_and_unset_is_an_error() -> None:
+    text = MINIMAL + 'target "lumi" {\n  account = env("NO_SUCH_VARIABLE")\n}\n'
+    assert codes(lint_text(text)) == [("DT113", 14, 13)]
+    assert codes(lint_text(text, {"NO_SUCH_VARIABLE": "project_1"})) == []
+
+
+def test_minimal_blueprint_is_clean_and_defaults_are_filled() -> None:
+    result = lint_text(MINIMAL)
+    assert codes(result) == []
+    bp = result.blueprint
+    assert bp.get("train", "model") == "m"  # the only model
+    assert bp.get("train", "checkpoint") == {"every": 1, "keep": 2}
+    assert bp.get("strategy", "kind") == "auto"
+    assert bp.get("monitor", "profiler") == {"fn": "none"}
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("twin {}\n", [("DT111", 1, 1)]),
+        ('train "x" {}\n', [("DT111", 1, 7)]),
+        ('datum "d" {}\n', [("DT100", 1, 1)]),
+        ("x = 1\n", [("DT101", 1, 1)]),
+    ],
+)
+def test_structure_errors(text: str, expected) -> None:
+    found = [c for c in codes(lint_text(text)) if c[0] != "DT108"]
+    assert found == expected
+
+
+def test_missing_blocks_point_at_the_file_start() -> None:
+    result = lint_text('twin "t" {}\n')
+    assert {c for c in codes(result)} == {("DT108", 1, 1)}
+    assert len(result.diagnostics) == 3  # train, data, model
+
+
+def test_cross_block_checks() -> None:
+    text = MINIMAL.replace("mlp(input = 4, output = 1)", "mlp(input = 5, output = 3)")
+    found = lint_text(text).diagnostics
+    assert [(d.code, d.span.start_pos) for d in found] == [("DT300", (7, 23)), ("DT300", (7, 35))]
+    assert found[0].related[0].span.start_pos == (3, 44)  # the data's shape
+    assert found[0].help == "set `input = 4`"
+
+
+def test_task_mismatch() -> None:
+    text = MINIMAL.replace("targets = 1", "classes = 3").replace("output = 1", "output = 3")
+    assert codes(lint_text(text)) == [("DT301", 11, 10)]
+
+
+def test_unused_blocks_warn_and_can_be_suppressed() -> None:
+    extra = 'data "spare" {  # dtec: ignore[DT115]\n  source = synthetic(samples = 1, shape = [1], targets = 1)\n  batch = 1\n}\n'
+    assert codes(lint_text(MINIMAL + extra)) == []
+    own_line = extra.replace("  # dtec: ignore[DT115]", "").replace('data "spare"', '# dtec: ignore[DT115]\ndata "spare"')
+    assert codes(lint_text(MINIMAL + own_line)) == []
+    unsuppressed = extra.replace("  # dtec: ignore[DT115]", "")
+    assert codes(lint_text(MINIMAL + unsuppressed)) == [("DT115", 13, 1)]
+
+
+def test_unused_and_invalid_suppressions() -> None:
+    text = MINIMAL.replace("batch  = 8", "batch  = 8  # dtec: ignore[DT115]")
+    assert codes(lint_text(text)) == [("DT120", 4, 15)]
+    text = MINIMAL.replace("batch  = 8", "batch  = 8  # dtec: ignore[DT999]")
+    assert codes(lint_text(text)) == [("DT121", 4, 15)]
+    text = MINIMAL.replace("batch  = 8", "batch  = 8  # dtec: ignore[DT105]")
+    assert codes(lint_text(text)) == [("DT121", 4, 15)]  # errors cannot be suppressed
+
+
+def test_imports_merge_files(tmp_path: Path) -> None:
+    (tmp_path / "common").mkdir()
+    (tmp_path / "common" / "data.twin").write_text(MINIMAL.split("model")[0].replace('twin "t" {}\n', ""))
+    main = 'import "common/data.twin"\ntwin "t" {}\nmodel "m" {\n  arch = mlp(input = 4, output = 1)\n  input = data.d\n}\ntrain {\n  loss = mse\n}\n'
+    (tmp_path / "main.twin").write_text(main)
+    result = analyse(tmp_path / "main.twin", environ={}, targets=())
+    assert codes(result) == []
+    assert result.blueprint.get("data", "d", "batch") == 8
+
+
+def test_duplicate_across_files_points_at_both(tmp_path: Path) -> None:
+    (tmp_path / "a.twin").write_text('twin "other" {}\n')
+    (tmp_path / "main.twin").write_text('import "a.twin"\n' + MINIMAL)
+    result = analyse(tmp_path / "main.twin", environ={}, targets=())
+    [d] = result.diagnostics
+    assert (d.code, d.span.path, d.span.start_pos) == ("DT110", str(tmp_path / "a.twin"), (1, 1))
+    assert d.related[0].span.path == str(tmp_path / "main.twin")
+
+
+def test_import_cycle_and_missing_import(tmp_path: Path) -> None:
+    (tmp_path / "a.twin").write_text('import "b.twin"\n')
+    (tmp_path / "b.twin").write_text('import "a.twin"\n')
+    (tmp_path / "main.twin").write_text('import "a.twin"\nimport "nope.twin"\n' + MINIMAL)
+    result = analyse(tmp_path / "main.twin", environ={}, targets=())
+    found = {(d.code, Path(d.span.path).name, d.span.start_pos) for d in result.diagnostics}
+    assert found == {("DT011", "b.twin", (1, 1)), ("DT010", "main.twin", (2, 8))}
+    cycle = next(d for d in result.diagnostics if d.code == "DT011")
+    assert "a.twin → b.twin → a.twin" in cycle.message
+
+
+@pytest.mark.parametrize(
+    "content",
+    [b"\x00\x01binary", "caf\u00e9".encode("latin-1")],
+    ids=["binary", "latin-1"],
+)
+def test_unreadable_files(tmp_path: Path, content: bytes) -> None:
+    path = tmp_path / "bad.twin"
+    path.write_bytes(content)
+    [d] = analyse(path, environ={}).diagnostics
+    assert d.code == "DT001"
+
+
+def test_set_overrides_values_and_creates_blocks() -> None:
+    result = lint_text(MINIMAL, sets=["data.d.batch=32", "strategy.nodes=4", "train.optimizer=sgd(lr = 0.1)"])
+    assert codes(result) == []
+    bp = result.blueprint
+    assert bp.get("data", "d", "batch") == 32
+    assert bp.get("strategy", "nodes") == 4
+    assert bp.get("train", "optimizer", "fn") == "sgd"
+
+
+@pytest.mark.parametrize(
+    ("override", "code"),
+    [("strategy.nodes=0", "DT106"), ("nodes=4", "DT002"), ("strategy.nodez=4", "DT101"), ("data.batch=4", "DT111"), ("strategy.nodes=[", "DT002")],
+)
+def test_bad_set_overrides_are_diagnostics(override: str, code: str) -> None:
+    assert [d.code for d in lint_text(MINIMAL, sets=[override]).diagnostics] == [code]
+
+
+def test_lint_path_stays_light(blueprints_dir: Path) -> None:
+    """`dtec lint` must not import torch, networkx, jinja2 or pydantic (start-up time)."""
+    script = (
+        "import sys\n"
+        "from dtec.cli import app\n"
+        "from typer.testing import CliRunner\n"
+        f"result = CliRunner().invoke(app, ['lint', {str(blueprints_dir)!r}])\n"
+        "assert result.exit_code == 0, result.output\n"
+        "heavy = sorted(m for m in ('torch', 'networkx', 'jinja2', 'pydantic') if m in sys.modules)\n"
+        "print(','.join(heavy))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""
