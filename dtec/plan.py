@@ -12,7 +12,7 @@ from dtec.diagnostics import Diagnostic, Related, diag
 from dtec.estimate import Memory, activation_bytes, memory_per_rank, parameter_count
 from dtec.lang.blueprint import Blueprint
 from dtec.lang.semantics import sample_shape
-from dtec.machines import Catalog, Machine, Partition
+from dtec.machines import Catalog, Machine, MachineError, Partition
 from dtec.machines.model import Node
 from dtec.suggest import did_you_mean
 
@@ -162,7 +162,12 @@ class _Planner:
         overrides = {k: v for k, v in (self.settings.get("machine") or {}).items() if v is not None}
         if self.settings.get("partition"):
             overrides["partition"] = self.settings["partition"]
-        return machine.with_overrides(overrides) if overrides else machine
+        try:
+            return machine.with_overrides(overrides) if overrides else machine
+        except MachineError:
+            # An unknown partition: `partition()` reports it with the target's span.
+            overrides.pop("partition", None)
+            return machine.with_overrides(overrides) if overrides else machine
 
     def partition(self, machine: Machine) -> Partition | None:
         if machine.is_kube or not machine.partitions:
