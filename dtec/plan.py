@@ -14,6 +14,7 @@ from dtec.lang.blueprint import Blueprint
 from dtec.lang.semantics import sample_shape
 from dtec.machines import Catalog, Machine, MachineError, Partition
 from dtec.machines.model import Node
+from dtec.machines.units import format_duration
 from dtec.suggest import did_you_mean
 
 GiB = 2**30
@@ -264,8 +265,6 @@ class _Planner:
             self.decide("walltime", f"{chosen}s", "no `walltime` in the target block")
             return chosen
         if limit is not None and asked > limit:
-            from dtec.syntax.units import format_duration
-
             self.report(
                 "DT203",
                 f"walltime {format_duration(asked)} is above the {format_duration(limit)} limit of `{partition.name}`",

@@ -28,11 +28,3 @@ def is_size(unit: str | None) -> bool:
     """Return whether a unit suffix is a size."""
     return unit in SIZES
 
-
-def format_duration(seconds: float) -> str:
-    """Write seconds in the largest unit that divides them (`1800` → `30min`)."""
-    for unit in ("d", "h", "min", "s"):
-        factor = DURATIONS[unit]
-        if seconds >= factor and seconds % factor == 0:
-            return f"{int(seconds // factor)}{unit}"
-    return f"{seconds}s"

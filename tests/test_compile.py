@@ -1,0 +1,101 @@
+"""Compile every shipped blueprint for every target it declares; the IR and manifest contracts."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from jsonschema import Draft202012Validator
+from typer.testing import CliRunner
+
+from dtec.cli import app
+from dtec.compiler import compile_blueprint
+from dtec.ir import ir_schema
+from dtec.lint import analyse
+
+REPO = Path(__file__).resolve().parent.parent
+CASES = [
+    (path.name, target)
+    for path in sorted((REPO / "blueprints").glob("*.twin"))
+    for target in (analyse(path, environ={}).blueprint.get("target") or {})
+]
+
+
+@pytest.fixture(scope="module")
+def validator() -> Draft202012Validator:
+    schema = ir_schema()
+    Draft202012Validator.check_schema(schema)
+    return Draft202012Validator(schema)
+
+
+@pytest.mark.parametrize(("name", "target"), CASES)
+def test_every_blueprint_compiles_for_every_target(name: str, target: str, validator, blueprints_dir: Path) -> None:
+    bundle, diagnostics = compile_blueprint(blueprints_dir / name, target, environ={})
+    assert bundle is not None, [(d.code, d.message) for d in diagnostics]
+    assert {"train.py", "ir.json", "manifest.json", bundle.launcher} <= set(bundle.files)
+    compile(bundle.files["train.py"], "train.py", "exec")
+    validator.validate(json.loads(bundle.files["ir.json"]))
+    manifest = json.loads(bundle.files["manifest.json"])
+    assert manifest["target"] == target and manifest["launcher"] == bundle.launcher
+    for file, entry in manifest["files"].items():
+        assert hashlib.sha256(bundle.files[file].encode()).hexdigest() == entry["sha256"]
+    again, _ = compile_blueprint(blueprints_dir / name, target, environ={})
+    assert again.files == bundle.files  # deterministic
+
+
+def test_quickstart_compiles_locally(blueprints_dir: Path) -> None:
+    bundle, diagnostics = compile_blueprint(blueprints_dir / "quickstart.twin", "local", environ={})
+    assert diagnostics == []
+    assert bundle.launcher == "run.sh"
+    assert bundle.ir.strategy.device in ("cpu", "cuda")
+
+
+def test_cli_compile_writes_the_bundle(tmp_path: Path, blueprints_dir: Path) -> None:
+    out = tmp_path / "bundle"
+    result = CliRunner().invoke(app, ["compile", str(blueprints_dir / "quickstart.twin"), "-t", "lumi", "-o", str(out), "--explain"])
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in out.iterdir()) == ["ir.json", "job.sbatch", "manifest.json", "train.py"]
+    first = {p.name: p.read_bytes() for p in out.iterdir()}
+    CliRunner().invoke(app, ["compile", str(blueprints_dir / "quickstart.twin"), "-t", "lumi", "-o", str(out)])
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == first
+    py = subprocess.run([sys.executable, "-m", "py_compile", str(out / "train.py")], capture_output=True, text=True)
+    assert py.returncode == 0, py.stderr
+
+
+def test_cli_compile_refuses_errors_with_a_diagnostic(tmp_path: Path, blueprints_dir: Path) -> None:
+    result = CliRunner().invoke(app, ["compile", str(blueprints_dir / "quickstart.twin"), "-t", "lumii", "-o", str(tmp_path / "x")])
+    assert result.exit_code == 1
+    assert "DT200" in result.output and "did you mean `lumi`?" in result.output
+    assert not (tmp_path / "x").exists()
+
+
+def test_cli_set_and_emit_ir(blueprints_dir: Path) -> None:
+    result = CliRunner().invoke(
+        app, ["compile", str(blueprints_dir / "quickstart.twin"), "-t", "lumi", "--emit", "ir", "--set", "strategy.nodes=4"]
+    )
+    assert result.exit_code == 0, result.output
+    ir = json.loads(result.stdout)
+    assert ir["strategy"]["nodes"] == 4 and ir["strategy"]["world_size"] == 32
+
+
+def test_cli_schema_graph_and_targets(blueprints_dir: Path) -> None:
+    runner = CliRunner()
+    schema = json.loads(runner.invoke(app, ["schema"]).stdout)
+    assert schema["$id"].startswith("https://") and schema["$schema"].endswith("2020-12/schema")
+    machine_schema = json.loads(runner.invoke(app, ["schema", "machine"]).stdout)
+    assert machine_schema["$schema"].endswith("2020-12/schema")
+    for fmt, marker in (("dot", "digraph"), ("mermaid", "flowchart LR"), ("json", '"nodes"')):
+        result = runner.invoke(app, ["graph", str(blueprints_dir / "quickstart.twin"), "-t", "lumi", "-f", fmt])
+        assert result.exit_code == 0 and marker in result.stdout
+    listing = runner.invoke(app, ["targets", "--format", "json"])
+    names = {row["name"] for row in json.loads(listing.stdout)}
+    assert {"lumi", "juwels-booster", "jureca-dc", "vega", "deucalion", "deucalion-gpu", "leonardo", "marenostrum5",
+            "karolina", "meluxina", "local", "slurm", "kubernetes", "kubeflow", "interlink"} <= names
+    shown = runner.invoke(app, ["targets", "show", "lumi"])
+    assert json.loads(shown.stdout)["name"] == "lumi"
+    missing = runner.invoke(app, ["targets", "show", "lumii"])
+    assert missing.exit_code == 2 and "did you mean `lumi`?" in missing.output
