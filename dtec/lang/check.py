@@ -264,7 +264,8 @@ class _Checker:
         if expr.value <= 0:
             self.report("DT106", f"duration `{expr.text}` must be positive", expr.span, "use e.g. `30min`")
             return _INVALID
-        return expr.value * DURATIONS[expr.unit]  # type: ignore[index]
+        seconds = expr.value * DURATIONS[expr.unit]  # type: ignore[index]
+        return int(seconds) if float(seconds).is_integer() else seconds
 
     def v_Size(self, expr: ast.Expr, type_: t.Size, path: Path) -> Any:
         if not isinstance(expr, ast.Number) or expr.unit not in SIZES:
