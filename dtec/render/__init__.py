@@ -41,14 +41,15 @@ def render(
 
 
 def summary(diagnostics: Sequence[Diagnostic], files: int, *, color: bool = False) -> str:
-    """Return `2 errors, 1 warning in 3 files` or `All checks passed (3 files)`; `files` = files checked."""
+    """Return `2 errors, 1 warning in 3 files` or `All checks passed (3 files)` (files checked)."""
     checked = _plural(files, "file")
     if not diagnostics:
         text = f"All checks passed ({checked})"
         return _paint(text, "32;1") if color else text
     counts = []
-    for severity, noun in ((Severity.ERROR, "error"), (Severity.WARNING, "warning"), (Severity.INFO, "info")):
+    for severity in Severity:
         n = sum(d.severity is severity for d in diagnostics)
+        noun = severity.value
         if n:
             # "info" is a mass noun: `2 info`, not `2 infos`.
             counts.append(f"{n} {noun}" if severity is Severity.INFO else _plural(n, noun))
@@ -60,12 +61,27 @@ def summary(diagnostics: Sequence[Diagnostic], files: int, *, color: bool = Fals
 
 
 def position(span: Span | None) -> dict[str, int | None]:
-    """Return 1-based `line`, `column`, `end_line`, `end_column` (end exclusive); None without a span."""
+    """Return 1-based `line`, `column`, `end_line`, `end_column` (end exclusive), or Nones."""
     if span is None:
         return {"line": None, "column": None, "end_line": None, "end_column": None}
     line, column = span.start_pos
     end_line, end_column = span.end_pos
     return {"line": line, "column": column, "end_line": end_line, "end_column": end_column}
+
+
+def display_path(path: str) -> str:
+    """Return `path` relative to the working folder when it lies below it, else unchanged.
+
+    Imported files are read by absolute path; showing every file the same way keeps output
+    portable and lets GitHub attach annotations, which need repository-relative paths.
+    """
+    candidate = Path(path)
+    if not candidate.is_absolute():
+        return path
+    try:
+        return str(candidate.relative_to(Path.cwd().resolve()))
+    except (ValueError, OSError):
+        return path
 
 
 def write(stream: TextIO, text: str) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from dtec.diagnostics import Diagnostic, Severity
+from dtec.render import display_path
 
 _COMMAND = {Severity.ERROR: "error", Severity.WARNING: "warning", Severity.INFO: "notice"}
 
@@ -29,7 +30,7 @@ def _command(d: Diagnostic) -> str:
     if d.span is not None:
         line, col = d.span.start_pos
         end_line, end_col = d.span.end_pos
-        props += [("file", d.span.path), ("line", line)]
+        props += [("file", display_path(d.span.path)), ("line", line)]
         # GitHub rejects columns on annotations that span lines (see ruff's github renderer).
         props += [("col", col)] if end_line == line else []
         props += [("endLine", end_line)]
@@ -40,6 +41,6 @@ def _command(d: Diagnostic) -> str:
         message += f"\nhelp: {d.help}"
     for related in d.related:
         line, col = related.span.start_pos
-        message += f"\nnote: {related.message} ({related.span.path}:{line}:{col})"
+        message += f"\nnote: {related.message} ({display_path(related.span.path)}:{line}:{col})"
     fields = ",".join(f"{key}={escape_property(str(value))}" for key, value in props)
     return f"::{_COMMAND[d.severity]} {fields}::{escape_data(message)}"

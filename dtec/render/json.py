@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from dtec.diagnostics import Diagnostic
-from dtec.render import position
+from dtec.render import display_path, position
 
 
 def to_dict(d: Diagnostic) -> dict[str, Any]:
@@ -17,11 +17,12 @@ def to_dict(d: Diagnostic) -> dict[str, Any]:
         "name": d.rule.name,
         "severity": d.severity.value,
         "message": d.message,
-        "file": d.span.path if d.span is not None else None,
+        "file": display_path(d.span.path) if d.span is not None else None,
         **position(d.span),
         "help": d.help,
         "related": [
-            {"file": r.span.path, **position(r.span), "message": r.message} for r in d.related
+            {"file": display_path(r.span.path), **position(r.span), "message": r.message}
+            for r in d.related
         ],
     }
 

@@ -13,7 +13,9 @@ from dtec.diagnostics import Diagnostic
 from dtec.rules import RULES, Rule
 from dtec.source import Span
 
-SCHEMA = "https://docs.oasis-open.org/sarif/sarif/v2.1.0/errata01/os/schemas/sarif-schema-2.1.0.json"
+SCHEMA = (
+    "https://docs.oasis-open.org/sarif/sarif/v2.1.0/errata01/os/schemas/sarif-schema-2.1.0.json"
+)
 INFORMATION_URI = "https://dtec.dev"
 _LEVEL = {"error": "error", "warning": "warning", "info": "note"}
 
@@ -88,15 +90,15 @@ def _rule(r: Rule) -> dict[str, Any]:
 
 
 def _artifacts(diagnostics: Sequence[Diagnostic], files: Sequence[Path | str]) -> list[str]:
-    """Return the files checked in the given order, then imported files that have findings, sorted."""
+    """Return the files checked, in order, then other files that findings point into, sorted."""
     listed = list(dict.fromkeys(str(f) for f in files))
-    spans = [s for d in diagnostics for s in (d.span, *(r.span for r in d.related)) if s is not None]
+    spans = [s for d in diagnostics for s in (d.span, *(r.span for r in d.related)) if s]
     extra = sorted({s.path for s in spans} - set(listed))
     return listed + extra
 
 
 def _uri(path: str, base: Path) -> dict[str, str]:
-    """Return a URI relative to `base` (with `%SRCROOT%`) when the file is below it, else absolute."""
+    """Return a URI relative to `base` (`%SRCROOT%`) when the file is below it, else absolute."""
     resolved = Path(path).resolve()
     try:
         relative = resolved.relative_to(base)

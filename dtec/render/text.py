@@ -1,4 +1,4 @@
-"""Human-readable diagnostics like rustc and ruff: header, location, source excerpt, carets, help."""
+"""Human-readable diagnostics like rustc and ruff: header, location, excerpt, carets, help."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import unicodedata
 from collections.abc import Sequence
 
 from dtec.diagnostics import Diagnostic, Severity
+from dtec.render import display_path
 from dtec.source import Span
 
 TAB_WIDTH = 4
@@ -45,7 +46,8 @@ class _Block:
         if d.help:
             if d.span is not None or d.related:
                 lines.append(self.gutter())
-            lines.append(f"{' ' * self.width} {self.paint('=', _GUTTER_COLOR)} {self.paint('help', '1')}: {_clean(d.help)}")
+            equals = self.paint("=", _GUTTER_COLOR)
+            lines.append(f"{' ' * self.width} {equals} {self.paint('help', '1')}: {_clean(d.help)}")
         return "\n".join(lines)
 
     def gutter(self, number: int | None = None) -> str:
@@ -64,7 +66,7 @@ class _Block:
         tail = f" …to {end_line}:{end_col}" if end_line != line else ""
         arrow = self.paint("-->", _GUTTER_COLOR)
         return [
-            f"{' ' * self.width}{arrow} {_clean(span.path)}:{line}:{col}",
+            f"{' ' * self.width}{arrow} {_clean(display_path(span.path))}:{line}:{col}",
             self.gutter(),
             f"{self.gutter(line)} {shown}".rstrip(),
             f"{self.gutter()} {' ' * pad}{self.paint(carets, sgr)}{tail}",
@@ -86,7 +88,7 @@ def _excerpt_lines(span: Span) -> tuple[int, ...]:
 
 
 def _expand(text: str, start: int = 0) -> tuple[str, int]:
-    """Return `text` as the terminal shows it (tabs to stops of 4, controls pictured) and its end column."""
+    """Return `text` as a terminal shows it (tab stops of 4, controls pictured), and its width."""
     out: list[str] = []
     column = start
     for char in text:
