@@ -1,4 +1,4 @@
-"""A small JSON Schema interpreter (the subset machine.schema.json uses) with messages for people."""
+"""A small JSON Schema interpreter (the subset machine.schema.json uses), with plain messages."""
 
 from __future__ import annotations
 
@@ -79,6 +79,9 @@ def _check(value: Any, schema: Any, path: str, root: dict, out: list) -> None:
         _check(value, sub, path, root, out)
     if "anyOf" in schema:
         _any_of(value, schema["anyOf"], path, root, out)
+    if "not" in schema and not _sub(value, schema["not"], root):
+        out.append((path, f"not allowed: {schema['description']}" if "description" in schema
+                    else "not allowed here"))
     if "if" in schema:
         branch = "else" if _sub(value, schema["if"], root) else "then"
         if branch in schema:
@@ -127,7 +130,7 @@ def _string(value: str, schema: dict, path: str, out: list) -> None:
     if len(value) < schema.get("minLength", 0):
         out.append((path, "must not be empty"))
     if "pattern" in schema and not re.search(schema["pattern"], value):
-        out.append((path, f"`{value}` does not match `{schema['pattern']}`"))
+        out.append((path, _mismatch(value, schema)))
 
 
 def _number(value: float, schema: dict, path: str, out: list) -> None:
@@ -141,8 +144,10 @@ def _number(value: float, schema: dict, path: str, out: list) -> None:
 
 def _array(value: list, schema: dict, path: str, root: dict, out: list) -> None:
     if len(value) < schema.get("minItems", 0):
-        out.append((path, f"needs at least {schema['minItems']} entries"))
-    if schema.get("uniqueItems") and len({json.dumps(v, sort_keys=True) for v in value}) < len(value):
+        n = schema["minItems"]
+        out.append((path, f"needs at least {n} {'entry' if n == 1 else 'entries'}"))
+    unique = {json.dumps(v, sort_keys=True) for v in value}
+    if schema.get("uniqueItems") and len(unique) < len(value):
         out.append((path, "has duplicate entries"))
     if "items" in schema:
         for i, item in enumerate(value):
@@ -158,13 +163,19 @@ def _object(value: dict, schema: dict, path: str, root: dict, out: list) -> None
     names = schema.get("propertyNames")
     for key, item in value.items():
         if names is not None and "pattern" in names and not re.search(names["pattern"], key):
-            out.append((_join(path, key), f"key `{key}` does not match `{names['pattern']}`"))
+            out.append((_join(path, key), "key " + _mismatch(key, names)))
         if key in props:
             _check(item, props[key], _join(path, key), root, out)
         elif extra is False:
             out.append((_join(path, key), f"unknown key `{key}`{_near(key, props)}"))
         elif extra is not True:
             _check(item, extra, _join(path, key), root, out)
+
+
+def _mismatch(value: str, schema: dict) -> str:
+    if "description" in schema:
+        return f"`{value}` is not {schema['description']}"
+    return f"`{value}` does not match `{schema['pattern']}`"
 
 
 def _near(word: Any, choices: Any) -> str:

@@ -96,7 +96,8 @@ def cross_problems(m: Machine) -> list[str]:
                 f"{n.usable_cpus} usable cpus"
             )
         if p.gpu != (n.gpus > 0):
-            out.append(f"partitions `{p.name}`: gpu = {str(p.gpu).lower()} but the node has {n.gpus} GPUs")
+            flag = str(p.gpu).lower()
+            out.append(f"partitions `{p.name}`: gpu = {flag} but the node has {n.gpus} GPUs")
         if p.max_nodes is not None and p.min_nodes > p.max_nodes:
             out.append(f"partitions `{p.name}`: min_nodes exceeds max_nodes")
     if m.rules.account_pattern:

@@ -120,7 +120,8 @@ def _visible(found: int, variable: str) -> int:
 def _nvidia() -> dict | None:
     out = _run("nvidia-smi", "--query-gpu=name,memory.total,compute_cap",
                "--format=csv,noheader,nounits")
-    rows = [[c.strip() for c in line.split(",")] for line in (out or "").splitlines() if line.strip()]
+    lines = [line for line in (out or "").splitlines() if line.strip()]
+    rows = [[c.strip() for c in line.split(",")] for line in lines]
     if not rows:
         listing = _run("nvidia-smi", "-L") or ""
         names = re.findall(r"^GPU \d+: (.+?)(?: \(UUID.*)?$", listing, re.M)

@@ -233,7 +233,7 @@ class Machine:
         return self.launch.memory_flag.format(gb=int(gb), mb=int(gb * 1024))
 
     def account_problem(self, account: str | None) -> str | None:
-        """Return why `account` will be refused (missing, wrong shape), or None when it looks right."""
+        """Return why `account` will be refused (missing, wrong shape), or None if it looks fine."""
         hint = f" (looks like `{self.rules.account_hint}`)" if self.rules.account_hint else ""
         if not account:
             return f"`{self.name}` needs an account{hint}" if self.rules.account_required else None
@@ -274,7 +274,8 @@ def _json(value: Any) -> Any:
 
 
 def _plain(obj: Any) -> dict[str, Any]:
-    return {f.name: _json(getattr(obj, f.name)) for f in fields(obj) if getattr(obj, f.name) is not None}
+    values = {f.name: getattr(obj, f.name) for f in fields(obj)}
+    return {k: _json(v) for k, v in values.items() if v is not None}
 
 
 def _partition_dict(p: Partition, base: Node) -> dict[str, Any]:

@@ -158,6 +158,11 @@ def apply_overrides(machine: Machine, overrides: Mapping[str, Any]) -> Machine:
     node = node_replace(machine.node, **node_changes)
     parts = [_renode(p, machine, node_changes) for p in machine.partitions]
     chosen = _choose(machine, parts, values.get("partition"))
+    by_qos = _by_qos(parts, chosen, values.get("qos"))
+    if by_qos is not None:
+        # A QoS the profile lists brings its own limits (Leonardo, MeluXina, MN5).
+        chosen = by_qos
+        values.pop("qos")
     part_changes = {_PARTITION[k]: v for k, v in values.items() if k in _PARTITION}
     if chosen is not None:
         index = next(i for i, p in enumerate(parts) if p.name == chosen.name)
@@ -205,6 +210,14 @@ def _choose(machine: Machine, parts: list[Partition], name: str | None) -> Parti
     new = replace(base, name=name, slurm_partition=name, qos=None, debug=False, max_jobs=None)
     parts.append(new)
     return new
+
+
+def _by_qos(parts: list[Partition], chosen: Partition | None, qos: str | None) -> Partition | None:
+    if qos is None:
+        return None
+    slurm = chosen.slurm_partition if chosen is not None else None
+    found = [p for p in parts if p.qos == qos and (chosen is None or p.slurm_partition == slurm)]
+    return found[0] if len(found) == 1 else None
 
 
 def _merge_env(env: Mapping[str, str], items: tuple[str, ...], machine: Machine) -> Any:
