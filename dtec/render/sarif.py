@@ -41,12 +41,10 @@ def render_sarif(
     results = []
     for d in diagnostics:
         text = d.message + (f"\nhelp: {d.help}" if d.help else "")
-        result: dict[str, Any] = {
-            "ruleId": d.code,
-            "ruleIndex": codes.index(d.code),
-            "level": _LEVEL[d.severity.value],
-            "message": {"text": text},
-        }
+        result: dict[str, Any] = {"ruleId": d.code}
+        if d.code in codes:
+            result["ruleIndex"] = codes.index(d.code)
+        result |= {"level": _LEVEL[d.severity.value], "message": {"text": text}}
         if d.span is not None:
             result["locations"] = [location(d.span)]
         if d.related:
