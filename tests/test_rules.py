@@ -1,0 +1,185 @@
+"""The code table: every rule has a doc and a fixture that triggers it; `dtec explain`; docs/rules."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+import dtec.rules
+from dtec.cli import app
+from dtec.lint import analyse
+from dtec.render import render
+from dtec.rules import RULES, rule_doc
+from dtec.source import Source
+from dtec.syntax.parser import parse
+
+FIXTURES = Path(__file__).resolve().parent / "fixtures" / "rules"
+HEADINGS = ["## What it does", "## Why is this bad?", "## Example", "## Use instead"]
+
+# Codes in the table that no check emits yet. The fixtures exist; strict xfail turns the test red
+# the day the code is emitted, so that the marker is removed and the golden file written.
+NOT_EMITTED = {
+    "DT006": "the parser reports an `import` inside a block as DT002 (unexpected `import`)",
+    "DT215": "no backend reports unsupported features yet",
+}
+# Doc examples that are not meant to parse: they show syntax errors.
+UNPARSABLE_EXAMPLES = {"DT002", "DT003", "DT004", "DT005", "DT006"}
+
+
+def check_golden(path: Path, actual: str, update: bool) -> None:
+    """Compare `actual` with the golden file byte for byte, or rewrite it when updating."""
+    if update or os.environ.get("DTEC_UPDATE_GOLDEN") == "1":
+        path.write_bytes(actual.encode("utf-8"))
+        return
+    assert path.is_file(), f"{path} is missing: run `pytest --update-golden`"
+    expected = path.read_bytes()
+    assert actual == expected.decode("utf-8"), f"{path.name} differs: run `pytest --update-golden` and review"
+    assert actual.encode("utf-8") == expected
+
+
+def sections(doc: str) -> dict[str, str]:
+    """Split a rule doc at its `## ` headings."""
+    parts = re.split(r"^(## .+)$", doc, flags=re.M)
+    return {parts[i]: parts[i + 1].strip() for i in range(1, len(parts), 2)}
+
+
+def fenced(text: str) -> tuple[str, str]:
+    """Return (language, code) of the first fenced block."""
+    match = re.search(r"^```(\w*)\n(.*?)^```$", text, flags=re.S | re.M)
+    assert match, "no fenced code block"
+    return match.group(1), match.group(2)
+
+
+def param(code: str):
+    if code in NOT_EMITTED:
+        return pytest.param(code, marks=pytest.mark.xfail(strict=True, reason=NOT_EMITTED[code]))
+    return code
+
+
+# ---- docs --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("code", list(RULES))
+def test_rule_has_a_doc_with_every_heading(code: str) -> None:
+    doc = rule_doc(code)
+    assert doc, f"dtec/rules/docs/{code}.md is missing"
+    assert doc.splitlines()[0] == f"# {code} {RULES[code].name}"
+    found = re.findall(r"^## .+$", doc, flags=re.M)
+    assert found == HEADINGS
+    parts = sections(doc)
+    assert all(parts[h] for h in HEADINGS), "a section is empty"
+    assert doc.endswith("\n") and not doc.endswith("\n\n")
+
+
+@pytest.mark.parametrize("code", list(RULES))
+def test_doc_snippets_parse(code: str) -> None:
+    parts = sections(rule_doc(code))
+    for heading in ("## Example", "## Use instead"):
+        lang, snippet = fenced(parts[heading])
+        if lang != "hcl":
+            continue  # a shell session or a machine profile
+        _, found = parse(Source(f"{code}.md", snippet))
+        if heading == "## Example" and code in UNPARSABLE_EXAMPLES:
+            assert found, "the example is meant to show a syntax problem"
+        else:
+            assert [d.code for d in found] == [], f"{heading} does not parse"
+
+
+def test_no_doc_without_a_rule() -> None:
+    folder = Path(dtec.rules.__file__).resolve().parent / "docs"
+    assert sorted(p.stem for p in folder.glob("*.md")) == sorted(RULES)
+
+
+# ---- fixtures ----------------------------------------------------------------------------------
+
+
+def test_every_rule_has_a_fixture() -> None:
+    assert sorted(p.stem for p in FIXTURES.glob("DT*.twin")) == sorted(RULES)
+
+
+@pytest.mark.parametrize("code", [param(c) for c in RULES])
+def test_fixture_triggers_exactly_its_rule(code: str, repo_root: Path, monkeypatch, update_golden: bool) -> None:
+    monkeypatch.chdir(repo_root)  # diagnostics then carry portable, relative paths
+    monkeypatch.delenv("DTEC_MACHINES", raising=False)
+    if code == "DT214":
+        monkeypatch.setenv("DTEC_MACHINES", str(Path("tests", "fixtures", "rules", "DT214")))
+    result = analyse(Path("tests", "fixtures", "rules", f"{code}.twin"), environ={})
+    assert sorted({d.code for d in result.diagnostics}) == [code]
+    # Imported files are read by absolute path, and DT010's help shows one: make them relative.
+    out = render(result.diagnostics, "json").replace(str(repo_root) + os.sep, "")
+    golden = FIXTURES / f"{code}.json"
+    check_golden(golden, out, update_golden)
+    first, expected = json.loads(out)[0], json.loads(golden.read_text(encoding="utf-8"))[0]
+    assert (first["code"], first["line"], first["column"]) == (code, expected["line"], expected["column"])
+
+
+def test_goldens_are_those_of_emitted_rules() -> None:
+    emitted = set(RULES) - set(NOT_EMITTED)
+    assert {p.stem for p in FIXTURES.glob("DT*.json")} == emitted
+
+
+# ---- dtec explain ------------------------------------------------------------------------------
+
+
+def explain(*args: str):
+    return CliRunner().invoke(app, ["explain", *args])
+
+
+@pytest.mark.parametrize("name", ["DT101", "dt101", "unknown-attribute"])
+def test_explain_prints_the_doc(name: str) -> None:
+    result = explain(name)
+    assert result.exit_code == 0, result.output
+    assert result.stdout == rule_doc("DT101")  # plain text when stdout is not a terminal
+
+
+def test_explain_lists_every_rule() -> None:
+    result = explain()
+    assert result.exit_code == 0
+    lines = result.stdout.splitlines()
+    assert [line.split()[0] for line in lines] == list(RULES)
+    assert lines[9].split()[:3] == ["DT101", "unknown-attribute", "error"]
+    assert lines[9].endswith(RULES["DT101"].summary)
+
+
+@pytest.mark.parametrize(
+    ("name", "hint"),
+    [("unknown-atribute", "did you mean `unknown-attribute`?"), ("nonsense-rule-xyz", "run `dtec explain`")],
+)
+def test_explain_unknown_rule_exits_2(name: str, hint: str) -> None:
+    result = explain(name)
+    assert result.exit_code == 2
+    assert result.stdout == ""
+    assert f"unknown rule `{name}`" in result.stderr and hint in result.stderr
+
+
+# ---- docs/rules --------------------------------------------------------------------------------
+
+
+def gen_rule_docs(repo_root: Path, *args: str) -> subprocess.CompletedProcess:
+    script = repo_root / "scripts" / "gen_rule_docs.py"
+    return subprocess.run([sys.executable, str(script), *args], capture_output=True, text=True, timeout=60)
+
+
+def test_docs_rules_are_up_to_date(repo_root: Path) -> None:
+    result = gen_rule_docs(repo_root, "--check")
+    assert result.returncode == 0, result.stderr
+
+
+def test_gen_rule_docs_check_finds_stale_pages(repo_root: Path, tmp_path: Path) -> None:
+    assert gen_rule_docs(repo_root, "--check", "--out", str(tmp_path)).returncode == 1
+    assert gen_rule_docs(repo_root, "--out", str(tmp_path)).returncode == 0
+    assert gen_rule_docs(repo_root, "--check", "--out", str(tmp_path)).returncode == 0
+    assert (tmp_path / "index.md").read_text(encoding="utf-8").count("| [DT") == len(RULES)
+    (tmp_path / "DT101.md").write_text("edited by hand\n", encoding="utf-8")
+    (tmp_path / "DT999.md").write_text("a rule that left the table\n", encoding="utf-8")
+    stale = gen_rule_docs(repo_root, "--check", "--out", str(tmp_path))
+    assert stale.returncode == 1 and "DT101.md, DT999.md" in stale.stderr
+    gen_rule_docs(repo_root, "--out", str(tmp_path))
+    assert not (tmp_path / "DT999.md").exists()
