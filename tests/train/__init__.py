@@ -1,0 +1,1 @@
+"""Helpers for the training-script tests."""
