@@ -1,4 +1,4 @@
-"""The four output formats on a fixed set of diagnostics (golden files), and `dtec lint` end to end."""
+"""The four output formats on fixed diagnostics (golden files), and `dtec lint` end to end."""
 
 from __future__ import annotations
 
@@ -39,7 +39,9 @@ SOURCE = Source("bp.twin", TEXT)
 
 def at(line: int, needle: str, length: int | None = None) -> Span:
     """Return the span of `needle` on `line` (or `length` characters from it)."""
-    start = sum(len(x) + 1 for x in TEXT.split("\n")[: line - 1]) + TEXT.split("\n")[line - 1].index(needle)
+    start = sum(len(x) + 1 for x in TEXT.split("\n")[: line - 1]) + TEXT.split("\n")[
+        line - 1
+    ].index(needle)
     return Span(SOURCE, start, start + (len(needle) if length is None else length))
 
 
@@ -52,13 +54,31 @@ def diagnostics() -> list[Diagnostic]:
     multi = Span(SOURCE, multi.start, TEXT.index("2]") + 2)
     return [
         diag("DT001", "cannot read `missing.twin`: file not found", None, "check the path"),
-        diag("DT101", "unknown attribute `descripton` in `twin \"日本\"`", at(2, "descripton"), "did you mean `description`?"),
-        diag("DT002", "unexpected `junk`", at(3, "junk"), "put each attribute on its own line, or separate them with `,`"),
+        diag(
+            "DT101",
+            'unknown attribute `descripton` in `twin "日本"`',
+            at(2, "descripton"),
+            "did you mean `description`?",
+        ),
+        diag(
+            "DT002",
+            "unexpected `junk`",
+            at(3, "junk"),
+            "put each attribute on its own line, or separate them with `,`",
+        ),
         diag("DT002", "unexpected `oops`", at(4, "oops")),
         diag("DT105", "expected an integer, found a list", multi, "use an integer"),
-        diag("DT110", "`train` is defined twice", at(10, "train"), "keep one of them", [Related(at(6, "train"), "first defined here")]),
+        diag(
+            "DT110",
+            "`train` is defined twice",
+            at(10, "train"),
+            "keep one of them",
+            [Related(at(6, "train"), "first defined here")],
+        ),
         diag("DT115", '`twin "日本"` is never used', at(1, 'twin "日本"')),
-        Diagnostic(INFO, "100% done, then: more\r\nand a new line", at(1, "{"), "a help, with: commas"),
+        Diagnostic(
+            INFO, "100% done, then: more\r\nand a new line", at(1, "{"), "a help, with: commas"
+        ),
     ]
 
 
@@ -81,7 +101,9 @@ def check_golden(path: Path, actual: str, update: bool) -> None:
         return
     assert path.is_file(), f"{path} is missing: run `pytest --update-golden`"
     expected = path.read_bytes()
-    assert actual == expected.decode("utf-8"), f"{path.name} differs: run `pytest --update-golden` and review"
+    assert actual == expected.decode("utf-8"), (
+        f"{path.name} differs: run `pytest --update-golden` and review"
+    )
     assert actual.encode("utf-8") == expected
 
 
@@ -98,7 +120,9 @@ def check_golden(path: Path, actual: str, update: bool) -> None:
         ("sarif.json", "sarif", False),
     ],
 )
-def test_golden(name: str, fmt: str, color: bool, update_golden: bool, monkeypatch, tmp_path) -> None:
+def test_golden(
+    name: str, fmt: str, color: bool, update_golden: bool, monkeypatch, tmp_path
+) -> None:
     monkeypatch.chdir(tmp_path)  # relative paths stay relative: `bp.twin` is below the cwd
     out = render(diagnostics(), fmt, color=color, files=["bp.twin", "missing.twin"])
     assert out == render(diagnostics(), fmt, color=color, files=["bp.twin", "missing.twin"])
@@ -113,7 +137,7 @@ def text_of(d: Diagnostic, **kwargs) -> list[str]:
 
 
 def caret_column(lines: list[str], source_line: int) -> int:
-    """Return the display column (0-based, after the gutter) of the first caret under `source_line`."""
+    """Return the display column (0-based, after the gutter) of the caret under `source_line`."""
     row = next(i for i, line in enumerate(lines) if re.match(rf"\s*{source_line} \| ", line))
     gutter = lines[row].index("| ") + 2
     return len(lines[row + 1]) - len(lines[row + 1][gutter:].lstrip(" ")) - gutter
@@ -202,21 +226,40 @@ def test_text_no_diagnostics_is_empty() -> None:
 
 def test_json_keys_positions_and_nulls() -> None:
     data = json.loads(render(diagnostics(), "json"))
-    keys = ["code", "name", "severity", "message", "file", "line", "column", "end_line", "end_column", "help", "related"]
+    keys = [
+        "code",
+        "name",
+        "severity",
+        "message",
+        "file",
+        "line",
+        "column",
+        "end_line",
+        "end_column",
+        "help",
+        "related",
+    ]
     assert all(list(item) == keys for item in data)
     assert data[0]["file"] is None and data[0]["line"] is None and data[0]["end_column"] is None
     junk = data[2]
-    # Columns count code points (lark's convention), not bytes or display cells; the end is exclusive.
+    # Columns count code points (as lark does), not bytes or display cells; the end is exclusive.
     assert (junk["line"], junk["column"], junk["end_line"], junk["end_column"]) == (3, 15, 3, 19)
     assert data[4]["line"] == 7 and data[4]["end_line"] == 8
     assert data[5]["related"] == [
-        {"file": "bp.twin", "line": 6, "column": 1, "end_line": 6, "end_column": 6, "message": "first defined here"}
+        {
+            "file": "bp.twin",
+            "line": 6,
+            "column": 1,
+            "end_line": 6,
+            "end_column": 6,
+            "message": "first defined here",
+        }
     ]
 
 
 def test_json_is_indented_with_trailing_newline() -> None:
     out = render(diagnostics()[:1], "json")
-    assert out.startswith("[\n  {\n    \"code\"") and out.endswith("]\n")
+    assert out.startswith('[\n  {\n    "code"') and out.endswith("]\n")
     assert render([], "json") == "[]\n"
 
 
@@ -234,8 +277,13 @@ def test_github_escaping() -> None:
 
 def test_github_commands() -> None:
     lines = render(diagnostics(), "github").splitlines()
-    assert lines[0] == "::error title=DT001 unreadable-file::cannot read `missing.twin`: file not found%0Ahelp: check the path"
-    assert lines[2].startswith("::error file=bp.twin,line=3,col=15,endLine=3,endColumn=19,title=DT002 syntax-error::")
+    assert lines[0] == (
+        "::error title=DT001 unreadable-file::"
+        "cannot read `missing.twin`: file not found%0Ahelp: check the path"
+    )
+    assert lines[2].startswith(
+        "::error file=bp.twin,line=3,col=15,endLine=3,endColumn=19,title=DT002 syntax-error::"
+    )
     # Columns are left out when the annotation spans lines.
     assert lines[4].startswith("::error file=bp.twin,line=7,endLine=8,title=DT105 type-mismatch::")
     assert lines[6].startswith("::warning file=bp.twin,")
@@ -260,13 +308,20 @@ def test_github_property_escaping_in_paths() -> None:
 _MESSAGE = {"type": "object", "required": ["text"], "properties": {"text": {"type": "string"}}}
 _REGION = {
     "type": "object",
-    "properties": {k: {"type": "integer", "minimum": 1} for k in ("startLine", "startColumn", "endLine", "endColumn")},
+    "properties": {
+        k: {"type": "integer", "minimum": 1}
+        for k in ("startLine", "startColumn", "endLine", "endColumn")
+    },
     "required": ["startLine", "startColumn", "endLine", "endColumn"],
 }
 _ARTIFACT_LOCATION = {
     "type": "object",
     "required": ["uri"],
-    "properties": {"uri": {"type": "string", "format": "uri-reference"}, "uriBaseId": {"type": "string"}, "index": {"type": "integer", "minimum": -1}},
+    "properties": {
+        "uri": {"type": "string", "format": "uri-reference"},
+        "uriBaseId": {"type": "string"},
+        "index": {"type": "integer", "minimum": -1},
+    },
 }
 _LOCATION = {
     "type": "object",
@@ -309,13 +364,23 @@ SARIF_SUBSET = {
                                         "type": "array",
                                         "items": {
                                             "type": "object",
-                                            "required": ["id", "name", "shortDescription", "fullDescription", "help", "defaultConfiguration"],
+                                            "required": [
+                                                "id",
+                                                "name",
+                                                "shortDescription",
+                                                "fullDescription",
+                                                "help",
+                                                "defaultConfiguration",
+                                            ],
                                             "properties": {
                                                 "id": {"type": "string"},
                                                 "shortDescription": _MESSAGE,
                                                 "fullDescription": _MESSAGE,
                                                 "help": _MESSAGE,
-                                                "defaultConfiguration": {"type": "object", "properties": {"level": _LEVEL}},
+                                                "defaultConfiguration": {
+                                                    "type": "object",
+                                                    "properties": {"level": _LEVEL},
+                                                },
                                             },
                                         },
                                     },
@@ -325,7 +390,11 @@ SARIF_SUBSET = {
                     },
                     "artifacts": {
                         "type": "array",
-                        "items": {"type": "object", "required": ["location"], "properties": {"location": _ARTIFACT_LOCATION}},
+                        "items": {
+                            "type": "object",
+                            "required": ["location"],
+                            "properties": {"location": _ARTIFACT_LOCATION},
+                        },
                     },
                     "results": {
                         "type": "array",
@@ -365,7 +434,10 @@ def check_sarif(text: str) -> dict:
             artifact = loc["physicalLocation"]["artifactLocation"]
             assert uris[artifact["index"]] == artifact["uri"]
             region = loc["physicalLocation"]["region"]
-            assert (region["endLine"], region["endColumn"]) >= (region["startLine"], region["startColumn"])
+            assert (region["endLine"], region["endColumn"]) >= (
+                region["startLine"],
+                region["startColumn"],
+            )
         ids = [r["id"] for r in result.get("relatedLocations", [])]
         assert len(ids) == len(set(ids))
     return log
@@ -449,8 +521,16 @@ train {
   loss = mse
 }
 """
-BROKEN = CLEAN.replace("  loss = mse", "  loss = msa\n  epoch = 3").replace('twin "flood"', 'twin "日本"')
-WARNING = CLEAN + '\ndata "spare" {\n  source = synthetic(samples = 64, shape = [8], targets = 1)\n  batch = 16\n}\n'
+BROKEN = CLEAN.replace("  loss = mse", "  loss = msa\n  epoch = 3").replace(
+    'twin "flood"', 'twin "日本"'
+)
+SPARE = """
+data "spare" {
+  source = synthetic(samples = 64, shape = [8], targets = 1)
+  batch = 16
+}
+"""
+WARNING = CLEAN + SPARE
 
 
 @pytest.fixture
