@@ -15,6 +15,7 @@ from dtec.lang.overrides import apply_sets
 from dtec.lang.semantics import check_semantics
 from dtec.lang.suppress import apply_suppressions
 from dtec.plan import Plan, plan
+from dtec.source import Source, Span
 
 
 @dataclass(frozen=True)
@@ -49,14 +50,15 @@ def analyse(
     diagnostics += found
     blueprint, found = check(program, os.environ if environ is None else environ)
     diagnostics += found
-    diagnostics += check_semantics(blueprint)
+    diagnostics += check_semantics(blueprint, errors_so_far=has_errors(diagnostics))
     plans: dict[str, Plan] = {}
     if not has_errors(diagnostics):
         from dtec.machines import load_machines
 
         catalog = load_machines(tuple(machine_dirs))
         diagnostics += [
-            diag("DT214", f"machine profile ignored: {e}", None, "fix or remove the file") for e in catalog.errors
+            diag("DT214", f"machine profile ignored: {e.message}", Span(Source(str(e.path), ""), 0, 0) if e.path else None, "fix or remove the file")
+            for e in catalog.errors
         ]
         names = list(blueprint.get("target") or {}) if targets is None else list(targets)
         for name in names:

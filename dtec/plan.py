@@ -357,7 +357,7 @@ class _Planner:
         if fully_sharded is not None and limit is not None and fully_sharded.total > limit:
             self.report(
                 "DT208",
-                f"the model needs ~{fully_sharded.total / GiB:.1f} GiB per rank even fully sharded over {world} ranks; a rank has {limit / GiB:.1f} GiB",
+                f"the model needs ~{fully_sharded.total / GiB:.1f} GiB per rank even fully sharded over {world} rank{'s' if world != 1 else ''}; a rank has {limit / GiB:.1f} GiB",
                 "model", model, "arch",
                 help="use more nodes, a smaller model or a smaller batch",
             )

@@ -13,7 +13,7 @@ from dtec.lang.schema import BLOCKS, REQUIRED_KINDS
 from dtec.source import Span
 from dtec.suggest import closest, did_you_mean
 from dtec.syntax import ast
-from dtec.syntax.units import DURATIONS, SIZES
+from dtec.syntax.units import DURATIONS, SIZES, UNITS
 
 _INVALID = object()  # a value already reported; checks that depend on it are skipped
 
@@ -33,7 +33,9 @@ def check(program: Program, environ: Mapping[str, str]) -> tuple[Blueprint, list
     checker = _Checker(Blueprint(program.main), environ)
     checker.blocks(program.items())
     if program.main is not None:
-        checker.required_blocks(Span(program.main, 0, 0))
+        first = next((d.items[0] for d in program.documents[:1] if d.items), None)
+        at = first.span if isinstance(first, ast.Block) and first.span.source is program.main else Span(program.main, 0, 0)
+        checker.required_blocks(Span(program.main, at.start, at.start))
     checker.references()
     return checker.blueprint, checker.diagnostics
 
@@ -198,18 +200,18 @@ class _Checker:
                 )
                 result[key] = _INVALID
             else:
-                result[key] = _copy(field.default)
+                result[key] = _default(field)
         return result
 
     def defaults(self, fields: dict[str, t.Field]) -> dict[str, Any]:
-        return {key: _copy(f.default) for key, f in fields.items()}
+        return {key: _default(f) for key, f in fields.items()}
 
     def required_blocks(self, at: Span) -> None:
         values = self.blueprint.values
         for kind, spec in BLOCKS.items():
             if spec.required and kind not in values:
                 example = f'{kind} "name" {{ ... }}' if spec.label else f"{kind} {{ ... }}"
-                self.report("DT108", f"the blueprint has no `{kind}` block", at, f"add `{example}`: {spec.doc.lower()}")
+                self.report("DT108", f"the blueprint has no `{kind}` block", at, f"add `{example}`: {spec.doc.lower().rstrip('.')}")
         for kind in REQUIRED_KINDS:
             if not values.get(kind):
                 self.report("DT108", f"the blueprint has no `{kind}` block", at, f'add `{kind} "name" {{ ... }}`')
@@ -223,6 +225,8 @@ class _Checker:
         return method(expr, type_, path)
 
     def mismatch(self, expr: ast.Expr, type_: t.Type, help: str | None = None) -> Any:
+        if isinstance(expr, ast.Number) and expr.unit is not None and expr.unit not in UNITS:
+            return _INVALID  # the parser reported the unknown unit (DT005)
         self.report("DT105", f"expected {type_.describe()}, found {_form(expr)}", expr.span, help or _coerce_hint(expr, type_))
         return _INVALID
 
@@ -455,6 +459,15 @@ def _set(values: dict, path: Path, value: Any) -> None:
     for step in path[:-1]:
         node = node[step]
     node[path[-1]] = value
+
+
+def _default(field: t.Field) -> Any:
+    """Return a field's default; a default call carries its own arguments' defaults."""
+    value = field.default
+    if isinstance(field.type, t.Call) and isinstance(value, dict):
+        params = field.type.functions[value["fn"]].params
+        return {"fn": value["fn"], **{k: _copy(p.default) for k, p in params.items()}, **_copy(value)}
+    return _copy(value)
 
 
 def _copy(value: Any) -> Any:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,9 +30,9 @@ def load(path: Path, text: str | None = None) -> tuple[Program, list[Diagnostic]
     if text is None:
         source = read_source(path)
         if isinstance(source, str):
-            return Program(None, ()), [
-                diag("DT001", f"cannot read `{path}`: {source}", None, "check the path")
-            ]
+            help = "check the path" if source == "file not found" else "save it as UTF-8 text"
+            at = Span(Source(str(path), ""), 0, 0)
+            return Program(None, ()), [diag("DT001", f"cannot read `{path}`: {source}", at, help)]
     else:
         source = Source(str(path), text)
     documents: list[ast.Document] = []
@@ -82,14 +83,14 @@ def _follow(
         return
     if target in seen:
         return  # a diamond: the file is already in, once is enough
-    source = read_source(target)
+    source = read_source(Path(os.path.normpath(importer.parent / item.path)))
     if isinstance(source, str):
         diagnostics.append(
             diag(
                 "DT010",
                 f"cannot import `{item.path}`: {source}",
                 item.path_span,
-                f"the path is relative to this file: {target}",
+                f"the path is relative to the importing file: {os.path.normpath(importer.parent / item.path)}",
             )
         )
         return

@@ -5,7 +5,7 @@ from __future__ import annotations
 from math import prod
 from typing import Any
 
-from dtec.diagnostics import Diagnostic, Related, diag
+from dtec.diagnostics import Diagnostic, Related, diag, has_errors
 from dtec.lang.blueprint import Blueprint
 from dtec.lang.schema import CLASSIFICATION_LOSSES
 
@@ -28,8 +28,12 @@ def label_count(source: dict[str, Any]) -> tuple[str, int] | None:
     return None
 
 
-def check_semantics(bp: Blueprint) -> list[Diagnostic]:
-    """Run the cross-block checks; values already reported as invalid are skipped."""
+def check_semantics(bp: Blueprint, *, errors_so_far: bool = False) -> list[Diagnostic]:
+    """Run the cross-block checks; values already reported as invalid are skipped.
+
+    "Never used" warnings wait until the blueprint has no errors: a broken reference or a missing
+    block would otherwise make its neighbours look unused.
+    """
     found: list[Diagnostic] = []
     data = bp.values.get("data") or {}
     models = bp.values.get("model") or {}
@@ -41,7 +45,8 @@ def check_semantics(bp: Blueprint) -> list[Diagnostic]:
             found += _check_model(bp, name, block["arch"], source, block["input"])
     found += _check_training(bp, data, models)
     found += _check_strategy(bp)
-    found += _check_unused(bp, data, models)
+    if not errors_so_far and not has_errors(found):
+        found += _check_unused(bp, data, models)
     return found
 
 

@@ -234,7 +234,8 @@ class Machine:
 
     def account_problem(self, account: str | None) -> str | None:
         """Return why `account` will be refused (missing, wrong shape), or None if it looks fine."""
-        hint = f" (looks like `{self.rules.account_hint}`)" if self.rules.account_hint else ""
+        example = self.rules.account_hint
+        hint = f" (looks like {example if '`' in example else f'`{example}`'})" if example else ""
         if not account:
             return f"`{self.name}` needs an account{hint}" if self.rules.account_required else None
         pattern = self.rules.account_pattern

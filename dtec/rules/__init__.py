@@ -26,10 +26,10 @@ class Rule:
 
 _TABLE = (
     # Files and syntax
-    ("DT001", "unreadable-file", "error", "A blueprint or an imported file cannot be read"),
+    ("DT001", "unreadable-file", "error", "A blueprint file cannot be read"),
     ("DT002", "syntax-error", "error", "The text does not follow the .twin grammar"),
     ("DT003", "unterminated-string", "error", "A string is not closed on its line"),
-    ("DT004", "invalid-escape", "error", "A string holds an escape other than \\\" \\\\ \\n \\t"),
+    ("DT004", "invalid-escape", "error", "A string holds an escape other than `\\\"`, `\\\\`, `\\n` and `\\t`"),
     ("DT005", "unknown-unit", "error", "A number carries a unit suffix dtec does not know"),
     ("DT006", "misplaced-import", "error", "An `import` stands inside a block"),
     ("DT010", "import-failed", "error", "An imported file cannot be read or parsed"),

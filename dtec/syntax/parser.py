@@ -208,6 +208,8 @@ def _syntax_diagnostic(source: Source, exc: UnexpectedInput) -> Diagnostic:
     assert isinstance(exc, UnexpectedToken)
     token = exc.token
     span = Span(source, token.start_pos, max(token.end_pos, token.start_pos + 1))
+    if token.type == "IMPORT":
+        return diag("DT006", "`import` inside a block", span, "move the `import` line to the top level of the file")
     shown = "a new line" if token.type == "_NL" else f"`{token}`"
     expected = sorted({_TERMINALS.get(t, t) for t in exc.accepts or exc.expected})
     hint = _hint_for(token, set(exc.accepts or exc.expected))
