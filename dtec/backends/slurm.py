@@ -1,0 +1,274 @@
+"""Slurm backend: the `job.sbatch` that runs the bundle's train.py on a machine (docs/backends.md)."""
+
+from __future__ import annotations
+
+import re
+import shlex
+from collections.abc import Mapping
+from typing import Any
+
+from dtec.backends.templating import render
+from dtec.diagnostics import Diagnostic, diag
+from dtec.ir import IR
+from dtec.plan import Plan
+
+JOB_FILE = "job.sbatch"
+TEMPLATE = "job.sbatch.jinja"
+PREEMPTED_EXIT = 143  # train.py checkpoints on SIGUSR1/SIGTERM, then exits 128 + SIGTERM
+LOG_PATTERN = "logs/%x-%j"  # relative to the submit dir, which is the bundle folder
+# Slurm may send the --signal up to 60 s early; keep the lead within [60 s, 10 min] and under
+# a tenth of the walltime, so short test jobs still get most of their time.
+_LEAD_MIN_S, _LEAD_MAX_S = 60, 600
+_EXEC_CONTAINERS = ("singularity", "apptainer")
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# Values on `#SBATCH` lines: sbatch's own tokenizer honours quotes but treats `\` as an escape
+# everywhere, and a newline would end the comment and start shell code.
+_HEADER_UNSAFE = re.compile(r"[\x00-\x1f\x7f\\]")
+# Set by dtec itself below the site environment; a profile value for them is ignored.
+_COMPUTED_ENV = ("OMP_NUM_THREADS", "MASTER_ADDR", "MASTER_PORT", "SRUN_CPUS_PER_TASK")
+
+
+def generate(ir: IR, plan: Plan) -> tuple[dict[str, str], list[Diagnostic]]:
+    """Return `{"job.sbatch": text}` and what the target cannot express."""
+    found: list[Diagnostic] = []
+    ctx = context(ir, plan, found)
+    return {JOB_FILE: render(TEMPLATE, **ctx)}, found
+
+
+def context(ir: IR, plan: Plan, found: list[Diagnostic]) -> dict[str, Any]:
+    """Compute every value the template places (quoted where it reaches the shell)."""
+    machine = plan.machine
+    launch = machine.launch
+    per_node = launch.pattern == "torchrun-per-node"
+    tasks = 1 if per_node else plan.ranks_per_node
+    cpus = plan.cpus_per_rank * plan.ranks_per_node if per_node else plan.cpus_per_rank
+    _not_expressible(ir, found, ("image", "namespace"), "Slurm")
+    container = _container(ir, plan, found)
+    exclusive = _exclusive(ir, plan)
+    env = export_lines(machine.environment(plan.partition), ir.target.env, found)
+    return {
+        "header": _header(ir, plan, tasks, cpus, exclusive, found),
+        "about": _about(ir, plan, tasks, cpus),
+        "module_use": [shlex.quote(p) for p in machine.software.module_use],
+        "modules": " ".join([*map(shlex.quote, machine.software.modules), *map(shell_word, ir.target.modules)]),
+        "env": env,
+        "setup": list(machine.software.setup),
+        "export_srun_cpus": launch.export_srun_cpus_per_task,
+        "omp_threads": plan.cpus_per_rank,
+        "master_addr_suffix": shlex.quote(launch.master_addr_suffix) if launch.master_addr_suffix else "",
+        "master_port": dquote(launch.master_port),
+        "container": container,
+        "launch": _launch(plan, container, exclusive),
+        "pattern": launch.pattern,
+        "preempted_exit": PREEMPTED_EXIT,
+    }
+
+
+# ---- the header ------------------------------------------------------------------------------
+def _header(ir: IR, plan: Plan, tasks: int, cpus: int, exclusive: bool, found: list[Diagnostic]) -> list[str]:
+    machine, target = plan.machine, ir.target
+    flags = [f"--job-name={job_name(ir.twin.name)}"]
+    for key in ("account", "partition", "qos"):
+        value = sbatch_value(getattr(target, key), key, found)
+        if value is not None:
+            flags.append(f"--{key}={value}")
+    flags += [
+        f"--time={slurm_time(target.walltime_s)}",
+        f"--nodes={plan.nodes}",
+        f"--ntasks-per-node={tasks}",
+        f"--cpus-per-task={cpus}",
+    ]
+    gpu = machine.gpu_flag(plan.gpus_per_node, plan.nodes)
+    if gpu:
+        flags.append(gpu)
+    memory = machine.memory_flag(_memory_gb(plan, tasks * cpus, exclusive))
+    if memory:
+        flags.append(memory)
+    if exclusive:
+        flags.append("--exclusive")
+    reservation = sbatch_value(target.reservation, "reservation", found)
+    if reservation is not None:
+        flags.append(f"--reservation={reservation}")
+    if machine.launch.hint_nomultithread:
+        flags.append("--hint=nomultithread")
+    flags += [
+        f"--output={LOG_PATTERN}.out",
+        f"--error={LOG_PATTERN}.err",
+        # A requeued job keeps its id: append to its logs instead of truncating them.
+        "--open-mode=append",
+        f"--signal=B:USR1@{signal_lead(target.walltime_s)}",
+        "--requeue",
+    ]
+    return flags
+
+
+def _about(ir: IR, plan: Plan, tasks: int, cpus: int) -> list[str]:
+    partition = _printable(plan.partition.name) if plan.partition is not None else "default"
+    ranks = f"{plan.ranks_per_node} rank{'s' if plan.ranks_per_node != 1 else ''} per node"
+    device = f"{plan.gpus_per_node} GPUs" if plan.gpus_per_node else "CPU only"
+    return [
+        f"dtec bundle `{job_name(ir.twin.name)}` for `{plan.machine.name}` ({partition}): "
+        f"{plan.nodes} node{'s' if plan.nodes != 1 else ''} x {ranks}, {device}, "
+        f"{plan.strategy}, backend {plan.backend}.",
+        f"Launch: {plan.machine.launch.pattern}, {tasks} task{'s' if tasks != 1 else ''} per node "
+        f"x {cpus} CPUs.",
+    ]
+
+
+def _printable(text: str) -> str:
+    return re.sub(r"[\x00-\x1f\x7f]", "?", text)
+
+
+def _exclusive(ir: IR, plan: Plan) -> bool:
+    """Return whether to ask for whole nodes: the target's choice, else the site's or partition's."""
+    if ir.target.exclusive is not None:
+        return ir.target.exclusive
+    whole = plan.partition is not None and plan.partition.whole_node
+    # CPU masks name the cores of a whole node: a job using every GPU takes the node outright.
+    full = plan.node.gpus > 0 and plan.gpus_per_node == plan.node.gpus and _masks(plan)
+    return plan.machine.rules.exclusive or whole or full
+
+
+def _masks(plan: Plan) -> bool:
+    bind = plan.machine.launch.cpu_bind or ""
+    return "mask_cpu" in bind or "map_cpu" in bind
+
+
+def _memory_gb(plan: Plan, cpus_used: int, exclusive: bool) -> float:
+    """Return the memory to request per node: all of it, or the share of the node the job uses."""
+    node = plan.node
+    if exclusive or (plan.partition is not None and plan.partition.whole_node):
+        return node.requestable_memory_gb
+    shares = [cpus_used / max(node.usable_cpus, 1)]
+    if node.gpus:
+        shares.append(plan.gpus_per_node / node.gpus)
+    return node.requestable_memory_gb * min(1.0, max(shares))
+
+
+def job_name(twin: str) -> str:
+    """Return a job name safe in file names (`%x`) and on the command line."""
+    name = re.sub(r"[^A-Za-z0-9._-]+", "-", twin)
+    name = re.sub(r"-{2,}", "-", name).strip("-.")[:64]
+    return name or "dtec"
+
+
+def slurm_time(seconds: int) -> str:
+    """Return `--time` as D-HH:MM:SS."""
+    days, rest = divmod(int(seconds), 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{days}-{hours:02d}:{minutes:02d}:{secs:02d}"
+
+
+def signal_lead(walltime_s: int) -> int:
+    """Return how many seconds before the time limit Slurm warns the job (USR1)."""
+    return max(_LEAD_MIN_S, min(_LEAD_MAX_S, walltime_s // 10))
+
+
+def sbatch_value(value: str | None, key: str, found: list[Diagnostic]) -> str | None:
+    """Quote a blueprint value for an `#SBATCH` line; None (and a diagnostic) when impossible."""
+    if value is None or value == "":
+        return None
+    if _HEADER_UNSAFE.search(value):
+        found.append(diag(
+            "DT215", f"`{key}` holds a control character or a backslash, which an `#SBATCH` line cannot carry",
+            None, f"check the target's `{key}`",
+        ))
+        return None
+    return shlex.quote(value)
+
+
+# ---- the body --------------------------------------------------------------------------------
+def shell_word(value: str) -> str:
+    """Quote a blueprint value so that the shell reads it literally.
+
+    Single quotes, except around `$` or a backtick, where escaped double quotes say the same
+    without shellcheck taking the text for an expansion the author forgot (SC2016).
+    """
+    if not re.search(r"[$`]", value):
+        return shlex.quote(value)
+    return '"' + re.sub(r'([$`"\\])', r"\\\1", value) + '"'
+
+
+def dquote(value: str) -> str:
+    """Double-quote a trusted profile value: `$VAR` still expands, quotes and backticks do not."""
+    return '"' + re.sub(r'(["\\`])', r"\\\1", value) + '"'
+
+
+def export_lines(site: Mapping[str, str], user: Mapping[str, str], found: list[Diagnostic]) -> list[tuple[str, str]]:
+    """Return (name, shell word) pairs: profile values may use $VARS, blueprint values stay inert."""
+    out = [(name, dquote(value)) for name, value in site.items() if name not in _COMPUTED_ENV]
+    for name, value in user.items():
+        if not _NAME.fullmatch(name):
+            found.append(diag("DT215", f"`{name}` is not a valid environment variable name", None,
+                              "use letters, digits and `_`, not starting with a digit"))
+            continue
+        out = [pair for pair in out if pair[0] != name]
+        out.append((name, shell_word(value)))
+    return out
+
+
+def _not_expressible(ir: IR, found: list[Diagnostic], keys: tuple[str, ...], where: str) -> None:
+    for key in keys:
+        if getattr(ir.target, key):
+            found.append(diag("DT215", f"`{key}` has no meaning for a {where} target", None,
+                              f"remove `{key}` from the `{ir.target.name}` target block"))
+
+
+def _container(ir: IR, plan: Plan, found: list[Diagnostic]) -> dict[str, Any] | None:
+    software = plan.machine.software
+    image = ir.target.container or (software.image if software.container_required else None)
+    if image is None:
+        if software.container_required:
+            found.append(diag(
+                "DT215", f"`{plan.machine.name}` runs training in a container but the target has no `container`",
+                None, 'add `container = "/path/to/pytorch.sif"` to the target block'
+                + (f" (images: {software.image_dir})" if software.image_dir else ""),
+            ))
+        return None
+    runtime = software.container_runtime or "singularity"
+    if runtime not in _EXEC_CONTAINERS:
+        found.append(diag("DT215", f"dtec cannot launch `{runtime}` containers from Slurm yet", None,
+                          "use a singularity or apptainer image"))
+        return None
+    command = software.container_command or runtime
+    return {
+        "image": shell_word(image),
+        "is_file": "://" not in image,  # docker://, oras://, library:// are pulled, not checked
+        "words": [*shlex.split(command), "exec", *software.container_options,
+                  "--bind", '"$PWD"', '"$container"'],
+    }
+
+
+def _launch(plan: Plan, container: dict[str, Any] | None, exclusive: bool) -> list[str]:
+    """Return the launch command as lines of shell words (joined with line continuations)."""
+    launch = plan.machine.launch
+    srun = ["srun"]
+    # On part of a node, masks would point at cores other jobs own: leave binding to Slurm there.
+    if launch.cpu_bind and (exclusive or not _masks(plan)):
+        srun.append(shlex.quote(f"--cpu-bind={launch.cpu_bind}"))
+    if launch.gpu_bind and plan.gpus_per_node:
+        srun.append(shlex.quote(f"--gpu-bind={launch.gpu_bind}"))
+    srun += [shlex.quote(a) for a in launch.srun_args]
+    lines = [" ".join(srun)]
+    if container is not None:
+        lines.append(" ".join(shlex.quote(w) if not w.startswith('"') else w for w in container["words"]))
+    script = ["train.py", '--run-dir "$run_dir"', "--resume auto"]
+    if launch.pattern == "torchrun-per-node":
+        # The relayed USR1 reaches every process of the step; torchrun must live on (its default
+        # would be to die) while its ranks checkpoint, so it runs with USR1 ignored.
+        lines.append("bash -c 'trap \"\" USR1; exec \"$@\"' ignore-usr1")
+        lines.append(" ".join(shlex.quote(w) for w in shlex.split(launch.torchrun)))
+        lines.append(
+            f'--nnodes="$SLURM_NNODES" --nproc_per_node={plan.ranks_per_node} '
+            f'--rdzv_backend=c10d --rdzv_endpoint="$MASTER_ADDR:$MASTER_PORT" '
+            '--rdzv_id="$SLURM_JOB_ID"'
+        )
+        if launch.torchrun_args:
+            lines.append(" ".join(shlex.quote(a) for a in launch.torchrun_args))
+    else:
+        # srun starts every rank; train.py reads SLURM_PROCID, SLURM_LOCALID, SLURM_STEP_NUM_TASKS.
+        script.insert(0, "python")
+    lines.append(" ".join(script))
+    return lines
+
