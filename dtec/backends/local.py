@@ -1,0 +1,33 @@
+"""Local backend: `run.sh`, which runs the bundle's train.py on this computer."""
+
+from __future__ import annotations
+
+from dtec.backends.slurm import export_lines
+from dtec.backends.templating import render
+from dtec.diagnostics import Diagnostic, diag
+from dtec.ir import IR
+from dtec.plan import Plan
+
+RUN_FILE = "run.sh"
+TEMPLATE = "run.sh.jinja"
+# Settings of a batch system or a container runtime; a plain process cannot honour them.
+_NOT_LOCAL = ("account", "qos", "container", "modules", "image", "namespace", "reservation")
+
+
+def generate(ir: IR, plan: Plan) -> tuple[dict[str, str], list[Diagnostic]]:
+    """Return `{"run.sh": text}` and what the target cannot express."""
+    found: list[Diagnostic] = []
+    for key in _NOT_LOCAL:
+        if getattr(ir.target, key):
+            found.append(diag("DT215", f"`{key}` has no meaning for a local run", None,
+                              f"remove `{key}` from the `{ir.target.name}` target block"))
+    env = export_lines(plan.machine.environment(plan.partition), ir.target.env, found)
+    ctx = {
+        "env": env,
+        "omp_threads": plan.cpus_per_rank,
+        "ranks": plan.ranks_per_node,
+        # One process needs no launcher; torchrun's --standalone rendezvous picks a free port.
+        "launcher": "" if plan.strategy == "single" else
+        f"-m torch.distributed.run --standalone --nnodes=1 --nproc_per_node={plan.ranks_per_node} ",
+    }
+    return {RUN_FILE: render(TEMPLATE, **ctx)}, found
