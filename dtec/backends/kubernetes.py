@@ -1,0 +1,388 @@
+"""Kubernetes backend: `job.yaml` for plain Kubernetes, Kubeflow and interLink (docs/backends.md).
+
+The objects are built as dicts and dumped with yaml.safe_dump_all: no YAML is templated as text.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+from typing import Any
+
+import yaml
+
+from dtec.diagnostics import Diagnostic, diag
+from dtec.ir import IR
+from dtec.machines.model import Kube, Machine
+from dtec.plan import Plan
+
+JOB_FILE = "job.yaml"
+BUNDLE_MOUNT = "/opt/dtec"  # the ConfigMap with train.py and ir.json (read-only)
+RUN_MOUNT = "/dtec/run"  # the run folder: metrics, checkpoints, summary
+_NAME_MAX = 40  # leaves room for "-bundle", "-master-0" and the Indexed Job's "-<index>" suffixes
+_LABEL = re.compile(r"(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?")
+_DNS1123 = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
+_ENV_NAME = re.compile(r"[-._a-zA-Z][-._a-zA-Z0-9]*")
+_INTERLINK_FLAG_UNSAFE = re.compile(r"[\s\\]")  # the plugin splits the flags annotation on whitespace
+_PART_OF = "dtec"
+
+
+def generate(ir: IR, plan: Plan) -> tuple[dict[str, str], list[Diagnostic]]:
+    """Return `{"job.yaml": text}` (a ConfigMap with the bundle, then the workload objects)."""
+    found: list[Diagnostic] = []
+    kube = plan.machine.kube
+    if kube is None:
+        found.append(diag("DT215", f"`{plan.machine.name}` has no [kube] section in its profile", None,
+                          "add a [kube] section, or use a Slurm target"))
+        return {}, found
+    _not_expressible(ir, kube, found)
+    name = dns1035(ir.twin.name)
+    namespace = _namespace(ir, kube, found)
+    shape = {"indexed-job": _indexed_job, "pytorchjob": _pytorchjob, "interlink-job": _interlink_job}
+    workload = shape[kube.workload](ir, plan, name, namespace, found)
+    # A JSON round trip unshares repeated dicts (Master and Worker templates): no YAML aliases.
+    objects = json.loads(json.dumps([_configmap(ir, name, namespace), *workload]))
+    text = yaml.dump_all(objects, Dumper=_Dumper, sort_keys=False, default_flow_style=False, width=4096)
+    return {JOB_FILE: text}, found
+
+
+class _Dumper(yaml.SafeDumper):
+    """yaml.safe_dump's dumper, writing multi-line strings (train.py) as literal blocks."""
+
+
+def _str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+    style = "|" if "\n" in value else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+
+_Dumper.add_representer(str, _str)
+
+
+# ---- names -------------------------------------------------------------------------------
+def dns1035(text: str, limit: int = _NAME_MAX) -> str:
+    """Return a DNS-1035 label (lower-case letters, digits, `-`; starts with a letter) from `text`."""
+    name = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+    name = re.sub(r"^[0-9-]+", "", name)
+    name = name[:limit].rstrip("-")
+    return name or "dtec-job"
+
+
+def _label(text: str) -> str:
+    """Return `text` as a label value (<= 63 characters of [A-Za-z0-9-_.], alphanumeric at both ends)."""
+    value = re.sub(r"[^A-Za-z0-9_.-]+", "-", text)[:63].strip("-_.")
+    return value if _LABEL.fullmatch(value) else ""
+
+
+def _namespace(ir: IR, kube: Kube, found: list[Diagnostic]) -> str:
+    namespace = ir.target.namespace or kube.namespace
+    if len(namespace) > 63 or not _DNS1123.fullmatch(namespace):
+        found.append(diag("DT215", f"namespace `{namespace}` is not a Kubernetes name", None,
+                          "use lower-case letters, digits and `-` (at most 63)"))
+        return kube.namespace
+    return namespace
+
+
+def _not_expressible(ir: IR, kube: Kube, found: list[Diagnostic]) -> None:
+    keys = ["container", "modules"]
+    if kube.workload != "interlink-job":  # there they become Slurm flags
+        keys += ["account", "qos", "partition", "reservation", "exclusive"]
+    for key in keys:
+        if getattr(ir.target, key):
+            found.append(diag("DT215", f"`{key}` has no meaning for a `{ir.target.scheduler}` target", None,
+                              f"remove `{key}` from the `{ir.target.name}` target block"))
+    # Files next to the blueprint do not travel with the ConfigMap, which holds only train.py.
+    paths = [d.options.get("path") for d in ir.data.values()] + [m.path for m in ir.models.values()]
+    for path in paths:
+        if isinstance(path, str) and not os.path.isabs(path):
+            found.append(diag("DT215", f"`{path}` is a local path that the pods cannot see", None,
+                              "bake the files into the image and use an absolute path"))
+
+
+# ---- shared pieces -----------------------------------------------------------------------
+def _configmap(ir: IR, name: str, namespace: str) -> dict[str, Any]:
+    from dtec.backends.pytorch import train_context
+    from dtec.backends.train_script import render_train
+    from dtec.compiler import ir_json
+
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": f"{name}-bundle", "namespace": namespace, "labels": _labels(ir)},
+        "data": {"train.py": render_train(train_context(ir)), "ir.json": ir_json(ir)},
+    }
+
+
+def _labels(ir: IR) -> dict[str, str]:
+    labels = {"app.kubernetes.io/part-of": _PART_OF}
+    twin = _label(ir.twin.name)
+    if twin:
+        labels["app.kubernetes.io/name"] = twin
+    return labels
+
+
+def _image(ir: IR, plan: Plan, kube: Kube) -> str:
+    image = ir.target.image or plan.machine.software.image or ""
+    if image and kube.image_prefix and "://" not in image and not image.startswith("/"):
+        image = kube.image_prefix + image
+    return image
+
+
+def _env(ir: IR, plan: Plan, escape: bool, found: list[Diagnostic]) -> list[dict[str, Any]]:
+    """Return the container's env: the site's, dtec's, then the blueprint's (last one wins)."""
+    values = dict(plan.machine.environment(plan.partition))
+    values["OMP_NUM_THREADS"] = str(plan.cpus_per_rank)
+    for key, value in ir.target.env.items():
+        if _ENV_NAME.fullmatch(key):
+            values[key] = value
+        else:
+            found.append(diag("DT215", f"`{key}` is not a valid environment variable name", None,
+                              "use letters, digits, `_`, `-` and `.`, not starting with a digit"))
+    # Kubernetes expands $(VAR) in env values; `$$(` keeps a blueprint's text as written.
+    return [{"name": k, "value": v.replace("$(", "$$(") if escape else v} for k, v in values.items()]
+
+
+def _quantity_gb(gb: float) -> str:
+    """Return a memory quantity for `gb` GiB (Slurm's G): whole Gi, else Mi."""
+    return f"{int(gb)}Gi" if float(gb).is_integer() else f"{int(gb * 1024)}Mi"
+
+
+def _resources(plan: Plan, kube: Kube, requests: bool = True) -> dict[str, Any]:
+    node = plan.node
+    cpu = str(plan.cpus_per_rank * plan.ranks_per_node)
+    memory = _quantity_gb(node.requestable_memory_gb)
+    limits: dict[str, Any] = {"cpu": cpu, "memory": memory}
+    if plan.gpus_per_node and kube.gpu_resource:
+        limits[kube.gpu_resource] = plan.gpus_per_node  # extended resources: limits only, integers
+    out: dict[str, Any] = {"limits": limits}
+    if requests:
+        out["requests"] = {"cpu": cpu, "memory": memory}
+    return out
+
+
+def _volumes(name: str, kube: Kube, shm: bool) -> tuple[list[dict], list[dict]]:
+    mounts = [
+        {"name": "bundle", "mountPath": BUNDLE_MOUNT, "readOnly": True},
+        {"name": "run", "mountPath": RUN_MOUNT},
+    ]
+    volumes: list[dict[str, Any]] = [
+        {"name": "bundle", "configMap": {"name": f"{name}-bundle"}},
+        {"name": "run", "emptyDir": {}},
+    ]
+    if shm and kube.shm_size_gb > 0:
+        # DataLoader workers pass batches through /dev/shm; the container default is 64 MiB.
+        mounts.append({"name": "dshm", "mountPath": "/dev/shm"})
+        volumes.append({"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": _quantity_gb(kube.shm_size_gb)}})
+    return mounts, volumes
+
+
+def _container(ir: IR, plan: Plan, kube: Kube, command: list[str], args: list[str], mounts: list[dict],
+               found: list[Diagnostic], port: bool = False) -> dict[str, Any]:
+    # interLink's plugin neither expands $(VAR) nor documents workingDir: its command does both.
+    interlink = kube.workload == "interlink-job"
+    container: dict[str, Any] = {
+        "name": kube.container_name,
+        "image": _image(ir, plan, kube),
+        "command": command,
+        "args": args,
+    }
+    if not interlink:
+        container["workingDir"] = RUN_MOUNT
+    container["env"] = _env(ir, plan, not interlink, found)
+    if port:
+        container["ports"] = [{"name": "c10d", "containerPort": kube.port}]
+    container["resources"] = _resources(plan, kube)
+    container["volumeMounts"] = mounts
+    return container
+
+
+def _script_args() -> list[str]:
+    return [f"{BUNDLE_MOUNT}/train.py", f"--run-dir={RUN_MOUNT}", "--resume=auto"]
+
+
+def _torchrun(machine: Machine) -> list[str]:
+    return shlex.split(machine.launch.torchrun)
+
+
+# ---- (a) headless Service + Indexed Job --------------------------------------------------
+def _indexed_job(ir: IR, plan: Plan, name: str, namespace: str, found: list[Diagnostic]) -> list[dict]:
+    kube = plan.machine.kube
+    assert kube is not None
+    port = kube.port
+    service = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": name, "namespace": namespace, "labels": _labels(ir)},
+        "spec": {
+            "clusterIP": "None",
+            # Rank 0's DNS name must resolve before the pods are ready (as JobSet does).
+            "publishNotReadyAddresses": True,
+            "selector": {"job-name": name},
+            "ports": [{"name": "c10d", "port": port, "targetPort": port}],
+        },
+    }
+    args = [
+        f"--nnodes={plan.nodes}",
+        f"--nproc_per_node={plan.ranks_per_node}",
+        "--node_rank=$(JOB_COMPLETION_INDEX)",  # expanded by Kubernetes from the env below
+        f"--master_addr={name}-0.{name}",
+        f"--master_port={port}",
+        *plan.machine.launch.torchrun_args,
+        *_script_args(),
+    ]
+    mounts, volumes = _volumes(name, kube, shm=True)
+    container = _container(ir, plan, kube, _torchrun(plan.machine), args, mounts, found, port=True)
+    container["env"].insert(0, {
+        "name": "JOB_COMPLETION_INDEX",
+        "valueFrom": {"fieldRef": {"fieldPath": "metadata.annotations['batch.kubernetes.io/job-completion-index']"}},
+    })
+    job = {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": name, "namespace": namespace, "labels": _labels(ir)},
+        "spec": {
+            "completionMode": "Indexed",
+            "completions": plan.nodes,
+            "parallelism": plan.nodes,
+            "backoffLimit": kube.backoff_limit,
+            "activeDeadlineSeconds": ir.target.walltime_s,
+            "ttlSecondsAfterFinished": kube.ttl_seconds,
+            "template": {
+                "metadata": {"labels": _labels(ir)},
+                "spec": {
+                    "subdomain": name,
+                    "restartPolicy": kube.restart_policy,
+                    **_placement(kube),
+                    "containers": [container],
+                    "volumes": volumes,
+                },
+            },
+        },
+    }
+    return [service, job]
+
+
+def _placement(kube: Kube) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if kube.node_selector:
+        out["nodeSelector"] = dict(kube.node_selector)
+    if kube.tolerations:
+        out["tolerations"] = [_toleration(t) for t in kube.tolerations]
+    return out
+
+
+def _toleration(t: Any) -> dict[str, Any]:
+    """Return a toleration with Kubernetes' field names (profiles write toleration_seconds)."""
+    keys = {"toleration_seconds": "tolerationSeconds"}
+    return {keys.get(k, k): v for k, v in t.items()}
+
+
+# ---- (b) Kubeflow PyTorchJob -------------------------------------------------------------
+def _pytorchjob(ir: IR, plan: Plan, name: str, namespace: str, found: list[Diagnostic]) -> list[dict]:
+    kube = plan.machine.kube
+    assert kube is not None
+    mounts, volumes = _volumes(name, kube, shm=True)
+    # The operator sets MASTER_ADDR/PORT and PET_NNODES, PET_NPROC_PER_NODE, PET_NODE_RANK,
+    # which torchrun reads as the defaults of its flags.
+    args = [*plan.machine.launch.torchrun_args, *_script_args()]
+    container = _container(ir, plan, kube, _torchrun(plan.machine), args, mounts, found)
+    container["name"] = "pytorch"  # the operator's webhook requires this name
+
+    def replica(count: int) -> dict[str, Any]:
+        return {
+            "replicas": count,
+            "restartPolicy": kube.restart_policy,  # the code's default (OnFailure) differs from the CRD text
+            "template": {
+                "metadata": {"labels": _labels(ir)},
+                "spec": {**_placement(kube), "containers": [container], "volumes": volumes},
+            },
+        }
+
+    specs = {"Master": replica(1)}
+    if plan.nodes > 1:
+        specs["Worker"] = replica(plan.nodes - 1)
+    job = {
+        "apiVersion": "kubeflow.org/v1",
+        "kind": "PyTorchJob",
+        "metadata": {"name": name, "namespace": namespace, "labels": _labels(ir)},
+        "spec": {
+            "nprocPerNode": str(plan.ranks_per_node),  # a string in the CRD
+            "runPolicy": {
+                "cleanPodPolicy": "None",
+                "backoffLimit": kube.backoff_limit,
+                "activeDeadlineSeconds": ir.target.walltime_s,
+                "ttlSecondsAfterFinished": kube.ttl_seconds,
+            },
+            "pytorchReplicaSpecs": specs,
+        },
+    }
+    return [job]
+
+
+# ---- (c) interLink: one pod = one sbatch job ---------------------------------------------
+def _interlink_job(ir: IR, plan: Plan, name: str, namespace: str, found: list[Diagnostic]) -> list[dict]:
+    kube = plan.machine.kube
+    assert kube is not None
+    if plan.nodes > 1:
+        # Pods on the virtual node cannot reach each other; the multi-node pattern (srun inside the
+        # pre-exec annotation) needs the image and the ConfigMap files on the host side, which
+        # the plugin does not document.
+        found.append(diag("DT215", f"interLink runs one pod as one Slurm job on one node; {plan.nodes} nodes asked",
+                          None, "use `nodes = 1` here, or a Slurm target for several nodes"))
+    flags = _interlink_flags(ir, plan, found)
+    torchrun = " ".join(shlex.quote(w) for w in _torchrun(plan.machine))
+    # The plugin does not expand $(VAR) in args, so the command runs under bash -c.
+    command = " ".join([
+        "cd", RUN_MOUNT, "&&", torchrun, "--standalone", "--nnodes=1", f"--nproc_per_node={plan.ranks_per_node}",
+        *(shlex.quote(a) for a in plan.machine.launch.torchrun_args),
+        *(shlex.quote(a) for a in _script_args()),
+    ])
+    mounts, volumes = _volumes(name, kube, shm=False)  # emptyDir media are ignored there
+    container = _container(ir, plan, kube, ["/bin/bash", "-c"], [command], mounts, found)
+    annotations = {**dict(kube.annotations), "slurm-job.vk.io/flags": " ".join(flags)}
+    job = {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": name, "namespace": namespace, "labels": _labels(ir)},
+        "spec": {
+            "completions": 1,
+            "parallelism": 1,
+            "backoffLimit": kube.backoff_limit,
+            "ttlSecondsAfterFinished": kube.ttl_seconds,
+            "template": {
+                "metadata": {"labels": _labels(ir), "annotations": annotations},
+                "spec": {
+                    **_placement(kube),
+                    "automountServiceAccountToken": False,
+                    "restartPolicy": kube.restart_policy,
+                    "containers": [container],
+                    "volumes": volumes,
+                },
+            },
+        },
+    }
+    return [job]
+
+
+def _interlink_flags(ir: IR, plan: Plan, found: list[Diagnostic]) -> list[str]:
+    """Return the sbatch flags for the annotation; CPUs and memory come from the pod's limits."""
+    from dtec.backends.slurm import slurm_time
+
+    flags = []
+    for key in ("partition", "qos", "account", "reservation"):
+        value = getattr(ir.target, key)
+        if not value:
+            continue
+        if _INTERLINK_FLAG_UNSAFE.search(value):
+            found.append(diag("DT215", f"`{key}` holds whitespace or a backslash, which interLink's flags cannot carry",
+                              None, f"check the target's `{key}`"))
+            continue
+        flags.append(f"--{key}={shlex.quote(value)}")
+    flags += [f"--time={slurm_time(ir.target.walltime_s)}", "--nodes=1", "--ntasks-per-node=1"]
+    gpu = plan.machine.gpu_flag(plan.gpus_per_node, 1)
+    if gpu:
+        flags.append(gpu)
+    if ir.target.exclusive:
+        flags.append("--exclusive")
+    return flags
