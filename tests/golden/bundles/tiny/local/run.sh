@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Run the training on this computer (2 ranks):
+#     bash run.sh [train.py options]      e.g. bash run.sh --resume never --epochs 1
+# Outputs go to run/ next to this script, or to $RUN_DIR; $PYTHON picks the interpreter.
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")"
+export PYTHONUNBUFFERED="1"
+export OMP_NUM_THREADS=1
+
+exec "${PYTHON:-python}" -m torch.distributed.run --standalone --nnodes=1 --nproc_per_node=2 train.py --run-dir "${RUN_DIR:-run}" "$@"

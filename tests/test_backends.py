@@ -1,0 +1,496 @@
+"""Slurm, local and Kubernetes backends: every shipped machine, validators, injection, goldens."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import shutil
+import stat
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from dtec.backends import kubernetes, local, slurm
+from dtec.diagnostics import has_errors
+from dtec.ir import build_ir
+from dtec.lint import analyse
+from dtec.machines import load_machines
+
+HERE = Path(__file__).resolve().parent
+CASES_DIR = HERE / "backends"
+GOLDEN_DIR = HERE / "golden" / "bundles"
+IN_CI = os.environ.get("CI", "").lower() == "true"
+K8S_VERSION = "1.30.0"
+BACKENDS = {"slurm": slurm, "local": local}
+# Machines whose case lives outside quickstart.twin (interLink takes one node, local one computer).
+CASE_OF = {"interlink": "interlink.twin", "local": "tiny.twin"}
+MACHINES = [m.name for m in load_machines()]
+SLURM_MACHINES = [m.name for m in load_machines() if m.scheduler == "slurm"]
+KUBE_MACHINES = [m.name for m in load_machines() if m.is_kube]
+# Every (blueprint, target) pair with golden files.
+GOLDEN_CASES = sorted(
+    {(CASE_OF.get(name, "quickstart.twin"), name) for name in MACHINES}
+    | {("tiny.twin", "slurm"), ("kube.twin", "kubernetes"), ("kube.twin", "kubeflow")}
+)
+DNS1035 = re.compile(r"[a-z]([-a-z0-9]*[a-z0-9])?")
+
+
+def generate(path: Path, target: str, text: str | None = None, sets: tuple[str, ...] = ()):
+    """Run the real pipeline (check, plan, IR) and the target's backend: (ir, plan, files, found)."""
+    result = analyse(path, text, environ={}, targets=[target], sets=sets)
+    assert result.ok, [(d.code, d.message) for d in result.diagnostics]
+    plan = result.plans[target]
+    ir = build_ir(result.blueprint, plan)
+    files, found = BACKENDS.get(ir.target.scheduler, kubernetes).generate(ir, plan)
+    return ir, plan, files, found
+
+
+def case(name: str) -> Path:
+    return CASES_DIR / CASE_OF.get(name, "quickstart.twin")
+
+
+def add_to_target(path: Path, target: str, lines: str) -> str:
+    """Return the blueprint's text with `lines` added at the top of its `target` block."""
+    opening = f'target "{target}" {{\n'
+    text = path.read_text()
+    assert opening in text, f"{path.name} has no target {target}"
+    return text.replace(opening, opening + lines + "\n")
+
+
+def check_golden(path: Path, actual: str, update: bool) -> None:
+    """Compare with the golden file byte for byte, or rewrite it (--update-golden, DTEC_UPDATE_GOLDEN=1)."""
+    if update or os.environ.get("DTEC_UPDATE_GOLDEN") == "1":
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(actual.encode("utf-8"))
+        return
+    assert path.is_file(), f"{path} is missing: run `pytest --update-golden`"
+    assert actual.encode("utf-8") == path.read_bytes(), f"{path} differs: run `pytest --update-golden` and review"
+
+
+def need(tool: str) -> str:
+    found = shutil.which(tool)
+    if found is None:
+        message = f"{tool} is not on PATH; scripts/install-deps.sh installs it"
+        if IN_CI:
+            pytest.fail(message, pytrace=False)
+        pytest.skip(message)
+    return found
+
+
+def shellcheck(text: str) -> None:
+    need("shellcheck")
+    run = subprocess.run(["shellcheck", "-s", "bash", "-"], input=text, capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stdout + run.stderr
+
+
+def bash_n(text: str) -> None:
+    run = subprocess.run(["bash", "-n"], input=text, capture_output=True, text=True, timeout=30)
+    assert run.returncode == 0, run.stderr
+
+
+def sbatch_flags(text: str) -> list[str]:
+    """Return the #SBATCH flags as sbatch reads them (its tokenizer honours shell quotes)."""
+    return [shlex.split(line[len("#SBATCH "):])[0] for line in text.splitlines() if line.startswith("#SBATCH ")]
+
+
+def without_bundle_data(text: str) -> str:
+    """Blank the ConfigMap's generated files, so goldens follow the manifests, not train.py."""
+    docs = list(yaml.safe_load_all(text))
+    for doc in docs:
+        if doc["kind"] == "ConfigMap":
+            doc["data"] = {key: "<generated>" for key in doc["data"]}
+    return yaml.safe_dump_all(docs, sort_keys=False, width=4096)
+
+
+def make_executable(path: Path, text: str) -> None:
+    path.write_text(text)
+    path.chmod(path.stat().st_mode | stat.S_IXUSR)
+
+
+# ---- every machine ---------------------------------------------------------------------------
+def test_every_profile_has_a_case() -> None:
+    for name in MACHINES:
+        declared = analyse(case(name), environ={}, targets=[]).blueprint.get("target") or {}
+        assert name in declared, f"add a `target \"{name}\"` block to {case(name)}"
+
+
+@pytest.mark.parametrize(("blueprint", "target"), GOLDEN_CASES, ids=lambda v: str(v))
+def test_bundle_matches_golden_and_is_deterministic(blueprint: str, target: str, update_golden: bool) -> None:
+    _, _, files, found = generate(CASES_DIR / blueprint, target)
+    assert not has_errors(found), [(d.code, d.message) for d in found]
+    again = generate(CASES_DIR / blueprint, target)[2]
+    assert again == files
+    assert len(files) == 1
+    for name, text in files.items():
+        shown = without_bundle_data(text) if name == "job.yaml" else text
+        check_golden(GOLDEN_DIR / Path(blueprint).stem / target / name, shown, update_golden)
+
+
+@pytest.mark.parametrize("machine", SLURM_MACHINES)
+def test_sbatch_passes_shellcheck_and_bash_n(machine: str) -> None:
+    text = generate(case(machine), machine)[2]["job.sbatch"]
+    bash_n(text)
+    shellcheck(text)
+
+
+@pytest.mark.parametrize("machine", SLURM_MACHINES)
+def test_sbatch_has_exactly_one_launcher(machine: str) -> None:
+    _, plan, files, _ = generate(case(machine), machine)
+    text = files["job.sbatch"]
+    flags = sbatch_flags(text)
+    launches = [line for line in text.splitlines() if line.startswith("srun")]
+    assert len(launches) == 1, launches
+    assert f"--nodes={plan.nodes}" in flags
+    assert sum(f.startswith(("--gres=gpu", "--gpus")) for f in flags) == (1 if plan.gpus_per_node else 0)
+    assert "--gres=gpu:0" not in flags
+    assert "export SRUN_CPUS_PER_TASK=\"$SLURM_CPUS_PER_TASK\"" in text
+    assert f"export OMP_NUM_THREADS={plan.cpus_per_rank}" in text
+    if plan.machine.launch.pattern == "torchrun-per-node":
+        assert "--ntasks-per-node=1" in flags
+        assert f"--cpus-per-task={plan.cpus_per_rank * plan.ranks_per_node}" in flags
+        assert f"--nproc_per_node={plan.ranks_per_node}" in text
+        assert '--rdzv_id="$SLURM_JOB_ID"' in text and '--nnodes="$SLURM_NNODES"' in text
+    else:
+        assert f"--ntasks-per-node={plan.ranks_per_node}" in flags
+        assert f"--cpus-per-task={plan.cpus_per_rank}" in flags
+        assert "torchrun" not in text and "torch.distributed.run" not in text
+    assert "--signal=B:USR1@" in " ".join(flags) and "--requeue" in flags
+    assert 'scontrol requeue "$SLURM_JOB_ID"' in text
+    assert "--output=logs/%x-%j.out" in flags and "--error=logs/%x-%j.err" in flags
+
+
+def test_lumi_flags() -> None:
+    ir, plan, files, _ = generate(case("lumi"), "lumi")
+    text, flags = files["job.sbatch"], sbatch_flags(files["job.sbatch"])
+    assert {"--gpus-per-node=8", "--cpus-per-task=7", "--ntasks-per-node=8", "--account=project_465000000",
+            "--partition=standard-g"} <= set(flags)
+    assert 'export NCCL_SOCKET_IFNAME="hsn0,hsn1,hsn2,hsn3"' in text
+    assert "mask_cpu=0x00fe000000000000" in text  # one CCD per GCD on a whole node
+    assert 'singularity exec --bind "$PWD" "$container"' in text
+    assert "module load lumi-aif-singularity-bindings" in text
+    assert ir.strategy.backend == "nccl"
+
+
+def test_lumi_masks_only_on_whole_nodes() -> None:
+    sets = ('target.lumi.partition="small-g"', "strategy.gpus_per_node=2")
+    text = generate(case("lumi"), "lumi", sets=sets)[2]["job.sbatch"]
+    assert "mask_cpu" not in text and "--exclusive" not in sbatch_flags(text)
+    assert "--mem=120G" in sbatch_flags(text)  # 2 of 8 GCDs: a quarter of the 480 GB
+
+
+@pytest.mark.parametrize("machine", ["juwels-booster", "jureca-dc"])
+def test_jsc_flags(machine: str) -> None:
+    text = generate(case(machine), machine)[2]["job.sbatch"]
+    flags = sbatch_flags(text)
+    assert "--gres=gpu:4" in flags and "--hint=nomultithread" in flags
+    assert not any(f.startswith("--mem") for f in flags)
+    assert 'MASTER_ADDR="$(scontrol show hostnames "$SLURM_JOB_NODELIST" | sed -n 1p)i"' in text
+    assert "torchrun_jsc" in text
+    assert 'export NCCL_SOCKET_IFNAME="ib0"' in text
+
+
+def test_marenostrum5_flags() -> None:
+    text = generate(case("marenostrum5"), "marenostrum5")[2]["job.sbatch"]
+    flags = sbatch_flags(text)
+    assert "--qos=acc_ehpc" in flags and "--gres=gpu:4" in flags and "--cpus-per-task=80" in flags
+    assert not any(f.startswith(("--mem", "--partition")) for f in flags)
+    assert 'bsc_singularity exec --nv --bind "$PWD" "$container"' in text
+
+
+def test_marenostrum5_without_container_is_reported() -> None:
+    text = case("marenostrum5").read_text().replace(
+        '  container = "/gpfs/projects/ehpc123/images/pytorch-24.08.sif"\n', "")
+    _, _, _, found = generate(case("marenostrum5"), "marenostrum5", text=text)
+    assert [d.code for d in found] == ["DT215"] and "container" in found[0].message
+
+
+def test_deucalion_arm_is_cpu_only_with_gloo() -> None:
+    ir, plan, files, _ = generate(case("deucalion"), "deucalion")
+    flags = sbatch_flags(files["job.sbatch"])
+    assert not any(f.startswith(("--gres", "--gpus")) for f in flags)
+    assert ir.strategy.backend == "gloo" and ir.strategy.device == "cpu" and ir.train.precision == "fp32"
+    assert f"--nproc_per_node={plan.ranks_per_node}" in files["job.sbatch"]
+    # dtec sets OMP_NUM_THREADS per rank; the profile's whole-node value is not exported twice.
+    assert files["job.sbatch"].count("OMP_NUM_THREADS=") == 1
+
+
+def test_generic_slurm_test_job_fits_two_cpus() -> None:
+    _, plan, files, _ = generate(CASES_DIR / "tiny.twin", "slurm")
+    flags = sbatch_flags(files["job.sbatch"])
+    tasks = int(next(f for f in flags if f.startswith("--ntasks-per-node=")).split("=")[1])
+    cpus = int(next(f for f in flags if f.startswith("--cpus-per-task=")).split("=")[1])
+    assert tasks * cpus <= 2 and plan.ranks_per_node == 2 and plan.backend == "gloo"
+    assert "--partition=debug" in flags and not any(f.startswith(("--mem", "--gres")) for f in flags)
+
+
+def test_settings_a_target_cannot_express_are_reported() -> None:
+    text = add_to_target(CASES_DIR / "tiny.twin", "slurm", '  image = "x:1"')
+    found = generate(CASES_DIR / "tiny.twin", "slurm", text=text)[3]
+    assert [(d.code, "image" in d.message) for d in found] == [("DT215", True)]
+
+
+# ---- quoting and injection -------------------------------------------------------------------
+NASTY = '''twin "$(touch {marker}1)\\"; touch {marker}2 #`touch {marker}3`" {{}}
+data "d" {{
+  source = synthetic(samples = 64, shape = [4], targets = 1)
+  batch  = 8
+}}
+model "m" {{
+  arch  = mlp(input = 4, output = 1)
+  input = data.d
+}}
+train {{
+  loss      = mse
+  optimizer = adam(lr = 0.01)
+}}
+strategy {{
+  kind           = ddp
+  procs_per_node = 2
+}}
+target "slurm" {{
+  account   = "a'b\\"c"
+  partition = "de$(touch {marker}4)bug"
+  env       = {{ X = "$(touch {marker}5)`touch {marker}6`'" }}
+  machine {{
+    cpus = 2
+    gpus = 0
+  }}
+}}
+target "local" {{
+  env = {{ X = "$(touch {marker}5)`touch {marker}6`'" }}
+}}
+target "kubernetes" {{
+  image = "ghcr.io/example/x:1"
+  env   = {{ X = "$(touch {marker}5)`touch {marker}6`'" }}
+}}
+'''
+X_VALUE = "$(touch {marker}5)`touch {marker}6`'"
+
+STUB_ARGV = '''#!/usr/bin/env bash
+# Records how it was called: one argument per line, then X as the environment has it.
+{{ printf '%s\\n' "$0" "$@"; printf 'X=%s\\n' "${{X-}}"; }} >> {log}
+'''
+STUB_SCONTROL = '''#!/usr/bin/env bash
+if [[ "$1 $2" == "show hostnames" ]]; then echo node01; fi
+'''
+
+
+def nasty(tmp_path: Path, target: str) -> tuple[Path, dict[str, str]]:
+    marker = tmp_path / "pwned"
+    text = NASTY.format(marker=marker)
+    path = tmp_path / "nasty.twin"
+    path.write_text(text)
+    return marker, generate(path, target, text=text)[2]
+
+
+def assert_inert(marker: Path) -> None:
+    touched = sorted(p.name for p in marker.parent.glob("pwned*"))
+    assert touched == [], f"blueprint text ran as shell code: {touched}"
+
+
+def test_sbatch_keeps_hostile_names_inert(tmp_path: Path) -> None:
+    marker, files = nasty(tmp_path, "slurm")
+    text = files["job.sbatch"]
+    bash_n(text)
+    shellcheck(text)
+    flags = sbatch_flags(text)
+    assert "--account=a'b\"c" in flags  # decoded as sbatch decodes it
+    assert f"--partition=de$(touch {marker}4)bug" in flags
+    job = next(f for f in flags if f.startswith("--job-name=")).split("=", 1)[1]
+    assert re.fullmatch(r"[A-Za-z0-9._-]+", job), job
+
+    # Run the whole script outside Slurm with stub commands: nothing from the blueprint executes.
+    bundle, bin_dir = tmp_path / "bundle", tmp_path / "bin"
+    bundle.mkdir()
+    bin_dir.mkdir()
+    log = tmp_path / "srun.log"
+    (bundle / "job.sbatch").write_text(text)
+    (bundle / "train.py").write_text("")
+    make_executable(bin_dir / "srun", STUB_ARGV.format(log=shlex.quote(str(log))))
+    make_executable(bin_dir / "scontrol", STUB_SCONTROL)
+    env = {
+        "PATH": f"{bin_dir}:{os.environ['PATH']}", "HOME": str(tmp_path), "USER": "tester",
+        "SLURM_SUBMIT_DIR": str(bundle), "SLURM_JOB_NODELIST": "node01", "SLURM_CPUS_PER_TASK": "2",
+        "SLURM_NNODES": "1", "SLURM_JOB_ID": "42",
+    }
+    run = subprocess.run(["bash", "job.sbatch"], cwd=bundle, env=env, capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert_inert(marker)
+    assert log.read_text().splitlines()[1:] == [
+        "bash", "-c", 'trap "" USR1; exec "$@"', "ignore-usr1", "torchrun",
+        "--nnodes=1", "--nproc_per_node=2", "--rdzv_backend=c10d", "--rdzv_endpoint=node01:29500",
+        "--rdzv_id=42", "train.py", "--run-dir", f"{bundle}/run", "--resume", "auto",
+        f"X={X_VALUE.format(marker=marker)}",
+    ]
+
+
+def test_sbatch_header_refuses_newlines_and_backslashes() -> None:
+    text = add_to_target(CASES_DIR / "tiny.twin", "slurm", '  account = "a\\nb\\\\c"')
+    _, _, files, found = generate(CASES_DIR / "tiny.twin", "slurm", text=text)
+    assert [d.code for d in found] == ["DT215"]
+    assert not any(f.startswith("--account") for f in sbatch_flags(files["job.sbatch"]))
+
+
+def test_run_sh_passes_arguments_through_and_keeps_values_inert(tmp_path: Path) -> None:
+    marker, files = nasty(tmp_path, "local")
+    text = files["run.sh"]
+    bash_n(text)
+    shellcheck(text)
+    bundle, bin_dir = tmp_path / "bundle", tmp_path / "bin"
+    bundle.mkdir()
+    bin_dir.mkdir()
+    log = tmp_path / "python.log"
+    (bundle / "run.sh").write_text(text)
+    make_executable(bin_dir / "python", STUB_ARGV.format(log=shlex.quote(str(log))))
+    env = {"PATH": f"{bin_dir}:{os.environ['PATH']}", "HOME": str(tmp_path)}
+    extra = ["--epochs", "1", f"$(touch {marker}7)"]
+    run = subprocess.run(["bash", str(bundle / "run.sh"), *extra], cwd=tmp_path, env=env,
+                         capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert_inert(marker)
+    argv = log.read_text().splitlines()
+    assert argv[1:] == ["-m", "torch.distributed.run", "--standalone", "--nnodes=1", "--nproc_per_node=2",
+                        "train.py", "--run-dir", "run", *extra, f"X={X_VALUE.format(marker=marker)}"]
+
+
+def test_run_sh_single_needs_no_launcher() -> None:
+    _, _, files, _ = generate(CASES_DIR / "tiny.twin", "local", sets=("strategy.kind=single", "strategy.procs_per_node=1"))
+    assert 'exec "${PYTHON:-python}" train.py --run-dir "${RUN_DIR:-run}" "$@"' in files["run.sh"]
+
+
+def test_kubernetes_env_is_not_expanded(tmp_path: Path) -> None:
+    marker, files = nasty(tmp_path, "kubernetes")
+    job = [d for d in yaml.safe_load_all(files["job.yaml"]) if d["kind"] == "Job"][0]
+    env = {e["name"]: e.get("value") for e in job["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["X"] == X_VALUE.format(marker=marker).replace("$(", "$$(")
+
+
+# ---- Kubernetes ------------------------------------------------------------------------------
+def validate_core(doc: dict) -> None:
+    import kubernetes_validate
+
+    kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
+
+
+def validate_pytorchjob(doc: dict) -> None:
+    """The operator's webhook rules, and each replica template as a core PodTemplateSpec."""
+    assert doc["apiVersion"] == "kubeflow.org/v1"
+    assert DNS1035.fullmatch(doc["metadata"]["name"])
+    spec = doc["spec"]
+    assert isinstance(spec["nprocPerNode"], str)
+    replicas = spec["pytorchReplicaSpecs"]
+    assert set(replicas) <= {"Master", "Worker"} and replicas["Master"]["replicas"] == 1
+    if "Worker" in replicas:
+        assert replicas["Worker"]["replicas"] >= 1
+    for replica in replicas.values():
+        assert replica["restartPolicy"] in ("Never", "OnFailure")
+        containers = replica["template"]["spec"]["containers"]
+        assert any(c["name"] == "pytorch" and c.get("image") for c in containers)
+        validate_core({"apiVersion": "v1", "kind": "PodTemplate", "metadata": {"name": "probe"},
+                       "template": replica["template"]})
+
+
+@pytest.mark.parametrize("machine", KUBE_MACHINES)
+def test_manifests_validate(machine: str) -> None:
+    _, plan, files, found = generate(case(machine), machine)
+    assert not has_errors(found)
+    docs = list(yaml.safe_load_all(files["job.yaml"]))
+    kinds = [d["kind"] for d in docs]
+    assert kinds[0] == "ConfigMap" and set(docs[0]["data"]) == {"train.py", "ir.json"}
+    for doc in docs:
+        assert DNS1035.fullmatch(doc["metadata"]["name"]) and len(doc["metadata"]["name"]) <= 63
+        if doc["kind"] == "PyTorchJob":
+            validate_pytorchjob(doc)
+        else:
+            assert doc["apiVersion"] in ("v1", "batch/v1"), doc["kind"]
+            validate_core(doc)
+
+
+def pod_spec(doc: dict) -> dict:
+    if doc["kind"] == "PyTorchJob":
+        return doc["spec"]["pytorchReplicaSpecs"]["Master"]["template"]["spec"]
+    return doc["spec"]["template"]["spec"]
+
+
+def test_indexed_job_and_service_agree() -> None:
+    _, plan, files, _ = generate(CASES_DIR / "kube.twin", "kubernetes")
+    config, service, job = yaml.safe_load_all(files["job.yaml"])
+    name = job["metadata"]["name"]
+    assert name == "flood-forecast-v2" and config["metadata"]["name"] == f"{name}-bundle"
+    assert {d["metadata"]["namespace"] for d in (config, service, job)} == {"ml-team"}
+    spec, pod = job["spec"], pod_spec(job)
+    assert spec["completionMode"] == "Indexed" and spec["completions"] == spec["parallelism"] == plan.nodes == 2
+    assert spec["backoffLimit"] == 0 and spec["activeDeadlineSeconds"] == 7200
+    assert service["metadata"]["name"] == pod["subdomain"] == service["spec"]["selector"]["job-name"] == name
+    assert service["spec"]["clusterIP"] == "None" and service["spec"]["publishNotReadyAddresses"] is True
+    container = pod["containers"][0]
+    port = service["spec"]["ports"][0]["port"]
+    assert f"--master_addr={name}-0.{name}" in container["args"] and f"--master_port={port}" in container["args"]
+    assert "--node_rank=$(JOB_COMPLETION_INDEX)" in container["args"]
+    assert container["resources"]["limits"]["cpu"] == str(plan.cpus_per_rank * plan.ranks_per_node)
+    assert {"mountPath": "/dev/shm", "name": "dshm"} in container["volumeMounts"]
+    assert pod["volumes"][0]["configMap"]["name"] == config["metadata"]["name"]
+
+
+def test_pytorchjob_shape() -> None:
+    _, plan, files, _ = generate(CASES_DIR / "kube.twin", "kubeflow")
+    job = list(yaml.safe_load_all(files["job.yaml"]))[1]
+    replicas = job["spec"]["pytorchReplicaSpecs"]
+    assert job["spec"]["nprocPerNode"] == "2" and replicas["Worker"]["replicas"] == plan.nodes - 1
+    assert all(r["restartPolicy"] == "Never" for r in replicas.values())
+    assert "&id" not in files["job.yaml"]  # no YAML aliases between Master and Worker
+
+
+def test_gpus_go_to_limits_on_kubernetes() -> None:
+    text = add_to_target(case("kubernetes"), "kubernetes", "machine {\n gpus = 4\n}")
+    _, plan, files, _ = generate(case("kubernetes"), "kubernetes", text=text)
+    job = [d for d in yaml.safe_load_all(files["job.yaml"]) if d["kind"] == "Job"][0]
+    resources = pod_spec(job)["containers"][0]["resources"]
+    assert resources["limits"]["nvidia.com/gpu"] == 4 and "nvidia.com/gpu" not in resources["requests"]
+    assert "--nproc_per_node=4" in pod_spec(job)["containers"][0]["args"]
+
+
+def test_interlink_job() -> None:
+    text = add_to_target(case("interlink"), "interlink", "machine {\n gpus = 4\n}")
+    _, plan, files, found = generate(case("interlink"), "interlink", text=text)
+    assert found == []
+    job = list(yaml.safe_load_all(files["job.yaml"]))[1]
+    validate_core(job)
+    pod = pod_spec(job)
+    assert pod["nodeSelector"] == {"virtual-node.interlink/type": "virtual-kubelet"}
+    assert {"key": "virtual-node.interlink/no-schedule", "operator": "Exists"} in pod["tolerations"]
+    assert pod["restartPolicy"] == "Never"
+    container = pod["containers"][0]
+    assert container["command"] == ["/bin/bash", "-c"] and "$(" not in container["args"][0]
+    assert "torchrun --standalone --nnodes=1 --nproc_per_node=4" in container["args"][0]
+    assert set(container["resources"]["limits"]) == {"cpu", "memory"}  # GPUs go to the flags
+    assert all("medium" not in v.get("emptyDir", {}) for v in pod["volumes"])
+    flags = job["spec"]["template"]["metadata"]["annotations"]["slurm-job.vk.io/flags"].split()
+    assert {"--partition=gpu", "--gres=gpu:4", "--nodes=1", "--time=0-04:00:00"} <= set(flags)
+
+
+def test_interlink_several_nodes_is_reported() -> None:
+    text = add_to_target(case("interlink"), "interlink", "machine {\n max_nodes = 2\n}")
+    found = generate(case("interlink"), "interlink", text=text, sets=("strategy.nodes=2",))[3]
+    assert [d.code for d in found] == ["DT215"]
+
+
+def test_kubernetes_reports_slurm_settings() -> None:
+    text = add_to_target(CASES_DIR / "kube.twin", "kubernetes", '  reservation = "r"')
+    found = generate(CASES_DIR / "kube.twin", "kubernetes", text=text)[3]
+    assert [d.code for d in found] == ["DT215"] and "reservation" in found[0].message
+
+
+@pytest.mark.parametrize("raw", ["", "123", "Flood Forecast!", "ÄÖÜ-twin", "a" * 200, "--x--", "$(id)", "x.y_z"])
+def test_dns1035_names(raw: str) -> None:
+    name = kubernetes.dns1035(raw)
+    assert DNS1035.fullmatch(name) and len(name) <= 40, name
+
+
+def test_slurm_time_and_signal_lead() -> None:
+    assert slurm.slurm_time(1800) == "0-00:30:00" and slurm.slurm_time(3 * 86400 + 61) == "3-00:01:01"
+    assert slurm.signal_lead(600) == 60 and slurm.signal_lead(7200) == 600 and slurm.signal_lead(1800) == 180
