@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shlex
@@ -40,7 +39,7 @@ DNS1035 = re.compile(r"[a-z]([-a-z0-9]*[a-z0-9])?")
 
 
 def generate(path: Path, target: str, text: str | None = None, sets: tuple[str, ...] = ()):
-    """Run the real pipeline (check, plan, IR) and the target's backend: (ir, plan, files, found)."""
+    """Run the real pipeline (check, plan, IR) and the backend: (ir, plan, files, found)."""
     result = analyse(path, text, environ={}, targets=[target], sets=sets)
     assert result.ok, [(d.code, d.message) for d in result.diagnostics]
     plan = result.plans[target]
@@ -62,13 +61,15 @@ def add_to_target(path: Path, target: str, lines: str) -> str:
 
 
 def check_golden(path: Path, actual: str, update: bool) -> None:
-    """Compare with the golden file byte for byte, or rewrite it (--update-golden, DTEC_UPDATE_GOLDEN=1)."""
+    """Compare bytes with the golden file; rewrite it on --update-golden or DTEC_UPDATE_GOLDEN=1."""
     if update or os.environ.get("DTEC_UPDATE_GOLDEN") == "1":
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(actual.encode("utf-8"))
         return
     assert path.is_file(), f"{path} is missing: run `pytest --update-golden`"
-    assert actual.encode("utf-8") == path.read_bytes(), f"{path} differs: run `pytest --update-golden` and review"
+    assert actual.encode("utf-8") == path.read_bytes(), (
+        f"{path} differs: run `pytest --update-golden` and review"
+    )
 
 
 def need(tool: str) -> str:
@@ -83,7 +84,9 @@ def need(tool: str) -> str:
 
 def shellcheck(text: str) -> None:
     need("shellcheck")
-    run = subprocess.run(["shellcheck", "-s", "bash", "-"], input=text, capture_output=True, text=True, timeout=60)
+    run = subprocess.run(
+        ["shellcheck", "-s", "bash", "-"], input=text, capture_output=True, text=True, timeout=60
+    )
     assert run.returncode == 0, run.stdout + run.stderr
 
 
@@ -94,7 +97,11 @@ def bash_n(text: str) -> None:
 
 def sbatch_flags(text: str) -> list[str]:
     """Return the #SBATCH flags as sbatch reads them (its tokenizer honours shell quotes)."""
-    return [shlex.split(line[len("#SBATCH "):])[0] for line in text.splitlines() if line.startswith("#SBATCH ")]
+    return [
+        shlex.split(line[len("#SBATCH ") :])[0]
+        for line in text.splitlines()
+        if line.startswith("#SBATCH ")
+    ]
 
 
 def without_bundle_data(text: str) -> str:
@@ -115,11 +122,13 @@ def make_executable(path: Path, text: str) -> None:
 def test_every_profile_has_a_case() -> None:
     for name in MACHINES:
         declared = analyse(case(name), environ={}, targets=[]).blueprint.get("target") or {}
-        assert name in declared, f"add a `target \"{name}\"` block to {case(name)}"
+        assert name in declared, f'add a `target "{name}"` block to {case(name)}'
 
 
 @pytest.mark.parametrize(("blueprint", "target"), GOLDEN_CASES, ids=lambda v: str(v))
-def test_bundle_matches_golden_and_is_deterministic(blueprint: str, target: str, update_golden: bool) -> None:
+def test_bundle_matches_golden_and_is_deterministic(
+    blueprint: str, target: str, update_golden: bool
+) -> None:
     _, _, files, found = generate(CASES_DIR / blueprint, target)
     assert not has_errors(found), [(d.code, d.message) for d in found]
     again = generate(CASES_DIR / blueprint, target)[2]
@@ -145,9 +154,11 @@ def test_sbatch_has_exactly_one_launcher(machine: str) -> None:
     launches = [line for line in text.splitlines() if line.startswith("srun")]
     assert len(launches) == 1, launches
     assert f"--nodes={plan.nodes}" in flags
-    assert sum(f.startswith(("--gres=gpu", "--gpus")) for f in flags) == (1 if plan.gpus_per_node else 0)
+    assert sum(f.startswith(("--gres=gpu", "--gpus")) for f in flags) == (
+        1 if plan.gpus_per_node else 0
+    )
     assert "--gres=gpu:0" not in flags
-    assert "export SRUN_CPUS_PER_TASK=\"$SLURM_CPUS_PER_TASK\"" in text
+    assert 'export SRUN_CPUS_PER_TASK="$SLURM_CPUS_PER_TASK"' in text
     assert f"export OMP_NUM_THREADS={plan.cpus_per_rank}" in text
     if plan.machine.launch.pattern == "torchrun-per-node":
         assert "--ntasks-per-node=1" in flags
@@ -164,13 +175,18 @@ def test_sbatch_has_exactly_one_launcher(machine: str) -> None:
 
 
 def test_lumi_flags() -> None:
-    ir, plan, files, _ = generate(case("lumi"), "lumi")
+    ir, _, files, _ = generate(case("lumi"), "lumi")
     text, flags = files["job.sbatch"], sbatch_flags(files["job.sbatch"])
-    assert {"--gpus-per-node=8", "--cpus-per-task=7", "--ntasks-per-node=8", "--account=project_465000000",
-            "--partition=standard-g"} <= set(flags)
+    assert {
+        "--gpus-per-node=8",
+        "--cpus-per-task=7",
+        "--ntasks-per-node=8",
+        "--account=project_465000000",
+        "--partition=standard-g",
+    } <= set(flags)
     assert 'export NCCL_SOCKET_IFNAME="hsn0,hsn1,hsn2,hsn3"' in text
     assert "mask_cpu=0x00fe000000000000" in text  # one CCD per GCD on a whole node
-    assert 'singularity exec --bind "$PWD" "$container"' in text
+    assert 'singularity exec --bind "$PWD,$run_dir" "$container"' in text
     assert "module load lumi-aif-singularity-bindings" in text
     assert ir.strategy.backend == "nccl"
 
@@ -198,12 +214,15 @@ def test_marenostrum5_flags() -> None:
     flags = sbatch_flags(text)
     assert "--qos=acc_ehpc" in flags and "--gres=gpu:4" in flags and "--cpus-per-task=80" in flags
     assert not any(f.startswith(("--mem", "--partition")) for f in flags)
-    assert 'bsc_singularity exec --nv --bind "$PWD" "$container"' in text
+    assert 'bsc_singularity exec --nv --bind "$PWD,$run_dir" "$container"' in text
 
 
 def test_marenostrum5_without_container_is_reported() -> None:
-    text = case("marenostrum5").read_text().replace(
-        '  container = "/gpfs/projects/ehpc123/images/pytorch-24.08.sif"\n', "")
+    text = (
+        case("marenostrum5")
+        .read_text()
+        .replace('  container = "/gpfs/projects/ehpc123/images/pytorch-24.08.sif"\n', "")
+    )
     _, _, _, found = generate(case("marenostrum5"), "marenostrum5", text=text)
     assert [d.code for d in found] == ["DT215"] and "container" in found[0].message
 
@@ -212,7 +231,11 @@ def test_deucalion_arm_is_cpu_only_with_gloo() -> None:
     ir, plan, files, _ = generate(case("deucalion"), "deucalion")
     flags = sbatch_flags(files["job.sbatch"])
     assert not any(f.startswith(("--gres", "--gpus")) for f in flags)
-    assert ir.strategy.backend == "gloo" and ir.strategy.device == "cpu" and ir.train.precision == "fp32"
+    assert (
+        ir.strategy.backend == "gloo"
+        and ir.strategy.device == "cpu"
+        and ir.train.precision == "fp32"
+    )
     assert f"--nproc_per_node={plan.ranks_per_node}" in files["job.sbatch"]
     # dtec sets OMP_NUM_THREADS per rank; the profile's whole-node value is not exported twice.
     assert files["job.sbatch"].count("OMP_NUM_THREADS=") == 1
@@ -224,7 +247,9 @@ def test_generic_slurm_test_job_fits_two_cpus() -> None:
     tasks = int(next(f for f in flags if f.startswith("--ntasks-per-node=")).split("=")[1])
     cpus = int(next(f for f in flags if f.startswith("--cpus-per-task=")).split("=")[1])
     assert tasks * cpus <= 2 and plan.ranks_per_node == 2 and plan.backend == "gloo"
-    assert "--partition=debug" in flags and not any(f.startswith(("--mem", "--gres")) for f in flags)
+    assert "--partition=debug" in flags and not any(
+        f.startswith(("--mem", "--gres")) for f in flags
+    )
 
 
 def test_settings_a_target_cannot_express_are_reported() -> None:
@@ -234,7 +259,7 @@ def test_settings_a_target_cannot_express_are_reported() -> None:
 
 
 # ---- quoting and injection -------------------------------------------------------------------
-NASTY = '''twin "$(touch {marker}1)\\"; touch {marker}2 #`touch {marker}3`" {{}}
+NASTY = """twin "$(touch {marker}1)\\"; touch {marker}2 #`touch {marker}3`" {{}}
 data "d" {{
   source = synthetic(samples = 64, shape = [4], targets = 1)
   batch  = 8
@@ -267,16 +292,16 @@ target "kubernetes" {{
   image = "ghcr.io/example/x:1"
   env   = {{ X = "$(touch {marker}5)`touch {marker}6`'" }}
 }}
-'''
+"""
 X_VALUE = "$(touch {marker}5)`touch {marker}6`'"
 
-STUB_ARGV = '''#!/usr/bin/env bash
+STUB_ARGV = """#!/usr/bin/env bash
 # Records how it was called: one argument per line, then X as the environment has it.
 {{ printf '%s\\n' "$0" "$@"; printf 'X=%s\\n' "${{X-}}"; }} >> {log}
-'''
-STUB_SCONTROL = '''#!/usr/bin/env bash
+"""
+STUB_SCONTROL = """#!/usr/bin/env bash
 if [[ "$1 $2" == "show hostnames" ]]; then echo node01; fi
-'''
+"""
 
 
 def nasty(tmp_path: Path, target: str) -> tuple[Path, dict[str, str]]:
@@ -313,17 +338,36 @@ def test_sbatch_keeps_hostile_names_inert(tmp_path: Path) -> None:
     make_executable(bin_dir / "srun", STUB_ARGV.format(log=shlex.quote(str(log))))
     make_executable(bin_dir / "scontrol", STUB_SCONTROL)
     env = {
-        "PATH": f"{bin_dir}:{os.environ['PATH']}", "HOME": str(tmp_path), "USER": "tester",
-        "SLURM_SUBMIT_DIR": str(bundle), "SLURM_JOB_NODELIST": "node01", "SLURM_CPUS_PER_TASK": "2",
-        "SLURM_NNODES": "1", "SLURM_JOB_ID": "42",
+        "PATH": f"{bin_dir}:{os.environ['PATH']}",
+        "HOME": str(tmp_path),
+        "USER": "tester",
+        "SLURM_SUBMIT_DIR": str(bundle),
+        "SLURM_JOB_NODELIST": "node01",
+        "SLURM_CPUS_PER_TASK": "2",
+        "SLURM_NNODES": "1",
+        "SLURM_JOB_ID": "42",
     }
-    run = subprocess.run(["bash", "job.sbatch"], cwd=bundle, env=env, capture_output=True, text=True, timeout=60)
+    run = subprocess.run(
+        ["bash", "job.sbatch"], cwd=bundle, env=env, capture_output=True, text=True, timeout=60
+    )
     assert run.returncode == 0, run.stdout + run.stderr
     assert_inert(marker)
     assert log.read_text().splitlines()[1:] == [
-        "bash", "-c", 'trap "" USR1; exec "$@"', "ignore-usr1", "torchrun",
-        "--nnodes=1", "--nproc_per_node=2", "--rdzv_backend=c10d", "--rdzv_endpoint=node01:29500",
-        "--rdzv_id=42", "train.py", "--run-dir", f"{bundle}/run", "--resume", "auto",
+        "bash",
+        "-c",
+        'trap "" USR1; exec "$@"',
+        "ignore-usr1",
+        "torchrun",
+        "--nnodes=1",
+        "--nproc_per_node=2",
+        "--rdzv_backend=c10d",
+        "--rdzv_endpoint=node01:29500",
+        "--rdzv_id=42",
+        "train.py",
+        "--run-dir",
+        f"{bundle}/run",
+        "--resume",
+        "auto",
         f"X={X_VALUE.format(marker=marker)}",
     ]
 
@@ -348,24 +392,44 @@ def test_run_sh_passes_arguments_through_and_keeps_values_inert(tmp_path: Path) 
     make_executable(bin_dir / "python", STUB_ARGV.format(log=shlex.quote(str(log))))
     env = {"PATH": f"{bin_dir}:{os.environ['PATH']}", "HOME": str(tmp_path)}
     extra = ["--epochs", "1", f"$(touch {marker}7)"]
-    run = subprocess.run(["bash", str(bundle / "run.sh"), *extra], cwd=tmp_path, env=env,
-                         capture_output=True, text=True, timeout=60)
+    run = subprocess.run(
+        ["bash", str(bundle / "run.sh"), *extra],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert run.returncode == 0, run.stdout + run.stderr
     assert_inert(marker)
     argv = log.read_text().splitlines()
-    assert argv[1:] == ["-m", "torch.distributed.run", "--standalone", "--nnodes=1", "--nproc_per_node=2",
-                        "train.py", "--run-dir", "run", *extra, f"X={X_VALUE.format(marker=marker)}"]
+    assert argv[1:] == [
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nnodes=1",
+        "--nproc_per_node=2",
+        "train.py",
+        "--run-dir",
+        "run",
+        *extra,
+        f"X={X_VALUE.format(marker=marker)}",
+    ]
 
 
 def test_run_sh_single_needs_no_launcher() -> None:
-    _, _, files, _ = generate(CASES_DIR / "tiny.twin", "local", sets=("strategy.kind=single", "strategy.procs_per_node=1"))
+    _, _, files, _ = generate(
+        CASES_DIR / "tiny.twin", "local", sets=("strategy.kind=single", "strategy.procs_per_node=1")
+    )
     assert 'exec "${PYTHON:-python}" train.py --run-dir "${RUN_DIR:-run}" "$@"' in files["run.sh"]
 
 
 def test_kubernetes_env_is_not_expanded(tmp_path: Path) -> None:
     marker, files = nasty(tmp_path, "kubernetes")
-    job = [d for d in yaml.safe_load_all(files["job.yaml"]) if d["kind"] == "Job"][0]
-    env = {e["name"]: e.get("value") for e in job["spec"]["template"]["spec"]["containers"][0]["env"]}
+    job = next(d for d in yaml.safe_load_all(files["job.yaml"]) if d["kind"] == "Job")
+    env = {
+        e["name"]: e.get("value") for e in job["spec"]["template"]["spec"]["containers"][0]["env"]
+    }
     assert env["X"] == X_VALUE.format(marker=marker).replace("$(", "$$(")
 
 
@@ -390,13 +454,19 @@ def validate_pytorchjob(doc: dict) -> None:
         assert replica["restartPolicy"] in ("Never", "OnFailure")
         containers = replica["template"]["spec"]["containers"]
         assert any(c["name"] == "pytorch" and c.get("image") for c in containers)
-        validate_core({"apiVersion": "v1", "kind": "PodTemplate", "metadata": {"name": "probe"},
-                       "template": replica["template"]})
+        validate_core(
+            {
+                "apiVersion": "v1",
+                "kind": "PodTemplate",
+                "metadata": {"name": "probe"},
+                "template": replica["template"],
+            }
+        )
 
 
 @pytest.mark.parametrize("machine", KUBE_MACHINES)
 def test_manifests_validate(machine: str) -> None:
-    _, plan, files, found = generate(case(machine), machine)
+    files, found = generate(case(machine), machine)[2:]
     assert not has_errors(found)
     docs = list(yaml.safe_load_all(files["job.yaml"]))
     kinds = [d["kind"] for d in docs]
@@ -423,13 +493,27 @@ def test_indexed_job_and_service_agree() -> None:
     assert name == "flood-forecast-v2" and config["metadata"]["name"] == f"{name}-bundle"
     assert {d["metadata"]["namespace"] for d in (config, service, job)} == {"ml-team"}
     spec, pod = job["spec"], pod_spec(job)
-    assert spec["completionMode"] == "Indexed" and spec["completions"] == spec["parallelism"] == plan.nodes == 2
+    assert (
+        spec["completionMode"] == "Indexed"
+        and spec["completions"] == spec["parallelism"] == plan.nodes == 2
+    )
     assert spec["backoffLimit"] == 0 and spec["activeDeadlineSeconds"] == 7200
-    assert service["metadata"]["name"] == pod["subdomain"] == service["spec"]["selector"]["job-name"] == name
-    assert service["spec"]["clusterIP"] == "None" and service["spec"]["publishNotReadyAddresses"] is True
+    assert (
+        service["metadata"]["name"]
+        == pod["subdomain"]
+        == service["spec"]["selector"]["job-name"]
+        == name
+    )
+    assert (
+        service["spec"]["clusterIP"] == "None"
+        and service["spec"]["publishNotReadyAddresses"] is True
+    )
     container = pod["containers"][0]
     port = service["spec"]["ports"][0]["port"]
-    assert f"--master_addr={name}-0.{name}" in container["args"] and f"--master_port={port}" in container["args"]
+    assert (
+        f"--master_addr={name}-0.{name}" in container["args"]
+        and f"--master_port={port}" in container["args"]
+    )
     assert "--node_rank=$(JOB_COMPLETION_INDEX)" in container["args"]
     assert container["resources"]["limits"]["cpu"] == str(plan.cpus_per_rank * plan.ranks_per_node)
     assert {"mountPath": "/dev/shm", "name": "dshm"} in container["volumeMounts"]
@@ -447,16 +531,18 @@ def test_pytorchjob_shape() -> None:
 
 def test_gpus_go_to_limits_on_kubernetes() -> None:
     text = add_to_target(case("kubernetes"), "kubernetes", "machine {\n gpus = 4\n}")
-    _, plan, files, _ = generate(case("kubernetes"), "kubernetes", text=text)
-    job = [d for d in yaml.safe_load_all(files["job.yaml"]) if d["kind"] == "Job"][0]
+    files = generate(case("kubernetes"), "kubernetes", text=text)[2]
+    job = next(d for d in yaml.safe_load_all(files["job.yaml"]) if d["kind"] == "Job")
     resources = pod_spec(job)["containers"][0]["resources"]
-    assert resources["limits"]["nvidia.com/gpu"] == 4 and "nvidia.com/gpu" not in resources["requests"]
+    assert (
+        resources["limits"]["nvidia.com/gpu"] == 4 and "nvidia.com/gpu" not in resources["requests"]
+    )
     assert "--nproc_per_node=4" in pod_spec(job)["containers"][0]["args"]
 
 
 def test_interlink_job() -> None:
     text = add_to_target(case("interlink"), "interlink", "machine {\n gpus = 4\n}")
-    _, plan, files, found = generate(case("interlink"), "interlink", text=text)
+    files, found = generate(case("interlink"), "interlink", text=text)[2:]
     assert found == []
     job = list(yaml.safe_load_all(files["job.yaml"]))[1]
     validate_core(job)
@@ -485,12 +571,20 @@ def test_kubernetes_reports_slurm_settings() -> None:
     assert [d.code for d in found] == ["DT215"] and "reservation" in found[0].message
 
 
-@pytest.mark.parametrize("raw", ["", "123", "Flood Forecast!", "ÄÖÜ-twin", "a" * 200, "--x--", "$(id)", "x.y_z"])
+@pytest.mark.parametrize(
+    "raw", ["", "123", "Flood Forecast!", "ÄÖÜ-twin", "a" * 200, "--x--", "$(id)", "x.y_z"]
+)
 def test_dns1035_names(raw: str) -> None:
     name = kubernetes.dns1035(raw)
     assert DNS1035.fullmatch(name) and len(name) <= 40, name
 
 
 def test_slurm_time_and_signal_lead() -> None:
-    assert slurm.slurm_time(1800) == "0-00:30:00" and slurm.slurm_time(3 * 86400 + 61) == "3-00:01:01"
-    assert slurm.signal_lead(600) == 60 and slurm.signal_lead(7200) == 600 and slurm.signal_lead(1800) == 180
+    assert (
+        slurm.slurm_time(1800) == "0-00:30:00" and slurm.slurm_time(3 * 86400 + 61) == "3-00:01:01"
+    )
+    assert (
+        slurm.signal_lead(600) == 60
+        and slurm.signal_lead(7200) == 600
+        and slurm.signal_lead(1800) == 180
+    )

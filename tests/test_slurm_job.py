@@ -31,7 +31,9 @@ def write_bundle(folder: Path, partition: str, sets: tuple[str, ...] = ()) -> Pa
 
 
 def job_state(job: str) -> str:
-    show = subprocess.run(["scontrol", "show", "job", job], capture_output=True, text=True, timeout=30)
+    show = subprocess.run(
+        ["scontrol", "show", "job", job], capture_output=True, text=True, timeout=30
+    )
     found = re.search(r"JobState=(\S+)", show.stdout)
     return found.group(1) if found else "UNKNOWN"
 
@@ -46,10 +48,12 @@ def test_two_rank_job_completes(slurm: str, tmp_path: Path) -> None:
     folder = write_bundle(tmp_path, slurm)
     command = ["sbatch", "--parsable", "--wait", "job.sbatch"]
     try:
-        run = subprocess.run(command, cwd=folder, capture_output=True, text=True, timeout=JOB_TIMEOUT_S)
+        run = subprocess.run(
+            command, cwd=folder, capture_output=True, text=True, timeout=JOB_TIMEOUT_S
+        )
     except subprocess.TimeoutExpired:
         subprocess.run(["scancel", "--name=tiny-mlp"], check=False)
-        pytest.fail(f"the job did not finish in {JOB_TIMEOUT_S} s (pending for want of CPUs?)\n{logs(folder)}")
+        pytest.fail(f"no end in {JOB_TIMEOUT_S} s (pending for want of CPUs?)\n{logs(folder)}")
     job = run.stdout.split(";")[0].strip()
     assert run.returncode == 0, f"sbatch exited {run.returncode}: {run.stderr}\n{logs(folder)}"
     assert job_state(job) == "COMPLETED"
@@ -66,7 +70,13 @@ def test_preempted_job_checkpoints_requeues_and_resumes(slurm: str, tmp_path: Pa
     # Long enough to be signalled mid-run; checkpoints only on pre-emption.
     sets = ("train.epochs=400", "train.checkpoint={ every = 1000, keep = 1 }")
     folder = write_bundle(tmp_path, slurm, sets)
-    submit = subprocess.run(["sbatch", "--parsable", "job.sbatch"], cwd=folder, capture_output=True, text=True, timeout=60)
+    submit = subprocess.run(
+        ["sbatch", "--parsable", "job.sbatch"],
+        cwd=folder,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert submit.returncode == 0, submit.stderr
     job = submit.stdout.split(";")[0].strip()
     deadline = time.monotonic() + PREEMPT_TIMEOUT_S
@@ -79,11 +89,15 @@ def test_preempted_job_checkpoints_requeues_and_resumes(slurm: str, tmp_path: Pa
         subprocess.run(["scancel", "--signal=USR1", "--batch", job], check=True, timeout=30)
         requeued = False
         while (state := job_state(job)) != "COMPLETED":
-            assert state not in ("FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL"), f"{state}\n{logs(folder)}"
+            assert state not in ("FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL"), (
+                f"{state}\n{logs(folder)}"
+            )
             assert time.monotonic() < deadline, f"still {state}\n{logs(folder)}"
             if state == "PENDING" and not requeued:
                 # A requeued job waits for its begin time; start it now to keep the test short.
-                subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now"], check=False, timeout=30)
+                subprocess.run(
+                    ["scontrol", "update", f"JobId={job}", "StartTime=now"], check=False, timeout=30
+                )
                 requeued = True
             time.sleep(2)
     finally:

@@ -25,7 +25,9 @@ _NAME_MAX = 40  # leaves room for "-bundle", "-master-0" and the Indexed Job's "
 _LABEL = re.compile(r"(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?")
 _DNS1123 = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
 _ENV_NAME = re.compile(r"[-._a-zA-Z][-._a-zA-Z0-9]*")
-_INTERLINK_FLAG_UNSAFE = re.compile(r"[\s\\]")  # the plugin splits the flags annotation on whitespace
+_INTERLINK_FLAG_UNSAFE = re.compile(
+    r"[\s\\]"
+)  # the plugin splits the flags annotation on whitespace
 _PART_OF = "dtec"
 
 
@@ -34,17 +36,29 @@ def generate(ir: IR, plan: Plan) -> tuple[dict[str, str], list[Diagnostic]]:
     found: list[Diagnostic] = []
     kube = plan.machine.kube
     if kube is None:
-        found.append(diag("DT215", f"`{plan.machine.name}` has no [kube] section in its profile", None,
-                          "add a [kube] section, or use a Slurm target"))
+        found.append(
+            diag(
+                "DT215",
+                f"`{plan.machine.name}` has no [kube] section in its profile",
+                None,
+                "add a [kube] section, or use a Slurm target",
+            )
+        )
         return {}, found
     _not_expressible(ir, kube, found)
     name = dns1035(ir.twin.name)
     namespace = _namespace(ir, kube, found)
-    shape = {"indexed-job": _indexed_job, "pytorchjob": _pytorchjob, "interlink-job": _interlink_job}
+    shape = {
+        "indexed-job": _indexed_job,
+        "pytorchjob": _pytorchjob,
+        "interlink-job": _interlink_job,
+    }
     workload = shape[kube.workload](ir, plan, name, namespace, found)
     # A JSON round trip unshares repeated dicts (Master and Worker templates): no YAML aliases.
     objects = json.loads(json.dumps([_configmap(ir, name, namespace), *workload]))
-    text = yaml.dump_all(objects, Dumper=_Dumper, sort_keys=False, default_flow_style=False, width=4096)
+    text = yaml.dump_all(
+        objects, Dumper=_Dumper, sort_keys=False, default_flow_style=False, width=4096
+    )
     return {JOB_FILE: text}, found
 
 
@@ -62,7 +76,7 @@ _Dumper.add_representer(str, _str)
 
 # ---- names -------------------------------------------------------------------------------
 def dns1035(text: str, limit: int = _NAME_MAX) -> str:
-    """Return a DNS-1035 label (lower-case letters, digits, `-`; starts with a letter) from `text`."""
+    """Return a DNS-1035 label (a-z, 0-9 and `-`, starting with a letter) made from `text`."""
     name = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
     name = re.sub(r"^[0-9-]+", "", name)
     name = name[:limit].rstrip("-")
@@ -70,7 +84,7 @@ def dns1035(text: str, limit: int = _NAME_MAX) -> str:
 
 
 def _label(text: str) -> str:
-    """Return `text` as a label value (<= 63 characters of [A-Za-z0-9-_.], alphanumeric at both ends)."""
+    """Return `text` as a label value: <= 63 of [A-Za-z0-9-_.], alphanumeric at both ends."""
     value = re.sub(r"[^A-Za-z0-9_.-]+", "-", text)[:63].strip("-_.")
     return value if _LABEL.fullmatch(value) else ""
 
@@ -78,8 +92,14 @@ def _label(text: str) -> str:
 def _namespace(ir: IR, kube: Kube, found: list[Diagnostic]) -> str:
     namespace = ir.target.namespace or kube.namespace
     if len(namespace) > 63 or not _DNS1123.fullmatch(namespace):
-        found.append(diag("DT215", f"namespace `{namespace}` is not a Kubernetes name", None,
-                          "use lower-case letters, digits and `-` (at most 63)"))
+        found.append(
+            diag(
+                "DT215",
+                f"namespace `{namespace}` is not a Kubernetes name",
+                None,
+                "use lower-case letters, digits and `-` (at most 63)",
+            )
+        )
         return kube.namespace
     return namespace
 
@@ -90,14 +110,26 @@ def _not_expressible(ir: IR, kube: Kube, found: list[Diagnostic]) -> None:
         keys += ["account", "qos", "partition", "reservation", "exclusive"]
     for key in keys:
         if getattr(ir.target, key):
-            found.append(diag("DT215", f"`{key}` has no meaning for a `{ir.target.scheduler}` target", None,
-                              f"remove `{key}` from the `{ir.target.name}` target block"))
+            found.append(
+                diag(
+                    "DT215",
+                    f"`{key}` has no meaning for a `{ir.target.scheduler}` target",
+                    None,
+                    f"remove `{key}` from the `{ir.target.name}` target block",
+                )
+            )
     # Files next to the blueprint do not travel with the ConfigMap, which holds only train.py.
     paths = [d.options.get("path") for d in ir.data.values()] + [m.path for m in ir.models.values()]
     for path in paths:
         if isinstance(path, str) and not os.path.isabs(path):
-            found.append(diag("DT215", f"`{path}` is a local path that the pods cannot see", None,
-                              "bake the files into the image and use an absolute path"))
+            found.append(
+                diag(
+                    "DT215",
+                    f"`{path}` is a local path that the pods cannot see",
+                    None,
+                    "bake the files into the image and use an absolute path",
+                )
+            )
 
 
 # ---- shared pieces -----------------------------------------------------------------------
@@ -137,10 +169,18 @@ def _env(ir: IR, plan: Plan, escape: bool, found: list[Diagnostic]) -> list[dict
         if _ENV_NAME.fullmatch(key):
             values[key] = value
         else:
-            found.append(diag("DT215", f"`{key}` is not a valid environment variable name", None,
-                              "use letters, digits, `_`, `-` and `.`, not starting with a digit"))
+            found.append(
+                diag(
+                    "DT215",
+                    f"`{key}` is not a valid environment variable name",
+                    None,
+                    "use letters, digits, `_`, `-` and `.`, not starting with a digit",
+                )
+            )
     # Kubernetes expands $(VAR) in env values; `$$(` keeps a blueprint's text as written.
-    return [{"name": k, "value": v.replace("$(", "$$(") if escape else v} for k, v in values.items()]
+    return [
+        {"name": k, "value": v.replace("$(", "$$(") if escape else v} for k, v in values.items()
+    ]
 
 
 def _quantity_gb(gb: float) -> str:
@@ -173,12 +213,25 @@ def _volumes(name: str, kube: Kube, shm: bool) -> tuple[list[dict], list[dict]]:
     if shm and kube.shm_size_gb > 0:
         # DataLoader workers pass batches through /dev/shm; the container default is 64 MiB.
         mounts.append({"name": "dshm", "mountPath": "/dev/shm"})
-        volumes.append({"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": _quantity_gb(kube.shm_size_gb)}})
+        volumes.append(
+            {
+                "name": "dshm",
+                "emptyDir": {"medium": "Memory", "sizeLimit": _quantity_gb(kube.shm_size_gb)},
+            }
+        )
     return mounts, volumes
 
 
-def _container(ir: IR, plan: Plan, kube: Kube, command: list[str], args: list[str], mounts: list[dict],
-               found: list[Diagnostic], port: bool = False) -> dict[str, Any]:
+def _container(
+    ir: IR,
+    plan: Plan,
+    kube: Kube,
+    command: list[str],
+    args: list[str],
+    mounts: list[dict],
+    found: list[Diagnostic],
+    port: bool = False,
+) -> dict[str, Any]:
     # interLink's plugin neither expands $(VAR) nor documents workingDir: its command does both.
     interlink = kube.workload == "interlink-job"
     container: dict[str, Any] = {
@@ -206,7 +259,9 @@ def _torchrun(machine: Machine) -> list[str]:
 
 
 # ---- (a) headless Service + Indexed Job --------------------------------------------------
-def _indexed_job(ir: IR, plan: Plan, name: str, namespace: str, found: list[Diagnostic]) -> list[dict]:
+def _indexed_job(
+    ir: IR, plan: Plan, name: str, namespace: str, found: list[Diagnostic]
+) -> list[dict]:
     kube = plan.machine.kube
     assert kube is not None
     port = kube.port
@@ -233,10 +288,17 @@ def _indexed_job(ir: IR, plan: Plan, name: str, namespace: str, found: list[Diag
     ]
     mounts, volumes = _volumes(name, kube, shm=True)
     container = _container(ir, plan, kube, _torchrun(plan.machine), args, mounts, found, port=True)
-    container["env"].insert(0, {
-        "name": "JOB_COMPLETION_INDEX",
-        "valueFrom": {"fieldRef": {"fieldPath": "metadata.annotations['batch.kubernetes.io/job-completion-index']"}},
-    })
+    container["env"].insert(
+        0,
+        {
+            "name": "JOB_COMPLETION_INDEX",
+            "valueFrom": {
+                "fieldRef": {
+                    "fieldPath": "metadata.annotations['batch.kubernetes.io/job-completion-index']"
+                }
+            },
+        },
+    )
     job = {
         "apiVersion": "batch/v1",
         "kind": "Job",
@@ -279,7 +341,9 @@ def _toleration(t: Any) -> dict[str, Any]:
 
 
 # ---- (b) Kubeflow PyTorchJob -------------------------------------------------------------
-def _pytorchjob(ir: IR, plan: Plan, name: str, namespace: str, found: list[Diagnostic]) -> list[dict]:
+def _pytorchjob(
+    ir: IR, plan: Plan, name: str, namespace: str, found: list[Diagnostic]
+) -> list[dict]:
     kube = plan.machine.kube
     assert kube is not None
     mounts, volumes = _volumes(name, kube, shm=True)
@@ -292,7 +356,8 @@ def _pytorchjob(ir: IR, plan: Plan, name: str, namespace: str, found: list[Diagn
     def replica(count: int) -> dict[str, Any]:
         return {
             "replicas": count,
-            "restartPolicy": kube.restart_policy,  # the code's default (OnFailure) differs from the CRD text
+            # The operator's code defaults to OnFailure, whatever the CRD text says.
+            "restartPolicy": kube.restart_policy,
             "template": {
                 "metadata": {"labels": _labels(ir)},
                 "spec": {**_placement(kube), "containers": [container], "volumes": volumes},
@@ -321,23 +386,39 @@ def _pytorchjob(ir: IR, plan: Plan, name: str, namespace: str, found: list[Diagn
 
 
 # ---- (c) interLink: one pod = one sbatch job ---------------------------------------------
-def _interlink_job(ir: IR, plan: Plan, name: str, namespace: str, found: list[Diagnostic]) -> list[dict]:
+def _interlink_job(
+    ir: IR, plan: Plan, name: str, namespace: str, found: list[Diagnostic]
+) -> list[dict]:
     kube = plan.machine.kube
     assert kube is not None
     if plan.nodes > 1:
         # Pods on the virtual node cannot reach each other; the multi-node pattern (srun inside the
         # pre-exec annotation) needs the image and the ConfigMap files on the host side, which
         # the plugin does not document.
-        found.append(diag("DT215", f"interLink runs one pod as one Slurm job on one node; {plan.nodes} nodes asked",
-                          None, "use `nodes = 1` here, or a Slurm target for several nodes"))
+        found.append(
+            diag(
+                "DT215",
+                f"interLink runs one pod as one Slurm job on one node; {plan.nodes} nodes asked",
+                None,
+                "use `nodes = 1` here, or a Slurm target for several nodes",
+            )
+        )
     flags = _interlink_flags(ir, plan, found)
     torchrun = " ".join(shlex.quote(w) for w in _torchrun(plan.machine))
     # The plugin does not expand $(VAR) in args, so the command runs under bash -c.
-    command = " ".join([
-        "cd", RUN_MOUNT, "&&", torchrun, "--standalone", "--nnodes=1", f"--nproc_per_node={plan.ranks_per_node}",
-        *(shlex.quote(a) for a in plan.machine.launch.torchrun_args),
-        *(shlex.quote(a) for a in _script_args()),
-    ])
+    command = " ".join(
+        [
+            "cd",
+            RUN_MOUNT,
+            "&&",
+            torchrun,
+            "--standalone",
+            "--nnodes=1",
+            f"--nproc_per_node={plan.ranks_per_node}",
+            *(shlex.quote(a) for a in plan.machine.launch.torchrun_args),
+            *(shlex.quote(a) for a in _script_args()),
+        ]
+    )
     mounts, volumes = _volumes(name, kube, shm=False)  # emptyDir media are ignored there
     container = _container(ir, plan, kube, ["/bin/bash", "-c"], [command], mounts, found)
     annotations = {**dict(kube.annotations), "slurm-job.vk.io/flags": " ".join(flags)}
@@ -375,8 +456,14 @@ def _interlink_flags(ir: IR, plan: Plan, found: list[Diagnostic]) -> list[str]:
         if not value:
             continue
         if _INTERLINK_FLAG_UNSAFE.search(value):
-            found.append(diag("DT215", f"`{key}` holds whitespace or a backslash, which interLink's flags cannot carry",
-                              None, f"check the target's `{key}`"))
+            found.append(
+                diag(
+                    "DT215",
+                    f"`{key}` holds whitespace or a backslash, which interLink flags cannot carry",
+                    None,
+                    f"check the target's `{key}`",
+                )
+            )
             continue
         flags.append(f"--{key}={shlex.quote(value)}")
     flags += [f"--time={slurm_time(ir.target.walltime_s)}", "--nodes=1", "--ntasks-per-node=1"]

@@ -19,15 +19,23 @@ def generate(ir: IR, plan: Plan) -> tuple[dict[str, str], list[Diagnostic]]:
     found: list[Diagnostic] = []
     for key in _NOT_LOCAL:
         if getattr(ir.target, key):
-            found.append(diag("DT215", f"`{key}` has no meaning for a local run", None,
-                              f"remove `{key}` from the `{ir.target.name}` target block"))
+            found.append(
+                diag(
+                    "DT215",
+                    f"`{key}` has no meaning for a local run",
+                    None,
+                    f"remove `{key}` from the `{ir.target.name}` target block",
+                )
+            )
     env = export_lines(plan.machine.environment(plan.partition), ir.target.env, found)
     ctx = {
         "env": env,
         "omp_threads": plan.cpus_per_rank,
         "ranks": plan.ranks_per_node,
         # One process needs no launcher; torchrun's --standalone rendezvous picks a free port.
-        "launcher": "" if plan.strategy == "single" else
-        f"-m torch.distributed.run --standalone --nnodes=1 --nproc_per_node={plan.ranks_per_node} ",
+        "launcher": ""
+        if plan.strategy == "single"
+        else "-m torch.distributed.run --standalone --nnodes=1 "
+        f"--nproc_per_node={plan.ranks_per_node} ",
     }
     return {RUN_FILE: render(TEMPLATE, **ctx)}, found

@@ -1,4 +1,4 @@
-"""Slurm backend: the `job.sbatch` that runs the bundle's train.py on a machine (docs/backends.md)."""
+"""Slurm backend: the `job.sbatch` that runs a bundle's train.py on a machine (docs/backends.md)."""
 
 from __future__ import annotations
 
@@ -50,12 +50,16 @@ def context(ir: IR, plan: Plan, found: list[Diagnostic]) -> dict[str, Any]:
         "header": _header(ir, plan, tasks, cpus, exclusive, found),
         "about": _about(ir, plan, tasks, cpus),
         "module_use": [shlex.quote(p) for p in machine.software.module_use],
-        "modules": " ".join([*map(shlex.quote, machine.software.modules), *map(shell_word, ir.target.modules)]),
+        "modules": " ".join(
+            [*map(shlex.quote, machine.software.modules), *map(shell_word, ir.target.modules)]
+        ),
         "env": env,
         "setup": list(machine.software.setup),
         "export_srun_cpus": launch.export_srun_cpus_per_task,
         "omp_threads": plan.cpus_per_rank,
-        "master_addr_suffix": shlex.quote(launch.master_addr_suffix) if launch.master_addr_suffix else "",
+        "master_addr_suffix": shlex.quote(launch.master_addr_suffix)
+        if launch.master_addr_suffix
+        else "",
         "master_port": dquote(launch.master_port),
         "container": container,
         "launch": _launch(plan, container, exclusive),
@@ -65,7 +69,9 @@ def context(ir: IR, plan: Plan, found: list[Diagnostic]) -> dict[str, Any]:
 
 
 # ---- the header ------------------------------------------------------------------------------
-def _header(ir: IR, plan: Plan, tasks: int, cpus: int, exclusive: bool, found: list[Diagnostic]) -> list[str]:
+def _header(
+    ir: IR, plan: Plan, tasks: int, cpus: int, exclusive: bool, found: list[Diagnostic]
+) -> list[str]:
     machine, target = plan.machine, ir.target
     flags = [f"--job-name={job_name(ir.twin.name)}"]
     for key in ("account", "partition", "qos"):
@@ -106,12 +112,12 @@ def _about(ir: IR, plan: Plan, tasks: int, cpus: int) -> list[str]:
     partition = _printable(plan.partition.name) if plan.partition is not None else "default"
     ranks = f"{plan.ranks_per_node} rank{'s' if plan.ranks_per_node != 1 else ''} per node"
     device = f"{plan.gpus_per_node} GPUs" if plan.gpus_per_node else "CPU only"
+    nodes = f"{plan.nodes} node{'s' if plan.nodes != 1 else ''}"
+    per_node = f"{tasks} task{'s' if tasks != 1 else ''} per node"
+    what = f"{nodes} x {ranks}, {device}, {plan.strategy}, backend {plan.backend}"
     return [
-        f"dtec bundle `{job_name(ir.twin.name)}` for `{plan.machine.name}` ({partition}): "
-        f"{plan.nodes} node{'s' if plan.nodes != 1 else ''} x {ranks}, {device}, "
-        f"{plan.strategy}, backend {plan.backend}.",
-        f"Launch: {plan.machine.launch.pattern}, {tasks} task{'s' if tasks != 1 else ''} per node "
-        f"x {cpus} CPUs.",
+        f"dtec bundle `{job_name(ir.twin.name)}` for `{plan.machine.name}` ({partition}): {what}.",
+        f"Launch: {plan.machine.launch.pattern}, {per_node} x {cpus} CPUs.",
     ]
 
 
@@ -120,7 +126,7 @@ def _printable(text: str) -> str:
 
 
 def _exclusive(ir: IR, plan: Plan) -> bool:
-    """Return whether to ask for whole nodes: the target's choice, else the site's or partition's."""
+    """Return whether to ask for whole nodes: the target's say, else site or partition."""
     if ir.target.exclusive is not None:
         return ir.target.exclusive
     whole = plan.partition is not None and plan.partition.whole_node
@@ -170,10 +176,14 @@ def sbatch_value(value: str | None, key: str, found: list[Diagnostic]) -> str | 
     if value is None or value == "":
         return None
     if _HEADER_UNSAFE.search(value):
-        found.append(diag(
-            "DT215", f"`{key}` holds a control character or a backslash, which an `#SBATCH` line cannot carry",
-            None, f"check the target's `{key}`",
-        ))
+        found.append(
+            diag(
+                "DT215",
+                f"`{key}` holds a control character or a backslash, which `#SBATCH` cannot carry",
+                None,
+                f"check the target's `{key}`",
+            )
+        )
         return None
     return shlex.quote(value)
 
@@ -195,13 +205,21 @@ def dquote(value: str) -> str:
     return '"' + re.sub(r'(["\\`])', r"\\\1", value) + '"'
 
 
-def export_lines(site: Mapping[str, str], user: Mapping[str, str], found: list[Diagnostic]) -> list[tuple[str, str]]:
-    """Return (name, shell word) pairs: profile values may use $VARS, blueprint values stay inert."""
+def export_lines(
+    site: Mapping[str, str], user: Mapping[str, str], found: list[Diagnostic]
+) -> list[tuple[str, str]]:
+    """Return (name, shell word) pairs: profile values may use $VARS, blueprint values are inert."""
     out = [(name, dquote(value)) for name, value in site.items() if name not in _COMPUTED_ENV]
     for name, value in user.items():
         if not _NAME.fullmatch(name):
-            found.append(diag("DT215", f"`{name}` is not a valid environment variable name", None,
-                              "use letters, digits and `_`, not starting with a digit"))
+            found.append(
+                diag(
+                    "DT215",
+                    f"`{name}` is not a valid environment variable name",
+                    None,
+                    "use letters, digits and `_`, not starting with a digit",
+                )
+            )
             continue
         out = [pair for pair in out if pair[0] != name]
         out.append((name, shell_word(value)))
@@ -211,8 +229,14 @@ def export_lines(site: Mapping[str, str], user: Mapping[str, str], found: list[D
 def _not_expressible(ir: IR, found: list[Diagnostic], keys: tuple[str, ...], where: str) -> None:
     for key in keys:
         if getattr(ir.target, key):
-            found.append(diag("DT215", f"`{key}` has no meaning for a {where} target", None,
-                              f"remove `{key}` from the `{ir.target.name}` target block"))
+            found.append(
+                diag(
+                    "DT215",
+                    f"`{key}` has no meaning for a {where} target",
+                    None,
+                    f"remove `{key}` from the `{ir.target.name}` target block",
+                )
+            )
 
 
 def _container(ir: IR, plan: Plan, found: list[Diagnostic]) -> dict[str, Any] | None:
@@ -220,23 +244,37 @@ def _container(ir: IR, plan: Plan, found: list[Diagnostic]) -> dict[str, Any] | 
     image = ir.target.container or (software.image if software.container_required else None)
     if image is None:
         if software.container_required:
-            found.append(diag(
-                "DT215", f"`{plan.machine.name}` runs training in a container but the target has no `container`",
-                None, 'add `container = "/path/to/pytorch.sif"` to the target block'
-                + (f" (images: {software.image_dir})" if software.image_dir else ""),
-            ))
+            found.append(
+                diag(
+                    "DT215",
+                    f"`{plan.machine.name}` trains in a container; the target has no `container`",
+                    None,
+                    'add `container = "/path/to/pytorch.sif"` to the target block'
+                    + (f" (images: {software.image_dir})" if software.image_dir else ""),
+                )
+            )
         return None
     runtime = software.container_runtime or "singularity"
     if runtime not in _EXEC_CONTAINERS:
-        found.append(diag("DT215", f"dtec cannot launch `{runtime}` containers from Slurm yet", None,
-                          "use a singularity or apptainer image"))
+        found.append(
+            diag(
+                "DT215",
+                f"dtec cannot launch `{runtime}` containers from Slurm yet",
+                None,
+                "use a singularity or apptainer image",
+            )
+        )
         return None
-    command = software.container_command or runtime
+    words = [
+        *shlex.split(software.container_command or runtime),
+        "exec",
+        *software.container_options,
+    ]
     return {
         "image": shell_word(image),
         "is_file": "://" not in image,  # docker://, oras://, library:// are pulled, not checked
-        "words": [*shlex.split(command), "exec", *software.container_options,
-                  "--bind", '"$PWD"', '"$container"'],
+        # The bundle and the run folder (which $RUN_DIR may move) must be visible inside.
+        "command": " ".join(map(shlex.quote, words)) + ' --bind "$PWD,$run_dir" "$container"',
     }
 
 
@@ -252,12 +290,12 @@ def _launch(plan: Plan, container: dict[str, Any] | None, exclusive: bool) -> li
     srun += [shlex.quote(a) for a in launch.srun_args]
     lines = [" ".join(srun)]
     if container is not None:
-        lines.append(" ".join(shlex.quote(w) if not w.startswith('"') else w for w in container["words"]))
+        lines.append(container["command"])
     script = ["train.py", '--run-dir "$run_dir"', "--resume auto"]
     if launch.pattern == "torchrun-per-node":
         # The relayed USR1 reaches every process of the step; torchrun must live on (its default
         # would be to die) while its ranks checkpoint, so it runs with USR1 ignored.
-        lines.append("bash -c 'trap \"\" USR1; exec \"$@\"' ignore-usr1")
+        lines.append('bash -c \'trap "" USR1; exec "$@"\' ignore-usr1')
         lines.append(" ".join(shlex.quote(w) for w in shlex.split(launch.torchrun)))
         lines.append(
             f'--nnodes="$SLURM_NNODES" --nproc_per_node={plan.ranks_per_node} '
@@ -271,4 +309,3 @@ def _launch(plan: Plan, container: dict[str, Any] | None, exclusive: bool) -> li
         script.insert(0, "python")
     lines.append(" ".join(script))
     return lines
-
