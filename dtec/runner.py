@@ -64,14 +64,20 @@ def print_summary(path: Path) -> None:
         _say(f"dtec: cannot read {path}: {exc}")
         return
     table = Table(title="Run summary", show_header=False)
-    for key, value in summary.items():
-        if isinstance(value, float):
-            value = f"{value:.4g}"
-        elif isinstance(value, (dict, list)):
-            value = json.dumps(value)
-        table.add_row(key.replace("_", " "), str(value))
+    for key, value in _flatten(summary):
+        table.add_row(key, f"{value:.4g}" if isinstance(value, float) else str(value))
     table.add_row("files", str(path.parent))
     Console(stderr=True).print(table)
+
+
+def _flatten(values: dict, prefix: str = ""):
+    """Yield (label, value) for scalar entries, nested maps one level deep as `outer inner`."""
+    for key, value in values.items():
+        label = f"{prefix}{key.replace('_', ' ')}"
+        if isinstance(value, dict):
+            yield from _flatten(value, f"{label} ")
+        elif value is not None and not isinstance(value, list):
+            yield label, value
 
 
 def _slurm(folder: Path, dry_run: bool, detach: bool) -> int:

@@ -1,0 +1,66 @@
+"""`dtec run` as a user types it: the quickstart trains locally, a job goes through the real Slurm."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+TINY = REPO / "tests" / "backends" / "tiny.twin"
+SMALL_QUICKSTART = ("data.gauges.source=synthetic(samples = 1024, shape = [30, 8], targets = 1, seed = 42)",)
+
+
+def dtec(*args: str, cwd: Path, env: dict | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "dtec", *args], cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env
+    )
+
+
+def epoch_losses(run_dir: Path) -> list[float]:
+    lines = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    return [m["train_loss"] for m in lines if m.get("kind") == "epoch"]
+
+
+@pytest.mark.slow
+def test_quickstart_trains_with_two_ranks_and_the_loss_falls(tmp_path: Path) -> None:
+    sets = [arg for s in SMALL_QUICKSTART for arg in ("--set", s)]
+    result = dtec("run", str(REPO / "blueprints" / "quickstart.twin"), "-o", str(tmp_path / "qs"), *sets, cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    summary = json.loads((tmp_path / "qs" / "run" / "summary.json").read_text())
+    assert (summary["status"], summary["world_size"], summary["strategy"]) == ("completed", 2, "ddp")
+    losses = epoch_losses(tmp_path / "qs" / "run")
+    assert len(losses) == 3 and losses[-1] < losses[0]
+    assert "Run summary" in result.stderr
+    assert {"train.py", "run.sh", "ir.json", "manifest.json"} <= {p.name for p in (tmp_path / "qs").iterdir()}
+
+
+def test_dry_run_prints_the_commands(tmp_path: Path) -> None:
+    local = dtec("run", str(TINY), "-t", "local", "-o", str(tmp_path / "l"), "--dry-run", cwd=tmp_path)
+    assert local.returncode == 0 and "bash run.sh --resume auto" in local.stdout
+    slurm = dtec("run", str(TINY), "-t", "slurm", "-o", str(tmp_path / "s"), "--dry-run", cwd=tmp_path)
+    assert slurm.returncode == 0 and "sbatch --parsable --wait job.sbatch" in slurm.stdout
+    kube = dtec("run", str(REPO / "blueprints" / "cyclone-detection.twin"), "-t", "kubernetes", "-o", str(tmp_path / "k"), "--dry-run", cwd=tmp_path)
+    assert kube.returncode == 0 and "kubectl apply -f job.yaml" in kube.stdout
+
+
+def test_missing_scheduler_tools_are_a_clear_error(tmp_path: Path) -> None:
+    env = {**os.environ, "PATH": str(Path(sys.executable).parent)}  # python, but no sbatch or kubectl
+    result = dtec("run", str(TINY), "-t", "slurm", "-o", str(tmp_path / "s"), cwd=tmp_path, env=env)
+    assert result.returncode == 2
+    assert "`sbatch` is not on the PATH" in result.stderr and "--dry-run" in result.stderr
+
+
+@pytest.mark.slurm
+@pytest.mark.slow
+def test_dtec_run_submits_to_slurm_and_follows_the_job(slurm: str, tmp_path: Path) -> None:
+    result = dtec("run", str(TINY), "-t", "slurm", "-o", str(tmp_path / "job"), "--set", f'target.slurm.partition="{slurm}"', cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "submitted job" in result.stderr and "completed" in result.stderr
+    summary = json.loads((tmp_path / "job" / "run" / "summary.json").read_text())
+    assert summary["status"] == "completed" and summary["world_size"] == 2
+    assert (tmp_path / "job" / "run" / "metrics.jsonl").stat().st_size > 0
