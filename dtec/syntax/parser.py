@@ -56,7 +56,6 @@ def _lark() -> Lark:
     return Lark.open(
         str(data_path("grammars", "twin.lark")),
         parser="lalr",
-        propagate_positions=True,
         maybe_placeholders=False,
         lexer_callbacks={"COMMENT": _keep_comment},
         cache=True,
@@ -97,9 +96,14 @@ class _Builder:
         self.diagnostics: list[Diagnostic] = []
 
     def span(self, node: Tree | Token) -> Span:
-        if isinstance(node, Token):
-            return Span(self.source, node.start_pos, node.end_pos)
-        return Span(self.source, node.meta.start_pos, node.meta.end_pos)
+        # Every rule starts and ends with a token (brackets are named terminals, kept in the tree),
+        # so spans come from the edge tokens; lark's propagate_positions would cost a third of a parse.
+        first = last = node
+        while isinstance(first, Tree):
+            first = first.children[0]
+        while isinstance(last, Tree):
+            last = last.children[-1]
+        return Span(self.source, first.start_pos, last.end_pos)
 
     def item(self, node: Tree) -> ast.Block | ast.Attribute | ast.Import:
         if node.data == "import_stmt":
