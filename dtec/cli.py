@@ -41,6 +41,14 @@ def lint(
     paths: Annotated[list[Path], typer.Argument(help="Blueprint files or folders (searched recursively).")],
     format: Annotated[str, typer.Option("--format", "-f", help="text, json, github or sarif.")] = "text",
     strict: Annotated[bool, typer.Option("--strict", help="Fail on warnings too.")] = False,
+    target: Annotated[
+        Optional[list[str]],
+        typer.Option("--target", "-t", help="Check against these machines only (default: every target a blueprint declares)."),
+    ] = None,
+    machines: Annotated[
+        Optional[list[Path]],
+        typer.Option("--machines", help="Extra folder of machine profiles (also env DTEC_MACHINES)."),
+    ] = None,
 ) -> None:
     """Check blueprints and report every problem with its code and place."""
     import os
@@ -53,7 +61,7 @@ def lint(
     files = expand(paths)
     diagnostics = []
     for path in files:
-        diagnostics.extend(analyse(path).diagnostics)
+        diagnostics.extend(analyse(path, targets=target or None, machine_dirs=machines or ()).diagnostics)
     no_color = "NO_COLOR" in os.environ
     color = format == "text" and sys.stdout.isatty() and not no_color
     text = render(diagnostics, format, color=color, files=files)

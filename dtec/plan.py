@@ -12,6 +12,7 @@ from dtec.diagnostics import Diagnostic, Related, diag
 from dtec.estimate import Memory, activation_bytes, memory_per_rank, parameter_count
 from dtec.lang.blueprint import Blueprint
 from dtec.lang.semantics import sample_shape
+from dtec.source import Span
 from dtec.machines import Catalog, Machine, MachineError, Partition
 from dtec.machines.model import Node
 from dtec.machines.units import format_duration
@@ -79,6 +80,8 @@ class _Planner:
 
     def report(self, code: str, message: str, *path: str | int, help: str | None = None, related=()) -> None:
         span = self.bp.span(*path) if path else self.bp.span("target", self.target)
+        if span is None and self.bp.source is not None:
+            span = Span(self.bp.source, 0, 0)  # a target the blueprint does not declare
         self.found.append(diag(code, message, span, help, related))
 
     def decide(self, subject: str, value: Any, reason: str) -> None:
@@ -244,7 +247,7 @@ class _Planner:
                 "DT202",
                 f"{nodes} nodes asked, `{partition.name}` allows at most {partition.max_nodes}",
                 "strategy", "nodes",
-                help=f"use at most {partition.max_nodes} nodes, or another partition",
+                help=f"use at most {partition.max_nodes} node{'s' if partition.max_nodes != 1 else ''}, or another partition",
                 related=where,
             )
         for i, count in enumerate(self.bp.get("scaling", "nodes") or []):
