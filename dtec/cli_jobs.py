@@ -55,6 +55,8 @@ def _build(file: Path, target: str, sets: list[str] | None, machines: list[Path]
 def write_bundle(files: dict[str, str], folder: Path) -> None:
     """Write generated files atomically (temporary file, then rename); other files stay."""
     folder.mkdir(parents=True, exist_ok=True)
+    if "job.sbatch" in files:
+        (folder / "logs").mkdir(exist_ok=True)  # Slurm opens the log files before the job starts
     for name, content in files.items():
         path = folder / name
         fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{name}.")

@@ -5,12 +5,13 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from dtec import __version__
 from dtec.diagnostics import Diagnostic, has_errors
 from dtec.ir import IR, build_ir
+from dtec.lang.blueprint import Blueprint
 from dtec.lint import analyse
 from dtec.plan import Plan
 
@@ -39,14 +40,14 @@ def build(
     sets: Sequence[str] = (),
     environ: Mapping[str, str] | None = None,
     machine_dirs: Sequence[Path] = (),
-) -> tuple[tuple[IR, Plan] | None, list[Diagnostic]]:
+) -> tuple[tuple[IR, Plan, Blueprint] | None, list[Diagnostic]]:
     """Check and plan `path` for `target` and build its IR; None when any error was found."""
     result = analyse(path, text, environ, targets=[target], sets=sets, machine_dirs=machine_dirs)
     diagnostics = list(result.diagnostics)
     if has_errors(diagnostics) or target not in result.plans:
         return None, diagnostics
     plan = result.plans[target]
-    return (build_ir(result.blueprint, plan), plan), diagnostics  # type: ignore[arg-type]
+    return (build_ir(result.blueprint, plan), plan, result.blueprint), diagnostics  # type: ignore[arg-type]
 
 
 def compile_blueprint(
@@ -63,8 +64,11 @@ def compile_blueprint(
     built, diagnostics = build(path, target, text=text, sets=sets, environ=environ, machine_dirs=machine_dirs)
     if built is None:
         return None, diagnostics
-    ir, plan = built
+    ir, plan, blueprint = built
     files, found = generate(ir, plan, template_dirs)
+    # Backends judge the planned job, not the text: what they cannot express belongs to the target.
+    at = blueprint.span("target", target)
+    found = [replace(d, span=at) if d.span is None and at is not None else d for d in found]
     diagnostics += found
     if has_errors(found):
         return None, diagnostics
@@ -78,12 +82,9 @@ def generate(ir: IR, plan: Plan, template_dirs: Sequence[Path] = ()) -> tuple[di
     from dtec.backends.train_script import render_train
 
     backend = {"slurm": slurm, "local": local}.get(ir.target.scheduler, kubernetes)
-    files, diagnostics = backend.generate(ir, plan)
-    files = {
-        "train.py": render_train(train_context(ir), template_dirs),
-        **files,
-        "ir.json": ir_json(ir),
-    }
+    shared = {"train.py": render_train(train_context(ir), template_dirs), "ir.json": ir_json(ir)}
+    files, diagnostics = backend.generate(ir, plan, shared)
+    files = {**shared, **files}
     files["manifest.json"] = manifest(files, ir)
     return dict(sorted(files.items())), diagnostics
 

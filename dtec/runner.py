@@ -87,7 +87,6 @@ def _slurm(folder: Path, dry_run: bool, detach: bool) -> int:
         return 0
     if not _need("sbatch", "run this on a login node of the cluster"):
         return 2
-    (folder / "logs").mkdir(exist_ok=True)
     process = subprocess.Popen(command, cwd=folder, stdout=subprocess.PIPE, text=True)
     assert process.stdout is not None
     job = process.stdout.readline().strip().split(";")[0]
@@ -112,20 +111,22 @@ def _slurm(folder: Path, dry_run: bool, detach: bool) -> int:
 
 
 def _follow(logs: Path, job: str, stop: threading.Event) -> None:
-    """Stream a Slurm job's output file while the job runs."""
-    position, path = 0, None
+    """Stream a Slurm job's output and error files while the job runs."""
+    streams = {".out": sys.stdout, ".err": sys.stderr}
+    positions: dict[Path, int] = {}
     while True:
         finished = stop.is_set()
-        if path is None:
-            path = next(iter(sorted(logs.glob(f"*{job}*.out"))), None)
-        if path is not None:
+        for path in sorted(logs.glob(f"*{job}*")):
+            stream = streams.get(path.suffix)
+            if stream is None:
+                continue
             with path.open("r", errors="replace") as handle:
-                handle.seek(position)
+                handle.seek(positions.get(path, 0))
                 chunk = handle.read()
-                position = handle.tell()
+                positions[path] = handle.tell()
             if chunk:
-                sys.stdout.write(chunk)
-                sys.stdout.flush()
+                stream.write(chunk)
+                stream.flush()
         if finished:
             return
         time.sleep(_POLL_S / 4)

@@ -9,6 +9,7 @@ import json
 import os
 import re
 import shlex
+from collections.abc import Mapping
 from typing import Any
 
 import yaml
@@ -31,8 +32,8 @@ _INTERLINK_FLAG_UNSAFE = re.compile(
 _PART_OF = "dtec"
 
 
-def generate(ir: IR, plan: Plan) -> tuple[dict[str, str], list[Diagnostic]]:
-    """Return `{"job.yaml": text}` (a ConfigMap with the bundle, then the workload objects)."""
+def generate(ir: IR, plan: Plan, shared: Mapping[str, str]) -> tuple[dict[str, str], list[Diagnostic]]:
+    """Return `{"job.yaml": text}`: a ConfigMap with `shared` (train.py, ir.json), then the workload."""
     found: list[Diagnostic] = []
     kube = plan.machine.kube
     if kube is None:
@@ -55,7 +56,7 @@ def generate(ir: IR, plan: Plan) -> tuple[dict[str, str], list[Diagnostic]]:
     }
     workload = shape[kube.workload](ir, plan, name, namespace, found)
     # A JSON round trip unshares repeated dicts (Master and Worker templates): no YAML aliases.
-    objects = json.loads(json.dumps([_configmap(ir, name, namespace), *workload]))
+    objects = json.loads(json.dumps([_configmap(ir, name, namespace, shared), *workload]))
     text = yaml.dump_all(
         objects, Dumper=_Dumper, sort_keys=False, default_flow_style=False, width=4096
     )
@@ -133,16 +134,12 @@ def _not_expressible(ir: IR, kube: Kube, found: list[Diagnostic]) -> None:
 
 
 # ---- shared pieces -----------------------------------------------------------------------
-def _configmap(ir: IR, name: str, namespace: str) -> dict[str, Any]:
-    from dtec.backends.pytorch import train_context
-    from dtec.backends.train_script import render_train
-    from dtec.compiler import ir_json
-
+def _configmap(ir: IR, name: str, namespace: str, shared: Mapping[str, str]) -> dict[str, Any]:
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",
         "metadata": {"name": f"{name}-bundle", "namespace": namespace, "labels": _labels(ir)},
-        "data": {"train.py": render_train(train_context(ir)), "ir.json": ir_json(ir)},
+        "data": {"train.py": shared["train.py"], "ir.json": shared["ir.json"]},
     }
 
 

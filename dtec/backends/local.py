@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from dtec.backends.slurm import export_lines
 from dtec.backends.templating import render
 from dtec.diagnostics import Diagnostic, diag
@@ -14,7 +16,7 @@ TEMPLATE = "run.sh.jinja"
 _NOT_LOCAL = ("account", "qos", "container", "modules", "image", "namespace", "reservation")
 
 
-def generate(ir: IR, plan: Plan) -> tuple[dict[str, str], list[Diagnostic]]:
+def generate(ir: IR, plan: Plan, shared: Mapping[str, str]) -> tuple[dict[str, str], list[Diagnostic]]:
     """Return `{"run.sh": text}` and what the target cannot express."""
     found: list[Diagnostic] = []
     for key in _NOT_LOCAL:

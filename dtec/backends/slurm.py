@@ -28,7 +28,7 @@ _HEADER_UNSAFE = re.compile(r"[\x00-\x1f\x7f\\]")
 _COMPUTED_ENV = ("OMP_NUM_THREADS", "MASTER_ADDR", "MASTER_PORT", "SRUN_CPUS_PER_TASK")
 
 
-def generate(ir: IR, plan: Plan) -> tuple[dict[str, str], list[Diagnostic]]:
+def generate(ir: IR, plan: Plan, shared: Mapping[str, str]) -> tuple[dict[str, str], list[Diagnostic]]:
     """Return `{"job.sbatch": text}` and what the target cannot express."""
     found: list[Diagnostic] = []
     ctx = context(ir, plan, found)
