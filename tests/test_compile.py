@@ -58,10 +58,10 @@ def test_cli_compile_writes_the_bundle(tmp_path: Path, blueprints_dir: Path) -> 
     out = tmp_path / "bundle"
     result = CliRunner().invoke(app, ["compile", str(blueprints_dir / "quickstart.twin"), "-t", "lumi", "-o", str(out), "--explain"])
     assert result.exit_code == 0, result.output
-    assert sorted(p.name for p in out.iterdir()) == ["ir.json", "job.sbatch", "manifest.json", "train.py"]
-    first = {p.name: p.read_bytes() for p in out.iterdir()}
+    assert sorted(p.name for p in out.iterdir()) == ["ir.json", "job.sbatch", "logs", "manifest.json", "train.py"]
+    first = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
     CliRunner().invoke(app, ["compile", str(blueprints_dir / "quickstart.twin"), "-t", "lumi", "-o", str(out)])
-    assert {p.name: p.read_bytes() for p in out.iterdir()} == first
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == first
     py = subprocess.run([sys.executable, "-m", "py_compile", str(out / "train.py")], capture_output=True, text=True)
     assert py.returncode == 0, py.stderr
 

@@ -6,6 +6,7 @@ tomorrow; the grammar stays generic.
 
 from __future__ import annotations
 
+from dtec.machines.overrides import OVERRIDE_KEYS
 from dtec.lang.types import (
     BlockSpec,
     Bool,
@@ -187,17 +188,52 @@ PROFILER = Call(
 STRATEGIES = ("auto", "single", "ddp", "fsdp", "deepspeed")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
-# Values a target's `machine { ... }` block may override in the machine profile.
+# What a target's `machine { ... }` block may override in the profile: the machine model's own list
+# (dtec.machines.OVERRIDE_KEYS), less what the target block itself sets (partition, modules, ...).
+_OVERRIDE_TYPES = {
+    "int": NON_NEGATIVE,
+    "bool": Bool(),
+    "size": Size(),
+    "duration": Duration(),
+    "str": Str(),
+    "list[str]": ListOf(Str()),
+}
+_OVERRIDE_DOCS = {
+    "max_nodes": "node limit of the partition",
+    "max_walltime": "walltime limit of the partition",
+    "whole_node": "the partition allocates whole nodes",
+    "cpus": "CPU cores per node",
+    "usable_cpus": "cores a job may use per node",
+    "threads_per_core": "hardware threads per core",
+    "memory": "memory per node",
+    "requestable_memory": "memory a job may request per node",
+    "gpus": "GPUs per node",
+    "gpu_model": "GPU model, for the record",
+    "gpu_vendor": "`nvidia`, `amd` or `none`",
+    "gpu_memory": "memory per GPU",
+    "bf16": "the hardware computes in bfloat16",
+    "fp16": "the hardware computes in float16",
+    "tf32": "the GPUs have TF32 tensor cores",
+    "fp8": "the GPUs compute in FP8",
+    "cpus_per_gpu": "cores per GPU the site enforces or bills",
+    "gpu_flag": "the GPU request flag, e.g. `--gpus-per-node={n}`",
+    "memory_flag": "the memory request flag, e.g. `--mem={gb}G`",
+    "launch": "`srun-per-gpu` or `torchrun-per-node`",
+    "cpu_bind": "srun's `--cpu-bind` value",
+    "torchrun": "the torchrun command (e.g. `torchrun_jsc`)",
+    "master_addr_suffix": "suffix of the master host name (`i` at JSC)",
+    "master_port": "rendezvous port",
+    "backend": "torch.distributed backend on GPUs (`nccl`)",
+    "module_use": "module folders to add",
+    "internet": "compute nodes reach the internet",
+    "gpu_resource": "Kubernetes resource name of a GPU",
+    "shm_size": "size of /dev/shm in the pod",
+}
+_TARGET_KEYS = {"partition", "qos", "container", "image", "namespace", "modules", "exclusive", "env"}
 MACHINE_OVERRIDES = {
-    "cpus": _f(POSITIVE, "usable CPU cores per node"),
-    "gpus": _f(NON_NEGATIVE, "GPUs per node"),
-    "memory": _f(Size(), "usable memory per node"),
-    "gpu_memory": _f(Size(), "memory per GPU"),
-    "gpu_model": _f(Str(), "GPU model, for the record"),
-    "bf16": _f(Bool(), "the hardware computes in bfloat16"),
-    "fp16": _f(Bool(), "the hardware computes in float16"),
-    "max_nodes": _f(POSITIVE, "node limit of the partition"),
-    "max_walltime": _f(Duration(), "walltime limit of the partition"),
+    key: _f(_OVERRIDE_TYPES[kind], _OVERRIDE_DOCS.get(key, f"the profile's `{key}`"))
+    for key, kind in OVERRIDE_KEYS.items()
+    if key not in _TARGET_KEYS
 }
 
 BLOCKS: dict[str, BlockSpec] = {
