@@ -123,61 +123,52 @@ def explain(
 def fmt(
     paths: Annotated[
         list[Path],
-        typer.Argument(help="Blueprint files or folders (searched recursively); [bold]-[/] reads stdin, writes stdout."),
+        typer.Argument(help="Blueprint files or folders (recursive); [bold]-[/]: stdin to stdout."),
     ],
-    check: Annotated[bool, typer.Option("--check", help="Change nothing; exit 1 if a file would be reformatted.")] = False,
-    diff: Annotated[bool, typer.Option("--diff", help="Print unified diffs instead of rewriting files.")] = False,
+    check: Annotated[
+        bool, typer.Option("--check", help="Change nothing; exit 1 if a file would be reformatted.")
+    ] = False,
+    diff: Annotated[
+        bool, typer.Option("--diff", help="Print unified diffs instead of rewriting files.")
+    ] = False,
 ) -> None:
-    """Rewrite blueprints in the canonical style, keeping every comment; broken files are left alone."""
-    from dtec.format.files import format_path, format_text, replace_text, unified_diff
+    """Rewrite blueprints in the canonical style, keeping every comment; broken files stay as is."""
+    from dtec.format.files import format_bytes, format_path, replace_text, summary, unified_diff
     from dtec.lint import expand
     from dtec.render import render, write
-    from dtec.source import Source
 
-    def status(line: str) -> None:
-        write(sys.stderr, line + "\n")
-
-    changed = unchanged = failed = 0
-    code = 0
+    dry = check or diff
+    changed = unchanged = failed = code = 0
     for path in expand(paths):
         stdin = str(path) == "-"
-        if stdin:
-            outcome = format_text(Source("<stdin>", sys.stdin.buffer.read().decode("utf-8-sig", "replace")))
-        else:
-            outcome = format_path(path)
-        if outcome.error is not None or outcome.formatted is None:
+        data = sys.stdin.buffer.read() if stdin else b""
+        outcome = format_bytes("<stdin>", data) if stdin else format_path(path)
+        if outcome.formatted is None:
             failed += 1
             if outcome.error is not None:
-                status(f"dtec: internal error: {outcome.error}")
-                code = 2
+                write(sys.stderr, f"dtec: internal error: {outcome.error}\n")
             else:
                 text = render(outcome.diagnostics, "text")
                 write(sys.stderr, text if text.endswith("\n") else text + "\n")
-                code = max(code, 1)
-            if stdin and not (check or diff) and outcome.original is not None:
-                write(sys.stdout, outcome.original)  # a pipe must not swallow the user's text
+            code = 2 if outcome.error is not None else max(code, 1)
+            if stdin and not dry:
+                sys.stdout.buffer.write(data)  # a pipe back into the same buffer must not lose it
             continue
-        if stdin and not (check or diff):
-            write(sys.stdout, outcome.formatted)
+        if stdin and not dry:
+            sys.stdout.buffer.write(outcome.formatted.encode("utf-8"))
         if not outcome.changed:
             unchanged += 1
             continue
         changed += 1
         if diff:
             write(sys.stdout, unified_diff(outcome))
-        if check or diff:
-            status(f"would reformat {outcome.name}")
-            code = max(code, 1 if check else 0)
+        if dry:
+            write(sys.stderr, f"would reformat {outcome.name}\n")
+            code = max(code, int(check))
         elif not stdin:
             replace_text(path, outcome.formatted)
-            status(f"reformatted {outcome.name}")
-    would = check or diff
-    parts = [f"{changed} file{'s' * (changed != 1)} {'would be ' if would else ''}reformatted"] if changed else []
-    if unchanged:
-        parts.append(f"{unchanged} file{'s' * (unchanged != 1)} {'would be ' if would else ''}left unchanged")
-    if failed:
-        parts.append(f"{failed} file{'s' * (failed != 1)} {'would fail' if would else 'failed'} to reformat")
-    status(", ".join(parts) or "no blueprints found")
+            write(sys.stderr, f"reformatted {outcome.name}\n")
+    write(sys.stderr, summary(changed, unchanged, failed, dry=dry) + "\n")
     raise typer.Exit(code)
 
 

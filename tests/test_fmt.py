@@ -92,7 +92,7 @@ def test_lost_comment_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
 
 # ---- the command -------------------------------------------------------------------------------
 
-MESSY = "twin  \"x\" {a=1\nbb = 2}\n"
+MESSY = 'twin  "x" {a=1\nbb = 2}\n'
 CLEAN = 'twin "x" {\n  a  = 1\n  bb = 2\n}\n'
 
 
@@ -170,7 +170,17 @@ def test_cli_broken_stdin_is_echoed(runner: CliRunner) -> None:
     assert result.stdout == "twin {"  # a pipe into the same buffer must not lose the text
 
 
-def test_cli_formatter_bug_exits_2(tmp_path: Path, runner: CliRunner, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cli_stdin_not_utf8_is_echoed_byte_for_byte(runner: CliRunner) -> None:
+    data = b'twin "\xff" {}\n'
+    result = runner.invoke(app, ["fmt", "-"], input=data)
+    assert result.exit_code == 1
+    assert result.stdout_bytes == data
+    assert "not valid UTF-8" in result.stderr
+
+
+def test_cli_formatter_bug_exits_2(
+    tmp_path: Path, runner: CliRunner, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import dtec.format as fmt
 
     monkeypatch.setattr(fmt, "print_document", lambda document: "other {}\n")

@@ -1,4 +1,4 @@
-"""Property tests: no input crashes the linter or the formatter; formatting keeps meaning and comments.
+"""Property tests: no input crashes lint or fmt; formatting keeps meaning and comments.
 
 Set DTEC_FUZZ_EXAMPLES=20000 for a long bug hunt; the default keeps this file near 30 s on 2 cores.
 """
@@ -47,19 +47,41 @@ _HOME = Path(tempfile.mkdtemp(prefix="dtec-fuzz-"))
 
 # ---- (a) any text: diagnostics, never an exception ---------------------------------------------
 
-_TOKEN = re.compile(r'"(?:[^"\\\n]|\\.)*"|#[^\n]*|[-+]?[\d.]+(?:[eE][-+]?\d+)?[A-Za-z]*|\w+|\r?\n|[ \t]+|.')
+_TOKEN = re.compile(
+    r'"(?:[^"\\\n]|\\.)*"|#[^\n]*|[-+]?[\d.]+(?:[eE][-+]?\d+)?[A-Za-z]*|\w+|\r?\n|[ \t]+|.'
+)
 _WORDS = sorted({t for text in TEXTS.values() for t in _TOKEN.findall(text) if t.strip()})
-_PIECES = [*"{}[]()=,.\"#\\", "\n", "\r\n", " ", "  ", "\t", "import", "true", "false", '"x"',
-           "1", "-2.5e3", "30mins", "# dtec: ignore[DT101]", "# dtec: ignore", *_WORDS]
+_PIECES = [
+    *'{}[]()=,."#\\',
+    "\n",
+    "\r\n",
+    " ",
+    "  ",
+    "\t",
+    "import",
+    "true",
+    "false",
+    '"x"',
+    "1",
+    "-2.5e3",
+    "30mins",
+    "# dtec: ignore[DT101]",
+    "# dtec: ignore",
+    *_WORDS,
+]
 
 grammar_text = st.lists(st.sampled_from(_PIECES), max_size=60).map("".join)
-any_text = st.one_of(st.text(max_size=200), st.text(alphabet='{}[]()=,."#\n abc1\\', max_size=80), grammar_text)
+any_text = st.one_of(
+    st.text(max_size=200), st.text(alphabet='{}[]()=,."#\n abc1\\', max_size=80), grammar_text
+)
 
 
 def assert_no_crash(text: str) -> None:
     """Lint and format `text`; every diagnostic must point inside its own source."""
     result = analyse(_HOME / "x.twin", text=text)
-    spans = [d.span for d in result.diagnostics] + [r.span for d in result.diagnostics for r in d.related]
+    spans = [d.span for d in result.diagnostics] + [
+        r.span for d in result.diagnostics for r in d.related
+    ]
     for span in spans:
         if span is None:
             continue
@@ -83,7 +105,9 @@ _HEAD, _TAIL = "abcxyzABZ_", "abcxyzABZ_019"
 # Cheaper than st.from_regex, which dominated the run time.
 names = st.builds(
     str.__add__, st.sampled_from(_HEAD), st.text(st.sampled_from(_TAIL), max_size=6)
-).filter(lambda n: n not in _KEYWORDS) | st.sampled_from(["data", "model", "train", "lr", "env", "k" * 30])
+).filter(lambda n: n not in _KEYWORDS) | st.sampled_from(
+    ["data", "model", "train", "lr", "env", "k" * 30]
+)
 _MANTISSAS = ["0", "1", "42", "1.", "1.5", ".5", "0.01", "4096", "007"]
 numbers = st.builds(
     lambda sign, m, exp, unit: sign + m + exp + unit,
@@ -95,9 +119,11 @@ numbers = st.builds(
 chars = st.characters(blacklist_categories=("Cs",))
 # Long strings and keys now and then, so that lines overflow 100 columns and calls/lists explode.
 strings = st.text(chars, max_size=12) | st.integers(20, 110).map(lambda n: "s" * n)
-comment_bodies = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\n"), max_size=20)
+comment_bodies = st.text(
+    st.characters(blacklist_categories=("Cs",), blacklist_characters="\n"), max_size=20
+)
 
-# Nodes are tuples ("kind", ...); the layout (spaces, new lines, commas, comments) is drawn when printing.
+# Nodes are tuples ("kind", ...); spaces, new lines, commas and comments are drawn when printing.
 atoms = st.one_of(
     st.tuples(st.just("str"), strings),
     st.tuples(st.just("num"), numbers),
@@ -112,7 +138,11 @@ def _containers(inner: st.SearchStrategy) -> st.SearchStrategy:
     return st.one_of(
         st.tuples(st.just("list"), st.lists(inner, max_size=4)),
         st.tuples(st.just("map"), attrs),
-        st.tuples(st.just("call"), names, st.lists(st.one_of(inner, st.tuples(st.just("attr"), names, inner)), max_size=4)),
+        st.tuples(
+            st.just("call"),
+            names,
+            st.lists(st.one_of(inner, st.tuples(st.just("attr"), names, inner)), max_size=4),
+        ),
     )
 
 
@@ -121,11 +151,16 @@ attributes = st.tuples(st.just("attr"), names, exprs)
 blocks = st.recursive(
     st.tuples(st.just("block"), names, st.none() | strings, st.lists(attributes, max_size=4)),
     lambda inner: st.tuples(
-        st.just("block"), names, st.none() | strings, st.lists(st.one_of(attributes, inner), max_size=5)
+        st.just("block"),
+        names,
+        st.none() | strings,
+        st.lists(st.one_of(attributes, inner), max_size=5),
     ),
     max_leaves=6,
 )
-documents = st.lists(st.one_of(blocks, attributes, st.tuples(st.just("import"), strings)), max_size=6)
+documents = st.lists(
+    st.one_of(blocks, attributes, st.tuples(st.just("import"), strings)), max_size=6
+)
 
 
 class Layout:
@@ -166,7 +201,11 @@ class Layout:
         if kind in {"num", "bool", "sym"}:
             return node[1]
         if kind == "ref":
-            return ".".join(node[1]) if self.draw(st.booleans()) else (self.ws() + "." + self.ws()).join(node[1])
+            return (
+                ".".join(node[1])
+                if self.draw(st.booleans())
+                else (self.ws() + "." + self.ws()).join(node[1])
+            )
         if kind == "list":
             return "[" + self.separated(node[1], self.expr) + "]"
         if kind == "map":
@@ -290,7 +329,9 @@ def test_block_members_separated_by_commas_parse() -> None:
     assert [m.key for m in document.items[0].body] == ["a", "c"]
 
 
-@pytest.mark.xfail(strict=True, reason="bug in dtec/syntax/parser.py: int() of a literal over 4300 digits raises")
+@pytest.mark.xfail(
+    strict=True, reason="bug in dtec/syntax/parser.py: int() of a literal over 4300 digits raises"
+)
 def test_huge_integer_literal_gives_a_diagnostic_not_a_crash() -> None:
     parse(Source("x.twin", "x = " + "1" * 5000 + "\n"))
 
@@ -298,7 +339,7 @@ def test_huge_integer_literal_gives_a_diagnostic_not_a_crash() -> None:
 @pytest.mark.xfail(
     strict=True,
     raises=subprocess.TimeoutExpired,
-    reason="bug in dtec/source.py: read_source opens a FIFO or device file and blocks (or reads forever)",
+    reason="bug in dtec/source.py: read_source blocks on a FIFO (reads a device file forever)",
 )
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs")
 def test_import_of_a_fifo_does_not_hang(tmp_path: Path) -> None:

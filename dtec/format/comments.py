@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Union
+from itertools import pairwise
 
 from dtec.syntax import ast
 
 # The lexer's comment token runs to the end of the line, so it drags in `\r` and trailing blanks.
 COMMENT_WS = " \t\f\r"
 
-Node = Union[ast.Block, ast.Attribute, ast.Import, ast.Expr]
-Container = Union[ast.Document, ast.Block, ast.ListExpr, ast.MapExpr, ast.Call]
+Node = ast.Block | ast.Attribute | ast.Import | ast.Expr
+Container = ast.Document | ast.Block | ast.ListExpr | ast.MapExpr | ast.Call
 _EXPR_CONTAINERS = (ast.ListExpr, ast.MapExpr, ast.Call)
 
 
@@ -108,7 +108,7 @@ class Notes:
         ]
         entries.sort(key=lambda e: e.start)
         text = self._source.text
-        for prev, entry in zip(entries, entries[1:]):
+        for prev, entry in pairwise(entries):
             entry.blank = text.count("\n", prev.end, entry.start) >= 2
         shape.entries = entries
         for child in children(node):
@@ -123,7 +123,10 @@ def _path_to(document: ast.Document, at: int) -> list[Container]:
     while True:
         for child in children(path[-1]):
             inner = child.value if isinstance(child, ast.Attribute) else child
-            if isinstance(inner, (ast.Block, *_EXPR_CONTAINERS)) and inner.span.start < at < inner.span.end:
+            if (
+                isinstance(inner, (ast.Block, *_EXPR_CONTAINERS))
+                and inner.span.start < at < inner.span.end
+            ):
                 path.append(inner)
                 break
         else:

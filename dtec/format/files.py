@@ -41,6 +41,16 @@ def format_path(path: Path) -> Outcome:
     return format_text(source)
 
 
+def format_bytes(name: str, data: bytes) -> Outcome:
+    """Format text that came as bytes (stdin), UTF-8 with an optional byte-order mark."""
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        found = diag("DT001", f"cannot read `{name}`: not valid UTF-8 (byte {exc.start})", None)
+        return Outcome(name, None, diagnostics=[found])
+    return format_text(Source(name, text))
+
+
 def format_text(source: Source) -> Outcome:
     """Format a source, turning a failed safety check into an outcome instead of an exception."""
     try:
@@ -73,9 +83,26 @@ def unified_diff(outcome: Outcome) -> str:
         f"{outcome.name}\t(original)",
         f"{outcome.name}\t(formatted)",
     )
-    return "".join(line if line.endswith("\n") else line + "\n\\ No newline at end of file\n" for line in lines)
+    return "".join(
+        line if line.endswith("\n") else line + "\n\\ No newline at end of file\n" for line in lines
+    )
 
 
 def _lines(text: str) -> list[str]:
     # Split on `\n` only: str.splitlines would also break at form feeds inside comments.
     return re.findall(r"[^\n]*\n|[^\n]+$", text)
+
+
+def summary(changed: int, unchanged: int, failed: int, *, dry: bool) -> str:
+    """Return `1 file reformatted, 2 files left unchanged`, or the `would be` form for a dry run."""
+    would = "would be " if dry else ""
+    parts = [
+        f"{_files(changed)} {would}reformatted" if changed else "",
+        f"{_files(unchanged)} {would}left unchanged" if unchanged else "",
+        f"{_files(failed)} {'would fail' if dry else 'failed'} to reformat" if failed else "",
+    ]
+    return ", ".join(p for p in parts if p) or "no blueprints found"
+
+
+def _files(n: int) -> str:
+    return f"{n} file" if n == 1 else f"{n} files"

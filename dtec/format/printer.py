@@ -20,7 +20,9 @@ def print_document(document: ast.Document) -> str:
 
 def quote(value: str) -> str:
     """Write a string literal with the canonical escapes."""
-    escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n").replace("\t", "\\t")
+    escaped = (
+        value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n").replace("\t", "\\t")
+    )
     return f'"{escaped}"'
 
 
@@ -49,27 +51,27 @@ class _Printer:
             lines += out
         return lines
 
-    def _align(self, entries: list[Entry], level: int, comma: bool) -> tuple[dict[int, int], set[int]]:
-        """Pad the keys of each run of one-line attributes; explode those that padding pushes past the width."""
+    def _align(
+        self, entries: list[Entry], level: int, comma: bool
+    ) -> tuple[dict[int, int], set[int]]:
+        """Pad the keys of each run of one-line attributes; explode those padding pushes too far."""
+        attrs = {i: e.node for i, e in enumerate(entries) if isinstance(e.node, ast.Attribute)}
         forced: set[int] = set()
         while True:
-            pads: dict[int, int] = {}
             runs: list[list[int]] = [[]]
             for i, entry in enumerate(entries):
-                node = entry.node
+                attr = attrs.get(i)
                 single = (
-                    isinstance(node, ast.Attribute)
-                    and i not in forced
-                    and self._one_line(node, level, 0, comma)
+                    attr is not None and i not in forced and self._one_line(attr, level, 0, comma)
                 )
                 if not single or entry.blank:
                     runs.append([])
                 if single:
                     runs[-1].append(i)
-            for run in runs:
-                width = max((len(entries[i].node.key) for i in run), default=0)  # type: ignore[union-attr]
-                pads.update((i, width) for i in run)
-            overflow = {i for i, pad in pads.items() if not self._one_line(entries[i].node, level, pad, comma)}  # type: ignore[arg-type]
+            pads = {i: max(len(attrs[j].key) for j in run) for run in runs for i in run}
+            overflow = {
+                i for i, pad in pads.items() if not self._one_line(attrs[i], level, pad, comma)
+            }
             if not overflow:
                 return pads, forced
             forced |= overflow
@@ -102,15 +104,21 @@ class _Printer:
 
     def block(self, block: ast.Block, level: int) -> list[str]:
         indent = INDENT * level
-        head = f"{indent}{block.kind} {quote(block.label)} {{" if block.label is not None else f"{indent}{block.kind} {{"
+        head = (
+            f"{indent}{block.kind} {quote(block.label)} {{"
+            if block.label is not None
+            else f"{indent}{block.kind} {{"
+        )
         return self._exploded(block, head, indent + "}", level, "body")
 
     # ---- expressions ---------------------------------------------------------------------------
 
     def expr(self, node: ast.Expr, level: int, used: int, force: bool = False) -> list[str]:
-        """Return an expression's lines; the first continues a line of which `used` columns are taken."""
+        """Return an expression's lines; the first continues a line with `used` columns taken."""
         flat = self.flat(node)
-        if isinstance(node, _ATOMS) or (flat is not None and not force and used + len(flat) <= WIDTH):
+        if isinstance(node, _ATOMS) or (
+            flat is not None and not force and used + len(flat) <= WIDTH
+        ):
             return [flat]  # type: ignore[list-item]
         indent = INDENT * level
         if isinstance(node, ast.Call):

@@ -1,4 +1,4 @@
-"""The formatter's safety checks (after gdtoolkit): same meaning, stable output, every comment kept."""
+"""The formatter's safety checks (after gdtoolkit): same meaning, stable, every comment kept."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ class FormatterError(Exception):
 
 
 def check(original: ast.Document, formatted: str, reprint: Callable[[ast.Document], str]) -> None:
-    """Raise FormatterError unless `formatted` means `original`, keeps its comments and is a fixed point."""
+    """Raise FormatterError unless `formatted` means `original`, keeps its comments, is stable."""
     path = original.source.path
     document, diagnostics = parse(Source(path, formatted))
     if document is None or diagnostics:
