@@ -146,7 +146,7 @@ def fmt(
         if outcome.formatted is None:
             failed += 1
             if outcome.error is not None:
-                write(sys.stderr, f"dtec: internal error: {outcome.error}\n")
+                write(sys.stderr, f"dtec: {outcome.error}\n")
             else:
                 text = render(outcome.diagnostics, "text")
                 write(sys.stderr, text if text.endswith("\n") else text + "\n")

@@ -74,6 +74,15 @@ def test_empty_source_stays_empty() -> None:
     assert _format("\n\n  \n") == ""
 
 
+@pytest.mark.parametrize("depth", [40, 400])
+def test_deep_nesting_formats_or_raises_formatter_error(depth: int) -> None:
+    text = "x = " + "[" * depth + "]" * depth + "\n"
+    try:
+        assert_safe(text, _format(text))
+    except FormatterError as exc:
+        assert depth > 100 and "nested too deeply" in str(exc)
+
+
 def test_safety_check_failure_raises(monkeypatch: pytest.MonkeyPatch) -> None:
     import dtec.format as fmt
 

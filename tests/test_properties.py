@@ -336,6 +336,12 @@ def test_huge_integer_literal_gives_a_diagnostic_not_a_crash() -> None:
     parse(Source("x.twin", "x = " + "1" * 5000 + "\n"))
 
 
+@pytest.mark.xfail(strict=True, raises=RecursionError, reason="bug in dtec/syntax/parser.py")
+def test_deeply_nested_list_gives_a_diagnostic_not_a_crash() -> None:
+    # _Builder.expr recurses once per level; about 450 nested brackets exhaust the stack.
+    parse(Source("x.twin", "x = " + "[" * 600 + "]" * 600 + "\n"))
+
+
 @pytest.mark.xfail(
     strict=True,
     raises=subprocess.TimeoutExpired,

@@ -11,10 +11,10 @@ from dtec.syntax.parser import parse
 
 
 class FormatterError(Exception):
-    """The formatter's output failed a safety check; the file must be left as it was."""
+    """The formatter cannot give a safe result (a failed safety check); leave the file as it was."""
 
     def __init__(self, path: str, problem: str) -> None:
-        super().__init__(f"{path}: formatter bug: {problem}; the file is left unchanged")
+        super().__init__(f"{path}: {problem}; the file is left unchanged")
         self.path = path
         self.problem = problem
 
@@ -25,10 +25,14 @@ def check(original: ast.Document, formatted: str, reprint: Callable[[ast.Documen
     document, diagnostics = parse(Source(path, formatted))
     if document is None or diagnostics:
         found = "; ".join(d.message for d in diagnostics)
-        raise FormatterError(path, f"the output does not parse ({found})")
+        raise FormatterError(path, f"formatter bug: the output does not parse ({found})")
     if document != original:
-        raise FormatterError(path, "the output means something else than the input")
+        raise FormatterError(path, "formatter bug: the output means something else than the input")
     if [comment_text(c) for c in document.comments] != [comment_text(c) for c in original.comments]:
-        raise FormatterError(path, "a comment was lost, changed or moved out of order")
+        raise FormatterError(
+            path, "formatter bug: a comment was lost, changed or moved out of order"
+        )
     if reprint(document) != formatted:
-        raise FormatterError(path, "the output is not stable: formatting it again changes it")
+        raise FormatterError(
+            path, "formatter bug: the output is not stable (a second run changes it)"
+        )
