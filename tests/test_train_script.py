@@ -74,18 +74,14 @@ def with_model(arch: str, base: dict[str, Any] | None = None) -> dict[str, Any]:
 
 
 def classification(arch: str = "transformer", loss: str = "cross_entropy") -> dict[str, Any]:
-    """Synthetic 3-class (or 3-label, for bce) classification."""
+    """Synthetic 3-class classification, or 2-class with one logit for bce (as the compiler says)."""
     ctx = with_model(arch)
     ctx.update(task="classification")
     ctx["train"]["loss"] = loss
-    if loss == "cross_entropy":
-        ctx["data"]["source"].update(targets=None, classes=3)
-    else:
-        ctx["data"]["source"].update(targets=3, classes=None)
-    if arch == "python":
-        ctx["model"]["params"]["kwargs"]["features"] = 6
-    else:
-        ctx["model"]["params"]["output"] = 3
+    classes = 3 if loss == "cross_entropy" else 2
+    ctx["data"]["source"].update(targets=None, classes=classes)
+    if arch != "python":
+        ctx["model"]["params"]["output"] = 3 if loss == "cross_entropy" else 1
     return ctx
 
 

@@ -138,10 +138,7 @@ def _validate(ctx: Mapping[str, Any]) -> None:
     if source == "synthetic":
         for key in ("samples", "shape", "seed"):
             _get(ctx, f"data.source.{key}")
-        wanted = "classes" if loss == "cross_entropy" else "targets"
-        count = ctx["data"]["source"].get(wanted)
-        if isinstance(count, bool) or not isinstance(count, int) or count < 1:
-            raise ValueError(f"synthetic data for loss `{loss}` needs `data.source.{wanted}` >= 1")
+        _check_synthetic_outputs(ctx)
     elif source == "npz":
         for key in ("path", "x", "y"):
             _get(ctx, f"data.source.{key}")
@@ -152,6 +149,23 @@ def _validate(ctx: Mapping[str, Any]) -> None:
         _get(ctx, "data.source.callable")
     if arch == "python":
         _get(ctx, "model.params.class")
+
+
+def _check_synthetic_outputs(ctx: Mapping[str, Any]) -> None:
+    """Synthetic data needs a target count that suits the loss."""
+    source, loss = ctx["data"]["source"], ctx["train"]["loss"]
+    classes, targets = source.get("classes"), source.get("targets")
+    if loss == "cross_entropy":
+        count = classes
+    elif loss == "bce" and classes is not None:
+        if classes != 2:
+            raise ValueError(f"`bce` scores two classes, but `data.source.classes` is {classes!r}")
+        count = 1
+    else:
+        count = targets
+    if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+        wanted = "classes" if loss == "cross_entropy" else "targets"
+        raise ValueError(f"synthetic data for loss `{loss}` needs `data.source.{wanted}` >= 1")
 
 
 def _script_facts(ctx: Mapping[str, Any]) -> dict:
