@@ -19,6 +19,16 @@ from dtec.machines.units import format_duration
 from dtec.suggest import did_you_mean
 
 GiB = 2**30
+_SLURM_KEYS = {"account", "partition", "qos", "walltime", "container", "modules", "env", "exclusive", "reservation"}
+_KUBE_KEYS = {"image", "namespace", "walltime", "env"}
+# Target keys each kind of machine understands; the others are reported (DT215), never dropped.
+TARGET_KEYS = {
+    "slurm": _SLURM_KEYS,
+    "local": {"walltime", "env", "partition"},
+    "kubernetes": _KUBE_KEYS,
+    "kubeflow": _KUBE_KEYS,
+    "interlink": _KUBE_KEYS | {"account", "partition", "qos", "reservation", "exclusive"},  # Slurm flags there
+}
 _DEFAULT_WALLTIME = 3600
 _GPU_HEADROOM = 0.9  # CUDA context, allocator fragmentation and NCCL buffers take the rest
 
@@ -196,6 +206,15 @@ class _Planner:
         return default
 
     def site_rules(self, machine: Machine) -> None:
+        understood = TARGET_KEYS[machine.scheduler]
+        for key, value in self.settings.items():
+            if key != "machine" and value is not None and key not in understood:
+                self.report(
+                    "DT215",
+                    f"`{key}` has no meaning for a `{machine.scheduler}` target",
+                    "target", self.target, key,
+                    help=f"remove `{key}` from the `{self.target}` target block",
+                )
         problem = machine.account_problem(self.settings.get("account"))
         if problem is not None:
             missing = not self.settings.get("account")
@@ -346,7 +365,7 @@ class _Planner:
             self.decide("ZeRO stage", 1, "`strategy.zero` not given; stage 1 shards the optimizer states")
         stages = {"single": 0, "ddp": 0, "fsdp": 3, "deepspeed": zero or 0}
         if kind == "auto":
-            replicated, sharded = memory(0), memory(3)
+            replicated = memory(0)
             if world == 1:
                 kind, why = "single", "one rank"
             elif replicated is None or limit is None or replicated.total <= limit:

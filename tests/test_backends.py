@@ -255,8 +255,8 @@ def test_generic_slurm_test_job_fits_two_cpus() -> None:
 
 def test_settings_a_target_cannot_express_are_reported() -> None:
     text = add_to_target(CASES_DIR / "tiny.twin", "slurm", '  image = "x:1"')
-    found = generate(CASES_DIR / "tiny.twin", "slurm", text=text)[3]
-    assert [(d.code, "image" in d.message) for d in found] == [("DT215", True)]
+    found = analyse(CASES_DIR / "tiny.twin", text, environ={}, targets=["slurm"]).diagnostics
+    assert [(d.code, "image" in d.message, d.span.start_pos) for d in found] == [("DT215", True, (31, 11))]
 
 
 # ---- quoting and injection -------------------------------------------------------------------
@@ -568,7 +568,7 @@ def test_interlink_several_nodes_is_reported() -> None:
 
 def test_kubernetes_reports_slurm_settings() -> None:
     text = add_to_target(CASES_DIR / "kube.twin", "kubernetes", '  reservation = "r"')
-    found = generate(CASES_DIR / "kube.twin", "kubernetes", text=text)[3]
+    found = analyse(CASES_DIR / "kube.twin", text, environ={}, targets=["kubernetes"]).diagnostics
     assert [d.code for d in found] == ["DT215"] and "reservation" in found[0].message
 
 

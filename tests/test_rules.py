@@ -26,8 +26,6 @@ HEADINGS = ["## What it does", "## Why is this bad?", "## Example", "## Use inst
 # Codes in the table that no check emits yet. The fixtures exist; strict xfail turns the test red
 # the day the code is emitted, so that the marker is removed and the golden file written.
 NOT_EMITTED: dict[str, str] = {}
-# Codes emitted by the backends when compiling, not by `dtec lint`: the target to compile for.
-COMPILE_TARGET = {"DT215": "kubernetes"}
 # Doc examples that are not meant to parse: they show syntax errors.
 UNPARSABLE_EXAMPLES = {"DT002", "DT003", "DT004", "DT005", "DT006"}
 
@@ -114,12 +112,7 @@ def test_fixture_triggers_exactly_its_rule(
     if code == "DT214":
         monkeypatch.setenv("DTEC_MACHINES", str(Path("tests", "fixtures", "rules", "DT214")))
     path = Path("tests", "fixtures", "rules", f"{code}.twin")
-    if code in COMPILE_TARGET:
-        from dtec.compiler import compile_blueprint
-
-        diagnostics = compile_blueprint(path, COMPILE_TARGET[code], environ={})[1]
-    else:
-        diagnostics = list(analyse(path, environ={}).diagnostics)
+    diagnostics = list(analyse(path, environ={}).diagnostics)
     assert sorted({d.code for d in diagnostics}) == [code]
     # Imported files are read by absolute path, and DT010's help shows one: make them relative.
     out = render(diagnostics, "json").replace(str(repo_root) + os.sep, "")

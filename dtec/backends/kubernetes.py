@@ -6,7 +6,6 @@ The objects are built as dicts and dumped with yaml.safe_dump_all: no YAML is te
 from __future__ import annotations
 
 import json
-import os
 import re
 import shlex
 from collections.abc import Mapping
@@ -46,7 +45,6 @@ def generate(ir: IR, plan: Plan, shared: Mapping[str, str]) -> tuple[dict[str, s
             )
         )
         return {}, found
-    _not_expressible(ir, kube, found)
     name = dns1035(ir.twin.name)
     namespace = _namespace(ir, kube, found)
     shape = {
@@ -103,34 +101,6 @@ def _namespace(ir: IR, kube: Kube, found: list[Diagnostic]) -> str:
         )
         return kube.namespace
     return namespace
-
-
-def _not_expressible(ir: IR, kube: Kube, found: list[Diagnostic]) -> None:
-    keys = ["container", "modules"]
-    if kube.workload != "interlink-job":  # there they become Slurm flags
-        keys += ["account", "qos", "partition", "reservation", "exclusive"]
-    for key in keys:
-        if getattr(ir.target, key):
-            found.append(
-                diag(
-                    "DT215",
-                    f"`{key}` has no meaning for a `{ir.target.scheduler}` target",
-                    None,
-                    f"remove `{key}` from the `{ir.target.name}` target block",
-                )
-            )
-    # Files next to the blueprint do not travel with the ConfigMap, which holds only train.py.
-    paths = [d.options.get("path") for d in ir.data.values()] + [m.path for m in ir.models.values()]
-    for path in paths:
-        if isinstance(path, str) and not os.path.isabs(path):
-            found.append(
-                diag(
-                    "DT215",
-                    f"`{path}` is a local path that the pods cannot see",
-                    None,
-                    "bake the files into the image and use an absolute path",
-                )
-            )
 
 
 # ---- shared pieces -----------------------------------------------------------------------

@@ -6,29 +6,16 @@ from collections.abc import Mapping
 
 from dtec.backends.slurm import export_lines
 from dtec.backends.templating import render
-from dtec.diagnostics import Diagnostic, diag
+from dtec.diagnostics import Diagnostic
 from dtec.ir import IR
 from dtec.plan import Plan
 
 RUN_FILE = "run.sh"
 TEMPLATE = "run.sh.jinja"
 # Settings of a batch system or a container runtime; a plain process cannot honour them.
-_NOT_LOCAL = ("account", "qos", "container", "modules", "image", "namespace", "reservation")
-
-
 def generate(ir: IR, plan: Plan, shared: Mapping[str, str]) -> tuple[dict[str, str], list[Diagnostic]]:
     """Return `{"run.sh": text}` and what the target cannot express."""
     found: list[Diagnostic] = []
-    for key in _NOT_LOCAL:
-        if getattr(ir.target, key):
-            found.append(
-                diag(
-                    "DT215",
-                    f"`{key}` has no meaning for a local run",
-                    None,
-                    f"remove `{key}` from the `{ir.target.name}` target block",
-                )
-            )
     env = export_lines(plan.machine.environment(plan.partition), ir.target.env, found)
     ctx = {
         "env": env,

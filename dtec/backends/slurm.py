@@ -42,7 +42,6 @@ def context(ir: IR, plan: Plan, found: list[Diagnostic]) -> dict[str, Any]:
     per_node = launch.pattern == "torchrun-per-node"
     tasks = 1 if per_node else plan.ranks_per_node
     cpus = plan.cpus_per_rank * plan.ranks_per_node if per_node else plan.cpus_per_rank
-    _not_expressible(ir, found, ("image", "namespace"), "Slurm")
     container = _container(ir, plan, found)
     exclusive = _exclusive(ir, plan)
     env = export_lines(machine.environment(plan.partition), ir.target.env, found)
@@ -224,19 +223,6 @@ def export_lines(
         out = [pair for pair in out if pair[0] != name]
         out.append((name, shell_word(value)))
     return out
-
-
-def _not_expressible(ir: IR, found: list[Diagnostic], keys: tuple[str, ...], where: str) -> None:
-    for key in keys:
-        if getattr(ir.target, key):
-            found.append(
-                diag(
-                    "DT215",
-                    f"`{key}` has no meaning for a {where} target",
-                    None,
-                    f"remove `{key}` from the `{ir.target.name}` target block",
-                )
-            )
 
 
 def _container(ir: IR, plan: Plan, found: list[Diagnostic]) -> dict[str, Any] | None:
