@@ -61,8 +61,24 @@ def blueprints_dir(repo_root: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def update_golden(request: pytest.FixtureRequest) -> bool:
-    """True when run with --update-golden: golden-file tests then rewrite their expected files."""
-    return bool(request.config.getoption("--update-golden"))
+    """True when run with --update-golden (or DTEC_UPDATE_GOLDEN=1): goldens are rewritten."""
+    return bool(request.config.getoption("--update-golden")) or os.environ.get("DTEC_UPDATE_GOLDEN") == "1"
+
+
+@pytest.fixture(scope="session")
+def golden(update_golden: bool):
+    """Return `check(path, actual)`: compare text with a golden file byte for byte, or rewrite it."""
+
+    def check(path: Path, actual: str) -> None:
+        if update_golden:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(actual.encode("utf-8"))
+            return
+        assert path.is_file(), f"{path} is missing: run `pytest --update-golden`"
+        expected = path.read_bytes().decode("utf-8")
+        assert actual == expected, f"{path.name} differs: run `pytest --update-golden` and review"
+
+    return check
 
 
 def _unavailable(reason: str) -> None:

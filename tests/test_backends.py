@@ -60,18 +60,6 @@ def add_to_target(path: Path, target: str, lines: str) -> str:
     return text.replace(opening, opening + lines + "\n")
 
 
-def check_golden(path: Path, actual: str, update: bool) -> None:
-    """Compare bytes with the golden file; rewrite it on --update-golden or DTEC_UPDATE_GOLDEN=1."""
-    if update or os.environ.get("DTEC_UPDATE_GOLDEN") == "1":
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(actual.encode("utf-8"))
-        return
-    assert path.is_file(), f"{path} is missing: run `pytest --update-golden`"
-    assert actual.encode("utf-8") == path.read_bytes(), (
-        f"{path} differs: run `pytest --update-golden` and review"
-    )
-
-
 def need(tool: str) -> str:
     found = shutil.which(tool)
     if found is None:
@@ -127,7 +115,7 @@ def test_every_profile_has_a_case() -> None:
 
 @pytest.mark.parametrize(("blueprint", "target"), GOLDEN_CASES, ids=lambda v: str(v))
 def test_bundle_matches_golden_and_is_deterministic(
-    blueprint: str, target: str, update_golden: bool
+    blueprint: str, target: str, golden
 ) -> None:
     _, _, files, found = generate(CASES_DIR / blueprint, target)
     assert not has_errors(found), [(d.code, d.message) for d in found]
@@ -137,7 +125,7 @@ def test_bundle_matches_golden_and_is_deterministic(
     assert len(launchers) == 1
     for name, text in launchers.items():
         shown = without_bundle_data(text) if name == "job.yaml" else text
-        check_golden(GOLDEN_DIR / Path(blueprint).stem / target / name, shown, update_golden)
+        golden(GOLDEN_DIR / Path(blueprint).stem / target / name, shown)
 
 
 @pytest.mark.parametrize("machine", SLURM_MACHINES)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 from pathlib import Path
 
@@ -93,20 +92,6 @@ def redact_sarif(text: str) -> str:
     return json.dumps(log, indent=2, ensure_ascii=False) + "\n"
 
 
-def check_golden(path: Path, actual: str, update: bool) -> None:
-    """Compare `actual` with the golden file byte for byte, or rewrite it when updating."""
-    if update or os.environ.get("DTEC_UPDATE_GOLDEN") == "1":
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(actual.encode("utf-8"))
-        return
-    assert path.is_file(), f"{path} is missing: run `pytest --update-golden`"
-    expected = path.read_bytes()
-    assert actual == expected.decode("utf-8"), (
-        f"{path.name} differs: run `pytest --update-golden` and review"
-    )
-    assert actual.encode("utf-8") == expected
-
-
 # ---- golden files ------------------------------------------------------------------------------
 
 
@@ -121,12 +106,12 @@ def check_golden(path: Path, actual: str, update: bool) -> None:
     ],
 )
 def test_golden(
-    name: str, fmt: str, color: bool, update_golden: bool, monkeypatch, tmp_path
+    name: str, fmt: str, color: bool, golden, monkeypatch, tmp_path
 ) -> None:
     monkeypatch.chdir(tmp_path)  # relative paths stay relative: `bp.twin` is below the cwd
     out = render(diagnostics(), fmt, color=color, files=["bp.twin", "missing.twin"])
     assert out == render(diagnostics(), fmt, color=color, files=["bp.twin", "missing.twin"])
-    check_golden(GOLDEN / name, redact_sarif(out) if fmt == "sarif" else out, update_golden)
+    golden(GOLDEN / name, redact_sarif(out) if fmt == "sarif" else out)
 
 
 # ---- text --------------------------------------------------------------------------------------
@@ -588,7 +573,7 @@ def test_lint_folder_is_searched(project) -> None:
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
-def test_lint_formats_on_a_broken_file(fmt: str, project, update_golden: bool) -> None:
+def test_lint_formats_on_a_broken_file(fmt: str, project, golden) -> None:
     result = lint("--format", fmt, "broken.twin")
     assert result.exit_code == 1
     assert result.stderr == "2 errors in 1 file\n"
@@ -604,4 +589,4 @@ def test_lint_formats_on_a_broken_file(fmt: str, project, update_golden: bool) -
     elif fmt == "github":
         assert all(line.startswith("::error file=broken.twin,") for line in out.splitlines())
     ext = "json" if fmt in ("json", "sarif") else "txt"
-    check_golden(GOLDEN / f"lint-broken-{fmt}.{ext}", out, update_golden)
+    golden(GOLDEN / f"lint-broken-{fmt}.{ext}", out)
