@@ -33,7 +33,9 @@ def validator() -> Draft202012Validator:
 
 
 @pytest.mark.parametrize(("name", "target"), CASES)
-def test_every_blueprint_compiles_for_every_target(name: str, target: str, validator, blueprints_dir: Path) -> None:
+def test_every_blueprint_compiles_for_every_target(
+    name: str, target: str, validator, blueprints_dir: Path, golden
+) -> None:
     bundle, diagnostics = compile_blueprint(blueprints_dir / name, target, environ={})
     assert bundle is not None, [(d.code, d.message) for d in diagnostics]
     assert {"train.py", "ir.json", "manifest.json", bundle.launcher} <= set(bundle.files)
@@ -45,6 +47,8 @@ def test_every_blueprint_compiles_for_every_target(name: str, target: str, valid
         assert hashlib.sha256(bundle.files[file].encode()).hexdigest() == entry["sha256"]
     again, _ = compile_blueprint(blueprints_dir / name, target, environ={})
     assert again.files == bundle.files  # deterministic
+    for file, text in bundle.files.items():
+        golden(REPO / "tests" / "golden" / "blueprints" / Path(name).stem / target / file, text)
 
 
 def test_quickstart_compiles_locally(blueprints_dir: Path) -> None:
