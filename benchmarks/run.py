@@ -1,0 +1,121 @@
+"""Run dtec's benchmark suite: results as JSON, a markdown summary and PNG plots.
+
+    python -m benchmarks.run                      # everything (about 30-40 minutes on 2 cores)
+    python -m benchmarks.run --quick              # small sizes, a few minutes: does it all work?
+    python -m benchmarks.run --only growth,lint   # some benchmarks (merged into earlier results)
+    python -m benchmarks.run --publish            # also copy the results to docs/benchmarks/
+
+Benchmarks: compile (in-process per blueprint and target; whole processes next to
+`python -c pass`), lint (1,000 generated blueprints in one process), growth (compile time against
+blueprint size, fitted exponent), training (generated train.py against hand-written loops, DDP,
+FSDP, DeepSpeed ZeRO-1/2/3, and the instrumentation's cost), profile (import times and cProfile
+of the lint and compile paths). The GPU comparison is `benchmarks/gpu.sh`.
+
+Output: DIR/results.json (default benchmarks/results/, which git ignores), DIR/results.md, DIR/*.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import time
+from pathlib import Path
+
+if __package__ in (None, ""):  # `python benchmarks/run.py`
+    sys.path[0] = str(Path(__file__).resolve().parent.parent)
+
+from benchmarks import compile_latency, growth, lint_throughput, profiles, report, training  # noqa: E402
+from benchmarks.common import ROOT, log, machine  # noqa: E402
+
+# name: (module, full sizes, quick sizes)
+BENCHMARKS = {
+    "compile": (compile_latency, {}, {"repeat": 5, "rounds": 3}),
+    "lint": (lint_throughput, {}, {"count": 100, "repeat": 2}),
+    "growth": (growth, {}, {"sizes": (10, 100, 1000), "budget": 0.5}),
+    "training": (training, {}, {"rounds": 1, "warmup": 10, "steps": 30}),
+    "profile": (profiles, {}, {"lint_count": 100, "compile_repeat": 10}),
+}
+DOCS = ROOT / "docs" / "benchmarks"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument(
+        "--quick", action="store_true", help="small sizes: minutes, not half an hour"
+    )
+    parser.add_argument(
+        "--only",
+        action="append",
+        default=[],
+        metavar="NAME[,NAME]",
+        help=f"run only these ({', '.join(BENCHMARKS)})",
+    )
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
+    parser.add_argument(
+        "--fresh", action="store_true", help="do not merge into an earlier results.json"
+    )
+    parser.add_argument(
+        "--strategies", help="training: comma-separated subset of " + ",".join(training.STRATEGIES)
+    )
+    parser.add_argument("--rounds", type=int, help="training: rounds (default 5; --quick 1)")
+    parser.add_argument(
+        "--publish", action="store_true", help=f"copy the results into {DOCS.relative_to(ROOT)}/"
+    )
+    args = parser.parse_args(argv)
+
+    names = [n for item in args.only for n in item.split(",") if n] or list(BENCHMARKS)
+    unknown = [n for n in names if n not in BENCHMARKS]
+    if unknown:
+        parser.error(
+            f"unknown benchmark(s): {', '.join(unknown)}; choose from {', '.join(BENCHMARKS)}"
+        )
+    args.out.mkdir(parents=True, exist_ok=True)
+    results_path = args.out / "results.json"
+    results = {"benchmarks": {}}
+    if results_path.exists() and not args.fresh:
+        results = json.loads(results_path.read_text())
+    results["machine"] = machine()
+    for name in names:
+        module, full, quick = BENCHMARKS[name]
+        options = dict(quick if args.quick else full)
+        if name == "training":
+            if args.strategies:
+                options["strategies"] = args.strategies.split(",")
+            if args.rounds:
+                options["rounds"] = args.rounds
+        started = time.time()
+        outcome = module.run(args.out / "work" / name, **options)
+        outcome["meta"] = {
+            "quick": args.quick,
+            "options": {k: list(v) if isinstance(v, tuple) else v for k, v in options.items()},
+            "seconds": round(time.time() - started, 1),
+            "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "git_commit": results["machine"]["git_commit"],
+            "load_average_after": results["machine"]["load_average"]
+            and list(__import__("os").getloadavg()),
+        }
+        results["benchmarks"][name] = outcome
+        results_path.write_text(
+            json.dumps(results, indent=1) + "\n"
+        )  # after each, in case a later one fails
+        log(f"{name}: done in {outcome['meta']['seconds']} s")
+    shutil.rmtree(args.out / "work", ignore_errors=True)
+    (args.out / "results.md").write_text(report.markdown(results))
+    pictures = report.plots(results, args.out)
+    log(
+        f"wrote {results_path}, {args.out / 'results.md'}"
+        + "".join(f", {p.name}" for p in pictures)
+    )
+    print(report.markdown(results))
+    if args.publish:
+        DOCS.mkdir(parents=True, exist_ok=True)
+        for path in [results_path, args.out / "results.md", *pictures]:
+            shutil.copy2(path, DOCS / path.name)
+        log(f"copied into {DOCS}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

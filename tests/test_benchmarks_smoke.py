@@ -1,0 +1,166 @@
+"""Smoke test of benchmarks/: every benchmark runs at tiny sizes and gives well-formed results.
+
+No timing is asserted here (the machine running the tests may be busy); the numbers themselves are
+`python -m benchmarks.run`'s business (docs/benchmarks.md).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from benchmarks import compile_latency, growth, lint_throughput, profiles, report, training
+from benchmarks.blueprint_gen import SERIES, realistic, shipped
+from benchmarks.common import fit_exponent, summary
+
+
+def number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def check_targets(result: dict) -> None:
+    for t in result["targets"]:
+        assert set(t) == {"name", "value", "limit", "unit", "better", "met", "note"}
+        assert t["value"] is None or number(t["value"])
+        assert t["met"] in (True, False, None)
+    json.dumps(result)  # serialisable, as results.json needs
+
+
+def check_summary(s: dict, n: int | None = None) -> None:
+    assert number(s["median"]) and s["min"] <= s["median"] <= s["max"]
+    if n is not None:
+        assert s["n"] == n
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory) -> dict:
+    """The cheap benchmarks at tiny sizes, shared by the tests below."""
+    tmp = tmp_path_factory.mktemp("bench")
+    return {
+        "compile": compile_latency.run(tmp / "compile", repeat=1, rounds=1),
+        "lint": lint_throughput.run(tmp / "lint", count=12, repeat=1),
+        "growth": growth.run(
+            tmp / "growth", sizes=(1, 4, 16), budget=0.0, min_repeat=1, max_repeat=1
+        ),
+        "profile": profiles.run(tmp / "profile", lint_count=3, compile_repeat=1, top=5),
+    }
+
+
+def test_helpers() -> None:
+    assert summary([3.0, 1.0, 2.0]) == {"median": 2.0, "min": 1.0, "max": 3.0, "mean": 2.0, "n": 3}
+    assert summary([])["median"] is None
+    assert fit_exponent([10, 100, 1000], [1e-3, 1e-2, 1e-1]) == pytest.approx(1.0)
+    assert fit_exponent([10, 100], [1e-3, 1e-1]) == pytest.approx(2.0)
+
+
+def test_generated_blueprints_are_clean(tmp_path: Path) -> None:
+    from dtec.lint import analyse
+
+    paths = realistic(len(shipped()) * 2, tmp_path)
+    assert all(analyse(p).ok for p in paths)
+    for make in SERIES.values():
+        assert analyse(Path("g.twin"), make(3), environ={}).ok
+
+
+def test_compile_latency(results: dict) -> None:
+    r = results["compile"]
+    check_targets(r)
+    rows = r["in_process"]["rows"]
+    assert {row["blueprint"] for row in rows} == {p.name for p in shipped()}
+    quick = [
+        row for row in rows if row["blueprint"] == "quickstart.twin" and row["target"] == "local"
+    ]
+    assert quick and quick[0]["compiled"]
+    for row in rows:
+        check_summary(row["ms"], 1)
+    assert all("median" in s for s in r["phases"].values())
+    assert r["processes"]["failures"] == {}
+    assert "python -c pass" in r["processes"]["seconds"]
+
+
+def test_lint_throughput(results: dict) -> None:
+    r = results["lint"]
+    check_targets(r)
+    assert r["blueprints"] == 12 and r["files_with_errors"] == 0
+    assert r["process_exit_codes"] == [0]
+    check_summary(r["in_process_seconds"], 1)
+    check_summary(r["process_seconds"], 1)
+
+
+def test_growth(results: dict) -> None:
+    r = results["growth"]
+    check_targets(r)
+    assert set(r["series"]) == set(SERIES)
+    for s in r["series"].values():
+        assert [row["n"] for row in s["rows"]] == [1, 4, 16]
+        assert number(s["exponent_marginal"]) and number(s["exponent_last_decade"])
+
+
+def test_profiles(results: dict) -> None:
+    r = results["profile"]
+    assert r["imports"]["modules"] > 0 and r["imports"]["top_level_cumulative"]
+    assert any(m["module"].startswith("dtec") for m in r["imports"]["top_level_cumulative"])
+    for key in ("lint", "compile"):
+        assert r[key]["by_tottime"] and all(
+            number(row["tottime_s"]) for row in r[key]["by_tottime"]
+        )
+
+
+def test_report(results: dict, tmp_path: Path) -> None:
+    whole = {"machine": {"cpus": 2}, "benchmarks": results}
+    text = report.markdown(whole)
+    assert "## Targets" in text and "## Growth" in text and "## Lint throughput" in text
+    pytest.importorskip("matplotlib")
+    written = report.plots(whole, tmp_path)
+    assert {p.name for p in written} == {"growth.png", "compile_latency.png"}
+    assert all(p.stat().st_size > 1000 for p in written)
+
+
+def check_training(r: dict, strategies: list[str]) -> None:
+    check_targets(r)
+    assert list(r["strategies"]) == strategies
+    for e in r["strategies"].values():
+        check_summary(e["ratio"], 1)
+        check_summary(e["ratio_cpu"], 1)
+        for variant in e["variants"]:
+            check_summary(e["samples_per_s"][variant], 1)
+        check_summary(e["per_epoch_seconds"]["save_checkpoint"], 1)
+        # The hand-written loop and the generated script trained the same model on the same data.
+        assert e["max_weight_difference"] is not None
+
+
+@pytest.mark.slow
+def test_training_ddp(tmp_path: Path) -> None:
+    r = training.run(tmp_path, strategies=["ddp"], rounds=1, warmup=2, steps=4, interleave=2)
+    check_training(r, ["ddp"])
+    e = r["strategies"]["ddp"]
+    assert e["variants"] == ["hand", "dtec", "quiet", "bare"]
+    assert e["max_weight_difference"] == 0.0  # DDP in fp32: the same bits
+    assert number(e["cost_all"]["median"])
+    assert not (tmp_path / "runs").exists()
+    text = report.markdown({"benchmarks": {"training": r}})
+    assert "| ddp |" in text
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("strategy", ["fsdp", "zero3"])
+def test_training_fsdp_deepspeed(tmp_path: Path, strategy: str) -> None:
+    if strategy.startswith("zero"):
+        pytest.importorskip("deepspeed")
+    r = training.run(tmp_path, strategies=[strategy], rounds=1, warmup=2, steps=2, interleave=None)
+    check_training(r, [strategy])
+    assert r["strategies"][strategy]["max_weight_difference"] < 1e-4
+
+
+@pytest.mark.slow
+def test_gpu_script_dry_run(tmp_path: Path) -> None:
+    """benchmarks/gpu.py's logic at toy sizes on the CPU (single process, fp32)."""
+    from benchmarks import gpu
+
+    r = gpu.run(tmp_path, size="dry-run", rounds=1, warmup=2, steps=2, ranks=1)
+    check_training(r, ["single"])
+    assert r["flops"]["flops_per_sample"] > 0 and r["flops"]["parameters"] > 0
+    assert r["mfu_dtec"] is None or number(r["mfu_dtec"])
