@@ -233,6 +233,7 @@ def render_cases() -> dict[str, dict[str, Any]]:
     cases["source-python"] = variant(data__source={"kind": "python", "callable": "toy:make_datasets",
                                                    "kwargs": {"samples": 64, "features": 6}})
     cases["monitor-off"] = variant(monitor={"timing": False, "energy": False, "profiler": None})
+    cases["profiler"] = variant(monitor__profiler={"fn": "torch", "wait": 1, "warmup": 1, "active": 2})
     cases["log-every"] = variant(monitor__log_every=5, train__max_steps=100)
     return cases
 
@@ -564,9 +565,10 @@ def torch_to_npz(handle, **arrays: torch.Tensor) -> None:
 
 
 @pytest.mark.slow
-def test_unet_pads_odd_sizes_and_trains_in_bf16(tmp_path: Path) -> None:
+def test_unet_pads_odd_sizes_trains_in_bf16_and_profiles(tmp_path: Path) -> None:
     ctx = variant(with_model("unet"), strategy__kind="single", train__precision="bf16",
-                  train__epochs=2)
+                  train__epochs=2,
+                  monitor__profiler={"fn": "torch", "wait": 1, "warmup": 1, "active": 2})
     ctx["data"]["source"]["samples"] = 128
     script = write_bundle(ctx, tmp_path)
     ok(python(script))
@@ -574,3 +576,6 @@ def test_unet_pads_odd_sizes_and_trains_in_bf16(tmp_path: Path) -> None:
     assert epochs[-1]["train_loss"] < epochs[0]["train_loss"]
     weights = final_weights(tmp_path / "run")
     assert weights["head.weight"].shape == (1, 8, 1, 1)  # 2-D samples: 2-D convolutions
+    profile = tmp_path / "run" / "profile"
+    assert list(profile.glob("rank0*.pt.trace.json"))
+    assert "Self CPU" in (profile / "rank0-operators.txt").read_text()

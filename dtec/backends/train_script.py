@@ -149,6 +149,12 @@ def _validate(ctx: Mapping[str, Any]) -> None:
         _get(ctx, "data.source.callable")
     if arch == "python":
         _get(ctx, "model.params.class")
+    profiler = ctx["monitor"]["profiler"]
+    if profiler is not None:
+        if not isinstance(profiler, Mapping) or profiler.get("fn", "torch") != "torch":
+            raise ValueError(f"`monitor.profiler` must be None or torch(...), not {profiler!r}")
+        for key in ("wait", "warmup", "active"):
+            _get(ctx, f"monitor.profiler.{key}")
 
 
 def _check_synthetic_outputs(ctx: Mapping[str, Any]) -> None:
