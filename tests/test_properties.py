@@ -170,7 +170,8 @@ class Layout:
         self.draw = data.draw
 
     def ws(self) -> str:
-        return self.draw(st.sampled_from(["", " ", " ", "  ", "\t", " \t "]))
+        # \f and a lone \r are blanks to the lexer too (only \n ends a line).
+        return self.draw(st.sampled_from(["", " ", " ", "  ", "\t", " \t ", "\f", " \r "]))
 
     def gap(self) -> str:
         """Space between two tokens that would otherwise run together."""
