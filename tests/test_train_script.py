@@ -7,6 +7,7 @@ import builtins
 import copy
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -26,6 +27,7 @@ from dtec.backends.train_script import render_train
 
 TRAIN_FIXTURES = Path(__file__).resolve().parent / "train"
 
+PROFILER = {"fn": "torch", "wait": 1, "warmup": 1, "active": 2}
 STEP_KEYS = {"kind", "time", "step", "epoch", "loss", "lr", "iter_time", "data_time",
              "compute_time", "samples_per_s"}
 EPOCH_KEYS = {"kind", "time", "epoch", "steps", "epoch_time", "train_loss", "val_loss",
@@ -74,7 +76,7 @@ def with_model(arch: str, base: dict[str, Any] | None = None) -> dict[str, Any]:
 
 
 def classification(arch: str = "transformer", loss: str = "cross_entropy") -> dict[str, Any]:
-    """Synthetic 3-class classification, or 2-class with one logit for bce (as the compiler says)."""
+    """Synthetic 3-class classification, or 2 classes scored by one logit for bce."""
     ctx = with_model(arch)
     ctx.update(task="classification")
     ctx["train"]["loss"] = loss
@@ -115,7 +117,8 @@ def run(cmd: list[str], timeout: float = 180, **env: str) -> subprocess.Complete
                           timeout=timeout, env=clean_env(**env))
 
 
-def torchrun(script: Path, *args: str, nproc: int = 2, timeout: float = 180) -> subprocess.CompletedProcess:
+def torchrun(script: Path, *args: str, nproc: int = 2,
+             timeout: float = 180) -> subprocess.CompletedProcess:
     return run(torchrun_cmd(script, nproc, "--run-dir", str(script.parent / "run"), *args),
                timeout=timeout)
 
@@ -226,14 +229,16 @@ def render_cases() -> dict[str, dict[str, Any]]:
                                                               "weight_decay": 0.0, "momentum": 0.9})
     cases["scheduler-none"] = variant(train__scheduler={"name": "none"})
     cases["scheduler-step"] = variant(train__scheduler={"name": "step", "every": 1, "gamma": 0.5})
-    cases["source-npz"] = variant(data__source={"kind": "npz", "path": "data/x.npz", "x": "x", "y": "y"})
+    npz = {"kind": "npz", "path": "data/x.npz", "x": "x", "y": "y"}
+    cases["source-npz"] = variant(data__source=npz)
     cases["source-csv"] = variant(data__source={"kind": "csv", "path": "data/x.csv", "target": "q"})
     cases["source-npz-classes"] = variant(classification("mlp"),
-                                          data__source={"kind": "npz", "path": "x.npz", "x": "x", "y": "y"})
-    cases["source-python"] = variant(data__source={"kind": "python", "callable": "toy:make_datasets",
+                                          data__source=npz)
+    cases["source-python"] = variant(data__source={"kind": "python",
+                                                   "callable": "toy:make_datasets",
                                                    "kwargs": {"samples": 64, "features": 6}})
     cases["monitor-off"] = variant(monitor={"timing": False, "energy": False, "profiler": None})
-    cases["profiler"] = variant(monitor__profiler={"fn": "torch", "wait": 1, "warmup": 1, "active": 2})
+    cases["profiler"] = variant(monitor__profiler=PROFILER)
     cases["log-every"] = variant(monitor__log_every=5, train__max_steps=100)
     return cases
 
@@ -249,7 +254,8 @@ def test_rendered_script_compiles_and_is_deterministic(name: str) -> None:
     undefined, unused = undefined_and_unused(source)
     assert not undefined, f"names used but never defined: {sorted(undefined)}"
     assert not unused, f"imports never used: {sorted(unused)}"
-    imports = [n for n in ast.walk(ast.parse(source)) if isinstance(n, (ast.Import, ast.ImportFrom))]
+    imports = [n for n in ast.walk(ast.parse(source))
+               if isinstance(n, (ast.Import, ast.ImportFrom))]
     modules = {(n.module if isinstance(n, ast.ImportFrom) else a.name).split(".")[0]
                for n in imports for a in n.names}
     assert "dtec" not in modules, "the script must run without dtec installed"
@@ -270,7 +276,8 @@ def test_rendered_scripts_pass_py_compile(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("strategy", "present", "absent"),
     [
-        ("single", [], ["init_process_group", "DistributedDataParallel", "fully_shard", "deepspeed"]),
+        ("single", [],
+         ["init_process_group", "DistributedDataParallel", "fully_shard", "deepspeed"]),
         ("ddp", ["DistributedDataParallel", "no_sync"], ["fully_shard", "deepspeed"]),
         ("fsdp", ["fully_shard", "set_requires_gradient_sync", "broadcast_from_rank0"],
          ["DistributedDataParallel", "deepspeed"]),
@@ -278,8 +285,10 @@ def test_rendered_scripts_pass_py_compile(tmp_path: Path) -> None:
                        "save_checkpoint(str(staging)"], ["DistributedDataParallel", "fully_shard"]),
     ],
 )
-def test_script_carries_only_its_strategy(strategy: str, present: list[str], absent: list[str]) -> None:
-    source = render_train(variant(strategy={"kind": strategy, "zero": 2 if strategy == "deepspeed" else None}))
+def test_script_carries_only_its_strategy(strategy: str, present: list[str],
+                                          absent: list[str]) -> None:
+    zero = 2 if strategy == "deepspeed" else None
+    source = render_train(variant(strategy={"kind": strategy, "zero": zero}))
     for text in present:
         assert text in source
     for text in absent:
@@ -298,9 +307,8 @@ def test_config_section_holds_the_blueprint_values_as_literals() -> None:
     ctx = quickstart()
     source = render_train(ctx)
     namespace: dict[str, Any] = {}
-    config = source.split("# ----------------------------------------------------------------------------- configuration")[1]
-    config = config.split("BUNDLE =")[0]
-    exec(compile(config, "config", "exec"), namespace)  # only literals: safe and self-contained
+    config = source.split("TWIN = ")[1].split("BUNDLE =")[0]
+    exec(compile("TWIN = " + config, "config", "exec"), namespace)  # literals only
     assert namespace["TRAIN"]["optimizer"]["lr"] == ctx["train"]["optimizer"]["lr"]
     assert namespace["DATA"] == ctx["data"]
     assert namespace["MONITOR"]["log_every"] is None  # an optional key, filled in
@@ -320,7 +328,7 @@ def test_config_section_holds_the_blueprint_values_as_literals() -> None:
     ],
 )
 def test_render_train_rejects_unusable_contexts(change: dict, message: str) -> None:
-    with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)").replace(".", r"\.")):
+    with pytest.raises(ValueError, match=re.escape(message)):
         render_train(variant(**change))
 
 
@@ -333,9 +341,10 @@ def test_render_train_names_a_missing_section() -> None:
 
 def test_site_templates_override_by_name(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     (tmp_path / "train.py.jinja").write_text("# site script for {{ twin.name }}\n")
-    assert render_train(quickstart(), template_dirs=[tmp_path]) == "# site script for flood-forecast\n"
+    expected = "# site script for flood-forecast\n"
+    assert render_train(quickstart(), template_dirs=[tmp_path]) == expected
     monkeypatch.setenv("DTEC_TEMPLATES", os.pathsep.join(["/nonexistent", str(tmp_path)]))
-    assert render_train(quickstart()) == "# site script for flood-forecast\n"
+    assert render_train(quickstart()) == expected
 
 
 def test_environment_is_strict_and_shared(tmp_path: Path) -> None:
@@ -399,8 +408,9 @@ def test_quickstart_trains_with_ddp_on_two_ranks(ddp_reference: tuple[Path, str]
     assert result["final"].items() <= epochs[-1].items()
     assert checkpoint_names(run_dir) == ["step-00000108.pt", "step-00000120.pt"]  # keep = 2
     assert "epoch 10/10 step 12/12 loss" in out  # plain progress lines without a terminal
-    assert set(final_weights(run_dir)) == {"lstm.weight_ih_l0", "lstm.weight_hh_l0", "lstm.bias_ih_l0",
-                                           "lstm.bias_hh_l0", "head.weight", "head.bias"}
+    assert set(final_weights(run_dir)) == {"lstm.weight_ih_l0", "lstm.weight_hh_l0",
+                                           "lstm.bias_ih_l0", "lstm.bias_hh_l0",
+                                           "head.weight", "head.bias"}
 
 
 @pytest.mark.slow
@@ -413,7 +423,8 @@ def test_preempted_run_resumes_to_identical_weights(tmp_path: Path,
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                 env=clean_env())
     try:
-        wait_for(lambda: (run_dir / "checkpoints" / "step-00000012.pt").exists(), 120, "a checkpoint")
+        first = run_dir / "checkpoints" / "step-00000012.pt"
+        wait_for(first.exists, 120, "the first checkpoint")
         launcher.send_signal(signal.SIGTERM)  # torchrun passes it on to every rank
         out, _ = launcher.communicate(timeout=90)
     finally:
@@ -568,7 +579,7 @@ def torch_to_npz(handle, **arrays: torch.Tensor) -> None:
 def test_unet_pads_odd_sizes_trains_in_bf16_and_profiles(tmp_path: Path) -> None:
     ctx = variant(with_model("unet"), strategy__kind="single", train__precision="bf16",
                   train__epochs=2,
-                  monitor__profiler={"fn": "torch", "wait": 1, "warmup": 1, "active": 2})
+                  monitor__profiler=PROFILER)
     ctx["data"]["source"]["samples"] = 128
     script = write_bundle(ctx, tmp_path)
     ok(python(script))

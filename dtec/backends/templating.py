@@ -21,7 +21,7 @@ _WIDTH = 92
 
 
 def py_literal(value: Any, indent: int = 0, width: int = _WIDTH) -> str:
-    """Return `value` as Python source that evaluates back to it (deterministic, wrapped to `width`).
+    """Return `value` as Python source that evaluates back to it, deterministic and wrapped.
 
     `indent` is the indentation of the line holding the literal (its closing bracket goes there).
     Dicts keep their insertion order (the caller's order is the reader's order); sets are sorted;
@@ -70,10 +70,10 @@ def _flat(value: Any) -> str:
         return f"({inner},)" if len(value) == 1 else f"({inner})"
     if isinstance(value, (set, frozenset)):
         return "{" + ", ".join(sorted(_flat(v) for v in value)) + "}" if value else "set()"
+    if isinstance(value, os.PathLike):
+        return _flat(os.fspath(value))
     if isinstance(value, Iterable) and not isinstance(value, (bytes, bytearray)):
         return "[" + ", ".join(_flat(v) for v in value) + "]"
-    if isinstance(value, os.PathLike):
-        return repr(os.fspath(value))
     raise TypeError(f"cannot write a {type(value).__name__} as a Python literal: {value!r}")
 
 
@@ -96,7 +96,7 @@ def template_dirs_from_env() -> tuple[str, ...]:
 
 
 def environment(template_dirs: Iterable[str | os.PathLike] = ()) -> jinja2.Environment:
-    """Return the shared environment; `template_dirs` and `$DTEC_TEMPLATES` override built-ins by name."""
+    """Return the shared environment; `template_dirs`, then `$DTEC_TEMPLATES`, come first."""
     dirs = tuple(str(Path(d)) for d in template_dirs) + template_dirs_from_env()
     return _environment(dirs)
 
@@ -119,5 +119,5 @@ def _environment(user_dirs: tuple[str, ...]) -> jinja2.Environment:
 
 
 def render(name: str, /, template_dirs: Iterable[str | os.PathLike] = (), **ctx: Any) -> str:
-    """Render the template `name` with `ctx`, looking in `template_dirs` (then `$DTEC_TEMPLATES`) first."""
+    """Render the template `name` with `ctx`; `template_dirs` are searched first."""
     return environment(template_dirs).get_template(name).render(**ctx)

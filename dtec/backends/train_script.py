@@ -53,7 +53,7 @@ _DEFAULTS = {
 
 
 def render_train(ctx: Mapping[str, Any], template_dirs: Iterable[str | os.PathLike] = ()) -> str:
-    """Return the source of `train.py` for `ctx` (see docs/CONTRACTS.md); ValueError if it is unusable."""
+    """Return the source of `train.py` for `ctx` (docs/CONTRACTS.md); ValueError if unusable."""
     ctx = _with_defaults(ctx)
     _validate(ctx)
     return render(TEMPLATE, template_dirs, **ctx, script=_script_facts(ctx))
@@ -126,7 +126,8 @@ def _validate(ctx: Mapping[str, Any]) -> None:
     if not 0 < split.get("train", 0) <= 1 or not 0 <= split.get("val", 0) < 1:
         raise ValueError(f"`data.split` needs 0 < train <= 1 and 0 <= val < 1, not {split!r}")
     if strategy == "deepspeed" and _get(ctx, "strategy.zero") not in (1, 2, 3):
-        raise ValueError(f"`strategy.zero` must be 1, 2 or 3 for deepspeed, not {ctx['strategy']['zero']!r}")
+        zero = ctx["strategy"]["zero"]
+        raise ValueError(f"`strategy.zero` must be 1, 2 or 3 for deepspeed, not {zero!r}")
     if scheduler == "cosine":
         _get(ctx, "train.scheduler.warmup")
     if scheduler == "step":
