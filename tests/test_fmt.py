@@ -50,10 +50,12 @@ def test_golden_pair(case: Path, update_golden: bool) -> None:
     assert_safe(original, formatted)
 
 
-def test_shipped_blueprints_format_safely(blueprints_dir: Path) -> None:
+def test_shipped_blueprints_are_canonical(blueprints_dir: Path) -> None:
     for path in sorted(blueprints_dir.glob("*.twin")):
         original = path.read_text(encoding="utf-8")
-        assert_safe(original, _format(original, path.name))
+        formatted = _format(original, path.name)
+        assert_safe(original, formatted)
+        assert formatted == original, f"{path.name} is not formatted: run `dtec fmt blueprints/`"
 
 
 def test_broken_source_is_not_formatted() -> None:

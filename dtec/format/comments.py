@@ -82,7 +82,10 @@ class Notes:
         line = self._line(at)
         text = comment_text(comment)
         if before and self._line(before[-1].span.end) == line:
-            self._trailing[id(before[-1])] = text
+            # Authors align trailing comments by hand (the quickstart does): keep their gap, at least 2.
+            prefix = self._source.text[: comment.span.start]
+            gap = len(prefix) - len(prefix.rstrip(" \t"))
+            self._trailing[id(before[-1])] = " " * max(2, gap) + text
         elif not before and container is not document and self._line(container.span.start) == line:
             self._opening(container).opening = text
         else:

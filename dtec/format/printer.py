@@ -47,7 +47,7 @@ class _Printer:
                 continue
             out = self.item(entry.node, level, pads.get(i, 0), comma, i in forced)
             if entry.comment is not None:
-                out[-1] += COMMENT_GAP + entry.comment
+                out[-1] += entry.comment  # it carries the author's gap
             lines += out
         return lines
 
