@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import stat
 from bisect import bisect_right
 from dataclasses import dataclass, field
 from pathlib import Path
+
+
+MAX_BYTES = 16 * 2**20
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,11 +79,17 @@ class Span:
 def read_source(path: Path) -> Source | str:
     """Read a blueprint, or return why it cannot be read (a sentence for a diagnostic)."""
     try:
+        info = path.stat()
+        if stat.S_ISDIR(info.st_mode):
+            return "is a folder, not a file"
+        # A FIFO or a device (`/dev/zero`) would block or never end.
+        if not stat.S_ISREG(info.st_mode):
+            return "not a regular file"
+        if info.st_size > MAX_BYTES:
+            return f"too large ({info.st_size:,} bytes; blueprints are at most {MAX_BYTES:,})"
         data = path.read_bytes()
     except FileNotFoundError:
         return "file not found"
-    except IsADirectoryError:
-        return "is a folder, not a file"
     except OSError as exc:
         return f"cannot read file: {exc.strerror or exc}"
     if b"\0" in data:

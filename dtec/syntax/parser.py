@@ -18,6 +18,9 @@ from dtec.suggest import did_you_mean
 _NUMBER = re.compile(r"([-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?)([A-Za-z]*)")
 _ESCAPE = re.compile(r"\\(.)")
 _ESCAPES = {'"': '"', "\\": "\\", "n": "\n", "t": "\t"}
+# Bounds that keep every later pass (checker, formatter) far from Python's recursion limit.
+MAX_DEPTH = 64
+MAX_DIGITS = 100
 
 # Friendly names for terminals in "expected ..." messages.
 _TERMINALS = {
@@ -94,6 +97,7 @@ class _Builder:
     def __init__(self, source: Source) -> None:
         self.source = source
         self.diagnostics: list[Diagnostic] = []
+        self.depth = 0
 
     def span(self, node: Tree | Token) -> Span:
         # Every rule starts and ends with a token (brackets are named terminals, kept in the tree),
@@ -114,10 +118,22 @@ class _Builder:
     def member(self, node: Tree) -> ast.Block | ast.Attribute:
         if node.data == "attribute":
             return self.attribute(node)
+        self.depth += 1
+        try:
+            return self.block(node)
+        finally:
+            self.depth -= 1
+
+    def block(self, node: Tree) -> ast.Block:
         kind, *rest = node.children
         label = rest[0] if rest[0].type == "STRING" else None
-        body = rest[-2]
-        members = tuple(self.member(child) for child in body.children if isinstance(child, Tree))
+        members: tuple[ast.Block | ast.Attribute, ...] = ()
+        if self.depth <= MAX_DEPTH:
+            members = tuple(self.member(c) for c in rest[-2].children if isinstance(c, Tree))
+        elif self.depth == MAX_DEPTH + 1:
+            self.diagnostics.append(
+                diag("DT002", f"blocks nested more than {MAX_DEPTH} levels deep", self.span(node), "flatten the blocks")
+            )
         return ast.Block(
             str(kind),
             self.string(label) if label is not None else None,
@@ -132,6 +148,23 @@ class _Builder:
         return ast.Attribute(str(key), self.expr(value), self.span(key), self.span(node))
 
     def expr(self, node: Tree) -> ast.Expr:
+        self.depth += 1
+        try:
+            if self.depth > MAX_DEPTH:
+                return self.too_deep(node)
+            return self._expr(node)
+        finally:
+            self.depth -= 1
+
+    def too_deep(self, node: Tree) -> ast.Expr:
+        span = self.span(node)
+        if self.depth == MAX_DEPTH + 1:
+            self.diagnostics.append(
+                diag("DT002", f"values nested more than {MAX_DEPTH} levels deep", span, "flatten the value")
+            )
+        return ast.Symbol("_", span)
+
+    def _expr(self, node: Tree) -> ast.Expr:
         kind = node.data
         span = self.span(node)
         children = node.children
@@ -164,8 +197,13 @@ class _Builder:
         text = str(token)
         digits, unit = _NUMBER.fullmatch(text).groups()  # type: ignore[union-attr]
         is_int = not any(ch in digits for ch in ".eE")
-        value: int | float = int(digits) if is_int else float(digits)
         span = self.span(token)
+        if len(digits) > MAX_DIGITS:
+            self.diagnostics.append(
+                diag("DT106", f"a number of {len(digits)} digits", span, f"numbers take at most {MAX_DIGITS} digits")
+            )
+            return ast.Number(0, None, text, span)
+        value: int | float = int(digits) if is_int else float(digits)
         if unit and unit not in UNITS:
             self.diagnostics.append(
                 diag(
