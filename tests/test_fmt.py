@@ -76,13 +76,11 @@ def test_empty_source_stays_empty() -> None:
     assert _format("\n\n  \n") == ""
 
 
-@pytest.mark.parametrize("depth", [40, 400])
-def test_deep_nesting_formats_or_raises_formatter_error(depth: int) -> None:
-    text = "x = " + "[" * depth + "]" * depth + "\n"
-    try:
-        assert_safe(text, _format(text))
-    except FormatterError as exc:
-        assert depth > 100 and "nested too deeply" in str(exc)
+def test_deep_nesting_formats_up_to_the_parser_bound() -> None:
+    text = "x = " + "[" * 64 + "]" * 64 + "\n"
+    assert_safe(text, _format(text))
+    formatted, diagnostics = format_source(Source("x.twin", "x = " + "[" * 65 + "]" * 65 + "\n"))
+    assert formatted is None and [d.code for d in diagnostics] == ["DT002"]
 
 
 def test_safety_check_failure_raises(monkeypatch: pytest.MonkeyPatch) -> None:
