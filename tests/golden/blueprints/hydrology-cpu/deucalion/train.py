@@ -32,7 +32,7 @@ import shutil
 import signal
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import timedelta
 from pathlib import Path
 
@@ -185,23 +185,47 @@ def seed_everything(seed: int) -> None:
 class StopFlag:
     """Set by SIGTERM/SIGUSR1 (Slurm pre-emption); a second signal ends the process at once."""
 
+    # Slurm, srun and container runtimes may each pass the same signal on within moments: only a
+    # repeat after this grace period means "stop now".
+    REPEAT_GRACE_S = 5.0
+
     def __init__(self) -> None:
         self.signal: int | None = None
+        self.since = 0.0
+        self._pending: tuple[torch.Tensor, dist.Work] | None = None
         for sig in (signal.SIGTERM, signal.SIGUSR1):
             signal.signal(sig, self._handle)
 
     def _handle(self, signum: int, frame: object) -> None:
-        if self.signal is not None:
+        now = time.monotonic()
+        if self.signal is None:
+            self.signal, self.since = signum, now
+        elif now - self.since > self.REPEAT_GRACE_S:
             signal.signal(signum, signal.SIG_DFL)
             os.kill(os.getpid(), signum)
-        self.signal = signum
 
     def agreed(self, rt: Runtime) -> bool:
-        """True on every rank once any rank got a signal; all ranks must call it together."""
+        """True on every rank once any rank got a signal; all ranks call it after every step.
+
+        The ranks' flags are combined by an all-reduce that runs while the next step computes,
+        so a signal is acted on one step later and the check never stalls training.
+        """
+        if rt.world_size == 1:
+            return self.signal is not None
+        previous = self._pending
         flag = torch.tensor([0 if self.signal is None else 1], dtype=torch.int32)
-        if rt.world_size > 1:
-            dist.all_reduce(flag, op=dist.ReduceOp.MAX, group=rt.control)
-        return bool(flag.item())
+        work = dist.all_reduce(flag, op=dist.ReduceOp.MAX, group=rt.control, async_op=True)
+        self._pending = (flag, work)
+        if previous is None:
+            return False
+        previous[1].wait()
+        return bool(previous[0].item())
+
+    def settle(self) -> None:
+        """Wait for the all-reduce in flight (before the process group goes away)."""
+        if self._pending is not None:
+            self._pending[1].wait()
+            self._pending = None
 
 
 # ----------------------------------------------------------------------------- data
@@ -468,6 +492,17 @@ def peak_memory(rt: Runtime) -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
 
 
+@dataclass
+class Session:
+    """What this run of the script carries besides the model: signals, outputs, meters."""
+
+    stop: StopFlag
+    checkpoints: Path  # the folder
+    progress: ProgressReport
+    metrics: MetricsLog | None  # rank 0 only
+    last: dict = field(default_factory=dict)  # the latest epoch record
+
+
 # ----------------------------------------------------------------------------- checkpoints
 @dataclass
 class TrainState:
@@ -630,7 +665,7 @@ def check_finite(loss: float, state: TrainState) -> None:
         )
 
 
-def train(parts: dict, loaders, plan: Plan, state: TrainState, run: dict, rt: Runtime) -> str:
+def train(parts: dict, loaders, plan: Plan, state: TrainState, run: Session, rt: Runtime) -> str:
     """Run the epochs; return "completed" or "preempted"."""
     train_loader, sampler, val_loader = loaders
     model, optimizer = parts["model"], parts["optimizer"]
@@ -638,7 +673,7 @@ def train(parts: dict, loaders, plan: Plan, state: TrainState, run: dict, rt: Ru
     accumulate = TRAIN["grad_accum"]
     global_batch = DATA["batch"] * accumulate * rt.world_size
     log_every = MONITOR["log_every"] or max(1, min(100, plan.steps_per_epoch // 10))
-    progress, metrics, stop = run["progress"], run["metrics"], run["stop"]
+    progress, metrics, stop = run.progress, run.metrics, run.stop
     model.train()
 
     while state.step < plan.total_steps:
@@ -705,10 +740,11 @@ def train(parts: dict, loaders, plan: Plan, state: TrainState, run: dict, rt: Ru
                 interval_data, interval_steps, interval_start = 0.0, 0, time.perf_counter()
 
             if stop.agreed(rt):
+                stop.settle()
                 state.epoch_loss = all_sum(epoch_loss + loss_sum).item()
                 state.epoch_batches = epoch_batches
                 state.train_time += time.perf_counter() - epoch_start
-                path = save_checkpoint(parts, state, run["checkpoints"], rt)
+                path = save_checkpoint(parts, state, run.checkpoints, rt)
                 log(f"pre-empted at epoch {state.epoch + 1}, step {state.step}: saved {path.name}")
                 return "preempted"
 
@@ -732,7 +768,7 @@ def train(parts: dict, loaders, plan: Plan, state: TrainState, run: dict, rt: Ru
             "peak_mem": int(peak),
             "energy": {"available": False, "reason": "monitor.energy is off"},
         }
-        run["last"] = record
+        run.last = record
         finished_epoch = state.step_in_epoch == plan.steps_per_epoch
         if finished_epoch:
             state.epoch, state.step_in_epoch = state.epoch + 1, 0
@@ -745,7 +781,8 @@ def train(parts: dict, loaders, plan: Plan, state: TrainState, run: dict, rt: Ru
         every = TRAIN["checkpoint"]["every"]
         due = finished_epoch and every and state.epoch % every == 0
         if due or state.step >= plan.total_steps:
-            save_checkpoint(parts, state, run["checkpoints"], rt)
+            save_checkpoint(parts, state, run.checkpoints, rt)
+    stop.settle()
     return "completed"
 
 
@@ -816,13 +853,12 @@ def main(argv: list[str] | None = None) -> int:
             state.epoch_loss, state.epoch_batches, state.world_size = 0.0, 0, rt.world_size
         log(f"resumed from {resume_from} (epoch {state.epoch + 1}, step {state.step})")
 
-    run = {
-        "stop": stop,
-        "checkpoints": folder,
-        "progress": ProgressReport(rt.main, plan.epochs),
-        "metrics": MetricsLog(run_dir / "metrics.jsonl") if rt.main else None,
-        "last": {},
-    }
+    run = Session(
+        stop=stop,
+        checkpoints=folder,
+        progress=ProgressReport(rt.main, plan.epochs),
+        metrics=MetricsLog(run_dir / "metrics.jsonl") if rt.main else None,
+    )
     log(
         f"{TWIN['name']}: {MODEL['name']} ({count_parameters(model):,} parameters), "
         f"{rt.world_size} rank(s) on {rt.device.type}, "
@@ -853,13 +889,13 @@ def main(argv: list[str] | None = None) -> int:
                 "total_time": total_time,
                 "train_time": state.train_time,
                 "samples_per_s": (state.samples - samples_before) / max(total_time, 1e-9),
-                "final": run["last"],
+                "final": run.last,
                 "resumed_from": str(resume_from) if resume_from else None,
                 "error": error,
             }
             save_atomic_json(summary, run_dir / "summary.json")
-            run["metrics"].close()
-        run["progress"].close()
+            run.metrics.close()
+        run.progress.close()
         if error is None and dist.is_initialized():
             dist.destroy_process_group()
     if status == "preempted":

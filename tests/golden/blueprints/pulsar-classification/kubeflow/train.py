@@ -31,7 +31,7 @@ import shutil
 import signal
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import timedelta
 from pathlib import Path
 
@@ -169,21 +169,27 @@ def seed_everything(seed: int) -> None:
 class StopFlag:
     """Set by SIGTERM/SIGUSR1 (Slurm pre-emption); a second signal ends the process at once."""
 
+    # Slurm, srun and container runtimes may each pass the same signal on within moments: only a
+    # repeat after this grace period means "stop now".
+    REPEAT_GRACE_S = 5.0
+
     def __init__(self) -> None:
         self.signal: int | None = None
+        self.since = 0.0
         for sig in (signal.SIGTERM, signal.SIGUSR1):
             signal.signal(sig, self._handle)
 
     def _handle(self, signum: int, frame: object) -> None:
-        if self.signal is not None:
+        now = time.monotonic()
+        if self.signal is None:
+            self.signal, self.since = signum, now
+        elif now - self.since > self.REPEAT_GRACE_S:
             signal.signal(signum, signal.SIG_DFL)
             os.kill(os.getpid(), signum)
-        self.signal = signum
 
     def agreed(self, rt: Runtime) -> bool:
-        """True on every rank once any rank got a signal; all ranks must call it together."""
-        flag = torch.tensor([0 if self.signal is None else 1], dtype=torch.int32)
-        return bool(flag.item())
+        """True once a signal arrived; checked after every optimizer step."""
+        return self.signal is not None
 
 
 # ----------------------------------------------------------------------------- data
@@ -455,6 +461,17 @@ def peak_memory(rt: Runtime) -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
 
 
+@dataclass
+class Session:
+    """What this run of the script carries besides the model: signals, outputs, meters."""
+
+    stop: StopFlag
+    checkpoints: Path  # the folder
+    progress: ProgressReport
+    metrics: MetricsLog | None  # rank 0 only
+    last: dict = field(default_factory=dict)  # the latest epoch record
+
+
 # ----------------------------------------------------------------------------- checkpoints
 @dataclass
 class TrainState:
@@ -619,7 +636,7 @@ def check_finite(loss: float, state: TrainState) -> None:
         )
 
 
-def train(parts: dict, loaders, plan: Plan, state: TrainState, run: dict, rt: Runtime) -> str:
+def train(parts: dict, loaders, plan: Plan, state: TrainState, run: Session, rt: Runtime) -> str:
     """Run the epochs; return "completed" or "preempted"."""
     train_loader, sampler, val_loader = loaders
     model, optimizer = parts["model"], parts["optimizer"]
@@ -627,7 +644,7 @@ def train(parts: dict, loaders, plan: Plan, state: TrainState, run: dict, rt: Ru
     accumulate = TRAIN["grad_accum"]
     global_batch = DATA["batch"] * accumulate * rt.world_size
     log_every = MONITOR["log_every"] or max(1, min(100, plan.steps_per_epoch // 10))
-    progress, metrics, stop = run["progress"], run["metrics"], run["stop"]
+    progress, metrics, stop = run.progress, run.metrics, run.stop
     model.train()
 
     while state.step < plan.total_steps:
@@ -696,7 +713,7 @@ def train(parts: dict, loaders, plan: Plan, state: TrainState, run: dict, rt: Ru
                 state.epoch_loss = all_sum(epoch_loss + loss_sum).item()
                 state.epoch_batches = epoch_batches
                 state.train_time += time.perf_counter() - epoch_start
-                path = save_checkpoint(parts, state, run["checkpoints"], rt)
+                path = save_checkpoint(parts, state, run.checkpoints, rt)
                 log(f"pre-empted at epoch {state.epoch + 1}, step {state.step}: saved {path.name}")
                 return "preempted"
 
@@ -720,7 +737,7 @@ def train(parts: dict, loaders, plan: Plan, state: TrainState, run: dict, rt: Ru
             "peak_mem": int(peak),
             "energy": {"available": False, "reason": "monitor.energy is off"},
         }
-        run["last"] = record
+        run.last = record
         finished_epoch = state.step_in_epoch == plan.steps_per_epoch
         if finished_epoch:
             state.epoch, state.step_in_epoch = state.epoch + 1, 0
@@ -733,7 +750,7 @@ def train(parts: dict, loaders, plan: Plan, state: TrainState, run: dict, rt: Ru
         every = TRAIN["checkpoint"]["every"]
         due = finished_epoch and every and state.epoch % every == 0
         if due or state.step >= plan.total_steps:
-            save_checkpoint(parts, state, run["checkpoints"], rt)
+            save_checkpoint(parts, state, run.checkpoints, rt)
     return "completed"
 
 
@@ -804,13 +821,12 @@ def main(argv: list[str] | None = None) -> int:
             state.epoch_loss, state.epoch_batches, state.world_size = 0.0, 0, rt.world_size
         log(f"resumed from {resume_from} (epoch {state.epoch + 1}, step {state.step})")
 
-    run = {
-        "stop": stop,
-        "checkpoints": folder,
-        "progress": ProgressReport(rt.main, plan.epochs),
-        "metrics": MetricsLog(run_dir / "metrics.jsonl") if rt.main else None,
-        "last": {},
-    }
+    run = Session(
+        stop=stop,
+        checkpoints=folder,
+        progress=ProgressReport(rt.main, plan.epochs),
+        metrics=MetricsLog(run_dir / "metrics.jsonl") if rt.main else None,
+    )
     log(
         f"{TWIN['name']}: {MODEL['name']} ({count_parameters(model):,} parameters), "
         f"{rt.world_size} rank(s) on {rt.device.type}, "
@@ -841,13 +857,13 @@ def main(argv: list[str] | None = None) -> int:
                 "total_time": total_time,
                 "train_time": state.train_time,
                 "samples_per_s": (state.samples - samples_before) / max(total_time, 1e-9),
-                "final": run["last"],
+                "final": run.last,
                 "resumed_from": str(resume_from) if resume_from else None,
                 "error": error,
             }
             save_atomic_json(summary, run_dir / "summary.json")
-            run["metrics"].close()
-        run["progress"].close()
+            run.metrics.close()
+        run.progress.close()
     if status == "preempted":
         return EXIT_PREEMPTED
     return 0

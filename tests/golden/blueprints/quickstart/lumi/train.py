@@ -34,7 +34,7 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import timedelta
 from pathlib import Path
 
@@ -188,23 +188,47 @@ def seed_everything(seed: int) -> None:
 class StopFlag:
     """Set by SIGTERM/SIGUSR1 (Slurm pre-emption); a second signal ends the process at once."""
 
+    # Slurm, srun and container runtimes may each pass the same signal on within moments: only a
+    # repeat after this grace period means "stop now".
+    REPEAT_GRACE_S = 5.0
+
     def __init__(self) -> None:
         self.signal: int | None = None
+        self.since = 0.0
+        self._pending: tuple[torch.Tensor, dist.Work] | None = None
         for sig in (signal.SIGTERM, signal.SIGUSR1):
             signal.signal(sig, self._handle)
 
     def _handle(self, signum: int, frame: object) -> None:
-        if self.signal is not None:
+        now = time.monotonic()
+        if self.signal is None:
+            self.signal, self.since = signum, now
+        elif now - self.since > self.REPEAT_GRACE_S:
             signal.signal(signum, signal.SIG_DFL)
             os.kill(os.getpid(), signum)
-        self.signal = signum
 
     def agreed(self, rt: Runtime) -> bool:
-        """True on every rank once any rank got a signal; all ranks must call it together."""
+        """True on every rank once any rank got a signal; all ranks call it after every step.
+
+        The ranks' flags are combined by an all-reduce that runs while the next step computes,
+        so a signal is acted on one step later and the check never stalls training.
+        """
+        if rt.world_size == 1:
+            return self.signal is not None
+        previous = self._pending
         flag = torch.tensor([0 if self.signal is None else 1], dtype=torch.int32)
-        if rt.world_size > 1:
-            dist.all_reduce(flag, op=dist.ReduceOp.MAX, group=rt.control)
-        return bool(flag.item())
+        work = dist.all_reduce(flag, op=dist.ReduceOp.MAX, group=rt.control, async_op=True)
+        self._pending = (flag, work)
+        if previous is None:
+            return False
+        previous[1].wait()
+        return bool(previous[0].item())
+
+    def settle(self) -> None:
+        """Wait for the all-reduce in flight (before the process group goes away)."""
+        if self._pending is not None:
+            self._pending[1].wait()
+            self._pending = None
 
 
 # ----------------------------------------------------------------------------- data
@@ -516,6 +540,19 @@ class PowerMeter:
         self._stop.set()
 
 
+@dataclass
+class Session:
+    """What this run of the script carries besides the model: signals, outputs, meters."""
+
+    stop: StopFlag
+    checkpoints: Path  # the folder
+    progress: ProgressReport
+    metrics: MetricsLog | None  # rank 0 only
+    power: PowerMeter
+    last: dict = field(default_factory=dict)  # the latest epoch record
+    energy_j: float = 0.0  # over all ranks, this session
+
+
 # ----------------------------------------------------------------------------- checkpoints
 @dataclass
 class TrainState:
@@ -679,7 +716,7 @@ def check_finite(loss: float, state: TrainState) -> None:
         )
 
 
-def train(parts: dict, loaders, plan: Plan, state: TrainState, run: dict, rt: Runtime) -> str:
+def train(parts: dict, loaders, plan: Plan, state: TrainState, run: Session, rt: Runtime) -> str:
     """Run the epochs; return "completed" or "preempted"."""
     train_loader, sampler, val_loader = loaders
     model, optimizer = parts["model"], parts["optimizer"]
@@ -687,12 +724,12 @@ def train(parts: dict, loaders, plan: Plan, state: TrainState, run: dict, rt: Ru
     accumulate = TRAIN["grad_accum"]
     global_batch = DATA["batch"] * accumulate * rt.world_size
     log_every = MONITOR["log_every"] or max(1, min(100, plan.steps_per_epoch // 10))
-    progress, metrics, stop = run["progress"], run["metrics"], run["stop"]
+    progress, metrics, stop = run.progress, run.metrics, run.stop
     model.train()
 
     while state.step < plan.total_steps:
         epoch_start = time.perf_counter()
-        joules_start = run["power"].joules
+        joules_start = run.power.joules
         if rt.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(rt.device)
         sampler.set_epoch(state.epoch)  # a new shuffle each epoch, the same on resume
@@ -755,10 +792,11 @@ def train(parts: dict, loaders, plan: Plan, state: TrainState, run: dict, rt: Ru
                 interval_data, interval_steps, interval_start = 0.0, 0, time.perf_counter()
 
             if stop.agreed(rt):
+                stop.settle()
                 state.epoch_loss = all_sum(epoch_loss + loss_sum).item()
                 state.epoch_batches = epoch_batches
                 state.train_time += time.perf_counter() - epoch_start
-                path = save_checkpoint(parts, state, run["checkpoints"], rt)
+                path = save_checkpoint(parts, state, run.checkpoints, rt)
                 log(f"pre-empted at epoch {state.epoch + 1}, step {state.step}: saved {path.name}")
                 return "preempted"
 
@@ -772,9 +810,9 @@ def train(parts: dict, loaders, plan: Plan, state: TrainState, run: dict, rt: Ru
         state.samples += epoch_samples
         val = evaluate(model, val_loader, rt)
         peak = all_max(float(peak_memory(rt)), rt)
-        joules = torch.tensor([run["power"].joules - joules_start], dtype=torch.float64)
+        joules = torch.tensor([run.power.joules - joules_start], dtype=torch.float64)
         joules = all_sum(joules.to(rt.device)).item()
-        run["energy_j"] += joules
+        run.energy_j += joules
         record = {
             "epoch": state.epoch + 1,
             "steps": state.step_in_epoch,
@@ -783,9 +821,9 @@ def train(parts: dict, loaders, plan: Plan, state: TrainState, run: dict, rt: Ru
             **val,
             "throughput": epoch_samples / epoch_time,
             "peak_mem": int(peak),
-            "energy": run["power"].record(joules, epoch_time),
+            "energy": run.power.record(joules, epoch_time),
         }
-        run["last"] = record
+        run.last = record
         finished_epoch = state.step_in_epoch == plan.steps_per_epoch
         if finished_epoch:
             state.epoch, state.step_in_epoch = state.epoch + 1, 0
@@ -798,7 +836,8 @@ def train(parts: dict, loaders, plan: Plan, state: TrainState, run: dict, rt: Ru
         every = TRAIN["checkpoint"]["every"]
         due = finished_epoch and every and state.epoch % every == 0
         if due or state.step >= plan.total_steps:
-            save_checkpoint(parts, state, run["checkpoints"], rt)
+            save_checkpoint(parts, state, run.checkpoints, rt)
+    stop.settle()
     return "completed"
 
 
@@ -869,15 +908,13 @@ def main(argv: list[str] | None = None) -> int:
             state.epoch_loss, state.epoch_batches, state.world_size = 0.0, 0, rt.world_size
         log(f"resumed from {resume_from} (epoch {state.epoch + 1}, step {state.step})")
 
-    run = {
-        "stop": stop,
-        "checkpoints": folder,
-        "progress": ProgressReport(rt.main, plan.epochs),
-        "metrics": MetricsLog(run_dir / "metrics.jsonl") if rt.main else None,
-        "last": {},
-        "power": PowerMeter(rt),
-        "energy_j": 0.0,
-    }
+    run = Session(
+        stop=stop,
+        checkpoints=folder,
+        progress=ProgressReport(rt.main, plan.epochs),
+        metrics=MetricsLog(run_dir / "metrics.jsonl") if rt.main else None,
+        power=PowerMeter(rt),
+    )
     log(
         f"{TWIN['name']}: {MODEL['name']} ({count_parameters(model):,} parameters), "
         f"{rt.world_size} rank(s) on {rt.device.type}, "
@@ -908,15 +945,15 @@ def main(argv: list[str] | None = None) -> int:
                 "total_time": total_time,
                 "train_time": state.train_time,
                 "samples_per_s": (state.samples - samples_before) / max(total_time, 1e-9),
-                "final": run["last"],
+                "final": run.last,
                 "resumed_from": str(resume_from) if resume_from else None,
-                "energy_j": run["energy_j"] if run["power"].reason is None else None,
+                "energy_j": run.energy_j if run.power.reason is None else None,
                 "error": error,
             }
             save_atomic_json(summary, run_dir / "summary.json")
-            run["metrics"].close()
-        run["progress"].close()
-        run["power"].close()
+            run.metrics.close()
+        run.progress.close()
+        run.power.close()
         if error is None and dist.is_initialized():
             dist.destroy_process_group()
     if status == "preempted":
