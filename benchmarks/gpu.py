@@ -163,7 +163,9 @@ def run(
     entry = result["strategies"][strategy]
     flops = flops_per_sample(out / "bundles" / strategy / "dtec")
     peak, device = peak_flops()
-    result.update(device=device, size=size, flops=flops, peak_flops=peak, ratio=entry["ratio"])
+    result.update(
+        device=device, size=size, flops=flops, peak_flops=peak, ratio=entry["ratio"]["value"]
+    )
     for variant in ("hand", "dtec"):
         rate = entry["samples_per_s"][variant]["median"]
         result[f"mfu_{variant}"] = (
@@ -172,11 +174,11 @@ def run(
     result["targets"] = [
         target(
             f"GPU generated/hand-written throughput ({device}, {size}, bf16)",
-            entry["ratio"]["median"],
+            entry["ratio"]["value"]["median"],
             0.98,
             "ratio",
             "higher",
-            note=training._spread(entry["ratio"]),
+            note=training._spread(entry["ratio"]["value"]),
         )
     ]
     return result

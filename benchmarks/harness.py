@@ -34,6 +34,7 @@ import functools
 import importlib.util
 import json
 import os
+import resource
 import sys
 import time
 from pathlib import Path
@@ -104,6 +105,7 @@ def main() -> int:
 
     steps: list[float] = []  # perf_counter() after each optimizer step
     cpu: list[float] = []  # process_time() (CPU seconds of all this process's threads) likewise
+    faults: list[int] = []  # minor page faults so far (fresh memory from the kernel) likewise
     resumes: list[list[float]] = []  # [steps done, perf_counter(), process_time()] at each gate
     sync_at = set(options.sync_at) if torch.cuda.is_available() else set()
     gate = os.environ.get("DTEC_BENCH_GATE")
@@ -114,6 +116,7 @@ def main() -> int:
             torch.cuda.synchronize()  # the queued GPU work belongs to this step
         steps.append(time.perf_counter())
         cpu.append(time.process_time())
+        faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt)
         if every and len(steps) % every == 0:
             os.write(ack_fd, b"a")
             if os.read(go_fd, 1) != b"g":
@@ -153,6 +156,7 @@ def main() -> int:
             "main_seconds": time.perf_counter() - started,
             "steps": steps,
             "cpu": cpu,
+            "minor_faults": faults,
             "resumes": resumes,
             "timers": timers,
             "torch": torch.__version__,

@@ -59,30 +59,47 @@ def markdown(results: dict) -> str:
             "",
             f"Workload: `{w['blueprint']}` with {', '.join(f'`--set {s}`' for s in w['sets'])}; {w['ranks']} ranks, "
             f"{w['measured_steps']} steps measured after {w['warmup_steps']} warm-up steps, {w['rounds']} alternated rounds. "
-            "Ratios are medians over rounds (min–max).",
+            "Each figure: median over rounds (min–max). *Paired*: per round, the median over chunks of "
+            "the time ratio of two variants' K-step chunks run back to back; *window*: ratio of the "
+            "whole windows' throughputs; *CPU*: ratio of CPU seconds per step (all ranks).",
             "",
-            "| strategy | hand-written samples/s | generated samples/s | generated / hand-written | by median step | max \\|Δw\\| |",
-            "|---|---|---|---|---|---|",
+            "| strategy | hand-written samples/s | generated samples/s | generated / hand-written, paired "
+            "| window | CPU | max \\|Δw\\| |",
+            "|---|---|---|---|---|---|---|",
         ]
         for name, e in t["strategies"].items():
+            dw = e["max_weight_difference"]
             out.append(
-                f"| {name} | {_range(e['samples_per_s']['hand'], 0)} | {_range(e['samples_per_s']['dtec'], 0)} | "
-                f"{_range(e['ratio'])} | {_range(e['ratio_median_step'])} | {_f(e['max_weight_difference'], 2) if e['max_weight_difference'] is not None else '–'} |"
+                f"| {name} | {_range(e['samples_per_s']['hand'], 0)} | "
+                f"{_range(e['samples_per_s']['dtec'], 0)} | **{_range(e['ratio']['value'])}** | "
+                f"{_range(e['ratio']['window'])} | {_range(e['ratio']['cpu'])} | "
+                f"{'–' if dw is None else f'{dw:.2g}'} |"
             )
-        rows = [(n, e) for n, e in t["strategies"].items() if "cost_all" in e]
+        rows = [(n, e) for n, e in t["strategies"].items() if "dtec_vs_bare" in e or "control" in e]
         if rows:
             out += [
                 "",
-                "Instrumentation inside the step loop (share of generated throughput lost; negative: faster):",
+                "Controls and instrumentation (throughput ratios; paired / window / CPU, each the "
+                "median over rounds):",
                 "",
-                "| strategy | all in-loop instrumentation | switchable (timing, energy, log steps) | per-step stop-flag all-reduce | bare generated / hand-written |",
+                "| strategy | comparison | paired | window | CPU |",
                 "|---|---|---|---|---|",
             ]
+            labels = {
+                "control": "A/A: hand-written / the same hand-written (noise, bias)",
+                "dtec_vs_bare": "generated / generated without instrumentation (bare)",
+                "dtec_vs_quiet": "generated / generated with timing, energy, log steps off (quiet)",
+                "quiet_vs_bare": "quiet / bare: the per-step stop-flag all-reduce",
+                "bare_vs_hand": "bare generated / hand-written",
+                "malloc": "hand-written, fixed malloc thresholds / glibc default",
+            }
             for n, e in rows:
-                out.append(
-                    f"| {n} | {_range(e['cost_all'], 1, 100)} % | {_range(e['cost_switchable'], 1, 100)} % | "
-                    f"{_range(e['cost_stop_flag'], 1, 100)} % | {_range(e['bare_vs_hand'])} |"
-                )
+                for key, label in labels.items():
+                    if key in e:
+                        out.append(
+                            f"| {n} | {label} | {_range(e[key]['value'])} | "
+                            f"{_range(e[key]['window'])} | {_range(e[key]['cpu'])} |"
+                        )
         out += [
             "",
             "Per-epoch work of the generated script (seconds per call; share of an epoch at the measured step time):",
@@ -225,30 +242,32 @@ def plots(results: dict, folder: Path) -> list[Path]:
     b = results.get("benchmarks", {})
     if "training" in b:
         t = b["training"]["strategies"]
-        names = list(t)
-        fig, ax = plt.subplots(figsize=(6.4, 3.6))
-        for i, n in enumerate(names):
-            rs = [row["ratio"] for row in t[n]["rounds"]]
+        series = [(n, "ratio", n) for n in t]
+        series += [(n, "control", f"A/A {n}") for n in t if "control" in t[n]]
+        names = [label for _, _, label in series]
+        fig, ax = plt.subplots(figsize=(7.2, 3.6))
+        for i, (n, key, _label) in enumerate(series):
+            rs = [row[key]["value"] for row in t[n]["rounds"]]
             ax.scatter(
                 [i] * len(rs), rs, color="0.6", s=14, zorder=2, label="rounds" if i == 0 else None
             )
-            s = t[n]["ratio"]
+            s = t[n][key]["value"]
             ax.errorbar(
                 [i],
                 [s["median"]],
                 yerr=[[s["median"] - s["min"]], [s["max"] - s["median"]]],
                 fmt="o",
-                color="C0",
+                color="C0" if key == "ratio" else "0.4",
                 capsize=4,
                 zorder=3,
                 label="median, min–max" if i == 0 else None,
             )
         ax.axhline(1.0, color="0.3", lw=0.8)
         ax.axhline(0.98, color="C3", lw=0.8, ls="--", label="target 0.98")
-        ax.set_xticks(range(len(names)), names)
-        ax.set_ylabel("generated / hand-written throughput")
+        ax.set_xticks(range(len(names)), names, fontsize=7, rotation=30)
+        ax.set_ylabel("throughput ratio (paired)")
         ax.set_title(
-            "Generated train.py against minimal hand-written loops (2 CPU ranks, gloo)", fontsize=9
+            "Generated / hand-written (A/A: hand-written / itself), 2 CPU ranks, gloo", fontsize=9
         )
         ax.legend(fontsize=7, loc="lower right")
         fig.tight_layout()

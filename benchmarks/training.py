@@ -8,11 +8,15 @@ data, batch, optimizer and schedule, precision, ranks) is trained by
 - `quiet`: the generated script with every switch it offers turned off (`monitor.timing`,
   `monitor.energy` false; `monitor.log_every` beyond the run, so no log step falls in the window);
 - `bare`:  `quiet` with the per-step pre-emption check (`StopFlag.agreed`, an all-reduce) replaced
-  by `False` in the harness: what a switch for it would save (the template has none).
+  by `False` in the harness: what a switch for it would save (the template has none);
+- `hand-b`: the hand-written loop a second time (A/A control): how far apart two identical jobs
+  come out, the method's own noise and bias on this machine;
+- `hand-glibc`: the hand-written loop with glibc's default malloc settings, while all the others
+  run with fixed thresholds (`FIXED_MALLOC`): what the allocator alone does to a CPU step.
 
 On a shared, noisy machine the load changes from second to second, so the variants of a round
 run *interleaved*: all are started together, and from their first K (`interleave`) optimizer steps
-on exactly one variant runs at a time, K steps, then the next (the order rotates each cycle); the
+on exactly one variant runs at a time, K steps, then the next (in a new random order each cycle); the
 others wait blocked in the harness's step hook, using no CPU. Each chunk of K steps is timed from
 its resume to its last step. Without `interleave`, the variants run one after the other (A B, then
 B A in the next round). The harness (`harness.py`) timestamps every optimizer step; throughput
@@ -31,6 +35,7 @@ import contextlib
 import json
 import math
 import os
+import random
 import select
 import shutil
 import socket
@@ -54,7 +59,11 @@ STRATEGIES: dict[str, tuple[list[str], str]] = {
     "zero2": (["strategy.kind=deepspeed", "strategy.zero=2"], "deepspeed_zero.py"),
     "zero3": (["strategy.kind=deepspeed", "strategy.zero=3"], "deepspeed_zero.py"),
 }
-VARIANTS = ("hand", "dtec", "quiet", "bare")
+VARIANTS = ("hand", "dtec", "quiet", "bare", "hand-b", "hand-glibc")
+# glibc malloc with fixed thresholds: its default moves the mmap threshold with the allocation
+# history, so that two identical processes can differ by thousands of page faults per step (a
+# fresh mmap of each large temporary tensor); fixed, large temporaries are reused from the heap.
+FIXED_MALLOC = {"MALLOC_MMAP_THRESHOLD_": str(32 * 2**20), "MALLOC_TRIM_THRESHOLD_": str(2**30)}
 PER_EPOCH = ("save_checkpoint", "evaluate")
 
 
@@ -121,6 +130,7 @@ class Job:
     stubs: tuple[str, ...] = ()
     timers: tuple[str, ...] = ()
     sync_at: tuple[int, ...] = ()
+    env: dict = field(default_factory=dict)
     procs: list = field(default_factory=list)
     go: list[int] = field(default_factory=list)  # driver's write ends, one per rank
     ack: list[int] = field(default_factory=list)  # driver's read ends, one per rank
@@ -144,6 +154,9 @@ def _spawn(job: Job, ranks: int, interleave: int | None) -> None:
         env.setdefault("OMP_NUM_THREADS", "1")  # as run.sh and torchrun set it
         if not _has_cuda():
             env.setdefault("DS_ACCELERATOR", "cpu")
+        for name in FIXED_MALLOC:
+            env.pop(name, None)  # only what the job asks for
+        env.update(job.env)
         passed: tuple[int, ...] = ()
         if interleave:
             go_r, go_w = os.pipe()
@@ -209,12 +222,18 @@ def _finish(job: Job, deadline: float) -> dict:
 
 
 def run_jobs(
-    jobs: list[Job], ranks: int, total_steps: int, interleave: int | None, timeout: float = 1200
+    jobs: list[Job],
+    ranks: int,
+    total_steps: int,
+    interleave: int | None,
+    timeout: float = 1200,
+    seed: int = 0,
 ) -> dict[str, list[dict]]:
     """Run `jobs`: one after the other, or (`interleave` = K) all at once, K steps at a time each.
 
     Interleaved, the jobs start together (imports, data, first K steps overlap: warm-up); from then
-    on exactly one job runs at a time, for K optimizer steps, in an order that rotates every cycle.
+    on exactly one job runs at a time, for K optimizer steps, in a new random order every cycle
+    (seeded by `seed`), so that no job always follows the same other job.
     """
     deadline = time.monotonic() + timeout
     reports: dict[str, list[dict]] = {}  # per job, one report per rank
@@ -228,14 +247,14 @@ def run_jobs(
             raise ValueError(
                 f"steps {total_steps} are not a multiple of the interleave {interleave}"
             )
-        for job in jobs:
+        rng = random.Random(seed)
+        for job in rng.sample(jobs, len(jobs)):  # no job is always the first one started
             _spawn(job, ranks, interleave)
         for job in jobs:
             _wait_ack(job, deadline)  # all stopped after their first chunk
         gates = total_steps // interleave
-        for cycle in range(1, gates):
-            shift = cycle % len(jobs)
-            for job in jobs[shift:] + jobs[:shift]:
+        for _ in range(1, gates):
+            for job in rng.sample(jobs, len(jobs)):
                 _go(job)
                 _wait_ack(job, deadline)
         for job in jobs:  # past the last gate: validation, checkpoint, exit, one job at a time
@@ -277,6 +296,8 @@ def window(reports: list[dict], warmup: int, global_batch: int, interleave: int 
     if len(stamps) <= warmup + 1:
         raise RuntimeError(f"only {len(stamps)} optimizer steps recorded, warm-up is {warmup}")
     cpu_seconds = 0.0
+    faults = main.get("minor_faults") or [0] * len(stamps)
+    fault_count = 0
     if interleave:
         chunks, gaps = {}, []
         for report in reports:
@@ -285,6 +306,7 @@ def window(reports: list[dict], warmup: int, global_batch: int, interleave: int 
                     continue
                 cpu_seconds += report["cpu"][done + interleave - 1] - resumed_cpu
                 if report is main:
+                    fault_count += faults[done + interleave - 1] - faults[done - 1]
                     chunk = stamps[done : done + interleave]
                     chunks[done // interleave] = chunk[-1] - resumed_wall
                     gaps += [chunk[0] - resumed_wall] + [b - a for a, b in zip(chunk, chunk[1:])]
@@ -296,6 +318,7 @@ def window(reports: list[dict], warmup: int, global_batch: int, interleave: int 
         for report in reports:
             cpu = report["cpu"][warmup - 1 :] if warmup > 0 else report["cpu"]
             cpu_seconds += cpu[-1] - cpu[0]
+        fault_count = faults[-1] - faults[max(0, warmup - 1)]
     if not steps:
         raise RuntimeError("no step was measured")
     gaps.sort()
@@ -306,8 +329,34 @@ def window(reports: list[dict], warmup: int, global_batch: int, interleave: int 
         "step_ms_mean": 1000 * seconds / steps,
         "step_ms_median": 1000 * gaps[len(gaps) // 2],
         "cpu_ms_per_step": 1000 * cpu_seconds / steps,
+        "minor_faults_per_step": fault_count / steps,  # rank 0
         "chunks": chunks,
     }
+
+
+# name: (x, y): throughput of x relative to y
+COMPARISONS = {
+    "ratio": ("dtec", "hand"),  # the headline: generated / hand-written
+    "control": ("hand-b", "hand"),  # A/A: 1 but for noise and bias
+    "dtec_vs_bare": ("dtec", "bare"),  # 1 - this = all in-loop instrumentation
+    "dtec_vs_quiet": ("dtec", "quiet"),  # 1 - this = what the switches turn off
+    "quiet_vs_bare": ("quiet", "bare"),  # 1 - this = the per-step stop-flag all-reduce
+    "bare_vs_hand": ("bare", "hand"),  # the generated loop without instrumentation
+    "malloc": ("hand", "hand-glibc"),  # fixed malloc thresholds against glibc's default
+}
+
+
+def compare(x: dict, y: dict) -> dict:
+    """Throughput of x relative to y, three ways.
+
+    `value`: the median over chunks of y's chunk time / x's chunk time, each pair measured K steps
+    apart on the same machine (interleaved runs; else the window ratio); `window`: the ratio of
+    the whole windows' throughputs; `cpu`: the ratio of CPU seconds per step (y / x).
+    """
+    window = x["samples_per_s"] / y["samples_per_s"]
+    pairs = [y["chunks"][c] / x["chunks"][c] for c in x["chunks"] if c in y["chunks"]]
+    value = summary(pairs)["median"] if pairs else window
+    return {"value": value, "window": window, "cpu": y["cpu_ms_per_step"] / x["cpu_ms_per_step"]}
 
 
 def weights_difference(a: Path, b: Path) -> float | None:
@@ -329,9 +378,11 @@ def run(
     strategies: list[str] | None = None,
     rounds: int = 5,
     warmup: int = 20,
-    steps: int = 120,
+    steps: int = 200,
     ranks: int = 2,
     instrumentation: list[str] | None = None,
+    control: list[str] | None = None,
+    malloc: str = "fixed",
     blueprint: Path = BLUEPRINTS / "quickstart.twin",
     extra_sets: list[str] | None = None,
     interleave: int | None = 10,
@@ -344,6 +395,7 @@ def run(
         warmup = max(interleave, math.ceil(warmup / interleave) * interleave)
         steps = math.ceil(steps / interleave) * interleave
     instrumentation = ["ddp"] if instrumentation is None else instrumentation
+    control = list(STRATEGIES) if control is None else control
     sets_common = workload_sets(ranks, warmup, steps) if extra_sets is None else extra_sets
     out.mkdir(parents=True, exist_ok=True)
     results: dict = {
@@ -358,6 +410,7 @@ def run(
             "rounds": rounds,
             "launch": "one harness process per rank with torchrun's environment variables",
             "interleave_steps": interleave,
+            "malloc": FIXED_MALLOC if malloc == "fixed" else "glibc default",
             "omp_num_threads": os.environ.get("OMP_NUM_THREADS", "1"),
         },
         "strategies": {},
@@ -366,6 +419,10 @@ def run(
     for name in strategies:
         sets, hand_script = STRATEGIES[name]
         variants = ["hand", "dtec"] + (["quiet", "bare"] if name in instrumentation else [])
+        if name in control:
+            variants.append("hand-b")  # A/A: the hand-written loop again, the method's own noise
+            if malloc == "fixed":
+                variants.append("hand-glibc")  # the hand-written loop with glibc's default malloc
         built = build_bundles(out / "bundles" / name, blueprint, sets_common + sets, variants)
         global_batch = built["batch"] * ranks
         log(
@@ -380,7 +437,8 @@ def run(
             for variant in variants:
                 run_dir = out / "runs" / name / f"{variant}-{r}"
                 shutil.rmtree(run_dir, ignore_errors=True)
-                if variant == "hand":
+                env = dict(FIXED_MALLOC) if malloc == "fixed" and variant != "hand-glibc" else {}
+                if variant in ("hand", "hand-b", "hand-glibc"):
                     args = [
                         "--bundle",
                         str(built["folders"]["dtec"]),
@@ -396,6 +454,7 @@ def run(
                             args,
                             run_dir / "harness",
                             sync_at=sync_at,
+                            env=env,
                         )
                     )
                 else:
@@ -417,11 +476,12 @@ def run(
                             stubs=("stop-flag",) if variant == "bare" else (),
                             timers=PER_EPOCH if variant == "dtec" else (),
                             sync_at=sync_at,
+                            env=env,
                         )
                     )
             if not interleave and r % 2:
                 jobs.reverse()  # A B, then B A: drift between runs cancels
-            reports = run_jobs(jobs, ranks, total_steps, interleave)
+            reports = run_jobs(jobs, ranks, total_steps, interleave, seed=r)
             figures = {}
             for variant, ranks_reports in reports.items():
                 counts = {len(report["steps"]) for report in ranks_reports}
@@ -441,79 +501,50 @@ def run(
                 )
             )
             row = {"round": r, "order": [job.name for job in jobs], "figures": figures}
-            hand = figures["hand"]
-            row["ratio"] = figures["dtec"]["samples_per_s"] / hand["samples_per_s"]
-            row["ratio_median_step"] = hand["step_ms_median"] / figures["dtec"]["step_ms_median"]
-            row["ratio_cpu"] = hand["cpu_ms_per_step"] / figures["dtec"]["cpu_ms_per_step"]
-            if interleave:  # paired by chunk: the same stretch of machine load, K steps apart
-                pairs = [
-                    hand["chunks"][c] / figures["dtec"]["chunks"][c]
-                    for c in hand["chunks"]
-                    if c in figures["dtec"]["chunks"]
-                ]
-                row["ratio_chunks"] = summary(pairs)
-            if "bare" in figures:
-                row["cost_all_cpu"] = (
-                    1 - figures["bare"]["cpu_ms_per_step"] / figures["dtec"]["cpu_ms_per_step"]
-                )
-                row["cost_all"] = (
-                    1 - figures["dtec"]["samples_per_s"] / figures["bare"]["samples_per_s"]
-                )
-                row["cost_switchable"] = (
-                    1 - figures["dtec"]["samples_per_s"] / figures["quiet"]["samples_per_s"]
-                )
-                row["cost_stop_flag"] = (
-                    1 - figures["quiet"]["samples_per_s"] / figures["bare"]["samples_per_s"]
-                )
-                row["bare_vs_hand"] = figures["bare"]["samples_per_s"] / hand["samples_per_s"]
+            for key, (x, y) in COMPARISONS.items():
+                if x in figures and y in figures:
+                    row[key] = compare(figures[x], figures[y])
             for f in figures.values():
                 f.pop("chunks")
             per_round.append(row)
             log(
-                f"  {name} round {r}: dtec/hand {row['ratio']:.3f}"
-                + (f", instrumentation {100 * row['cost_all']:+.1f}%" if "cost_all" in row else "")
+                f"  {name} round {r}: dtec/hand {row['ratio']['value']:.3f} (window "
+                f"{row['ratio']['window']:.3f}, CPU {row['ratio']['cpu']:.3f})"
+                + (f", A/A {row['control']['value']:.3f}" if "control" in row else "")
+                + (
+                    f", dtec/bare {row['dtec_vs_bare']['value']:.3f}"
+                    if "dtec_vs_bare" in row
+                    else ""
+                )
             )
-        step_s = summary([row["figures"]["dtec"]["step_ms_mean"] / 1000 for row in per_round])[
-            "median"
-        ]
+        step_s = summary([row["figures"]["dtec"]["step_ms_mean"] / 1000 for row in per_round])
         entry = {
             "strategy": built["strategy"],
             "zero": built["zero"],
             "precision": built["precision"],
             "global_batch": global_batch,
             "variants": variants,
-            "ratio": summary([row["ratio"] for row in per_round]),
-            "ratio_median_step": summary([row["ratio_median_step"] for row in per_round]),
-            "ratio_cpu": summary([row["ratio_cpu"] for row in per_round]),
-            "cpu_ms_per_step": {
-                v: summary([row["figures"][v]["cpu_ms_per_step"] for row in per_round])
-                for v in variants
-            },
-            "ratio_chunk_median": summary(
-                [row["ratio_chunks"]["median"] for row in per_round if "ratio_chunks" in row]
-            ),
-            "samples_per_s": {
-                v: summary([row["figures"][v]["samples_per_s"] for row in per_round])
-                for v in variants
-            },
-            "step_ms_median": {
-                v: summary([row["figures"][v]["step_ms_median"] for row in per_round])
-                for v in variants
-            },
             "rounds": per_round,
             "max_weight_difference": max((d for d in same_math if d is not None), default=None),
             "per_epoch_seconds": {t: summary(v) for t, v in timers.items()},
-            "dtec_step_seconds": step_s,
+            "dtec_step_seconds": step_s["median"],
         }
-        if "bare" in variants:
-            for key in (
-                "cost_all",
-                "cost_all_cpu",
-                "cost_switchable",
-                "cost_stop_flag",
-                "bare_vs_hand",
-            ):
-                entry[key] = summary([row[key] for row in per_round])
+        for key in COMPARISONS:
+            if key in per_round[0]:
+                entry[key] = {
+                    how: summary([row[key][how] for row in per_round])
+                    for how in ("value", "window", "cpu")
+                }
+        for figure in (
+            "samples_per_s",
+            "step_ms_median",
+            "cpu_ms_per_step",
+            "minor_faults_per_step",
+        ):
+            entry[figure] = {
+                v: summary([row["figures"][v][figure] for row in per_round]) for v in variants
+            }
+        step_s = step_s["median"]
         # Per-epoch work as a share of an epoch of the shipped quickstart (28 steps per epoch on
         # 2 ranks) and of a 1000-step epoch, at this run's step time.
         per_epoch = sum(entry["per_epoch_seconds"][t]["median"] or 0.0 for t in PER_EPOCH)
@@ -528,27 +559,29 @@ def run(
         results["strategies"][name] = entry
     if not keep:
         shutil.rmtree(out / "runs", ignore_errors=True)
-    ratios = {n: e["ratio"]["median"] for n, e in results["strategies"].items()}
     results["targets"] = [
         target(
             f"generated/hand-written throughput, {n}",
-            ratios[n],
+            e["ratio"]["value"]["median"],
             0.98,
             "ratio",
             "higher",
-            note=_spread(results["strategies"][n]["ratio"]),
+            note=_spread(e["ratio"]["value"])
+            + f"; whole window {e['ratio']['window']['median']:.3f}, CPU {e['ratio']['cpu']['median']:.3f}",
         )
-        for n in ratios
+        for n, e in results["strategies"].items()
     ]
     for n, e in results["strategies"].items():
-        if "cost_all" in e:
+        if "dtec_vs_bare" in e:
+            cost = {k: 1 - v for k, v in e["dtec_vs_bare"]["value"].items() if k in ("median",)}
             results["targets"].append(
                 target(
                     f"in-loop instrumentation cost, {n}",
-                    e["cost_all"]["median"],
+                    cost["median"],
                     0.02,
                     "fraction",
-                    note=_spread(e["cost_all"]),
+                    note=f"1 - dtec/bare; rounds: {_spread(e['dtec_vs_bare']['value'])}; "
+                    f"CPU {1 - e['dtec_vs_bare']['cpu']['median']:.3f}",
                 )
             )
     return results
