@@ -8,9 +8,15 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from pathlib import Path
 
 import pytest
+
+# benchmarks/ is not part of the wheel; CI runs pytest with `python -P` and importlib mode, so the
+# checkout is not on sys.path. conftest.py has imported the installed dtec already, so adding the
+# checkout here cannot shadow it.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks import compile_latency, growth, lint_throughput, profiles, report, training
 from benchmarks.blueprint_gen import SERIES, realistic, shipped
