@@ -82,37 +82,45 @@ def phases(repeat: int) -> dict:
 def processes(rounds: int) -> dict:
     """Wall time of whole processes, alternated round by round so drift hits all alike.
 
-    Each dtec command runs as this environment runs it, and again with a bytecode cache (a
-    `PYTHONPYCACHEPREFIX` folder, PYTHONDONTWRITEBYTECODE unset): an editable install under
-    PYTHONDONTWRITEBYTECODE=1 compiles every dtec module from source in every process.
+    `dtec ...` is the console script, which imports the installed dtec (its path is recorded:
+    a wheel install has its bytecode compiled at install time). `python -m dtec ...` runs from
+    the checkout (the working directory is the repository), as this environment runs it, and
+    again with a bytecode cache (a private `PYTHONPYCACHEPREFIX` folder, PYTHONDONTWRITEBYTECODE
+    unset): under PYTHONDONTWRITEBYTECODE=1 a checkout compiles every dtec module from source in
+    every process.
     """
     python, dtec = python_executable(), dtec_executable()
     out_dir = Path(tempfile.mkdtemp(prefix="dtec-bench-compile-"))
     cache_env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
     cache_env["PYTHONPYCACHEPREFIX"] = str(out_dir / "pycache")
-    launcher = [dtec] if dtec else [python, "-m", "dtec"]
-    label = "dtec" if dtec else "python -m dtec"
-    lint = [*launcher, "lint", str(QUICKSTART)]
-    compile_ = [*launcher, "compile", str(QUICKSTART), "-t", "local", "-o", str(out_dir / "bundle")]
+    lint_args = ["lint", str(QUICKSTART)]
+    compile_args = ["compile", str(QUICKSTART), "-t", "local", "-o", str(out_dir / "bundle")]
+    module = [python, "-m", "dtec"]
     commands: dict[str, tuple[list[str], dict | None]] = {
-        "python -c pass": ([python, "-c", "pass"], None),
-        f"{label} lint": (lint, None),
-        f"{label} compile": (compile_, None),
-        f"{label} lint, bytecode cache": (lint, cache_env),
-        f"{label} compile, bytecode cache": (compile_, cache_env),
+        "python -c pass": ([python, "-c", "pass"], None)
     }
     if dtec:
-        commands["python -m dtec lint"] = ([python, "-m", "dtec", "lint", str(QUICKSTART)], None)
+        commands["dtec lint"] = ([dtec, *lint_args], None)
+        commands["dtec compile"] = ([dtec, *compile_args], None)
+    commands["python -m dtec lint"] = ([*module, *lint_args], None)
+    commands["python -m dtec lint, bytecode cache"] = ([*module, *lint_args], cache_env)
+    commands["python -m dtec compile, bytecode cache"] = ([*module, *compile_args], cache_env)
+    installed = subprocess.run(
+        [python, "-c", "import dtec; print(dtec.__file__)"],
+        capture_output=True,
+        text=True,
+        cwd=tempfile.gettempdir(),
+    ).stdout.strip()
     times: dict[str, list[float]] = {name: [] for name in commands}
     failures: dict[str, str] = {}
     for command, env in commands.values():  # one untimed run each: page cache, the bytecode cache
-        subprocess.run(command, capture_output=True, env=env)
+        subprocess.run(command, capture_output=True, env=env, cwd=ROOT)
     for r in range(rounds):
         order = list(commands) if r % 2 == 0 else list(reversed(commands))
         for name in order:
             command, env = commands[name]
             start = time.perf_counter()
-            done = subprocess.run(command, capture_output=True, text=True, env=env)
+            done = subprocess.run(command, capture_output=True, text=True, env=env, cwd=ROOT)
             times[name].append(time.perf_counter() - start)
             if done.returncode != 0:
                 failures[name] = (done.stdout + done.stderr)[-500:]
@@ -128,7 +136,11 @@ def processes(rounds: int) -> dict:
         if name != "python -c pass"
     }
     result["failures"] = failures
-    result["lint_command"] = f"{label} lint"
+    result["lint_command"] = "dtec lint" if dtec else "python -m dtec lint"
+    result["console_script_imports"] = installed
+    result["console_script_is_checkout"] = (
+        Path(installed).resolve().is_relative_to(ROOT) if installed else None
+    )
     result["environment"] = {"PYTHONDONTWRITEBYTECODE": os.environ.get("PYTHONDONTWRITEBYTECODE")}
     return result
 
@@ -150,7 +162,7 @@ def run(out: Path, *, repeat: int = 30, rounds: int = 15) -> dict:
     )
     lint_name = result["processes"]["lint_command"]
     lint = result["processes"]["seconds"][lint_name]
-    cached = result["processes"]["seconds"][f"{lint_name}, bytecode cache"]
+    cached = result["processes"]["seconds"]["python -m dtec lint, bytecode cache"]
     result["targets"] = [
         target(
             "compile quickstart in-process (local)",
@@ -165,7 +177,7 @@ def run(out: Path, *, repeat: int = 30, rounds: int = 15) -> dict:
             0.25,
             "s",
             note=f"min {lint['min']:.3f}, max {lint['max']:.3f}; python -c pass "
-            f"{result['processes']['seconds']['python -c pass']['median']:.3f}; with a bytecode cache "
+            f"{result['processes']['seconds']['python -c pass']['median']:.3f}; checkout with a bytecode cache "
             f"{cached['median']:.3f}",
         ),
     ]

@@ -210,6 +210,18 @@ def markdown(results: dict) -> str:
                     f"| `{r['function']}` | {r['calls']} | {r['tottime_s']:.3f} | {100 * r['tottime_share']:.1f} % | {r['cumtime_s']:.3f} |"
                 )
         out.append("")
+    if "stopflag" in b:
+        sf = b["stopflag"]
+        share = sf.get("cpu_share_of_step")
+        out += [
+            "## The per-step pre-emption check alone",
+            "",
+            f"`StopFlag.agreed` of the generated DDP script, {sf['iterations']} calls back to back on 2 ranks, "
+            f"{len(sf['rounds'])} rounds: {_range(sf['wall_us_per_step'], 0)} µs wall per call, "
+            f"{_range(sf['cpu_us_per_step_all_ranks'], 0)} µs CPU per call summed over both ranks"
+            + (f"; {100 * share:.1f} % of the generated DDP step's CPU time." if share else "."),
+            "",
+        ]
     if "gpu" in b:
         gp = b["gpu"]
         out += [

@@ -4,11 +4,13 @@
     python -m benchmarks.run --quick              # small sizes, a few minutes: does it all work?
     python -m benchmarks.run --only growth,lint   # some benchmarks (merged into earlier results)
     python -m benchmarks.run --publish            # also copy the results to docs/benchmarks/
+    python -m benchmarks.run --report --publish   # only rewrite results.md and the plots
 
 Benchmarks: compile (in-process per blueprint and target; whole processes next to
 `python -c pass`), lint (1,000 generated blueprints in one process), growth (compile time against
 blueprint size, fitted exponent), training (generated train.py against hand-written loops, DDP,
-FSDP, DeepSpeed ZeRO-1/2/3, and the instrumentation's cost), profile (import times and cProfile
+FSDP, DeepSpeed ZeRO-1/2/3, and the instrumentation's cost), stopflag (the per-step pre-emption
+check timed alone), profile (import times and cProfile
 of the lint and compile paths). The GPU comparison is `benchmarks/gpu.sh`.
 
 Output: DIR/results.json (default benchmarks/results/, which git ignores), DIR/results.md, DIR/*.png.
@@ -17,6 +19,7 @@ Output: DIR/results.json (default benchmarks/results/, which git ignores), DIR/r
 from __future__ import annotations
 
 import argparse
+import os
 import json
 import shutil
 import sys
@@ -26,7 +29,15 @@ from pathlib import Path
 if __package__ in (None, ""):  # `python benchmarks/run.py`
     sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
-from benchmarks import compile_latency, growth, lint_throughput, profiles, report, training  # noqa: E402
+from benchmarks import (  # noqa: E402
+    compile_latency,
+    growth,
+    lint_throughput,
+    profiles,
+    report,
+    stop_flag,
+    training,
+)
 from benchmarks.common import ROOT, log, machine  # noqa: E402
 
 # name: (module, full sizes, quick sizes)
@@ -35,6 +46,7 @@ BENCHMARKS = {
     "lint": (lint_throughput, {}, {"count": 100, "repeat": 2}),
     "growth": (growth, {}, {"sizes": (10, 100, 1000), "budget": 0.5}),
     "training": (training, {}, {"rounds": 1, "warmup": 10, "steps": 30}),
+    "stopflag": (stop_flag, {}, {"rounds": 1, "iterations": 300}),
     "profile": (profiles, {}, {"lint_count": 100, "compile_repeat": 10}),
 }
 DOCS = ROOT / "docs" / "benchmarks"
@@ -61,6 +73,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--rounds", type=int, help="training: rounds (default 5; --quick 1)")
     parser.add_argument(
+        "--report", action="store_true", help="run nothing: rewrite results.md and the plots"
+    )
+    parser.add_argument(
         "--publish", action="store_true", help=f"copy the results into {DOCS.relative_to(ROOT)}/"
     )
     args = parser.parse_args(argv)
@@ -76,8 +91,9 @@ def main(argv: list[str] | None = None) -> int:
     results = {"benchmarks": {}}
     if results_path.exists() and not args.fresh:
         results = json.loads(results_path.read_text())
-    results["machine"] = machine()
-    for name in names:
+    if not args.report:
+        results["machine"] = machine()
+    for name in [] if args.report else names:
         module, full, quick = BENCHMARKS[name]
         options = dict(quick if args.quick else full)
         if name == "training":
@@ -85,6 +101,10 @@ def main(argv: list[str] | None = None) -> int:
                 options["strategies"] = args.strategies.split(",")
             if args.rounds:
                 options["rounds"] = args.rounds
+        if name == "stopflag":
+            ddp = results["benchmarks"].get("training", {}).get("strategies", {}).get("ddp")
+            if ddp:  # the generated DDP step's CPU time (all ranks), to express the check's share
+                options["step_ms"] = ddp["cpu_ms_per_step"]["dtec"]["median"]
         started = time.time()
         outcome = module.run(args.out / "work" / name, **options)
         outcome["meta"] = {
@@ -93,8 +113,7 @@ def main(argv: list[str] | None = None) -> int:
             "seconds": round(time.time() - started, 1),
             "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "git_commit": results["machine"]["git_commit"],
-            "load_average_after": results["machine"]["load_average"]
-            and list(__import__("os").getloadavg()),
+            "load_average_after": results["machine"]["load_average"] and list(os.getloadavg()),
         }
         results["benchmarks"][name] = outcome
         results_path.write_text(

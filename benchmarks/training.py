@@ -573,15 +573,18 @@ def run(
     ]
     for n, e in results["strategies"].items():
         if "dtec_vs_bare" in e:
-            cost = {k: 1 - v for k, v in e["dtec_vs_bare"]["value"].items() if k in ("median",)}
+            # Instrumentation is extra work: CPU seconds per step measure it; the paired wall-clock
+            # difference is reported next to it, but on a busy machine it is far noisier.
+            cpu = e["dtec_vs_bare"]["cpu"]
+            wall = e["dtec_vs_bare"]["value"]
             results["targets"].append(
                 target(
-                    f"in-loop instrumentation cost, {n}",
-                    cost["median"],
+                    f"in-loop instrumentation cost (CPU per step), {n}",
+                    1 - cpu["median"],
                     0.02,
                     "fraction",
-                    note=f"1 - dtec/bare; rounds: {_spread(e['dtec_vs_bare']['value'])}; "
-                    f"CPU {1 - e['dtec_vs_bare']['cpu']['median']:.3f}",
+                    note=f"1 - dtec/bare; rounds {1 - cpu['max']:.3f} to {1 - cpu['min']:.3f}; "
+                    f"paired wall {1 - wall['median']:.3f} ({1 - wall['max']:.3f} to {1 - wall['min']:.3f})",
                 )
             )
     return results

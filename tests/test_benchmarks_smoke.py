@@ -171,3 +171,14 @@ def test_gpu_script_dry_run(tmp_path: Path) -> None:
     check_training(r, ["single"])
     assert r["flops"]["flops_per_sample"] > 0 and r["flops"]["parameters"] > 0
     assert r["mfu_dtec"] is None or number(r["mfu_dtec"])
+
+
+@pytest.mark.slow
+def test_stop_flag(tmp_path: Path) -> None:
+    from benchmarks import stop_flag
+
+    r = stop_flag.run(tmp_path, rounds=1, iterations=20, step_ms=40.0)
+    check_targets(r)
+    check_summary(r["wall_us_per_step"], 1)
+    assert number(r["cpu_share_of_step"])
+    assert "pre-emption check" in report.markdown({"benchmarks": {"stopflag": r}})
