@@ -61,7 +61,7 @@ def generate(ir: IR, plan: Plan, shared: Mapping[str, str]) -> tuple[dict[str, s
     return {JOB_FILE: text}, found
 
 
-class _Dumper(yaml.SafeDumper):
+class _Dumper(getattr(yaml, "CSafeDumper", yaml.SafeDumper)):  # libyaml's is ~17x faster
     """yaml.safe_dump's dumper, writing multi-line strings (train.py) as literal blocks."""
 
 

@@ -208,7 +208,7 @@ def export_lines(
     site: Mapping[str, str], user: Mapping[str, str], found: list[Diagnostic]
 ) -> list[tuple[str, str]]:
     """Return (name, shell word) pairs: profile values may use $VARS, blueprint values are inert."""
-    out = [(name, dquote(value)) for name, value in site.items() if name not in _COMPUTED_ENV]
+    out = {name: dquote(value) for name, value in site.items() if name not in _COMPUTED_ENV}
     for name, value in user.items():
         if not _NAME.fullmatch(name):
             found.append(
@@ -220,9 +220,9 @@ def export_lines(
                 )
             )
             continue
-        out = [pair for pair in out if pair[0] != name]
-        out.append((name, shell_word(value)))
-    return out
+        out.pop(name, None)  # a blueprint value replaces the site's, and comes after the others
+        out[name] = shell_word(value)
+    return list(out.items())
 
 
 def _container(ir: IR, plan: Plan, found: list[Diagnostic]) -> dict[str, Any] | None:
