@@ -87,6 +87,11 @@ class _Planner:
         self.settings: dict[str, Any] = (bp.get("target") or {}).get(target) or {}
         self.found: list[Diagnostic] = []
         self.decisions: list[Decision] = []
+        # The model `train` trains, and the data set it reads: what every estimate is about.
+        self.model = bp.get("train", "model")
+        self.data = bp.get("model", self.model, "input") if self.model else None
+        batch = bp.get("data", self.data, "batch") if self.data else None
+        self.batch = batch if isinstance(batch, int) else 1
 
     def report(self, code: str, message: str, *path: str | int, help: str | None = None, related=()) -> None:
         span = self.bp.span(*path) if path else self.bp.span("target", self.target)
@@ -129,7 +134,7 @@ class _Planner:
                 "strategy", "gpus_per_node",
                 help="use `gpus_per_node = all`, or a partition that shares nodes",
             )
-        batch = self.batch()
+        batch = self.batch
         global_batch = batch * world * (self.bp.get("train", "grad_accum") or 1)
         self.decide("global batch", global_batch, f"{batch} per rank × {world} ranks × {self.bp.get('train', 'grad_accum') or 1} accumulation steps")
         return (
@@ -321,7 +326,7 @@ class _Planner:
         return max(per_rank, 1)
 
     def workers(self, cpus_per_rank: int) -> int:
-        data = self.bp.get("train", "model") and self.bp.get("model", self.bp.get("train", "model"), "input")
+        data = self.data
         asked = self.bp.get("data", data, "workers", default="auto") if data else "auto"
         if asked == "auto":
             chosen = max(0, min(8, cpus_per_rank - 1))
@@ -336,17 +341,10 @@ class _Planner:
             )
         return asked if isinstance(asked, int) else 0
 
-    def batch(self) -> int:
-        model = self.bp.get("train", "model")
-        data = self.bp.get("model", model, "input") if model else None
-        batch = self.bp.get("data", data, "batch") if data else None
-        return batch if isinstance(batch, int) else 1
-
     def strategy(self, kind: str, zero: int | None, world: int, node: Node, device: str, precision: str):
-        model = self.bp.get("train", "model")
+        model = self.model
         arch = self.bp.get("model", model, "arch") if model else None
-        data = self.bp.get("model", model, "input") if model else None
-        source = self.bp.get("data", data, "source") if data else None
+        source = self.bp.get("data", self.data, "source") if self.data else None
         shape = sample_shape(source) if isinstance(source, dict) else None
         params = parameter_count(arch, shape) if isinstance(arch, dict) else None
         optimizer = (self.bp.get("train", "optimizer") or {}).get("fn", "adamw")
@@ -355,7 +353,7 @@ class _Planner:
         else:
             ranks = max(world // max(self.bp.get("strategy", "nodes") or 1, 1), 1)
             limit = int(node.requestable_memory_gb * GiB / ranks) or None
-        activations = activation_bytes(arch, shape, self.batch(), precision) if isinstance(arch, dict) else 0
+        activations = activation_bytes(arch, shape, self.batch, precision) if isinstance(arch, dict) else 0
 
         def memory(stage: int) -> Memory | None:
             return memory_per_rank(params, optimizer, activations, world, stage) if params is not None else None
