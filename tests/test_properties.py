@@ -15,11 +15,14 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from lark import Tree
+from lark.exceptions import UnexpectedInput
 
 from dtec.format import format_source
 from dtec.format.comments import comment_text
 from dtec.lint import analyse
 from dtec.source import Source
+from dtec.syntax import lalr, parser
 from dtec.syntax.parser import parse
 from dtec.syntax.units import UNITS
 
@@ -313,6 +316,49 @@ def mutated(draw: st.DrawFn) -> str:
 @given(mutated())
 def test_mutated_blueprints_never_crash(text: str) -> None:
     assert_no_crash(text)
+
+
+# ---- (d) dtec's LALR loop and lark's own parser accept the same texts, with the same trees -------
+
+
+def _lark_shape(text: str) -> object:
+    """Return lark's parse tree as nested tuples, or None when lark rejects the text."""
+    try:
+        tree = parser._lark().parse(text)
+    except UnexpectedInput:
+        return None
+
+    def shape(node: object) -> object:
+        if isinstance(node, Tree):
+            return (node.data, [shape(c) for c in node.children])
+        return (node.type, str(node), node.start_pos)  # type: ignore[attr-defined]
+
+    return shape(tree)
+
+
+def _loop_shape(text: str) -> object:
+    """Return what dtec's LALR loop builds, as the same nested tuples."""
+    tables = parser._tables()
+
+    def handler(name: str):  # noqa: ANN202
+        return lambda children, level: (
+            name,
+            [c if isinstance(c, tuple) else (c.type, c.text, c.start) for c in children],
+        )
+
+    handlers = {name: handler(name) for _, name, inlined in tables.rules if not inlined}
+    return lalr.run(tables, text, handlers, [])
+
+
+@fuzz(1500)
+@given(st.one_of(any_text, mutated()))
+def test_lalr_loop_matches_lark(text: str) -> None:
+    assert _loop_shape(text) == _lark_shape(text)
+
+
+@pytest.mark.parametrize("name", sorted(TEXTS))
+def test_lalr_loop_matches_lark_on_shipped_blueprints(name: str) -> None:
+    assert _loop_shape(TEXTS[name]) == _lark_shape(TEXTS[name]) is not None
 
 
 @pytest.mark.parametrize("name", sorted(TEXTS))

@@ -1,17 +1,18 @@
-"""Parse .twin text into the AST, turning every lark error into a coded diagnostic."""
+"""Parse .twin text into the AST; when the text is not in the language, lark says why, as a coded diagnostic."""
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from functools import cache
 
-from lark import Lark, Token, Tree
+from lark import Lark, Token
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 
 from dtec.diagnostics import Diagnostic, Related, diag
 from dtec.resources import data_path
 from dtec.source import Source, Span
-from dtec.syntax import ast
+from dtec.syntax import ast, lalr
 from dtec.syntax.units import UNITS
 from dtec.suggest import did_you_mean
 
@@ -45,159 +46,122 @@ _TERMINALS = {
 _CLOSERS = {"{": "}", "[": "]", "(": ")"}
 
 
-# Comments are %ignore'd by the grammar; the lexer hands them here so the formatter keeps them.
-_comment_sink: list[Token] = []
-
-
-def _keep_comment(token: Token) -> Token:
-    _comment_sink.append(token)
-    return token
+@cache
+def _lark() -> Lark:
+    return Lark.open(str(data_path("grammars", "twin.lark")), parser="lalr", maybe_placeholders=False, cache=True)
 
 
 @cache
-def _lark() -> Lark:
-    return Lark.open(
-        str(data_path("grammars", "twin.lark")),
-        parser="lalr",
-        maybe_placeholders=False,
-        lexer_callbacks={"COMMENT": _keep_comment},
-        cache=True,
-    )
+def _tables() -> lalr.Tables:
+    return lalr.tables(_lark(), keep=("COMMENT",))
 
 
 def parse(source: Source) -> tuple[ast.Document | None, list[Diagnostic]]:
     """Parse one source; return the document (None on a syntax error) and diagnostics."""
-    comments: list[Token] = []
-    try:
-        tree = _parse_tree(source, comments)
-    except UnexpectedInput as exc:
-        return None, [_syntax_diagnostic(source, exc)]
     builder = _Builder(source)
-    items = tuple(builder.item(child) for child in tree.children)
+    comments: list[lalr.Token] = []
+    items = lalr.run(_tables(), source.text, builder.handlers, comments)
+    if items is None:
+        return None, [_syntax_error(source)]
     document = ast.Document(
-        items,
-        tuple(ast.Comment(str(c), Span(source, c.start_pos, c.end_pos)) for c in comments),
-        source,
+        tuple(items), tuple(ast.Comment(c.text, Span(source, c.start, c.end)) for c in comments), source
     )
     return document, builder.diagnostics
 
 
-def _parse_tree(source: Source, comments: list[Token]) -> Tree:
-    _comment_sink.clear()
+def _syntax_error(source: Source) -> Diagnostic:
+    """Ask lark why the text is not in the language, and say it in the user's terms."""
     try:
-        return _lark().parse(source.text)
-    finally:
-        comments.extend(_comment_sink)
-        _comment_sink.clear()
+        _lark().parse(source.text)
+    except UnexpectedInput as exc:
+        return _syntax_diagnostic(source, exc)
+    raise AssertionError("dtec's LALR loop rejected a text that lark accepts")
 
 
 class _Builder:
-    """Turn lark trees into AST nodes, collecting diagnostics for bad literals."""
+    """Build AST nodes on each reduction, collecting diagnostics for bad literals and deep nesting."""
 
     def __init__(self, source: Source) -> None:
         self.source = source
         self.diagnostics: list[Diagnostic] = []
-        self.depth = 0
+        self.handlers: dict[str, lalr.Handler] = {
+            "start": lambda children, level: children,
+            "body": lambda children, level: _nodes(children),
+            "import_stmt": self.import_stmt,
+            "block": self.block,
+            "attribute": self.attribute,
+            "string": self.expr(lambda c, span: ast.Str(self.string(c[0]), span)),
+            "number": self.expr(lambda c, span: self.number(c[0])),
+            "boolean": self.expr(lambda c, span: ast.Bool(c[0].type == "TRUE", span)),
+            "symbol": self.expr(lambda c, span: ast.Symbol(c[0].text, span)),
+            "reference": self.expr(lambda c, span: ast.Ref(tuple(t.text for t in c if t.type == "NAME"), span)),
+            "list": self.expr(lambda c, span: ast.ListExpr(_nodes(c), span)),
+            "map": self.expr(lambda c, span: ast.MapExpr(_nodes(c), span)),
+            "call": self.expr(self.call),
+        }
 
-    def span(self, node: Tree | Token) -> Span:
-        # Every rule starts and ends with a token (brackets are named terminals, kept in the tree),
-        # so spans come from the edge tokens; lark's propagate_positions would cost a third of a parse.
-        first = last = node
-        while isinstance(first, Tree):
-            first = first.children[0]
-        while isinstance(last, Tree):
-            last = last.children[-1]
-        return Span(self.source, first.start_pos, last.end_pos)
+    def span(self, first: lalr.Token, last: lalr.Token | ast.Expr) -> Span:
+        return Span(self.source, first.start, last.end if last.__class__ is lalr.Token else last.span.end)  # type: ignore[union-attr]
 
-    def item(self, node: Tree) -> ast.Block | ast.Attribute | ast.Import:
-        if node.data == "import_stmt":
-            _, path = node.children
-            return ast.Import(self.string(path), self.span(path), self.span(node))
-        return self.member(node)
+    def import_stmt(self, children: list, level: int) -> ast.Import:
+        keyword, path = children
+        return ast.Import(self.string(path), self.span(path, path), self.span(keyword, path))
 
-    def member(self, node: Tree) -> ast.Block | ast.Attribute:
-        if node.data == "attribute":
-            return self.attribute(node)
-        self.depth += 1
-        try:
-            return self.block(node)
-        finally:
-            self.depth -= 1
-
-    def block(self, node: Tree) -> ast.Block:
-        kind, *rest = node.children
+    def block(self, children: list, level: int) -> ast.Block:
+        kind, *rest = children
         label = rest[0] if rest[0].type == "STRING" else None
-        members: tuple[ast.Block | ast.Attribute, ...] = ()
-        if self.depth <= MAX_DEPTH:
-            members = tuple(self.member(c) for c in rest[-2].children if isinstance(c, Tree))
-        elif self.depth == MAX_DEPTH + 1:
-            self.diagnostics.append(
-                diag("DT002", f"blocks nested more than {MAX_DEPTH} levels deep", self.span(node), "flatten the blocks")
-            )
+        span = self.span(kind, rest[-1])
+        members: tuple[ast.Block | ast.Attribute, ...] = rest[-2]
+        if level >= MAX_DEPTH:  # the block sits at depth level + 1
+            members = ()
+            if level == MAX_DEPTH:
+                self.diagnostics.append(
+                    diag("DT002", f"blocks nested more than {MAX_DEPTH} levels deep", span, "flatten the blocks")
+                )
         return ast.Block(
-            str(kind),
-            self.string(label) if label is not None else None,
+            kind.text,
+            self.string(label) if label is not None and level <= MAX_DEPTH else None,
             members,
-            self.span(kind),
-            self.span(label) if label is not None else None,
-            self.span(node),
-        )
-
-    def attribute(self, node: Tree) -> ast.Attribute:
-        key, _, value = node.children
-        return ast.Attribute(str(key), self.expr(value), self.span(key), self.span(node))
-
-    def expr(self, node: Tree) -> ast.Expr:
-        self.depth += 1
-        try:
-            if self.depth > MAX_DEPTH:
-                return self.too_deep(node)
-            return self._expr(node)
-        finally:
-            self.depth -= 1
-
-    def too_deep(self, node: Tree) -> ast.Expr:
-        span = self.span(node)
-        if self.depth == MAX_DEPTH + 1:
-            self.diagnostics.append(
-                diag("DT002", f"values nested more than {MAX_DEPTH} levels deep", span, "flatten the value")
-            )
-        return ast.Symbol("_", span)
-
-    def _expr(self, node: Tree) -> ast.Expr:
-        kind = node.data
-        span = self.span(node)
-        children = node.children
-        if kind == "string":
-            return ast.Str(self.string(children[0]), span)
-        if kind == "number":
-            return self.number(children[0])
-        if kind == "boolean":
-            return ast.Bool(children[0].type == "TRUE", span)
-        if kind == "symbol":
-            return ast.Symbol(str(children[0]), span)
-        if kind == "reference":
-            return ast.Ref(tuple(str(t) for t in children if t.type == "NAME"), span)
-        if kind == "list":
-            return ast.ListExpr(tuple(self.expr(c) for c in children if isinstance(c, Tree)), span)
-        if kind == "map":
-            entries = tuple(self.attribute(c) for c in children if isinstance(c, Tree))
-            return ast.MapExpr(entries, span)
-        name = children[0]
-        args = [c for c in children[1:] if isinstance(c, Tree)]
-        return ast.Call(
-            str(name),
-            tuple(self.expr(a) for a in args if a.data != "attribute"),
-            tuple(self.attribute(a) for a in args if a.data == "attribute"),
-            self.span(name),
+            self.span(kind, kind),
+            self.span(label, label) if label is not None else None,
             span,
         )
 
-    def number(self, token: Token) -> ast.Number:
-        text = str(token)
+    def attribute(self, children: list, level: int) -> ast.Attribute:
+        key, _, value = children
+        return ast.Attribute(key.text, value, self.span(key, key), self.span(key, value))
+
+    def expr(self, build: Callable[[list, Span], ast.Expr]) -> lalr.Handler:
+        """Wrap a value's builder with the depth bound: values past it become `_`, reported once."""
+
+        def handler(children: list, level: int) -> ast.Expr:
+            span = self.span(children[0], children[-1])
+            if level < MAX_DEPTH:
+                return build(children, span)
+            if level == MAX_DEPTH:
+                self.diagnostics.append(
+                    diag("DT002", f"values nested more than {MAX_DEPTH} levels deep", span, "flatten the value")
+                )
+            return ast.Symbol("_", span)
+
+        return handler
+
+    def call(self, children: list, span: Span) -> ast.Call:
+        name = children[0]
+        args = _nodes(children)
+        return ast.Call(
+            name.text,
+            tuple(a for a in args if a.__class__ is not ast.Attribute),
+            tuple(a for a in args if a.__class__ is ast.Attribute),
+            self.span(name, name),
+            span,
+        )
+
+    def number(self, token: lalr.Token) -> ast.Number:
+        text = token.text
         digits, unit = _NUMBER.fullmatch(text).groups()  # type: ignore[union-attr]
-        is_int = not any(ch in digits for ch in ".eE")
-        span = self.span(token)
+        is_int = digits.lstrip("+-").isdigit()
+        span = self.span(token, token)
         if len(digits) > MAX_DIGITS:
             self.diagnostics.append(
                 diag("DT106", f"a number of {len(digits)} digits", span, f"numbers take at most {MAX_DIGITS} digits")
@@ -216,11 +180,11 @@ class _Builder:
             )
         return ast.Number(value, unit or None, text, span)
 
-    def string(self, token: Token) -> str:
-        raw = str(token)[1:-1]
+    def string(self, token: lalr.Token) -> str:
+        raw = token.text[1:-1]
         if "\\" not in raw:
             return raw
-        start = token.start_pos + 1
+        start = token.start + 1
 
         def unescape(match: re.Match[str]) -> str:
             char = match.group(1)
@@ -237,6 +201,11 @@ class _Builder:
             return match.group(0)
 
         return _ESCAPE.sub(unescape, raw)
+
+
+def _nodes(children: list) -> tuple:
+    """Return the children that are AST nodes, not punctuation."""
+    return tuple(c for c in children if c.__class__ is not lalr.Token)
 
 
 def _syntax_diagnostic(source: Source, exc: UnexpectedInput) -> Diagnostic:

@@ -1,0 +1,163 @@
+"""Run the LALR table that lark builds from twin.lark in one tight loop, building nodes on each reduction.
+
+lark's own loop creates a Token and a Tree per step and lexes with a contextual lexer; on a linter's
+workload that is two thirds of the time. This loop takes the grammar, the terminals and the table
+from lark (twin.lark stays the one definition of the language) and leaves lark to explain errors:
+when `run` returns None the caller re-parses with lark for its UnexpectedInput.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from lark import Lark
+from lark.lexer import PatternRE, PatternStr
+from lark.parsers.lalr_analysis import Shift
+
+OPENERS = frozenset({"LBRACE", "LBRACKET", "LPAREN"})
+CLOSERS = frozenset({"RBRACE", "RBRACKET", "RPAREN"})
+
+# A reduction's handler gets the rule's children (inlined `_rules` spliced in, `_TERMINALS` left out)
+# and the number of brackets open around the node.
+Handler = Callable[[list[Any], int], Any]
+
+
+class Token:
+    """One lexed terminal: its type, text and character offsets."""
+
+    __slots__ = ("type", "text", "start", "end")
+
+    def __init__(self, type: str, text: str, start: int, end: int) -> None:  # noqa: A002
+        self.type = type
+        self.text = text
+        self.start = start
+        self.end = end
+
+    def __repr__(self) -> str:
+        return f"Token({self.type}, {self.text!r}, {self.start})"
+
+
+class _Inline(list):  # type: ignore[type-arg]
+    """The children of an inlined `_rule`, spliced into the parent's."""
+
+
+@dataclass(frozen=True)
+class Tables:
+    """What the loop needs: one regex over every terminal, keywords, and integer-coded actions."""
+
+    lexer: re.Pattern[str]
+    keywords: Mapping[str, Mapping[str, str]]  # regex terminal -> its text -> keyword terminal
+    kept: frozenset[str]  # ignored terminals handed to the caller
+    dropped: frozenset[str]  # terminals lark filters out of trees (named `_X`)
+    actions: tuple[Mapping[str, int], ...]  # >= 0: shift to that state; < 0: reduce rule ~n
+    rules: tuple[tuple[int, str, bool], ...]  # (size, name, inlined)
+    start: int
+    end: int
+
+
+def tables(lark: Lark, keep: Collection[str] = ()) -> Tables:
+    """Take the terminals, rules and LALR table from a lark parser built with parser='lalr'.
+
+    Ignored terminals are skipped, except those in `keep` (comments, for the formatter).
+    """
+    terminals = list(lark.terminals)
+    # lark's order: a regex alternation takes the first match, so the widest patterns go first.
+    terminals.sort(key=lambda t: (-t.priority, -t.pattern.max_width, -len(t.pattern.value), t.name))
+    strings = [t for t in terminals if isinstance(t.pattern, PatternStr)]
+    keywords: dict[str, dict[str, str]] = {}
+    embedded: set[str] = set()
+    for regex in (t for t in terminals if isinstance(t.pattern, PatternRE)):
+        for word in strings:
+            if re.fullmatch(regex.pattern.to_regexp(), word.pattern.value) and word.priority == regex.priority:
+                keywords.setdefault(regex.name, {})[word.pattern.value] = word.name
+                embedded.add(word.name)
+    skipped = set(lark.lexer_conf.ignore) - set(keep)
+    blanks = "|".join(t.pattern.to_regexp() for t in terminals if t.name in skipped)
+    tokens = "|".join(
+        f"(?P<{t.name}>{t.pattern.to_regexp()})" for t in terminals if t.name not in embedded | skipped
+    )
+    # Blanks are skipped inside the token's match (possessive, so a stray character never backtracks);
+    # an empty match at the end of the text ends it.
+    lexer = re.compile(f"(?:{blanks})*+(?:{tokens}|\\Z)")
+    table = lark.parser.parser.parser.parse_table
+    rules: dict[Any, int] = {}
+    actions: list[dict[str, int]] = [{} for _ in range(max(table.states) + 1)]
+    for state, row in table.states.items():
+        actions[state] = {
+            name: arg if action is Shift else ~rules.setdefault(arg, len(rules))
+            for name, (action, arg) in row.items()
+        }
+    return Tables(
+        lexer,
+        keywords,
+        frozenset(keep),
+        frozenset(t.name for t in terminals if t.name.startswith("_")),
+        tuple(actions),
+        tuple((len(r.expansion), r.origin.name, r.origin.name.startswith("_")) for r in rules),
+        table.start_states["start"],
+        table.end_states["start"],
+    )
+
+
+def run(t: Tables, text: str, handlers: Mapping[str, Handler], comments: list[Token]) -> Any | None:
+    """Parse `text`; return the start rule's node, or None when the text is not in the language."""
+    actions, rules, keywords, kept, dropped = t.actions, t.rules, t.keywords, t.kept, t.dropped
+    states = [t.start]
+    values: list[Any] = []
+    level = 0
+    pos = 0
+    match = t.lexer.match
+    while True:
+        m = match(text, pos)
+        if m is None:
+            return None
+        kind = m.lastgroup
+        pos = m.end()
+        if kind is None:  # nothing but blanks left
+            kind, token = "$END", None
+        else:
+            word = m.group(kind)
+            start = m.start(kind)
+            if kind in kept:
+                comments.append(Token(kind, word, start, pos))
+                continue
+            if kind in keywords:
+                kind = keywords[kind].get(word, kind)
+            token = Token(kind, word, start, pos)
+        while True:
+            action = actions[states[-1]].get(kind)
+            if action is None:
+                return None
+            if action >= 0:
+                break
+            n, name, inlined = rules[~action]
+            if inlined and n == 1:  # a unit `_rule` passes its one child up as it is
+                del states[-1]
+            else:
+                if n:
+                    popped = values[-n:]
+                    del values[-n:]
+                    del states[-n:]
+                else:
+                    popped = []
+                children: list[Any] = _Inline() if inlined else []
+                for value in popped:
+                    if value.__class__ is _Inline:
+                        children.extend(value)
+                    elif value is not None:
+                        children.append(value)
+                values.append(children if inlined else handlers[name](children, level))
+            states.append(actions[states[-1]][name])
+            if token is None and states[-1] == t.end:
+                return values[-1]
+        if token is None:
+            return None
+        states.append(action)
+        values.append(None if kind in dropped else token)
+        if kind in OPENERS:
+            level += 1
+        elif kind in CLOSERS:
+            level -= 1
