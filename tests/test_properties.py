@@ -356,6 +356,14 @@ def test_lalr_loop_matches_lark(text: str) -> None:
     assert _loop_shape(text) == _lark_shape(text)
 
 
+def test_saved_parse_tables_are_fresh(repo_root: Path) -> None:
+    saved = (repo_root / "grammars" / "twin.tables.json").read_text(encoding="utf-8")
+    assert saved == parser.tables_from_lark().to_json(parser.grammar_sha256()), (
+        "run `python scripts/gen_parse_tables.py`"
+    )
+    assert lalr.from_json(saved, "the hash of another grammar") is None
+
+
 @pytest.mark.parametrize("name", sorted(TEXTS))
 def test_lalr_loop_matches_lark_on_shipped_blueprints(name: str) -> None:
     assert _loop_shape(TEXTS[name]) == _lark_shape(TEXTS[name]) is not None

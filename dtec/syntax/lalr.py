@@ -8,14 +8,14 @@ when `run` returns None the caller re-parses with lark for its UnexpectedInput.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from lark import Lark
-from lark.lexer import PatternRE, PatternStr
-from lark.parsers.lalr_analysis import Shift
+if TYPE_CHECKING:
+    from lark import Lark
 
 OPENERS = frozenset({"LBRACE", "LBRACKET", "LPAREN"})
 CLOSERS = frozenset({"RBRACE", "RBRACKET", "RPAREN"})
@@ -57,12 +57,48 @@ class Tables:
     start: int
     end: int
 
+    def to_json(self, grammar_sha256: str) -> str:
+        """Return the tables as stable JSON, stamped with the grammar they were built from."""
+        document = {
+            "grammar_sha256": grammar_sha256,
+            "lexer": self.lexer.pattern,
+            "keywords": self.keywords,
+            "kept": sorted(self.kept),
+            "dropped": sorted(self.dropped),
+            "actions": self.actions,
+            "rules": self.rules,
+            "start": self.start,
+            "end": self.end,
+        }
+        return json.dumps(document, indent=1, sort_keys=True) + "\n"
 
-def tables(lark: Lark, keep: Collection[str] = ()) -> Tables:
+
+def from_json(text: str, grammar_sha256: str) -> Tables | None:
+    """Return the tables in `text`, or None when they were built from another grammar."""
+    document = json.loads(text)
+    if document.get("grammar_sha256") != grammar_sha256:
+        return None
+    return Tables(
+        re.compile(document["lexer"]),
+        document["keywords"],
+        frozenset(document["kept"]),
+        frozenset(document["dropped"]),
+        tuple(document["actions"]),
+        tuple((n, name, inlined) for n, name, inlined in document["rules"]),
+        document["start"],
+        document["end"],
+    )
+
+
+def from_lark(lark: Lark, keep: Collection[str] = ()) -> Tables:
     """Take the terminals, rules and LALR table from a lark parser built with parser='lalr'.
 
-    Ignored terminals are skipped, except those in `keep` (comments, for the formatter).
+    Ignored terminals are skipped, except those in `keep` (comments, for the formatter). States
+    and rules are numbered in a canonical order, so the same grammar always gives the same tables.
     """
+    from lark.lexer import PatternRE, PatternStr
+    from lark.parsers.lalr_analysis import Shift
+
     terminals = list(lark.terminals)
     # lark's order: a regex alternation takes the first match, so the widest patterns go first.
     terminals.sort(key=lambda t: (-t.priority, -t.pattern.max_width, -len(t.pattern.value), t.name))
@@ -82,13 +118,27 @@ def tables(lark: Lark, keep: Collection[str] = ()) -> Tables:
     # Blanks are skipped inside the token's match (possessive, so a stray character never backtracks);
     # an empty match at the end of the text ends it.
     lexer = re.compile(f"(?:{blanks})*+(?:{tokens}|\\Z)")
+
+    # lark numbers states in set order, which changes with Python's hash seed: renumber them in the
+    # order a walk from the start state finds them, and the rules by name and expansion.
     table = lark.parser.parser.parser.parse_table
-    rules: dict[Any, int] = {}
-    actions: list[dict[str, int]] = [{} for _ in range(max(table.states) + 1)]
+    start = table.start_states["start"]
+    order = [start]
+    number = {start: 0}
+    for state in order:  # grows while it is walked
+        for symbol in sorted(table.states[state]):
+            action, arg = table.states[state][symbol]
+            if action is Shift and arg not in number:
+                number[arg] = len(order)
+                order.append(arg)
+    reduced = {arg for row in table.states.values() for action, arg in row.values() if action is not Shift}
+    rules = sorted(reduced, key=lambda r: (r.origin.name, [s.name for s in r.expansion]))
+    rule_number = {rule: i for i, rule in enumerate(rules)}
+    actions: list[dict[str, int]] = [{} for _ in number]
     for state, row in table.states.items():
-        actions[state] = {
-            name: arg if action is Shift else ~rules.setdefault(arg, len(rules))
-            for name, (action, arg) in row.items()
+        actions[number[state]] = {
+            symbol: number[arg] if action is Shift else ~rule_number[arg]
+            for symbol, (action, arg) in sorted(row.items())
         }
     return Tables(
         lexer,
@@ -97,8 +147,8 @@ def tables(lark: Lark, keep: Collection[str] = ()) -> Tables:
         frozenset(t.name for t in terminals if t.name.startswith("_")),
         tuple(actions),
         tuple((len(r.expansion), r.origin.name, r.origin.name.startswith("_")) for r in rules),
-        table.start_states["start"],
-        table.end_states["start"],
+        0,
+        number[table.end_states["start"]],
     )
 
 

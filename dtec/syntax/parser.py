@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Callable
 from functools import cache
+from typing import TYPE_CHECKING
 
-from lark import Lark, Token
-from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 
 from dtec.diagnostics import Diagnostic, Related, diag
 from dtec.resources import data_path
@@ -15,6 +15,10 @@ from dtec.source import Source, Span
 from dtec.syntax import ast, lalr
 from dtec.syntax.units import UNITS
 from dtec.suggest import did_you_mean
+
+if TYPE_CHECKING:
+    from lark import Lark, Token
+    from lark.exceptions import UnexpectedCharacters, UnexpectedInput
 
 _NUMBER = re.compile(r"([-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?)([A-Za-z]*)")
 _ESCAPE = re.compile(r"\\(.)")
@@ -46,14 +50,33 @@ _TERMINALS = {
 _CLOSERS = {"{": "}", "[": "]", "(": ")"}
 
 
+_KEPT = ("COMMENT",)  # ignored by the grammar, kept for the formatter and suppressions
+
+
 @cache
 def _lark() -> Lark:
+    # Imported here: lark is needed to build the tables and to explain syntax errors, not to parse.
+    from lark import Lark
+
     return Lark.open(str(data_path("grammars", "twin.lark")), parser="lalr", maybe_placeholders=False, cache=True)
+
+
+def grammar_sha256() -> str:
+    """Return the hash of twin.lark that its generated tables are stamped with."""
+    return hashlib.sha256(data_path("grammars", "twin.lark").read_bytes()).hexdigest()
+
+
+def tables_from_lark() -> lalr.Tables:
+    """Build the parse tables from twin.lark with lark (what scripts/gen_parse_tables.py writes)."""
+    return lalr.from_lark(_lark(), keep=_KEPT)
 
 
 @cache
 def _tables() -> lalr.Tables:
-    return lalr.tables(_lark(), keep=("COMMENT",))
+    # grammars/twin.tables.json spares every run lark's import; stale tables are rebuilt, not trusted.
+    saved = data_path("grammars", "twin.tables.json")
+    found = lalr.from_json(saved.read_text(encoding="utf-8"), grammar_sha256()) if saved.is_file() else None
+    return found or tables_from_lark()
 
 
 def parse(source: Source) -> tuple[ast.Document | None, list[Diagnostic]]:
@@ -71,6 +94,8 @@ def parse(source: Source) -> tuple[ast.Document | None, list[Diagnostic]]:
 
 def _syntax_error(source: Source) -> Diagnostic:
     """Ask lark why the text is not in the language, and say it in the user's terms."""
+    from lark.exceptions import UnexpectedInput
+
     try:
         _lark().parse(source.text)
     except UnexpectedInput as exc:
@@ -210,6 +235,8 @@ def _nodes(children: list) -> tuple:
 
 def _syntax_diagnostic(source: Source, exc: UnexpectedInput) -> Diagnostic:
     """Describe a lark error in the user's terms, with a hint for the usual mistakes."""
+    from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedToken
+
     if isinstance(exc, UnexpectedCharacters):
         return _bad_character(source, exc)
     if isinstance(exc, UnexpectedEOF) or (
