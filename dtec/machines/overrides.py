@@ -149,8 +149,34 @@ def normalize(overrides: Mapping[str, Any], where: Any = None) -> dict[str, Any]
     return out
 
 
+# Linting a repository plans many blueprints onto the same few machines with the same target
+# settings; entries hold their machine, so its id cannot be reused while the entry lives.
+_MEMO: dict[tuple[int, Any], tuple[Machine, Machine]] = {}
+_MEMO_SIZE = 256
+
+
 def apply_overrides(machine: Machine, overrides: Mapping[str, Any]) -> Machine:
     """Return `machine` with target-block values applied; the chosen partition becomes default."""
+    key = (id(machine), _frozen(overrides))
+    hit = _MEMO.get(key)
+    if hit is not None and hit[0] is machine:
+        return hit[1]
+    result = _apply(machine, overrides)
+    if len(_MEMO) >= _MEMO_SIZE:
+        _MEMO.clear()
+    _MEMO[key] = (machine, result)
+    return result
+
+
+def _frozen(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return tuple(sorted((k, _frozen(v)) for k, v in value.items()))
+    if isinstance(value, (list, tuple)):
+        return tuple(_frozen(v) for v in value)
+    return type(value), value  # True == 1 == 1.0, but a profile may take one and refuse another
+
+
+def _apply(machine: Machine, overrides: Mapping[str, Any]) -> Machine:
     from dtec.machines.load import cross_problems
 
     values = normalize(overrides, machine.source)
