@@ -49,19 +49,21 @@ def lint(
         Optional[list[Path]],
         typer.Option("--machines", help="Extra folder of machine profiles (also env DTEC_MACHINES)."),
     ] = None,
+    jobs: Annotated[
+        int, typer.Option("--jobs", "-j", min=0, help="Processes for many files (0: one per CPU; 1: no pool).")
+    ] = 0,
 ) -> None:
     """Check blueprints and report every problem with its code and place."""
     import os
 
-    from dtec.lint import analyse, expand
+    from dtec.lint import expand, lint_files
     from dtec.render import FORMATS, render, summary, write
 
     if format not in FORMATS:
         _usage(f"unknown format `{format}`; choose one of {', '.join(FORMATS)}")
     files = expand(paths)
-    diagnostics = []
-    for path in files:
-        diagnostics.extend(analyse(path, targets=target or None, machine_dirs=machines or ()).diagnostics)
+    found = lint_files(files, jobs=jobs, targets=target or None, machine_dirs=machines or ())
+    diagnostics = [d for file_diagnostics in found for d in file_diagnostics]
     no_color = "NO_COLOR" in os.environ
     color = format == "text" and sys.stdout.isatty() and not no_color
     text = render(diagnostics, format, color=color, files=files)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 from dtec.diagnostics import Diagnostic, diag, has_errors
@@ -68,6 +69,47 @@ def analyse(
                 plans[name] = planned
     diagnostics = apply_suppressions(program.documents, diagnostics)
     return FileResult(path, blueprint, tuple(sorted(diagnostics, key=lambda d: d.sort_key)), plans)
+
+
+# Below this many files a pool costs more (forking, pickling diagnostics) than it saves.
+_POOL_MIN_FILES = 48
+
+
+def lint_files(
+    paths: Sequence[Path],
+    *,
+    jobs: int = 0,
+    targets: Sequence[str] | None = None,
+    machine_dirs: Sequence[Path] = (),
+) -> list[tuple[Diagnostic, ...]]:
+    """Return each file's diagnostics, in order; many files are shared among `jobs` processes (0: one per CPU)."""
+    check = partial(_diagnostics, targets=targets, machine_dirs=tuple(machine_dirs))
+    jobs = jobs or _cpus()
+    if jobs < 2 or len(paths) < _POOL_MIN_FILES:
+        return [check(path) for path in paths]
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
+
+    if "fork" not in multiprocessing.get_all_start_methods():
+        return [check(path) for path in paths]
+    # Warm what every file needs before forking, so the workers inherit it instead of each loading it.
+    check(paths[0])
+
+    chunk = max(1, len(paths) // (jobs * 4))
+    try:
+        with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("fork")) as pool:
+            return list(pool.map(check, paths, chunksize=chunk))
+    except BrokenProcessPool:  # a worker died (out of memory, killed): do it here instead
+        return [check(path) for path in paths]
+
+
+def _cpus() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def _diagnostics(path: Path, *, targets: Sequence[str] | None, machine_dirs: Sequence[Path]) -> tuple[Diagnostic, ...]:
+    return analyse(path, targets=targets, machine_dirs=machine_dirs).diagnostics
 
 
 def expand(paths: Iterable[Path]) -> list[Path]:

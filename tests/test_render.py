@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import json
 import re
 from pathlib import Path
@@ -590,3 +591,24 @@ def test_lint_formats_on_a_broken_file(fmt: str, project, golden) -> None:
         assert all(line.startswith("::error file=broken.twin,") for line in out.splitlines())
     ext = "json" if fmt in ("json", "sarif") else "txt"
     golden(GOLDEN / f"lint-broken-{fmt}.{ext}", out)
+
+
+def test_lint_many_files_in_processes_reports_as_one(project, monkeypatch) -> None:
+    texts = [CLEAN, BROKEN, WARNING, "twin {\n", BROKEN.replace("msa", "mae")]
+    for i in range(60):  # past the size where a pool is used
+        (project / f"many-{i:02}.twin").write_text(texts[i % len(texts)], encoding="utf-8")
+    pools = []
+
+    class Pool(concurrent.futures.ProcessPoolExecutor):
+        def __init__(self, *args, **kwargs) -> None:
+            pools.append(args)
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(concurrent.futures, "ProcessPoolExecutor", Pool)
+    alone = lint("--jobs", "1", "--format", "json", ".")
+    assert pools == []
+    pooled = lint("--jobs", "2", "--format", "json", ".")
+    assert pools == [(2,)]
+    assert alone.exit_code == pooled.exit_code == 1
+    assert pooled.stdout == alone.stdout
+    assert pooled.stderr == alone.stderr == "50 errors, 13 warnings in 63 files\n"
