@@ -409,3 +409,27 @@ def test_import_of_a_fifo_does_not_hang(tmp_path: Path) -> None:
     )
     # In a child process: the bug blocks forever on open(); a FIFO costs no memory, /dev/zero would.
     subprocess.run([sys.executable, "-c", code, str(tmp_path)], timeout=5, check=True)
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda n: "x = {" + ", ".join(f"k{i} = {i}" for i in range(n)) + "}\n",
+        lambda n: "x = [" + ", ".join(str(i) for i in range(n)) + "]\n",
+        lambda n: "".join(f'b "{i}" {{\n  a = {i}\n}}\n' for i in range(n)),
+    ],
+    ids=["map", "list", "blocks"],
+)
+def test_long_sequences_are_parsed_in_linear_work(make, monkeypatch) -> None:
+    copied: list[int] = []
+
+    class Counting(lalr._Inline):
+        def extend(self, items) -> None:  # noqa: ANN001
+            copied.append(len(items))
+            super().extend(items)
+
+    monkeypatch.setattr(lalr, "_Inline", Counting)
+    n = 2000
+    document, diagnostics = parse(Source("x.twin", make(n)))
+    assert document is not None and diagnostics == []
+    assert sum(copied) < 5 * n  # copying the list per item would be n * n / 2

@@ -196,7 +196,10 @@ def run(t: Tables, text: str, handlers: Mapping[str, Handler], comments: list[To
                 children: list[Any] = _Inline() if inlined else []
                 for value in popped:
                     if value.__class__ is _Inline:
-                        children.extend(value)
+                        if inlined and not children:
+                            children = value  # a left-recursive list grows in place, not copied per item
+                        else:
+                            children.extend(value)
                     elif value is not None:
                         children.append(value)
                 values.append(children if inlined else handlers[name](children, level))
