@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import tempfile
@@ -31,22 +32,23 @@ def run(out: Path, *, count: int = 1000, repeat: int = 5) -> dict:
             diagnostics = sum(len(res.diagnostics) for res in results)
             errors = sum(not res.ok for res in results)
         dtec = dtec_executable()
-        command = (
-            [dtec, "lint", str(folder)]
-            if dtec
-            else [python_executable(), "-m", "dtec", "lint", str(folder)]
-        )
-        whole, base, codes = [], [], set()
-        subprocess.run(command, capture_output=True)
+        base_command = [dtec, "lint"] if dtec else [python_executable(), "-m", "dtec", "lint"]
+        commands = {
+            "lint": [*base_command, str(folder)],  # the default: one process per CPU for many files
+            "lint_j1": [*base_command, "--jobs", "1", str(folder)],
+            "pass": [python_executable(), "-c", "pass"],
+        }
+        times: dict[str, list[float]] = {name: [] for name in commands}
+        codes = set()
+        subprocess.run(commands["lint"], capture_output=True)
         for r in range(repeat):
-            for name in ("pass", "lint") if r % 2 == 0 else ("lint", "pass"):
+            names = list(commands) if r % 2 == 0 else list(reversed(commands))
+            for name in names:
                 start = time.perf_counter()
-                if name == "lint":
-                    codes.add(subprocess.run(command, capture_output=True).returncode)
-                    whole.append(time.perf_counter() - start)
-                else:
-                    subprocess.run([python_executable(), "-c", "pass"], capture_output=True)
-                    base.append(time.perf_counter() - start)
+                code = subprocess.run(commands[name], capture_output=True).returncode
+                times[name].append(time.perf_counter() - start)
+                if name != "pass":
+                    codes.add(code)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
     result = {
@@ -56,18 +58,23 @@ def run(out: Path, *, count: int = 1000, repeat: int = 5) -> dict:
         "files_with_errors": errors,
         "in_process_seconds": summary(in_process),
         "in_process_ms_per_file": summary([1000 * t / count for t in in_process]),
-        "process_seconds": summary(whole),
-        "python_pass_seconds": summary(base),
+        "process_seconds": summary(times["lint"]),
+        "process_one_job_seconds": summary(times["lint_j1"]),
+        "python_pass_seconds": summary(times["pass"]),
+        "cpus": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
         "process_command": "dtec lint DIR" if dtec else "python -m dtec lint DIR",
         "process_exit_codes": sorted(codes),
     }
     result["targets"] = [
         target(
-            f"lint {count} blueprints in one process (`{result['process_command']}`)",
-            result["process_seconds"]["median"],
+            f"lint {count} blueprints in one process (`{result['process_command']} --jobs 1`)",
+            result["process_one_job_seconds"]["median"],
             2.0,
             "s",
-            note=f"in-process {result['in_process_seconds']['median']:.2f} s",
+            note=(
+                f"default, {result['cpus']} processes: {result['process_seconds']['median']:.2f} s; "
+                f"in-process {result['in_process_seconds']['median']:.2f} s"
+            ),
         ),
     ]
     return result

@@ -151,8 +151,10 @@ def markdown(results: dict) -> str:
             "",
             f"- in one process, in-process `analyse()` loop: {_range(lt['in_process_seconds'])} s "
             f"({_range(lt['in_process_ms_per_file'], 2)} ms per file)",
-            f"- whole process `{lt['process_command']}`: {_range(lt['process_seconds'])} s "
-            f"(`python -c pass`: {_range(lt['python_pass_seconds'])} s)",
+            f"- whole process `{lt['process_command']} --jobs 1`: {_range(lt['process_one_job_seconds'])} s",
+            f"- whole process `{lt['process_command']}` (the default, {lt['cpus']} processes): "
+            f"{_range(lt['process_seconds'])} s",
+            f"- `python -c pass`: {_range(lt['python_pass_seconds'])} s",
             "",
         ]
     if "growth" in b:

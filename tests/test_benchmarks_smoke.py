@@ -94,6 +94,7 @@ def test_lint_throughput(results: dict) -> None:
     assert r["process_exit_codes"] == [0]
     check_summary(r["in_process_seconds"], 1)
     check_summary(r["process_seconds"], 1)
+    check_summary(r["process_one_job_seconds"], 1)
 
 
 def test_growth(results: dict) -> None:
