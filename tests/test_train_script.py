@@ -23,7 +23,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from dtec.backends import templating
-from dtec.backends.train_script import render_train
+from dtec.backends.train_script import STOP_CHECK_EVERY, render_train
 
 TRAIN_FIXTURES = Path(__file__).resolve().parent / "train"
 
@@ -295,6 +295,19 @@ def test_script_carries_only_its_strategy(strategy: str, present: list[str],
         assert text not in source
 
 
+@pytest.mark.parametrize(("strategy", "every"),
+                         [("single", 1), ("ddp", STOP_CHECK_EVERY), ("fsdp", STOP_CHECK_EVERY),
+                          ("deepspeed", STOP_CHECK_EVERY)])
+def test_ranks_check_for_preemption_every_few_steps(strategy: str, every: int) -> None:
+    zero = 2 if strategy == "deepspeed" else None
+    source = render_train(variant(strategy={"kind": strategy, "zero": zero}))
+    assert f"\nSTOP_CHECK_EVERY = {every}\n" in source
+    loop = source.split("def train(")[1]
+    due = "due = state.step % STOP_CHECK_EVERY == 0 or state.step_in_epoch == plan.steps_per_epoch"
+    assert due in loop and "if due and stop.agreed(rt):" in loop
+    assert loop.count("stop.agreed(") == 1
+
+
 def test_script_carries_only_its_architecture() -> None:
     classes = {"mlp": "class MLP", "lstm": "class LSTMRegressor", "cnn": "class CNN",
                "unet": "class UNet", "transformer": "class SequenceTransformer"}
@@ -435,6 +448,8 @@ def test_preempted_run_resumes_to_identical_weights(tmp_path: Path,
     assert launcher.returncode != 0
     stopped_at = result["steps"]
     assert 12 < stopped_at < 120
+    # The ranks agree every STOP_CHECK_EVERY steps and at the end of each 12-step epoch.
+    assert stopped_at % STOP_CHECK_EVERY == 0 or stopped_at % 12 == 0, stopped_at
     assert checkpoint_names(run_dir)[-1] == f"step-{stopped_at:08d}.pt"
 
     out = ok(torchrun(script))
@@ -479,6 +494,32 @@ def test_deepspeed_zero_trains_checkpoints_and_resumes(tmp_path: Path, zero: int
     epochs = records(run_dir, "epoch")
     assert epochs[-1]["epoch"] == 2 and epochs[-1]["train_loss"] < epochs[0]["train_loss"]
     assert final_weights(run_dir)["head.weight"].shape == (1, 16)
+
+
+@pytest.mark.slow
+def test_a_signal_to_one_rank_stops_every_rank_at_the_next_check(tmp_path: Path) -> None:
+    """Only rank 1 gets SIGUSR1; rank 0 learns of it from the check and both checkpoint."""
+    script = write_bundle(variant(train__epochs=200), tmp_path)
+    run_dir = tmp_path / "run"
+    launcher = subprocess.Popen(torchrun_cmd(script, 2, "--run-dir", str(run_dir)),
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                env=clean_env())
+    try:
+        wait_for(lambda: (run_dir / "metrics.jsonl").exists() and records(run_dir, "step"), 120,
+                 "training to start")
+        ranks = worker_pids(launcher.pid)
+        assert sorted(ranks) == [0, 1]
+        os.kill(ranks[1], signal.SIGUSR1)
+        out, _ = launcher.communicate(timeout=90)
+    finally:
+        launcher.kill()
+    result = summary(run_dir)  # written by rank 0, which got no signal itself
+    assert result["status"] == "preempted", out[-4000:]
+    stopped_at = result["steps"]
+    assert stopped_at % STOP_CHECK_EVERY == 0 or stopped_at % 12 == 0, stopped_at
+    assert checkpoint_names(run_dir)[-1] == f"step-{stopped_at:08d}.pt"
+    # Every step before the stop was logged (log_every is 1 here): none after it.
+    assert records(run_dir, "step")[-1]["step"] == stopped_at
 
 
 @pytest.mark.slow

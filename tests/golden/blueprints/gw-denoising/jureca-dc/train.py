@@ -95,6 +95,9 @@ BUNDLE = Path(__file__).resolve().parent
 # A collective that waits longer than this fails, so a dead or stuck peer cannot hang the job.
 PG_TIMEOUT = timedelta(seconds=float(os.environ.get("DTEC_PG_TIMEOUT", "120")))
 EXIT_PREEMPTED = 143  # 128 + SIGTERM, what Slurm and Kubernetes expect from a terminated job
+# Optimizer steps between the ranks' pre-emption checks (an all-reduce), also made at the end of
+# each epoch: a signal is acted on within this many steps (Slurm signals a minute or more ahead).
+STOP_CHECK_EVERY = 10
 CHECKPOINT_NAME = re.compile(r"^step-(\d+)\.pt$")
 AMP_DTYPE = torch.bfloat16
 
@@ -193,7 +196,6 @@ class StopFlag:
     def __init__(self) -> None:
         self.signal: int | None = None
         self.since = 0.0
-        self._pending: tuple[torch.Tensor, dist.Work] | None = None
         for sig in (signal.SIGTERM, signal.SIGUSR1):
             signal.signal(sig, self._handle)
 
@@ -206,27 +208,17 @@ class StopFlag:
             os.kill(os.getpid(), signum)
 
     def agreed(self, rt: Runtime) -> bool:
-        """True on every rank once any rank got a signal; all ranks call it after every step.
+        """True on every rank once any rank got a signal; all ranks call it at the same steps.
 
-        The ranks' flags are combined by an all-reduce that runs while the next step computes,
-        so a signal is acted on one step later and the check never stalls training.
+        One all-reduce of one integer on a CPU group: it never waits for the GPU, only for the
+        other ranks to reach the same step. The loop calls it every STOP_CHECK_EVERY steps and
+        at the end of each epoch, so its cost is spread over that many steps.
         """
         if rt.world_size == 1:
             return self.signal is not None
-        previous = self._pending
         flag = torch.tensor([0 if self.signal is None else 1], dtype=torch.int32)
-        work = dist.all_reduce(flag, op=dist.ReduceOp.MAX, group=rt.control, async_op=True)
-        self._pending = (flag, work)
-        if previous is None:
-            return False
-        previous[1].wait()
-        return bool(previous[0].item())
-
-    def settle(self) -> None:
-        """Wait for the all-reduce in flight (before the process group goes away)."""
-        if self._pending is not None:
-            self._pending[1].wait()
-            self._pending = None
+        dist.all_reduce(flag, op=dist.ReduceOp.MAX, group=rt.control)
+        return bool(flag.item())
 
 
 # ----------------------------------------------------------------------------- data
@@ -772,8 +764,9 @@ def train(parts: dict, loaders, plan: Plan, state: TrainState, run: Session, rt:
                 loss_sum.zero_()
                 interval_data, interval_steps, interval_start = 0.0, 0, time.perf_counter()
 
-            if stop.agreed(rt):
-                stop.settle()
+            # Every rank checks at the same steps: every STOP_CHECK_EVERY and the epoch's last.
+            due = state.step % STOP_CHECK_EVERY == 0 or state.step_in_epoch == plan.steps_per_epoch
+            if due and stop.agreed(rt):
                 state.epoch_loss = all_sum(epoch_loss + loss_sum).item()
                 state.epoch_batches = epoch_batches
                 state.train_time += time.perf_counter() - epoch_start
@@ -815,7 +808,6 @@ def train(parts: dict, loaders, plan: Plan, state: TrainState, run: Session, rt:
         due = finished_epoch and every and state.epoch % every == 0
         if due or state.step >= plan.total_steps:
             save_checkpoint(parts, state, run.checkpoints, rt)
-    stop.settle()
     return "completed"
 
 

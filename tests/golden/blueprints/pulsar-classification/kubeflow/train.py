@@ -100,6 +100,8 @@ BUNDLE = Path(__file__).resolve().parent
 # A collective that waits longer than this fails, so a dead or stuck peer cannot hang the job.
 PG_TIMEOUT = timedelta(seconds=float(os.environ.get("DTEC_PG_TIMEOUT", "120")))
 EXIT_PREEMPTED = 143  # 128 + SIGTERM, what Slurm and Kubernetes expect from a terminated job
+# Optimizer steps between pre-emption checks (one process: reading the flag costs nothing).
+STOP_CHECK_EVERY = 1
 CHECKPOINT_NAME = re.compile(r"^step-(\d+)\.pt$")
 AMP_DTYPE = torch.bfloat16
 
@@ -188,7 +190,7 @@ class StopFlag:
             os.kill(os.getpid(), signum)
 
     def agreed(self, rt: Runtime) -> bool:
-        """True once a signal arrived; checked after every optimizer step."""
+        """True once a signal arrived; checked every STOP_CHECK_EVERY optimizer steps."""
         return self.signal is not None
 
 
@@ -709,7 +711,9 @@ def train(parts: dict, loaders, plan: Plan, state: TrainState, run: Session, rt:
                 loss_sum.zero_()
                 interval_data, interval_steps, interval_start = 0.0, 0, time.perf_counter()
 
-            if stop.agreed(rt):
+            # Every rank checks at the same steps: every STOP_CHECK_EVERY and the epoch's last.
+            due = state.step % STOP_CHECK_EVERY == 0 or state.step_in_epoch == plan.steps_per_epoch
+            if due and stop.agreed(rt):
                 state.epoch_loss = all_sum(epoch_loss + loss_sum).item()
                 state.epoch_batches = epoch_batches
                 state.train_time += time.perf_counter() - epoch_start
