@@ -84,6 +84,16 @@ def test_cli_set_and_emit_ir(blueprints_dir: Path) -> None:
     assert result.exit_code == 0, result.output
     ir = json.loads(result.stdout)
     assert ir["strategy"]["nodes"] == 4 and ir["strategy"]["world_size"] == 32
+    assert ir["monitor"]["log_every"] is None
+
+
+def test_log_every_reaches_the_training_script(blueprints_dir: Path) -> None:
+    bundle, diagnostics = compile_blueprint(
+        blueprints_dir / "quickstart.twin", "lumi", environ={}, sets=("monitor.log_every=7",)
+    )
+    assert diagnostics == []
+    assert bundle.ir.monitor.log_every == 7
+    assert '"log_every": 7}' in bundle.files["train.py"].split("\nMONITOR = ")[1].split("\n")[0]
 
 
 def test_cli_schema_graph_and_targets(blueprints_dir: Path) -> None:

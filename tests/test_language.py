@@ -88,6 +88,26 @@ def test_minimal_blueprint_is_clean_and_defaults_are_filled() -> None:
     assert bp.get("monitor", "profiler") == {"fn": "none"}
 
 
+def test_monitor_log_every_is_an_optional_positive_int() -> None:
+    assert lint_text(MINIMAL).blueprint.get("monitor", "log_every") is None
+    result = lint_text(MINIMAL + "monitor {\n  log_every = 25\n}\n")
+    assert codes(result) == []
+    assert result.blueprint.get("monitor", "log_every") == 25
+
+
+@pytest.mark.parametrize(
+    ("value", "code", "hint"),
+    [("0", "DT106", "at least 1"), ("-3", "DT106", "at least 1"), ("2.5", "DT105", "whole number"),
+     ('"often"', "DT105", "remove the quotes"), ("true", "DT105", None)],
+)
+def test_invalid_log_every_points_at_the_value(value: str, code: str, hint: str | None) -> None:
+    result = lint_text(MINIMAL + f"monitor {{\n  log_every = {value}\n}}\n")
+    [found] = result.diagnostics
+    assert (found.code, found.span.start_pos, found.span.end_pos) == (code, (14, 15), (14, 15 + len(value)))
+    if hint:
+        assert hint in found.help
+
+
 @pytest.mark.parametrize(
     ("text", "expected"),
     [

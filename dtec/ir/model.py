@@ -124,6 +124,9 @@ class Monitor(_Model):
     timing: bool
     energy: bool
     profiler: dict[str, Any] | None
+    log_every: int | None = Field(
+        default=None, ge=1, description="optimizer steps between step records; None: about ten per epoch"
+    )
 
 
 class Scaling(_Model):
@@ -257,6 +260,7 @@ def build_ir(bp: Blueprint, plan: Plan) -> IR:
             timing=v["monitor"]["timing"],
             energy=v["monitor"]["energy"],
             profiler=None if profiler["fn"] == "none" else profiler,
+            log_every=v["monitor"]["log_every"],
         ),
         scaling=Scaling(**v["scaling"]) if v.get("scaling", {}).get("nodes") else None,
         target=Target(

@@ -319,6 +319,11 @@ BLOCKS: dict[str, BlockSpec] = {
             "timing": _f(Bool(), "per-step timing and throughput", default=True),
             "energy": _f(Bool(), "GPU power and energy per epoch", default=False),
             "profiler": _f(PROFILER, "a profiler", default={"fn": "none"}),
+            "log_every": _f(
+                POSITIVE,
+                "optimizer steps between progress lines and `step` records in `metrics.jsonl` "
+                "(default: about ten per epoch, and at least every 100 steps; each one syncs the GPU)",
+            ),
         },
     ),
     "scaling": BlockSpec(
