@@ -140,16 +140,41 @@ def from_lark(lark: Lark, keep: Collection[str] = ()) -> Tables:
             symbol: number[arg] if action is Shift else ~rule_number[arg]
             for symbol, (action, arg) in sorted(row.items())
         }
+    shapes = tuple((len(r.expansion), r.origin.name, r.origin.name.startswith("_")) for r in rules)
+    _skip_unit_states(actions, shapes)
     return Tables(
         lexer,
         keywords,
         frozenset(keep),
         frozenset(t.name for t in terminals if t.name.startswith("_")),
         tuple(actions),
-        tuple((len(r.expansion), r.origin.name, r.origin.name.startswith("_")) for r in rules),
+        shapes,
         0,
         number[table.end_states["start"]],
     )
+
+
+def _skip_unit_states(actions: list[dict[str, int]], rules: tuple[tuple[int, str, bool], ...]) -> None:
+    """Send every shift and goto into a state whose one action is to reduce an inlined unit rule
+    (`_expr: string`, `_nl: _NL+`) straight to where that reduction would go.
+
+    Half of a blueprint's reductions are such renamings; they build nothing and cost a loop turn
+    each. A state only reached for its reduction has no lookahead of its own to check (LALR
+    lookaheads are merged, so the state it leads to accepts no more than it would have).
+    """
+    unit = {}
+    for state, row in enumerate(actions):
+        codes = set(row.values())
+        if len(codes) == 1 and (code := codes.pop()) < 0 and rules[~code][0] == 1 and rules[~code][2]:
+            unit[state] = rules[~code][1]
+    changed = True
+    while changed:  # chains (`_NL` -> `___nl_plus_6` -> `_nl` -> `_sep`) take a few rounds
+        changed = False
+        for row in actions:
+            for symbol, code in row.items():
+                if code in unit and unit[code] in row:
+                    row[symbol] = row[unit[code]]
+                    changed = True
 
 
 def run(t: Tables, text: str, handlers: Mapping[str, Handler], comments: list[Token]) -> Any | None:
