@@ -230,6 +230,53 @@ def test_deucalion_arm_is_cpu_only_with_gloo() -> None:
     assert files["job.sbatch"].count("OMP_NUM_THREADS=") == 1
 
 
+MALLOC_DEFAULTS = [
+    'export MALLOC_MMAP_THRESHOLD_="${MALLOC_MMAP_THRESHOLD_:-33554432}"',
+    'export MALLOC_TRIM_THRESHOLD_="${MALLOC_TRIM_THRESHOLD_:-1073741824}"',
+]
+
+
+def malloc_exports(script: str) -> list[str]:
+    return [line for line in script.splitlines() if line.startswith("export MALLOC_")]
+
+
+@pytest.mark.parametrize(
+    ("path", "target", "file", "sets"),
+    [
+        (CASES_DIR / "tiny.twin", "slurm", "job.sbatch", ()),
+        (CASES_DIR / "quickstart.twin", "deucalion", "job.sbatch", ()),
+        # Without GPUs, also on a computer that has some.
+        (CASES_DIR / "tiny.twin", "local", "run.sh", ("strategy.gpus_per_node=0",)),
+    ],
+)
+def test_cpu_launchers_fix_glibc_malloc_thresholds(path, target, file, sets) -> None:
+    _, plan, files, _ = generate(path, target, sets=sets)
+    assert plan.device == "cpu"
+    assert malloc_exports(files[file]) == MALLOC_DEFAULTS
+    comment = files[file].split(MALLOC_DEFAULTS[0])[0].splitlines()[-1]
+    assert comment.startswith("# ") and "malloc" in comment
+
+
+@pytest.mark.parametrize("machine", ["lumi", "leonardo"])
+def test_gpu_launchers_leave_malloc_alone(machine: str) -> None:
+    _, plan, files, _ = generate(case(machine), machine)
+    assert plan.device == "cuda"
+    assert "MALLOC_" not in files["job.sbatch"]
+
+
+def test_malloc_thresholds_yield_to_the_environment_and_the_blueprint() -> None:
+    text = add_to_target(CASES_DIR / "tiny.twin", "slurm", '  env = { MALLOC_TRIM_THRESHOLD_ = "0" }')
+    _, _, files, _ = generate(CASES_DIR / "tiny.twin", "slurm", text=text)
+    exports = malloc_exports(files["job.sbatch"])
+    assert exports == ["export MALLOC_TRIM_THRESHOLD_=0", MALLOC_DEFAULTS[0]]
+    probe = "\n".join([*MALLOC_DEFAULTS, 'echo "$MALLOC_MMAP_THRESHOLD_ $MALLOC_TRIM_THRESHOLD_"'])
+    shown = subprocess.run(
+        ["bash", "-euc", probe], env={"MALLOC_MMAP_THRESHOLD_": "65536", "PATH": os.environ["PATH"]},
+        capture_output=True, text=True, timeout=30,
+    )
+    assert shown.stdout.split() == ["65536", "1073741824"], shown.stderr
+
+
 def test_generic_slurm_test_job_fits_two_cpus() -> None:
     _, plan, files, _ = generate(CASES_DIR / "tiny.twin", "slurm")
     flags = sbatch_flags(files["job.sbatch"])

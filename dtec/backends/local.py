@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from dtec.backends.slurm import export_lines
+from dtec.backends.slurm import export_lines, malloc_lines
 from dtec.backends.templating import render
 from dtec.diagnostics import Diagnostic
 from dtec.ir import IR
@@ -19,6 +19,7 @@ def generate(ir: IR, plan: Plan, shared: Mapping[str, str]) -> tuple[dict[str, s
     env = export_lines(plan.machine.environment(plan.partition), ir.target.env, found)
     ctx = {
         "env": env,
+        "malloc": malloc_lines(plan, env),
         "omp_threads": plan.cpus_per_rank,
         "ranks": plan.ranks_per_node,
         # One process needs no launcher; torchrun's --standalone rendezvous picks a free port.
