@@ -340,7 +340,7 @@ def _loop_shape(text: str) -> object:
     """Return what dtec's LALR loop builds, as the same nested tuples."""
     tables = parser._tables()
 
-    def handler(name: str):  # noqa: ANN202
+    def handler(name: str):
         return lambda children, level: (
             name,
             [c if isinstance(c, tuple) else (c.type, c.text, c.start) for c in children],
@@ -424,7 +424,7 @@ def test_long_sequences_are_parsed_in_linear_work(make, monkeypatch) -> None:
     copied: list[int] = []
 
     class Counting(lalr._Inline):
-        def extend(self, items) -> None:  # noqa: ANN001
+        def extend(self, items) -> None:
             copied.append(len(items))
             super().extend(items)
 

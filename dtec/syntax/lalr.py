@@ -28,9 +28,9 @@ Handler = Callable[[list[Any], int], Any]
 class Token:
     """One lexed terminal: its type, text and character offsets."""
 
-    __slots__ = ("type", "text", "start", "end")
+    __slots__ = ("end", "start", "text", "type")
 
-    def __init__(self, type: str, text: str, start: int, end: int) -> None:  # noqa: A002
+    def __init__(self, type: str, text: str, start: int, end: int) -> None:
         self.type = type
         self.text = text
         self.start = start

@@ -8,13 +8,12 @@ from collections.abc import Callable
 from functools import cache
 from typing import TYPE_CHECKING
 
-
 from dtec.diagnostics import Diagnostic, Related, diag
 from dtec.resources import data_path
 from dtec.source import Source, Span
+from dtec.suggest import did_you_mean
 from dtec.syntax import ast, lalr
 from dtec.syntax.units import UNITS
-from dtec.suggest import did_you_mean
 
 if TYPE_CHECKING:
     from lark import Lark, Token
