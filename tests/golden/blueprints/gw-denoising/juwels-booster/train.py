@@ -765,8 +765,8 @@ def train(parts: dict, loaders, plan: Plan, state: TrainState, run: Session, rt:
                 interval_data, interval_steps, interval_start = 0.0, 0, time.perf_counter()
 
             # Every rank checks at the same steps: every STOP_CHECK_EVERY and the epoch's last.
-            due = state.step % STOP_CHECK_EVERY == 0 or state.step_in_epoch == plan.steps_per_epoch
-            if due and stop.agreed(rt):
+            epoch_end = state.step_in_epoch == plan.steps_per_epoch
+            if (state.step % STOP_CHECK_EVERY == 0 or epoch_end) and stop.agreed(rt):
                 state.epoch_loss = all_sum(epoch_loss + loss_sum).item()
                 state.epoch_batches = epoch_batches
                 state.train_time += time.perf_counter() - epoch_start
