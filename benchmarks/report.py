@@ -216,12 +216,13 @@ def markdown(results: dict) -> str:
         sf = b["stopflag"]
         share = sf.get("cpu_share_of_step")
         out += [
-            "## The per-step pre-emption check alone",
+            "## The pre-emption check alone",
             "",
             f"`StopFlag.agreed` of the generated DDP script, {sf['iterations']} calls back to back on 2 ranks, "
-            f"{len(sf['rounds'])} rounds: {_range(sf['wall_us_per_step'], 0)} µs wall per call, "
-            f"{_range(sf['cpu_us_per_step_all_ranks'], 0)} µs CPU per call summed over both ranks"
-            + (f"; {100 * share:.1f} % of the generated DDP step's CPU time." if share else "."),
+            f"{len(sf['rounds'])} rounds: {_range(sf['wall_us_per_call'], 0)} µs wall per call, "
+            f"{_range(sf['cpu_us_per_call_all_ranks'], 0)} µs CPU per call summed over both ranks; "
+            f"the script calls it every {sf['check_every']} steps"
+            + (f", {100 * share:.2f} % of the generated DDP step's CPU time." if share else "."),
             "",
         ]
     if "gpu" in b:

@@ -180,6 +180,7 @@ def test_stop_flag(tmp_path: Path) -> None:
 
     r = stop_flag.run(tmp_path, rounds=1, iterations=20, step_ms=40.0)
     check_targets(r)
-    check_summary(r["wall_us_per_step"], 1)
+    check_summary(r["wall_us_per_call"], 1)
+    assert r["check_every"] == 10
     assert number(r["cpu_share_of_step"])
     assert "pre-emption check" in report.markdown({"benchmarks": {"stopflag": r}})
