@@ -61,7 +61,7 @@ def run(out: Path, *, count: int = 1000, repeat: int = 5) -> dict:
         "process_seconds": summary(times["lint"]),
         "process_one_job_seconds": summary(times["lint_j1"]),
         "python_pass_seconds": summary(times["pass"]),
-        "cpus": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+        "cpus": _cpus(),
         "process_command": "dtec lint DIR" if dtec else "python -m dtec lint DIR",
         "process_exit_codes": sorted(codes),
     }
@@ -72,9 +72,14 @@ def run(out: Path, *, count: int = 1000, repeat: int = 5) -> dict:
             2.0,
             "s",
             note=(
-                f"default, {result['cpus']} processes: {result['process_seconds']['median']:.2f} s; "
+                f"default, {result['cpus']} processes: "
+                f"{result['process_seconds']['median']:.2f} s; "
                 f"in-process {result['in_process_seconds']['median']:.2f} s"
             ),
         ),
     ]
     return result
+
+
+def _cpus() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1

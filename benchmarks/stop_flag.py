@@ -2,8 +2,8 @@
 
 Every rank calls it every `STOP_CHECK_EVERY` optimizer steps (an all-reduce of one integer, so
 that all ranks stop at the same step); it is the one piece of instrumentation in the step loop
-that no blueprint switch turns off. Timed in isolation it is far more precise than as a difference of
-two noisy training runs. Two ranks (gloo, CPU) import the generated DDP `train.py` of the
+that no blueprint switch turns off. Timed in isolation it is far more precise than as a
+difference of two noisy training runs. Two ranks (gloo, CPU) import the generated DDP `train.py` of the
 quickstart and call its `StopFlag().agreed(rt)` N times, back to back; wall and CPU time per call
 on each rank, next to the same loop doing nothing (the floor of the timing itself).
 
@@ -132,7 +132,8 @@ def run(
                 0.02,
                 "fraction",
                 note=f"{result['cpu_us_per_call_all_ranks']['median']:.0f} µs CPU (both ranks), "
-                f"{result['wall_us_per_call']['median']:.0f} µs wall per call, one call every {every} steps",
+                f"{result['wall_us_per_call']['median']:.0f} µs wall per call, "
+                f"one call every {every} steps",
             )
         ]
         if share is not None

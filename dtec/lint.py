@@ -82,7 +82,7 @@ def lint_files(
     targets: Sequence[str] | None = None,
     machine_dirs: Sequence[Path] = (),
 ) -> list[tuple[Diagnostic, ...]]:
-    """Return each file's diagnostics, in order; many files are shared among `jobs` processes (0: one per CPU)."""
+    """Return each file's diagnostics, in order, sharing many files among `jobs` processes (0: one per CPU)."""
     check = partial(_diagnostics, targets=targets, machine_dirs=tuple(machine_dirs))
     jobs = jobs or _cpus()
     if jobs < 2 or len(paths) < _POOL_MIN_FILES:
@@ -93,22 +93,24 @@ def lint_files(
 
     if "fork" not in multiprocessing.get_all_start_methods():
         return [check(path) for path in paths]
-    # Warm what every file needs before forking, so the workers inherit it instead of each loading it.
-    check(paths[0])
-
+    # The first file loads what every file needs (parse tables, machine catalogue) before the
+    # fork, so the workers inherit it instead of each loading it.
+    first = check(paths[0])
     chunk = max(1, len(paths) // (jobs * 4))
     try:
         with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("fork")) as pool:
-            return list(pool.map(check, paths, chunksize=chunk))
+            return [first, *pool.map(check, paths[1:], chunksize=chunk)]
     except BrokenProcessPool:  # a worker died (out of memory, killed): do it here instead
-        return [check(path) for path in paths]
+        return [first, *(check(path) for path in paths[1:])]
 
 
 def _cpus() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-def _diagnostics(path: Path, *, targets: Sequence[str] | None, machine_dirs: Sequence[Path]) -> tuple[Diagnostic, ...]:
+def _diagnostics(
+    path: Path, *, targets: Sequence[str] | None, machine_dirs: Sequence[Path]
+) -> tuple[Diagnostic, ...]:
     return analyse(path, targets=targets, machine_dirs=machine_dirs).diagnostics
 
 
