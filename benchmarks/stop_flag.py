@@ -3,9 +3,9 @@
 Every rank calls it every `STOP_CHECK_EVERY` optimizer steps (an all-reduce of one integer, so
 that all ranks stop at the same step); it is the one piece of instrumentation in the step loop
 that no blueprint switch turns off. Timed in isolation it is far more precise than as a
-difference of two noisy training runs. Two ranks (gloo, CPU) import the generated DDP `train.py` of the
-quickstart and call its `StopFlag().agreed(rt)` N times, back to back; wall and CPU time per call
-on each rank, next to the same loop doing nothing (the floor of the timing itself).
+difference of two noisy training runs. Two ranks (gloo, CPU) import the generated DDP `train.py`
+of the quickstart and call its `StopFlag().agreed(rt)` N times, back to back; wall and CPU time
+per call on each rank, next to the same loop doing nothing (the floor of the timing itself).
 
     python -m benchmarks.stop_flag            # or: python -m benchmarks.run --only stopflag
 """
