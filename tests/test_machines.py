@@ -56,6 +56,7 @@ def validator():
 def test_every_machine_ships_and_loads(catalog):
     assert set(catalog.names()) == NAMES
     assert catalog.names() == sorted(catalog.names())
+    assert [m.name for m in catalog] == catalog.names()  # reads every profile
     assert catalog.errors == []
 
 

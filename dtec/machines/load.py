@@ -152,29 +152,47 @@ def _fold(name: str) -> str:
 
 
 class Catalog:
-    """The machines dtec knows, by name; profiles that failed to load are kept in `errors`."""
+    """The machines dtec knows, by name; profiles that failed to load are kept in `errors`.
 
-    def __init__(self, machines: dict[str, Machine], errors: list[MachineError],
-                 replaced: dict[str, tuple[Path, ...]] | None = None):
-        self._machines = dict(sorted(machines.items()))
+    Shipped profiles are read when first asked for (a lint names one or two of fifteen, and
+    reading all of them is a tenth of a one-file lint); the user's are read at once, so that
+    their errors are known.
+    """
+
+    def __init__(self, shipped: dict[str, Path], machines: dict[str, Machine],
+                 errors: list[MachineError], replaced: dict[str, tuple[Path, ...]] | None = None):
+        self._shipped = shipped  # name -> file, not read yet
+        self._machines = machines  # read: the user's, and the shipped ones asked for
         self.errors = errors
         self._replaced = replaced or {}
-        self._aliases = {a: m.name for m in self._machines.values() for a in m.aliases}
+        self._names = sorted({*shipped, *machines})
+        self._aliases: dict[str, str] | None = None
 
     def names(self) -> list[str]:
         """Return the machine names, sorted."""
-        return list(self._machines)
+        return list(self._names)
 
     def get(self, name: str) -> Machine | None:
         """Return the machine with this name or alias, or None."""
-        return self._machines.get(name) or self._machines.get(self._aliases.get(name, ""))
+        if name in self._machines:
+            return self._machines[name]
+        if name in self._shipped:
+            return self._read(name)
+        canonical = self.aliases().get(name)
+        return self._machines.get(canonical) if canonical else None
+
+    def aliases(self) -> dict[str, str]:
+        """Return every alias with the name it stands for (reads every profile)."""
+        if self._aliases is None:
+            self._aliases = {a: m.name for m in self for a in m.aliases}
+        return self._aliases
 
     def suggest(self, name: str) -> str | None:
         """Return the known name closest to `name` (for "did you mean"), or None."""
         folded = _fold(name)
         if self.get(folded) is not None:
             return self.get(folded).name
-        candidates = {_fold(n): n for n in [*self._machines, *self._aliases]}
+        candidates = {_fold(n): n for n in [*self._names, *self.aliases()]}
         match = difflib.get_close_matches(folded, list(candidates), n=1, cutoff=0.6)
         return self.get(candidates[match[0]]).name if match else None
 
@@ -182,11 +200,23 @@ class Catalog:
         """Return the earlier profiles that the one in use replaced (shipped first)."""
         return self._replaced.get(name, ())
 
+    def _read(self, name: str) -> Machine | None:
+        path = self._shipped.pop(name)
+        try:
+            self._machines[name] = load_file(path)
+        except MachineError as exc:
+            self.errors.append(exc)
+            self._names.remove(name)
+            return None
+        return self._machines[name]
+
     def __iter__(self) -> Iterator[Machine]:
-        return iter(self._machines.values())
+        for name in list(self._shipped):
+            self._read(name)
+        return iter([self._machines[name] for name in self._names])
 
     def __len__(self) -> int:
-        return len(self._machines)
+        return len(self._names)
 
     def __contains__(self, name: object) -> bool:
         return isinstance(name, str) and self.get(name) is not None
@@ -206,10 +236,11 @@ def load_machines(extra_dirs: Sequence[Path | str] = ()) -> Catalog:
 
 @lru_cache(maxsize=16)
 def _load(extra: tuple[str, ...], _env: str) -> Catalog:
+    shipped = {path.stem: path for path in sorted(shipped_dir().glob("*.toml"))}
     machines: dict[str, Machine] = {}
     replaced: dict[str, tuple[Path, ...]] = {}
     errors: list[MachineError] = []
-    for folder in search_dirs(extra):
+    for folder in search_dirs(extra)[1:]:
         if not folder.is_dir():
             errors.append(MachineError("machine folder not found", folder))
             continue
@@ -220,11 +251,13 @@ def _load(extra: tuple[str, ...], _env: str) -> Catalog:
                 errors.append(exc)
                 continue
             if machine.name in machines:
-                replaced[machine.name] = replaced.get(machine.name, ()) + (
-                    machines[machine.name].source,
-                )
+                earlier: Path | None = machines[machine.name].source
+            else:
+                earlier = shipped.pop(machine.name, None)
+            if earlier is not None:
+                replaced[machine.name] = replaced.get(machine.name, ()) + (earlier,)
             machines[machine.name] = machine
-    return Catalog(machines, errors, replaced)
+    return Catalog(shipped, machines, errors, replaced)
 
 
 load_machines.cache_clear = _load.cache_clear  # type: ignore[attr-defined]
