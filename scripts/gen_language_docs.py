@@ -5,22 +5,12 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from dtec.lang.reference import language_reference
+REPO = Path(__file__).resolve().parent.parent
+# The page is made from this checkout's vocabulary, not from whatever dtec is installed.
+sys.path.insert(0, str(REPO))
 
-TARGET = Path(__file__).resolve().parent.parent / "docs" / "language.md"
-
-
-def main(argv: list[str]) -> int:
-    text = language_reference()
-    if "--check" in argv:
-        if not TARGET.is_file() or TARGET.read_text(encoding="utf-8") != text:
-            print(f"{TARGET} is stale: run `python scripts/gen_language_docs.py`", file=sys.stderr)
-            return 1
-        return 0
-    TARGET.write_text(text, encoding="utf-8")
-    print(f"wrote {TARGET}")
-    return 0
-
+from dtec.lang.reference import language_reference  # noqa: E402
+from generated import write_or_check  # noqa: E402
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    sys.exit(write_or_check(REPO / "docs" / "language.md", language_reference(), sys.argv[1:]))

@@ -5,22 +5,13 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from dtec.syntax.parser import grammar_sha256, tables_from_lark
+REPO = Path(__file__).resolve().parent.parent
+# The tables are built from this checkout's grammar, not from whatever dtec is installed.
+sys.path.insert(0, str(REPO))
 
-TARGET = Path(__file__).resolve().parent.parent / "grammars" / "twin.tables.json"
-
-
-def main(argv: list[str]) -> int:
-    text = tables_from_lark().to_json(grammar_sha256())
-    if "--check" in argv:
-        if not TARGET.is_file() or TARGET.read_text(encoding="utf-8") != text:
-            print(f"{TARGET} is stale: run `python scripts/gen_parse_tables.py`", file=sys.stderr)
-            return 1
-        return 0
-    TARGET.write_text(text, encoding="utf-8")
-    print(f"wrote {TARGET}")
-    return 0
-
+from dtec.syntax.parser import grammar_sha256, tables_from_lark  # noqa: E402
+from generated import write_or_check  # noqa: E402
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    text = tables_from_lark().to_json(grammar_sha256())
+    sys.exit(write_or_check(REPO / "grammars" / "twin.tables.json", text, sys.argv[1:]))

@@ -231,3 +231,10 @@ def test_lint_path_stays_light(blueprints_dir: Path) -> None:
     )
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
+
+
+def test_language_reference_is_fresh(repo_root: Path) -> None:
+    from dtec.lang.reference import language_reference
+
+    page = (repo_root / "docs" / "language.md").read_text(encoding="utf-8")
+    assert page == language_reference(), "run `python scripts/gen_language_docs.py`"

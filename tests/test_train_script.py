@@ -496,9 +496,11 @@ def test_deepspeed_zero_trains_checkpoints_and_resumes(tmp_path: Path, zero: int
     assert final_weights(run_dir)["head.weight"].shape == (1, 16)
 
 
-@pytest.mark.slow
-def test_a_signal_to_one_rank_stops_every_rank_at_the_next_check(tmp_path: Path) -> None:
-    """Only rank 1 gets SIGUSR1; rank 0 learns of it from the check and both checkpoint."""
+def signal_rank_1(tmp_path: Path, sig: int, timeout: float) -> tuple[int, Path, str, float]:
+    """Start a long 2-rank training, send `sig` to rank 1 once it logs; return how it ended.
+
+    The result is (exit code, run dir, output, seconds from the signal to the end).
+    """
     script = write_bundle(variant(train__epochs=200), tmp_path)
     run_dir = tmp_path / "run"
     launcher = subprocess.Popen(torchrun_cmd(script, 2, "--run-dir", str(run_dir)),
@@ -509,10 +511,19 @@ def test_a_signal_to_one_rank_stops_every_rank_at_the_next_check(tmp_path: Path)
                  "training to start")
         ranks = worker_pids(launcher.pid)
         assert sorted(ranks) == [0, 1]
-        os.kill(ranks[1], signal.SIGUSR1)
-        out, _ = launcher.communicate(timeout=90)
+        sent = time.monotonic()
+        os.kill(ranks[1], sig)
+        out, _ = launcher.communicate(timeout=timeout)
+        elapsed = time.monotonic() - sent
     finally:
         launcher.kill()
+    return launcher.returncode, run_dir, out, elapsed
+
+
+@pytest.mark.slow
+def test_a_signal_to_one_rank_stops_every_rank_at_the_next_check(tmp_path: Path) -> None:
+    """Only rank 1 gets SIGUSR1; rank 0 learns of it from the check and both checkpoint."""
+    _, run_dir, out, _ = signal_rank_1(tmp_path, signal.SIGUSR1, 90)
     result = summary(run_dir)  # written by rank 0, which got no signal itself
     assert result["status"] == "preempted", out[-4000:]
     stopped_at = result["steps"]
@@ -524,23 +535,8 @@ def test_a_signal_to_one_rank_stops_every_rank_at_the_next_check(tmp_path: Path)
 
 @pytest.mark.slow
 def test_a_killed_rank_fails_the_job_quickly(tmp_path: Path) -> None:
-    script = write_bundle(variant(train__epochs=200), tmp_path)
-    run_dir = tmp_path / "run"
-    launcher = subprocess.Popen(torchrun_cmd(script, 2, "--run-dir", str(run_dir)),
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                env=clean_env())
-    try:
-        wait_for(lambda: (run_dir / "metrics.jsonl").exists() and records(run_dir, "step"), 120,
-                 "training to start")
-        ranks = worker_pids(launcher.pid)
-        assert sorted(ranks) == [0, 1]
-        killed = time.monotonic()
-        os.kill(ranks[1], signal.SIGKILL)
-        out, _ = launcher.communicate(timeout=60)
-        elapsed = time.monotonic() - killed
-    finally:
-        launcher.kill()
-    assert launcher.returncode != 0
+    code, _, out, elapsed = signal_rank_1(tmp_path, signal.SIGKILL, 60)
+    assert code != 0
     assert elapsed < 60
     assert "rank      : 1 (local_rank: 1)" in out and "SIGKILL" in out, out[-4000:]
 
