@@ -277,6 +277,31 @@ def test_malloc_thresholds_yield_to_the_environment_and_the_blueprint() -> None:
     assert shown.stdout.split() == ["65536", "1073741824"], shown.stderr
 
 
+def container_env(job_yaml: str) -> dict[str, str | None]:
+    job = next(d for d in yaml.safe_load_all(job_yaml) if d["kind"] in ("Job", "PyTorchJob"))
+    spec = job["spec"]["template"]["spec"] if job["kind"] == "Job" else (
+        job["spec"]["pytorchReplicaSpecs"]["Master"]["template"]["spec"]
+    )
+    return {e["name"]: e.get("value") for e in spec["containers"][0]["env"]}
+
+
+def test_cpu_pods_fix_glibc_malloc_thresholds_unless_the_blueprint_sets_them() -> None:
+    _, plan, files, _ = generate(case("kubernetes"), "kubernetes")
+    assert plan.device == "cpu"
+    env = container_env(files["job.yaml"])
+    assert (env["MALLOC_MMAP_THRESHOLD_"], env["MALLOC_TRIM_THRESHOLD_"]) == ("33554432", "1073741824")
+    text = add_to_target(case("kubernetes"), "kubernetes", '  env = { MALLOC_TRIM_THRESHOLD_ = "0" }')
+    _, _, files, _ = generate(case("kubernetes"), "kubernetes", text=text)
+    assert container_env(files["job.yaml"])["MALLOC_TRIM_THRESHOLD_"] == "0"
+
+
+def test_gpu_pods_leave_malloc_alone() -> None:
+    pulsar = HERE.parent / "blueprints" / "pulsar-classification.twin"
+    _, plan, files, _ = generate(pulsar, "kubeflow")
+    assert plan.device == "cuda"
+    assert not [name for name in container_env(files["job.yaml"]) if name.startswith("MALLOC_")]
+
+
 def test_generic_slurm_test_job_fits_two_cpus() -> None:
     _, plan, files, _ = generate(CASES_DIR / "tiny.twin", "slurm")
     flags = sbatch_flags(files["job.sbatch"])

@@ -13,6 +13,7 @@ from typing import Any
 
 import yaml
 
+from dtec.backends.slurm import CPU_MALLOC_ENV
 from dtec.diagnostics import Diagnostic, diag
 from dtec.ir import IR
 from dtec.machines.model import Kube, Machine
@@ -132,6 +133,9 @@ def _env(ir: IR, plan: Plan, escape: bool, found: list[Diagnostic]) -> list[dict
     """Return the container's env: the site's, dtec's, then the blueprint's (last one wins)."""
     values = dict(plan.machine.environment(plan.partition))
     values["OMP_NUM_THREADS"] = str(plan.cpus_per_rank)
+    if plan.device == "cpu":  # as in the CPU launchers: a profile's or the blueprint's value wins
+        for name, value in CPU_MALLOC_ENV:
+            values.setdefault(name, str(value))
     for key, value in ir.target.env.items():
         if _ENV_NAME.fullmatch(key):
             values[key] = value
