@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import tempfile
@@ -15,7 +14,7 @@ from benchmarks.common import dtec_executable, log, python_executable, summary, 
 
 def run(out: Path, *, count: int = 1000, repeat: int = 5) -> dict:
     """Lint `count` generated blueprints: `repeat` in-process passes and `repeat` whole processes."""
-    from dtec.lint import analyse
+    from dtec.lint import analyse, cpu_count
 
     log(f"lint throughput: {count} blueprints, x{repeat}")
     folder = Path(tempfile.mkdtemp(prefix="dtec-bench-lint-"))
@@ -61,7 +60,7 @@ def run(out: Path, *, count: int = 1000, repeat: int = 5) -> dict:
         "process_seconds": summary(times["lint"]),
         "process_one_job_seconds": summary(times["lint_j1"]),
         "python_pass_seconds": summary(times["pass"]),
-        "cpus": _cpus(),
+        "cpus": cpu_count(),
         "process_command": "dtec lint DIR" if dtec else "python -m dtec lint DIR",
         "process_exit_codes": sorted(codes),
     }
@@ -79,7 +78,3 @@ def run(out: Path, *, count: int = 1000, repeat: int = 5) -> dict:
         ),
     ]
     return result
-
-
-def _cpus() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1

@@ -84,7 +84,7 @@ def lint_files(
 ) -> list[tuple[Diagnostic, ...]]:
     """Return each file's diagnostics, in order, sharing many files among `jobs` processes (0: one per CPU)."""
     check = partial(_diagnostics, targets=targets, machine_dirs=tuple(machine_dirs))
-    jobs = jobs or _cpus()
+    jobs = jobs or cpu_count()
     if jobs < 2 or len(paths) < _POOL_MIN_FILES:
         return [check(path) for path in paths]
     import multiprocessing
@@ -104,7 +104,8 @@ def lint_files(
         return [first, *(check(path) for path in paths[1:])]
 
 
-def _cpus() -> int:
+def cpu_count() -> int:
+    """Return the CPUs this process may run on (its affinity, where the OS has one)."""
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 

@@ -278,11 +278,9 @@ def test_malloc_thresholds_yield_to_the_environment_and_the_blueprint() -> None:
 
 
 def container_env(job_yaml: str) -> dict[str, str | None]:
+    """Return the first container's env of the Job (or the PyTorchJob's master) in a job.yaml."""
     job = next(d for d in yaml.safe_load_all(job_yaml) if d["kind"] in ("Job", "PyTorchJob"))
-    spec = job["spec"]["template"]["spec"] if job["kind"] == "Job" else (
-        job["spec"]["pytorchReplicaSpecs"]["Master"]["template"]["spec"]
-    )
-    return {e["name"]: e.get("value") for e in spec["containers"][0]["env"]}
+    return {e["name"]: e.get("value") for e in pod_spec(job)["containers"][0]["env"]}
 
 
 def test_cpu_pods_fix_glibc_malloc_thresholds_unless_the_blueprint_sets_them() -> None:
@@ -487,10 +485,7 @@ def test_run_sh_single_needs_no_launcher() -> None:
 
 def test_kubernetes_env_is_not_expanded(tmp_path: Path) -> None:
     marker, files = nasty(tmp_path, "kubernetes")
-    job = next(d for d in yaml.safe_load_all(files["job.yaml"]) if d["kind"] == "Job")
-    env = {
-        e["name"]: e.get("value") for e in job["spec"]["template"]["spec"]["containers"][0]["env"]
-    }
+    env = container_env(files["job.yaml"])
     assert env["X"] == X_VALUE.format(marker=marker).replace("$(", "$$(")
 
 
