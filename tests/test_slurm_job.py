@@ -94,9 +94,11 @@ def test_preempted_job_checkpoints_requeues_and_resumes(slurm: str, tmp_path: Pa
             )
             assert time.monotonic() < deadline, f"still {state}\n{logs(folder)}"
             if state == "PENDING" and not requeued:
-                # A requeued job waits for its begin time; start it now to keep the test short.
+                # A requeued job waits for its begin time; start it soon to keep the test short.
+                # Not `now`: slurmd refuses a launch whose credential dates from the same second
+                # as the requeue's revocation ("Job credential revoked"), and the job fails.
                 subprocess.run(
-                    ["scontrol", "update", f"JobId={job}", "StartTime=now"], check=False, timeout=30
+                    ["scontrol", "update", f"JobId={job}", "StartTime=now+2"], check=False, timeout=30
                 )
                 requeued = True
             time.sleep(2)
