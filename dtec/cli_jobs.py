@@ -100,14 +100,14 @@ def compile_(
     machines: MachinesOption = None,
 ) -> None:
     """Compile a blueprint into a bundle: train.py, the launcher, ir.json and manifest.json."""
+    from dtec.output import write_bundle, write_file
+
     if emit not in ("bundle", "ir"):
         _stderr(f"dtec: unknown --emit `{emit}`; choose `bundle` or `ir`")
         raise typer.Exit(2)
     bundle = _build(file, target, set_, machines)
     if explain:
         _explain(bundle)
-    from dtec.output import write_bundle, write_file
-
     if emit == "ir":
         if output is None:
             sys.stdout.write(bundle.files["ir.json"])
@@ -226,9 +226,8 @@ def run(
     machines: MachinesOption = None,
 ) -> None:
     """Compile a blueprint into a run folder and run it: locally, on Slurm or on Kubernetes."""
-    from dtec.runner import launch
-
     from dtec.output import OutputError, finished_run, plan_bundle, write_bundle
+    from dtec.runner import launch
 
     bundle = _build(file, target, set_, machines)
     folder = _folder(output, "runs", bundle)
