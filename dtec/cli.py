@@ -137,6 +137,7 @@ def fmt(
     """Rewrite blueprints in the canonical style, keeping every comment; broken files stay as is."""
     from dtec.format.files import format_bytes, format_path, replace_text, summary, unified_diff
     from dtec.lint import expand
+    from dtec.output import OutputError
     from dtec.render import render, write
 
     dry = check or diff
@@ -161,15 +162,20 @@ def fmt(
         if not outcome.changed:
             unchanged += 1
             continue
+        if not (dry or stdin):
+            try:
+                replace_text(path, outcome.formatted)
+            except OutputError as exc:  # say it, and go on with the other files
+                write(sys.stderr, f"dtec: {exc}\n")
+                failed, code = failed + 1, max(code, 1)
+                continue
+            write(sys.stderr, f"reformatted {outcome.name}\n")
         changed += 1
         if diff:
             write(sys.stdout, unified_diff(outcome))
         if dry:
             write(sys.stderr, f"would reformat {outcome.name}\n")
             code = max(code, int(check))
-        elif not stdin:
-            replace_text(path, outcome.formatted)
-            write(sys.stderr, f"reformatted {outcome.name}\n")
     write(sys.stderr, summary(changed, unchanged, failed, dry=dry) + "\n")
     raise typer.Exit(code)
 

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
-import os
 import shutil
 import sys
-import tempfile
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -21,6 +20,9 @@ SetOption = Annotated[
 MachinesOption = Annotated[
     Optional[list[Path]],
     typer.Option("--machines", help="Extra folder of machine profiles (also env DTEC_MACHINES)."),
+]
+ForceOption = Annotated[
+    bool, typer.Option("--force", help="Write into a folder that is not a dtec bundle, replacing files in the way.")
 ]
 TargetOption = Annotated[str, typer.Option("--target", "-t", help="Machine to compile for (`dtec targets`).")]
 
@@ -51,26 +53,22 @@ def _build(file: Path, target: str, sets: list[str] | None, machines: list[Path]
     return bundle
 
 
-def write_bundle(files: dict[str, str], folder: Path) -> None:
-    """Write generated files atomically (temporary file, then rename); other files stay."""
-    folder.mkdir(parents=True, exist_ok=True)
-    if "job.sbatch" in files:
-        (folder / "logs").mkdir(exist_ok=True)  # Slurm opens the log files before the job starts
-    for name, content in files.items():
-        path = folder / name
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{name}.")
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
-            handle.write(content)
-        os.chmod(tmp, 0o755 if name.endswith((".sh", ".sbatch")) else 0o644)
-        os.replace(tmp, path)
+@contextlib.contextmanager
+def _writing():
+    """Turn a failed or refused write into one line on stderr and exit 1."""
+    from dtec.output import OutputError
+
+    try:
+        yield
+    except OutputError as exc:
+        _stderr(f"dtec: {exc}")
+        raise typer.Exit(1) from None
 
 
-def _default_folder(root: str, bundle) -> Path:
-    return Path(root) / f"{_slug(bundle.ir.twin.name)}-{bundle.ir.target.name}"
+def _folder(output: Path | None, root: str, bundle) -> Path:
+    from dtec.output import default_folder
 
-
-def _slug(name: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_." else "-" for c in name).strip("-.") or "twin"
+    return output or default_folder(root, bundle.ir.twin.name, bundle.ir.target.name)
 
 
 def _explain(bundle) -> None:
@@ -97,10 +95,13 @@ def compile_(
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Bundle folder (default build/<twin>-<target>).")] = None,
     emit: Annotated[str, typer.Option("--emit", help="`bundle` (all files) or `ir` (the IR as JSON).")] = "bundle",
     explain: Annotated[bool, typer.Option("--explain", help="Say what dtec decided and why.")] = False,
+    force: ForceOption = False,
     set_: SetOption = None,
     machines: MachinesOption = None,
 ) -> None:
     """Compile a blueprint into a bundle: train.py, the launcher, ir.json and manifest.json."""
+    from dtec.output import write_bundle, write_file
+
     if emit not in ("bundle", "ir"):
         _stderr(f"dtec: unknown --emit `{emit}`; choose `bundle` or `ir`")
         raise typer.Exit(2)
@@ -110,11 +111,13 @@ def compile_(
     if emit == "ir":
         if output is None:
             sys.stdout.write(bundle.files["ir.json"])
-        else:
-            write_bundle({output.name: bundle.files["ir.json"]}, output.parent)
+            return
+        with _writing():
+            write_file(output, bundle.files["ir.json"])
         return
-    folder = output or _default_folder("build", bundle)
-    write_bundle(bundle.files, folder)
+    folder = _folder(output, "build", bundle)
+    with _writing():
+        write_bundle(bundle.files, folder, force=force)
     typer.echo(f"compiled {file} for {target} into {folder}/ ({', '.join(bundle.files)})")
 
 
@@ -213,16 +216,28 @@ def run(
     file: Annotated[Path, typer.Argument(help="The blueprint.")],
     target: TargetOption = "local",
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Run folder (default runs/<twin>-<target>).")] = None,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the commands without running them.")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Write nothing; print what would be written and run.")] = False,
     detach: Annotated[bool, typer.Option("--detach", help="Submit and return at once (Slurm, Kubernetes).")] = False,
     resume: Annotated[str, typer.Option("--resume", help="`auto` (continue from the last checkpoint), `never`, or a checkpoint path.")] = "auto",
+    force: Annotated[
+        bool, typer.Option("--force", help="Also run in a folder that is not a bundle, or whose run completed.")
+    ] = False,
     set_: SetOption = None,
     machines: MachinesOption = None,
 ) -> None:
     """Compile a blueprint into a run folder and run it: locally, on Slurm or on Kubernetes."""
+    from dtec.output import OutputError, finished_run, plan_bundle, write_bundle
     from dtec.runner import launch
 
     bundle = _build(file, target, set_, machines)
-    folder = output or _default_folder("runs", bundle)
-    write_bundle(bundle.files, folder)
+    folder = _folder(output, "runs", bundle)
+    with _writing():
+        if finished_run(folder) and not force:
+            hint = "choose another folder with -o, or --force to run again (its results are replaced)"
+            raise OutputError(folder, "its run completed (run/summary.json)", hint)
+        if dry_run:
+            plan_bundle(folder, bundle.files, force=force)
+            _stderr(f"dtec: dry run: would write {folder}/ ({', '.join(bundle.files)}), then run:")
+        else:
+            write_bundle(bundle.files, folder, force=force)
     raise typer.Exit(launch(bundle, folder, dry_run=dry_run, detach=detach, resume=resume))

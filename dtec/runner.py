@@ -23,7 +23,7 @@ def launch(bundle, folder: Path, *, dry_run: bool, detach: bool, resume: str) ->
         return _local(folder, dry_run, resume)
     if scheduler == "slurm":
         return _slurm(folder, dry_run, detach)
-    return _kubernetes(folder, dry_run, detach, bundle.ir.target.walltime_s)
+    return _kubernetes(folder, bundle.files["job.yaml"], dry_run, detach, bundle.ir.target.walltime_s)
 
 
 def _say(text: str) -> None:
@@ -132,8 +132,8 @@ def _follow(logs: Path, job: str, stop: threading.Event) -> None:
         time.sleep(_POLL_S / 4)
 
 
-def _kubernetes(folder: Path, dry_run: bool, detach: bool, walltime_s: int) -> int:
-    documents = list(yaml.safe_load_all((folder / "job.yaml").read_text()))
+def _kubernetes(folder: Path, job_yaml: str, dry_run: bool, detach: bool, walltime_s: int) -> int:
+    documents = list(yaml.safe_load_all(job_yaml))  # from the bundle: a dry run wrote no file
     workload = next(d for d in documents if d["kind"] in ("Job", "PyTorchJob"))
     name, namespace = workload["metadata"]["name"], workload["metadata"].get("namespace", "default")
     kind = "job" if workload["kind"] == "Job" else "pytorchjob"

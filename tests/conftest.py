@@ -112,3 +112,27 @@ def slurm() -> str:
     if state not in SLURM_READY:
         _unavailable(f"the local Slurm cluster is not up (sinfo -h -o %t says {state or 'nothing'!r})")
     return "debug"
+
+
+@pytest.fixture
+def read_only():
+    """Return `lock(path)`: make a file or folder refuse writes, even to root; undone after the test.
+
+    chmod does not stop root, so as root the immutable attribute (`chattr +i`) does it; the test
+    is skipped where the file system does not support that.
+    """
+    locked: list[Path] = []
+
+    def lock(path: Path) -> Path:
+        if os.geteuid() != 0:
+            path.chmod(0o555 if path.is_dir() else 0o444)
+            return path
+        done = subprocess.run(["chattr", "+i", str(path)], capture_output=True, text=True) if shutil.which("chattr") else None
+        if done is None or done.returncode != 0:
+            pytest.skip(f"cannot make {path} read-only as root: {done.stderr.strip() if done else 'no chattr'}")
+        locked.append(path)
+        return path
+
+    yield lock
+    for path in locked:
+        subprocess.run(["chattr", "-i", str(path)], check=True)

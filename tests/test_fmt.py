@@ -205,3 +205,19 @@ def test_cli_missing_file(tmp_path: Path, runner: CliRunner) -> None:
     result = runner.invoke(app, ["fmt", str(tmp_path / "nope.twin")])
     assert result.exit_code == 1
     assert "DT001" in result.stderr
+
+
+def test_cli_read_only_file_is_one_line_and_the_others_are_formatted(
+    tmp_path: Path, runner: CliRunner, read_only
+) -> None:
+    locked, other = tmp_path / "a.twin", tmp_path / "b.twin"
+    for path in (locked, other):
+        path.write_text(MESSY)
+    read_only(locked)
+    result = runner.invoke(app, ["fmt", str(tmp_path)])
+    assert result.exit_code == 1
+    assert "internal error" not in result.stderr
+    assert f"dtec: cannot write {locked}: " in result.stderr
+    assert locked.read_text() == MESSY and other.read_text() == CLEAN
+    assert "1 file reformatted, 1 file failed to reformat" in result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.twin", "b.twin"]  # no temporary file

@@ -46,6 +46,9 @@ def test_dry_run_prints_the_commands(tmp_path: Path) -> None:
     assert slurm.returncode == 0 and "sbatch --parsable --wait job.sbatch" in slurm.stdout
     kube = dtec("run", str(REPO / "blueprints" / "cyclone-detection.twin"), "-t", "kubernetes", "-o", str(tmp_path / "k"), "--dry-run", cwd=tmp_path)
     assert kube.returncode == 0 and "kubectl apply -f job.yaml" in kube.stdout
+    for result, folder in ((local, "l"), (slurm, "s"), (kube, "k")):
+        assert f"would write {tmp_path / folder}/ (" in result.stderr
+    assert list(tmp_path.iterdir()) == []  # a dry run writes nothing
 
 
 def test_missing_scheduler_tools_are_a_clear_error(tmp_path: Path) -> None:

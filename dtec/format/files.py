@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import contextlib
 import difflib
 import os
 import re
-import shutil
-import tempfile
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from dtec.diagnostics import Diagnostic, diag
 from dtec.format import FormatterError, format_source
+from dtec.output import OutputError, failed, write_atomic
 from dtec.source import Source, read_source
 
 
@@ -61,18 +60,15 @@ def format_text(source: Source) -> Outcome:
 
 
 def replace_text(path: Path, text: str) -> None:
-    """Write `text` to a temporary file beside `path`, then rename it over `path` in one step."""
+    """Replace a file's text in one step (see write_atomic), keeping its mode; raise OutputError."""
     target = Path(os.path.realpath(path))  # keep symlinks: rewrite the file they point to
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
-            handle.write(text)
-        shutil.copymode(target, tmp)
-        os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+        mode = stat.S_IMODE(target.stat().st_mode)
+    except OSError as exc:
+        raise failed(exc, path) from None
+    if not os.access(target, os.W_OK):
+        raise OutputError(path, "the file is read-only")  # a rename would get past its mode
+    write_atomic(target, text, mode)
 
 
 def unified_diff(outcome: Outcome) -> str:
