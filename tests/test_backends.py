@@ -334,8 +334,8 @@ def test_settings_a_target_cannot_express_are_reported() -> None:
 
 
 # ---- quoting and injection -------------------------------------------------------------------
-NASTY = """twin "$(touch {marker}1)\\"; touch {marker}2 #`touch {marker}3`" {{}}
-data "d" {{
+# The blocks around hostile twin names and targets (a format template, as those are): two CPU ranks.
+TWO_RANKS = """data "d" {{
   source = synthetic(samples = 64, shape = [4], targets = 1)
   batch  = 8
 }}
@@ -351,7 +351,9 @@ strategy {{
   kind           = ddp
   procs_per_node = 2
 }}
-target "slurm" {{
+"""
+NASTY = """twin "$(touch {marker}1)\\"; touch {marker}2 #`touch {marker}3`" {{}}
+""" + TWO_RANKS + """target "slurm" {{
   account   = "a'b\\"c"
   partition = "de$(touch {marker}4)bug"
   env       = {{ X = "$(touch {marker}5)`touch {marker}6`'" }}
@@ -505,22 +507,7 @@ HOSTILE = [
     "t\tab!",
 ]
 HOSTILE_TWIN = """twin {v} {{}}
-data "d" {{
-  source = synthetic(samples = 64, shape = [4], targets = 1)
-  batch  = 8
-}}
-model "m" {{
-  arch  = mlp(input = 4, output = 1)
-  input = data.d
-}}
-train {{
-  loss = mse
-}}
-strategy {{
-  kind           = ddp
-  procs_per_node = 2
-}}
-target "slurm" {{
+""" + TWO_RANKS + """target "slurm" {{
   account     = {v}
   partition   = {v}
   qos         = {v}

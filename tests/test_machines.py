@@ -400,6 +400,7 @@ def test_check_setting(key, value, problem):
     ("gpu_request", "flag", "--gres=gpu:{n}\ntouch PWNED", "gpu_request.flag: holds a line break"),
     ("launch", "memory_flag", "--mem={GB}G", "launch.memory_flag: `{GB}` is not a placeholder"),
     ("launch", "torchrun", "torch'run", "launch.torchrun: is not a command line"),
+    ("software", "container_command", "run\\", "software.container_command: is not a command"),
 ])
 def test_profiles_with_unsafe_launcher_settings_are_refused(section, key, value, message):
     data = _valid()

@@ -105,9 +105,10 @@ def cross_problems(m: Machine) -> list[str]:
         "gpu_request.flag": ("gpu_flag", m.gpu_request.flag),
         "launch.memory_flag": ("memory_flag", m.launch.memory_flag),
         "launch.torchrun": ("torchrun", m.launch.torchrun),
+        "software.container_command": ("container_command", m.software.container_command),
     }
     for where, (key, value) in launcher.items():
-        problem = check_setting(key, value)
+        problem = check_setting(key, value) if value is not None else None
         if problem is not None:
             out.append(f"{where}: {problem}")
     if m.rules.account_pattern:

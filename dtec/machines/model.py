@@ -285,11 +285,12 @@ def check_setting(key: str, value: str) -> str | None:
     """Return why `value` cannot be the launcher setting `key` (a `machine { }` key), else None.
 
     The one check of the values dtec expands or splits into a launcher, for profiles and for
-    a target's overrides alike: `gpu_flag`, `memory_flag` (flag templates) and `torchrun`.
+    a target's overrides alike: `gpu_flag`, `memory_flag` (flag templates), and `torchrun`,
+    `container_command` (command lines).
     """
     if key in FLAG_PLACEHOLDERS:
         return _flag_problem(key, value)
-    if key == "torchrun":
+    if key in ("torchrun", "container_command"):
         return _command_problem(value)
     return None
 
