@@ -18,7 +18,7 @@ from dtec.compiler import generate as compile_generate
 from dtec.diagnostics import has_errors
 from dtec.ir import build_ir
 from dtec.lint import analyse
-from dtec.machines import load_machines
+from dtec.machines import MachineError, load_machines
 
 HERE = Path(__file__).resolve().parent
 CASES_DIR = HERE / "backends"
@@ -193,7 +193,7 @@ def test_jsc_flags(machine: str) -> None:
     flags = sbatch_flags(text)
     assert "--gres=gpu:4" in flags and "--hint=nomultithread" in flags
     assert not any(f.startswith("--mem") for f in flags)
-    assert 'MASTER_ADDR="$(scontrol show hostnames "$SLURM_JOB_NODELIST" | sed -n 1p)i"' in text
+    assert 'export MASTER_ADDR="$MASTER_ADDR"i\n' in text
     assert "torchrun_jsc" in text
     assert 'export NCCL_SOCKET_IFNAME="ib0"' in text
 
@@ -277,10 +277,15 @@ def test_malloc_thresholds_yield_to_the_environment_and_the_blueprint() -> None:
     assert shown.stdout.split() == ["65536", "1073741824"], shown.stderr
 
 
-def container_env(job_yaml: str) -> dict[str, str | None]:
-    """Return the first container's env of the Job (or the PyTorchJob's master) in a job.yaml."""
+def first_container(job_yaml: str) -> dict:
+    """Return the first container of the Job (or the PyTorchJob's master) in a job.yaml."""
     job = next(d for d in yaml.safe_load_all(job_yaml) if d["kind"] in ("Job", "PyTorchJob"))
-    return {e["name"]: e.get("value") for e in pod_spec(job)["containers"][0]["env"]}
+    return pod_spec(job)["containers"][0]
+
+
+def container_env(job_yaml: str) -> dict[str, str | None]:
+    """Return the first container's env in a job.yaml."""
+    return {e["name"]: e.get("value") for e in first_container(job_yaml)["env"]}
 
 
 def test_cpu_pods_fix_glibc_malloc_thresholds_unless_the_blueprint_sets_them() -> None:
@@ -311,6 +316,17 @@ def test_generic_slurm_test_job_fits_two_cpus() -> None:
     )
 
 
+def test_memory_requests_round_up_and_are_never_zero() -> None:
+    more = '    gpus = 0\n    memory = 512MB\n    memory_flag = "--mem={gb}G"\n'
+    text = (CASES_DIR / "tiny.twin").read_text().replace("    gpus = 0\n", more)
+    flags = sbatch_flags(generate(CASES_DIR / "tiny.twin", "slurm", text=text)[2]["job.sbatch"])
+    assert [f for f in flags if f.startswith("--mem")] == ["--mem=1G"]  # --mem=0G: the whole node
+    text = add_to_target(CASES_DIR / "kube.twin", "kubernetes", "  machine { memory = 1B }")
+    files = generate(CASES_DIR / "kube.twin", "kubernetes", text=text)[2]
+    resources = first_container(files["job.yaml"])["resources"]
+    assert resources["limits"]["memory"] == resources["requests"]["memory"] == "1Mi"
+
+
 def test_settings_a_target_cannot_express_are_reported() -> None:
     text = add_to_target(CASES_DIR / "tiny.twin", "slurm", '  image = "x:1"')
     found = analyse(CASES_DIR / "tiny.twin", text, environ={}, targets=["slurm"]).diagnostics
@@ -318,8 +334,8 @@ def test_settings_a_target_cannot_express_are_reported() -> None:
 
 
 # ---- quoting and injection -------------------------------------------------------------------
-NASTY = """twin "$(touch {marker}1)\\"; touch {marker}2 #`touch {marker}3`" {{}}
-data "d" {{
+# The blocks around hostile twin names and targets (a format template, as those are): two CPU ranks.
+TWO_RANKS = """data "d" {{
   source = synthetic(samples = 64, shape = [4], targets = 1)
   batch  = 8
 }}
@@ -335,7 +351,9 @@ strategy {{
   kind           = ddp
   procs_per_node = 2
 }}
-target "slurm" {{
+"""
+NASTY = """twin "$(touch {marker}1)\\"; touch {marker}2 #`touch {marker}3`" {{}}
+""" + TWO_RANKS + """target "slurm" {{
   account   = "a'b\\"c"
   partition = "de$(touch {marker}4)bug"
   env       = {{ X = "$(touch {marker}5)`touch {marker}6`'" }}
@@ -474,6 +492,163 @@ def test_run_sh_passes_arguments_through_and_keeps_values_inert(tmp_path: Path) 
         *extra,
         f"X={X_VALUE.format(marker=marker)}",
     ]
+
+
+# ---- every blueprint string that reaches a launcher, hostile --------------------------------------
+# Markers are relative: both launchers cd into the bundle folder first, where the test looks.
+HOSTILE = [
+    "$(touch PWNED1)",
+    "`touch PWNED2`",
+    "x\ntouch PWNED3\n#SBATCH --x",
+    "a'b\"c; touch PWNED4 #",
+    "${IFS}touch${IFS}PWNED5",
+    "tail\\",
+    "'\\''$(touch PWNED6)\\",
+    "t\tab!",
+]
+HOSTILE_TWIN = """twin {v} {{}}
+""" + TWO_RANKS + """target "slurm" {{
+  account     = {v}
+  partition   = {v}
+  qos         = {v}
+  reservation = {v}
+  container   = {v}
+  modules     = [{v}]
+  env         = {{ X = {v} }}
+  machine {{
+    cpus               = 2
+    gpus               = 0
+    gpu_model          = {v}
+    cpu_bind           = {v}
+    master_addr_suffix = {v}
+    module_use         = [{v}]
+    {extra}
+  }}
+}}
+target "local" {{
+  env = {{ X = {v} }}
+}}
+"""
+# Logs each call (its name, argument count, arguments, then $X and $MASTER_ADDR) NUL-separated.
+STUB_LOG = """#!/usr/bin/env bash
+printf '%s\\0' "${{0##*/}}" "$#" "$@" "${{X-}}" "${{MASTER_ADDR-}}" >> {log}
+if [[ "${{0##*/}} ${{1-}} ${{2-}}" == "scontrol show hostnames" ]]; then echo node01; fi
+"""
+STUBS = ("srun", "scontrol", "module", "singularity", "sbatch", "python")
+
+
+def twin_string(value: str) -> str:
+    """Return `value` as a blueprint string literal."""
+    escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+    return '"' + escaped.replace("\t", "\\t") + '"'
+
+
+def hostile_bundle(tmp_path: Path, value: str, target: str, extra: str = ""):
+    """Return (files, messages) for the hostile blueprint, or (None, messages) when refused."""
+    text = HOSTILE_TWIN.format(v=twin_string(value), extra=extra)
+    try:
+        result = analyse(tmp_path / "hostile.twin", text, environ={}, targets=[target])
+    except MachineError as exc:
+        return None, [exc.message]
+    messages = [d.message for d in result.diagnostics]
+    planned = result.plans.get(target)
+    if result.blueprint is None or planned is None:
+        return None, messages
+    files, found = compile_generate(build_ir(result.blueprint, planned), planned)
+    return files, messages + [d.message for d in found]
+
+
+def run_with_stubs(tmp_path: Path, name: str, text: str, env: dict[str, str]) -> list[list[str]]:
+    """Run a launcher in a bundle folder with logging stubs on PATH; return the calls made."""
+    bundle, bin_dir, log = tmp_path / "bundle", tmp_path / "bin", tmp_path / "calls.log"
+    bundle.mkdir(exist_ok=True)
+    bin_dir.mkdir(exist_ok=True)
+    (bundle / name).write_text(text)
+    (bundle / "train.py").write_text("")
+    for stub in STUBS:
+        make_executable(bin_dir / stub, STUB_LOG.format(log=shlex.quote(str(log))))
+    base = {"PATH": f"{bin_dir}:{os.environ['PATH']}", "HOME": str(tmp_path), "USER": "tester"}
+    run = subprocess.run(
+        ["bash", name], cwd=bundle, env={**base, **env}, capture_output=True, text=True, timeout=60
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert sorted(p.name for p in tmp_path.rglob("PWNED*")) == [], "blueprint text ran as code"
+    fields = log.read_text().split("\0")[:-1] if log.exists() else []
+    calls = []
+    while fields:
+        count = int(fields[1])
+        calls.append(fields[: count + 2][:1] + fields[2 : count + 4])
+        fields = fields[count + 4 :]
+    return calls
+
+
+def check_script(text: str) -> None:
+    bash_n(text)
+    shellcheck(text)
+
+
+@pytest.mark.parametrize("value", HOSTILE, ids=range(len(HOSTILE)))
+def test_sbatch_keeps_every_blueprint_string_inert(tmp_path: Path, value: str) -> None:
+    files, messages = hostile_bundle(tmp_path, value, "slurm")
+    assert files is not None, messages
+    text = files["job.sbatch"]
+    check_script(text)
+    flags = sbatch_flags(text)
+    for key in ("account", "partition", "qos", "reservation"):
+        refused = any(f"`{key}` holds" in m for m in messages)
+        assert (f"--{key}={value}" in flags) != refused, (key, flags, messages)
+    bundle = tmp_path / "bundle"
+    bundle.mkdir()
+    (bundle / value).write_text("")  # the container image, which the job checks for
+    slurm_env = {"SLURM_SUBMIT_DIR": str(bundle), "SLURM_JOB_NODELIST": "node01",
+                 "SLURM_CPUS_PER_TASK": "1", "SLURM_NNODES": "1", "SLURM_JOB_ID": "42"}
+    calls = run_with_stubs(tmp_path, "job.sbatch", text, slurm_env)
+    master = "node01" + value
+    launch = [
+        "srun", f"--cpu-bind={value}",
+        "singularity", "exec", "--bind", f"{bundle},{bundle}/run", value,
+        "bash", "-c", 'trap "" USR1; exec "$@"', "ignore-usr1", "torchrun",
+        "--nnodes=1", "--nproc_per_node=2", "--rdzv_backend=c10d",
+        f"--rdzv_endpoint={master}:29500", "--rdzv_id=42",
+        "train.py", "--run-dir", f"{bundle}/run", "--resume", "auto",
+    ]
+    assert calls == [
+        ["module", "use", value, "", ""],
+        ["module", "load", value, "", ""],
+        ["scontrol", "show", "hostnames", "node01", value, ""],
+        [*launch, value, master],
+    ]
+
+
+@pytest.mark.parametrize("value", HOSTILE, ids=range(len(HOSTILE)))
+def test_run_sh_keeps_every_blueprint_string_inert(tmp_path: Path, value: str) -> None:
+    files, messages = hostile_bundle(tmp_path, value, "local")
+    assert files is not None, messages
+    check_script(files["run.sh"])
+    calls = run_with_stubs(tmp_path, "run.sh", files["run.sh"], {})
+    assert calls == [[
+        "python", "-m", "torch.distributed.run", "--standalone", "--nnodes=1",
+        "--nproc_per_node=2", "train.py", "--run-dir", "run", value, "",
+    ]]
+
+
+@pytest.mark.parametrize("key", ["gpu_flag", "memory_flag", "torchrun"])
+@pytest.mark.parametrize("value", HOSTILE, ids=range(len(HOSTILE)))
+def test_hostile_flags_and_commands_are_refused_or_inert(
+    tmp_path: Path, key: str, value: str
+) -> None:
+    files, messages = hostile_bundle(tmp_path, value, "slurm", f"{key} = {twin_string(value)}")
+    if key != "torchrun":  # a template of plain characters only: all of these are refused
+        assert files is None and any(f"`{key}`" in m for m in messages), messages
+        return
+    if files is None:
+        assert any("`torchrun`" in m and "command" in m for m in messages), messages
+        assert re.search(r"['\"\\\x00-\x1f]", value)  # unbalanced quotes, a backslash, control characters
+        return
+    check_script(files["job.sbatch"])
+    launch = [line for line in files["job.sbatch"].splitlines() if "ignore-usr1" in line]
+    words = shlex.split(value)
+    assert launch and all(slurm.shell_word(word) in files["job.sbatch"] for word in words)
 
 
 def test_run_sh_single_needs_no_launcher() -> None:

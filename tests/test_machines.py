@@ -23,8 +23,9 @@ from dtec.machines import (
 )
 from dtec.machines.check import machine_schema, problems
 from dtec.machines.load import shipped_dir
+from dtec.machines.model import check_setting
 from dtec.machines.overrides import _NODE, _OTHER, _PARTITION
-from dtec.machines.units import format_duration, parse_duration, parse_size
+from dtec.machines.units import format_duration, parse_duration, parse_size, whole_units
 
 SHIPPED = sorted(shipped_dir().glob("*.toml"))
 NAMES = {
@@ -356,10 +357,68 @@ def test_overrides_on_a_named_machine(catalog):
     ({"machine": {"launch": "mpirun"}}, "expected one of"),
     ({"machine": {"cpus": 8}}, "cpus_per_gpu 7 × 8 GPUs exceeds"),
     ({"machine": {"namespace": "ml"}}, "Kubernetes kinds only"),
+    ({"machine": {"gpu_flag": "--gres=gpu:{n}\ntouch PWNED"}}, "holds a line break"),
+    ({"machine": {"memory_flag": "--mem={gb}G\ntouch PWNED"}}, "holds a line break"),
+    ({"machine": {"gpu_flag": "{x}"}}, "`{x}` is not a placeholder; use `{n}` or `{total}`"),
+    ({"machine": {"memory_flag": "--mem={GB}G"}}, "`{GB}` is not a placeholder"),
+    ({"machine": {"gpu_flag": "${IFS}"}}, "holds `$`"),
+    ({"machine": {"torchrun": "torch'run"}}, "`torchrun`: is not a command line (no closing"),
+    ({"machine": {"torchrun": "torchrun\\"}}, "`torchrun`: is not a command line (no escaped"),
 ])
 def test_bad_overrides_raise_clear_errors(catalog, overrides, message):
     with pytest.raises(MachineError, match=re.escape(message)):
         catalog.get("lumi").with_overrides(overrides)
+
+
+@pytest.mark.parametrize(("key", "value", "problem"), [
+    ("gpu_flag", "--gres=gpu:{n}", None),
+    ("gpu_flag", "--gpus={total}", None),
+    ("gpu_flag", "", None),
+    ("memory_flag", "--mem={mb}M", None),
+    ("torchrun", "python -m torch.distributed.run", None),
+    ("cpu_bind", "$(anything: quoted where it is used)", None),
+    ("gpu_flag", "--gpus=4", "needs `{n}` or `{total}`"),
+    ("gpu_flag", "gpu:{n}", "must be an sbatch option starting with `-`"),
+    ("gpu_flag", "--gres=gpu:{n} --exclusive", "holds a space"),
+    ("gpu_flag", "--gres=gpu:{n}\\", "holds `\\`"),
+    ("gpu_flag", "--gres=gpu:{n\r}", "the control character U+000D"),
+    ("gpu_flag", "--gres=gpu:{n", "unmatched `{` or `}`"),
+    ("gpu_flag", "--gres=gpu:{}", "`{}` is not a placeholder"),
+    ("gpu_flag", "--gres=gpu:{n:3}", "`{n:3}` is not a placeholder"),
+    ("gpu_flag", "--x={gb}", "`{gb}` is not a placeholder; use `{n}` or `{total}`"),
+    ("memory_flag", "--mem={n}G", "`{n}` is not a placeholder; use `{gb}` or `{mb}`"),
+    ("memory_flag", "--mem=0", "needs `{gb}` or `{mb}`"),
+    ("torchrun", " ", "names no command"),
+    ("torchrun", "torchrun\n", "a line break"),
+])
+def test_check_setting(key, value, problem):
+    found = check_setting(key, value)
+    assert found is None if problem is None else problem in (found or ""), found
+
+
+@pytest.mark.parametrize(("section", "key", "value", "message"), [
+    ("gpu_request", "flag", "--gres=gpu:{n}\ntouch PWNED", "gpu_request.flag: holds a line break"),
+    ("launch", "memory_flag", "--mem={GB}G", "launch.memory_flag: `{GB}` is not a placeholder"),
+    ("launch", "torchrun", "torch'run", "launch.torchrun: is not a command line"),
+    ("software", "container_command", "run\\", "software.container_command: is not a command"),
+])
+def test_profiles_with_unsafe_launcher_settings_are_refused(section, key, value, message):
+    data = _valid()
+    data[section] = {key: value}
+    with pytest.raises(MachineError, match=re.escape(message)):
+        from_dict(data)
+
+
+def test_memory_flag_rounds_up_and_never_asks_for_zero(catalog):
+    leo = catalog.get("leonardo")  # --mem={gb}G
+    assert leo.memory_flag(0.477) == "--mem=1G"  # 512MB: 0G would be the whole node
+    assert leo.memory_flag(0) == "--mem=1G"
+    assert leo.memory_flag(120.2) == "--mem=121G"
+    assert leo.memory_flag(480 / 3) == "--mem=160G"  # float noise does not round up
+    assert leo.memory_flag(14.9012, most_gb=14.9012) == "--mem=14G"  # never above the node
+    mb = leo.with_overrides({"memory_flag": "--mem={mb}M"})
+    assert mb.memory_flag(0.4771) == "--mem=489M" and mb.memory_flag(1e-9) == "--mem=1M"
+    assert whole_units(0.5, 1, most_gb=0.5) == 1
 
 
 def test_override_keys_are_documented_and_handled():

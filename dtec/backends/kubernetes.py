@@ -17,6 +17,7 @@ from dtec.backends.slurm import CPU_MALLOC_ENV
 from dtec.diagnostics import Diagnostic, diag
 from dtec.ir import IR
 from dtec.machines.model import Kube, Machine
+from dtec.machines.units import whole_units
 from dtec.plan import Plan
 
 JOB_FILE = "job.yaml"
@@ -155,8 +156,8 @@ def _env(ir: IR, plan: Plan, escape: bool, found: list[Diagnostic]) -> list[dict
 
 
 def _quantity_gb(gb: float) -> str:
-    """Return a memory quantity for `gb` GiB (Slurm's G): whole Gi, else Mi."""
-    return f"{int(gb)}Gi" if float(gb).is_integer() else f"{int(gb * 1024)}Mi"
+    """Return a memory quantity for `gb` GiB (Slurm's G): whole Gi, else Mi rounded up, never 0."""
+    return f"{int(gb)}Gi" if gb >= 1 and float(gb).is_integer() else f"{whole_units(gb, 1024)}Mi"
 
 
 def _resources(plan: Plan, kube: Kube, requests: bool = True) -> dict[str, Any]:

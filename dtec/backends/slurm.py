@@ -24,6 +24,7 @@ _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 # Values on `#SBATCH` lines: sbatch's own tokenizer honours quotes but treats `\` as an escape
 # everywhere, and a newline would end the comment and start shell code.
 _HEADER_UNSAFE = re.compile(r"[\x00-\x1f\x7f\\]")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 # Set by dtec itself below the site environment; a profile value for them is ignored.
 _COMPUTED_ENV = ("OMP_NUM_THREADS", "MASTER_ADDR", "MASTER_PORT", "SRUN_CPUS_PER_TASK")
 # glibc's malloc moves its mmap threshold with the allocation history, so a CPU rank may give
@@ -54,16 +55,14 @@ def context(ir: IR, plan: Plan, found: list[Diagnostic]) -> dict[str, Any]:
     return {
         "header": _header(ir, plan, tasks, cpus, exclusive, found),
         "about": _about(ir, plan, tasks, cpus),
-        "module_use": [shlex.quote(p) for p in machine.software.module_use],
-        "modules": " ".join(
-            [*map(shlex.quote, machine.software.modules), *map(shell_word, ir.target.modules)]
-        ),
+        "module_use": [shell_word(p) for p in machine.software.module_use],
+        "modules": " ".join(map(shell_word, [*machine.software.modules, *ir.target.modules])),
         "env": env,
         "malloc": malloc_lines(plan, env),
         "setup": list(machine.software.setup),
         "export_srun_cpus": launch.export_srun_cpus_per_task,
         "omp_threads": plan.cpus_per_rank,
-        "master_addr_suffix": shlex.quote(launch.master_addr_suffix)
+        "master_addr_suffix": shell_word(launch.master_addr_suffix)
         if launch.master_addr_suffix
         else "",
         "master_port": dquote(launch.master_port),
@@ -90,12 +89,15 @@ def _header(
         f"--ntasks-per-node={tasks}",
         f"--cpus-per-task={cpus}",
     ]
+    # Templates check_setting accepted: one option of plain characters, quoted all the same.
     gpu = machine.gpu_flag(plan.gpus_per_node, plan.nodes)
     if gpu:
-        flags.append(gpu)
-    memory = machine.memory_flag(_memory_gb(plan, tasks * cpus, exclusive))
+        flags.append(shlex.quote(gpu))
+    memory = machine.memory_flag(
+        _memory_gb(plan, tasks * cpus, exclusive), plan.node.requestable_memory_gb
+    )
     if memory:
-        flags.append(memory)
+        flags.append(shlex.quote(memory))
     if exclusive:
         flags.append("--exclusive")
     reservation = sbatch_value(target.reservation, "reservation", found)
@@ -128,7 +130,7 @@ def _about(ir: IR, plan: Plan, tasks: int, cpus: int) -> list[str]:
 
 
 def _printable(text: str) -> str:
-    return re.sub(r"[\x00-\x1f\x7f]", "?", text)
+    return _CONTROL.sub("?", text)
 
 
 def _exclusive(ir: IR, plan: Plan) -> bool:
@@ -196,14 +198,23 @@ def sbatch_value(value: str | None, key: str, found: list[Diagnostic]) -> str | 
 
 # ---- the body --------------------------------------------------------------------------------
 def shell_word(value: str) -> str:
-    """Quote a blueprint value so that the shell reads it literally.
+    """Quote a value (a blueprint's, or a profile's literal) so that bash reads it as written.
 
-    Single quotes, except around `$` or a backtick, where escaped double quotes say the same
-    without shellcheck taking the text for an expansion the author forgot (SC2016).
+    Single quotes where shellcheck takes them at their word; around `$`, a backtick or `\\`,
+    escaped double quotes say the same without SC2016 (an expansion the author forgot) or SC1003;
+    control characters only ANSI-C quoting can spell (a raw carriage return is SC1017).
     """
-    if not re.search(r"[$`]", value):
-        return shlex.quote(value)
-    return '"' + re.sub(r'([$`"\\])', r"\\\1", value) + '"'
+    if _CONTROL.search(value):
+        return "$'" + "".join(_ansi_c(c) for c in value) + "'"
+    if re.search(r"[$`\\]", value):
+        return '"' + re.sub(r'([$`"\\])', r"\\\1", value) + '"'
+    return shlex.quote(value)
+
+
+def _ansi_c(char: str) -> str:
+    if char in "\\'":
+        return "\\" + char
+    return f"\\x{ord(char):02x}" if _CONTROL.fullmatch(char) else char
 
 
 def dquote(value: str) -> str:
@@ -281,7 +292,7 @@ def _container(ir: IR, plan: Plan, found: list[Diagnostic]) -> dict[str, Any] | 
         "image": shell_word(image),
         "is_file": "://" not in image,  # docker://, oras://, library:// are pulled, not checked
         # The bundle and the run folder (which $RUN_DIR may move) must be visible inside.
-        "command": " ".join(map(shlex.quote, words)) + ' --bind "$PWD,$run_dir" "$container"',
+        "command": " ".join(map(shell_word, words)) + ' --bind "$PWD,$run_dir" "$container"',
     }
 
 
@@ -291,10 +302,10 @@ def _launch(plan: Plan, container: dict[str, Any] | None, exclusive: bool) -> li
     srun = ["srun"]
     # On part of a node, masks would point at cores other jobs own: leave binding to Slurm there.
     if launch.cpu_bind and (exclusive or not _masks(plan)):
-        srun.append(shlex.quote(f"--cpu-bind={launch.cpu_bind}"))
+        srun.append(shell_word(f"--cpu-bind={launch.cpu_bind}"))
     if launch.gpu_bind and plan.gpus_per_node:
-        srun.append(shlex.quote(f"--gpu-bind={launch.gpu_bind}"))
-    srun += [shlex.quote(a) for a in launch.srun_args]
+        srun.append(shell_word(f"--gpu-bind={launch.gpu_bind}"))
+    srun += map(shell_word, launch.srun_args)
     lines = [" ".join(srun)]
     if container is not None:
         lines.append(container["command"])
@@ -303,14 +314,14 @@ def _launch(plan: Plan, container: dict[str, Any] | None, exclusive: bool) -> li
         # The relayed USR1 reaches every process of the step; torchrun must live on (its default
         # would be to die) while its ranks checkpoint, so it runs with USR1 ignored.
         lines.append('bash -c \'trap "" USR1; exec "$@"\' ignore-usr1')
-        lines.append(" ".join(shlex.quote(w) for w in shlex.split(launch.torchrun)))
+        lines.append(" ".join(map(shell_word, shlex.split(launch.torchrun))))
         lines.append(
             f'--nnodes="$SLURM_NNODES" --nproc_per_node={plan.ranks_per_node} '
             f'--rdzv_backend=c10d --rdzv_endpoint="$MASTER_ADDR:$MASTER_PORT" '
             '--rdzv_id="$SLURM_JOB_ID"'
         )
         if launch.torchrun_args:
-            lines.append(" ".join(shlex.quote(a) for a in launch.torchrun_args))
+            lines.append(" ".join(map(shell_word, launch.torchrun_args)))
     else:
         # srun starts every rank; train.py reads SLURM_PROCID, SLURM_LOCALID, SLURM_STEP_NUM_TASKS.
         script.insert(0, "python")

@@ -15,6 +15,7 @@ from typing import Any, Iterator, Sequence
 from dtec.machines.check import problems
 from dtec.machines.model import (
     Comm, GpuRequest, Kube, Launch, Machine, MachineError, Node, Partition, Rules, Software,
+    check_setting,
 )
 from dtec.machines.units import parse_duration
 from dtec.resources import data_path
@@ -76,7 +77,7 @@ def from_dict(data: dict[str, Any], source: Path | None = None) -> Machine:
 
 
 def cross_problems(m: Machine) -> list[str]:
-    """Return what the schema cannot say: one default, unique names, cores that add up."""
+    """Return what the schema cannot say: one default, unique names, cores that add up, flags."""
     out = []
     names = [p.name for p in m.partitions]
     for name in sorted({n for n in names if names.count(n) > 1}):
@@ -100,6 +101,16 @@ def cross_problems(m: Machine) -> list[str]:
             out.append(f"partitions `{p.name}`: gpu = {flag} but the node has {n.gpus} GPUs")
         if p.max_nodes is not None and p.min_nodes > p.max_nodes:
             out.append(f"partitions `{p.name}`: min_nodes exceeds max_nodes")
+    launcher = {
+        "gpu_request.flag": ("gpu_flag", m.gpu_request.flag),
+        "launch.memory_flag": ("memory_flag", m.launch.memory_flag),
+        "launch.torchrun": ("torchrun", m.launch.torchrun),
+        "software.container_command": ("container_command", m.software.container_command),
+    }
+    for where, (key, value) in launcher.items():
+        problem = check_setting(key, value) if value is not None else None
+        if problem is not None:
+            out.append(f"{where}: {problem}")
     if m.rules.account_pattern:
         try:
             re.compile(m.rules.account_pattern)

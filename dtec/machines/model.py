@@ -3,15 +3,24 @@
 from __future__ import annotations
 
 import re
+import shlex
+import string
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Mapping
 
-from dtec.machines.units import format_duration
+from dtec.machines.units import format_duration, whole_units
 
 KUBE_SCHEDULERS = ("kubernetes", "kubeflow", "interlink")
 _EMPTY: Mapping[str, str] = MappingProxyType({})
+# The placeholders each flag template may use (setting names as in a target's `machine { }`).
+FLAG_PLACEHOLDERS = {"gpu_flag": ("n", "total"), "memory_flag": ("gb", "mb")}
+_EXAMPLES = {"gpu_flag": "--gres=gpu:{n}", "memory_flag": "--mem={gb}G"}
+# A flag goes on an `#SBATCH` line (and into interLink's annotation) as one option: a line break
+# would end the comment and start shell code, and sbatch reads `\`, quotes and spaces itself.
+_FLAG_UNSAFE = re.compile(r"[^A-Za-z0-9_@%+=:,./{}-]")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 class MachineError(Exception):
@@ -226,11 +235,17 @@ class Machine:
             return None
         return self.gpu_request.flag.format(n=gpus_per_node, total=gpus_per_node * nodes)
 
-    def memory_flag(self, gb: float) -> str | None:
-        """Return the memory flag for `gb` per node, or None where the site rejects one."""
+    def memory_flag(self, gb: float, most_gb: float | None = None) -> str | None:
+        """Return the memory flag for `gb` per node, or None where the site rejects one.
+
+        The amount is rounded up to the flag's unit, and never to 0, which asks Slurm for all of
+        the node's memory; `most_gb` (what the node offers) caps the rounding.
+        """
         if not self.launch.memory_flag:
             return None
-        return self.launch.memory_flag.format(gb=int(gb), mb=int(gb * 1024))
+        return self.launch.memory_flag.format(
+            gb=whole_units(gb, 1, most_gb), mb=whole_units(gb, 1024, most_gb)
+        )
 
     def account_problem(self, account: str | None) -> str | None:
         """Return why `account` will be refused (missing, wrong shape), or None if it looks fine."""
@@ -264,6 +279,64 @@ class Machine:
             if getattr(self, key) is not None:
                 out[key] = _plain(getattr(self, key))
         return out
+
+
+def check_setting(key: str, value: str) -> str | None:
+    """Return why `value` cannot be the launcher setting `key` (a `machine { }` key), else None.
+
+    The one check of the values dtec expands or splits into a launcher, for profiles and for
+    a target's overrides alike: `gpu_flag`, `memory_flag` (flag templates), and `torchrun`,
+    `container_command` (command lines).
+    """
+    if key in FLAG_PLACEHOLDERS:
+        return _flag_problem(key, value)
+    if key in ("torchrun", "container_command"):
+        return _command_problem(value)
+    return None
+
+
+def _flag_problem(key: str, value: str) -> str | None:
+    if not value:
+        return None  # no flag at all
+    names = " or ".join(f"`{{{name}}}`" for name in FLAG_PLACEHOLDERS[key])
+    bad = _FLAG_UNSAFE.search(value)
+    if bad is not None:
+        return (
+            f"holds {_describe(bad.group())}, which an `#SBATCH` flag cannot carry; write one "
+            f"option of letters, digits and `-_=:,./+@%`, with {names}"
+        )
+    try:
+        parsed = list(string.Formatter().parse(value))
+    except ValueError:
+        return f"has an unmatched `{{` or `}}`; the placeholders are {names}"
+    used = [(name, spec) for _, name, spec, _ in parsed if name is not None]
+    for name, spec in used:
+        if name not in FLAG_PLACEHOLDERS[key] or spec:  # `!` cannot occur: _FLAG_UNSAFE
+            return f"`{{{name}{':' + spec if spec else ''}}}` is not a placeholder; use {names}"
+    if not used:
+        return f"needs {names}"
+    if not value.startswith("-"):
+        return f"must be an sbatch option starting with `-`, such as `{_EXAMPLES[key]}`"
+    return None
+
+
+def _command_problem(value: str) -> str | None:
+    bad = _CONTROL.search(value)
+    if bad:
+        return f"holds {_describe(bad.group())}, which a command cannot carry"
+    try:
+        words = shlex.split(value)
+    except ValueError as exc:  # "No closing quotation", "No escaped character"
+        return f"is not a command line ({str(exc)[0].lower() + str(exc)[1:]})"
+    return None if words else "names no command"
+
+
+def _describe(char: str) -> str:
+    if char == "\n":
+        return "a line break"
+    if _CONTROL.fullmatch(char):
+        return f"the control character U+{ord(char):04X}"
+    return "a space" if char == " " else f"`{char}`"
 
 
 def _json(value: Any) -> Any:

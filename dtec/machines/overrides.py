@@ -7,7 +7,7 @@ from dataclasses import replace
 from types import MappingProxyType
 from typing import Any, Callable, Mapping
 
-from dtec.machines.model import Machine, MachineError, Partition, node_replace
+from dtec.machines.model import Machine, MachineError, Partition, check_setting, node_replace
 from dtec.machines.units import bytes_to_gb, parse_duration, parse_size
 
 # The one list of keys a target's `machine { }` block (or the target itself) may set: key → type.
@@ -144,8 +144,10 @@ def normalize(overrides: Mapping[str, Any], where: Any = None) -> dict[str, Any]
             raise MachineError(f"machine setting `{key}`: expected one of {choices}", where)
     if "master_port" in out:
         out["master_port"] = str(out["master_port"])
-    if "gpu_flag" in out and out["gpu_flag"] and "{" not in out["gpu_flag"]:
-        raise MachineError("machine setting `gpu_flag`: needs {n} or {total}", where)
+    for key, value in out.items():
+        problem = check_setting(key, value) if isinstance(value, str) else None
+        if problem is not None:
+            raise MachineError(f"machine setting `{key}`: {problem}", where)
     return out
 
 

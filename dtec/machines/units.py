@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 
 # "m" is left out on purpose: minutes or months is a guess dtec should not make.
@@ -62,3 +63,12 @@ def bytes_to_gb(size: int) -> float | int:
     """Return a byte count in the profiles' GB, which is Slurm's G (2**30 bytes)."""
     gb = round(size / GIB, 3)
     return int(gb) if gb == int(gb) else gb
+
+
+def whole_units(gb: float, per_gb: int, most_gb: float | None = None) -> int:
+    """Return `gb` in units of 1/`per_gb` GB rounded up: at least 1, at most `most_gb`'s units."""
+    # Rounded first: a share of a node's memory carries float noise (160.00000000000003).
+    units = max(1, math.ceil(round(gb * per_gb, 6)))
+    if most_gb is not None:
+        units = min(units, max(1, math.floor(round(most_gb * per_gb, 6))))
+    return units
