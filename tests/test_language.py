@@ -218,6 +218,55 @@ def test_bad_set_overrides_are_diagnostics(override: str, code: str) -> None:
     assert [d.code for d in lint_text(MINIMAL, sets=[override]).diagnostics] == [code]
 
 
+def test_set_reaches_into_calls_and_maps_keeping_the_other_arguments() -> None:
+    text = MINIMAL.replace("train {", "train {\n  optimizer = sgd(0.5, momentum = 0.9)\n  scheduler = cosine\n")
+    sets = ["train.optimizer.lr=1e-2", "train.scheduler.warmup=5", "train.checkpoint.keep=4", "data.d.source.seed=7", "strategy.nodes=2"]
+    result = lint_text(text, sets=sets)
+    assert codes(result) == []
+    bp = result.blueprint
+    assert bp.get("train", "optimizer") == {"fn": "sgd", "lr": 1e-2, "weight_decay": 0.0, "momentum": 0.9}
+    assert bp.get("train", "scheduler") == {"fn": "cosine", "warmup": 5}
+    assert bp.get("train", "checkpoint") == {"every": 1, "keep": 4}
+    assert bp.get("data", "d", "source", "seed") == 7
+    # An argument the blueprint does not give yet is added to the function the vocabulary lists first.
+    assert lint_text(MINIMAL, sets=["train.optimizer.lr=0.1"]).blueprint.get("train", "optimizer", "fn") == "adamw"
+
+
+def test_set_takes_a_bare_word_as_a_string_where_a_string_is_expected() -> None:
+    sets = ["twin.description=a flood model", "twin.version=1.2", 'target.slurm.partition="batch"', "target.slurm.qos=normal-qos"]
+    bp = lint_text(MINIMAL, sets=sets).blueprint
+    assert bp.get("twin", "description") == "a flood model"
+    assert bp.get("twin", "version") == "1.2"
+    assert bp.get("target", "slurm", "partition") == "batch"
+    assert bp.get("target", "slurm", "qos") == "normal-qos"
+
+
+@pytest.mark.parametrize(
+    ("override", "code", "marked"),
+    [
+        ("train.epochs=abc", "DT105", "abc"),
+        ("epochs=3", "DT002", "epochs"),
+        ("train..x=1", "DT002", ""),
+        ("train.epochs=3 4", "DT002", "4"),
+        ("strategy.nodez=4", "DT101", "nodez"),
+        ("train.epochs.x=1", "DT002", "x"),
+    ],
+)
+def test_set_errors_point_into_the_argument(override: str, code: str, marked: str) -> None:
+    """A diagnostic about `--set` shows the argument as typed and marks the part at fault."""
+    from dtec.render.text import render_text
+
+    [d] = lint_text(MINIMAL, sets=[override]).diagnostics
+    assert d.code == code
+    assert d.span.path == "command line"
+    assert d.span.source.text == f"--set {override}"
+    assert d.span.source.text[d.span.start : d.span.end] == (marked or d.span.source.text[d.span.start : d.span.end])
+    text = render_text([d])
+    assert f"--set {override}" in text and "x = " not in text
+    if code == "DT002" and override == "epochs=3":
+        assert "`train.epochs`" in (d.help or "")
+
+
 def test_lint_path_stays_light(blueprints_dir: Path) -> None:
     """`dtec lint` must not import torch, networkx, jinja2 or pydantic (start-up time)."""
     script = (
