@@ -356,10 +356,15 @@ def test_overrides_on_a_named_machine(catalog):
     ({"machine": {"launch": "mpirun"}}, "expected one of"),
     ({"machine": {"cpus": 8}}, "cpus_per_gpu 7 × 8 GPUs exceeds"),
     ({"machine": {"namespace": "ml"}}, "Kubernetes kinds only"),
+    ({"machine": {"cpus": 0}}, "must be at least 1"),
+    ({"machine": {"gpu_flag": "--gpus"}}, "{n}"),
+    ({"machine": {"env": ["NO_EQUALS"]}}, "expected `NAME=value`"),
+    ({"machine": {"env": ["1X=2"]}}, "`1X` is not an environment variable name"),
 ])
 def test_bad_overrides_raise_clear_errors(catalog, overrides, message):
-    with pytest.raises(MachineError, match=re.escape(message)):
+    with pytest.raises(MachineError, match=re.escape(message)) as raised:
         catalog.get("lumi").with_overrides(overrides)
+    assert raised.value.path is None  # the target's values are at fault, not the shipped profile
 
 
 def test_override_keys_are_documented_and_handled():
