@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from dtec.backends.checks import check as check_launcher
 from dtec.diagnostics import Diagnostic, Related, diag
 from dtec.estimate import Memory, activation_bytes, memory_per_rank, parameter_count
 from dtec.lang.blueprint import Blueprint
@@ -74,10 +75,25 @@ class Plan:
         """Return the number of ranks."""
         return self.nodes * self.ranks_per_node
 
+    @property
+    def site_flags(self) -> dict[str, str | None]:
+        """Return the account, partition, QoS and reservation the job asks its scheduler for."""
+        part = self.partition
+        return {
+            "account": self.settings.get("account"),
+            "partition": (part.slurm_partition or None) if part is not None else self.settings.get("partition"),
+            "qos": self.settings.get("qos") or (part.qos if part is not None else None),
+            "reservation": self.settings.get("reservation"),
+        }
+
 
 def plan(bp: Blueprint, target: str, catalog: Catalog) -> tuple[Plan | None, list[Diagnostic]]:
     """Plan `bp` for `target`; returns None (with the reasons) when it cannot be planned."""
-    return _Planner(bp, target, catalog).run()
+    planner = _Planner(bp, target, catalog)
+    planned, found = planner.run()
+    if planned is not None:
+        check_launcher(planned, planner.report)  # what the launcher cannot express
+    return planned, found
 
 
 class _Planner:

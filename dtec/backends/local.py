@@ -6,17 +6,16 @@ from collections.abc import Mapping
 
 from dtec.backends.slurm import export_lines, malloc_lines
 from dtec.backends.templating import render
-from dtec.diagnostics import Diagnostic
 from dtec.ir import IR
 from dtec.plan import Plan
 
 RUN_FILE = "run.sh"
 TEMPLATE = "run.sh.jinja"
-# Settings of a batch system or a container runtime; a plain process cannot honour them.
-def generate(ir: IR, plan: Plan, shared: Mapping[str, str]) -> tuple[dict[str, str], list[Diagnostic]]:
-    """Return `{"run.sh": text}` and what the target cannot express."""
-    found: list[Diagnostic] = []
-    env = export_lines(plan.machine.environment(plan.partition), ir.target.env, found)
+
+
+def generate(ir: IR, plan: Plan, shared: Mapping[str, str]) -> dict[str, str]:
+    """Return `{"run.sh": text}` for a plan that dtec.backends.checks passed."""
+    env = export_lines(plan.machine.environment(plan.partition), ir.target.env)
     ctx = {
         "env": env,
         "malloc": malloc_lines(plan, env),
@@ -28,4 +27,4 @@ def generate(ir: IR, plan: Plan, shared: Mapping[str, str]) -> tuple[dict[str, s
         else "-m torch.distributed.run --standalone --nnodes=1 "
         f"--nproc_per_node={plan.ranks_per_node} ",
     }
-    return {RUN_FILE: render(TEMPLATE, **ctx)}, found
+    return {RUN_FILE: render(TEMPLATE, **ctx)}
