@@ -495,6 +495,33 @@ def test_run_sh_single_needs_no_launcher() -> None:
     assert 'exec "${PYTHON:-python}" train.py --run-dir "${RUN_DIR:-run}" "$@"' in files["run.sh"]
 
 
+STUB_PREEMPTED = """#!/usr/bin/env bash
+# Trains until SIGTERM, then "checkpoints" and exits as train.py does.
+trap 'echo checkpointed >> {log}; exit 143' TERM
+while :; do sleep 0.1; done
+"""
+
+
+def test_run_sh_stops_at_the_walltime(tmp_path: Path) -> None:
+    assert "timeout" not in generate(CASES_DIR / "tiny.twin", "local")[2]["run.sh"]
+    tiny = (CASES_DIR / "tiny.twin").read_text()
+    text = tiny.replace('target "local" {}', 'target "local" {\n  walltime = 1min\n}')
+    assert "exec timeout --preserve-status --kill-after=30s 30s " in generate(
+        CASES_DIR / "tiny.twin", "local", text=text)[2]["run.sh"]
+    # Two seconds: SIGTERM after one (train.py checkpoints), SIGKILL at two.
+    text = tiny.replace('target "local" {}', 'target "local" {\n  walltime = 2s\n}')
+    script = generate(CASES_DIR / "tiny.twin", "local", text=text, sets=("strategy.kind=single", "strategy.procs_per_node=1"))[2]["run.sh"]
+    shellcheck(script)
+    log, bin_dir = tmp_path / "python.log", tmp_path / "bin"
+    bin_dir.mkdir()
+    make_executable(bin_dir / "python", STUB_PREEMPTED.format(log=shlex.quote(str(log))))
+    (tmp_path / "run.sh").write_text(script)
+    env = {"PATH": f"{bin_dir}:{os.environ['PATH']}", "HOME": str(tmp_path)}
+    run = subprocess.run(["bash", "run.sh"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+    assert run.returncode == 143, run.stdout + run.stderr
+    assert log.read_text() == "checkpointed\n"
+
+
 def test_kubernetes_env_is_not_expanded(tmp_path: Path) -> None:
     marker, files = nasty(tmp_path, "kubernetes")
     env = container_env(files["job.yaml"])
