@@ -56,14 +56,15 @@ def lint(
     """Check blueprints and report every problem with its code and place."""
     import os
 
-    from dtec.lint import expand, lint_files
+    from dtec.lint import Crash, expand, lint_files
     from dtec.render import FORMATS, render, summary, write
 
     if format not in FORMATS:
         _usage(f"unknown format `{format}`; choose one of {', '.join(FORMATS)}")
     files = expand(paths)
     found = lint_files(files, jobs=jobs, targets=target or None, machine_dirs=machines or ())
-    diagnostics = [d for file_diagnostics in found for d in file_diagnostics]
+    crashes = [f for f in found if isinstance(f, Crash)]
+    diagnostics = [d for f in found if not isinstance(f, Crash) for d in f]
     no_color = "NO_COLOR" in os.environ
     color = format == "text" and sys.stdout.isatty() and not no_color
     text = render(diagnostics, format, color=color, files=files)
@@ -71,8 +72,11 @@ def lint(
         write(sys.stdout, text if text.endswith("\n") else text + "\n")
     # The summary is status, not report: stderr keeps stdout parseable in every format.
     write(sys.stderr, summary(diagnostics, len(files), color=sys.stderr.isatty() and not no_color) + "\n")
+    for crash in crashes:
+        write(sys.stderr, f"dtec: internal error while checking {crash.path}: {crash.error}\n"
+              "please report this at the project's issue tracker, with the blueprint\n")
     failing = {"error", "warning"} if strict else {"error"}
-    raise typer.Exit(1 if any(d.severity.value in failing for d in diagnostics) else 0)
+    raise typer.Exit(2 if crashes else 1 if any(d.severity.value in failing for d in diagnostics) else 0)
 
 
 @app.command()

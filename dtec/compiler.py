@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 from dtec import __version__
@@ -64,29 +64,24 @@ def compile_blueprint(
     built, diagnostics = build(path, target, text=text, sets=sets, environ=environ, machine_dirs=machine_dirs)
     if built is None:
         return None, diagnostics
-    ir, plan, blueprint = built
-    files, found = generate(ir, plan, template_dirs)
-    # Backends judge the planned job, not the text: what they cannot express belongs to the target.
-    at = blueprint.span("target", target)
-    found = [replace(d, span=at) if d.span is None and at is not None else d for d in found]
-    diagnostics += found
-    if has_errors(found):
-        return None, diagnostics
-    return Bundle(files, ir, plan), diagnostics
+    ir, plan, _ = built
+    return Bundle(generate(ir, plan, template_dirs), ir, plan), diagnostics
 
 
-def generate(ir: IR, plan: Plan, template_dirs: Sequence[Path] = ()) -> tuple[dict[str, str], list[Diagnostic]]:
-    """Run the backends for the IR's scheduler and add `ir.json` and `manifest.json`."""
+def generate(ir: IR, plan: Plan, template_dirs: Sequence[Path] = ()) -> dict[str, str]:
+    """Run the backends for the IR's scheduler and add `ir.json` and `manifest.json`.
+
+    The planner checked what the launcher can express (dtec.backends.checks): nothing is refused here.
+    """
     from dtec.backends import kubernetes, local, slurm
     from dtec.backends.pytorch import train_context
     from dtec.backends.train_script import render_train
 
     backend = {"slurm": slurm, "local": local}.get(ir.target.scheduler, kubernetes)
     shared = {"train.py": render_train(train_context(ir), template_dirs), "ir.json": ir_json(ir)}
-    files, diagnostics = backend.generate(ir, plan, shared)
-    files = {**shared, **files}
+    files = {**shared, **backend.generate(ir, plan, shared)}
     files["manifest.json"] = manifest(files, ir)
-    return dict(sorted(files.items())), diagnostics
+    return dict(sorted(files.items()))
 
 
 def ir_json(ir: IR) -> str:

@@ -71,6 +71,14 @@ def analyse(
     return FileResult(path, blueprint, tuple(sorted(diagnostics, key=lambda d: d.sort_key)), plans)
 
 
+@dataclass(frozen=True)
+class Crash:
+    """A file whose analysis raised an exception dtec did not expect: a bug, reported apart."""
+
+    path: Path
+    error: str
+
+
 # Below this many files a pool costs more (forking, pickling diagnostics) than it saves.
 _POOL_MIN_FILES = 48
 
@@ -81,8 +89,8 @@ def lint_files(
     jobs: int = 0,
     targets: Sequence[str] | None = None,
     machine_dirs: Sequence[Path] = (),
-) -> list[tuple[Diagnostic, ...]]:
-    """Return each file's diagnostics, in order, sharing many files among `jobs` processes (0: one per CPU)."""
+) -> list[tuple[Diagnostic, ...] | Crash]:
+    """Return each file's diagnostics (or its crash), in order, sharing many files among `jobs` processes (0: one per CPU)."""
     check = partial(_diagnostics, targets=targets, machine_dirs=tuple(machine_dirs))
     jobs = jobs or cpu_count()
     if jobs < 2 or len(paths) < _POOL_MIN_FILES:
@@ -111,8 +119,11 @@ def cpu_count() -> int:
 
 def _diagnostics(
     path: Path, *, targets: Sequence[str] | None, machine_dirs: Sequence[Path]
-) -> tuple[Diagnostic, ...]:
-    return analyse(path, targets=targets, machine_dirs=machine_dirs).diagnostics
+) -> tuple[Diagnostic, ...] | Crash:
+    try:
+        return analyse(path, targets=targets, machine_dirs=machine_dirs).diagnostics
+    except Exception as exc:  # noqa: BLE001 - one file's bug must not hide the other files' reports
+        return Crash(path, f"{type(exc).__name__}: {exc}")
 
 
 def expand(paths: Iterable[Path]) -> list[Path]:

@@ -8,12 +8,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from dtec.backends.checks import check as check_launcher
 from dtec.diagnostics import Diagnostic, Related, diag
 from dtec.estimate import Memory, activation_bytes, memory_per_rank, parameter_count
 from dtec.lang.blueprint import Blueprint
 from dtec.lang.semantics import sample_shape
 from dtec.source import Span
-from dtec.machines import Catalog, Machine, MachineError, Partition
+from dtec.machines import Catalog, Machine, Partition
+from dtec.machines.overrides import OverrideError
 from dtec.machines.model import Node
 from dtec.machines.units import format_duration
 from dtec.suggest import did_you_mean
@@ -73,10 +75,25 @@ class Plan:
         """Return the number of ranks."""
         return self.nodes * self.ranks_per_node
 
+    @property
+    def site_flags(self) -> dict[str, str | None]:
+        """Return the account, partition, QoS and reservation the job asks its scheduler for."""
+        part = self.partition
+        return {
+            "account": self.settings.get("account"),
+            "partition": (part.slurm_partition or None) if part is not None else self.settings.get("partition"),
+            "qos": self.settings.get("qos") or (part.qos if part is not None else None),
+            "reservation": self.settings.get("reservation"),
+        }
+
 
 def plan(bp: Blueprint, target: str, catalog: Catalog) -> tuple[Plan | None, list[Diagnostic]]:
     """Plan `bp` for `target`; returns None (with the reasons) when it cannot be planned."""
-    return _Planner(bp, target, catalog).run()
+    planner = _Planner(bp, target, catalog)
+    planned, found = planner.run()
+    if planned is not None:
+        check_launcher(planned, planner.report)  # what the launcher cannot express
+    return planned, found
 
 
 class _Planner:
@@ -179,14 +196,27 @@ class _Planner:
 
             machine = detect_local(machine)
         overrides = {k: v for k, v in (self.settings.get("machine") or {}).items() if v is not None}
-        if self.settings.get("partition"):
-            overrides["partition"] = self.settings["partition"]
+        name = self.settings.get("partition")
+        # An unknown partition is left to `partition()`, which reports it (DT201).
+        if name and (machine.partition(name) is not None or machine.rules.open_partitions):
+            overrides["partition"] = name
         try:
             return machine.with_overrides(overrides) if overrides else machine
-        except MachineError:
-            # An unknown partition: `partition()` reports it with the target's span.
-            overrides.pop("partition", None)
-            return machine.with_overrides(overrides) if overrides else machine
+        except OverrideError as exc:
+            for problem in exc.found:
+                first, *others = problem.keys or ("",)
+                self.report(
+                    "DT216",
+                    problem.message,
+                    *self.at_machine(first),
+                    help=f"`dtec targets show {machine.name}` lists the profile's values",
+                    related=[Related(self.bp.span(*self.at_machine(k)), f"`{k}` is set here") for k in others],
+                )
+            return None
+
+    def at_machine(self, key: str) -> tuple[str, ...]:
+        """Return the path of a target-block value that overrides the profile (`partition` or in `machine`)."""
+        return ("target", self.target, "machine", key) if key in (self.settings.get("machine") or {}) else self.at_target(key)
 
     def partition(self, machine: Machine) -> Partition | None:
         if machine.is_kube or not machine.partitions:

@@ -39,13 +39,23 @@ DNS1035 = re.compile(r"[a-z]([-a-z0-9]*[a-z0-9])?")
 
 
 def generate(path: Path, target: str, text: str | None = None, sets: tuple[str, ...] = ()):
-    """Run the real pipeline (check, plan, IR) and the backend: (ir, plan, files, found)."""
+    """Run the real pipeline (check, plan, IR) and the backend: (ir, plan, files)."""
     result = analyse(path, text, environ={}, targets=[target], sets=sets)
     assert result.ok, [(d.code, d.message) for d in result.diagnostics]
     plan = result.plans[target]
     ir = build_ir(result.blueprint, plan)
-    files, found = compile_generate(ir, plan)
-    return ir, plan, files, found
+    return ir, plan, compile_generate(ir, plan)
+
+
+def lint(path: Path, target: str, text: str | None = None, sets: tuple[str, ...] = ()):
+    """Return the diagnostics of checking and planning `path` for `target` (what compile refuses)."""
+    return analyse(path, text, environ={}, targets=[target], sets=sets).diagnostics
+
+
+def spanned(diagnostic) -> str:
+    """Return the text a diagnostic points at."""
+    span = diagnostic.span
+    return span.source.text[span.start : span.end]
 
 
 def case(name: str) -> Path:
@@ -117,8 +127,7 @@ def test_every_profile_has_a_case() -> None:
 def test_bundle_matches_golden_and_is_deterministic(
     blueprint: str, target: str, golden
 ) -> None:
-    _, _, files, found = generate(CASES_DIR / blueprint, target)
-    assert not has_errors(found), [(d.code, d.message) for d in found]
+    _, _, files = generate(CASES_DIR / blueprint, target)
     again = generate(CASES_DIR / blueprint, target)[2]
     assert again == files
     launchers = {k: v for k, v in files.items() if k not in ("train.py", "ir.json", "manifest.json")}
@@ -137,7 +146,7 @@ def test_sbatch_passes_shellcheck_and_bash_n(machine: str) -> None:
 
 @pytest.mark.parametrize("machine", SLURM_MACHINES)
 def test_sbatch_has_exactly_one_launcher(machine: str) -> None:
-    _, plan, files, _ = generate(case(machine), machine)
+    _, plan, files = generate(case(machine), machine)
     text = files["job.sbatch"]
     flags = sbatch_flags(text)
     launches = [line for line in text.splitlines() if line.startswith("srun")]
@@ -164,7 +173,7 @@ def test_sbatch_has_exactly_one_launcher(machine: str) -> None:
 
 
 def test_lumi_flags() -> None:
-    ir, _, files, _ = generate(case("lumi"), "lumi")
+    ir, _, files = generate(case("lumi"), "lumi")
     text, flags = files["job.sbatch"], sbatch_flags(files["job.sbatch"])
     assert {
         "--gpus-per-node=8",
@@ -212,12 +221,14 @@ def test_marenostrum5_without_container_is_reported() -> None:
         .read_text()
         .replace('  container = "/gpfs/projects/ehpc123/images/pytorch-24.08.sif"\n', "")
     )
-    _, _, _, found = generate(case("marenostrum5"), "marenostrum5", text=text)
+    found = lint(case("marenostrum5"), "marenostrum5", text=text)
     assert [d.code for d in found] == ["DT215"] and "container" in found[0].message
+    # At the target block: the setting is missing.
+    assert (found[0].span.start, spanned(found[0])) == (text.index('target "marenostrum5"'), 'target "marenostrum5"')
 
 
 def test_deucalion_arm_is_cpu_only_with_gloo() -> None:
-    ir, plan, files, _ = generate(case("deucalion"), "deucalion")
+    ir, plan, files = generate(case("deucalion"), "deucalion")
     flags = sbatch_flags(files["job.sbatch"])
     assert not any(f.startswith(("--gres", "--gpus")) for f in flags)
     assert (
@@ -250,7 +261,7 @@ def malloc_exports(script: str) -> list[str]:
     ],
 )
 def test_cpu_launchers_fix_glibc_malloc_thresholds(path, target, file, sets) -> None:
-    _, plan, files, _ = generate(path, target, sets=sets)
+    _, plan, files = generate(path, target, sets=sets)
     assert plan.device == "cpu"
     assert malloc_exports(files[file]) == MALLOC_DEFAULTS
     comment = files[file].split(MALLOC_DEFAULTS[0])[0].splitlines()[-1]
@@ -259,14 +270,14 @@ def test_cpu_launchers_fix_glibc_malloc_thresholds(path, target, file, sets) -> 
 
 @pytest.mark.parametrize("machine", ["lumi", "leonardo"])
 def test_gpu_launchers_leave_malloc_alone(machine: str) -> None:
-    _, plan, files, _ = generate(case(machine), machine)
+    _, plan, files = generate(case(machine), machine)
     assert plan.device == "cuda"
     assert "MALLOC_" not in files["job.sbatch"]
 
 
 def test_malloc_thresholds_yield_to_the_environment_and_the_blueprint() -> None:
     text = add_to_target(CASES_DIR / "tiny.twin", "slurm", '  env = { MALLOC_TRIM_THRESHOLD_ = "0" }')
-    _, _, files, _ = generate(CASES_DIR / "tiny.twin", "slurm", text=text)
+    _, _, files = generate(CASES_DIR / "tiny.twin", "slurm", text=text)
     exports = malloc_exports(files["job.sbatch"])
     assert exports == ["export MALLOC_TRIM_THRESHOLD_=0", MALLOC_DEFAULTS[0]]
     probe = "\n".join([*MALLOC_DEFAULTS, 'echo "$MALLOC_MMAP_THRESHOLD_ $MALLOC_TRIM_THRESHOLD_"'])
@@ -289,24 +300,24 @@ def container_env(job_yaml: str) -> dict[str, str | None]:
 
 
 def test_cpu_pods_fix_glibc_malloc_thresholds_unless_the_blueprint_sets_them() -> None:
-    _, plan, files, _ = generate(case("kubernetes"), "kubernetes")
+    _, plan, files = generate(case("kubernetes"), "kubernetes")
     assert plan.device == "cpu"
     env = container_env(files["job.yaml"])
     assert (env["MALLOC_MMAP_THRESHOLD_"], env["MALLOC_TRIM_THRESHOLD_"]) == ("33554432", "1073741824")
     text = add_to_target(case("kubernetes"), "kubernetes", '  env = { MALLOC_TRIM_THRESHOLD_ = "0" }')
-    _, _, files, _ = generate(case("kubernetes"), "kubernetes", text=text)
+    _, _, files = generate(case("kubernetes"), "kubernetes", text=text)
     assert container_env(files["job.yaml"])["MALLOC_TRIM_THRESHOLD_"] == "0"
 
 
 def test_gpu_pods_leave_malloc_alone() -> None:
     pulsar = HERE.parent / "blueprints" / "pulsar-classification.twin"
-    _, plan, files, _ = generate(pulsar, "kubeflow")
+    _, plan, files = generate(pulsar, "kubeflow")
     assert plan.device == "cuda"
     assert not [name for name in container_env(files["job.yaml"]) if name.startswith("MALLOC_")]
 
 
 def test_generic_slurm_test_job_fits_two_cpus() -> None:
-    _, plan, files, _ = generate(CASES_DIR / "tiny.twin", "slurm")
+    _, plan, files = generate(CASES_DIR / "tiny.twin", "slurm")
     flags = sbatch_flags(files["job.sbatch"])
     tasks = int(next(f for f in flags if f.startswith("--ntasks-per-node=")).split("=")[1])
     cpus = int(next(f for f in flags if f.startswith("--cpus-per-task=")).split("=")[1])
@@ -451,9 +462,10 @@ def test_sbatch_keeps_hostile_names_inert(tmp_path: Path) -> None:
 
 def test_sbatch_header_refuses_newlines_and_backslashes() -> None:
     text = add_to_target(CASES_DIR / "tiny.twin", "slurm", '  account = "a\\nb\\\\c"')
-    _, _, files, found = generate(CASES_DIR / "tiny.twin", "slurm", text=text)
-    assert [d.code for d in found] == ["DT215"]
-    assert not any(f.startswith("--account") for f in sbatch_flags(files["job.sbatch"]))
+    found = lint(CASES_DIR / "tiny.twin", "slurm", text=text)
+    assert [(d.code, spanned(d)) for d in found] == [("DT215", '"a\\nb\\\\c"')]
+    with pytest.raises(ValueError):  # the generator never writes one, checked or not
+        slurm.sbatch_value("a\nb")
 
 
 def test_run_sh_passes_arguments_through_and_keeps_values_inert(tmp_path: Path) -> None:
@@ -543,19 +555,18 @@ def twin_string(value: str) -> str:
     return '"' + escaped.replace("\t", "\\t") + '"'
 
 
-def hostile_bundle(tmp_path: Path, value: str, target: str, extra: str = ""):
+def hostile_bundle(tmp_path: Path, value: str, target: str, extra: str = "", sets: tuple[str, ...] = ()):
     """Return (files, messages) for the hostile blueprint, or (None, messages) when refused."""
     text = HOSTILE_TWIN.format(v=twin_string(value), extra=extra)
     try:
-        result = analyse(tmp_path / "hostile.twin", text, environ={}, targets=[target])
+        result = analyse(tmp_path / "hostile.twin", text, environ={}, targets=[target], sets=sets)
     except MachineError as exc:
         return None, [exc.message]
     messages = [d.message for d in result.diagnostics]
     planned = result.plans.get(target)
-    if result.blueprint is None or planned is None:
+    if not result.ok or planned is None:
         return None, messages
-    files, found = compile_generate(build_ir(result.blueprint, planned), planned)
-    return files, messages + [d.message for d in found]
+    return compile_generate(build_ir(result.blueprint, planned), planned), messages
 
 
 def run_with_stubs(tmp_path: Path, name: str, text: str, env: dict[str, str]) -> list[list[str]]:
@@ -589,14 +600,19 @@ def check_script(text: str) -> None:
 
 @pytest.mark.parametrize("value", HOSTILE, ids=range(len(HOSTILE)))
 def test_sbatch_keeps_every_blueprint_string_inert(tmp_path: Path, value: str) -> None:
+    header = ("account", "partition", "qos", "reservation")
     files, messages = hostile_bundle(tmp_path, value, "slurm")
+    refused = [key for key in header if any(f"`{key}` holds" in m for m in messages)]
+    if refused:
+        # What `#SBATCH` cannot carry is an error from lint as from compile; the rest must still be inert.
+        assert files is None, refused
+        files, messages = hostile_bundle(tmp_path, value, "slurm", sets=tuple(f"target.slurm.{k}=plain" for k in refused))
     assert files is not None, messages
     text = files["job.sbatch"]
     check_script(text)
     flags = sbatch_flags(text)
-    for key in ("account", "partition", "qos", "reservation"):
-        refused = any(f"`{key}` holds" in m for m in messages)
-        assert (f"--{key}={value}" in flags) != refused, (key, flags, messages)
+    for key in header:
+        assert f"--{key}={'plain' if key in refused else value}" in flags, (key, flags, messages)
     bundle = tmp_path / "bundle"
     bundle.mkdir()
     (bundle / value).write_text("")  # the container image, which the job checks for
@@ -652,10 +668,37 @@ def test_hostile_flags_and_commands_are_refused_or_inert(
 
 
 def test_run_sh_single_needs_no_launcher() -> None:
-    _, _, files, _ = generate(
+    _, _, files = generate(
         CASES_DIR / "tiny.twin", "local", sets=("strategy.kind=single", "strategy.procs_per_node=1")
     )
     assert 'exec "${PYTHON:-python}" train.py --run-dir "${RUN_DIR:-run}" "$@"' in files["run.sh"]
+
+
+STUB_PREEMPTED = """#!/usr/bin/env bash
+# Trains until SIGTERM, then "checkpoints" and exits as train.py does.
+trap 'echo checkpointed >> {log}; exit 143' TERM
+while :; do sleep 0.1; done
+"""
+
+
+def test_run_sh_stops_at_the_walltime(tmp_path: Path) -> None:
+    assert "timeout" not in generate(CASES_DIR / "tiny.twin", "local")[2]["run.sh"]
+    tiny = (CASES_DIR / "tiny.twin").read_text()
+    text = tiny.replace('target "local" {}', 'target "local" {\n  walltime = 1min\n}')
+    assert "exec timeout --preserve-status --kill-after=30s 30s " in generate(
+        CASES_DIR / "tiny.twin", "local", text=text)[2]["run.sh"]
+    # Two seconds: SIGTERM after one (train.py checkpoints), SIGKILL at two.
+    text = tiny.replace('target "local" {}', 'target "local" {\n  walltime = 2s\n}')
+    script = generate(CASES_DIR / "tiny.twin", "local", text=text, sets=("strategy.kind=single", "strategy.procs_per_node=1"))[2]["run.sh"]
+    shellcheck(script)
+    log, bin_dir = tmp_path / "python.log", tmp_path / "bin"
+    bin_dir.mkdir()
+    make_executable(bin_dir / "python", STUB_PREEMPTED.format(log=shlex.quote(str(log))))
+    (tmp_path / "run.sh").write_text(script)
+    env = {"PATH": f"{bin_dir}:{os.environ['PATH']}", "HOME": str(tmp_path)}
+    run = subprocess.run(["bash", "run.sh"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+    assert run.returncode == 143, run.stdout + run.stderr
+    assert log.read_text() == "checkpointed\n"
 
 
 def test_kubernetes_env_is_not_expanded(tmp_path: Path) -> None:
@@ -697,8 +740,7 @@ def validate_pytorchjob(doc: dict) -> None:
 
 @pytest.mark.parametrize("machine", KUBE_MACHINES)
 def test_manifests_validate(machine: str) -> None:
-    files, found = generate(case(machine), machine)[2:]
-    assert not has_errors(found)
+    files = generate(case(machine), machine)[2]
     docs = list(yaml.safe_load_all(files["job.yaml"]))
     kinds = [d["kind"] for d in docs]
     assert kinds[0] == "ConfigMap" and set(docs[0]["data"]) == {"train.py", "ir.json"}
@@ -718,7 +760,7 @@ def pod_spec(doc: dict) -> dict:
 
 
 def test_indexed_job_and_service_agree() -> None:
-    _, plan, files, _ = generate(CASES_DIR / "kube.twin", "kubernetes")
+    _, plan, files = generate(CASES_DIR / "kube.twin", "kubernetes")
     config, service, job = yaml.safe_load_all(files["job.yaml"])
     name = job["metadata"]["name"]
     assert name == "flood-forecast-v2" and config["metadata"]["name"] == f"{name}-bundle"
@@ -752,7 +794,7 @@ def test_indexed_job_and_service_agree() -> None:
 
 
 def test_pytorchjob_shape() -> None:
-    _, plan, files, _ = generate(CASES_DIR / "kube.twin", "kubeflow")
+    _, plan, files = generate(CASES_DIR / "kube.twin", "kubeflow")
     job = list(yaml.safe_load_all(files["job.yaml"]))[1]
     replicas = job["spec"]["pytorchReplicaSpecs"]
     assert job["spec"]["nprocPerNode"] == "2" and replicas["Worker"]["replicas"] == plan.nodes - 1
@@ -773,8 +815,7 @@ def test_gpus_go_to_limits_on_kubernetes() -> None:
 
 def test_interlink_job() -> None:
     text = add_to_target(case("interlink"), "interlink", "machine {\n gpus = 4\n}")
-    files, found = generate(case("interlink"), "interlink", text=text)[2:]
-    assert found == []
+    files = generate(case("interlink"), "interlink", text=text)[2]
     job = list(yaml.safe_load_all(files["job.yaml"]))[1]
     validate_core(job)
     pod = pod_spec(job)
@@ -792,8 +833,8 @@ def test_interlink_job() -> None:
 
 def test_interlink_several_nodes_is_reported() -> None:
     text = add_to_target(case("interlink"), "interlink", "machine {\n max_nodes = 2\n}")
-    found = generate(case("interlink"), "interlink", text=text, sets=("strategy.nodes=2",))[3]
-    assert [d.code for d in found] == ["DT215"]
+    found = lint(case("interlink"), "interlink", text=text, sets=("strategy.nodes=2",))
+    assert [(d.code, spanned(d)) for d in found] == [("DT215", "2")]
 
 
 def test_kubernetes_reports_slurm_settings() -> None:

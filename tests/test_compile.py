@@ -16,6 +16,7 @@ from dtec.cli import app
 from dtec.compiler import compile_blueprint
 from dtec.ir import ir_schema
 from dtec.lint import analyse
+from dtec.machines import load_machines
 
 REPO = Path(__file__).resolve().parent.parent
 CASES = [
@@ -113,3 +114,67 @@ def test_cli_schema_graph_and_targets(blueprints_dir: Path) -> None:
     assert json.loads(shown.stdout)["name"] == "lumi"
     missing = runner.invoke(app, ["targets", "show", "lumii"])
     assert missing.exit_code == 2 and "did you mean `lumi`?" in missing.output
+
+
+# ---- lint and compile agree --------------------------------------------------------------------
+TARGETS = load_machines().names()
+AGREE_FILES = [
+    *sorted((REPO / "tests" / "fixtures" / "rules").glob("DT*.twin")),
+    *sorted((REPO / "blueprints").glob("*.twin")),
+    *sorted((REPO / "tests" / "backends").glob("*.twin")),
+]
+TINY = """\
+twin "t" {}
+data "d" {
+  source = synthetic(samples = 64, shape = [8], targets = 1)
+  batch  = 8
+}
+model "m" {
+  arch  = mlp(input = 8, output = 1)
+  input = data.d
+}
+train {
+  loss = mse
+}
+"""
+# What a launcher cannot express, and `machine { }` values a profile cannot take: (text, the value
+# the error points at). Lint passed the first kind and compile refused it; both crashed on the second.
+REFUSED = {
+    "container": ('target "marenostrum5" {\n  account = "ehpc01"\n}\n', 'target "marenostrum5"'),
+    "sbatch-value": ('target "slurm" {\n  account = "a\\\\b"\n}\n', '"a\\\\b"'),
+    "interlink-nodes": ('strategy {\n  nodes = 2\n}\ntarget "interlink" {\n  image = "x/y:1"\n}\n', "2"),
+    "interlink-flag": ('target "interlink" {\n  image = "x/y:1"\n  partition = "gpu a"\n}\n', '"gpu a"'),
+    "namespace": ('target "kubernetes" {\n  image = "x/y:1"\n  namespace = "ML_Team"\n}\n', '"ML_Team"'),
+    "override": ('target "slurm" {\n  machine {\n    cpus = 0\n  }\n}\n', "0"),
+    "conflict": ('target "slurm" {\n  machine {\n    usable_cpus = 1000\n  }\n}\n', "1000"),
+    "kube-only": ('target "slurm" {\n  machine {\n    shm_size = 1GB\n  }\n}\n', "1GB"),
+}
+
+
+def errors(diagnostics) -> list[tuple[str, str, object]]:
+    return [(d.code, d.message, d.span) for d in diagnostics if d.severity.value == "error"]
+
+
+def agree(path: Path, target: str, text: str | None = None) -> list:
+    """Assert that lint's errors are compile's, and that compile writes a bundle exactly without them."""
+    linted = errors(analyse(path, text, environ={}, targets=[target]).diagnostics)
+    bundle, diagnostics = compile_blueprint(path, target, text=text, environ={})
+    assert errors(diagnostics) == linted, target
+    assert (bundle is None) == bool(linted), target
+    return linted
+
+
+@pytest.mark.parametrize("path", AGREE_FILES, ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_lint_and_compile_agree_for_every_target(path: Path) -> None:
+    for target in TARGETS:
+        agree(path, target)
+
+
+@pytest.mark.parametrize(("text", "at"), REFUSED.values(), ids=list(REFUSED))
+def test_lint_reports_what_compile_refuses_at_the_value(text: str, at: str) -> None:
+    source = TINY + text
+    target = text.split('target "')[1].split('"')[0]
+    [(code, _, span)] = agree(Path("t.twin"), target, source)
+    assert code in ("DT215", "DT216") and source[span.start : span.end] == at
+    for other in TARGETS:
+        agree(Path("t.twin"), other, source)

@@ -364,10 +364,15 @@ def test_overrides_on_a_named_machine(catalog):
     ({"machine": {"gpu_flag": "${IFS}"}}, "holds `$`"),
     ({"machine": {"torchrun": "torch'run"}}, "`torchrun`: is not a command line (no closing"),
     ({"machine": {"torchrun": "torchrun\\"}}, "`torchrun`: is not a command line (no escaped"),
+    ({"machine": {"cpus": 0}}, "must be at least 1"),
+    ({"machine": {"gpu_flag": "--gpus"}}, "{n}"),
+    ({"machine": {"env": ["NO_EQUALS"]}}, "expected `NAME=value`"),
+    ({"machine": {"env": ["1X=2"]}}, "`1X` is not an environment variable name"),
 ])
 def test_bad_overrides_raise_clear_errors(catalog, overrides, message):
-    with pytest.raises(MachineError, match=re.escape(message)):
+    with pytest.raises(MachineError, match=re.escape(message)) as raised:
         catalog.get("lumi").with_overrides(overrides)
+    assert raised.value.path is None  # the target's values are at fault, not the shipped profile
 
 
 @pytest.mark.parametrize(("key", "value", "problem"), [

@@ -128,3 +128,78 @@ def test_machine_block_overrides_the_generic_slurm_profile() -> None:
     assert (plan.device, plan.ranks_per_node, plan.cpus_per_rank, plan.workers, plan.strategy) == ("cpu", 2, 1, 0, "ddp")
     too_many = check(text.replace("nodes         = 1", "nodes         = 2"), "slurm")
     assert [d.code for d in too_many.diagnostics] == ["DT202"]
+
+
+# ---- `machine { }` overrides: every problem a diagnostic at the value at fault ------------------
+def slurm_with(*settings: str) -> str:
+    """Return the base blueprint on the generic Slurm machine with `settings` in its `machine` block."""
+    block = "".join(f"    {s}\n" for s in settings)
+    return blueprint(TARGET=f'target "slurm" {{\n  partition = "debug"\n  machine {{\n{block}  }}\n}}\n', GPUS="all")
+
+
+def spanned(diagnostic) -> str:
+    span = diagnostic.span
+    return span.source.text[span.start : span.end]
+
+
+@pytest.mark.parametrize(
+    ("settings", "at", "says"),
+    [
+        (["cpus = 0"], "0", "must be at least 1"),
+        (["max_nodes = 0"], "0", "must be at least 1"),
+        (["usable_cpus = 1000"], "1000", "usable_cpus 1000 exceeds cpus 1"),
+        (["cpus = 8", "usable_cpus = 16"], "8", "usable_cpus 16 exceeds cpus 8"),
+        (['gpu_vendor = "nvdia"'], '"nvdia"', "did you mean `nvidia`?"),
+        (['launch = "foo"'], '"foo"', "expected one of `srun-per-gpu`, `torchrun-per-node`"),
+        (['backend = "ncl"'], '"ncl"', "did you mean `nccl`?"),
+        (['gpus = 1', 'gpu_flag = "--gpus"'], '"--gpus"', "{n}"),
+        (["requestable_memory = 600GB"], "600GB", "requestable_memory_gb 558.794 exceeds"),
+        (["requestable_memory = 2GB", "memory = 1GB"], "2GB", "requestable_memory_gb 1.863 exceeds memory_gb 0.931"),
+        (["gpus = 2", "cpus_per_gpu = 4"], "2", "cpus_per_gpu 4 × 2 GPUs exceeds 1 usable cpus"),
+        (['gpu_resource = "amd.com/gpu"'], '"amd.com/gpu"', "applies to Kubernetes kinds only"),
+        (["shm_size = 1GB"], "1GB", "applies to Kubernetes kinds only"),
+    ],
+)
+def test_machine_overrides_are_reported_at_the_value(settings: list[str], at: str, says: str) -> None:
+    result = check(slurm_with(*settings), "slurm")
+    assert [(d.code, spanned(d)) for d in result.diagnostics] == [("DT216", at)]
+    assert says in result.diagnostics[0].message
+    assert ".toml" not in result.diagnostics[0].message  # the blueprint is at fault, not the profile
+
+
+def test_a_conflict_points_at_every_setting_involved() -> None:
+    [diagnostic] = check(slurm_with("cpus = 8", "usable_cpus = 16"), "slurm").diagnostics
+    assert [(r.message, r.span.source.text[r.span.start : r.span.end]) for r in diagnostic.related] == [
+        ("`usable_cpus` is set here", "16")
+    ]
+
+
+def test_lint_reports_every_file_and_survives_a_crash(tmp_path: Path, monkeypatch) -> None:
+    from typer.testing import CliRunner
+
+    import dtec.lint
+    from dtec.cli import app
+
+    bad = {"a-cpus.twin": "cpus = 0", "b-usable.twin": "usable_cpus = 1000", "c-shm.twin": "shm_size = 1GB"}
+    for name, setting in bad.items():
+        (tmp_path / name).write_text(slurm_with(setting))
+    (tmp_path / "d-typo.twin").write_text(blueprint().replace("loss      = mse", "loss      = msee"))
+    result = CliRunner().invoke(app, ["lint", "-j", "1", str(tmp_path)])
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+    assert result.exit_code == 1
+    reported = [line.split("-->")[1].strip().split(":")[0] for line in result.stdout.splitlines() if "-->" in line]
+    assert [Path(p).name for p in reported] == [*bad, "d-typo.twin"]
+
+    # An exception dtec did not expect, in one file, leaves the other files' reports whole.
+    analyse = dtec.lint.analyse
+
+    def crash_on_b(path, *args, **kwargs):
+        if path.name == "b-usable.twin":
+            raise RuntimeError("boom")
+        return analyse(path, *args, **kwargs)
+
+    monkeypatch.setattr(dtec.lint, "analyse", crash_on_b)
+    result = CliRunner().invoke(app, ["lint", "-j", "1", str(tmp_path)])
+    assert result.exit_code == 2
+    assert f"internal error while checking {tmp_path / 'b-usable.twin'}: RuntimeError: boom" in result.stderr
+    assert result.stdout.count("-->") == 3

@@ -13,8 +13,8 @@ from typing import Any
 
 import yaml
 
+from dtec.backends.checks import INTERLINK_FLAG_UNSAFE
 from dtec.backends.slurm import CPU_MALLOC_ENV
-from dtec.diagnostics import Diagnostic, diag
 from dtec.ir import IR
 from dtec.machines.model import Kube, Machine
 from dtec.machines.units import whole_units
@@ -25,42 +25,27 @@ BUNDLE_MOUNT = "/opt/dtec"  # the ConfigMap with train.py and ir.json (read-only
 RUN_MOUNT = "/dtec/run"  # the run folder: metrics, checkpoints, summary
 _NAME_MAX = 40  # leaves room for "-bundle", "-master-0" and the Indexed Job's "-<index>" suffixes
 _LABEL = re.compile(r"(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?")
-_DNS1123 = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
-_ENV_NAME = re.compile(r"[-._a-zA-Z][-._a-zA-Z0-9]*")
-_INTERLINK_FLAG_UNSAFE = re.compile(
-    r"[\s\\]"
-)  # the plugin splits the flags annotation on whitespace
 _PART_OF = "dtec"
 
 
-def generate(ir: IR, plan: Plan, shared: Mapping[str, str]) -> tuple[dict[str, str], list[Diagnostic]]:
+def generate(ir: IR, plan: Plan, shared: Mapping[str, str]) -> dict[str, str]:
     """Return `{"job.yaml": text}`: a ConfigMap with `shared` (train.py, ir.json), then the workload."""
-    found: list[Diagnostic] = []
     kube = plan.machine.kube
-    if kube is None:
-        found.append(
-            diag(
-                "DT215",
-                f"`{plan.machine.name}` has no [kube] section in its profile",
-                None,
-                "add a [kube] section, or use a Slurm target",
-            )
-        )
-        return {}, found
+    assert kube is not None, "the profile schema requires [kube] for Kubernetes kinds"
     name = dns1035(ir.twin.name)
-    namespace = _namespace(ir, kube, found)
+    namespace = ir.target.namespace or kube.namespace  # a Kubernetes name: dtec.backends.checks
     shape = {
         "indexed-job": _indexed_job,
         "pytorchjob": _pytorchjob,
         "interlink-job": _interlink_job,
     }
-    workload = shape[kube.workload](ir, plan, name, namespace, found)
+    workload = shape[kube.workload](ir, plan, name, namespace)
     # A JSON round trip unshares repeated dicts (Master and Worker templates): no YAML aliases.
     objects = json.loads(json.dumps([_configmap(ir, name, namespace, shared), *workload]))
     text = yaml.dump_all(
         objects, Dumper=_Dumper, sort_keys=False, default_flow_style=False, width=4096
     )
-    return {JOB_FILE: text}, found
+    return {JOB_FILE: text}
 
 
 class _Dumper(getattr(yaml, "CSafeDumper", yaml.SafeDumper)):  # libyaml's is ~17x faster
@@ -90,21 +75,6 @@ def _label(text: str) -> str:
     return value if _LABEL.fullmatch(value) else ""
 
 
-def _namespace(ir: IR, kube: Kube, found: list[Diagnostic]) -> str:
-    namespace = ir.target.namespace or kube.namespace
-    if len(namespace) > 63 or not _DNS1123.fullmatch(namespace):
-        found.append(
-            diag(
-                "DT215",
-                f"namespace `{namespace}` is not a Kubernetes name",
-                None,
-                "use lower-case letters, digits and `-` (at most 63)",
-            )
-        )
-        return kube.namespace
-    return namespace
-
-
 # ---- shared pieces -----------------------------------------------------------------------
 def _configmap(ir: IR, name: str, namespace: str, shared: Mapping[str, str]) -> dict[str, Any]:
     return {
@@ -130,25 +100,14 @@ def _image(ir: IR, plan: Plan, kube: Kube) -> str:
     return image
 
 
-def _env(ir: IR, plan: Plan, escape: bool, found: list[Diagnostic]) -> list[dict[str, Any]]:
+def _env(ir: IR, plan: Plan, escape: bool) -> list[dict[str, Any]]:
     """Return the container's env: the site's, dtec's, then the blueprint's (last one wins)."""
     values = dict(plan.machine.environment(plan.partition))
     values["OMP_NUM_THREADS"] = str(plan.cpus_per_rank)
     if plan.device == "cpu":  # as in the CPU launchers: a profile's or the blueprint's value wins
         for name, value in CPU_MALLOC_ENV:
             values.setdefault(name, str(value))
-    for key, value in ir.target.env.items():
-        if _ENV_NAME.fullmatch(key):
-            values[key] = value
-        else:
-            found.append(
-                diag(
-                    "DT215",
-                    f"`{key}` is not a valid environment variable name",
-                    None,
-                    "use letters, digits, `_`, `-` and `.`, not starting with a digit",
-                )
-            )
+    values.update(ir.target.env)
     # Kubernetes expands $(VAR) in env values; `$$(` keeps a blueprint's text as written.
     return [
         {"name": k, "value": v.replace("$(", "$$(") if escape else v} for k, v in values.items()
@@ -201,7 +160,6 @@ def _container(
     command: list[str],
     args: list[str],
     mounts: list[dict],
-    found: list[Diagnostic],
     port: bool = False,
 ) -> dict[str, Any]:
     # interLink's plugin neither expands $(VAR) nor documents workingDir: its command does both.
@@ -214,7 +172,7 @@ def _container(
     }
     if not interlink:
         container["workingDir"] = RUN_MOUNT
-    container["env"] = _env(ir, plan, not interlink, found)
+    container["env"] = _env(ir, plan, not interlink)
     if port:
         container["ports"] = [{"name": "c10d", "containerPort": kube.port}]
     container["resources"] = _resources(plan, kube)
@@ -231,9 +189,7 @@ def _torchrun(machine: Machine) -> list[str]:
 
 
 # ---- (a) headless Service + Indexed Job --------------------------------------------------
-def _indexed_job(
-    ir: IR, plan: Plan, name: str, namespace: str, found: list[Diagnostic]
-) -> list[dict]:
+def _indexed_job(ir: IR, plan: Plan, name: str, namespace: str) -> list[dict]:
     kube = plan.machine.kube
     assert kube is not None
     port = kube.port
@@ -259,7 +215,7 @@ def _indexed_job(
         *_script_args(),
     ]
     mounts, volumes = _volumes(name, kube, shm=True)
-    container = _container(ir, plan, kube, _torchrun(plan.machine), args, mounts, found, port=True)
+    container = _container(ir, plan, kube, _torchrun(plan.machine), args, mounts, port=True)
     container["env"].insert(
         0,
         {
@@ -313,16 +269,14 @@ def _toleration(t: Any) -> dict[str, Any]:
 
 
 # ---- (b) Kubeflow PyTorchJob -------------------------------------------------------------
-def _pytorchjob(
-    ir: IR, plan: Plan, name: str, namespace: str, found: list[Diagnostic]
-) -> list[dict]:
+def _pytorchjob(ir: IR, plan: Plan, name: str, namespace: str) -> list[dict]:
     kube = plan.machine.kube
     assert kube is not None
     mounts, volumes = _volumes(name, kube, shm=True)
     # The operator sets MASTER_ADDR/PORT and PET_NNODES, PET_NPROC_PER_NODE, PET_NODE_RANK,
     # which torchrun reads as the defaults of its flags.
     args = [*plan.machine.launch.torchrun_args, *_script_args()]
-    container = _container(ir, plan, kube, _torchrun(plan.machine), args, mounts, found)
+    container = _container(ir, plan, kube, _torchrun(plan.machine), args, mounts)
     container["name"] = "pytorch"  # the operator's webhook requires this name
 
     def replica(count: int) -> dict[str, Any]:
@@ -358,24 +312,10 @@ def _pytorchjob(
 
 
 # ---- (c) interLink: one pod = one sbatch job ---------------------------------------------
-def _interlink_job(
-    ir: IR, plan: Plan, name: str, namespace: str, found: list[Diagnostic]
-) -> list[dict]:
+def _interlink_job(ir: IR, plan: Plan, name: str, namespace: str) -> list[dict]:
     kube = plan.machine.kube
     assert kube is not None
-    if plan.nodes > 1:
-        # Pods on the virtual node cannot reach each other; the multi-node pattern (srun inside the
-        # pre-exec annotation) needs the image and the ConfigMap files on the host side, which
-        # the plugin does not document.
-        found.append(
-            diag(
-                "DT215",
-                f"interLink runs one pod as one Slurm job on one node; {plan.nodes} nodes asked",
-                None,
-                "use `nodes = 1` here, or a Slurm target for several nodes",
-            )
-        )
-    flags = _interlink_flags(ir, plan, found)
+    flags = _interlink_flags(ir, plan)  # one node, flags without whitespace: dtec.backends.checks
     torchrun = " ".join(shlex.quote(w) for w in _torchrun(plan.machine))
     # The plugin does not expand $(VAR) in args, so the command runs under bash -c.
     command = " ".join(
@@ -392,7 +332,7 @@ def _interlink_job(
         ]
     )
     mounts, volumes = _volumes(name, kube, shm=False)  # emptyDir media are ignored there
-    container = _container(ir, plan, kube, ["/bin/bash", "-c"], [command], mounts, found)
+    container = _container(ir, plan, kube, ["/bin/bash", "-c"], [command], mounts)
     annotations = {**dict(kube.annotations), "slurm-job.vk.io/flags": " ".join(flags)}
     job = {
         "apiVersion": "batch/v1",
@@ -418,26 +358,17 @@ def _interlink_job(
     return [job]
 
 
-def _interlink_flags(ir: IR, plan: Plan, found: list[Diagnostic]) -> list[str]:
+def _interlink_flags(ir: IR, plan: Plan) -> list[str]:
     """Return the sbatch flags for the annotation; CPUs and memory come from the pod's limits."""
     from dtec.backends.slurm import slurm_time
 
     flags = []
     for key in ("partition", "qos", "account", "reservation"):
         value = getattr(ir.target, key)
-        if not value:
-            continue
-        if _INTERLINK_FLAG_UNSAFE.search(value):
-            found.append(
-                diag(
-                    "DT215",
-                    f"`{key}` holds whitespace or a backslash, which interLink flags cannot carry",
-                    None,
-                    f"check the target's `{key}`",
-                )
-            )
-            continue
-        flags.append(f"--{key}={shlex.quote(value)}")
+        if value and INTERLINK_FLAG_UNSAFE.search(value):  # the planner reported it (DT215)
+            raise ValueError(f"{value!r} cannot stand in interLink's flags")
+        if value:
+            flags.append(f"--{key}={shlex.quote(value)}")
     flags += [f"--time={slurm_time(ir.target.walltime_s)}", "--nodes=1", "--ntasks-per-node=1"]
     gpu = plan.machine.gpu_flag(plan.gpus_per_node, 1)
     if gpu:

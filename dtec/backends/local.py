@@ -4,19 +4,18 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from dtec.backends.slurm import export_lines, malloc_lines
+from dtec.backends.slurm import export_lines, malloc_lines, signal_lead
 from dtec.backends.templating import render
-from dtec.diagnostics import Diagnostic
 from dtec.ir import IR
 from dtec.plan import Plan
 
 RUN_FILE = "run.sh"
 TEMPLATE = "run.sh.jinja"
-# Settings of a batch system or a container runtime; a plain process cannot honour them.
-def generate(ir: IR, plan: Plan, shared: Mapping[str, str]) -> tuple[dict[str, str], list[Diagnostic]]:
-    """Return `{"run.sh": text}` and what the target cannot express."""
-    found: list[Diagnostic] = []
-    env = export_lines(plan.machine.environment(plan.partition), ir.target.env, found)
+
+
+def generate(ir: IR, plan: Plan, shared: Mapping[str, str]) -> dict[str, str]:
+    """Return `{"run.sh": text}` for a plan that dtec.backends.checks passed."""
+    env = export_lines(plan.machine.environment(plan.partition), ir.target.env)
     ctx = {
         "env": env,
         "malloc": malloc_lines(plan, env),
@@ -27,5 +26,19 @@ def generate(ir: IR, plan: Plan, shared: Mapping[str, str]) -> tuple[dict[str, s
         if plan.strategy == "single"
         else "-m torch.distributed.run --standalone --nnodes=1 "
         f"--nproc_per_node={plan.ranks_per_node} ",
+        "timeout": timeout_words(plan),
     }
-    return {RUN_FILE: render(TEMPLATE, **ctx)}, found
+    return {RUN_FILE: render(TEMPLATE, **ctx)}
+
+
+def timeout_words(plan: Plan) -> str:
+    """Return the `timeout` that ends the run by the target's walltime, or "" when it sets none.
+
+    As Slurm's --signal does, it warns ahead of the limit: train.py takes SIGTERM (torchrun passes
+    it on to the ranks) for a checkpoint, and SIGKILL follows at the walltime itself.
+    """
+    if plan.settings.get("walltime") is None:
+        return ""  # the plan's default walltime is for schedulers; a local run has no limit
+    walltime = plan.walltime_s
+    lead = max(1, min(signal_lead(walltime), walltime // 2))
+    return f"timeout --preserve-status --kill-after={lead}s {max(1, walltime - lead)}s "

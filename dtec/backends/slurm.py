@@ -7,8 +7,8 @@ import shlex
 from collections.abc import Mapping
 from typing import Any
 
+from dtec.backends.checks import EXEC_CONTAINERS, HEADER_UNSAFE
 from dtec.backends.templating import render
-from dtec.diagnostics import Diagnostic, diag
 from dtec.ir import IR
 from dtec.plan import Plan
 
@@ -19,11 +19,6 @@ LOG_PATTERN = "logs/%x-%j"  # relative to the submit dir, which is the bundle fo
 # Slurm may send the --signal up to 60 s early; keep the lead within [60 s, 10 min] and under
 # a tenth of the walltime, so short test jobs still get most of their time.
 _LEAD_MIN_S, _LEAD_MAX_S = 60, 600
-_EXEC_CONTAINERS = ("singularity", "apptainer")
-_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-# Values on `#SBATCH` lines: sbatch's own tokenizer honours quotes but treats `\` as an escape
-# everywhere, and a newline would end the comment and start shell code.
-_HEADER_UNSAFE = re.compile(r"[\x00-\x1f\x7f\\]")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 # Set by dtec itself below the site environment; a profile value for them is ignored.
 _COMPUTED_ENV = ("OMP_NUM_THREADS", "MASTER_ADDR", "MASTER_PORT", "SRUN_CPUS_PER_TASK")
@@ -35,25 +30,23 @@ _COMPUTED_ENV = ("OMP_NUM_THREADS", "MASTER_ADDR", "MASTER_PORT", "SRUN_CPUS_PER
 CPU_MALLOC_ENV = (("MALLOC_MMAP_THRESHOLD_", 32 * 2**20), ("MALLOC_TRIM_THRESHOLD_", 2**30))
 
 
-def generate(ir: IR, plan: Plan, shared: Mapping[str, str]) -> tuple[dict[str, str], list[Diagnostic]]:
-    """Return `{"job.sbatch": text}` and what the target cannot express."""
-    found: list[Diagnostic] = []
-    ctx = context(ir, plan, found)
-    return {JOB_FILE: render(TEMPLATE, **ctx)}, found
+def generate(ir: IR, plan: Plan, shared: Mapping[str, str]) -> dict[str, str]:
+    """Return `{"job.sbatch": text}` for a plan that dtec.backends.checks passed."""
+    return {JOB_FILE: render(TEMPLATE, **context(ir, plan))}
 
 
-def context(ir: IR, plan: Plan, found: list[Diagnostic]) -> dict[str, Any]:
+def context(ir: IR, plan: Plan) -> dict[str, Any]:
     """Compute every value the template places (quoted where it reaches the shell)."""
     machine = plan.machine
     launch = machine.launch
     per_node = launch.pattern == "torchrun-per-node"
     tasks = 1 if per_node else plan.ranks_per_node
     cpus = plan.cpus_per_rank * plan.ranks_per_node if per_node else plan.cpus_per_rank
-    container = _container(ir, plan, found)
+    container = _container(ir, plan)
     exclusive = _exclusive(ir, plan)
-    env = export_lines(machine.environment(plan.partition), ir.target.env, found)
+    env = export_lines(machine.environment(plan.partition), ir.target.env)
     return {
-        "header": _header(ir, plan, tasks, cpus, exclusive, found),
+        "header": _header(ir, plan, tasks, cpus, exclusive),
         "about": _about(ir, plan, tasks, cpus),
         "module_use": [shell_word(p) for p in machine.software.module_use],
         "modules": " ".join(map(shell_word, [*machine.software.modules, *ir.target.modules])),
@@ -74,13 +67,11 @@ def context(ir: IR, plan: Plan, found: list[Diagnostic]) -> dict[str, Any]:
 
 
 # ---- the header ------------------------------------------------------------------------------
-def _header(
-    ir: IR, plan: Plan, tasks: int, cpus: int, exclusive: bool, found: list[Diagnostic]
-) -> list[str]:
+def _header(ir: IR, plan: Plan, tasks: int, cpus: int, exclusive: bool) -> list[str]:
     machine, target = plan.machine, ir.target
     flags = [f"--job-name={job_name(ir.twin.name)}"]
     for key in ("account", "partition", "qos"):
-        value = sbatch_value(getattr(target, key), key, found)
+        value = sbatch_value(getattr(target, key))
         if value is not None:
             flags.append(f"--{key}={value}")
     flags += [
@@ -100,7 +91,7 @@ def _header(
         flags.append(shlex.quote(memory))
     if exclusive:
         flags.append("--exclusive")
-    reservation = sbatch_value(target.reservation, "reservation", found)
+    reservation = sbatch_value(target.reservation)
     if reservation is not None:
         flags.append(f"--reservation={reservation}")
     if machine.launch.hint_nomultithread:
@@ -179,20 +170,12 @@ def signal_lead(walltime_s: int) -> int:
     return max(_LEAD_MIN_S, min(_LEAD_MAX_S, walltime_s // 10))
 
 
-def sbatch_value(value: str | None, key: str, found: list[Diagnostic]) -> str | None:
-    """Quote a blueprint value for an `#SBATCH` line; None (and a diagnostic) when impossible."""
+def sbatch_value(value: str | None) -> str | None:
+    """Quote a blueprint value for an `#SBATCH` line; None for no value."""
     if value is None or value == "":
         return None
-    if _HEADER_UNSAFE.search(value):
-        found.append(
-            diag(
-                "DT215",
-                f"`{key}` holds a control character or a backslash, which `#SBATCH` cannot carry",
-                None,
-                f"check the target's `{key}`",
-            )
-        )
-        return None
+    if HEADER_UNSAFE.search(value):  # the planner reported it (DT215): never write it
+        raise ValueError(f"{value!r} cannot stand on an #SBATCH line")
     return shlex.quote(value)
 
 
@@ -222,22 +205,10 @@ def dquote(value: str) -> str:
     return '"' + re.sub(r'(["\\`])', r"\\\1", value) + '"'
 
 
-def export_lines(
-    site: Mapping[str, str], user: Mapping[str, str], found: list[Diagnostic]
-) -> list[tuple[str, str]]:
+def export_lines(site: Mapping[str, str], user: Mapping[str, str]) -> list[tuple[str, str]]:
     """Return (name, shell word) pairs: profile values may use $VARS, blueprint values are inert."""
     out = {name: dquote(value) for name, value in site.items() if name not in _COMPUTED_ENV}
     for name, value in user.items():
-        if not _NAME.fullmatch(name):
-            found.append(
-                diag(
-                    "DT215",
-                    f"`{name}` is not a valid environment variable name",
-                    None,
-                    "use letters, digits and `_`, not starting with a digit",
-                )
-            )
-            continue
         out.pop(name, None)  # a blueprint value replaces the site's, and comes after the others
         out[name] = shell_word(value)
     return list(out.items())
@@ -257,32 +228,13 @@ def malloc_lines(plan: Plan, env: list[tuple[str, str]]) -> list[tuple[str, str]
     ]
 
 
-def _container(ir: IR, plan: Plan, found: list[Diagnostic]) -> dict[str, Any] | None:
+def _container(ir: IR, plan: Plan) -> dict[str, Any] | None:
     software = plan.machine.software
     image = ir.target.container or (software.image if software.container_required else None)
     if image is None:
-        if software.container_required:
-            found.append(
-                diag(
-                    "DT215",
-                    f"`{plan.machine.name}` trains in a container; the target has no `container`",
-                    None,
-                    'add `container = "/path/to/pytorch.sif"` to the target block'
-                    + (f" (images: {software.image_dir})" if software.image_dir else ""),
-                )
-            )
         return None
     runtime = software.container_runtime or "singularity"
-    if runtime not in _EXEC_CONTAINERS:
-        found.append(
-            diag(
-                "DT215",
-                f"dtec cannot launch `{runtime}` containers from Slurm yet",
-                None,
-                "use a singularity or apptainer image",
-            )
-        )
-        return None
+    assert runtime in EXEC_CONTAINERS, "the planner reports other runtimes (DT215)"
     words = [
         *shlex.split(software.container_command or runtime),
         "exec",

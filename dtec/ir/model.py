@@ -266,9 +266,7 @@ def build_ir(bp: Blueprint, plan: Plan) -> IR:
         target=Target(
             name=plan.target,
             scheduler=plan.machine.scheduler,
-            partition=(plan.partition.slurm_partition or None) if plan.partition is not None else settings.get("partition"),
-            qos=settings.get("qos") or (plan.partition.qos if plan.partition is not None else None),
-            account=settings.get("account"),
+            **plan.site_flags,  # account, partition, qos, reservation
             walltime_s=plan.walltime_s,
             cpus_per_rank=plan.cpus_per_rank,
             container=settings.get("container"),
@@ -277,7 +275,6 @@ def build_ir(bp: Blueprint, plan: Plan) -> IR:
             image=settings.get("image"),
             namespace=settings.get("namespace"),
             exclusive=settings.get("exclusive"),
-            reservation=settings.get("reservation"),
         ),
         estimate=Estimate(
             parameters=plan.parameters,

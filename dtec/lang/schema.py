@@ -209,7 +209,7 @@ _OVERRIDE_DOCS = {
     "requestable_memory": "memory a job may request per node",
     "gpus": "GPUs per node",
     "gpu_model": "GPU model, for the record",
-    "gpu_vendor": "`nvidia`, `amd` or `none`",
+    "gpu_vendor": "`nvidia`, `amd`, `intel` or `none`",
     "gpu_memory": "memory per GPU",
     "bf16": "the hardware computes in bfloat16",
     "fp16": "the hardware computes in float16",

@@ -183,3 +183,12 @@ def _near(word: Any, choices: Any) -> str:
         return ""
     match = difflib.get_close_matches(word, [str(c) for c in choices], n=1, cutoff=0.6)
     return f"; did you mean `{match[0]}`?" if match else ""
+
+
+def field_problems(value: Any, definition: str, field: str) -> list[str]:
+    """Return why `value` cannot be the field `field` of the schema's `$defs/definition`."""
+    root = machine_schema()
+    out: list[tuple[str, str]] = []
+    value = list(value) if isinstance(value, tuple) else value  # overrides hold lists as tuples
+    _check(value, root["$defs"][definition]["properties"][field], "", root, out)
+    return [message for _, message in out]

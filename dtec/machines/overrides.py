@@ -5,8 +5,9 @@ from __future__ import annotations
 import difflib
 from dataclasses import replace
 from types import MappingProxyType
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, NamedTuple
 
+from dtec.machines.check import field_problems
 from dtec.machines.model import Machine, MachineError, Partition, check_setting, node_replace
 from dtec.machines.units import bytes_to_gb, parse_duration, parse_size
 
@@ -78,13 +79,39 @@ _OTHER = {
     "namespace": ("kube", "namespace"), "gpu_resource": ("kube", "gpu_resource"),
     "shm_size": ("kube", "shm_size_gb"),
 }
-# Values the profile schema restricts; checked here too so a typo fails at compile time.
-_CHOICES = {
-    "gpu_vendor": ("nvidia", "amd", "intel", "none"),
-    "launch": ("srun-per-gpu", "torchrun-per-node"),
-    "backend": ("nccl", "gloo", "mpi"),
-    "container": ("singularity", "apptainer", "enroot", "docker", "podman"),
+# Where each key lands in the profile schema ($defs name, field): its values are checked there.
+_SECTION_DEFS = {"gpu_request": "gpuRequest", "launch": "launch", "comm": "comm",
+                 "software": "software", "rules": "rules", "kube": "kube"}
+SCHEMA_FIELDS: dict[str, tuple[str, str]] = {
+    **{key: ("nodeFields", attr) for key, attr in _NODE.items()},
+    **{key: ("partition", "max_walltime" if key == "max_walltime" else attr)
+       for key, attr in _PARTITION.items()},
+    **{key: (_SECTION_DEFS[section], attr) for key, (section, attr) in _OTHER.items()},
 }
+# Profile fields (`node.usable_cpus`) by the key that sets them, to blame a conflict on a key;
+# a node's usable cores and requestable memory follow its totals (node_replace).
+_FIELDS = {
+    **{key: (f"node.{attr}",) for key, attr in _NODE.items()},
+    **{key: (f"partition.{attr}",) for key, attr in _PARTITION.items()},
+    **{key: (f"{section}.{attr}",) for key, (section, attr) in _OTHER.items()},
+    "cpus": ("node.cpus", "node.usable_cpus"),
+    "memory": ("node.memory_gb", "node.requestable_memory_gb"),
+}
+
+
+class Problem(NamedTuple):
+    """Why target-block values cannot apply to a machine, and the keys at fault (first: blame)."""
+
+    message: str
+    keys: tuple[str, ...]
+
+
+class OverrideError(MachineError):
+    """A target block whose values the machine cannot take; `found` names the keys at fault."""
+
+    def __init__(self, found: list[Problem]):
+        self.found = tuple(found)
+        super().__init__(found[0].message, None, tuple(p.message for p in found))
 
 
 def _as_int(v: Any) -> int:
@@ -124,31 +151,42 @@ _CONVERT: dict[str, Callable[[Any], Any]] = {
 }
 
 
-def normalize(overrides: Mapping[str, Any], where: Any = None) -> dict[str, Any]:
+def normalize(overrides: Mapping[str, Any]) -> dict[str, Any]:
     """Return checked, converted values from a flat dict or a target dict with a `machine` map."""
+    values, found = _normalize(overrides)
+    if found:
+        raise OverrideError(found)
+    return values
+
+
+def _normalize(overrides: Mapping[str, Any]) -> tuple[dict[str, Any], list[Problem]]:
     flat = {k: v for k, v in overrides.items() if k in OVERRIDE_KEYS}
     nested = overrides.get("machine") or {}
+    found = []
     for key in nested:
         if key not in OVERRIDE_KEYS:
             near = difflib.get_close_matches(key, list(OVERRIDE_KEYS), n=1)
             hint = f"; did you mean `{near[0]}`?" if near else ""
-            raise MachineError(f"unknown machine setting `{key}`{hint}", where)
+            found.append(Problem(f"unknown machine setting `{key}`{hint}", (key,)))
     out = {}
     for key, value in {**flat, **nested}.items():
+        if key not in OVERRIDE_KEYS:
+            continue
         try:
             out[key] = _CONVERT[OVERRIDE_KEYS[key]](value)
         except ValueError as exc:
-            raise MachineError(f"machine setting `{key}`: {exc}", where) from None
-        if key in _CHOICES and out[key] not in _CHOICES[key]:
-            choices = ", ".join(f"`{c}`" for c in _CHOICES[key])
-            raise MachineError(f"machine setting `{key}`: expected one of {choices}", where)
+            found.append(Problem(f"machine setting `{key}`: {exc}", (key,)))
+            continue
+        # A launcher setting's own check says more than the schema's pattern for it.
+        setting = check_setting(key, out[key]) if isinstance(out[key], str) else None
+        if setting is not None:
+            messages = [setting]
+        else:
+            messages = field_problems(out[key], *SCHEMA_FIELDS[key]) if key in SCHEMA_FIELDS else []
+        found += [Problem(f"machine setting `{key}`: {message}", (key,)) for message in messages]
     if "master_port" in out:
         out["master_port"] = str(out["master_port"])
-    for key, value in out.items():
-        problem = check_setting(key, value) if isinstance(value, str) else None
-        if problem is not None:
-            raise MachineError(f"machine setting `{key}`: {problem}", where)
-    return out
+    return out, found
 
 
 # Linting a repository plans many blueprints onto the same few machines with the same target
@@ -181,7 +219,7 @@ def _frozen(value: Any) -> Any:
 def _apply(machine: Machine, overrides: Mapping[str, Any]) -> Machine:
     from dtec.machines.load import cross_problems
 
-    values = normalize(overrides, machine.source)
+    values = normalize(overrides)
     node_changes = {_NODE[k]: v for k, v in values.items() if k in _NODE}
     node = node_replace(machine.node, **node_changes)
     parts = [_renode(p, machine, node_changes) for p in machine.partitions]
@@ -197,23 +235,35 @@ def _apply(machine: Machine, overrides: Mapping[str, Any]) -> Machine:
         parts[index] = replace(chosen, **part_changes)
         parts = [replace(p, default=(i == index)) for i, p in enumerate(parts)]
     elif part_changes:
-        raise MachineError(f"`{machine.name}` has no partition to apply limits to", machine.source)
+        keys = tuple(k for k in values if k in _PARTITION)
+        raise OverrideError([Problem(f"`{machine.name}` has no partition to apply limits to", keys)])
     sections = {name: getattr(machine, name) for name in
                 ("gpu_request", "launch", "comm", "software", "rules", "kube")}
+    found = []
     for key, (section, attr) in _OTHER.items():
-        if key in values:
-            if sections[section] is None:
-                raise MachineError(f"machine setting `{key}` applies to Kubernetes kinds only",
-                                   machine.source)
-            sections[section] = replace(sections[section], **{attr: values[key]})
+        if key not in values:
+            continue
+        if sections[section] is None:
+            found.append(Problem(f"machine setting `{key}` applies to Kubernetes kinds only, "
+                                 f"and `{machine.name}` is a {machine.scheduler} machine", (key,)))
+            continue
+        sections[section] = replace(sections[section], **{attr: values[key]})
     if "env" in values:
-        sections["comm"] = replace(sections["comm"], env=_merge_env(sections["comm"].env,
-                                                                     values["env"], machine))
-    result = replace(machine, node=node, partitions=tuple(parts), **sections)
-    found = cross_problems(result)
+        env = _merge_env(sections["comm"].env, values["env"], found)
+        sections["comm"] = replace(sections["comm"], env=env)
     if found:
-        raise MachineError(f"after the target's settings: {found[0]}", machine.source, tuple(found))
+        raise OverrideError(found)
+    result = replace(machine, node=node, partitions=tuple(parts), **sections)
+    conflicts = [_blame(c, values) for c in cross_problems(result)]
+    if conflicts:
+        raise OverrideError(conflicts)
     return result
+
+
+def _blame(conflict: Any, values: Mapping[str, Any]) -> Problem:
+    """Return a conflict the target's values brought about, blaming the keys that set its fields."""
+    keys = tuple(k for k in values if set(_FIELDS.get(k, ())) & set(conflict.fields))
+    return Problem(f"after the target's settings, {conflict.message}", keys)
 
 
 def _renode(p: Partition, machine: Machine, changes: dict[str, Any]) -> Partition:
@@ -231,7 +281,7 @@ def _choose(machine: Machine, parts: list[Partition], name: str | None) -> Parti
         known = [p.name for p in parts]
         near = difflib.get_close_matches(name, known, n=1)
         hint = f"; did you mean `{near[0]}`?" if near else f"; known: {', '.join(known)}"
-        raise MachineError(f"`{machine.name}` has no partition `{name}`{hint}", machine.source)
+        raise OverrideError([Problem(f"`{machine.name}` has no partition `{name}`{hint}", ("partition",))])
     # An open machine (generic Slurm, interLink) takes the site's partition on trust,
     # starting from the default entry's limits.
     base = next((p for p in parts if p.default), parts[0])
@@ -248,12 +298,14 @@ def _by_qos(parts: list[Partition], chosen: Partition | None, qos: str | None) -
     return found[0] if len(found) == 1 else None
 
 
-def _merge_env(env: Mapping[str, str], items: tuple[str, ...], machine: Machine) -> Any:
+def _merge_env(env: Mapping[str, str], items: tuple[str, ...], found: list[Problem]) -> Any:
     merged = dict(env)
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key:
-            raise MachineError(f"machine setting `env`: expected `NAME=value`, got `{item}`",
-                               machine.source)
+            found.append(Problem(f"machine setting `env`: expected `NAME=value`, got `{item}`", ("env",)))
+            continue
+        for message in field_problems({key: value}, "comm", "env"):
+            found.append(Problem(f"machine setting `env`: {message}", ("env",)))
         merged[key] = value
     return MappingProxyType(merged)

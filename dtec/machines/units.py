@@ -61,7 +61,7 @@ def parse_size(value: int | float | str) -> int:
 
 def bytes_to_gb(size: int) -> float | int:
     """Return a byte count in the profiles' GB, which is Slurm's G (2**30 bytes)."""
-    gb = round(size / GIB, 3)
+    gb = round(size / GIB, 3) or size / GIB  # a size under a megabyte stays positive
     return int(gb) if gb == int(gb) else gb
 
 

@@ -1,0 +1,108 @@
+"""What each launcher can express, checked on the plan: `lint` reports all that `compile` refuses.
+
+The planner calls `check` for every target; the generators then only write files. Light on
+purpose (the lint path): no jinja2, yaml or pydantic here.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from dtec.plan import Plan
+
+# The planner's `report(code, message, *path, help=...)`: a path names the value at fault.
+Report = Callable[..., None]
+
+# Environment variable names: the shell's for job.sbatch and run.sh; Kubernetes also takes `-`, `.`.
+SHELL_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+KUBE_ENV_NAME = re.compile(r"[-._a-zA-Z][-._a-zA-Z0-9]*")
+# Values on `#SBATCH` lines: sbatch's own tokenizer honours quotes but treats `\` as an escape
+# everywhere, and a newline would end the comment and start shell code.
+HEADER_UNSAFE = re.compile(r"[\x00-\x1f\x7f\\]")
+# interLink's plugin splits its flags annotation on whitespace.
+INTERLINK_FLAG_UNSAFE = re.compile(r"[\s\\]")
+DNS1123 = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
+EXEC_CONTAINERS = ("singularity", "apptainer")  # what job.sbatch can `exec` a rank in
+
+
+def check(plan: Plan, report: Report) -> None:
+    """Report what the plan's launcher cannot express (DT215), at the value at fault."""
+    scheduler = plan.machine.scheduler
+    if scheduler == "slurm":
+        _slurm(plan, report)
+    elif scheduler == "local":
+        _env_names(plan, report, SHELL_NAME, "use letters, digits and `_`, not starting with a digit")
+    else:
+        _kubernetes(plan, report)
+
+
+def _slurm(plan: Plan, report: Report) -> None:
+    _site_flags(plan, report, HEADER_UNSAFE, "a control character or a backslash, which `#SBATCH` cannot carry")
+    _env_names(plan, report, SHELL_NAME, "use letters, digits and `_`, not starting with a digit")
+    software = plan.machine.software
+    image = plan.settings.get("container") or (software.image if software.container_required else None)
+    if image is None:
+        if software.container_required:
+            report(
+                "DT215",
+                f"`{plan.machine.name}` trains in a container; the target has no `container`",
+                "target", plan.target, "container",
+                help='add `container = "/path/to/pytorch.sif"` to the target block'
+                + (f" (images: {software.image_dir})" if software.image_dir else ""),
+            )
+        return
+    runtime = software.container_runtime or "singularity"
+    if runtime not in EXEC_CONTAINERS:
+        report(
+            "DT215",
+            f"dtec cannot launch `{runtime}` containers from Slurm yet",
+            "target", plan.target, "container",
+            help="use a singularity or apptainer image",
+        )
+
+
+def _kubernetes(plan: Plan, report: Report) -> None:
+    kube = plan.machine.kube
+    assert kube is not None, "the profile schema requires [kube] for Kubernetes kinds"
+    namespace = plan.settings.get("namespace") or kube.namespace
+    if len(namespace) > 63 or not DNS1123.fullmatch(namespace):
+        report(
+            "DT215",
+            f"namespace `{namespace}` is not a Kubernetes name",
+            "target", plan.target, "namespace",
+            help="use lower-case letters, digits and `-` (at most 63)",
+        )
+    _env_names(plan, report, KUBE_ENV_NAME, "use letters, digits, `_`, `-` and `.`, not starting with a digit")
+    if kube.workload != "interlink-job":
+        return
+    if plan.nodes > 1:
+        # Pods on the virtual node cannot reach each other; the multi-node pattern (srun inside the
+        # pre-exec annotation) needs the image and the ConfigMap files on the host side, which
+        # the plugin does not document.
+        report(
+            "DT215",
+            f"interLink runs one pod as one Slurm job on one node; {plan.nodes} nodes asked",
+            "strategy", "nodes",
+            help="use `nodes = 1` here, or a Slurm target for several nodes",
+        )
+    _site_flags(plan, report, INTERLINK_FLAG_UNSAFE, "whitespace or a backslash, which interLink flags cannot carry")
+
+
+def _site_flags(plan: Plan, report: Report, unsafe: re.Pattern[str], what: str) -> None:
+    for key, value in plan.site_flags.items():
+        if value and unsafe.search(value):
+            report("DT215", f"`{key}` holds {what}", "target", plan.target, key, help=f"check the target's `{key}`")
+
+
+def _env_names(plan: Plan, report: Report, pattern: re.Pattern[str], rule: str) -> None:
+    for name in plan.settings.get("env") or {}:
+        if not pattern.fullmatch(name):
+            report(
+                "DT215",
+                f"`{name}` is not a valid environment variable name",
+                "target", plan.target, "env", name,
+                help=rule,
+            )
