@@ -75,8 +75,8 @@ class Span(NamedTuple):
         return f"Span({Path(self.path).name}:{line}:{col})"
 
 
-def read_source(path: Path) -> Source | str:
-    """Read a blueprint, or return why it cannot be read (a sentence for a diagnostic)."""
+def read_source(path: Path, name: str | None = None) -> Source | str:
+    """Read a blueprint (shown as `name`, by default its path), or return why it cannot be read (a sentence for a diagnostic)."""
     try:
         info = path.stat()
         if stat.S_ISDIR(info.st_mode):
@@ -89,12 +89,12 @@ def read_source(path: Path) -> Source | str:
         data = path.read_bytes()
     except FileNotFoundError:
         return "file not found"
-    except OSError as exc:
-        return f"cannot read file: {exc.strerror or exc}"
+    except (OSError, ValueError) as exc:  # ValueError: a NUL in the path
+        return f"cannot read file: {getattr(exc, 'strerror', None) or exc}"
     if b"\0" in data:
         return "binary file (contains NUL bytes)"
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         return f"not valid UTF-8 (byte {exc.start})"
-    return Source(str(path), text)
+    return Source(str(path) if name is None else name, text)

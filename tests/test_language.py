@@ -189,6 +189,61 @@ def test_import_cycle_and_missing_import(tmp_path: Path) -> None:
     assert "a.twin → b.twin → a.twin" in cycle.message
 
 
+SECRET = "API_TOKEN = ghp_0123456789 leaked\n"  # parses as far as `leaked`, like many config files
+
+
+def import_diagnostics(main: Path, import_path: str, environ=None) -> list[tuple[str, int, int, str]]:
+    """Lint `main` importing `import_path`; return its diagnostics, asserting no secret is echoed."""
+    from dtec.render import render
+
+    main.write_text(f'import "{import_path}"\n' + MINIMAL)
+    result = analyse(main, environ=environ or {}, targets=())
+    assert "ghp_" not in render(list(result.diagnostics), "text")
+    return [(d.code, *d.span.start_pos, Path(d.span.path).name) for d in result.diagnostics]
+
+
+@pytest.mark.parametrize("import_path", ["../.env", "../secret.twin", "{outside}/secret.twin", "link.twin"])
+def test_imports_outside_the_project_are_refused_unread(tmp_path: Path, import_path: str) -> None:
+    project = tmp_path / "project"
+    project.mkdir()
+    for name in (".env", "secret.twin"):
+        (tmp_path / name).write_text(SECRET)
+    (project / "link.twin").symlink_to(tmp_path / "secret.twin")  # symlinks are resolved first
+    path = import_path.format(outside=tmp_path)
+    assert import_diagnostics(project / "main.twin", path) == [("DT010", 1, 8, "main.twin")]
+
+
+def test_the_project_is_the_repository_or_the_configured_root(tmp_path: Path) -> None:
+    (tmp_path / "repo" / ".git").mkdir(parents=True)
+    (tmp_path / "repo" / "twins").mkdir()
+    (tmp_path / "repo" / "common.twin").write_text('twin "shared" {}\n')
+    main = tmp_path / "repo" / "twins" / "main.twin"
+    assert import_diagnostics(main, "../common.twin") == [("DT110", 1, 1, "common.twin")]
+    (tmp_path / "repo" / ".git").rmdir()  # no repository: the main blueprint's folder
+    assert import_diagnostics(main, "../common.twin") == [("DT010", 1, 8, "main.twin")]
+    environ = {"DTEC_PROJECT_ROOT": str(tmp_path)}
+    assert import_diagnostics(main, "../common.twin", environ) == [("DT110", 1, 1, "common.twin")]
+
+
+@pytest.mark.parametrize("name", [".env", "notes.txt", "common"])
+def test_only_twin_files_are_imported(tmp_path: Path, name: str) -> None:
+    (tmp_path / name).write_text('twin "shared" {}\n')
+    assert import_diagnostics(tmp_path / "main.twin", name) == [("DT010", 1, 8, "main.twin")]
+
+
+def test_an_import_that_does_not_parse_is_reported_at_the_import_without_its_lines(tmp_path: Path) -> None:
+    (tmp_path / "secret.twin").write_text(SECRET)
+    assert import_diagnostics(tmp_path / "main.twin", "secret.twin") == [("DT010", 1, 8, "main.twin")]
+    [d] = analyse(tmp_path / "main.twin", environ={}, targets=()).diagnostics
+    assert "1:28" in d.message  # where the syntax error is, for the author to find
+
+
+def test_an_import_of_a_symlink_loop_is_reported(tmp_path: Path) -> None:
+    (tmp_path / "a.twin").symlink_to(tmp_path / "b.twin")
+    (tmp_path / "b.twin").symlink_to(tmp_path / "a.twin")
+    assert import_diagnostics(tmp_path / "main.twin", "a.twin") == [("DT010", 1, 8, "main.twin")]
+
+
 @pytest.mark.parametrize(
     "content",
     [b"\x00\x01binary", "caf\u00e9".encode("latin-1")],

@@ -35,6 +35,12 @@ what is measured, and the machines it may run on. `blueprints/quickstart.twin` i
 - `import` paths are relative to the importing file. Imported blocks join the blueprint; a block
   defined twice (in any files) is an error that points at both places (DT110), and so is an import
   cycle (DT011).
+- Imports stay inside the project, since a blueprint may come from someone else (a pull request
+  linted in CI): an import names a `.twin` file, and that file, symlinks resolved, lies in the
+  project root. The root is the folder named by the environment variable `DTEC_PROJECT_ROOT` when
+  it is set; else the repository of the blueprint being linted or compiled (the nearest folder
+  above it holding `.git`); else that blueprint's own folder. Any other import, and an import of a
+  file that does not parse, is an error at the `import` line (DT010) that shows none of the file.
 - Unknown blocks, attributes, arguments and values are errors with a "did you mean" (DT100–DT104).
 """
 
