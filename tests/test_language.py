@@ -108,6 +108,14 @@ def test_invalid_log_every_points_at_the_value(value: str, code: str, hint: str 
         assert hint in found.help
 
 
+@pytest.mark.parametrize("digits", ["３２", "١٠٠", "1٠"])
+def test_numbers_take_ascii_digits_only(digits: str) -> None:
+    result = lint_text(MINIMAL.replace("batch  = 8", f"batch  = {digits}"))
+    [found] = result.diagnostics
+    assert (found.code, found.span.start_pos) == ("DT002", (4, 12 + digits.startswith("1")))
+    assert "ASCII digits" in found.help
+
+
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
