@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import stat
 from bisect import bisect_right
 from dataclasses import dataclass, field
@@ -11,15 +12,25 @@ from typing import NamedTuple
 MAX_BYTES = 16 * 2**20
 
 
+# A CR not followed by LF: a line break in old Mac files, and in every editor, but not in the grammar.
+_LONE_CR = re.compile(r"\r(?!\n)")
+
+
 @dataclass(frozen=True, slots=True)
 class Source:
-    """One blueprint's text with a line index; columns count Unicode code points."""
+    """One blueprint's text with a line index; columns count Unicode code points.
+
+    A lone CR (CR-only line endings) becomes LF, as editors show it: one character for another,
+    so every offset and column stays that of the file.
+    """
 
     path: str
     text: str
     _line_starts: tuple[int, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
+        if "\r" in self.text:
+            object.__setattr__(self, "text", _LONE_CR.sub("\n", self.text))
         starts = [0]
         find = self.text.find
         pos = find("\n")

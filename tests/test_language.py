@@ -116,6 +116,18 @@ def test_numbers_take_ascii_digits_only(digits: str) -> None:
     assert "ASCII digits" in found.help
 
 
+def test_cr_only_line_endings_are_line_breaks() -> None:
+    from dtec.format import format_source
+    from dtec.source import Source
+
+    text = MINIMAL.replace("batch  = 8", "batch  = 0  # a comment ends at a CR")
+    cr = text.replace("\n", "\r")
+    assert codes(lint_text(cr)) == codes(lint_text(text)) == [("DT106", 4, 12)]
+    [found] = lint_text(cr).diagnostics
+    assert found.span.source.line_text(4) == "  batch  = 0  # a comment ends at a CR"
+    assert format_source(Source("bp.twin", cr)) == format_source(Source("bp.twin", text))
+
+
 @pytest.mark.parametrize(
     ("text", "expected"),
     [

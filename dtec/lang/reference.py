@@ -13,6 +13,8 @@ what is measured, and the machines it may run on. `blueprints/quickstart.twin` i
 
 ## Lexical and syntactic rules
 
+- Files are UTF-8. Lines end with LF, CR LF or a lone CR (old Mac files), as in any editor;
+  `dtec fmt` writes LF.
 - `#` starts a comment that runs to the end of the line. `# dtec: ignore[DT115]` suppresses the
   named warnings on its own line (trailing comment) or on the next line (comment on a line of its
   own); errors cannot be suppressed, and a suppression that suppresses nothing is a warning (DT120).
