@@ -128,6 +128,98 @@ def test_cr_only_line_endings_are_line_breaks() -> None:
     assert format_source(Source("bp.twin", cr)) == format_source(Source("bp.twin", text))
 
 
+def lint_bad(text: str, bad: str) -> tuple[list[tuple[str, tuple[int, int], str]], tuple[int, int]]:
+    """Lint `text`; return its diagnostics as (code, position, message) and the position of `bad`."""
+    result = lint_text(text)
+    before = text[: text.index(bad)]
+    return [(d.code, d.span.start_pos, d.message) for d in result.diagnostics], (before.count("\n") + 1, len(before.rsplit("\n", 1)[-1]) + 1)
+
+
+def lint_value(block: str, value: str):
+    """Lint MINIMAL plus `block` with `{}` replaced by `value`; return the diagnostics, the value's position and the blueprint."""
+    found, at = lint_bad(MINIMAL + block.replace("{}", value), value)
+    return found, at, lint_text(MINIMAL + block.replace("{}", value)).blueprint
+
+
+WALLTIME = 'target "x" {\n  walltime = {}\n}\n'
+MEMORY = 'target "x" {\n  machine {\n    memory = {}\n  }\n}\n'
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "bad"),
+    [
+        ("loss = mse", "loss = mse, optimizer = adamw(lr = 1e309)", "1e309"),
+        ("loss = mse", "loss = mse, clip_grad = 1e999", "1e999"),
+        ("loss = mse", "loss = mse, clip_grad = -1e999", "-1e999"),
+        ("batch  = 8", "batch  = 8e400", "8e400"),
+        ("mlp(input = 4, output = 1)", 'python("m:M", scale = 1e999)', "1e999"),
+        ("}\ntrain", '}\ntarget "x" {\n  walltime = 1e309s\n}\ntrain', "1e309s"),
+        ("}\ntrain", '}\ntarget "x" {\n  machine {\n    memory = 1e400GB\n  }\n}\ntrain', "1e400GB"),
+    ],
+)
+def test_non_finite_numbers_are_reported_once_at_the_number(old: str, new: str, bad: str) -> None:
+    found, at = lint_bad(MINIMAL.replace(old, new, 1), bad)
+    assert found == [("DT106", at, f"`{bad}` is not a finite number")]
+
+
+@pytest.mark.parametrize(
+    ("value", "seconds"),
+    [("2000ms", 2), ("0.1h", 360), ("1.5h", 5400), ("365d", 365 * 86400),
+     ("1ms", "shorter than a second"), ("0.5s", "shorter than a second"), ("1500ms", "1.5 seconds"),
+     ("366d", "longer than a year"), ("1e20d", "longer than a year"), ("1e305d", "longer than a year"),
+     ("9" * 30 + "ms", "longer than a year"), ("0s", "must be positive")],
+)
+def test_walltimes_are_whole_seconds_up_to_a_year(value: str, seconds) -> None:
+    found, at, bp = lint_value(WALLTIME, value)
+    if isinstance(seconds, int):
+        assert (found, bp.get("target", "x", "walltime")) == ([], seconds)
+    else:
+        [(code, where, message)] = found
+        assert (code, where) == ("DT106", at) and seconds in message
+
+
+@pytest.mark.parametrize(
+    ("value", "size"),
+    [("1.5KB", 1500), ("1.5B", 2), ("1000PB", 10**18), ("1001PB", "larger than 1 EB"),
+     ("1e300PB", "larger than 1 EB"), ("0.5B", "less than a byte")],
+)
+def test_sizes_are_bytes_up_to_an_exabyte(value: str, size) -> None:
+    found, at, bp = lint_value(MEMORY, value)
+    if isinstance(size, int):
+        assert (found, bp.get("target", "x", "machine", "memory")) == ([], size)
+    else:
+        [(code, where, message)] = found
+        assert (code, where) == ("DT106", at) and size in message
+
+
+@pytest.mark.parametrize(
+    ("value", "converted"),
+    [("0.5s", 0.5), ("-2s", -2), ("1.5KB", 1500), ("400d", None), ("1e300PB", None)],
+)
+def test_python_arguments_take_unit_values_within_the_bounds(value: str, converted) -> None:
+    text = MINIMAL.replace("mlp(input = 4, output = 1)", f'python("m:M", wait = {value})')
+    found, at = lint_bad(text, value)
+    assert [(code, where) for code, where, _ in found] == ([] if converted is not None else [("DT106", at)])
+    if converted is not None:
+        assert lint_text(text).blueprint.get("model", "m", "arch", "kwargs", "wait") == converted
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "bad", "most"),
+    [("batch  = 8", "batch  = 2147483648", "2147483648", 2**31 - 1),
+     ("batch  = 8", "batch  = 1" + "0" * 21, "1" + "0" * 21, 2**31 - 1),
+     ("output = 1)", "output = 1, hidden = [9999999999])", "9999999999", 2**31 - 1),
+     ("[4], targets = 1)\n  batch  = 8\n}\nmodel \"m\" {\n  arch  = mlp(input = 4, output = 1)",
+      "[3, 4], targets = 1)\n  batch  = 8\n}\nmodel \"m\" {\n  arch  = lstm(input = 4, hidden = 8, layers = 300000000, output = 1)",
+      "300000000", 10_000)],
+)
+def test_every_count_is_bounded(old: str, new: str, bad: str, most: int) -> None:
+    text = MINIMAL.replace(old, new)
+    found, at = lint_bad(text, bad)
+    assert found == [("DT106", at, f"`{bad}` is out of range")]
+    assert lint_text(text).diagnostics[0].help == f"the value must be at most {most}"
+
+
 @pytest.mark.parametrize(
     ("text", "expected"),
     [

@@ -190,7 +190,7 @@ class _Builder:
             self.diagnostics.append(
                 diag("DT106", f"a number of {len(digits)} digits", span, f"numbers take at most {MAX_DIGITS} digits")
             )
-            return ast.Number(0, None, text, span)
+            return ast.Number(None, unit or None, text, span)
         value: int | float = int(digits) if is_int else float(digits)
         if unit and unit not in UNITS:
             self.diagnostics.append(
