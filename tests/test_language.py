@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -218,6 +220,38 @@ def test_every_count_is_bounded(old: str, new: str, bad: str, most: int) -> None
     found, at = lint_bad(text, bad)
     assert found == [("DT106", at, f"`{bad}` is out of range")]
     assert lint_text(text).diagnostics[0].help == f"the value must be at most {most}"
+
+
+SOURCES = [
+    "synthetic(samples = 64, shape = [30, 8], targets = 1, seed = 1)",
+    "synthetic(samples = 64, shape = [3, 8, 8], classes = 3)",
+    'npz(path = "a.npz", shape = [30, 8], targets = 1)',
+    'csv(path = "a.csv", target = "y", features = 8, classes = 2)',
+]
+ARCHS = [
+    "mlp(input = 8, hidden = [4], output = 1)",
+    "lstm(input = 8, hidden = 4, layers = 2, output = 1)",
+    "cnn(channels = 3, output = 3, widths = [4])",
+    "unet(channels = 3, output = 3, depth = 2, width = 4)",
+    "transformer(input = 8, dim = 8, heads = 2, layers = 1, output = 1, ffn = 16)",
+]
+ARGUMENT = re.compile(r"(\w+ = )(\[[^]]*\]|[^,)]+)")
+
+
+@pytest.mark.parametrize("bad", ["1.5", '"x"', "[1.5]", "0", "1e999"])
+def test_a_wrong_argument_is_reported_and_no_cross_block_check_trips_on_it(bad: str) -> None:
+    """Every argument of every data source and architecture, with a value the checker rejects."""
+    strategy = "strategy {\n  kind = foo\n  zero = 2\n}\n"
+    for source, arch in itertools.product(SOURCES, ARCHS):
+        for call, other in ((source, arch), (arch, source)):
+            for argument in ARGUMENT.finditer(call):
+                wrong = call[: argument.start(2)] + bad + call[argument.end(2) :]
+                text = MINIMAL.replace("synthetic(samples = 64, shape = [4], targets = 1)", wrong if call is source else other)
+                text = text.replace("mlp(input = 4, output = 1)", wrong if call is arch else other)
+                found = {d.code for d in lint_text(text + strategy).diagnostics}  # raised TypeError
+                assert "DT207" not in found  # `zero` against a strategy `kind` already reported
+                if bad in ("1.5", "[1.5]", "1e999"):  # no argument takes these; `0` and `"x"` may fit
+                    assert found & {"DT105", "DT106"}, (wrong, found)
 
 
 @pytest.mark.parametrize(
