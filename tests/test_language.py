@@ -222,6 +222,15 @@ def test_every_count_is_bounded(old: str, new: str, bad: str, most: int) -> None
     assert lint_text(text).diagnostics[0].help == f"the value must be at most {most}"
 
 
+def test_estimates_are_closed_form_in_every_count() -> None:
+    from dtec.estimate import parameter_count
+
+    lstm = {"fn": "lstm", "input": 8, "hidden": 64, "output": 1}
+    one, two, huge = (parameter_count({**lstm, "layers": n}, [30, 8]) for n in (1, 2, 10**20))
+    assert two == 52289  # sum(p.numel()) of torch.nn.LSTM(8, 64, 2) and nn.Linear(64, 1)
+    assert huge == one + (10**20 - 1) * (two - one)  # a list of 10**20 layers was built to count them
+
+
 SOURCES = [
     "synthetic(samples = 64, shape = [30, 8], targets = 1, seed = 1)",
     "synthetic(samples = 64, shape = [3, 8, 8], classes = 3)",
