@@ -32,8 +32,10 @@ class Program:
         return [i for d in self.documents for i in d.items if not isinstance(i, ast.Import)]
 
 
-def load(path: Path, text: str | None = None, environ: Mapping[str, str] | None = None) -> tuple[Program, list[Diagnostic]]:
-    """Load `path` (or `text` as if it were that file) and everything it imports."""
+def load(
+    path: Path, text: str | None = None, environ: Mapping[str, str] | None = None
+) -> tuple[Program, list[Diagnostic]]:
+    """Load `path` (or `text` as if it were that file) and everything it imports, inside the project."""
     if text is None:
         source = read_source(path)
         if isinstance(source, str):
