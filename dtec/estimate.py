@@ -15,9 +15,11 @@ def parameter_count(arch: dict, shape: list[int] | None) -> int | None:
         widths = [arch["input"], *arch["hidden"], arch["output"]]
         return sum(a * b + b for a, b in zip(widths, widths[1:]))
     if fn == "lstm":
+        # Four gates per layer, each with input and recurrent weights and two biases; the first
+        # layer reads the input, the others the hidden state below (closed form: `layers` is a count).
         h = arch["hidden"]
-        layers = sum(4 * (inp * h + h * h + 2 * h) for inp in [arch["input"]] + [h] * (arch["layers"] - 1))
-        return layers + h * arch["output"] + arch["output"]
+        gates = 4 * (arch["input"] * h + h * h + 2 * h) + (arch["layers"] - 1) * 4 * (2 * h * h + 2 * h)
+        return gates + h * arch["output"] + arch["output"]
     if fn == "cnn":
         widths = [arch["channels"], *arch["widths"]]
         convs = sum(a * b * 9 + b + 2 * b for a, b in zip(widths, widths[1:]))

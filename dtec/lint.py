@@ -44,12 +44,13 @@ def analyse(
     machine_dirs: Sequence[Path] = (),
 ) -> FileResult:
     """Check one blueprint and plan it onto `targets` (None: every target it declares)."""
-    program, diagnostics = load(path, text)
+    environ = os.environ if environ is None else environ
+    program, diagnostics = load(path, text, environ)
     if not program.documents:
         return FileResult(path, None, tuple(diagnostics))
     program, found = apply_sets(program, list(sets))
     diagnostics += found
-    blueprint, found = check(program, os.environ if environ is None else environ)
+    blueprint, found = check(program, environ)
     diagnostics += found
     diagnostics += check_semantics(blueprint, errors_so_far=has_errors(diagnostics))
     plans: dict[str, Plan] = {}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import stat
 from bisect import bisect_right
 from dataclasses import dataclass, field
@@ -11,15 +12,25 @@ from typing import NamedTuple
 MAX_BYTES = 16 * 2**20
 
 
+# A CR not followed by LF: a line break in old Mac files, and in every editor, but not in the grammar.
+_LONE_CR = re.compile(r"\r(?!\n)")
+
+
 @dataclass(frozen=True, slots=True)
 class Source:
-    """One blueprint's text with a line index; columns count Unicode code points."""
+    """One blueprint's text with a line index; columns count Unicode code points.
+
+    A lone CR (CR-only line endings) becomes LF, as editors show it: one character for another,
+    so every offset and column stays that of the file.
+    """
 
     path: str
     text: str
     _line_starts: tuple[int, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
+        if "\r" in self.text:
+            object.__setattr__(self, "text", _LONE_CR.sub("\n", self.text))
         starts = [0]
         find = self.text.find
         pos = find("\n")
@@ -75,8 +86,8 @@ class Span(NamedTuple):
         return f"Span({Path(self.path).name}:{line}:{col})"
 
 
-def read_source(path: Path) -> Source | str:
-    """Read a blueprint, or return why it cannot be read (a sentence for a diagnostic)."""
+def read_source(path: Path, name: str | None = None) -> Source | str:
+    """Read a blueprint (shown as `name`, by default its path), or return why it cannot be read (a sentence for a diagnostic)."""
     try:
         info = path.stat()
         if stat.S_ISDIR(info.st_mode):
@@ -89,12 +100,12 @@ def read_source(path: Path) -> Source | str:
         data = path.read_bytes()
     except FileNotFoundError:
         return "file not found"
-    except OSError as exc:
-        return f"cannot read file: {exc.strerror or exc}"
+    except (OSError, ValueError) as exc:  # ValueError: a NUL in the path
+        return f"cannot read file: {getattr(exc, 'strerror', None) or exc}"
     if b"\0" in data:
         return "binary file (contains NUL bytes)"
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         return f"not valid UTF-8 (byte {exc.start})"
-    return Source(str(path), text)
+    return Source(str(path) if name is None else name, text)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -108,6 +110,159 @@ def test_invalid_log_every_points_at_the_value(value: str, code: str, hint: str 
         assert hint in found.help
 
 
+@pytest.mark.parametrize("digits", ["３２", "١٠٠", "1٠"])
+def test_numbers_take_ascii_digits_only(digits: str) -> None:
+    result = lint_text(MINIMAL.replace("batch  = 8", f"batch  = {digits}"))
+    [found] = result.diagnostics
+    assert (found.code, found.span.start_pos) == ("DT002", (4, 12 + digits.startswith("1")))
+    assert "ASCII digits" in found.help
+
+
+def test_cr_only_line_endings_are_line_breaks() -> None:
+    from dtec.format import format_source
+    from dtec.source import Source
+
+    text = MINIMAL.replace("batch  = 8", "batch  = 0  # a comment ends at a CR")
+    cr = text.replace("\n", "\r")
+    assert codes(lint_text(cr)) == codes(lint_text(text)) == [("DT106", 4, 12)]
+    [found] = lint_text(cr).diagnostics
+    assert found.span.source.line_text(4) == "  batch  = 0  # a comment ends at a CR"
+    assert format_source(Source("bp.twin", cr)) == format_source(Source("bp.twin", text))
+
+
+def lint_bad(text: str, bad: str) -> tuple[list[tuple[str, tuple[int, int], str]], tuple[int, int]]:
+    """Lint `text`; return its diagnostics as (code, position, message) and the position of `bad`."""
+    result = lint_text(text)
+    before = text[: text.index(bad)]
+    return [(d.code, d.span.start_pos, d.message) for d in result.diagnostics], (before.count("\n") + 1, len(before.rsplit("\n", 1)[-1]) + 1)
+
+
+def lint_value(block: str, value: str):
+    """Lint MINIMAL plus `block` with `{}` replaced by `value`; return the diagnostics, the value's position and the blueprint."""
+    found, at = lint_bad(MINIMAL + block.replace("{}", value), value)
+    return found, at, lint_text(MINIMAL + block.replace("{}", value)).blueprint
+
+
+WALLTIME = 'target "x" {\n  walltime = {}\n}\n'
+MEMORY = 'target "x" {\n  machine {\n    memory = {}\n  }\n}\n'
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "bad"),
+    [
+        ("loss = mse", "loss = mse, optimizer = adamw(lr = 1e309)", "1e309"),
+        ("loss = mse", "loss = mse, clip_grad = 1e999", "1e999"),
+        ("loss = mse", "loss = mse, clip_grad = -1e999", "-1e999"),
+        ("batch  = 8", "batch  = 8e400", "8e400"),
+        ("mlp(input = 4, output = 1)", 'python("m:M", scale = 1e999)', "1e999"),
+        ("}\ntrain", '}\ntarget "x" {\n  walltime = 1e309s\n}\ntrain', "1e309s"),
+        ("}\ntrain", '}\ntarget "x" {\n  machine {\n    memory = 1e400GB\n  }\n}\ntrain', "1e400GB"),
+    ],
+)
+def test_non_finite_numbers_are_reported_once_at_the_number(old: str, new: str, bad: str) -> None:
+    found, at = lint_bad(MINIMAL.replace(old, new, 1), bad)
+    assert found == [("DT106", at, f"`{bad}` is not a finite number")]
+
+
+@pytest.mark.parametrize(
+    ("value", "seconds"),
+    [("2000ms", 2), ("0.1h", 360), ("1.5h", 5400), ("365d", 365 * 86400),
+     ("1ms", "shorter than a second"), ("0.5s", "shorter than a second"), ("1500ms", "1.5 seconds"),
+     ("366d", "longer than a year"), ("1e20d", "longer than a year"), ("1e305d", "longer than a year"),
+     ("9" * 30 + "ms", "longer than a year"), ("0s", "must be positive")],
+)
+def test_walltimes_are_whole_seconds_up_to_a_year(value: str, seconds) -> None:
+    found, at, bp = lint_value(WALLTIME, value)
+    if isinstance(seconds, int):
+        assert (found, bp.get("target", "x", "walltime")) == ([], seconds)
+    else:
+        [(code, where, message)] = found
+        assert (code, where) == ("DT106", at) and seconds in message
+
+
+@pytest.mark.parametrize(
+    ("value", "size"),
+    [("1.5KB", 1500), ("1.5B", 2), ("1000PB", 10**18), ("1001PB", "larger than 1 EB"),
+     ("1e300PB", "larger than 1 EB"), ("0.5B", "less than a byte")],
+)
+def test_sizes_are_bytes_up_to_an_exabyte(value: str, size) -> None:
+    found, at, bp = lint_value(MEMORY, value)
+    if isinstance(size, int):
+        assert (found, bp.get("target", "x", "machine", "memory")) == ([], size)
+    else:
+        [(code, where, message)] = found
+        assert (code, where) == ("DT106", at) and size in message
+
+
+@pytest.mark.parametrize(
+    ("value", "converted"),
+    [("0.5s", 0.5), ("-2s", -2), ("1.5KB", 1500), ("400d", None), ("1e300PB", None)],
+)
+def test_python_arguments_take_unit_values_within_the_bounds(value: str, converted) -> None:
+    text = MINIMAL.replace("mlp(input = 4, output = 1)", f'python("m:M", wait = {value})')
+    found, at = lint_bad(text, value)
+    assert [(code, where) for code, where, _ in found] == ([] if converted is not None else [("DT106", at)])
+    if converted is not None:
+        assert lint_text(text).blueprint.get("model", "m", "arch", "kwargs", "wait") == converted
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "bad", "most"),
+    [("batch  = 8", "batch  = 2147483648", "2147483648", 2**31 - 1),
+     ("batch  = 8", "batch  = 1" + "0" * 21, "1" + "0" * 21, 2**31 - 1),
+     ("output = 1)", "output = 1, hidden = [9999999999])", "9999999999", 2**31 - 1),
+     ("[4], targets = 1)\n  batch  = 8\n}\nmodel \"m\" {\n  arch  = mlp(input = 4, output = 1)",
+      "[3, 4], targets = 1)\n  batch  = 8\n}\nmodel \"m\" {\n  arch  = lstm(input = 4, hidden = 8, layers = 300000000, output = 1)",
+      "300000000", 10_000)],
+)
+def test_every_count_is_bounded(old: str, new: str, bad: str, most: int) -> None:
+    text = MINIMAL.replace(old, new)
+    found, at = lint_bad(text, bad)
+    assert found == [("DT106", at, f"`{bad}` is out of range")]
+    assert lint_text(text).diagnostics[0].help == f"the value must be at most {most}"
+
+
+def test_estimates_are_closed_form_in_every_count() -> None:
+    from dtec.estimate import parameter_count
+
+    lstm = {"fn": "lstm", "input": 8, "hidden": 64, "output": 1}
+    one, two, huge = (parameter_count({**lstm, "layers": n}, [30, 8]) for n in (1, 2, 10**20))
+    assert two == 52289  # sum(p.numel()) of torch.nn.LSTM(8, 64, 2) and nn.Linear(64, 1)
+    assert huge == one + (10**20 - 1) * (two - one)  # a list of 10**20 layers was built to count them
+
+
+SOURCES = [
+    "synthetic(samples = 64, shape = [30, 8], targets = 1, seed = 1)",
+    "synthetic(samples = 64, shape = [3, 8, 8], classes = 3)",
+    'npz(path = "a.npz", shape = [30, 8], targets = 1)',
+    'csv(path = "a.csv", target = "y", features = 8, classes = 2)',
+]
+ARCHS = [
+    "mlp(input = 8, hidden = [4], output = 1)",
+    "lstm(input = 8, hidden = 4, layers = 2, output = 1)",
+    "cnn(channels = 3, output = 3, widths = [4])",
+    "unet(channels = 3, output = 3, depth = 2, width = 4)",
+    "transformer(input = 8, dim = 8, heads = 2, layers = 1, output = 1, ffn = 16)",
+]
+ARGUMENT = re.compile(r"(\w+ = )(\[[^]]*\]|[^,)]+)")
+
+
+@pytest.mark.parametrize("bad", ["1.5", '"x"', "[1.5]", "0", "1e999"])
+def test_a_wrong_argument_is_reported_and_no_cross_block_check_trips_on_it(bad: str) -> None:
+    """Every argument of every data source and architecture, with a value the checker rejects."""
+    strategy = "strategy {\n  kind = foo\n  zero = 2\n}\n"
+    for source, arch in itertools.product(SOURCES, ARCHS):
+        for call, other in ((source, arch), (arch, source)):
+            for argument in ARGUMENT.finditer(call):
+                wrong = call[: argument.start(2)] + bad + call[argument.end(2) :]
+                text = MINIMAL.replace("synthetic(samples = 64, shape = [4], targets = 1)", wrong if call is source else other)
+                text = text.replace("mlp(input = 4, output = 1)", wrong if call is arch else other)
+                found = {d.code for d in lint_text(text + strategy).diagnostics}  # raised TypeError
+                assert "DT207" not in found  # `zero` against a strategy `kind` already reported
+                if bad in ("1.5", "[1.5]", "1e999"):  # no argument takes these; `0` and `"x"` may fit
+                    assert found & {"DT105", "DT106"}, (wrong, found)
+
+
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
@@ -187,6 +342,61 @@ def test_import_cycle_and_missing_import(tmp_path: Path) -> None:
     assert found == {("DT011", "b.twin", (1, 1)), ("DT010", "main.twin", (2, 8))}
     cycle = next(d for d in result.diagnostics if d.code == "DT011")
     assert "a.twin → b.twin → a.twin" in cycle.message
+
+
+SECRET = "API_TOKEN = ghp_0123456789 leaked\n"  # parses as far as `leaked`, like many config files
+
+
+def import_diagnostics(main: Path, import_path: str, environ=None) -> list[tuple[str, int, int, str]]:
+    """Lint `main` importing `import_path`; return its diagnostics, asserting no secret is echoed."""
+    from dtec.render import render
+
+    main.write_text(f'import "{import_path}"\n' + MINIMAL)
+    result = analyse(main, environ=environ or {}, targets=())
+    assert "ghp_" not in render(list(result.diagnostics), "text")
+    return [(d.code, *d.span.start_pos, Path(d.span.path).name) for d in result.diagnostics]
+
+
+@pytest.mark.parametrize("import_path", ["../.env", "../secret.twin", "{outside}/secret.twin", "link.twin"])
+def test_imports_outside_the_project_are_refused_unread(tmp_path: Path, import_path: str) -> None:
+    project = tmp_path / "project"
+    project.mkdir()
+    for name in (".env", "secret.twin"):
+        (tmp_path / name).write_text(SECRET)
+    (project / "link.twin").symlink_to(tmp_path / "secret.twin")  # symlinks are resolved first
+    path = import_path.format(outside=tmp_path)
+    assert import_diagnostics(project / "main.twin", path) == [("DT010", 1, 8, "main.twin")]
+
+
+def test_the_project_is_the_repository_or_the_configured_root(tmp_path: Path) -> None:
+    (tmp_path / "repo" / ".git").mkdir(parents=True)
+    (tmp_path / "repo" / "twins").mkdir()
+    (tmp_path / "repo" / "common.twin").write_text('twin "shared" {}\n')
+    main = tmp_path / "repo" / "twins" / "main.twin"
+    assert import_diagnostics(main, "../common.twin") == [("DT110", 1, 1, "common.twin")]
+    (tmp_path / "repo" / ".git").rmdir()  # no repository: the main blueprint's folder
+    assert import_diagnostics(main, "../common.twin") == [("DT010", 1, 8, "main.twin")]
+    environ = {"DTEC_PROJECT_ROOT": str(tmp_path)}
+    assert import_diagnostics(main, "../common.twin", environ) == [("DT110", 1, 1, "common.twin")]
+
+
+@pytest.mark.parametrize("name", [".env", "notes.txt", "common"])
+def test_only_twin_files_are_imported(tmp_path: Path, name: str) -> None:
+    (tmp_path / name).write_text('twin "shared" {}\n')
+    assert import_diagnostics(tmp_path / "main.twin", name) == [("DT010", 1, 8, "main.twin")]
+
+
+def test_an_import_that_does_not_parse_is_reported_at_the_import_without_its_lines(tmp_path: Path) -> None:
+    (tmp_path / "secret.twin").write_text(SECRET)
+    assert import_diagnostics(tmp_path / "main.twin", "secret.twin") == [("DT010", 1, 8, "main.twin")]
+    [d] = analyse(tmp_path / "main.twin", environ={}, targets=()).diagnostics
+    assert "1:28" in d.message  # where the syntax error is, for the author to find
+
+
+def test_an_import_of_a_symlink_loop_is_reported(tmp_path: Path) -> None:
+    (tmp_path / "a.twin").symlink_to(tmp_path / "b.twin")
+    (tmp_path / "b.twin").symlink_to(tmp_path / "a.twin")
+    assert import_diagnostics(tmp_path / "main.twin", "a.twin") == [("DT010", 1, 8, "main.twin")]
 
 
 @pytest.mark.parametrize(

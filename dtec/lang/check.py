@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from math import ceil, inf, isfinite
 from typing import Any
 
 from dtec.diagnostics import Diagnostic, Related, diag
@@ -219,14 +220,26 @@ class _Checker:
     # ---- values ------------------------------------------------------------------------
     def value(self, expr: ast.Expr, type_: t.Type, path: Path) -> Any:
         self.blueprint.spans[path] = expr.span
+        if self.bad_number(expr):
+            return _INVALID
         if isinstance(expr, ast.Call) and expr.name == "env" and _takes_string(type_):
             return self.env(expr, type_, path)
         method = getattr(self, "v_" + type(type_).__name__)
         return method(expr, type_, path)
 
+    def bad_number(self, expr: ast.Expr) -> bool:
+        """Whether `expr` is a number the parser reported (too long, unknown unit) or that is not finite, reported here."""
+        if not isinstance(expr, ast.Number):
+            return False
+        if expr.value is None or (expr.unit is not None and expr.unit not in UNITS):
+            return True
+        if isfinite(expr.value):
+            return False
+        # float("1e309") is infinity, which neither JSON nor a job takes.
+        self.report("DT106", f"`{expr.text}` is not a finite number", expr.span, "a number is at most about 1.8e308 in size")
+        return True
+
     def mismatch(self, expr: ast.Expr, type_: t.Type, help: str | None = None) -> Any:
-        if isinstance(expr, ast.Number) and expr.unit is not None and expr.unit not in UNITS:
-            return _INVALID  # the parser reported the unknown unit (DT005)
         self.report("DT105", f"expected {type_.describe()}, found {_form(expr)}", expr.span, help or _coerce_hint(expr, type_))
         return _INVALID
 
@@ -245,16 +258,14 @@ class _Checker:
         return self.bounded(expr, value, type_.min, type_.max)
 
     def bounded(self, expr: ast.Number, value: int | float, low, high) -> Any:
-        if (low is not None and value < low) or (high is not None and value > high):
-            if low is not None and high is not None:
-                rule = f"between {_num(low)} and {_num(high)}"
-            elif low is not None:
-                rule = f"at least {_num(low)}"
-            else:
-                rule = f"at most {_num(high)}"
-            self.report("DT106", f"`{expr.text}` is out of range", expr.span, f"the value must be {rule}")
-            return _INVALID
-        return value
+        if low is not None and value < low:
+            rule = f"at least {_num(low)}"
+        elif high is not None and value > high:
+            rule = f"at most {_num(high)}"
+        else:
+            return value
+        self.report("DT106", f"`{expr.text}` is out of range", expr.span, f"the value must be {rule}")
+        return _INVALID
 
     def v_Str(self, expr: ast.Expr, type_: t.Str, path: Path) -> Any:
         return expr.value if isinstance(expr, ast.Str) else self.mismatch(expr, type_)
@@ -265,19 +276,35 @@ class _Checker:
     def v_Duration(self, expr: ast.Expr, type_: t.Duration, path: Path) -> Any:
         if not isinstance(expr, ast.Number) or expr.unit not in DURATIONS:
             return self.mismatch(expr, type_)
-        if expr.value <= 0:
-            self.report("DT106", f"duration `{expr.text}` must be positive", expr.span, "use e.g. `30min`")
-            return _INVALID
-        seconds = expr.value * DURATIONS[expr.unit]  # type: ignore[index]
-        return int(seconds) if float(seconds).is_integer() else seconds
+        seconds = _in_units(expr)
+        whole = round(seconds) if seconds <= t.MAX_SECONDS else 0
+        if expr.value <= 0:  # type: ignore[operator]
+            problem, help = "must be positive", "use e.g. `30min`"
+        elif seconds > t.MAX_SECONDS:
+            problem, help = "is longer than a year", "durations are at most `365d`"
+        elif seconds < 1:
+            problem, help = "is shorter than a second", "durations are whole seconds: at least `1s`"
+        elif abs(seconds - whole) > 1e-6:  # float products such as 0.1h are a hair off 360 s
+            problem, help = f"is {seconds:g} seconds", f"durations are whole seconds: write `{ceil(seconds)}s`"
+        else:
+            return whole
+        self.report("DT106", f"duration `{expr.text}` {problem}", expr.span, help)
+        return _INVALID
 
     def v_Size(self, expr: ast.Expr, type_: t.Size, path: Path) -> Any:
         if not isinstance(expr, ast.Number) or expr.unit not in SIZES:
             return self.mismatch(expr, type_)
-        if expr.value <= 0:
-            self.report("DT106", f"size `{expr.text}` must be positive", expr.span, "use e.g. `16GB`")
-            return _INVALID
-        return int(expr.value * SIZES[expr.unit])  # type: ignore[index]
+        size = _in_units(expr)
+        if expr.value <= 0:  # type: ignore[operator]
+            problem, help = "must be positive", "use e.g. `16GB`"
+        elif size > t.MAX_BYTES:
+            problem, help = "is larger than 1 EB", "sizes are at most `1000PB`"
+        elif size < 1:
+            problem, help = "is less than a byte", "use at least `1B`"
+        else:
+            return round(size)
+        self.report("DT106", f"size `{expr.text}` {problem}", expr.span, help)
+        return _INVALID
 
     def v_Sym(self, expr: ast.Expr, type_: t.Sym, path: Path) -> Any:
         if isinstance(expr, ast.Symbol):
@@ -388,10 +415,17 @@ class _Checker:
     def literal(self, expr: ast.Expr, path: Path) -> Any:
         """Convert an untyped value (keyword arguments of `python(...)`) as written."""
         self.blueprint.spans[path] = expr.span
+        if self.bad_number(expr):
+            return _INVALID
         if isinstance(expr, ast.Number):
-            if expr.unit in DURATIONS:
-                return expr.value * DURATIONS[expr.unit]
-            return int(expr.value * SIZES[expr.unit]) if expr.unit in SIZES else expr.value
+            if expr.unit is None:
+                return expr.value
+            # Seconds may be fractions here (`0.5s`): only the bounds of durations and sizes apply.
+            value, limit = _in_units(expr), t.MAX_SECONDS if expr.unit in DURATIONS else t.MAX_BYTES
+            if abs(value) > limit:
+                self.report("DT106", f"`{expr.text}` is out of range", expr.span, "durations are at most `365d`, sizes `1000PB`")
+                return _INVALID
+            return round(value) if expr.unit in SIZES else value
         if isinstance(expr, (ast.Str, ast.Bool)):
             return expr.value
         if isinstance(expr, ast.Symbol):
@@ -452,6 +486,15 @@ class _Checker:
                     self.blueprint.span("train"),
                     "add `model = model.<name>`: " + ", ".join(f"`model.{m}`" for m in models),
                 )
+
+
+def _in_units(expr: ast.Number) -> int | float:
+    """Return a duration in seconds, a size in bytes (infinite when too large for a float)."""
+    factor = DURATIONS.get(expr.unit) or SIZES[expr.unit]  # type: ignore[arg-type]
+    try:
+        return expr.value * factor  # type: ignore[operator]
+    except OverflowError:  # a huge integer times a float unit (`ms`)
+        return inf
 
 
 def _set(values: dict, path: Path, value: Any) -> None:

@@ -13,6 +13,8 @@ what is measured, and the machines it may run on. `blueprints/quickstart.twin` i
 
 ## Lexical and syntactic rules
 
+- Files are UTF-8. Lines end with LF, CR LF or a lone CR (old Mac files), as in any editor;
+  `dtec fmt` writes LF.
 - `#` starts a comment that runs to the end of the line. `# dtec: ignore[DT115]` suppresses the
   named warnings on its own line (trailing comment) or on the next line (comment on a line of its
   own); errors cannot be suppressed, and a suppression that suppresses nothing is a warning (DT120).
@@ -21,9 +23,11 @@ what is measured, and the machines it may run on. `blueprints/quickstart.twin` i
 - Inside a block, attributes `key = value` are separated by new lines or commas.
 - Values:
   - strings in double quotes, with the escapes `\\"`, `\\\\`, `\\n` and `\\t`;
-  - integers (`64`) and numbers (`0.9`, `1e-3`, `-2.5`);
-  - durations: `90s`, `30min`, `2h`, `1d` (also `ms`);
-  - sizes: `512MB`, `16GB`, `64GiB` (`B`, `KB`, `MB`, `GB`, `TB`, `PB` and `KiB` … `PiB`);
+  - integers (`64`) and numbers (`0.9`, `1e-3`, `-2.5`), in ASCII digits; a number must be finite
+    (`1e309` is not) and an integer attribute takes at most 2147483647 (less where noted);
+  - durations: `90s`, `30min`, `2h`, `1d` (also `ms`), whole seconds from `1s` to `365d`;
+  - sizes: `512MB`, `16GB`, `64GiB` (`B`, `KB`, `MB`, `GB`, `TB`, `PB` and `KiB` … `PiB`), from
+    `1B` to `1000PB` (1 EB), rounded to whole bytes;
   - `true` and `false`;
   - bare names as symbols: `mse`, `ddp`, `auto`, `all`;
   - lists `[a, b]` and inline maps `{ k = v, ... }`;
@@ -35,6 +39,12 @@ what is measured, and the machines it may run on. `blueprints/quickstart.twin` i
 - `import` paths are relative to the importing file. Imported blocks join the blueprint; a block
   defined twice (in any files) is an error that points at both places (DT110), and so is an import
   cycle (DT011).
+- Imports stay inside the project, since a blueprint may come from someone else (a pull request
+  linted in CI): an import names a `.twin` file, and that file, symlinks resolved, lies in the
+  project root. The root is the folder named by the environment variable `DTEC_PROJECT_ROOT` when
+  it is set; else the repository of the blueprint being linted or compiled (the nearest folder
+  above it holding `.git`); else that blueprint's own folder. Any other import, and an import of a
+  file that does not parse, is an error at the `import` line (DT010) that shows none of the file.
 - Unknown blocks, attributes, arguments and values are errors with a "did you mean" (DT100–DT104).
 """
 

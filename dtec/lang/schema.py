@@ -29,6 +29,9 @@ from dtec.lang.types import (
 POSITIVE = Int(min=1)
 NON_NEGATIVE = Int(min=0)
 FRACTION = Float(min=0.0, max=1.0, open_min=True)
+# Ten times the deepest published network (DeepNet's 1,000-layer transformer); a typo such as
+# `layers = 300000000` is then an error, not a model that fills the memory of the machine linting it.
+LAYERS = Int(min=1, max=10_000)
 
 
 def _f(type_, doc, required=False, default=None):
@@ -91,7 +94,7 @@ ARCH = Call(
             {
                 "input": _f(POSITIVE, "features per time step", True),
                 "hidden": _f(POSITIVE, "hidden size", True),
-                "layers": _f(POSITIVE, "stacked LSTM layers", default=1),
+                "layers": _f(LAYERS, "stacked LSTM layers", default=1),
                 "output": _f(POSITIVE, "outputs (targets or classes)", True),
             },
             "An LSTM over `[steps, features]` sequences that predicts from the last step.",
@@ -118,7 +121,7 @@ ARCH = Call(
                 "input": _f(POSITIVE, "features per token", True),
                 "dim": _f(POSITIVE, "model width", True),
                 "heads": _f(POSITIVE, "attention heads (must divide `dim`)", True),
-                "layers": _f(POSITIVE, "encoder layers", True),
+                "layers": _f(LAYERS, "encoder layers", True),
                 "output": _f(POSITIVE, "outputs (targets or classes)", True),
                 "ffn": _f(POSITIVE, "feed-forward width (default 4 × dim)"),
                 "dropout": _f(Float(min=0.0, max=1.0), "dropout", default=0.0),

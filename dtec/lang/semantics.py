@@ -13,11 +13,9 @@ _SEQUENCE_ARCHS = ("lstm", "transformer")
 
 
 def sample_shape(source: dict[str, Any]) -> list[int] | None:
-    """Return the shape of one input sample when the blueprint states it."""
-    if source.get("fn") == "csv":
-        return [source["features"]] if source.get("features") else None
-    shape = source.get("shape")
-    return shape if isinstance(shape, list) else None
+    """Return the shape of one input sample when the blueprint states it (and it is valid)."""
+    shape = [source.get("features")] if source.get("fn") == "csv" else source.get("shape")
+    return shape if isinstance(shape, list) and all(isinstance(n, int) for n in shape) else None
 
 
 def label_count(source: dict[str, Any]) -> tuple[str, int] | None:
@@ -151,7 +149,7 @@ def _check_strategy(bp: Blueprint) -> list[Diagnostic]:
     strategy = bp.values.get("strategy") or {}
     kind = strategy.get("kind")
     found = []
-    if strategy.get("zero") is not None and kind not in ("deepspeed", "auto"):
+    if isinstance(strategy.get("zero"), int) and isinstance(kind, str) and kind not in ("deepspeed", "auto"):
         found.append(diag("DT207", f"`zero` is a DeepSpeed setting but the strategy is `{kind}`", bp.span("strategy", "zero"), "remove `zero` or set `kind = deepspeed`"))
     if kind == "single":
         for key in ("nodes", "procs_per_node"):

@@ -6,6 +6,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 
+# Bounds on every value, so that what reads it takes it: counts reach Slurm and Kubernetes as 32-bit
+# integers (and seeds NumPy, which takes them below 2**32); a year is far above any partition's
+# walltime limit; 1 EB (10**18 bytes) keeps every byte count in a signed 64-bit integer.
+MAX_INT = 2**31 - 1
+MAX_SECONDS = 365 * 86400
+MAX_BYTES = 10**18
+
+
 @dataclass(frozen=True)
 class Type:
     """Base of all value types; `describe` names the type in messages and docs."""
@@ -16,13 +24,15 @@ class Type:
 
 @dataclass(frozen=True)
 class Int(Type):
-    """A whole number, optionally bounded."""
+    """A whole number, at most MAX_INT unless bounded lower."""
 
     min: int | None = None
-    max: int | None = None
+    max: int = MAX_INT
 
     def describe(self) -> str:
-        return "an integer"
+        if self.max == MAX_INT:
+            return "an integer"
+        return f"an integer from {self.min} to {self.max:,}" if self.min is not None else f"an integer up to {self.max:,}"
 
 
 @dataclass(frozen=True)
@@ -55,7 +65,7 @@ class Bool(Type):
 
 @dataclass(frozen=True)
 class Duration(Type):
-    """A duration such as `30min`; converted to seconds."""
+    """A duration such as `30min`; converted to whole seconds, 1 to MAX_SECONDS."""
 
     def describe(self) -> str:
         return "a duration such as `30min`"
@@ -63,7 +73,7 @@ class Duration(Type):
 
 @dataclass(frozen=True)
 class Size(Type):
-    """A size such as `16GB`; converted to bytes."""
+    """A size such as `16GB`; converted to bytes, 1 to MAX_BYTES."""
 
     def describe(self) -> str:
         return "a size such as `16GB`"

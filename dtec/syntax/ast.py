@@ -22,9 +22,13 @@ class Str:
 
 @dataclass(frozen=True, slots=True)
 class Number:
-    """A number with an optional unit suffix (`30min`, `16GB`); the text is kept for the formatter."""
+    """A number with an optional unit suffix (`30min`, `16GB`); the text is kept for the formatter.
 
-    value: int | float
+    The value is None when the parser reported the literal (too many digits); `1e309` is infinity,
+    which the checker reports.
+    """
+
+    value: int | float | None
     unit: str | None
     text: str = field(compare=False)
     span: Span = _span()

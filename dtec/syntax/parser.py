@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from lark import Lark, Token
     from lark.exceptions import UnexpectedCharacters, UnexpectedInput
 
-_NUMBER = re.compile(r"([-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?)([A-Za-z]*)")
+_NUMBER = re.compile(r"([-+]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][-+]?[0-9]+)?)([A-Za-z]*)")
 _ESCAPE = re.compile(r"\\(.)")
 _ESCAPES = {'"': '"', "\\": "\\", "n": "\n", "t": "\t"}
 # Bounds that keep every later pass (checker, formatter) far from Python's recursion limit.
@@ -190,7 +190,7 @@ class _Builder:
             self.diagnostics.append(
                 diag("DT106", f"a number of {len(digits)} digits", span, f"numbers take at most {MAX_DIGITS} digits")
             )
-            return ast.Number(0, None, text, span)
+            return ast.Number(None, unit or None, text, span)
         value: int | float = int(digits) if is_int else float(digits)
         if unit and unit not in UNITS:
             self.diagnostics.append(
@@ -287,13 +287,10 @@ def _bad_character(source: Source, exc: UnexpectedCharacters) -> Diagnostic:
         "'": 'strings use double quotes: "text"',
         ";": "separate attributes with a new line or `,`",
     }
+    # A digit the lexer did not take is not ASCII (`３２`, `١٠٠`).
+    hint = "write numbers with the ASCII digits 0-9" if char.isdigit() else hints.get(char, "remove it, or quote the value as a string")
     printable = char if char.isprintable() else repr(char)
-    return diag(
-        "DT002",
-        f"unexpected character `{printable}`",
-        span,
-        hints.get(char, "remove it, or quote the value as a string"),
-    )
+    return diag("DT002", f"unexpected character `{printable}`", span, hint)
 
 
 def _unexpected_end(source: Source) -> Diagnostic:
