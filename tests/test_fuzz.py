@@ -163,7 +163,8 @@ def _values(type_: t.Type, path: tuple[str, ...]) -> st.SearchStrategy[str] | No
     if isinstance(type_, t.ListOf):
         return st.lists(_values(type_.item, path), max_size=3).map(lambda v: f"[{', '.join(v)}]")
     if isinstance(type_, t.Dict):
-        keys = st.sampled_from(["X", "HOME", "LD_PRELOAD", "A_1", "é"])  # not PATH: setting it is the user's call
+        # Not PATH: replacing it is the user's call (and would hide the stub commands).
+        keys = st.sampled_from(["X", "HOME", "LD_PRELOAD", "A_1", "é"])
         pairs = st.tuples(keys, _values(type_.value, path)).map(" = ".join)
         return st.lists(pairs, max_size=3).map(lambda v: "{" + ", ".join(v) + "}")
     if isinstance(type_, t.Record):
