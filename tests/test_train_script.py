@@ -345,6 +345,87 @@ def test_render_train_rejects_unusable_contexts(change: dict, message: str) -> N
         render_train(variant(**change))
 
 
+# Every string a blueprint can place into train.py, each to be filled with a hostile value.
+HOSTILE_BLUEPRINT = """
+twin "{s0}" {{
+  description = env("DTEC_TEST_DESCRIPTION", "{s1}")
+  version     = "{s2}"
+}}
+data "d" {{
+  source = {source}
+  batch  = 8
+}}
+model "{s3}" {{
+  arch  = {arch}
+  input = data.d
+  path  = "{s4}"
+}}
+train {{
+  loss = mse
+}}
+"""
+HOSTILE_SOURCES = [
+    'npz(path = "{s5}", x = "{s6}", y = "{s7}")',
+    'csv(path = "{s5}", target = "{s6}")',
+    'python(callable = "{s5}:{s6}", note = "{s7}")',
+]
+HOSTILE_ARCHS = ['mlp(input = 8, output = 1)', 'python(class = "{s8}:{s9}", tag = "{s8}")']
+HOSTILE_STRINGS = [
+    "C:\\users\\me",  # a backslash escape in a plain string literal: \u is a SyntaxError
+    'x"""\nimport os; os.system("touch PWNED")\n"""',
+    "x'''\nos.system('touch PWNED')  # ",
+    "x\n__import__('os').system('touch PWNED')\n#",
+    "\\N{x} \\x4 \\",  # bad escapes, and a trailing backslash that would eat the quote
+    "{{ twin }} {% raw %} \t\u2028\u0085 \u00e9 \U0001f600 `",
+]
+
+
+def twin_string(value: str) -> str:
+    """`value` as the body of a .twin string literal."""
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n").replace("\t", "\\t")
+
+
+def blueprint_script(tmp_path: Path, source: str, arch: str, strings: list[str]) -> str:
+    """Compile the hostile blueprint with `strings` in its slots; return its train.py."""
+    from dtec.compiler import compile_blueprint
+
+    slots = {f"s{i}": twin_string(strings[i % len(strings)]) for i in range(10)}
+    text = HOSTILE_BLUEPRINT.format(source=source.format(**slots), arch=arch.format(**slots), **slots)
+    environ = {"DTEC_TEST_DESCRIPTION": strings[-1]}
+    bundle, diagnostics = compile_blueprint(tmp_path / "h.twin", "local", text=text, environ=environ)
+    assert bundle is not None, [d.message for d in diagnostics]
+    return bundle.files["train.py"]
+
+
+def code_shape(source: str) -> str:
+    """The script's syntax tree with every constant blanked: its code, not its values."""
+    tree = ast.parse(source)
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Constant):
+            node.value = None
+    return ast.dump(tree)
+
+
+@pytest.mark.parametrize("source", HOSTILE_SOURCES)
+@pytest.mark.parametrize("arch", HOSTILE_ARCHS)
+def test_blueprint_strings_reach_train_py_only_as_literals(tmp_path: Path, source: str,
+                                                           arch: str) -> None:
+    plain = blueprint_script(tmp_path, source, arch, ["plain"])
+    expected = code_shape(plain)
+    for shift in range(len(HOSTILE_STRINGS)):
+        strings = HOSTILE_STRINGS[shift:] + HOSTILE_STRINGS[:shift]
+        script = blueprint_script(tmp_path, source, arch, strings)
+        compile(script, "train.py", "exec")
+        assert code_shape(script) == expected, "a blueprint string changed train.py's code"
+        config = script.split("\nTWIN = ")[1].split("\nBUNDLE =")[0]
+        namespace: dict[str, Any] = {}
+        exec(compile("TWIN = " + config, "config", "exec"), namespace)  # literals only
+        assert namespace["TWIN"]["name"] == strings[0]
+        assert namespace["MODEL"]["name"] == strings[3]
+        docstring = ast.get_docstring(ast.parse(script), clean=False)
+        assert docstring.startswith(f'Train "{strings[3]}" for the digital twin "{strings[0]}":')
+
+
 def test_render_train_names_a_missing_section() -> None:
     ctx = quickstart()
     del ctx["monitor"]
