@@ -687,6 +687,42 @@ def test_file_and_python_sources(tmp_path: Path) -> None:
     assert summary(user.parent / "run")["world_size"] == 1
 
 
+def only_error_line(result: subprocess.CompletedProcess) -> str:
+    """The run failed and said why in one line, without a traceback or a warning."""
+    assert result.returncode == 1, result.stdout[-3000:]
+    errors = [line for line in result.stdout.splitlines() if line.startswith("train.py: error: ")]
+    assert len(errors) == 1, result.stdout[-3000:]
+    assert "Traceback" not in result.stdout and "Warning" not in result.stdout, result.stdout
+    return errors[0]
+
+
+@pytest.mark.slow
+def test_a_model_output_that_does_not_fit_the_targets_stops_at_the_first_batch(
+    tmp_path: Path,
+) -> None:
+    x = torch.randn(64, 6, generator=torch.Generator().manual_seed(0))
+    mlp = {"input": 6, "hidden": [8], "output": 1}
+    ctx = variant(strategy__kind="single", model__arch="mlp", model__params=mlp,
+                  data__source={"kind": "npz", "path": "x.npz", "x": "x", "y": "y"})
+    script = write_bundle(ctx, tmp_path / "npz")
+    with open(script.parent / "x.npz", "wb") as handle:
+        torch_to_npz(handle, x=x, y=x[:, :3])  # three targets, one output
+    line = only_error_line(python(script))
+    assert ('model "surrogate" outputs [1] per sample, but the targets of data "gauges" are [3]'
+            " (mse needs the same shape): set its arch's `output` to 3") in line
+    assert summary(script.parent / "run")["status"] == "failed"
+
+    classes = variant(classification("mlp"), strategy__kind="single",
+                      model__params={"input": 2, "hidden": [8], "output": 2},
+                      data__source={"kind": "csv", "path": "x.csv", "target": "label"})
+    script = write_bundle(classes, tmp_path / "csv")
+    rows = ["a,b,label"] + [f"{a:.3f},{b:.3f},{k % 4}" for k, (a, b) in enumerate(x[:, :2].tolist())]
+    (script.parent / "x.csv").write_text("\n".join(rows) + "\n")
+    line = only_error_line(python(script))
+    assert 'has class 3, but model "surrogate" scores 2 classes (0 to 1)' in line
+    assert "set its arch's `output` to 4 or more" in line
+
+
 def torch_to_npz(handle, **arrays: torch.Tensor) -> None:
     import numpy as np
 

@@ -32,6 +32,7 @@ import shutil
 import signal
 import sys
 import time
+import traceback
 from dataclasses import asdict, dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -116,6 +117,10 @@ def log(*parts: object) -> None:
         print(*parts, flush=True)
 
 
+class TrainingError(Exception):
+    """A failure this script explains in its message: the user needs no traceback."""
+
+
 # ----------------------------------------------------------------------------- processes
 @dataclass(frozen=True)
 class Runtime:
@@ -158,7 +163,7 @@ def setup() -> Runtime:
         os.environ.setdefault("MASTER_PORT", str(free_port()))
     missing = [name for name in ("MASTER_ADDR", "MASTER_PORT") if name not in os.environ]
     if missing:
-        sys.exit(f"rank {rank}: set {' and '.join(missing)} (the first node and a free port)")
+        raise TrainingError(f"set {' and '.join(missing)} (the first node and a free port)")
     backend = "nccl" if device.type == "cuda" else "gloo"
     dist.init_process_group(backend, rank=rank, world_size=world_size, timeout=PG_TIMEOUT)
     control = dist.new_group(backend="gloo", timeout=PG_TIMEOUT) if backend != "gloo" else None
@@ -416,7 +421,7 @@ def make_plan(sampler: ResumableSampler, args: argparse.Namespace) -> Plan:
     micro_batches = sampler.num_samples // DATA["batch"]
     steps_per_epoch = micro_batches // TRAIN["grad_accum"]
     if steps_per_epoch == 0:
-        sys.exit(
+        raise TrainingError(
             f"the training split gives {sampler.num_samples} samples per rank, fewer than one "
             f"step (batch {DATA['batch']} x grad_accum {TRAIN['grad_accum']}): use more data "
             "or smaller batches"
@@ -678,6 +683,38 @@ def check_finite(loss: float, state: TrainState) -> None:
         )
 
 
+def check_prediction(pred: torch.Tensor, target: torch.Tensor) -> None:
+    """Stop with one line when the model's output cannot be scored against the targets."""
+    model, data = f"model {json.dumps(MODEL['name'])}", f"data {json.dumps(DATA['name'])}"
+    given, wanted = list(pred.shape[1:]), list(target.shape[1:])
+    if pred.ndim != target.ndim + 1 or pred.shape[:1] + pred.shape[2:] != target.shape:
+        raise TrainingError(
+            f"{model} outputs {given} per sample, but cross_entropy needs [classes"
+            f"{''.join(f', {n}' for n in wanted)}] for the class targets of {data}, {wanted}"
+        )
+    classes, low, high = pred.shape[1], int(target.min()), int(target.max())
+    if low < 0:
+        raise TrainingError(f"{data} has class {low}, but classes are numbered from 0")
+    if high >= classes:
+        raise TrainingError(
+            f"{data} has class {high}, but {model} scores {classes} classes (0 to {classes - 1}):"
+            f" {output_hint(f'{high + 1} or more')}"
+        )
+
+
+def output_hint(outputs: object) -> str:
+    """How to give the model `outputs` outputs per sample."""
+    return f"set its arch's `output` to {outputs}"
+
+
+def training_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, first: bool) -> torch.Tensor:
+    """The loss of one micro-batch; the session's first batch also checks the output's shape."""
+    pred = forward(model, x)
+    if first:
+        check_prediction(pred, y)
+    return loss_fn(pred, y)
+
+
 def train(parts: dict, loaders, plan: Plan, state: TrainState, run: Session, rt: Runtime) -> str:
     """Run the epochs; return "completed" or "preempted"."""
     train_loader, sampler, val_loader = loaders
@@ -687,6 +724,7 @@ def train(parts: dict, loaders, plan: Plan, state: TrainState, run: Session, rt:
     global_batch = DATA["batch"] * accumulate * rt.world_size
     log_every = MONITOR["log_every"] or max(1, min(100, plan.steps_per_epoch // 10))
     progress, metrics, stop = run.progress, run.metrics, run.stop
+    first = True
     model.train()
 
     while state.step < plan.total_steps:
@@ -711,9 +749,10 @@ def train(parts: dict, loaders, plan: Plan, state: TrainState, run: Session, rt:
                 interval_data += time.perf_counter() - wait
                 sync = micro == accumulate - 1  # gradients are reduced across ranks only then
                 with contextlib.nullcontext() if sync else model.no_sync():
-                    loss = loss_fn(forward(model, x), y)
+                    loss = training_loss(model, x, y, first)
                     (loss / accumulate).backward()
                 loss_sum += loss.detach()
+                first = False
             if TRAIN["clip_grad"]:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), TRAIN["clip_grad"])
             optimizer.step()
@@ -823,21 +862,103 @@ def find_resume_point(choice: str, folder: Path) -> Path | None:
     if choice == "never":
         if found:
             # New checkpoints would mix with (and be pruned against) the old run's.
-            sys.exit(f"--resume never: {folder} holds checkpoints; choose another --run-dir")
+            raise TrainingError(
+                f"--resume never: {folder} holds checkpoints; choose another --run-dir"
+            )
         return None
     if choice == "auto":
         return found[-1] if found else None
     path = Path(choice)
     if not path.exists():
-        sys.exit(f"--resume {choice}: no such checkpoint")
+        raise TrainingError(f"--resume {choice}: no such checkpoint")
     return path
 
 
-@record  # under torchrun, the failing rank's traceback appears in the launcher's error report
+# ----------------------------------------------------------------------------- failures
+def launch_id() -> str | None:
+    """A name all ranks of this launch share and no other launch has (None: unknown)."""
+    keys = ("TORCHELASTIC_RUN_ID", "TORCHELASTIC_RESTART_COUNT", "SLURM_JOB_ID", "SLURM_STEP_ID",
+            "SLURM_RESTART_COUNT")
+    found = [os.environ[key] for key in keys if key in os.environ]
+    return re.sub(r"[^\w.-]", "_", "-".join(found)) if found else None
+
+
+def first_to_report(logs: Path, world_size: int) -> bool:
+    """True for the first rank of this launch to fail: it alone prints the cause."""
+    launch = launch_id()
+    if world_size == 1 or launch is None:
+        return True
+    marker = logs / f".reported-{launch}"
+    try:
+        os.close(os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
+    except FileExistsError:
+        return False
+    except OSError:
+        return True
+    for old in logs.glob(".reported-*"):
+        if old != marker:  # an earlier launch's
+            old.unlink(missing_ok=True)
+    return True
+
+
+def describe(exc: Exception) -> list[str]:
+    """The failure in one line and, for an unexpected error, where in the user's code it arose."""
+    if isinstance(exc, TrainingError):
+        return [str(exc)]
+    first, *more = str(exc).strip().splitlines() or [""]
+    text = type(exc).__name__ + (f": {first}" if first else "") + (" ..." if more else "")
+    libraries = tuple({sys.prefix, sys.base_prefix, sys.exec_prefix, "<"})
+    frames = traceback.extract_tb(exc.__traceback__)
+    own = [frame for frame in frames if not frame.filename.startswith(libraries)]
+    if not own:
+        return [text]
+    path = Path(own[-1].filename)
+    shown = path.relative_to(BUNDLE) if path.is_relative_to(BUNDLE) else path
+    return [text, f"at {shown}:{own[-1].lineno}"]
+
+
+def report_failure(exc: Exception, logs: Path) -> None:
+    """Append the traceback to logs/rank<N>.log; print the cause in one line, once per launch."""
+    rank, _, world_size = launch_env()
+    log_file = logs / f"rank{rank}.log"
+    details = "".join(traceback.format_exception(exc))
+    try:
+        logs.mkdir(parents=True, exist_ok=True)
+        with open(log_file, "a") as handle:
+            handle.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} rank {rank} failed:\n{details}\n")
+        where = f"full traceback in {log_file}"
+    except OSError as error:
+        sys.stderr.write(details)
+        where = f"cannot write {log_file}: {error.strerror}"
+    cause, *at = describe(exc)
+    line = f"{cause} ({'; '.join([*at, f'rank {rank}', where])})"
+    error_file = os.environ.get("TORCHELASTIC_ERROR_FILE")
+    if error_file:  # torchrun's failure report shows this line rather than "no traceback"
+        stamp = str(int(time.time()))
+        message = {"message": line, "extraInfo": {"py_callstack": line, "timestamp": stamp}}
+        try:
+            Path(error_file).write_text(json.dumps({"message": message}))
+        except OSError:
+            pass
+    if first_to_report(logs, world_size):
+        print(f"train.py: error: {line}", file=sys.stderr, flush=True)
+
+
+@record  # sets up faulthandler, so a crash in native code still shows where it happened
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    rt = setup()
     run_dir = args.run_dir.resolve()
+    try:
+        return run_training(args, run_dir)
+    except Exception as exc:
+        # One line, not a traceback from every rank and the launcher: the traceback is logged.
+        report_failure(exc, run_dir / "logs")
+        return 1
+
+
+def run_training(args: argparse.Namespace, run_dir: Path) -> int:
+    """Train, or resume, as the blueprint and `args` say; return the exit code."""
+    rt = setup()
     folder = run_dir / "checkpoints"
     folder.mkdir(parents=True, exist_ok=True)
     stop = StopFlag()
