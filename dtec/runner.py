@@ -47,10 +47,10 @@ def _local(folder: Path, dry_run: bool, resume: str) -> int:
         print(f"cd {shlex.quote(str(folder))} && {shlex.join(command)}")
         return 0
     _say(f"dtec: running {folder}/run.sh")
-    process = subprocess.Popen(command, cwd=folder, stderr=subprocess.PIPE, text=True, errors="replace")
-    assert process.stderr is not None
-    reported, held = _relay_until_reported(process.stderr)
-    code = process.wait()
+    with subprocess.Popen(command, cwd=folder, stderr=subprocess.PIPE, text=True, errors="replace") as process:
+        assert process.stderr is not None
+        reported, held = _relay_until_reported(process.stderr)
+    code = process.returncode
     run_dir = folder / "run"
     summary = run_dir / "summary.json"
     if code in (0, _PREEMPTED) and summary.is_file():
@@ -63,7 +63,8 @@ def _local(folder: Path, dry_run: bool, resume: str) -> int:
     report = run_dir / "logs" / "launcher.log"
     try:
         report.parent.mkdir(parents=True, exist_ok=True)
-        report.write_text("".join(held))
+        with report.open("a") as handle:
+            handle.writelines(held)
     except OSError as exc:
         sys.stderr.writelines(held)
         _say(f"dtec: cannot write {report}: {exc.strerror}")
