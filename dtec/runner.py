@@ -47,7 +47,8 @@ def _local(folder: Path, dry_run: bool, resume: str) -> int:
         print(f"cd {shlex.quote(str(folder))} && {shlex.join(command)}")
         return 0
     _say(f"dtec: running {folder}/run.sh")
-    with subprocess.Popen(command, cwd=folder, stderr=subprocess.PIPE, text=True, errors="replace") as process:
+    pipe = {"stderr": subprocess.PIPE, "text": True, "errors": "replace"}
+    with subprocess.Popen(command, cwd=folder, **pipe) as process:
         assert process.stderr is not None
         reported, held = _relay_until_reported(process.stderr)
     code = process.returncode
@@ -58,7 +59,7 @@ def _local(folder: Path, dry_run: bool, resume: str) -> int:
     if code == 0:
         return 0
     if not reported:
-        _say(f"dtec: the training exited with code {code}; its output is above, its files in {run_dir}")
+        _say(f"dtec: the training exited with code {code}; its output is above, files in {run_dir}")
         return code
     report = run_dir / "logs" / "launcher.log"
     try:

@@ -390,9 +390,11 @@ def blueprint_script(tmp_path: Path, source: str, arch: str, strings: list[str])
     from dtec.compiler import compile_blueprint
 
     slots = {f"s{i}": twin_string(strings[i % len(strings)]) for i in range(10)}
-    text = HOSTILE_BLUEPRINT.format(source=source.format(**slots), arch=arch.format(**slots), **slots)
+    text = HOSTILE_BLUEPRINT.format(source=source.format(**slots), arch=arch.format(**slots),
+                                    **slots)
     environ = {"DTEC_TEST_DESCRIPTION": strings[-1]}
-    bundle, diagnostics = compile_blueprint(tmp_path / "h.twin", "local", text=text, environ=environ)
+    bundle, diagnostics = compile_blueprint(tmp_path / "h.twin", "local", text=text,
+                                            environ=environ)
     assert bundle is not None, [d.message for d in diagnostics]
     return bundle.files["train.py"]
 
@@ -716,7 +718,8 @@ def test_a_model_output_that_does_not_fit_the_targets_stops_at_the_first_batch(
                       model__params={"input": 2, "hidden": [8], "output": 2},
                       data__source={"kind": "csv", "path": "x.csv", "target": "label"})
     script = write_bundle(classes, tmp_path / "csv")
-    rows = ["a,b,label"] + [f"{a:.3f},{b:.3f},{k % 4}" for k, (a, b) in enumerate(x[:, :2].tolist())]
+    pairs = enumerate(x[:, :2].tolist())
+    rows = ["a,b,label"] + [f"{a:.3f},{b:.3f},{k % 4}" for k, (a, b) in pairs]
     (script.parent / "x.csv").write_text("\n".join(rows) + "\n")
     line = only_error_line(python(script))
     assert 'has class 3, but model "surrogate" scores 2 classes (0 to 1)' in line
