@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shlex
 import shutil
 import subprocess
@@ -44,11 +45,14 @@ def _need(tool: str, what: str) -> bool:
 def _local(folder: Path, dry_run: bool, resume: str) -> int:
     command = ["bash", "run.sh", "--resume", resume]
     if dry_run:
-        print(f"cd {shlex.quote(str(folder))} && {shlex.join(command)}")
+        print(f"cd {shlex.quote(str(folder))} && PYTHON={shlex.quote(sys.executable)} {shlex.join(command)}")
         return 0
-    _say(f"dtec: running {folder}/run.sh")
+    # The training runs in dtec's own interpreter, not whichever `python` comes first on PATH
+    # (dtec installed with pipx, or called by its venv's path without activating it).
+    env = {**os.environ, "PYTHON": sys.executable}
+    _say(f"dtec: running {folder}/run.sh with {sys.executable}")
     pipe = {"stderr": subprocess.PIPE, "text": True, "errors": "replace"}
-    with subprocess.Popen(command, cwd=folder, **pipe) as process:
+    with subprocess.Popen(command, cwd=folder, env=env, **pipe) as process:
         assert process.stderr is not None
         reported, held = _relay_until_reported(process.stderr)
     code = process.returncode

@@ -40,6 +40,20 @@ def test_quickstart_trains_with_two_ranks_and_the_loss_falls(tmp_path: Path) -> 
     assert {"train.py", "run.sh", "ir.json", "manifest.json"} <= {p.name for p in (tmp_path / "qs").iterdir()}
 
 
+@pytest.mark.slow
+def test_the_training_runs_in_dtecs_own_interpreter(tmp_path: Path) -> None:
+    """A `python` first on PATH (another venv, the system's) is not the one dtec runs in."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "python").write_text("#!/bin/sh\necho 'the wrong python' >&2\nexit 42\n")
+    (bin_dir / "python").chmod(0o755)
+    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
+    env.pop("PYTHON", None)
+    result = dtec("run", str(TINY), "-o", str(tmp_path / "tiny"), cwd=tmp_path, env=env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"with {sys.executable}" in result.stderr
+
+
 def test_dry_run_prints_the_commands(tmp_path: Path) -> None:
     local = dtec("run", str(TINY), "-t", "local", "-o", str(tmp_path / "l"), "--dry-run", cwd=tmp_path)
     assert local.returncode == 0 and "bash run.sh --resume auto" in local.stdout
