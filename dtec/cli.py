@@ -206,3 +206,4 @@ def main() -> None:
 
 # Job commands live in their own module; importing it registers them on `app`.
 from dtec import cli_jobs as _cli_jobs  # noqa: E402,F401
+from dtec import cli_runs as _cli_runs  # noqa: E402,F401

@@ -1,4 +1,4 @@
-"""CLI commands that build and run jobs: compile, run, graph, schema, targets."""
+"""CLI commands that build jobs: compile, graph, schema, targets (`run` is in cli_runs)."""
 
 from __future__ import annotations
 
@@ -208,35 +208,3 @@ def targets_show(
         _stderr(f"dtec: no machine named `{name}`; {hint}")
         raise typer.Exit(2)
     sys.stdout.write(json.dumps(machine.to_dict(), indent=2) + "\n")
-
-
-@app.command()
-def run(
-    file: Annotated[Path, typer.Argument(help="The blueprint.")],
-    target: TargetOption = "local",
-    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Run folder (default runs/<twin>-<target>).")] = None,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Write nothing; print what would be written and run.")] = False,
-    detach: Annotated[bool, typer.Option("--detach", help="Submit and return at once (Slurm, Kubernetes).")] = False,
-    resume: Annotated[str, typer.Option("--resume", help="`auto` (continue from the last checkpoint), `never`, or a checkpoint path.")] = "auto",
-    force: Annotated[
-        bool, typer.Option("--force", help="Also run in a folder that is not a bundle, or whose run completed.")
-    ] = False,
-    set_: SetOption = None,
-    machines: MachinesOption = None,
-) -> None:
-    """Compile a blueprint into a run folder and run it: locally, on Slurm or on Kubernetes."""
-    from dtec.output import OutputError, finished_run, plan_bundle, write_bundle
-    from dtec.runner import launch
-
-    bundle = _build(file, target, set_, machines)
-    folder = _folder(output, "runs", bundle)
-    with _writing():
-        if finished_run(folder) and not force:
-            hint = "choose another folder with -o, or --force to run again (its results are replaced)"
-            raise OutputError(folder, "its run completed (run/summary.json)", hint)
-        if dry_run:
-            plan_bundle(folder, bundle.files, force=force)
-            _stderr(f"dtec: dry run: would write {folder}/ ({', '.join(bundle.files)}), then run:")
-        else:
-            write_bundle(bundle.files, folder, force=force)
-    raise typer.Exit(launch(bundle, folder, dry_run=dry_run, detach=detach, resume=resume))

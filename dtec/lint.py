@@ -50,7 +50,7 @@ def analyse(
         return FileResult(path, None, tuple(diagnostics))
     program, found = apply_sets(program, list(sets))
     diagnostics += found
-    blueprint, found = check(program, environ)
+    blueprint, found = check(program, environ, targets)
     diagnostics += found
     diagnostics += check_semantics(blueprint, errors_so_far=has_errors(diagnostics))
     plans: dict[str, Plan] = {}

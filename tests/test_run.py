@@ -56,9 +56,9 @@ def test_the_training_runs_in_dtecs_own_interpreter(tmp_path: Path) -> None:
 
 def test_dry_run_prints_the_commands(tmp_path: Path) -> None:
     local = dtec("run", str(TINY), "-t", "local", "-o", str(tmp_path / "l"), "--dry-run", cwd=tmp_path)
-    assert local.returncode == 0 and "bash run.sh --resume auto" in local.stdout
+    assert local.returncode == 0 and "bash run.sh --resume never" in local.stdout  # a new run
     slurm = dtec("run", str(TINY), "-t", "slurm", "-o", str(tmp_path / "s"), "--dry-run", cwd=tmp_path)
-    assert slurm.returncode == 0 and "sbatch --parsable --wait job.sbatch" in slurm.stdout
+    assert slurm.returncode == 0 and "sbatch --parsable job.sbatch" in slurm.stdout
     kube = dtec("run", str(REPO / "blueprints" / "cyclone-detection.twin"), "-t", "kubernetes", "-o", str(tmp_path / "k"), "--dry-run", cwd=tmp_path)
     assert kube.returncode == 0 and "kubectl apply -f job.yaml" in kube.stdout
     for result, folder in ((local, "l"), (slurm, "s"), (kube, "k")):
