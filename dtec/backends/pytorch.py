@@ -5,10 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 from dtec.ir import IR
+from dtec.runs import ir_sha256
 
 
 def train_context(ir: IR) -> dict[str, Any]:
     """Return the context `render_train` places into the training script."""
+    from dtec.compiler import ir_json
+
     train = ir.train
     model = ir.models[train.model]
     data = ir.data[model.input]
@@ -60,4 +63,5 @@ def train_context(ir: IR) -> dict[str, Any]:
         },
         "strategy": {"kind": ir.strategy.kind, "zero": ir.strategy.zero},
         "monitor": ir.monitor.model_dump(),
+        "run": {"ir_sha256": ir_sha256(ir_json(ir))},
     }

@@ -188,6 +188,8 @@ def _script_facts(ctx: Mapping[str, Any]) -> dict:
     title = _TITLES[strategy].format(zero=ctx["strategy"]["zero"])
     return {
         "version": __version__,
+        # The compiled configuration's hash (dtec.runs.ir_sha256): checkpoints resume only under it.
+        "ir_sha256": (ctx.get("run") or {}).get("ir_sha256"),
         "title": f"{title}, {precision}",
         "strategy": strategy,
         "source": ctx["data"]["source"]["kind"],
