@@ -191,20 +191,15 @@ def all_runs() -> list[Run]:
 
 
 def find(ref: str) -> Run:
-    """The run a user named: a folder, an id (or its unique start), or `latest`."""
+    """The run a user named: a folder, an id (or its unique start), or `latest` (the newest here)."""
     path = Path(ref)
     if path.is_dir():
         run = load(path)
         if run is None:
             raise RunError(f"{ref} is not a run folder (it has no run/{RECORD}); `dtec runs` lists the runs")
         return run
-    if ref == LATEST:
-        links = [p for p in ROOT.glob(f"*/*/{LATEST}")]
-        runs = [r for r in (load(p) for p in links) if r is not None]
-        if len(runs) == 1:
-            return runs[0]
-        if runs:
-            raise RunError(f"`latest` is ambiguous here: name the folder, e.g. {links[0]}")
+    if ref == LATEST and all_runs():
+        return all_runs()[-1]
     matches = [r for r in all_runs() if r.id == ref] or [r for r in all_runs() if r.id.startswith(ref)]
     if len(matches) == 1:
         return matches[0]
