@@ -14,7 +14,9 @@ from dtec.cli import app
 from dtec.cli_jobs import MachinesOption, SetOption, _build, _stderr, _writing
 
 FormatOption = Annotated[str, typer.Option("--format", "-f", help="text or json.")]
-RunArgument = Annotated[str, typer.Argument(help="A run id (or its unique start), `latest`, or a run folder.")]
+RunArgument = Annotated[
+    str, typer.Argument(help="A run id (or its unique start), `latest`, or a run folder.")
+]
 
 
 def _format(value: str) -> None:
@@ -38,21 +40,28 @@ def run(
     file: Annotated[Path, typer.Argument(help="The blueprint.")],
     target: Annotated[
         Optional[str],
-        typer.Option("--target", "-t", help="Machine to run on (`dtec targets`; default local, or the resumed run's)."),
+        typer.Option(
+            "--target", "-t", help="Machine (`dtec targets`); default local, or the resumed run's."
+        ),
     ] = None,
     output: Annotated[
-        Optional[Path], typer.Option("--output", "-o", help="Run folder (default runs/<twin>/<target>/<run id>).")
+        Optional[Path],
+        typer.Option("--output", "-o", help="Run folder (default runs/<twin>/<target>/<run id>)."),
     ] = None,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Write nothing; print what would be written and run.")] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Write nothing; print what would be written and run.")
+    ] = False,
     detach: Annotated[
-        bool, typer.Option("--detach", help="Submit, print the run id and job id, and return (Slurm, Kubernetes).")
+        bool,
+        typer.Option("--detach", help="Submit, print the run and job ids (Slurm, Kubernetes)."),
     ] = False,
     resume: Annotated[
         Optional[str],
-        typer.Option("--resume", help="Continue this interrupted run (id or folder) from its last checkpoint."),
+        typer.Option("--resume", help="Continue this interrupted run (id or folder)."),
     ] = None,
     force: Annotated[
-        bool, typer.Option("--force", help="Write into a folder that is not a dtec bundle, replacing files in the way.")
+        bool,
+        typer.Option("--force", help="Write into a folder that is not a bundle, over its files."),
     ] = False,
     set_: SetOption = None,
     machines: MachinesOption = None,
@@ -119,9 +128,9 @@ def runs_(format: FormatOption = "text") -> None:
         return
     header = ("id", "twin", "target", "status", "start", "duration", "final loss", "samples/s")
     table = [header] + [
-        (r["id"], str(r["twin"]), str(r["target"]), r["status"], _when(r["started"]), duration(r["duration_s"]),
-         number(r["final_loss"]) if r["final_loss"] is not None else "-",
-         f"{r['samples_per_s']:,.0f}" if r["samples_per_s"] is not None else "-")
+        (r["id"], str(r["twin"]), str(r["target"]), r["status"], _when(r["started"]),
+         duration(r["duration_s"]), "-" if r["final_loss"] is None else number(r["final_loss"]),
+         "-" if r["samples_per_s"] is None else f"{r['samples_per_s']:,.0f}")
         for r in found
     ]
     widths = [max(len(row[i]) for row in table) for i in range(len(header))]
@@ -130,7 +139,9 @@ def runs_(format: FormatOption = "text") -> None:
 
 
 def _when(stamp: object) -> str:
-    return time.strftime("%Y-%m-%d %H:%M", time.localtime(stamp)) if isinstance(stamp, (int, float)) else "-"
+    if not isinstance(stamp, (int, float)):
+        return "-"
+    return time.strftime("%Y-%m-%d %H:%M", time.localtime(stamp))
 
 
 @app.command()
@@ -166,7 +177,9 @@ def status(run: RunArgument, format: FormatOption = "text") -> None:
 @app.command()
 def logs(
     run: RunArgument,
-    follow: Annotated[bool, typer.Option("--follow", "-F", help="Keep printing while the run goes on.")] = False,
+    follow: Annotated[
+        bool, typer.Option("--follow", "-F", help="Keep printing while the run goes on.")
+    ] = False,
 ) -> None:
     """Print a run's output: the launcher's log, the Slurm job's logs, or its pods' logs."""
     import subprocess
@@ -177,7 +190,8 @@ def logs(
     found = _find(run)
     job = found.job or {}
     if job.get("kind") == "kubernetes":
-        command = ["kubectl", "logs", "-n", str(job["namespace"]), str(job["resource"]), "--all-containers"]
+        where = ["-n", str(job["namespace"]), str(job["resource"])]
+        command = ["kubectl", "logs", *where, "--all-containers"]
         raise typer.Exit(subprocess.call(command + (["--follow"] if follow else [])))
     positions: dict[Path, int] = {}
     while True:
@@ -193,7 +207,7 @@ def logs(
 
 @app.command()
 def cancel(run: RunArgument, format: FormatOption = "text") -> None:
-    """Stop a run: locally its ranks checkpoint first; on Slurm scancel, on Kubernetes kubectl delete."""
+    """Stop a run: locally its ranks checkpoint first; on Slurm scancel; kubectl delete."""
     from dtec.runs import RunError
     from dtec.runs import cancel as stop
 
@@ -207,4 +221,4 @@ def cancel(run: RunArgument, format: FormatOption = "text") -> None:
     if format == "json":
         sys.stdout.write(json.dumps({"run": found.id, "cancelled": True, "how": done}) + "\n")
     else:
-        typer.echo(f"dtec: {done}; `{found.resume_command()}` continues it from its last checkpoint")
+        typer.echo(f"dtec: {done}; `{found.resume_command()}` continues it")

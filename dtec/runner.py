@@ -29,9 +29,10 @@ _INTERRUPTED = 130
 _PR_SET_PDEATHSIG = 1
 
 
-def launch(bundle, folder: Path, run: runs.Run | None, *, detach: bool = False, resuming: bool = False,
-           fmt: str = "text") -> int:
-    """Start the bundle in `folder` (`run` is its record; None: print the commands); return the exit code."""
+def launch(
+    bundle, folder: Path, run: runs.Run | None, *, detach=False, resuming=False, fmt="text"
+) -> int:
+    """Start the bundle in `folder` (`run`: its record; None: print the commands); return a code."""
     scheduler = bundle.ir.target.scheduler
     if scheduler == "local":
         return _local(folder, run, resuming)
@@ -59,7 +60,8 @@ def _local(folder: Path, run: runs.Run | None, resuming: bool) -> int:
     # continues from its newest checkpoint.
     command = ["bash", "run.sh", "--resume", "auto" if resuming else "never"]
     if run is None:
-        print(f"cd {shlex.quote(str(folder))} && PYTHON={shlex.quote(sys.executable)} {shlex.join(command)}")
+        python = shlex.quote(sys.executable)
+        print(f"cd {shlex.quote(str(folder))} && PYTHON={python} {shlex.join(command)}")
         return 0
     # The training runs in dtec's own interpreter, not whichever `python` comes first on PATH
     # (dtec installed with pipx, or called by its venv's path without activating it). A planned
@@ -68,12 +70,14 @@ def _local(folder: Path, run: runs.Run | None, resuming: bool) -> int:
     _say(f"dtec: run {run.id}: running {folder}/run.sh with {sys.executable}")
     log_path = run.outputs / "logs" / "launcher.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    pipes = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "text": True, "errors": "replace"}
+    pipes = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE}
     with log_path.open("a") as log, subprocess.Popen(
-        command, cwd=folder, env=env, preexec_fn=_detach_from_terminal, **pipes
+        command, cwd=folder, env=env, preexec_fn=_detach_from_terminal, text=True, errors="replace",
+        **pipes,
     ) as process:
-        runs.add_launch(run, kind="local", pid=process.pid, pid_start=runs.process_start(process.pid),
-                        host=socket.gethostname())
+        started = runs.process_start(process.pid)
+        host = socket.gethostname()
+        runs.add_launch(run, kind="local", pid=process.pid, pid_start=started, host=host)
         relay = _Relay(process, log)
         interrupted = _wait(process, run)
         relay.join()
@@ -88,14 +92,14 @@ def _local(folder: Path, run: runs.Run | None, resuming: bool) -> int:
     if status in ("completed", "preempted"):
         print_summary(run)
     if status == "preempted":
-        _say(f"dtec: run {run.id} stopped with a checkpoint; resume it with `{run.resume_command()}`")
+        _say(f"dtec: run {run.id} stopped with a checkpoint; `{run.resume_command()}` resumes it")
         return code or _PREEMPTED
     if code == 0:
         return 0
     if not relay.reported:
         _say(f"dtec: the training exited with code {code}; its output is above and in {log_path}")
     else:
-        _say(f"dtec: the training failed (exit code {code}); the rest of its output is in {log_path}")
+        _say(f"dtec: the training failed (exit code {code}); the rest of its output: {log_path}")
     return code
 
 
@@ -124,8 +128,8 @@ def _wait(process: subprocess.Popen, run: runs.Run) -> bool:
             interrupts += 1
             _Relay.quiet.set()  # what the launcher says while stopping goes to its log only
             if interrupts == 1:
-                _say(f"dtec: stopping: the ranks save a checkpoint first (Ctrl-C again stops at once); "
-                     f"resume with `{run.resume_command()}`")
+                _say("dtec: stopping: the ranks save a checkpoint first (Ctrl-C again stops at "
+                     f"once); resume with `{run.resume_command()}`")
                 runs.stop_local(process.pid, hard=False)
             else:
                 _say("dtec: stopped at once, without a checkpoint")
@@ -147,10 +151,8 @@ class _Relay:
         self._lock = threading.Lock()
         self._log = log
         type(self).quiet.clear()
-        self._threads = [
-            threading.Thread(target=self._copy, args=(process.stdout, sys.stdout, False), daemon=True),
-            threading.Thread(target=self._copy, args=(process.stderr, sys.stderr, True), daemon=True),
-        ]
+        pairs = ((process.stdout, sys.stdout, False), (process.stderr, sys.stderr, True))
+        self._threads = [threading.Thread(target=self._copy, args=a, daemon=True) for a in pairs]
         for thread in self._threads:
             thread.start()
 
@@ -194,14 +196,15 @@ def _slurm(folder: Path, run: runs.Run | None, detach: bool, fmt: str) -> int:
         _say(_still_running(run, f"Slurm job {job}"))
         return _INTERRUPTED
     current = runs.state(run)
-    _say(f"dtec: job {job} {current.status}" + (f" ({final.detail})" if final and current.status != "completed" else ""))
+    why = f" ({final.detail})" if final and current.status != "completed" else ""
+    _say(f"dtec: job {job} {current.status}{why}")
     if run.summary() is not None and current.status in ("completed", "preempted"):
         print_summary(run)
     return 0 if current.status == "completed" else 1
 
 
 def _watch_slurm(logs: Path, job: str) -> runs.State | None:
-    """Say the job's state as it changes (pending and why, running), and stream its logs; return its end."""
+    """Say the job's state when it changes (pending and why, running), stream its logs."""
     positions: dict[Path, int] = {}
     shown, last = "", None
     while True:
@@ -242,7 +245,8 @@ def print_growth(paths: list[Path], positions: dict[Path, int]) -> None:
 
 def _still_running(run: runs.Run, what: str) -> str:
     return (f"dtec: detached: {what} still runs; follow it with `dtec logs {run.id} --follow`, "
-            f"stop it with `dtec cancel {run.id}`, and once stopped continue it with `{run.resume_command()}`")
+            f"stop it with `dtec cancel {run.id}`, and once stopped continue it with "
+            f"`{run.resume_command()}`")
 
 
 def _detached(run: runs.Run, job: str, fmt: str) -> None:
@@ -251,7 +255,8 @@ def _detached(run: runs.Run, job: str, fmt: str) -> None:
         print(json.dumps({"run": run.id, "job": job, "folder": str(run.folder)}))
     else:
         print(f"{run.id} {job}")
-    _say(f"dtec: follow it with `dtec logs {run.id} --follow`; `dtec status {run.id}`; `dtec cancel {run.id}`")
+    _say(f"dtec: see it with `dtec status {run.id}`, `dtec logs {run.id} --follow`; "
+         f"stop it with `dtec cancel {run.id}`")
 
 
 # ---- Kubernetes ------------------------------------------------------------------------------
@@ -266,7 +271,8 @@ def _kubernetes(folder: Path, run: runs.Run | None, job_yaml: str, detach: bool,
         commands.insert(0, ["kubectl", "delete", "-n", namespace, "--ignore-not-found", resource])
     if not detach:
         condition = "complete" if resource.startswith("job/") else "Succeeded"
-        commands.append(["kubectl", "wait", "-n", namespace, f"--for=condition={condition}", f"--timeout={walltime_s}s", resource])
+        commands.append(["kubectl", "wait", "-n", namespace, f"--for=condition={condition}",
+                         f"--timeout={walltime_s}s", resource])
     if run is None:
         for command in commands:
             print(f"cd {shlex.quote(str(folder))} && {shlex.join(command)}")

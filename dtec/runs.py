@@ -68,7 +68,9 @@ class Run:
 
     def checkpoints(self) -> list[Path]:
         folder = self.outputs / "checkpoints"
-        return sorted(p for p in folder.glob("step-*") if not p.name.startswith(".")) if folder.is_dir() else []
+        if not folder.is_dir():
+            return []
+        return sorted(p for p in folder.glob("step-*") if not p.name.startswith("."))
 
     def resume_command(self) -> str:
         blueprint = self.record.get("blueprint", {}).get("path", "<blueprint>")
@@ -76,7 +78,7 @@ class Run:
 
 
 def new_id() -> str:
-    """A run id: when it started (sorts by time), and four hex digits apart from a run that same second."""
+    """A run id: when it started (so ids sort by time), and four hex digits for the same second."""
     return time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(2)
 
 
@@ -92,7 +94,9 @@ _NOT_CONFIGURATION = ("dtec_version", "estimate", "decisions")
 def configuration(ir_json: str) -> dict:
     """The IR without what does not change the training (see _NOT_CONFIGURATION)."""
     ir = json.loads(ir_json)
-    return {k: v for k, v in ir.items() if k not in _NOT_CONFIGURATION} if isinstance(ir, dict) else {}
+    if not isinstance(ir, dict):
+        return {}
+    return {k: v for k, v in ir.items() if k not in _NOT_CONFIGURATION}
 
 
 def ir_sha256(ir_json: str) -> str:
@@ -152,15 +156,18 @@ def _index(run: Run, bundle) -> None:
         raise OutputError(latest, exc.strerror or str(exc)) from None
 
 
+def _tool(command: list[str]) -> subprocess.CompletedProcess:
+    """Run a scheduler's or git's command, its output captured (OSError, SubprocessError pass)."""
+    return subprocess.run(command, capture_output=True, text=True, timeout=_TOOL_TIMEOUT_S)
+
+
 def git_commit(folder: Path) -> str | None:
     """The commit checked out in the git repository holding `folder` (`+dirty` if changed)."""
     try:
-        head = subprocess.run(["git", "-C", str(folder), "rev-parse", "HEAD"], capture_output=True,
-                              text=True, timeout=_TOOL_TIMEOUT_S)
+        head = _tool(["git", "-C", str(folder), "rev-parse", "HEAD"])
         if head.returncode != 0:
             return None
-        dirty = subprocess.run(["git", "-C", str(folder), "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True, timeout=_TOOL_TIMEOUT_S)
+        dirty = _tool(["git", "-C", str(folder), "status", "--porcelain", "--untracked-files=no"])
     except (OSError, subprocess.SubprocessError):
         return None
     return head.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
@@ -191,21 +198,22 @@ def all_runs() -> list[Run]:
 
 
 def find(ref: str) -> Run:
-    """The run a user named: a folder, an id (or its unique start), or `latest` (the newest here)."""
+    """The run a user named: a folder, an id (or its unique start), `latest` (the newest here)."""
     path = Path(ref)
     if path.is_dir():
         run = load(path)
         if run is None:
-            raise RunError(f"{ref} is not a run folder (it has no run/{RECORD}); `dtec runs` lists the runs")
+            raise RunError(f"{ref} is not a run folder (no run/{RECORD}); `dtec runs` lists runs")
         return run
     if ref == LATEST and all_runs():
         return all_runs()[-1]
-    matches = [r for r in all_runs() if r.id == ref] or [r for r in all_runs() if r.id.startswith(ref)]
+    known = all_runs()
+    matches = [r for r in known if r.id == ref] or [r for r in known if r.id.startswith(ref)]
     if len(matches) == 1:
         return matches[0]
     if matches:
         raise RunError(f"run `{ref}` is ambiguous: {', '.join(r.id for r in matches[:5])}")
-    raise RunError(f"no run `{ref}` under {ROOT}/ here; `dtec runs` lists the runs, or name its folder")
+    raise RunError(f"no run `{ref}` under {ROOT}/ here; `dtec runs` lists them, or name its folder")
 
 
 def changes(old: object, new: object, prefix: str = "") -> list[str]:
@@ -222,7 +230,7 @@ def changes(old: object, new: object, prefix: str = "") -> list[str]:
 
 
 def check_unused(folder: Path, blueprint: Path) -> None:
-    """Refuse a folder that holds a run: a finished one is never written over, an interrupted one is resumed."""
+    """Refuse a folder that holds a run: finished or interrupted, it is never written over."""
     outputs = folder / "run"
     try:
         held = outputs.is_dir() and any(outputs.iterdir())
@@ -231,22 +239,29 @@ def check_unused(folder: Path, blueprint: Path) -> None:
     if not held:
         return
     if finished_run(folder):
-        raise OutputError(folder, "its run completed (run/summary.json)",
-                          "choose another folder, or leave out -o: every run gets a folder of its own")
-    raise OutputError(folder, "it holds a run (run/)",
-                      f"continue it with `dtec run {shlex.quote(str(blueprint))} --resume {shlex.quote(str(folder))}`, "
-                      "or choose another folder")
+        raise OutputError(
+            folder,
+            "its run completed (run/summary.json)",
+            "choose another folder, or leave out -o: every run gets a folder of its own",
+        )
+    command = f"dtec run {shlex.quote(str(blueprint))} --resume {shlex.quote(str(folder))}"
+    raise OutputError(
+        folder, "it holds a run (run/)", f"continue it with `{command}`, or choose another folder"
+    )
 
 
 def check_resumable(run: Run, bundle) -> None:
     """Refuse to resume a run that is running or finished, or under another configuration."""
     current = state(run)
     if current.active:
-        raise RunError(f"it is still {current.status} ({current.detail}); `dtec logs {run.id} --follow` follows it")
+        raise RunError(
+            f"it is still {current.status} ({current.detail}); `dtec logs {run.id} -F` shows it"
+        )
     if current.status == "completed":
         raise RunError("it completed; run the blueprint again without --resume for a new run")
     if bundle.ir.target.name != run.record.get("target"):
-        raise RunError(f"it ran on `{run.record.get('target')}`, not `{bundle.ir.target.name}`; leave out -t")
+        ran = run.record.get("target")
+        raise RunError(f"it ran on `{ran}`, not `{bundle.ir.target.name}`; leave out -t")
     if run.record.get("ir_sha256") == ir_sha256(bundle.files["ir.json"]):
         return
     try:
@@ -266,7 +281,7 @@ def check_resumable(run: Run, bundle) -> None:
 # ---- what the scheduler says -----------------------------------------------------------------
 @dataclass(frozen=True)
 class State:
-    """A run's status (pending, running, completed, preempted, failed, cancelled, stopped), and why."""
+    """A run's status (pending, running, completed, preempted, failed, cancelled, ...), and why."""
 
     status: str
     detail: str = ""
@@ -286,11 +301,14 @@ def state(run: Run) -> State:
         if said:
             return State(said, error)
         code = job.get("exit_code")
-        return State("failed" if code else "stopped", f"exit code {code}" if code else "the launcher is gone (killed?)")
+        if code:
+            return State("failed", f"exit code {code}")
+        return State("stopped", "the launcher is gone (killed?)")
     found = slurm_state(str(job.get("job_id"))) if job.get("kind") == "slurm" else kube_state(job)
     if found is not None and (found.active or found.status == "cancelled" or not said):
         return found
-    return State(said or "unknown", error or (found.detail if found else "the scheduler no longer knows the job"))
+    forgotten = found.detail if found else "the scheduler no longer knows the job"
+    return State(said or "unknown", error or forgotten)
 
 
 def _fresh(run: Run, job: dict) -> bool:
@@ -326,8 +344,7 @@ def process_start(pid: int) -> str | None:
 def slurm_state(job: str) -> State | None:
     """What `scontrol show job` says (None once Slurm has forgotten the job)."""
     try:
-        shown = subprocess.run(["scontrol", "show", "job", job, "--oneliner"], capture_output=True,
-                               text=True, timeout=_TOOL_TIMEOUT_S)
+        shown = _tool(["scontrol", "show", "job", job, "--oneliner"])
     except (OSError, subprocess.SubprocessError):
         return None
     fields = dict(w.split("=", 1) for w in shown.stdout.split() if "=" in w)
@@ -342,21 +359,25 @@ def slurm_state(job: str) -> State | None:
         return State(_SLURM_ACTIVE[raw], detail, True)
     exit_code = fields.get("ExitCode", "")
     status = {"COMPLETED": "completed", "CANCELLED": "cancelled"}.get(raw, "failed")
-    return State(status, f"{detail}, Slurm state {raw}" + (f", exit code {exit_code}" if exit_code not in ("", "0:0") else ""))
+    if exit_code not in ("", "0:0"):
+        raw += f", exit code {exit_code}"
+    return State(status, f"{detail}, Slurm state {raw}")
 
 
 def kube_state(job: dict) -> State | None:
     """What `kubectl get` says of the run's Job or PyTorchJob (None: not reachable or gone)."""
     try:
-        shown = subprocess.run(["kubectl", "get", "-n", str(job.get("namespace")), str(job.get("resource")),
-                                "-o", "json"], capture_output=True, text=True, timeout=_TOOL_TIMEOUT_S)
+        shown = _tool(["kubectl", "get", "-n", str(job.get("namespace")), str(job.get("resource")),
+                       "-o", "json"])
         body = json.loads(shown.stdout) if shown.returncode == 0 else None
     except (OSError, subprocess.SubprocessError, ValueError):
         return None
     if not isinstance(body, dict):
         return None
     status = body.get("status") or {}
-    conditions = {c.get("type"): c for c in status.get("conditions") or [] if c.get("status") == "True"}
+    conditions = {
+        c.get("type"): c for c in status.get("conditions") or [] if c.get("status") == "True"
+    }
     name = str(job.get("resource"))
     for kind, said in (("Complete", "completed"), ("Succeeded", "completed"), ("Failed", "failed")):
         if kind in conditions:
@@ -376,13 +397,13 @@ def cancel(run: Run) -> str:
     kind = job.get("kind")
     if kind == "local":
         stop_local(int(job["pid"]), hard=False)
-        return f"asked run {run.id} (pid {job['pid']}) to stop: its ranks save a checkpoint, then stop"
+        return f"asked run {run.id} (pid {job['pid']}) to stop: its ranks checkpoint, then stop"
     if kind == "slurm":
         command = ["scancel", str(job["job_id"])]
     else:
         command = ["kubectl", "delete", "-n", str(job["namespace"]), str(job["resource"])]
     try:
-        done = subprocess.run(command, capture_output=True, text=True, timeout=_TOOL_TIMEOUT_S)
+        done = _tool(command)
     except (OSError, subprocess.SubprocessError) as exc:
         raise RunError(f"`{shlex.join(command)}` failed: {exc}") from None
     if done.returncode != 0:
@@ -391,7 +412,7 @@ def cancel(run: Run) -> str:
 
 
 def stop_local(pid: int, *, hard: bool) -> None:
-    """Stop a local launch: its ranks checkpoint and stop (SIGTERM), or everything dies now (SIGKILL).
+    """Stop a local launch: its ranks checkpoint and stop (SIGTERM), or all dies now (SIGKILL).
 
     The ranks themselves get SIGTERM, not torchrun: torchrun would report a stop it was told of
     as a failure, and kill ranks still writing their checkpoint 30 s later.
@@ -452,6 +473,8 @@ def describe(run: Run) -> dict:
     final = summary.get("final") if isinstance(summary.get("final"), dict) else {}
     started = run.record.get("started")
     ended = _mtime(run.outputs / "summary.json") if not current.active else None
+    timed, active = isinstance(started, (int, float)), current.active
+    resumable = current.status in ("preempted", "stopped", "cancelled", "failed", "unknown")
     return {
         "id": run.id,
         "twin": run.record.get("twin"),
@@ -461,12 +484,12 @@ def describe(run: Run) -> dict:
         "folder": str(run.folder),
         "job": _job_name(run.job),
         "started": started,
-        "duration_s": (ended or time.time()) - started if isinstance(started, (int, float)) and (ended or current.active) else None,
+        "duration_s": (ended or time.time()) - started if timed and (ended or active) else None,
         "steps": summary.get("steps"),
         "total_steps": summary.get("total_steps"),
         "final_loss": final.get("train_loss"),
         "samples_per_s": summary.get("samples_per_s"),
-        "resume": run.resume_command() if current.status in ("preempted", "stopped", "cancelled") and run.checkpoints() else None,
+        "resume": run.resume_command() if resumable and run.checkpoints() else None,
     }
 
 

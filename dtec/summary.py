@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 # The one throughput dtec shows, and what it means.
-THROUGHPUT = "training samples / wall time of this session, setup and evaluation included, all ranks"
+THROUGHPUT = "training samples / this session's wall time (setup, evaluation included), all ranks"
 
 
 def duration(seconds: float | None) -> str:
@@ -57,15 +57,21 @@ def rows(summary: dict) -> list[tuple[str, str]]:
     """The lines of a summary table: what, value."""
     final = summary.get("final") if isinstance(summary.get("final"), dict) else {}
     ranks = summary.get("world_size")
+    epochs = _count(summary.get("epochs"), "epoch")
+    training = duration(summary.get("train_time"))
     out = [
         ("status", str(summary.get("status"))),
         ("run", f"{summary.get('twin')}: {summary.get('strategy')}, {_count(ranks, 'rank')} "
                 f"on {summary.get('device')}, {summary.get('precision')}"),
-        ("steps", f"{summary.get('steps')} of {summary.get('total_steps')} ({_count(summary.get('epochs'), 'epoch')})"),
-        ("time", f"{duration(summary.get('total_time'))} (training {duration(summary.get('train_time'))})"),
+        ("steps", f"{summary.get('steps')} of {summary.get('total_steps')} ({epochs})"),
+        ("time", f"{duration(summary.get('total_time'))} (training {training})"),
         ("throughput", f"{rate(summary.get('samples_per_s'))} ({THROUGHPUT})"),
     ]
-    losses = [f"{k.replace('_', ' ')} {number(v)}" for k, v in final.items() if k.endswith(("loss", "accuracy"))]
+    losses = [
+        f"{k.replace('_', ' ')} {number(v)}"
+        for k, v in final.items()
+        if k.endswith(("loss", "accuracy"))
+    ]
     if losses:
         out.append(("final", ", ".join(losses)))
     if "peak_mem" in final:

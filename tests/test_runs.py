@@ -1,5 +1,5 @@
 """Runs a user can trust: a folder per run, explicit resume of the same configuration only, clean
-interrupts, no orphaned ranks, and `dtec runs/status/logs/cancel` for local, Slurm and Kubernetes."""
+interrupts, no orphaned ranks, and `dtec runs/status/logs/cancel` on local, Slurm and Kubernetes."""
 
 from __future__ import annotations
 
@@ -22,8 +22,13 @@ WAIT_S = 120
 
 
 def dtec(*args: str, cwd: Path, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "dtec", *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=600, env=env)
+    command = [sys.executable, "-m", "dtec", *args]
+    return subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=600, env=env)
+
+
+def status_of(run_id: str, cwd: Path, env: dict | None = None) -> str:
+    """What `dtec status RUN --format json` says the run's status is."""
+    return json.loads(dtec("status", run_id, "--format", "json", cwd=cwd, env=env).stdout)["status"]
 
 
 def start(*args: str, cwd: Path) -> subprocess.Popen:
@@ -41,27 +46,32 @@ def until(condition, what: str, timeout: float = WAIT_S):
     return found
 
 
+def run_folders(cwd: Path) -> list[Path]:
+    return [p for p in (cwd / "runs").glob("*/*/*") if p.name != "latest"]
+
+
 def the_run(cwd: Path) -> Path:
     """The folder of the only run under runs/ in `cwd`."""
-    found = [p for p in (cwd / "runs").glob("*/*/*") if p.name != "latest"]
+    found = run_folders(cwd)
     assert len(found) == 1, found
     return found[0]
 
 
 def training(cwd: Path) -> Path:
     """Wait until the run in `cwd` has trained a few steps; return its folder."""
-    folder = until(lambda: (cwd / "runs").is_dir() and [p for p in (cwd / "runs").glob("*/*/*") if p.name != "latest"], "run folder")[0]
+    folder = until(lambda: run_folders(cwd), "run folder")[0]
     metrics = folder / "run" / "metrics.jsonl"
     until(lambda: metrics.is_file() and metrics.stat().st_size > 0, "training step")
     return folder
 
 
 def ranks(folder: Path) -> list[int]:
-    """The training ranks of the run in `folder`: processes there that torchrun gave a LOCAL_RANK."""
+    """The training ranks of the run in `folder`: processes there that have a LOCAL_RANK."""
     found = []
     for proc in Path("/proc").glob("[0-9]*"):
         try:
-            if Path(os.readlink(proc / "cwd")) == folder.resolve() and b"LOCAL_RANK=" in (proc / "environ").read_bytes():
+            here = Path(os.readlink(proc / "cwd")) == folder.resolve()
+            if here and b"LOCAL_RANK=" in (proc / "environ").read_bytes():
                 found.append(int(proc.name))
         except OSError:
             continue
@@ -100,7 +110,7 @@ def test_killing_the_launcher_leaves_no_rank_running(tmp_path: Path, victim: str
 
 
 @pytest.mark.slow
-def test_ctrl_c_checkpoints_says_how_to_resume_and_resume_continues_only_the_same_configuration(tmp_path: Path) -> None:
+def test_ctrl_c_checkpoints_and_resume_continues_the_same_configuration(tmp_path: Path) -> None:
     process = start("run", str(TINY), *LONG, cwd=tmp_path)
     try:
         folder = training(tmp_path)
@@ -124,12 +134,13 @@ def test_ctrl_c_checkpoints_says_how_to_resume_and_resume_continues_only_the_sam
     assert "train.epochs (1000 -> 5)" in changed.stderr and "without --resume" in changed.stderr
     assert len(json.loads((folder / "run" / "run.json").read_text())["launches"]) == 1
 
-    # The same configuration continues from the checkpoint, in the same folder; `dtec cancel` stops it.
+    # The same configuration continues from the checkpoint, in its folder; `dtec cancel` stops it.
     resumed = start("run", str(TINY), "--resume", run_id, cwd=tmp_path)
     try:
         until(lambda: "resumed from" in (tmp_path / "dtec.out").read_text(), "resume")
         status = json.loads(dtec("status", run_id, "--format", "json", cwd=tmp_path).stdout)
-        assert status["status"] == "running" and status["folder"] == str(folder.relative_to(tmp_path))
+        assert status["status"] == "running"
+        assert status["folder"] == str(folder.relative_to(tmp_path))
         assert dtec("cancel", run_id, cwd=tmp_path).returncode == 0
         assert resumed.wait(timeout=WAIT_S) != 0
     finally:
@@ -141,7 +152,7 @@ def test_ctrl_c_checkpoints_says_how_to_resume_and_resume_continues_only_the_sam
 
 
 @pytest.mark.slow
-def test_each_run_has_its_own_folder_and_a_finished_one_is_never_written_over(tmp_path: Path) -> None:
+def test_each_run_has_its_own_folder_and_none_is_written_over(tmp_path: Path) -> None:
     first = dtec("run", str(TINY), cwd=tmp_path)
     assert first.returncode == 0, first.stderr
     folder = the_run(tmp_path)
@@ -152,7 +163,8 @@ def test_each_run_has_its_own_folder_and_a_finished_one_is_never_written_over(tm
     folders = sorted(p.name for p in (tmp_path / "runs" / "tiny-mlp" / "local").iterdir())
     assert len(folders) == 3 and "latest" in folders, folders  # two runs and `latest`
     latest = (tmp_path / "runs" / "tiny-mlp" / "local" / "latest").resolve()
-    assert latest != folder.resolve() and json.loads((latest / "run" / "summary.json").read_text())["epochs"] == 2
+    assert latest != folder.resolve()
+    assert json.loads((latest / "run" / "summary.json").read_text())["epochs"] == 2
     listed = json.loads(dtec("runs", "--format", "json", cwd=tmp_path).stdout)
     assert [r["status"] for r in listed] == ["completed", "completed"]
     again = dtec("run", str(TINY), "--resume", listed[0]["id"], cwd=tmp_path)
@@ -162,7 +174,8 @@ def test_each_run_has_its_own_folder_and_a_finished_one_is_never_written_over(tm
     assert record["inputs"]["target"] == "local" and record["inputs"]["sets"] == []
     assert len(record["inputs"]["blueprint_sha256"]) == 64 and record["inputs"]["dtec_version"]
     assert isinstance(record["total_time"], float)
-    assert " s (training " in first.stderr and "samples/s" in first.stderr and "n/a (no GPU)" in first.stderr
+    for said in (" s (training ", "samples/s (", "n/a (no GPU)", "MiB per rank"):
+        assert said in first.stderr
     logs = dtec("logs", listed[0]["id"], cwd=tmp_path)
     assert "epoch 1/1 done" in logs.stdout
 
@@ -181,7 +194,8 @@ def test_resume_names_a_run_that_exists(tmp_path: Path) -> None:
 
 def test_an_unset_env_in_another_target_does_not_stop_this_one(tmp_path: Path) -> None:
     blueprint = tmp_path / "e.twin"
-    blueprint.write_text(TINY.read_text() + '\ntarget "juwels" {\n  account = env("DTEC_NO_SUCH_ACCOUNT")\n}\n')
+    other = 'target "juwels" {\n  account = env("DTEC_NO_SUCH_ACCOUNT")\n}\n'
+    blueprint.write_text(TINY.read_text() + "\n" + other)
     env = {k: v for k, v in os.environ.items() if k != "DTEC_NO_SUCH_ACCOUNT"}
     assert dtec("lint", str(blueprint), "-t", "local", cwd=tmp_path, env=env).returncode == 0
     compiled = dtec("compile", str(blueprint), "-o", str(tmp_path / "b"), cwd=tmp_path, env=env)
@@ -195,11 +209,11 @@ def test_an_unset_env_in_another_target_does_not_stop_this_one(tmp_path: Path) -
 def test_the_summary_is_said_in_human_units() -> None:
     from dtec.summary import rows
 
-    summary = {"status": "completed", "twin": "t", "strategy": "ddp", "world_size": 2, "device": "cpu",
-               "precision": "fp32", "epochs": 3, "steps": 84, "total_steps": 84, "total_time": 0.6821,
-               "train_time": 150.0, "samples_per_s": 5254.2,
-               "final": {"train_loss": 0.0123, "val_loss": 0.015, "throughput": 10330.0, "peak_mem": 358580224,
-                         "energy": {"available": False, "reason": "monitor.energy is off"}}}
+    final = {"train_loss": 0.0123, "val_loss": 0.015, "throughput": 10330.0, "peak_mem": 358580224,
+             "energy": {"available": False, "reason": "monitor.energy is off"}}
+    summary = {"status": "completed", "twin": "t", "strategy": "ddp", "world_size": 2,
+               "device": "cpu", "precision": "fp32", "epochs": 3, "steps": 84, "total_steps": 84,
+               "total_time": 0.6821, "train_time": 150.0, "samples_per_s": 5254.2, "final": final}
     said = dict(rows(summary))
     assert said["time"] == "0.68 s (training 2.5 min)"
     assert said["throughput"].startswith("5,254 samples/s (")  # one throughput, with its definition
@@ -222,13 +236,14 @@ def test_kubernetes_runs_are_listed_followed_and_cancelled_with_kubectl(tmp_path
     (bin_dir / "kubectl").write_text(STUB_KUBECTL)
     (bin_dir / "kubectl").chmod(0o755)
     calls = tmp_path / "calls"
-    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "KUBECTL_CALLS": str(calls)}
-    submitted = dtec("run", str(KUBE), "-t", "kubernetes", "--detach", "--format", "json", cwd=tmp_path, env=env)
+    path = f"{bin_dir}{os.pathsep}{os.environ['PATH']}"
+    env = {**os.environ, "PATH": path, "KUBECTL_CALLS": str(calls)}
+    detach = ("--detach", "--format", "json")
+    submitted = dtec("run", str(KUBE), "-t", "kubernetes", *detach, cwd=tmp_path, env=env)
     assert submitted.returncode == 0, submitted.stderr
     said = json.loads(submitted.stdout)
     assert said["job"] == "ml-team/job/flood-forecast-v2" and said["run"]
-    status = json.loads(dtec("status", said["run"], "--format", "json", cwd=tmp_path, env=env).stdout)
-    assert status["status"] == "running"
+    assert status_of(said["run"], tmp_path, env) == "running"
     assert "epoch 1/1 done" in dtec("logs", said["run"], cwd=tmp_path, env=env).stdout
     assert dtec("cancel", said["run"], cwd=tmp_path, env=env).returncode == 0
     assert calls.read_text().splitlines() == [
@@ -241,22 +256,27 @@ def test_kubernetes_runs_are_listed_followed_and_cancelled_with_kubectl(tmp_path
 
 
 def slurm_state(job: str) -> str:
-    shown = subprocess.run(["squeue", "-h", "-j", job, "-o", "%T"], capture_output=True, text=True, timeout=30)
+    command = ["squeue", "-h", "-j", job, "-o", "%T"]
+    shown = subprocess.run(command, capture_output=True, text=True, timeout=30)
     return shown.stdout.strip()
 
 
 @pytest.mark.slurm
 @pytest.mark.slow
-def test_a_slurm_run_says_it_is_pending_detaches_on_ctrl_c_and_is_cancelled(slurm: str, tmp_path: Path) -> None:
-    # A job holding the node's CPUs keeps the run pending: dtec says so, and why, instead of silence.
-    blocker = subprocess.run(["sbatch", "--parsable", f"--partition={slurm}", "--cpus-per-task=2",
-                              "--output=/dev/null", "--wrap", "sleep 300"], capture_output=True, text=True, timeout=60)
+def test_a_slurm_run_says_pending_and_detaches_on_ctrl_c(slurm: str, tmp_path: Path) -> None:
+    # A job holding the node's CPUs keeps the run pending: dtec says so, and why, not silence.
+    block = ["sbatch", "--parsable", f"--partition={slurm}", "--cpus-per-task=2",
+             "--output=/dev/null", "--wrap", "sleep 300"]
+    blocker = subprocess.run(block, capture_output=True, text=True, timeout=60)
     blocker_id = blocker.stdout.strip().split(";")[0]
     job = ""
-    process = start("run", str(TINY), "-t", "slurm", *LONG, "--set", f'target.slurm.partition="{slurm}"', cwd=tmp_path)
+    partition = ("--set", f'target.slurm.partition="{slurm}"')
+    process = start("run", str(TINY), "-t", "slurm", *LONG, *partition, cwd=tmp_path)
     try:
-        until(lambda: re.search(r"job pending \(job \d+, \w+", (tmp_path / "dtec.err").read_text()), "pending reason")
-        job = json.loads((the_run(tmp_path) / "run" / "run.json").read_text())["launches"][-1]["job_id"]
+        said = re.compile(r"job pending \(job \d+, \w+")
+        until(lambda: said.search((tmp_path / "dtec.err").read_text()), "pending reason")
+        record = json.loads((the_run(tmp_path) / "run" / "run.json").read_text())
+        job = record["launches"][-1]["job_id"]
         subprocess.run(["scancel", blocker_id], timeout=30)
         until(lambda: slurm_state(job) == "RUNNING", "running job")
         process.send_signal(signal.SIGINT)
@@ -265,11 +285,11 @@ def test_a_slurm_run_says_it_is_pending_detaches_on_ctrl_c_and_is_cancelled(slur
         assert "still runs" in err.splitlines()[-1] and "dtec cancel" in err.splitlines()[-1]
         assert slurm_state(job) == "RUNNING"  # detached, not stopped
         run_id = the_run(tmp_path).name
-        assert json.loads(dtec("status", run_id, "--format", "json", cwd=tmp_path).stdout)["status"] == "running"
+        assert status_of(run_id, tmp_path) == "running"
         cancelled = dtec("cancel", run_id, cwd=tmp_path)
         assert cancelled.returncode == 0, cancelled.stderr
         until(lambda: slurm_state(job) == "", "end of the cancelled job")
-        assert json.loads(dtec("status", run_id, "--format", "json", cwd=tmp_path).stdout)["status"] == "cancelled"
+        assert status_of(run_id, tmp_path) == "cancelled"
     finally:
         kill_all([process.pid])
         subprocess.run(["scancel", blocker_id, *([job] if job else [])], timeout=30)
@@ -287,6 +307,6 @@ def test_detach_prints_the_run_and_job_as_json(slurm: str, tmp_path: Path) -> No
         until(lambda: slurm_state(said["job"]) == "", "end of the job")
         follow = dtec("logs", said["run"], "--follow", cwd=tmp_path)
         assert "epoch 1/1 done" in follow.stdout
-        assert json.loads(dtec("status", said["run"], "--format", "json", cwd=tmp_path).stdout)["status"] == "completed"
+        assert status_of(said["run"], tmp_path) == "completed"
     finally:
         subprocess.run(["scancel", said["job"]], timeout=30)

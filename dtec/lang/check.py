@@ -48,7 +48,9 @@ def check(
 
 
 class _Checker:
-    def __init__(self, blueprint: Blueprint, environ: Mapping[str, str], targets: Collection[str] | None) -> None:
+    def __init__(
+        self, blueprint: Blueprint, environ: Mapping[str, str], targets: Collection[str] | None
+    ) -> None:
         self.blueprint = blueprint
         self.environ = environ
         self.targets = targets
@@ -454,7 +456,7 @@ class _Checker:
         value = self.environ.get(name)
         if value is None:
             if len(call.args) == 1:
-                if self.targets is not None and path[:1] == ("target",) and path[1:2] and path[1] not in self.targets:
+                if self._elsewhere(path):
                     return _INVALID  # another target's: not resolved for this one
                 self.report(
                     "DT113",
@@ -468,6 +470,12 @@ class _Checker:
                 return self.env(default, type_, path)
             return self.value(default, _string_of(type_), path)
         return value
+
+    def _elsewhere(self, path: Path) -> bool:
+        """Whether `path` lies in a target that is not being linted, compiled or run."""
+        if self.targets is None or path[:1] != ("target",) or len(path) < 2:
+            return False
+        return path[1] not in self.targets
 
     # ---- references --------------------------------------------------------------------
     def references(self) -> None:
