@@ -15,7 +15,7 @@ from dtec.lang.blueprint import Blueprint
 from dtec.lang.semantics import sample_shape
 from dtec.source import Span
 from dtec.machines import Catalog, Machine, Partition
-from dtec.machines.overrides import OverrideError
+from dtec.machines.overrides import OverrideError, apply_overrides
 from dtec.machines.model import Node
 from dtec.machines.units import format_duration
 from dtec.suggest import did_you_mean
@@ -201,7 +201,7 @@ class _Planner:
         if name and (machine.partition(name) is not None or machine.rules.open_partitions):
             overrides["partition"] = name
         try:
-            return machine.with_overrides(overrides) if overrides else machine
+            return apply_overrides(machine, overrides) if overrides else machine
         except OverrideError as exc:
             for problem in exc.found:
                 first, *others = problem.keys or ("",)

@@ -6,7 +6,7 @@ tomorrow; the grammar stays generic.
 
 from __future__ import annotations
 
-from dtec.machines.overrides import OVERRIDE_KEYS
+from dtec.lang.machine_keys import OVERRIDE_KEYS
 from dtec.lang.types import (
     BlockSpec,
     Bool,
@@ -191,8 +191,8 @@ PROFILER = Call(
 STRATEGIES = ("auto", "single", "ddp", "fsdp", "deepspeed")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
-# What a target's `machine { ... }` block may override in the profile: the machine model's own list
-# (dtec.machines.OVERRIDE_KEYS), less what the target block itself sets (partition, modules, ...).
+# What a target's `machine { ... }` block may override in the profile: the one list of them
+# (dtec.lang.machine_keys), less what the target block itself sets (partition, modules, ...).
 _OVERRIDE_TYPES = {
     "int": NON_NEGATIVE,
     "bool": Bool(),

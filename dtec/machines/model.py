@@ -258,12 +258,6 @@ class Machine:
             return f"account `{account}` does not look like a `{self.name}` account{hint}"
         return None
 
-    def with_overrides(self, overrides: Mapping[str, Any]) -> Machine:
-        """Return a copy with a blueprint target block's values applied (see OVERRIDE_KEYS)."""
-        from dtec.machines.overrides import apply_overrides
-
-        return apply_overrides(self, overrides)
-
     def to_dict(self) -> dict[str, Any]:
         """Return the machine as a profile document (JSON-able, schema-valid, stable key order)."""
         out: dict[str, Any] = {"format": 1, "name": self.name}

@@ -7,57 +7,11 @@ from dataclasses import replace
 from types import MappingProxyType
 from typing import Any, Callable, Mapping, NamedTuple
 
+from dtec.lang.machine_keys import OVERRIDE_KEYS
 from dtec.machines.check import field_problems
+from dtec.machines.conflicts import Conflict, cross_problems
 from dtec.machines.model import Machine, MachineError, Partition, check_setting, node_replace
 from dtec.machines.units import bytes_to_gb, parse_duration, parse_size
-
-# The one list of keys a target's `machine { }` block (or the target itself) may set: key → type.
-# Sizes arrive in bytes and durations in seconds; strings such as "16GB" or "1h" are also taken.
-OVERRIDE_KEYS: dict[str, str] = {
-    # where the job goes
-    "partition": "str",
-    "qos": "str",
-    "max_nodes": "int",
-    "max_walltime": "duration",
-    "whole_node": "bool",
-    # the node
-    "cpus": "int",
-    "usable_cpus": "int",
-    "threads_per_core": "int",
-    "memory": "size",
-    "requestable_memory": "size",
-    "gpus": "int",
-    "gpu_model": "str",
-    "gpu_vendor": "str",
-    "gpu_memory": "size",
-    "bf16": "bool",
-    "fp16": "bool",
-    "tf32": "bool",
-    "fp8": "bool",
-    "cpus_per_gpu": "int",
-    # requests and launch
-    "gpu_flag": "str",
-    "memory_flag": "str",
-    "launch": "str",
-    "cpu_bind": "str",
-    "torchrun": "str",
-    "master_addr_suffix": "str",
-    "master_port": "int",
-    # communication and software
-    "backend": "str",
-    "env": "list[str]",
-    "module_use": "list[str]",
-    "modules": "list[str]",
-    "container": "str",
-    "image": "str",
-    # site rules
-    "internet": "bool",
-    "exclusive": "bool",
-    # Kubernetes kinds
-    "namespace": "str",
-    "gpu_resource": "str",
-    "shm_size": "size",
-}
 
 _NODE = {
     "cpus": "cpus", "usable_cpus": "usable_cpus", "threads_per_core": "threads_per_core",
@@ -217,8 +171,6 @@ def _frozen(value: Any) -> Any:
 
 
 def _apply(machine: Machine, overrides: Mapping[str, Any]) -> Machine:
-    from dtec.machines.load import cross_problems
-
     values = normalize(overrides)
     node_changes = {_NODE[k]: v for k, v in values.items() if k in _NODE}
     node = node_replace(machine.node, **node_changes)
@@ -260,7 +212,7 @@ def _apply(machine: Machine, overrides: Mapping[str, Any]) -> Machine:
     return result
 
 
-def _blame(conflict: Any, values: Mapping[str, Any]) -> Problem:
+def _blame(conflict: Conflict, values: Mapping[str, Any]) -> Problem:
     """Return a conflict the target's values brought about, blaming the keys that set its fields."""
     keys = tuple(k for k in values if set(_FIELDS.get(k, ())) & set(conflict.fields))
     return Problem(f"after the target's settings, {conflict.message}", keys)

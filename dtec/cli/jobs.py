@@ -11,8 +11,6 @@ from typing import Annotated, Optional
 
 import typer
 
-from dtec.cli import app
-
 SetOption = Annotated[
     Optional[list[str]],
     typer.Option("--set", "-s", help="Override a value: `strategy.nodes=4` (a .twin expression)."),
@@ -27,7 +25,6 @@ ForceOption = Annotated[
 TargetOption = Annotated[str, typer.Option("--target", "-t", help="Machine to compile for (`dtec targets`).")]
 
 targets_app = typer.Typer(help="List the machines dtec can compile for.", no_args_is_help=False)
-app.add_typer(targets_app, name="targets")
 
 
 def _stderr(text: str) -> None:
@@ -88,7 +85,6 @@ def _explain(bundle) -> None:
     Console(stderr=True).print(table)
 
 
-@app.command("compile")
 def compile_(
     file: Annotated[Path, typer.Argument(help="The blueprint.")],
     target: TargetOption = "local",
@@ -121,7 +117,6 @@ def compile_(
     typer.echo(f"compiled {file} for {target} into {folder}/ ({', '.join(bundle.files)})")
 
 
-@app.command()
 def schema(
     which: Annotated[str, typer.Argument(help="`ir` or `machine`.")] = "ir",
 ) -> None:
@@ -140,7 +135,6 @@ def schema(
     sys.stdout.write(json.dumps(document, indent=2) + "\n")
 
 
-@app.command()
 def graph(
     file: Annotated[Path, typer.Argument(help="The blueprint.")],
     target: TargetOption = "local",
@@ -211,7 +205,6 @@ def targets_show(
     sys.stdout.write(json.dumps(machine.to_dict(), indent=2) + "\n")
 
 
-@app.command()
 def run(
     file: Annotated[Path, typer.Argument(help="The blueprint.")],
     target: TargetOption = "local",
