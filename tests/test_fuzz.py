@@ -39,7 +39,7 @@ from dtec.format import format_source
 from dtec.format.comments import comment_text
 from dtec.lang import types as t
 from dtec.lang.schema import BLOCKS
-from dtec.lint import analyse
+from dtec.analysis import analyse
 from dtec.machines import load_machines
 from dtec.render import render
 from dtec.rules import RULES

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from dtec.lint import analyse
+from dtec.analysis import analyse
 
 QUICKSTART_VALUES = {
     "twin": {"name": "flood-forecast", "description": "LSTM surrogate for daily river discharge", "version": "1.0"},

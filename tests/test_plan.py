@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from dtec.lint import analyse
+from dtec.analysis import analyse
 
 BASE = """\
 twin "t" {}

@@ -10,6 +10,7 @@ import subprocess
 from dataclasses import replace
 from pathlib import Path
 
+from dtec.host import cpu_count
 from dtec.machines.model import Machine, Node, node_replace
 
 _TIMEOUT_S = 10
@@ -30,7 +31,7 @@ def detect_local(base: Machine | None = None) -> Machine:
 
 def detect_node(base: Node) -> Node:
     """Return `base` with CPUs, memory, architecture and GPUs measured here."""
-    cpus = _cpus()
+    cpus = cpu_count()
     memory = _memory_gb() or base.memory_gb
     changes: dict = {"cpus": cpus, "usable_cpus": cpus, "memory_gb": memory,
                      "requestable_memory_gb": memory, "cpu_arch": _arch(base.cpu_arch),
@@ -44,13 +45,6 @@ def detect_node(base: Node) -> Node:
         changes.update(gpus=0, gpu_model=None, gpu_vendor="none", gpu_memory_gb=None,
                        fp16=False, tf32=False, fp8=False)
     return node_replace(base, **changes)
-
-
-def _cpus() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
 
 
 def _memory_gb() -> float | None:
