@@ -45,7 +45,7 @@ from dtec.render import render
 from dtec.rules import RULES
 from dtec.source import Source
 from dtec.syntax.parser import parse
-from dtec.syntax.units import DURATIONS, SIZES
+from dtec.units import DURATIONS, SIZES
 
 ROOT = Path(__file__).resolve().parent.parent
 MACHINES = {m.name: m for m in load_machines()}

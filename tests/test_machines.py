@@ -25,7 +25,9 @@ from dtec.machines.check import machine_schema, problems
 from dtec.machines.load import shipped_dir
 from dtec.machines.model import check_setting
 from dtec.machines.overrides import _NODE, _OTHER, _PARTITION, apply_overrides
-from dtec.machines.units import format_duration, parse_duration, parse_size, whole_units
+from dtec.units import (
+    DURATION_PATTERN, GIB, format_duration, parse_duration, parse_size, whole_units,
+)
 
 SHIPPED = sorted(shipped_dir().glob("*.toml"))
 NAMES = {
@@ -420,10 +422,10 @@ def test_memory_flag_rounds_up_and_never_asks_for_zero(catalog):
     assert leo.memory_flag(0) == "--mem=1G"
     assert leo.memory_flag(120.2) == "--mem=121G"
     assert leo.memory_flag(480 / 3) == "--mem=160G"  # float noise does not round up
-    assert leo.memory_flag(14.9012, most_gb=14.9012) == "--mem=14G"  # never above the node
+    assert leo.memory_flag(14.9012, most_gib=14.9012) == "--mem=14G"  # never above the node
     mb = apply_overrides(leo, {"memory_flag": "--mem={mb}M"})
     assert mb.memory_flag(0.4771) == "--mem=489M" and mb.memory_flag(1e-9) == "--mem=1M"
-    assert whole_units(0.5, 1, most_gb=0.5) == 1
+    assert whole_units(0.5, 1, most_gib=0.5) == 1
 
 
 def test_override_keys_are_documented_and_handled():
@@ -525,10 +527,25 @@ def test_durations_round_trip(seconds):
 
 def test_units():
     assert parse_duration("30min") == 1800 and parse_duration("2d") == 172800
-    assert parse_size("16GB") == 16 * 10**9 and parse_size("480GiB") == 480 * 2**30
-    for bad in ("30m", "1.5h", True, "h"):
+    assert parse_duration("2000ms") == 2
+    assert parse_size("16GB") == 16 * 10**9 and parse_size("480GiB") == parse_size("480Gi") == 480 * GIB
+    for bad in ("30m", "1.5h", True, "h", "1500ms"):
         with pytest.raises(ValueError):
             parse_duration(bad)
+
+
+def test_profile_durations_take_the_units_of_a_blueprint():
+    pattern = machine_schema()["$defs"]["duration"]["anyOf"][1]["pattern"]
+    assert pattern == DURATION_PATTERN  # built from the one table, dtec.units.DURATIONS
+    assert from_dict(_walltime_profile("7200000ms")).partition().max_walltime_s == 7200
+    with pytest.raises(MachineError, match="max_walltime: durations are whole seconds"):
+        from_dict(_walltime_profile("1500ms"))
+
+
+def _walltime_profile(walltime: str) -> dict:
+    return {"format": 1, "name": "w", "title": "W", "scheduler": "slurm",
+            "node": {"cpus": 2, "memory_gb": 4, "gpus": 0},
+            "partitions": [{"name": "p", "max_walltime": walltime}]}
 
 
 # ---- this computer ------------------------------------------------------------------------------

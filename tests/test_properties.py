@@ -24,7 +24,7 @@ from dtec.analysis import analyse
 from dtec.source import Source
 from dtec.syntax import lalr, parser
 from dtec.syntax.parser import parse
-from dtec.syntax.units import UNITS
+from dtec.units import UNITS
 
 BLUEPRINTS = sorted((Path(__file__).resolve().parent.parent / "blueprints").glob("*.twin"))
 TEXTS = {p.name: p.read_text(encoding="utf-8") for p in BLUEPRINTS}

@@ -72,6 +72,8 @@ def _explain(bundle) -> None:
     from rich.console import Console
     from rich.table import Table
 
+    from dtec.units import GIB
+
     table = Table(title=f"Decisions for `{bundle.ir.target.name}`", show_lines=False)
     for column in ("what", "value", "why"):
         table.add_column(column)
@@ -80,8 +82,8 @@ def _explain(bundle) -> None:
     s, e = bundle.ir.strategy, bundle.ir.estimate
     table.add_row("ranks", f"{s.nodes} × {s.ranks_per_node}", f"{s.device}, backend {s.backend}")
     if e.total_bytes is not None:
-        limit = f" of {e.limit_bytes / 2**30:.1f} GiB" if e.limit_bytes else ""
-        table.add_row("memory per rank", f"~{e.total_bytes / 2**30:.2f} GiB{limit}", f"{e.parameters:,} parameters, {s.kind}")
+        limit = f" of {e.limit_bytes / GIB:.1f} GiB" if e.limit_bytes else ""
+        table.add_row("memory per rank", f"~{e.total_bytes / GIB:.2f} GiB{limit}", f"{e.parameters:,} parameters, {s.kind}")
     Console(stderr=True).print(table)
 
 

@@ -18,7 +18,7 @@ from dtec.machines.model import (
     Comm, GpuRequest, Kube, Launch, Machine, MachineError, Node, Partition, Rules, Software,
     node_replace,
 )
-from dtec.machines.units import parse_duration
+from dtec.units import parse_duration
 from dtec.resources import data_path
 
 ENV_VAR = "DTEC_MACHINES"
@@ -50,7 +50,10 @@ def from_dict(data: dict[str, Any], source: Path | None = None) -> Machine:
         more = f" (and {len(found) - 1} more)" if len(found) > 1 else ""
         raise MachineError(found[0] + more, source, tuple(found))
     node = _node(data["node"])
-    parts = tuple(_partition(p, node) for p in data["partitions"])
+    try:
+        parts = tuple(_partition(p, node) for p in data["partitions"])
+    except ValueError as exc:  # `1500ms`: the schema's pattern cannot ask for whole seconds
+        raise MachineError(f"partitions: max_walltime: {exc}", source) from None
     if not any(p.default for p in parts):
         parts = (_with_default(parts[0]),) + parts[1:]
     kube = data.get("kube")

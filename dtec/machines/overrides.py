@@ -11,7 +11,7 @@ from dtec.lang.machine_keys import OVERRIDE_KEYS
 from dtec.machines.check import field_problems
 from dtec.machines.conflicts import Conflict, cross_problems
 from dtec.machines.model import Machine, MachineError, Partition, check_setting, node_replace
-from dtec.machines.units import bytes_to_gb, parse_duration, parse_size
+from dtec.units import bytes_to_gib, parse_duration, parse_size
 
 _NODE = {
     "cpus": "cpus", "usable_cpus": "usable_cpus", "threads_per_core": "threads_per_core",
@@ -100,7 +100,7 @@ _CONVERT: dict[str, Callable[[Any], Any]] = {
     "bool": _as_bool,
     "str": _as_str,
     "list[str]": _as_strings,
-    "size": lambda v: bytes_to_gb(parse_size(v)),
+    "size": lambda v: bytes_to_gib(parse_size(v)),
     "duration": parse_duration,
 }
 
