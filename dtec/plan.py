@@ -6,7 +6,7 @@ Light on purpose (no pydantic, networkx or jinja2): `dtec lint` runs it for ever
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from dtec.backends.checks import check as check_launcher
 from dtec.diagnostics import Diagnostic, Related, diag
@@ -18,7 +18,7 @@ from dtec.machines import Catalog, Machine, Partition
 from dtec.machines.overrides import OverrideError, apply_overrides
 from dtec.machines.model import Node
 from dtec.units import GIB, format_duration
-from dtec.suggest import did_you_mean
+from dtec.suggest import did_you_mean, suggestion
 
 _SLURM_KEYS = {"account", "partition", "qos", "walltime", "container", "modules", "env", "exclusive", "reservation"}
 _KUBE_KEYS = {"image", "namespace", "walltime", "env"}
@@ -36,7 +36,10 @@ _GPU_HEADROOM = 0.9  # CUDA context, allocator fragmentation and NCCL buffers ta
 
 @dataclass(frozen=True)
 class Decision:
-    """A value dtec chose for the user, and why."""
+    """A value dtec chose, and why."""
+
+    # The IR holds these same objects; pydantic reads this (a plain dict: lint imports no pydantic).
+    __pydantic_config__: ClassVar[dict[str, str]] = {"extra": "forbid"}
 
     subject: str
     value: str
@@ -187,7 +190,7 @@ class _Planner:
             self.report(
                 "DT200",
                 f"no machine profile named `{self.target}`",
-                help=did_you_mean(self.target, self.catalog.names()) or "run `dtec targets` to list the machines",
+                help=suggestion(self.catalog.suggest(self.target)) or "run `dtec targets` to list the machines",
             )
             return None
         if machine.scheduler == "local":

@@ -124,3 +124,12 @@ def test_the_front_end_imports_no_later_pass() -> None:
             todo.append(target)
     later = ("dtec.machines", "dtec.plan", "dtec.backends", "dtec.ir", "dtec.compiler")
     assert sorted(m for m in seen if m.startswith(later)) == []
+
+
+def test_one_did_you_mean() -> None:
+    """Every "did you mean" goes through dtec.suggest, so all of them match names the same way."""
+    users = sorted(
+        _module_name(p) for p in PACKAGE.rglob("*.py")
+        if "get_close_matches" in p.read_text(encoding="utf-8") and "_data" not in p.parts
+    )
+    assert users == ["dtec.suggest"]

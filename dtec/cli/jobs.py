@@ -196,12 +196,12 @@ def targets_show(
 ) -> None:
     """Print one machine profile, resolved, as JSON."""
     from dtec.machines import load_machines
-    from dtec.suggest import did_you_mean
+    from dtec.suggest import suggestion
 
     catalog = load_machines(tuple(machines or ()))
     machine = catalog.get(name)
     if machine is None:
-        hint = did_you_mean(name, catalog.names()) or "run `dtec targets` to list them"
+        hint = suggestion(catalog.suggest(name)) or "run `dtec targets` to list them"
         _stderr(f"dtec: no machine named `{name}`; {hint}")
         raise typer.Exit(2)
     sys.stdout.write(json.dumps(machine.to_dict(), indent=2) + "\n")

@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from dtec import __version__
 from dtec.lang.blueprint import Blueprint
 from dtec.lang.semantics import label_count, sample_shape
-from dtec.plan import Plan
+from dtec.plan import Decision, Plan
 
 IR_VERSION = "1.0"
 IR_SCHEMA_ID = "https://dtec.dev/schema/ir/1.0.json"
@@ -167,14 +167,6 @@ class Estimate(_Model):
     limit_bytes: int | None
 
 
-class Decision(_Model):
-    """A value dtec chose, and why."""
-
-    subject: str
-    value: str
-    reason: str
-
-
 class IR(_Model):
     """A blueprint planned for one target."""
 
@@ -285,7 +277,7 @@ def build_ir(bp: Blueprint, plan: Plan) -> IR:
             total_bytes=memory.total if memory else None,
             limit_bytes=plan.memory_limit,
         ),
-        decisions=[Decision(subject=d.subject, value=d.value, reason=d.reason) for d in plan.decisions],
+        decisions=list(plan.decisions),
     )
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import os
 import tomllib
 import unicodedata
@@ -18,8 +17,9 @@ from dtec.machines.model import (
     Comm, GpuRequest, Kube, Launch, Machine, MachineError, Node, Partition, Rules, Software,
     node_replace,
 )
-from dtec.units import parse_duration
 from dtec.resources import data_path
+from dtec.suggest import closest
+from dtec.units import parse_duration
 
 ENV_VAR = "DTEC_MACHINES"
 
@@ -161,8 +161,8 @@ class Catalog:
         if self.get(folded) is not None:
             return self.get(folded).name
         candidates = {_fold(n): n for n in [*self._names, *self.aliases()]}
-        match = difflib.get_close_matches(folded, list(candidates), n=1, cutoff=0.6)
-        return self.get(candidates[match[0]]).name if match else None
+        match = closest(folded, candidates)
+        return self.get(candidates[match]).name if match else None
 
     def replaced(self, name: str) -> tuple[Path, ...]:
         """Return the earlier profiles that the one in use replaced (shipped first)."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import replace
 from types import MappingProxyType
 from typing import Any, Callable, Mapping, NamedTuple
@@ -11,6 +10,7 @@ from dtec.lang.machine_keys import OVERRIDE_KEYS
 from dtec.machines.check import field_problems
 from dtec.machines.conflicts import Conflict, cross_problems
 from dtec.machines.model import Machine, MachineError, Partition, check_setting, node_replace
+from dtec.suggest import did_you_mean
 from dtec.units import bytes_to_gib, parse_duration, parse_size
 
 _NODE = {
@@ -119,8 +119,8 @@ def _normalize(overrides: Mapping[str, Any]) -> tuple[dict[str, Any], list[Probl
     found = []
     for key in nested:
         if key not in OVERRIDE_KEYS:
-            near = difflib.get_close_matches(key, list(OVERRIDE_KEYS), n=1)
-            hint = f"; did you mean `{near[0]}`?" if near else ""
+            near = did_you_mean(key, OVERRIDE_KEYS)
+            hint = f"; {near}" if near else ""
             found.append(Problem(f"unknown machine setting `{key}`{hint}", (key,)))
     out = {}
     for key, value in {**flat, **nested}.items():
@@ -231,8 +231,8 @@ def _choose(machine: Machine, parts: list[Partition], name: str | None) -> Parti
         return next(p for p in parts if p.name == found.name)
     if not machine.rules.open_partitions:
         known = [p.name for p in parts]
-        near = difflib.get_close_matches(name, known, n=1)
-        hint = f"; did you mean `{near[0]}`?" if near else f"; known: {', '.join(known)}"
+        near = did_you_mean(name, known)
+        hint = f"; {near}" if near else f"; known: {', '.join(known)}"
         raise OverrideError([Problem(f"`{machine.name}` has no partition `{name}`{hint}", ("partition",))])
     # An open machine (generic Slurm, interLink) takes the site's partition on trust,
     # starting from the default entry's limits.
