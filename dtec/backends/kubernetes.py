@@ -48,7 +48,7 @@ def generate(ir: IR, plan: Plan, shared: Mapping[str, str]) -> dict[str, str]:
     return {JOB_FILE: text}
 
 
-class _Dumper(getattr(yaml, "CSafeDumper", yaml.SafeDumper)):  # libyaml's is ~17x faster
+class _Dumper(getattr(yaml, "CSafeDumper", yaml.SafeDumper)):  # libyaml's where installed: faster
     """yaml.safe_dump's dumper, writing multi-line strings (train.py) as literal blocks."""
 
 

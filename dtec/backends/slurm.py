@@ -24,8 +24,8 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 # Set by dtec itself below the site environment; a profile value for them is ignored.
 _COMPUTED_ENV = ("OMP_NUM_THREADS", "MASTER_ADDR", "MASTER_PORT", "SRUN_CPUS_PER_TASK")
 # glibc's malloc moves its mmap threshold with the allocation history, so a CPU rank may give
-# every large temporary tensor a fresh, zero-filled mmap: ~3,000 page faults a step, and training
-# 1.14 to 1.37x slower than with fixed thresholds (docs/benchmarks.md, "The allocator"). CPU-only
+# every large temporary tensor a fresh, zero-filled mmap, page-faulting its way through each step
+# (measured in docs/benchmarks.md, "The allocator"). CPU-only
 # launchers fix both (which turns the adjustment off): blocks up to 32 MiB come from the heap,
 # and the heap is trimmed only past 1 GiB free.
 CPU_MALLOC_ENV = (("MALLOC_MMAP_THRESHOLD_", 32 * MIB), ("MALLOC_TRIM_THRESHOLD_", GIB))

@@ -122,9 +122,8 @@ def _fold(name: str) -> str:
 class Catalog:
     """The machines dtec knows, by name; profiles that failed to load are kept in `errors`.
 
-    Shipped profiles are read when first asked for (a lint names one or two of fifteen, and
-    reading all of them is a tenth of a one-file lint); the user's are read at once, so that
-    their errors are known.
+    Shipped profiles are read when first asked for (a lint names one or two of fifteen; the
+    saving is in docs/benchmarks.md); the user's are read at once, so that their errors are known.
     """
 
     def __init__(self, shipped: dict[str, Path], machines: dict[str, Machine],
