@@ -55,7 +55,7 @@ def in_process(repeat: int) -> dict:
 def phases(repeat: int) -> dict:
     """Where the quickstart's in-process compile for `local` goes: check+plan, IR, generation."""
     from dtec.compiler import build, compile_blueprint
-    from dtec.lint import analyse
+    from dtec.analysis import analyse
     from dtec.syntax.parser import parse
     from dtec.source import Source
 

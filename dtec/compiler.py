@@ -12,7 +12,7 @@ from dtec import __version__
 from dtec.diagnostics import Diagnostic, has_errors
 from dtec.ir import IR, build_ir
 from dtec.lang.blueprint import Blueprint
-from dtec.lint import analyse
+from dtec.analysis import analyse
 from dtec.plan import Plan
 
 LAUNCHERS = {"slurm": "job.sbatch", "local": "run.sh", "kubernetes": "job.yaml", "kubeflow": "job.yaml", "interlink": "job.yaml"}

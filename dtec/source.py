@@ -9,7 +9,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
 
-MAX_BYTES = 16 * 2**20
+from dtec.units import MIB
+
+MAX_BYTES = 16 * MIB
 
 
 # A CR not followed by LF: a line break in old Mac files, and in every editor, but not in the grammar.

@@ -17,7 +17,7 @@ from dtec.backends import kubernetes, slurm
 from dtec.compiler import generate as compile_generate
 from dtec.diagnostics import has_errors
 from dtec.ir import build_ir
-from dtec.lint import analyse
+from dtec.analysis import analyse
 from dtec.machines import MachineError, load_machines
 
 HERE = Path(__file__).resolve().parent

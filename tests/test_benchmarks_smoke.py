@@ -63,7 +63,7 @@ def test_helpers() -> None:
 
 
 def test_generated_blueprints_are_clean(tmp_path: Path) -> None:
-    from dtec.lint import analyse
+    from dtec.analysis import analyse
 
     paths = realistic(len(shipped()) * 2, tmp_path)
     assert all(analyse(p).ok for p in paths)

@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 from dtec.cli import app
 from dtec.compiler import compile_blueprint
 from dtec.ir import ir_schema
-from dtec.lint import analyse
+from dtec.analysis import analyse
 from dtec.machines import load_machines
 
 REPO = Path(__file__).resolve().parent.parent

@@ -39,13 +39,13 @@ from dtec.format import format_source
 from dtec.format.comments import comment_text
 from dtec.lang import types as t
 from dtec.lang.schema import BLOCKS
-from dtec.lint import analyse
+from dtec.analysis import analyse
 from dtec.machines import load_machines
 from dtec.render import render
 from dtec.rules import RULES
 from dtec.source import Source
 from dtec.syntax.parser import parse
-from dtec.syntax.units import DURATIONS, SIZES
+from dtec.units import DURATIONS, SIZES
 
 ROOT = Path(__file__).resolve().parent.parent
 MACHINES = {m.name: m for m in load_machines()}

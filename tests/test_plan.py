@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from dtec.lint import analyse
+from dtec.analysis import analyse
 
 BASE = """\
 twin "t" {}
@@ -91,6 +91,7 @@ def test_large_model_is_sharded_with_fsdp(blueprints_dir: Path) -> None:
         ({"TARGET": 'target "deucalion" {\n  account = "x1a"\n}\n', "PRECISION": "bf16", "GPUS": "0"}, "deucalion", ("DT205", 13, 15), "fp32"),
         ({"TARGET": 'target "deucalion" {\n  account = "x1a"\n}\n', "GPUS": "2"}, "deucalion", ("DT206", 18, 19), "procs_per_node"),
         ({"TARGET": 'target "lumii" {}\n'}, "lumii", ("DT200", 20, 1), "did you mean `lumi`?"),
+        ({"TARGET": 'target "mn5-ac" {}\n'}, "mn5-ac", ("DT200", 20, 1), "did you mean `marenostrum5`?"),
     ],
     ids=lambda v: v if isinstance(v, str) else None,
 )

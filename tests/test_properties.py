@@ -20,11 +20,11 @@ from lark.exceptions import UnexpectedInput
 
 from dtec.format import format_source
 from dtec.format.comments import comment_text
-from dtec.lint import analyse
+from dtec.analysis import analyse
 from dtec.source import Source
 from dtec.syntax import lalr, parser
 from dtec.syntax.parser import parse
-from dtec.syntax.units import UNITS
+from dtec.units import UNITS
 
 BLUEPRINTS = sorted((Path(__file__).resolve().parent.parent / "blueprints").glob("*.twin"))
 TEXTS = {p.name: p.read_text(encoding="utf-8") for p in BLUEPRINTS}
@@ -405,7 +405,7 @@ def test_deep_nesting_gives_a_diagnostic_not_a_crash(text: str) -> None:
 def test_import_of_a_fifo_does_not_hang(tmp_path: Path) -> None:
     os.mkfifo(tmp_path / "pipe.twin")
     code = (
-        "import sys; from pathlib import Path; from dtec.lint import analyse; "
+        "import sys; from pathlib import Path; from dtec.analysis import analyse; "
         "analyse(Path(sys.argv[1]) / 'main.twin', text='import \"pipe.twin\"')"
     )
     # In a child process: the bug blocks forever on open(); a FIFO costs no memory, /dev/zero would.

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 import dtec.rules
 from dtec.cli import app
-from dtec.lint import analyse
+from dtec.analysis import analyse
 from dtec.render import render
 from dtec.rules import RULES, rule_doc
 from dtec.source import Source

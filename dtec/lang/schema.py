@@ -6,7 +6,7 @@ tomorrow; the grammar stays generic.
 
 from __future__ import annotations
 
-from dtec.machines.overrides import OVERRIDE_KEYS
+from dtec.lang.machine_keys import OVERRIDE_KEYS
 from dtec.lang.types import (
     BlockSpec,
     Bool,
@@ -190,9 +190,10 @@ PROFILER = Call(
 
 STRATEGIES = ("auto", "single", "ddp", "fsdp", "deepspeed")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+SCALING_MODES = ("strong", "weak")
 
-# What a target's `machine { ... }` block may override in the profile: the machine model's own list
-# (dtec.machines.OVERRIDE_KEYS), less what the target block itself sets (partition, modules, ...).
+# What a target's `machine { ... }` block may override in the profile: the one list of them
+# (dtec.lang.machine_keys), less what the target block itself sets (partition, modules, ...).
 _OVERRIDE_TYPES = {
     "int": NON_NEGATIVE,
     "bool": Bool(),
@@ -333,7 +334,7 @@ BLOCKS: dict[str, BlockSpec] = {
         "A scaling study: the same job at several node counts.",
         {
             "nodes": _f(ListOf(POSITIVE, 1), "node counts to run", True),
-            "mode": _f(Sym(("strong", "weak")), "strong: fixed global batch; weak: fixed per-rank batch", default="weak"),
+            "mode": _f(Sym(SCALING_MODES), "strong: fixed global batch; weak: fixed per-rank batch", default="weak"),
         },
     ),
     "target": BlockSpec(

@@ -6,7 +6,7 @@ import unicodedata
 from collections.abc import Sequence
 
 from dtec.diagnostics import Diagnostic, Severity
-from dtec.render import display_path
+from dtec.render.location import display_path
 from dtec.source import Span
 
 TAB_WIDTH = 4

@@ -1,4 +1,4 @@
-"""The `dtec` command line: the only module that touches the terminal and the file system."""
+"""The commands that read and rewrite blueprints: lint, explain, fmt."""
 
 from __future__ import annotations
 
@@ -8,35 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from dtec import __version__
 
-app = typer.Typer(
-    name="dtec",
-    help="The digital-twin engine compiler: .twin blueprints to PyTorch training jobs.",
-    rich_markup_mode="rich",
-    context_settings={"help_option_names": ["-h", "--help"]},
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-)
-
-
-def _version(value: bool) -> None:
-    if value:
-        typer.echo(f"dtec {__version__}")
-        raise typer.Exit()
-
-
-@app.callback()
-def _main(
-    version: Annotated[
-        Optional[bool],
-        typer.Option("--version", "-V", callback=_version, is_eager=True, help="Print the version and exit."),
-    ] = None,
-) -> None:
-    """The digital-twin engine compiler."""
-
-
-@app.command()
 def lint(
     paths: Annotated[list[Path], typer.Argument(help="Blueprint files or folders (searched recursively).")],
     format: Annotated[str, typer.Option("--format", "-f", help="text, json, github or sarif.")] = "text",
@@ -79,7 +51,6 @@ def lint(
     raise typer.Exit(2 if crashes else 1 if any(d.severity.value in failing for d in diagnostics) else 0)
 
 
-@app.command()
 def explain(
     rule: Annotated[
         Optional[str],
@@ -125,7 +96,6 @@ def explain(
         write(sys.stdout, doc if doc.endswith("\n") else doc + "\n")
 
 
-@app.command()
 def fmt(
     paths: Annotated[
         list[Path],
@@ -187,22 +157,3 @@ def fmt(
 def _usage(message: str) -> None:
     typer.echo(f"dtec: {message}", err=True)
     raise typer.Exit(2)
-
-
-def main() -> None:
-    """Run the CLI; unexpected exceptions exit 2 with a short report instead of a traceback."""
-    try:
-        app()
-    except SystemExit:
-        raise
-    except KeyboardInterrupt:
-        sys.stderr.write("dtec: interrupted\n")
-        sys.exit(130)
-    except Exception as exc:  # noqa: BLE001 - the last line of defence for users
-        sys.stderr.write(f"dtec: internal error: {type(exc).__name__}: {exc}\n")
-        sys.stderr.write("please report this at the project's issue tracker, with the blueprint\n")
-        sys.exit(2)
-
-
-# Job commands live in their own module; importing it registers them on `app`.
-from dtec import cli_jobs as _cli_jobs  # noqa: E402,F401

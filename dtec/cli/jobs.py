@@ -11,8 +11,6 @@ from typing import Annotated, Optional
 
 import typer
 
-from dtec.cli import app
-
 SetOption = Annotated[
     Optional[list[str]],
     typer.Option("--set", "-s", help="Override a value: `strategy.nodes=4` (a .twin expression)."),
@@ -27,7 +25,6 @@ ForceOption = Annotated[
 TargetOption = Annotated[str, typer.Option("--target", "-t", help="Machine to compile for (`dtec targets`).")]
 
 targets_app = typer.Typer(help="List the machines dtec can compile for.", no_args_is_help=False)
-app.add_typer(targets_app, name="targets")
 
 
 def _stderr(text: str) -> None:
@@ -75,6 +72,8 @@ def _explain(bundle) -> None:
     from rich.console import Console
     from rich.table import Table
 
+    from dtec.units import GIB
+
     table = Table(title=f"Decisions for `{bundle.ir.target.name}`", show_lines=False)
     for column in ("what", "value", "why"):
         table.add_column(column)
@@ -82,12 +81,11 @@ def _explain(bundle) -> None:
         table.add_row(d.subject, d.value, d.reason)
     s, e = bundle.ir.strategy, bundle.ir.estimate
     if e.total_bytes is not None:
-        limit = f" of {e.limit_bytes / 2**30:.1f} GiB" if e.limit_bytes else ""
-        table.add_row("memory per rank", f"~{e.total_bytes / 2**30:.2f} GiB{limit}", f"{e.parameters:,} parameters, {s.kind}")
+        limit = f" of {e.limit_bytes / GIB:.1f} GiB" if e.limit_bytes else ""
+        table.add_row("memory per rank", f"~{e.total_bytes / GIB:.2f} GiB{limit}", f"{e.parameters:,} parameters, {s.kind}")
     Console(stderr=True).print(table)
 
 
-@app.command("compile")
 def compile_(
     file: Annotated[Path, typer.Argument(help="The blueprint.")],
     target: TargetOption = "local",
@@ -120,7 +118,6 @@ def compile_(
     typer.echo(f"compiled {file} for {target} into {folder}/ ({', '.join(bundle.files)})")
 
 
-@app.command()
 def schema(
     which: Annotated[str, typer.Argument(help="`ir` or `machine`.")] = "ir",
 ) -> None:
@@ -139,7 +136,6 @@ def schema(
     sys.stdout.write(json.dumps(document, indent=2) + "\n")
 
 
-@app.command()
 def graph(
     file: Annotated[Path, typer.Argument(help="The blueprint.")],
     target: TargetOption = "local",
@@ -199,18 +195,17 @@ def targets_show(
 ) -> None:
     """Print one machine profile, resolved, as JSON."""
     from dtec.machines import load_machines
-    from dtec.suggest import did_you_mean
+    from dtec.suggest import suggestion
 
     catalog = load_machines(tuple(machines or ()))
     machine = catalog.get(name)
     if machine is None:
-        hint = did_you_mean(name, catalog.names()) or "run `dtec targets` to list them"
+        hint = suggestion(catalog.suggest(name)) or "run `dtec targets` to list them"
         _stderr(f"dtec: no machine named `{name}`; {hint}")
         raise typer.Exit(2)
     sys.stdout.write(json.dumps(machine.to_dict(), indent=2) + "\n")
 
 
-@app.command()
 def run(
     file: Annotated[Path, typer.Argument(help="The blueprint.")],
     target: TargetOption = "local",
