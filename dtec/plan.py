@@ -13,7 +13,7 @@ from dtec.diagnostics import Diagnostic, Related, diag
 from dtec.estimate import Memory, activation_bytes, memory_per_rank, parameter_count
 from dtec.lang.blueprint import Blueprint
 from dtec.lang.semantics import sample_shape
-from dtec.source import Span
+from dtec.source import argument_span
 from dtec.machines import Catalog, Machine, Partition
 from dtec.machines.overrides import OverrideError, apply_overrides
 from dtec.machines.model import Node
@@ -105,6 +105,7 @@ class _Planner:
         self.target = target
         self.catalog = catalog
         self.settings: dict[str, Any] = (bp.get("target") or {}).get(target) or {}
+        self.declared = bp.span("target", target) is not None
         self.found: list[Diagnostic] = []
         self.decisions: list[Decision] = []
         # The model `train` trains, and the data set it reads: what every estimate is about.
@@ -115,8 +116,8 @@ class _Planner:
 
     def report(self, code: str, message: str, *path: str | int, help: str | None = None, related=()) -> None:
         span = self.bp.span(*path) if path else self.bp.span("target", self.target)
-        if span is None and self.bp.source is not None:
-            span = Span(self.bp.source, 0, 0)  # a target the blueprint does not declare
+        if span is None:
+            span = argument_span("--target", self.target)  # a target the blueprint does not declare
         self.found.append(diag(code, message, span, help, related))
 
     def decide(self, subject: str, value: Any, reason: str) -> None:
@@ -263,7 +264,9 @@ class _Planner:
                 "DT209" if missing else "DT211",
                 problem,
                 *self.at_target("account"),
-                help=f'add `account = env("{variable}")` to the target block' if missing else "check the project's account name",
+                help=(f'add `account = env("{variable}")` to the target block' if self.declared else f'add `target "{self.target}" {{ account = env("{variable}") }}` to the blueprint')
+                if missing
+                else "check the project's account name",
             )
         if machine.kube is not None and machine.kube.image_required and not self.settings.get("image"):
             self.report(

@@ -111,3 +111,12 @@ def read_source(path: Path, name: str | None = None) -> Source | str:
     except UnicodeDecodeError as exc:
         return f"not valid UTF-8 (byte {exc.start})"
     return Source(str(path) if name is None else name, text)
+
+
+COMMAND_LINE = "command line"  # where diagnostics about a command-line argument are shown
+
+
+def argument_span(flag: str, value: str) -> Span:
+    """Return the span of `value` in the argument `flag value`, shown as typed on the command line."""
+    text = f"{flag} {value}" if flag else value
+    return Span(Source(COMMAND_LINE, text), len(text) - len(value), len(text))

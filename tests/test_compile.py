@@ -78,6 +78,20 @@ def test_cli_compile_refuses_errors_with_a_diagnostic(tmp_path: Path, blueprints
     assert not (tmp_path / "x").exists()
 
 
+def test_diagnostics_about_the_command_line_point_at_the_argument(tmp_path: Path, blueprints_dir: Path) -> None:
+    """`-t lumii` or an undeclared target's missing account is the argument's fault, not line 1's."""
+    quickstart = blueprints_dir / "quickstart.twin"
+    for target, code, marked in (("lumii", "DT200", "lumii"), ("vega", "DT209", "vega")):
+        [d] = [d for d in compile_blueprint(quickstart, target, environ={})[1] if d.code == code]
+        assert (d.span.path, d.span.source.text) == ("command line", f"--target {target}")
+        assert d.span.source.text[d.span.start : d.span.end] == marked
+    result = CliRunner().invoke(app, ["lint", str(tmp_path / "nothere.twin")])
+    assert "DT001" in result.output and "nothere.twin" in result.output and "1 |" not in result.output
+    result = CliRunner().invoke(app, ["compile", str(quickstart), "-t", "vega", "-o", str(tmp_path / "x")])
+    assert "--target vega" in result.output and 'add `target "vega" { account' in result.output
+    assert "1 | #" not in result.output  # the blueprint's first line is not quoted
+
+
 def test_cli_set_and_emit_ir(blueprints_dir: Path) -> None:
     result = CliRunner().invoke(
         app, ["compile", str(blueprints_dir / "quickstart.twin"), "-t", "lumi", "--emit", "ir", "--set", "strategy.nodes=4"]

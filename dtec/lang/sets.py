@@ -15,12 +15,11 @@ from dtec.diagnostics import Diagnostic, diag
 from dtec.lang import types as t
 from dtec.lang.loader import Program
 from dtec.lang.schema import BLOCKS
-from dtec.source import Source, Span
+from dtec.source import COMMAND_LINE, Source, Span
 from dtec.suggest import did_you_mean
 from dtec.syntax import ast
 from dtec.syntax.parser import parse
 
-COMMAND_LINE = "command line"  # the path diagnostics about a command-line argument are shown at
 _FLAG = "--set "
 _KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
