@@ -11,7 +11,8 @@ from pathlib import Path
 from dtec.diagnostics import Diagnostic, diag, has_errors
 from dtec.lang.blueprint import Blueprint
 from dtec.lang.check import check
-from dtec.lang.loader import load
+from dtec.lang.files import check_files
+from dtec.lang.loader import load, project_root
 from dtec.lang.overrides import apply_sets
 from dtec.lang.semantics import check_semantics
 from dtec.lang.suppress import apply_suppressions
@@ -52,7 +53,9 @@ def analyse(
     diagnostics += found
     blueprint, found = check(program, environ)
     diagnostics += found
-    diagnostics += check_semantics(blueprint, errors_so_far=has_errors(diagnostics))
+    found, facts = check_files(blueprint, project_root(path, environ))
+    diagnostics += found
+    diagnostics += check_semantics(blueprint, errors_so_far=has_errors(diagnostics), facts=facts)
     plans: dict[str, Plan] = {}
     if not has_errors(diagnostics):
         from dtec.machines import load_machines
