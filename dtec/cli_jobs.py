@@ -81,7 +81,6 @@ def _explain(bundle) -> None:
     for d in bundle.ir.decisions:
         table.add_row(d.subject, d.value, d.reason)
     s, e = bundle.ir.strategy, bundle.ir.estimate
-    table.add_row("ranks", f"{s.nodes} × {s.ranks_per_node}", f"{s.device}, backend {s.backend}")
     if e.total_bytes is not None:
         limit = f" of {e.limit_bytes / 2**30:.1f} GiB" if e.limit_bytes else ""
         table.add_row("memory per rank", f"~{e.total_bytes / 2**30:.2f} GiB{limit}", f"{e.parameters:,} parameters, {s.kind}")

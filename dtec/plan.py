@@ -32,6 +32,7 @@ TARGET_KEYS = {
     "interlink": _KUBE_KEYS | {"account", "partition", "qos", "reservation", "exclusive"},  # Slurm flags there
 }
 _DEFAULT_WALLTIME = 3600
+_MAX_AUTO_WORKERS = 8
 _GPU_HEADROOM = 0.9  # CUDA context, allocator fragmentation and NCCL buffers take the rest
 
 
@@ -138,7 +139,7 @@ class _Planner:
         if kind == "single":
             ranks_per_node, nodes, gpus = 1, 1, min(gpus, 1)
         self.limits(partition, nodes)
-        walltime = self.walltime(partition)
+        walltime = self.walltime(machine, partition)
         precision = self.precision(node, device)
         cpus_per_rank = self.cpus_per_rank(node, ranks_per_node, gpus)
         workers = self.workers(cpus_per_rank)
@@ -151,6 +152,8 @@ class _Planner:
                 "strategy", "gpus_per_node",
                 help="use `gpus_per_node = all`, or a partition that shares nodes",
             )
+        backend = machine.backend(partition) if gpus else machine.comm.cpu_backend
+        self.decide("ranks", f"{nodes} × {ranks_per_node}", self.ranks_reason(node, strategy, gpus, backend))
         batch = self.batch
         global_batch = batch * world * (self.bp.get("train", "grad_accum") or 1)
         self.decide("global batch", global_batch, f"{batch} per rank × {world} ranks × {self.bp.get('train', 'grad_accum') or 1} accumulation steps")
@@ -167,7 +170,7 @@ class _Planner:
                 ranks_per_node=ranks_per_node,
                 gpus_per_node=gpus,
                 device=device,
-                backend=machine.backend(partition) if gpus else machine.comm.cpu_backend,
+                backend=backend,
                 precision=precision,
                 workers=workers,
                 cpus_per_rank=cpus_per_rank,
@@ -314,12 +317,30 @@ class _Planner:
                     related=where,
                 )
 
-    def walltime(self, partition: Partition | None) -> int:
+    def ranks_reason(self, node: Node, strategy: dict[str, Any], gpus: int, backend: str) -> str:
+        """Say what each rank runs on and how ranks talk, as this machine names it."""
+        nodes = strategy.get("nodes", 1)
+        where = f"{nodes} node{'s' if nodes != 1 else ''}"
+        if not gpus:
+            return f"{where}, `procs_per_node` processes each on CPUs; backend {backend}"
+        gpu = node.gpu_model or "GPU"
+        platform = {"amd": "ROCm", "nvidia": "CUDA", "intel": "XPU"}.get(node.gpu_vendor, "GPU")
+        # torch names the collective backend `nccl` on ROCm too, where the library is RCCL.
+        library = "RCCL" if backend == "nccl" and node.gpu_vendor == "amd" else backend.upper()
+        reason = f"one rank per {gpu} ({platform}) on {where}; backend {backend} ({library})"
+        if self.bp.span("strategy", "procs_per_node") != self.bp.span("strategy"):
+            reason += "; `procs_per_node` applies on machines without GPUs"
+        return reason
+
+    def walltime(self, machine: Machine, partition: Partition | None) -> int:
         asked = self.settings.get("walltime")
         limit = partition.max_walltime_s if partition is not None else None
         if asked is None:
             chosen = min(_DEFAULT_WALLTIME, limit) if limit else _DEFAULT_WALLTIME
-            self.decide("walltime", f"{chosen}s", "no `walltime` in the target block")
+            if machine.scheduler == "local":
+                self.decide("walltime", "none", "no `walltime` in the target block: the run is not limited")
+            else:
+                self.decide("walltime", format_duration(chosen), "no `walltime` in the target block")
             return chosen
         if limit is not None and asked > limit:
             self.report(
@@ -332,7 +353,7 @@ class _Planner:
 
     def precision(self, node: Node, device: str) -> str:
         asked = self.bp.get("train", "precision") or "auto"
-        hardware = node.gpu_model if device == "cuda" else (node.cpu_model or "the CPU")
+        hardware = (node.gpu_model or "the GPU") if device == "cuda" else (node.cpu_model or "the CPU")
         if asked == "auto":
             chosen = "bf16" if device == "cuda" and node.bf16 else "fp32"
             why = f"{hardware} computes in bfloat16" if chosen == "bf16" else (
@@ -359,8 +380,11 @@ class _Planner:
         data = self.data
         asked = self.bp.get("data", data, "workers", default="auto") if data else "auto"
         if asked == "auto":
-            chosen = max(0, min(8, cpus_per_rank - 1))
-            self.decide("loader workers", chosen, f"{cpus_per_rank} CPUs per rank, one kept for the training loop")
+            chosen = max(0, min(_MAX_AUTO_WORKERS, cpus_per_rank - 1))
+            why = f"{cpus_per_rank} CPU{'s' if cpus_per_rank != 1 else ''} per rank, one kept for the training loop"
+            if chosen < cpus_per_rank - 1:
+                why += f"; at most {_MAX_AUTO_WORKERS} by default (more seldom load faster, and each holds memory)"
+            self.decide("loader workers", chosen, why)
             return chosen
         if isinstance(asked, int) and asked >= cpus_per_rank and asked > 0:
             self.report(

@@ -14,6 +14,9 @@ from pathlib import Path
 import yaml
 
 _POLL_S = 2.0
+# train.py's exit code after a checkpoint on SIGTERM, and the start of its one-line failure report.
+_PREEMPTED = 143
+_REPORTED = "train.py: error: "
 
 
 def launch(bundle, folder: Path, *, dry_run: bool, detach: bool, resume: str) -> int:
@@ -44,13 +47,49 @@ def _local(folder: Path, dry_run: bool, resume: str) -> int:
         print(f"cd {shlex.quote(str(folder))} && {shlex.join(command)}")
         return 0
     _say(f"dtec: running {folder}/run.sh")
-    code = subprocess.call(command, cwd=folder)
-    summary = folder / "run" / "summary.json"
-    if summary.is_file():
+    pipe = {"stderr": subprocess.PIPE, "text": True, "errors": "replace"}
+    with subprocess.Popen(command, cwd=folder, **pipe) as process:
+        assert process.stderr is not None
+        reported, held = _relay_until_reported(process.stderr)
+    code = process.returncode
+    run_dir = folder / "run"
+    summary = run_dir / "summary.json"
+    if code in (0, _PREEMPTED) and summary.is_file():
         print_summary(summary)
-    if code != 0:
-        _say(f"dtec: the training exited with code {code}; its output is above, its files in {folder}/run")
+    if code == 0:
+        return 0
+    if not reported:
+        _say(f"dtec: the training exited with code {code}; its output is above, files in {run_dir}")
+        return code
+    report = run_dir / "logs" / "launcher.log"
+    try:
+        report.parent.mkdir(parents=True, exist_ok=True)
+        with report.open("a") as handle:
+            handle.writelines(held)
+    except OSError as exc:
+        sys.stderr.writelines(held)
+        _say(f"dtec: cannot write {report}: {exc.strerror}")
+    else:
+        _say(f"dtec: the training failed (exit code {code}); the rest of its output is in {report}")
     return code
+
+
+def _relay_until_reported(stream) -> tuple[bool, list[str]]:
+    """Pass the training's stderr on until train.py reports a failure; return what followed.
+
+    After that one line come the other ranks' failures and torchrun's report of the same cause,
+    dozens of lines: they go to a log, not to the terminal.
+    """
+    held: list[str] = []
+    reported = False
+    for line in stream:
+        if reported:
+            held.append(line)
+            continue
+        sys.stderr.write(line)
+        sys.stderr.flush()
+        reported = line.startswith(_REPORTED)
+    return reported, held
 
 
 def print_summary(path: Path) -> None:

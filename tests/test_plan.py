@@ -203,3 +203,30 @@ def test_lint_reports_every_file_and_survives_a_crash(tmp_path: Path, monkeypatc
     assert result.exit_code == 2
     assert f"internal error while checking {tmp_path / 'b-usable.twin'}: RuntimeError: boom" in result.stderr
     assert result.stdout.count("-->") == 3
+
+
+# ---- --explain: every reason true of the machine it names --------------------------------------
+def decisions(blueprint_path: Path, target: str, *sets: str) -> dict[str, tuple[str, str]]:
+    result = analyse(blueprint_path, environ={"LUMI_ACCOUNT": "project_465000001"}, targets=[target], sets=sets)
+    return {d.subject: (d.value, d.reason) for d in result.plans[target].decisions}
+
+
+def test_explain_names_the_machines_own_gpu_platform_and_library(repo_root: Path) -> None:
+    quickstart = repo_root / "blueprints" / "quickstart.twin"
+    value, reason = decisions(quickstart, "lumi")["ranks"]
+    assert value == "1 × 8"
+    assert "(ROCm)" in reason and "backend nccl (RCCL)" in reason and "cuda" not in reason
+    # The quickstart sets procs_per_node for CPUs: on GPUs it says so rather than ignoring it silently.
+    assert "`procs_per_node` applies on machines without GPUs" in reason
+    assert "NCCL" in decisions(quickstart, "juwels-booster")["ranks"][1]
+
+
+def test_explain_reasons_agree_with_their_values(repo_root: Path) -> None:
+    quickstart = repo_root / "blueprints" / "quickstart.twin"
+    workers, why = decisions(quickstart, "juwels-booster")["loader workers"]
+    assert workers == "8" and why.startswith("12 CPUs per rank") and "at most 8" in why
+    local = decisions(quickstart, "local")
+    assert local["walltime"] == ("none", "no `walltime` in the target block: the run is not limited")
+    # A GPU profile without a GPU model names no `None`.
+    gpu = decisions(quickstart, "slurm", "target.slurm.machine.gpus=1", "target.slurm.machine.bf16=true", "target.slurm.machine.cpus_per_gpu=1")
+    assert gpu["precision"] == ("bf16", "the GPU computes in bfloat16")

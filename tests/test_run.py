@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -56,6 +57,64 @@ def test_missing_scheduler_tools_are_a_clear_error(tmp_path: Path) -> None:
     result = dtec("run", str(TINY), "-t", "slurm", "-o", str(tmp_path / "s"), cwd=tmp_path, env=env)
     assert result.returncode == 2
     assert "`sbatch` is not on the PATH" in result.stderr and "--dry-run" in result.stderr
+
+
+FAILING = """
+twin "t" {{}}
+data "d" {{
+  source = npz(path = "x.npz", x = "x", y = "y")
+  batch  = 8
+}}
+model "m" {{
+  arch  = {arch}
+  input = data.d
+  path  = "code"
+}}
+train {{
+  loss = mse
+}}
+strategy {{
+  kind           = ddp
+  procs_per_node = 2
+}}
+"""
+RAISING_MODEL = """
+class Net:
+    def __init__(self, features):
+        raise ValueError(f"no net for {features} features")
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("arch", "cause"),
+    [
+        ("mlp(input = 8, output = 1)", "data file not found: {folder}/x.npz ("),
+        ('python(class = "bad:Net", features = 8)',
+         "ValueError: no net for 8 features (at {folder}/code/bad.py:4; "),
+    ],
+)
+def test_a_failing_training_says_why_in_one_line(tmp_path: Path, arch: str, cause: str) -> None:
+    """Two ranks fail alike: one line says why, the tracebacks and torchrun's report go to logs."""
+    (tmp_path / "code").mkdir()
+    (tmp_path / "code" / "bad.py").write_text(RAISING_MODEL)
+    if arch.startswith("python"):
+        import numpy as np
+
+        np.savez(tmp_path / "x.npz", x=np.zeros((64, 8), "float32"), y=np.zeros((64, 1), "float32"))
+    (tmp_path / "f.twin").write_text(FAILING.format(arch=arch))
+    result = dtec("run", "f.twin", "-o", "job", cwd=tmp_path)
+    output = result.stdout + result.stderr
+    assert result.returncode == 1, output
+    errors = [line for line in result.stderr.splitlines() if line.startswith("train.py: error: ")]
+    assert len(errors) == 1, output
+    assert cause.format(folder=tmp_path) in errors[0], output
+    rank, log = re.search(r"[(; ]rank (\d); full traceback in (\S+)\)$", errors[0]).groups()
+    assert Path(log) == tmp_path / "job" / "run" / "logs" / f"rank{rank}.log"
+    assert "Traceback (most recent call last)" in Path(log).read_text()
+    assert "Traceback" not in output and len(output.splitlines()) <= 4, output
+    report = (tmp_path / "job" / "run" / "logs" / "launcher.log").read_text()
+    assert "ChildFailedError" in report and f"traceback : {cause.format(folder=tmp_path)}" in report
 
 
 @pytest.mark.slurm

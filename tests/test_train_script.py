@@ -345,6 +345,89 @@ def test_render_train_rejects_unusable_contexts(change: dict, message: str) -> N
         render_train(variant(**change))
 
 
+# Every string a blueprint can place into train.py, each to be filled with a hostile value.
+HOSTILE_BLUEPRINT = """
+twin "{s0}" {{
+  description = env("DTEC_TEST_DESCRIPTION", "{s1}")
+  version     = "{s2}"
+}}
+data "d" {{
+  source = {source}
+  batch  = 8
+}}
+model "{s3}" {{
+  arch  = {arch}
+  input = data.d
+  path  = "{s4}"
+}}
+train {{
+  loss = mse
+}}
+"""
+HOSTILE_SOURCES = [
+    'npz(path = "{s5}", x = "{s6}", y = "{s7}")',
+    'csv(path = "{s5}", target = "{s6}")',
+    'python(callable = "{s5}:{s6}", note = "{s7}")',
+]
+HOSTILE_ARCHS = ['mlp(input = 8, output = 1)', 'python(class = "{s8}:{s9}", tag = "{s8}")']
+HOSTILE_STRINGS = [
+    "C:\\users\\me",  # a backslash escape in a plain string literal: \u is a SyntaxError
+    'x"""\nimport os; os.system("touch PWNED")\n"""',
+    "x'''\nos.system('touch PWNED')  # ",
+    "x\n__import__('os').system('touch PWNED')\n#",
+    "\\N{x} \\x4 \\",  # bad escapes, and a trailing backslash that would eat the quote
+    "{{ twin }} {% raw %} \t\u2028\u0085 \u00e9 \U0001f600 `",
+]
+
+
+def twin_string(value: str) -> str:
+    """`value` as the body of a .twin string literal."""
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n").replace("\t", "\\t")
+
+
+def blueprint_script(tmp_path: Path, source: str, arch: str, strings: list[str]) -> str:
+    """Compile the hostile blueprint with `strings` in its slots; return its train.py."""
+    from dtec.compiler import compile_blueprint
+
+    slots = {f"s{i}": twin_string(strings[i % len(strings)]) for i in range(10)}
+    text = HOSTILE_BLUEPRINT.format(source=source.format(**slots), arch=arch.format(**slots),
+                                    **slots)
+    environ = {"DTEC_TEST_DESCRIPTION": strings[-1]}
+    bundle, diagnostics = compile_blueprint(tmp_path / "h.twin", "local", text=text,
+                                            environ=environ)
+    assert bundle is not None, [d.message for d in diagnostics]
+    return bundle.files["train.py"]
+
+
+def code_shape(source: str) -> str:
+    """The script's syntax tree with every constant blanked: its code, not its values."""
+    tree = ast.parse(source)
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Constant):
+            node.value = None
+    return ast.dump(tree)
+
+
+@pytest.mark.parametrize("source", HOSTILE_SOURCES)
+@pytest.mark.parametrize("arch", HOSTILE_ARCHS)
+def test_blueprint_strings_reach_train_py_only_as_literals(tmp_path: Path, source: str,
+                                                           arch: str) -> None:
+    plain = blueprint_script(tmp_path, source, arch, ["plain"])
+    expected = code_shape(plain)
+    for shift in range(len(HOSTILE_STRINGS)):
+        strings = HOSTILE_STRINGS[shift:] + HOSTILE_STRINGS[:shift]
+        script = blueprint_script(tmp_path, source, arch, strings)
+        compile(script, "train.py", "exec")
+        assert code_shape(script) == expected, "a blueprint string changed train.py's code"
+        config = script.split("\nTWIN = ")[1].split("\nBUNDLE =")[0]
+        namespace: dict[str, Any] = {}
+        exec(compile("TWIN = " + config, "config", "exec"), namespace)  # literals only
+        assert namespace["TWIN"]["name"] == strings[0]
+        assert namespace["MODEL"]["name"] == strings[3]
+        docstring = ast.get_docstring(ast.parse(script), clean=False)
+        assert docstring.startswith(f'Train "{strings[3]}" for the digital twin "{strings[0]}":')
+
+
 def test_render_train_names_a_missing_section() -> None:
     ctx = quickstart()
     del ctx["monitor"]
@@ -604,6 +687,43 @@ def test_file_and_python_sources(tmp_path: Path) -> None:
     user = write_bundle(user_ctx, tmp_path / "user")
     ok(python(user))  # a ddp script also runs as one plain process
     assert summary(user.parent / "run")["world_size"] == 1
+
+
+def only_error_line(result: subprocess.CompletedProcess) -> str:
+    """The run failed and said why in one line, without a traceback or a warning."""
+    assert result.returncode == 1, result.stdout[-3000:]
+    errors = [line for line in result.stdout.splitlines() if line.startswith("train.py: error: ")]
+    assert len(errors) == 1, result.stdout[-3000:]
+    assert "Traceback" not in result.stdout and "Warning" not in result.stdout, result.stdout
+    return errors[0]
+
+
+@pytest.mark.slow
+def test_a_model_output_that_does_not_fit_the_targets_stops_at_the_first_batch(
+    tmp_path: Path,
+) -> None:
+    x = torch.randn(64, 6, generator=torch.Generator().manual_seed(0))
+    mlp = {"input": 6, "hidden": [8], "output": 1}
+    ctx = variant(strategy__kind="single", model__arch="mlp", model__params=mlp,
+                  data__source={"kind": "npz", "path": "x.npz", "x": "x", "y": "y"})
+    script = write_bundle(ctx, tmp_path / "npz")
+    with open(script.parent / "x.npz", "wb") as handle:
+        torch_to_npz(handle, x=x, y=x[:, :3])  # three targets, one output
+    line = only_error_line(python(script))
+    assert ('model "surrogate" outputs [1] per sample, but the targets of data "gauges" are [3]'
+            " (mse needs the same shape): set its arch's `output` to 3") in line
+    assert summary(script.parent / "run")["status"] == "failed"
+
+    classes = variant(classification("mlp"), strategy__kind="single",
+                      model__params={"input": 2, "hidden": [8], "output": 2},
+                      data__source={"kind": "csv", "path": "x.csv", "target": "label"})
+    script = write_bundle(classes, tmp_path / "csv")
+    pairs = enumerate(x[:, :2].tolist())
+    rows = ["a,b,label"] + [f"{a:.3f},{b:.3f},{k % 4}" for k, (a, b) in pairs]
+    (script.parent / "x.csv").write_text("\n".join(rows) + "\n")
+    line = only_error_line(python(script))
+    assert 'has class 3, but model "surrogate" scores 2 classes (0 to 1)' in line
+    assert "set its arch's `output` to 4 or more" in line
 
 
 def torch_to_npz(handle, **arrays: torch.Tensor) -> None:
