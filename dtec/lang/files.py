@@ -203,14 +203,15 @@ class _FileChecker:
 
     def code(self, spec: str, at: tuple, folders: list[tuple[str, Path | None] | None]) -> None:
         """Check that `module:name` is defined in one of the code folders, or installed here."""
+        declared = [folder for folder in folders if folder is not None]
+        if not declared or any(folder is None for _, folder in declared):
+            # No code folder: the module can only be an installed one. One not readable here: reported.
+            return
         module, _, obj = spec.partition(":")
         if not all(part.isidentifier() for part in [*module.split("."), obj]):
             self.report("DT307", f"`{spec}` is not `module:name`", at, 'write it as `"package.module:Name"`')
             return
-        declared = [folder for folder in folders if folder is not None]
         for written, folder in declared:
-            if folder is None:
-                return  # a folder that cannot be read here: reported already
             found = None
             try:
                 found = module_file(folder, module)
@@ -230,8 +231,7 @@ class _FileChecker:
             installed = False
         if installed:
             return  # an installed package: found, but not read
-        if declared:  # without a code folder, the module can only be an installed one: nothing to check
-            where = " or ".join(f"`{written}`" for written, _ in declared)
-            held = [entry for _, folder in declared for entry in module_names(folder)]
-            self.report("DT307", f"`{spec}`: no module `{top}` in {where}, nor installed here", at,
-                        did_you_mean(top, held) or f"put `{top}.py` in {where}")
+        where = " or ".join(f"`{written}`" for written, _ in declared)
+        held = [entry for _, folder in declared for entry in module_names(folder)]
+        self.report("DT307", f"`{spec}`: no module `{top}` in {where}, nor installed here", at,
+                    did_you_mean(top, held) or f"put `{top}.py` in {where}")
