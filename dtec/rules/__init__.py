@@ -80,6 +80,7 @@ _TABLE = (
     ("DT305", "data-file-mismatch", "error", "A data file's shapes, counts or values contradict the blueprint"),
     ("DT306", "not-checked", "info", "A file or module is not on this computer or outside the project: not checked"),
     ("DT307", "code-not-found", "error", "`python(\"module:name\")` names code that is not in the code folder"),
+    ("DT308", "check-failed", "error", "`dtec check` could not build the data or the model, or run a training step"),
 )
 
 RULES: dict[str, Rule] = {row[0]: Rule(*row) for row in _TABLE}
