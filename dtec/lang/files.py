@@ -16,8 +16,6 @@ from typing import Any
 
 from dtec.diagnostics import Diagnostic, diag
 from dtec.lang.blueprint import Blueprint
-from dtec.lang.datafiles import CSV_SAMPLE_ROWS, DataFileError, csv_sample, is_number, npz_arrays
-from dtec.lang.usercode import CodeNotFound, defines, module_file, module_names
 from dtec.suggest import did_you_mean
 
 # Data set name → source values learned from its file; None: the file contradicts the blueprint.
@@ -100,6 +98,8 @@ class _FileChecker:
 
     # ---- data files ------------------------------------------------------------------------
     def npz(self, name: str, source: dict, path: Path) -> dict[str, Any]:
+        from dtec.lang.datafiles import DataFileError, npz_arrays  # only for blueprints with files
+
         at = ("data", name, "source")
         written, x, y = source["path"], source.get("x"), source.get("y")
         if not isinstance(x, str) or not isinstance(y, str):
@@ -145,6 +145,8 @@ class _FileChecker:
         return {"shape": sample} if declared is None else {}
 
     def csv(self, name: str, source: dict, path: Path) -> dict[str, Any]:
+        from dtec.lang.datafiles import DataFileError, csv_sample
+
         at = ("data", name, "source")
         written, target, features = source["path"], source.get("target"), source.get("features")
         try:
@@ -177,6 +179,8 @@ class _FileChecker:
 
     def numeric(self, name: str, source: dict, header: list[str], rows: list[list[str]], selected: list[str]) -> None:
         """Report the first cell of each used column, in the first rows, that is not a number."""
+        from dtec.lang.datafiles import CSV_SAMPLE_ROWS, is_number
+
         written, target = source["path"], source.get("target")
         for column in [*selected, *([target] if target in header else [])]:
             index = header.index(column)
@@ -203,6 +207,8 @@ class _FileChecker:
 
     def code(self, spec: str, at: tuple, folders: list[tuple[str, Path | None] | None]) -> None:
         """Check that `module:name` is defined in one of the code folders, or installed here."""
+        from dtec.lang.usercode import CodeNotFound, defines, module_file, module_names
+
         declared = [folder for folder in folders if folder is not None]
         if not declared or any(folder is None for _, folder in declared):
             # No code folder: the module can only be an installed one. One not readable here: reported.
