@@ -19,7 +19,7 @@ from typing import Any
 
 from dtec.diagnostics import Diagnostic, Related, diag
 from dtec.lang.blueprint import Blueprint
-from dtec.source import Source, Span, read_source
+from dtec.source import Span, read_source
 
 TIMEOUT_S = 600
 _SHOWN_FRAMES = 5
@@ -46,12 +46,12 @@ def run_check(bundle, timeout_s: float = TIMEOUT_S) -> CheckResult:
             done = subprocess.run([sys.executable, "train.py", "--check"], cwd=folder, env=env,
                                   capture_output=True, text=True, errors="replace", timeout=timeout_s)
         except subprocess.TimeoutExpired:
-            return _failed(bundle, None, f"the check ran for more than {timeout_s:g} s", "the data set or the model")
+            return CheckResult(None, [diag("DT308", f"the check ran for more than {timeout_s:g} s", None)])
     report = _report(done.stdout)
     if report is None:
         lines = [line for line in done.stderr.splitlines() if line.strip()]
         cause = lines[-1].strip() if lines else f"exit code {done.returncode}"
-        return _failed(bundle, None, f"train.py stopped before it could report: {cause}", None)
+        return CheckResult(None, [diag("DT308", f"train.py stopped before it could report: {cause}", None)])
     if report.get("ok"):
         return CheckResult(report)
     return CheckResult(report, [_diagnostic(bundle, report)])
@@ -66,10 +66,6 @@ def _report(stdout: str) -> dict[str, Any] | None:
                 continue
             return found if isinstance(found, dict) else None
     return None
-
-
-def _failed(bundle, report, message: str, help: str | None) -> CheckResult:
-    return CheckResult(report, [diag("DT308", message, None, help)])
 
 
 # Where each stage's failure points in the blueprint, and how the message starts.
