@@ -25,6 +25,7 @@ class Bundle:
     files: dict[str, str]
     ir: IR
     plan: Plan
+    blueprint: Blueprint | None = None  # where values are: diagnostics about the bundle point there
 
     @property
     def launcher(self) -> str:
@@ -64,8 +65,8 @@ def compile_blueprint(
     built, diagnostics = build(path, target, text=text, sets=sets, environ=environ, machine_dirs=machine_dirs)
     if built is None:
         return None, diagnostics
-    ir, plan, _ = built
-    return Bundle(generate(ir, plan, template_dirs), ir, plan), diagnostics
+    ir, plan, blueprint = built
+    return Bundle(generate(ir, plan, template_dirs), ir, plan, blueprint), diagnostics
 
 
 def generate(ir: IR, plan: Plan, template_dirs: Sequence[Path] = ()) -> dict[str, str]:

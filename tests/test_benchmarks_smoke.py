@@ -85,6 +85,8 @@ def test_compile_latency(results: dict) -> None:
     assert all("median" in s for s in r["phases"].values())
     assert r["processes"]["failures"] == {}
     assert "python -c pass" in r["processes"]["seconds"]
+    assert r["check"]["failure"] is None
+    check_summary(r["check"]["seconds"], 1)
 
 
 def test_lint_throughput(results: dict) -> None:

@@ -345,7 +345,8 @@ def test_render_train_rejects_unusable_contexts(change: dict, message: str) -> N
         render_train(variant(**change))
 
 
-# Every string a blueprint can place into train.py, each to be filled with a hostile value.
+# Every string a blueprint can place into train.py, each to be filled with a hostile value. Paths
+# are absolute, so that files not on this computer are not checked (DT306), only placed.
 HOSTILE_BLUEPRINT = """
 twin "{s0}" {{
   description = env("DTEC_TEST_DESCRIPTION", "{s1}")
@@ -358,15 +359,15 @@ data "d" {{
 model "{s3}" {{
   arch  = {arch}
   input = data.d
-  path  = "{s4}"
+  path  = "/{s4}"
 }}
 train {{
   loss = mse
 }}
 """
 HOSTILE_SOURCES = [
-    'npz(path = "{s5}", x = "{s6}", y = "{s7}")',
-    'csv(path = "{s5}", target = "{s6}")',
+    'npz(path = "/{s5}", x = "{s6}", y = "{s7}")',
+    'csv(path = "/{s5}", target = "{s6}")',
     'python(callable = "{s5}:{s6}", note = "{s7}")',
 ]
 HOSTILE_ARCHS = ['mlp(input = 8, output = 1)', 'python(class = "{s8}:{s9}", tag = "{s8}")']

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from dtec.ir import IR
+from dtec.lang.schema import CLASSIFICATION_LOSSES
 
 
 def train_context(ir: IR) -> dict[str, Any]:
@@ -26,6 +27,8 @@ def train_context(ir: IR) -> dict[str, Any]:
         source |= {"callable": options["callable"], "kwargs": options.get("kwargs", {})}
     else:
         source |= {k: v for k, v in options.items() if k in ("path", "x", "y", "target")}
+        if isinstance(options.get("features"), list):  # columns by name; a count only checks
+            source["features"] = options["features"]
     params = dict(model.params)
     if model.arch == "python":
         params = {"class": params["class"], "kwargs": params.get("kwargs", {})}
@@ -45,7 +48,8 @@ def train_context(ir: IR) -> dict[str, Any]:
             "shuffle": data.shuffle,
         },
         "model": {"name": model.name, "arch": model.arch, "params": params, "path": model.path},
-        "task": data.task or "regression",
+        # Data that does not say (python(), npz without `targets` or `classes`) takes the loss's task.
+        "task": data.task or ("classification" if train.loss in CLASSIFICATION_LOSSES else "regression"),
         "train": {
             "loss": train.loss,
             "optimizer": train.optimizer.model_dump(),

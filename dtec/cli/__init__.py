@@ -40,7 +40,7 @@ for command in (blueprints.lint, blueprints.explain, blueprints.fmt):
     app.command()(command)
 app.add_typer(jobs.targets_app, name="targets")
 app.command("compile")(jobs.compile_)
-for command in (jobs.schema, jobs.graph, jobs.run):
+for command in (jobs.schema, jobs.graph, jobs.run, jobs.check):
     app.command()(command)
 
 

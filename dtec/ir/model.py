@@ -216,7 +216,7 @@ def build_ir(bp: Blueprint, plan: Plan) -> IR:
     bundle runs from another folder.
     """
     v = bp.values
-    base = PurePath(bp.source.path).parent if bp.source is not None else PurePath(".")
+    base = bp.folder
     train = v["train"]
     optimizer = train["optimizer"]
     scheduler = train["scheduler"]

@@ -12,6 +12,7 @@ Options:
     --run-dir DIR               outputs (default: run/ next to this file)
     --resume {auto,never,PATH}  auto: continue from the newest checkpoint in the run dir
     --epochs N, --max-steps N   override the blueprint's training length
+    --check                     one step on one batch on the CPU, reported as JSON (dtec check)
 
 Writes to the run dir (rank 0): metrics.jsonl, summary.json, checkpoints/, final_model.pt.
 Exit codes: 0 done, 1 failed, 143 pre-empted by SIGTERM/SIGUSR1 after writing a checkpoint.
@@ -884,6 +885,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--epochs", type=int, help="override the number of epochs")
     parser.add_argument("--max-steps", type=int, help="override the number of optimizer steps")
+    parser.add_argument(
+        "--check", action="store_true",
+        help="build the data and the model, run one step on one batch on the CPU, print JSON",
+    )
     return parser.parse_args(argv)
 
 
@@ -937,14 +942,19 @@ def describe(exc: Exception) -> list[str]:
         return [str(exc)]
     first, *more = str(exc).strip().splitlines() or [""]
     text = type(exc).__name__ + (f": {first}" if first else "") + (" ..." if more else "")
-    libraries = tuple({sys.prefix, sys.base_prefix, sys.exec_prefix, "<"})
-    frames = traceback.extract_tb(exc.__traceback__)
-    own = [frame for frame in frames if not frame.filename.startswith(libraries)]
+    own = own_frames(exc)
     if not own:
         return [text]
     path = Path(own[-1].filename)
     shown = path.relative_to(BUNDLE) if path.is_relative_to(BUNDLE) else path
     return [text, f"at {shown}:{own[-1].lineno}"]
+
+
+def own_frames(exc: BaseException) -> list[traceback.FrameSummary]:
+    """The traceback's frames in this script and the user's code, not in Python or libraries."""
+    libraries = tuple({sys.prefix, sys.base_prefix, sys.exec_prefix, "<"})
+    frames = traceback.extract_tb(exc.__traceback__)
+    return [frame for frame in frames if not frame.filename.startswith(libraries)]
 
 
 def report_failure(exc: Exception, logs: Path) -> None:
@@ -974,9 +984,59 @@ def report_failure(exc: Exception, logs: Path) -> None:
         print(f"train.py: error: {line}", file=sys.stderr, flush=True)
 
 
+# ----------------------------------------------------------------------------- pre-flight check
+def preflight() -> int:
+    """--check: build the data and the model, and run one training step on one batch on the CPU.
+
+    Prints one JSON object: what was built, or the stage that failed, why, and the frames of the
+    user's code in the traceback. Writes no file. `dtec check` runs it before a job is queued.
+    """
+    report: dict = {"ok": False, "stage": "data"}
+    try:
+        seed_everything(TRAIN["seed"])
+        train_set, val_set = split(load_dataset(), TRAIN["seed"])
+        if len(train_set) == 0:
+            raise TrainingError("the training split holds no samples")
+        x, y = next(iter(DataLoader(train_set, batch_size=min(DATA["batch"], len(train_set)))))
+        report.update(samples=len(train_set), val_samples=len(val_set), batch=len(x),
+                      sample_shape=list(x.shape[1:]), target_shape=list(y.shape[1:]))
+        report["stage"] = "model"
+        model = build_model(tuple(x.shape[1:]))
+        report["parameters"] = count_parameters(model)
+        optimizer = make_optimizer(model.parameters())
+        report["stage"] = "forward"
+        start, rss = time.perf_counter(), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        pred = model(x).float()
+        report["output_shape"] = list(pred.shape[1:])
+        report["stage"] = "output"
+        check_prediction(pred, y)
+        report["stage"] = "backward"
+        loss = loss_fn(pred, y)
+        loss.backward()
+        optimizer.step()
+        state = [*model.parameters(), *(p.grad for p in model.parameters() if p.grad is not None)]
+        # Optimizer state of each parameter's size (moments, momentum), not step counters.
+        moments = [v for s in optimizer.state.values() for v in s.values() if torch.is_tensor(v)]
+        state += [v for v in moments if v.dim()]
+        report.update(
+            ok=True, stage="done", loss=loss.item(), step_s=time.perf_counter() - start,
+            state_bytes=sum(t.numel() * t.element_size() for t in state),
+            step_rss_growth=(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss) * 1024,
+        )
+    except Exception as exc:
+        here = Path(__file__).resolve()
+        user = [f for f in own_frames(exc) if Path(f.filename).resolve() != here]
+        report.update(error=describe(exc)[0], explained=isinstance(exc, TrainingError),
+                      frames=[[f.filename, f.lineno, f.name] for f in user])
+    print(json.dumps(report), flush=True)
+    return 0 if report["ok"] else 1
+
+
 @record  # sets up faulthandler, so a crash in native code still shows where it happened
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.check:
+        return preflight()
     run_dir = args.run_dir.resolve()
     try:
         return run_training(args, run_dir)
