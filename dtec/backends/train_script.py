@@ -27,15 +27,6 @@ _TITLES = {
     "fsdp": "FullyShardedDataParallel (FSDP2)",
     "deepspeed": "DeepSpeed ZeRO-{zero}",
 }
-# Module types that become their own FSDP unit, per architecture (names as the script spells them).
-_FSDP_UNITS = {
-    "mlp": (),
-    "lstm": (),
-    "cnn": ("ConvBlock",),
-    "unet": ("DoubleConv",),
-    "transformer": ("nn.TransformerEncoderLayer",),
-    "python": (),
-}
 # Optimizer steps between the ranks' pre-emption checks. Each check is an all-reduce (541 us of
 # CPU per call on two gloo ranks, 1.3 % of a quickstart DDP step: docs/benchmarks.md); a signal
 # comes minutes before a time limit, so acting on it up to this many steps late costs nothing.
@@ -60,7 +51,8 @@ def render_train(ctx: Mapping[str, Any], template_dirs: Iterable[str | os.PathLi
     """Return the source of `train.py` for `ctx` (docs/CONTRACTS.md); ValueError if unusable."""
     ctx = _with_defaults(ctx)
     _validate(ctx)
-    return render(TEMPLATE, template_dirs, **ctx, script=_script_facts(ctx))
+    script = _script_facts(ctx)
+    return render(TEMPLATE, template_dirs, **ctx, script=script, templates=script.pop("templates"))
 
 
 def _with_defaults(ctx: Mapping[str, Any]) -> dict:
@@ -196,12 +188,11 @@ def _script_facts(ctx: Mapping[str, Any]) -> dict:
         "amp_dtype": PRECISIONS[precision],
         # class: integer labels (cross entropy); binary: 0/1 floats (bce); values: regression
         "target_kind": {"cross_entropy": "class", "bce": "binary"}.get(loss, "values"),
-        # U-Net targets keep the input's spatial shape.
-        "per_position": arch == "unet",
-        # Convolutional models read [channels, *positions]; the others [*positions, features].
-        "channels_first": arch in ("cnn", "unet"),
         "imports_user_code": arch == "python" or ctx["data"]["source"]["kind"] == "python",
-        "fsdp_units": list(_FSDP_UNITS[arch]),
         # One process reads its own flag, which costs nothing: it checks after every step.
+        "templates": {
+            "model": f"train/model/{arch}.py.jinja",
+            "data": f"train/data/{ctx['data']['source']['kind']}.py.jinja",
+        },
         "stop_check_every": 1 if strategy == "single" else STOP_CHECK_EVERY,
     }
