@@ -186,11 +186,14 @@ def _script_facts(ctx: Mapping[str, Any]) -> dict:
         "arch": arch,
         "scheduler": ctx["train"]["scheduler"]["name"],
         "amp_dtype": PRECISIONS[precision],
+        # What backward() is called on: the loss of a micro-batch, scaled for fp16.
+        "scaled_loss": "scaler.scale(loss / accumulate)" if precision == "fp16" else "(loss / accumulate)",
         # class: integer labels (cross entropy); binary: 0/1 floats (bce); values: regression
         "target_kind": {"cross_entropy": "class", "bce": "binary"}.get(loss, "values"),
         "imports_user_code": arch == "python" or ctx["data"]["source"]["kind"] == "python",
         # One process reads its own flag, which costs nothing: it checks after every step.
         "templates": {
+            "strategy": f"train/strategy/{strategy}.py.jinja",
             "model": f"train/model/{arch}.py.jinja",
             "data": f"train/data/{ctx['data']['source']['kind']}.py.jinja",
         },
