@@ -21,6 +21,36 @@ SCHEDULERS = ("none", "cosine", "step")
 PRECISIONS = {"fp32": None, "bf16": "bfloat16", "fp16": "float16"}
 TASKS = ("regression", "classification")
 
+# The loss function of each `train.loss`, and the optimizer class with its settings.
+_LOSS_FUNCTIONS = {
+    "mse": "F.mse_loss",
+    "mae": "F.l1_loss",
+    "huber": "F.huber_loss",
+    "cross_entropy": "F.cross_entropy",
+    "bce": "F.binary_cross_entropy_with_logits",
+}
+_OPTIMIZERS = {
+    "adamw": ("torch.optim.AdamW", ("lr", "weight_decay")),
+    "adam": ("torch.optim.Adam", ("lr", "weight_decay")),
+    "sgd": ("torch.optim.SGD", ("lr", "momentum", "weight_decay")),
+}
+# Standard-library modules every script imports, and those a strategy adds.
+_STDLIB = ("argparse", "itertools", "json", "math", "os", "random", "re", "resource", "shutil",
+           "signal", "sys", "time", "traceback")
+_STDLIB_FROM = ("from dataclasses import asdict, dataclass, field",
+                "from datetime import timedelta", "from pathlib import Path")
+_STRATEGY_STDLIB = {"ddp": ("contextlib",), "deepspeed": ("contextlib", "warnings")}
+_NUMPY = "import numpy as np"
+_FSDP_IMPORTS = [
+    "from torch.distributed.checkpoint.state_dict import (",
+    "    StateDictOptions,",
+    "    get_model_state_dict,",
+    "    get_optimizer_state_dict,",
+    "    set_model_state_dict,",
+    "    set_optimizer_state_dict,",
+    ")",
+    "from torch.distributed.device_mesh import init_device_mesh",
+]
 _TITLES = {
     "single": "one process",
     "ddp": "DistributedDataParallel",
@@ -176,26 +206,69 @@ def _script_facts(ctx: Mapping[str, Any]) -> dict:
     strategy = ctx["strategy"]["kind"]
     loss = ctx["train"]["loss"]
     arch = ctx["model"]["arch"]
+    source = ctx["data"]["source"]["kind"]
     precision = ctx["train"]["precision"]
+    scheduler = ctx["train"]["scheduler"]["name"]
+    user_code = arch == "python" or source == "python"
     title = _TITLES[strategy].format(zero=ctx["strategy"]["zero"])
+    imports = _imports(strategy, source, user_code, ctx["monitor"]["energy"], scheduler, precision)
     return {
         "version": __version__,
         "title": f"{title}, {precision}",
-        "strategy": strategy,
-        "source": ctx["data"]["source"]["kind"],
-        "arch": arch,
-        "scheduler": ctx["train"]["scheduler"]["name"],
+        "requires": "PyTorch and DeepSpeed" if strategy == "deepspeed" else "PyTorch",
+        "imports": "\n".join(imports),
+        "numpy": _NUMPY in imports,
+        "scheduler": scheduler,
         "amp_dtype": PRECISIONS[precision],
         # What backward() is called on: the loss of a micro-batch, scaled for fp16.
-        "scaled_loss": "scaler.scale(loss / accumulate)" if precision == "fp16" else "(loss / accumulate)",
+        "scaled_loss": (
+            "scaler.scale(loss / accumulate)" if precision == "fp16" else "(loss / accumulate)"
+        ),
+        "loss_fn": _LOSS_FUNCTIONS[loss],
+        "optimizer": _call(*_OPTIMIZERS[ctx["train"]["optimizer"]["name"]]),
         # class: integer labels (cross entropy); binary: 0/1 floats (bce); values: regression
         "target_kind": {"cross_entropy": "class", "bce": "binary"}.get(loss, "values"),
-        "imports_user_code": arch == "python" or ctx["data"]["source"]["kind"] == "python",
+        "imports_user_code": user_code,
         # One process reads its own flag, which costs nothing: it checks after every step.
+        "stop_check_every": 1 if strategy == "single" else STOP_CHECK_EVERY,
         "templates": {
             "strategy": f"train/strategy/{strategy}.py.jinja",
             "model": f"train/model/{arch}.py.jinja",
-            "data": f"train/data/{ctx['data']['source']['kind']}.py.jinja",
+            "data": f"train/data/{source}.py.jinja",
         },
-        "stop_check_every": 1 if strategy == "single" else STOP_CHECK_EVERY,
     }
+
+
+def _imports(strategy: str, source: str, user_code: bool, energy: bool, scheduler: str,
+             precision: str) -> list[str]:
+    """The script's import lines: the standard library's, then numpy's and torch's."""
+    stdlib = set(_STDLIB) | set(_STRATEGY_STDLIB.get(strategy, ()))
+    stdlib |= {"csv"} if source == "csv" else set()
+    stdlib |= {"importlib"} if user_code else set()
+    stdlib |= {"subprocess", "threading"} if energy else set()
+    lines = [f"import {name}" for name in sorted(stdlib)] + list(_STDLIB_FROM) + [""]
+    lines += [_NUMPY] if source == "npz" else []
+    lines += ["import torch"]
+    lines += ["import torch.distributed as dist"] if strategy != "single" else []
+    lines += ["import torch.nn as nn", "import torch.nn.functional as F"]
+    lines += ["from torch.distributed.elastic.multiprocessing.errors import record"]
+    if strategy == "ddp":
+        lines += ["from torch.nn.parallel import DistributedDataParallel as DDP"]
+    elif strategy == "fsdp":
+        lines += _FSDP_IMPORTS
+        policy = "MixedPrecisionPolicy, " if PRECISIONS[precision] else ""
+        lines += [f"from torch.distributed.fsdp import {policy}fully_shard"]
+    lines += ["from torch.optim.lr_scheduler import LambdaLR"] if scheduler != "none" else []
+    datasets = ", TensorDataset" if source in ("npz", "csv") else ""
+    data_names = f"DataLoader, Dataset, DistributedSampler{datasets}, Subset"
+    lines += [f"from torch.utils.data import {data_names}"]
+    return lines
+
+
+def _call(function: str, keywords: tuple[str, ...]) -> str:
+    """`function(parameters, key=settings["key"], ...)`, one argument a line when too long."""
+    arguments = ["parameters", *(f'{key}=settings["{key}"]' for key in keywords)]
+    flat = f"{function}({', '.join(arguments)})"
+    if len("    return ") + len(flat) <= 100:
+        return flat
+    return f"{function}(\n" + "".join(f"        {a},\n" for a in arguments) + "    )"
