@@ -25,6 +25,7 @@ from dtec.backends.train_script import STOP_CHECK_EVERY, render_train, train_con
 from dtec.compiler import compile_blueprint
 
 TRAIN_FIXTURES = Path(__file__).resolve().parent / "train"
+TEMPLATES = Path(templating.data_path("backends", "templates"))
 
 PROFILER = "monitor.profiler=torch(wait = 1, warmup = 1, active = 2)"
 STEP_KEYS = {"kind", "time", "step", "epoch", "loss", "lr", "iter_time", "data_time",
@@ -450,6 +451,64 @@ def test_site_templates_override_by_name(tmp_path: Path, monkeypatch: pytest.Mon
     assert render_train(ir, template_dirs=[tmp_path]) == expected
     monkeypatch.setenv("DTEC_TEMPLATES", os.pathsep.join(["/nonexistent", str(tmp_path)]))
     assert render_train(ir) == expected
+
+
+def test_a_site_overrides_one_piece_of_the_script(tmp_path: Path) -> None:
+    """A site's train/model/mlp.py.jinja replaces the built-in one, and nothing else."""
+    builtin = TEMPLATES / "train" / "model" / "mlp.py.jinja"
+    piece = tmp_path / "train" / "model" / "mlp.py.jinja"
+    piece.parent.mkdir(parents=True)
+    piece.write_text(builtin.read_text().replace("class MLP(", "# the site's MLP\nclass MLP("))
+    ir = compiled(*with_model("mlp")).ir
+    source = render_train(ir, template_dirs=[tmp_path])
+    assert "# the site's MLP\nclass MLP(nn.Module):" in source
+    assert source.replace("# the site's MLP\n", "") == render_train(ir)
+
+
+TOY_TEMPLATE = """\
+{# A toy architecture: one linear layer over the flattened sample. #}
+class Toy(nn.Module):
+    \"\"\"One linear layer over the flattened sample.\"\"\"
+
+    def __init__(self, input: int, output: int) -> None:
+        super().__init__()
+        self.linear = nn.Linear(input, output)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.linear(x.flatten(1))
+
+
+def build_model(sample_shape: tuple[int, ...]) -> nn.Module:
+    return Toy(**MODEL["params"])
+"""
+
+
+def test_an_architecture_is_added_as_the_docs_say(tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """docs/training-script.md, "Adding an architecture": its template, its vocabulary entry and
+    its estimates; then it compiles, and trains a step."""
+    from dtec import estimate
+    from dtec.lang import schema
+    from dtec.lang.types import Field, Function
+
+    toy = Function({"input": Field(schema.POSITIVE, "input features", True),
+                    "output": Field(schema.POSITIVE, "outputs", True)}, "A toy.")
+    monkeypatch.setitem(schema.ARCH.functions, "toy", toy)
+    monkeypatch.setitem(estimate.PARAMETER_COUNTS, "toy",
+                        lambda arch, shape: (arch["input"] + 1) * arch["output"])
+    monkeypatch.setitem(estimate.ACTIVATION_UNITS, "toy", lambda arch, shape: arch["output"])
+    site = tmp_path / "templates"
+    (site / "train" / "model").mkdir(parents=True)
+    (site / "train" / "model" / "toy.py.jinja").write_text(TOY_TEMPLATE)
+    monkeypatch.setenv("DTEC_TEMPLATES", str(site))
+
+    bundle = compiled("model.surrogate.arch=toy(input = 48, output = 1)", *STRATEGIES["single"],
+                      folder=tmp_path)
+    assert bundle.ir.models["surrogate"].parameters == 49
+    (tmp_path / "train.py").write_text(bundle.files["train.py"])
+    ok(python(tmp_path / "train.py", "--max-steps", "1"))
+    assert summary(tmp_path / "run")["steps"] == 1
+    assert set(final_weights(tmp_path / "run")) == {"linear.weight", "linear.bias"}
 
 
 def test_environment_is_strict_and_shared(tmp_path: Path) -> None:

@@ -6,10 +6,11 @@ import os
 from pathlib import Path, PurePath
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from dtec import __version__
 from dtec.lang.blueprint import Blueprint
+from dtec.lang.schema import ARCH
 from dtec.lang.semantics import label_count, sample_shape
 from dtec.plan import Plan
 
@@ -56,11 +57,22 @@ class Model(_Model):
     """A network, its architecture and the data set it reads."""
 
     name: str
-    arch: Literal["mlp", "lstm", "cnn", "unet", "transformer", "python"]
+    arch: str = Field(
+        description="an architecture of the vocabulary",
+        json_schema_extra=lambda schema: schema.update(enum=list(ARCH.functions)),
+    )
     params: dict[str, Any]
     input: str
     path: str | None
     parameters: int | None = Field(description="trainable parameters, when known statically")
+
+    @field_validator("arch")
+    @classmethod
+    def _known_arch(cls, value: str) -> str:
+        # The vocabulary's list, read when validating: an architecture is added in one place.
+        if value not in ARCH.functions:
+            raise ValueError(f"unknown architecture {value!r}")
+        return value
 
 
 class Optimizer(_Model):
