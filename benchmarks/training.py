@@ -96,7 +96,9 @@ def build_bundles(
     folders["dtec"] = dtec_dir
     if {"quiet", "bare"} & set(variants):
         quiet = ["monitor.timing=false", "monitor.energy=false", f"monitor.log_every={10**9}"]
-        quiet_bundle, _ = compile_blueprint(blueprint, target_name, sets=[*sets, *quiet], environ={})
+        quiet_bundle, _ = compile_blueprint(
+            blueprint, target_name, sets=[*sets, *quiet], environ={}
+        )
         quiet_dir = out / "quiet"
         quiet_dir.mkdir(parents=True, exist_ok=True)
         (quiet_dir / "train.py").write_text(quiet_bundle.files["train.py"])

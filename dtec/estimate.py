@@ -21,7 +21,8 @@ def activation_bytes(arch: dict, shape: list[int] | None, batch: int, precision:
     units = ACTIVATION_UNITS.get(arch.get("fn"))
     if shape is None or units is None:
         return 0
-    return int(units(arch, shape) * batch * size * 2)  # forward values kept for backward, roughly doubled
+    # Forward values are kept for backward: roughly doubled.
+    return int(units(arch, shape) * batch * size * 2)
 
 
 def _mlp_parameters(arch: dict, shape: list[int] | None) -> int:
@@ -63,7 +64,8 @@ def _transformer_parameters(arch: dict, shape: list[int] | None) -> int:
     d, ffn = arch["dim"], arch.get("ffn") or 4 * arch["dim"]
     steps = shape[0] if shape else 0
     per_layer = 4 * d * d + 4 * d + 2 * d * ffn + ffn + d + 4 * d
-    return arch["input"] * d + d + steps * d + arch["layers"] * per_layer + d * arch["output"] + arch["output"]
+    embedding = arch["input"] * d + d + steps * d
+    return embedding + arch["layers"] * per_layer + d * arch["output"] + arch["output"]
 
 
 def _mlp_units(arch: dict, shape: list[int]) -> int:

@@ -775,7 +775,8 @@ def test_pytorchjob_shape() -> None:
 
 
 def test_gpus_go_to_limits_on_kubernetes() -> None:
-    files = generate(case("kubernetes"), "kubernetes", sets=("target.kubernetes.machine.gpus=4",))[2]
+    sets = ("target.kubernetes.machine.gpus=4",)
+    files = generate(case("kubernetes"), "kubernetes", sets=sets)[2]
     job = next(d for d in yaml.safe_load_all(files["job.yaml"]) if d["kind"] == "Job")
     resources = pod_spec(job)["containers"][0]["resources"]
     assert (

@@ -64,7 +64,8 @@ def test_training_scripts_match_golden_once_per_distinct_script(golden, update_g
     index = {}
     for name, target in CASES:
         text = bundle_of(name, target).files["train.py"]
-        index[f"{Path(name).stem}/{target}"] = scripts.setdefault(text, f"{Path(name).stem}-{target}.py")
+        stem = Path(name).stem
+        index[f"{stem}/{target}"] = scripts.setdefault(text, f"{stem}-{target}.py")
     if update_golden:
         for old in GOLDEN_TRAIN.glob("*.py"):
             old.unlink()

@@ -694,7 +694,8 @@ def test_a_killed_rank_fails_the_job_quickly(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_diverging_loss_stops_with_a_clear_error(tmp_path: Path) -> None:
-    result = python(write_bundle(tmp_path, "train.optimizer.lr=1e30", "train.scheduler=none"))  # a ddp script, as one plain process
+    script = write_bundle(tmp_path, "train.optimizer.lr=1e30", "train.scheduler=none")
+    result = python(script)  # a ddp script, as one plain process
     assert result.returncode == 1
     assert "FloatingPointError: loss is" in result.stdout
     assert "at epoch 1, step" in result.stdout and "lower the learning rate" in result.stdout

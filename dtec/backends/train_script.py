@@ -99,7 +99,7 @@ def _configuration(ir: IR) -> dict[str, Any]:
     else:
         source |= {k: v for k, v in options.items() if k in ("path", "x", "y", "target")}
     params = dict(model.params)
-    if model.arch == "python":
+    if model.arch == "python":  # its extra keyword arguments, as those of a python source
         params = {"class": params["class"], "kwargs": params.get("kwargs", {})}
     scheduler: dict[str, Any] = {"name": train.scheduler.name}
     if train.scheduler.name == "cosine":
