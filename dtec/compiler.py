@@ -75,11 +75,10 @@ def generate(ir: IR, plan: Plan, template_dirs: Sequence[Path] = ()) -> dict[str
     The planner checked what the launcher can express (dtec.backends.checks): nothing is refused here.
     """
     from dtec.backends import kubernetes, local, slurm
-    from dtec.backends.pytorch import train_context
     from dtec.backends.train_script import render_train
 
     backend = {"slurm": slurm, "local": local}.get(ir.target.scheduler, kubernetes)
-    shared = {"train.py": render_train(train_context(ir), template_dirs), "ir.json": ir_json(ir)}
+    shared = {"train.py": render_train(ir, template_dirs), "ir.json": ir_json(ir)}
     files = {**shared, **backend.generate(ir, plan, shared)}
     files["manifest.json"] = manifest(files, ir)
     return dict(sorted(files.items()))
