@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from dataclasses import dataclass, field
 from itertools import pairwise
 
@@ -60,6 +61,7 @@ class Notes:
         self._shapes: dict[int, Shape] = {}
         self._own: dict[int, list[ast.Comment]] = {}
         self._trailing: dict[int, str] = {}
+        self._indexes: dict[int, tuple[tuple[Node, ...], list[int]]] = {}
         self.commented: set[int] = set()
         for comment in document.comments:
             self._place(document, comment)
@@ -74,22 +76,36 @@ class Notes:
 
     def _place(self, document: ast.Document, comment: ast.Comment) -> None:
         at = comment.span.start
-        path = _path_to(document, at)
+        path: list[Container] = [document]
+        while True:
+            items, starts = self._index(path[-1])
+            # Items are disjoint and in order: only the last one starting before `at` can hold it.
+            count = bisect_left(starts, at)
+            inner = _inner(items[count - 1]) if count else None
+            if inner is None or not inner.span.start < at < inner.span.end:
+                break
+            path.append(inner)
         self.commented.update(id(node) for node in path)
         container = path[-1]
-        items = children(container)
-        before = [n for n in items if n.span.end <= at]
         line = self._line(at)
         text = comment_text(comment)
-        if before and self._line(before[-1].span.end) == line:
+        if count and self._line(items[count - 1].span.end) == line:
             # Authors align trailing comments by hand (the quickstart does): keep their gap, at least 2.
             prefix = self._source.text[: comment.span.start]
             gap = len(prefix) - len(prefix.rstrip(" \t"))
-            self._trailing[id(before[-1])] = " " * max(2, gap) + text
-        elif not before and container is not document and self._line(container.span.start) == line:
+            self._trailing[id(items[count - 1])] = " " * max(2, gap) + text
+        elif not count and container is not document and self._line(container.span.start) == line:
             self._opening(container).opening = text
         else:
             self._own.setdefault(id(container), []).append(comment)
+
+    def _index(self, node: Container) -> tuple[tuple[Node, ...], list[int]]:
+        """Return a container's items and their start offsets, computed once per container."""
+        key = id(node)
+        if key not in self._indexes:
+            items = children(node)
+            self._indexes[key] = items, [n.span.start for n in items]
+        return self._indexes[key]
 
     def _opening(self, node: Container) -> Shape:
         return self._shapes.setdefault(id(node), Shape())
@@ -115,22 +131,12 @@ class Notes:
             entry.blank = text.count("\n", prev.end, entry.start) >= 2
         shape.entries = entries
         for child in children(node):
-            inner = child.value if isinstance(child, ast.Attribute) else child
-            if isinstance(inner, (ast.Block, *_EXPR_CONTAINERS)):
+            inner = _inner(child)
+            if inner is not None:
                 self._build(inner)
 
 
-def _path_to(document: ast.Document, at: int) -> list[Container]:
-    """Return the containers around offset `at`, outermost first."""
-    path: list[Container] = [document]
-    while True:
-        for child in children(path[-1]):
-            inner = child.value if isinstance(child, ast.Attribute) else child
-            if (
-                isinstance(inner, (ast.Block, *_EXPR_CONTAINERS))
-                and inner.span.start < at < inner.span.end
-            ):
-                path.append(inner)
-                break
-        else:
-            return path
+def _inner(node: Node) -> Container | None:
+    """Return the container an item holds (a block, or an attribute's list, map or call)."""
+    inner = node.value if isinstance(node, ast.Attribute) else node
+    return inner if isinstance(inner, (ast.Block, *_EXPR_CONTAINERS)) else None

@@ -68,7 +68,11 @@ class _Printer:
                     runs.append([])
                 if single:
                     runs[-1].append(i)
-            pads = {i: max(len(attrs[j].key) for j in run) for run in runs for i in run}
+            pads: dict[int, int] = {}
+            for run in runs:
+                # One maximum per run: taking it per member made long runs quadratic.
+                pad = max((len(attrs[i].key) for i in run), default=0)
+                pads.update(dict.fromkeys(run, pad))
             overflow = {
                 i for i, pad in pads.items() if not self._one_line(attrs[i], level, pad, comma)
             }
