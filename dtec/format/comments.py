@@ -6,6 +6,7 @@ from bisect import bisect_left
 from dataclasses import dataclass, field
 from itertools import pairwise
 
+from dtec.lang.suppress import is_suppression, target_line
 from dtec.syntax import ast
 
 # The lexer's comment token runs to the end of the line, so it drags in `\r` and trailing blanks.
@@ -18,13 +19,18 @@ _EXPR_CONTAINERS = (ast.ListExpr, ast.MapExpr, ast.Call)
 
 @dataclass
 class Entry:
-    """One line-level element of a container: an item (with its trailing comment) or a comment."""
+    """One line-level element of a container: an item (with its trailing comment) or a comment.
+
+    `pin` is the line of an item that lies wholly on a line a suppression comment applies to: the
+    item stays on one line, with the other items of that line.
+    """
 
     node: Node | None
     comment: str | None
     blank: bool = False
     start: int = 0
     end: int = 0
+    pin: int | None = None
 
 
 @dataclass
@@ -54,7 +60,11 @@ def comment_text(comment: ast.Comment) -> str:
 
 
 class Notes:
-    """Where each comment of one document goes, and which containers hold comments."""
+    """Where each comment of one document goes, and which containers must keep several lines.
+
+    A `# dtec: ignore` comment applies to the items that start on one line, so the formatter
+    keeps that line's items together and does not join that line with others (`pin`, `multiline`).
+    """
 
     def __init__(self, document: ast.Document) -> None:
         self._source = document.source
@@ -62,7 +72,10 @@ class Notes:
         self._own: dict[int, list[ast.Comment]] = {}
         self._trailing: dict[int, str] = {}
         self._indexes: dict[int, tuple[tuple[Node, ...], list[int]]] = {}
-        self.commented: set[int] = set()
+        self._targets = sorted(
+            {target_line(document, c) for c in document.comments if is_suppression(c)}
+        )
+        self.multiline: set[int] = set()
         for comment in document.comments:
             self._place(document, comment)
         self._build(document)
@@ -85,19 +98,27 @@ class Notes:
             if inner is None or not inner.span.start < at < inner.span.end:
                 break
             path.append(inner)
-        self.commented.update(id(node) for node in path)
-        container = path[-1]
         line = self._line(at)
         text = comment_text(comment)
         if count and self._line(items[count - 1].span.end) == line:
+            item = items[count - 1]
+            while is_suppression(comment) and self._line(item.span.start) != line:
+                # It applies to what starts on its line: trail the innermost item there (`2]`).
+                inner = _inner(item)
+                last = self._index(inner)[0][-1:] if inner is not None else ()
+                if not last or self._line(last[0].span.end) != line:
+                    break
+                path.append(inner)  # type: ignore[arg-type]
+                item = last[0]
             # Authors align trailing comments by hand (the quickstart does): keep their gap, at least 2.
             prefix = self._source.text[: comment.span.start]
             gap = len(prefix) - len(prefix.rstrip(" \t"))
-            self._trailing[id(items[count - 1])] = " " * max(2, gap) + text
-        elif not count and container is not document and self._line(container.span.start) == line:
-            self._opening(container).opening = text
+            self._trailing[id(item)] = " " * max(2, gap) + text
+        elif not count and path[-1] is not document and self._line(path[-1].span.start) == line:
+            self._opening(path[-1]).opening = text
         else:
-            self._own.setdefault(id(container), []).append(comment)
+            self._own.setdefault(id(path[-1]), []).append(comment)
+        self.multiline.update(id(node) for node in path)
 
     def _index(self, node: Container) -> tuple[tuple[Node, ...], list[int]]:
         """Return a container's items and their start offsets, computed once per container."""
@@ -106,6 +127,18 @@ class Notes:
             items = children(node)
             self._indexes[key] = items, [n.span.start for n in items]
         return self._indexes[key]
+
+    def _pin(self, entries: list[Entry]) -> None:
+        """Pin the items lying on a suppressed line; keep those crossing one on several lines."""
+        for entry in entries:
+            first, last = self._line(entry.start), self._line(entry.end)
+            at = bisect_left(self._targets, first)
+            if at == len(self._targets) or self._targets[at] > last:
+                continue
+            if first == last:
+                entry.pin = first
+            elif (inner := _inner(entry.node)) is not None:  # type: ignore[arg-type]
+                self.multiline.add(id(inner))
 
     def _opening(self, node: Container) -> Shape:
         return self._shapes.setdefault(id(node), Shape())
@@ -116,6 +149,8 @@ class Notes:
             Entry(n, self._trailing.get(id(n)), start=n.span.start, end=n.span.end)
             for n in children(node)
         ]
+        if self._targets:
+            self._pin(entries)
         for entry in entries:
             if entry.comment is not None:
                 # A trailing comment ends the item's line, so blank lines are counted after it.
