@@ -111,7 +111,7 @@ class Notes:
                 path.append(inner)  # type: ignore[arg-type]
                 item = last[0]
             # Authors align trailing comments by hand (the quickstart does): keep their gap, at least 2.
-            prefix = self._source.text[: comment.span.start]
+            prefix = self._source.line_text(line)[: comment.span.start_pos[1] - 1]
             gap = len(prefix) - len(prefix.rstrip(" \t"))
             self._trailing[id(item)] = " " * max(2, gap) + text
         elif not count and path[-1] is not document and self._line(path[-1].span.start) == line:
