@@ -61,12 +61,13 @@ def check(original: ast.Document, formatted: str, reprint: Callable[[ast.Documen
 
 def _suppressed(document: ast.Document) -> list[set[str]]:
     """Return, for each `# dtec: ignore` comment, the spans that start on the line it applies to."""
-    lines: dict[int, set[str]] = {}
-    for place, offset in span_starts(document):
-        lines.setdefault(document.source.position(offset)[0], set()).add(place)
-    return [
-        lines.get(target_line(document, c), set()) for c in document.comments if is_suppression(c)
-    ]
+    targets = [target_line(document, c) for c in document.comments if is_suppression(c)]
+    lines: dict[int, set[str]] = {line: set() for line in targets}
+    for place, offset in span_starts(document) if targets else ():
+        line = document.source.position(offset)[0]
+        if line in lines:
+            lines[line].add(place)
+    return [lines[line] for line in targets]
 
 
 def span_starts(document: ast.Document) -> Iterator[tuple[str, int]]:
