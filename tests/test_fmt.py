@@ -270,8 +270,13 @@ def test_cli_missing_file(tmp_path: Path, runner: CliRunner) -> None:
 
 
 def _calls_to_format(n: int) -> int:
-    """Count the Python and C function calls that formatting `n` commented one-line attributes makes."""
-    text = "x {\n" + "".join(f"  key{i} = {i}  # note {i}\n" for i in range(n)) + "}\n"
+    """Count the Python and C function calls that formatting `n` commented one-line attributes makes.
+
+    One aligned run of `n` attributes, each with a comment, then `n / 10` suppressed pairs.
+    """
+    run = "".join(f"  key{i} = {i}  # note {i}\n" for i in range(n))
+    pairs = "".join(f"  a{i} = [{i}], b = 2  # dtec: ignore[DT213]\n" for i in range(n // 10))
+    text = f"x {{\n{run}}}\ny {{\n{pairs}}}\n"
     source = Source("x.twin", text)
     calls = 0
 
