@@ -72,9 +72,7 @@ class Notes:
         self._own: dict[int, list[ast.Comment]] = {}
         self._trailing: dict[int, str] = {}
         self._indexes: dict[int, tuple[tuple[Node, ...], list[int]]] = {}
-        self._targets = sorted(
-            {target_line(document, c) for c in document.comments if is_suppression(c)}
-        )
+        self._targets = {target_line(document, c) for c in document.comments if is_suppression(c)}
         self.multiline: set[int] = set()
         for comment in document.comments:
             self._place(document, comment)
@@ -103,10 +101,12 @@ class Notes:
         if count and self._line(items[count - 1].span.end) == line:
             item = items[count - 1]
             while is_suppression(comment) and self._line(item.span.start) != line:
-                # It applies to what starts on its line: trail the innermost item there (`2]`).
+                # It applies to what starts on its line: trail the innermost item there (`2]`),
+                # or, when nothing starts there, stay after the closer (`]`), on a line of its own.
                 inner = _inner(item)
                 last = self._index(inner)[0][-1:] if inner is not None else ()
                 if not last or self._line(last[0].span.end) != line:
+                    self._keep_open(item)
                     break
                 path.append(inner)  # type: ignore[arg-type]
                 item = last[0]
@@ -129,16 +129,21 @@ class Notes:
         return self._indexes[key]
 
     def _pin(self, entries: list[Entry]) -> None:
-        """Pin the items lying on a suppressed line; keep those crossing one on several lines."""
+        """Pin the items lying on a suppressed line; keep those starting there on several lines."""
         for entry in entries:
             first, last = self._line(entry.start), self._line(entry.end)
-            at = bisect_left(self._targets, first)
-            if at == len(self._targets) or self._targets[at] > last:
+            if first not in self._targets:
                 continue
             if first == last:
                 entry.pin = first
-            elif (inner := _inner(entry.node)) is not None:  # type: ignore[arg-type]
-                self.multiline.add(id(inner))
+            else:
+                self._keep_open(entry.node)  # type: ignore[arg-type]
+
+    def _keep_open(self, node: Node) -> None:
+        """Keep the container an item holds on several lines (an empty one prints `[]` anyway)."""
+        inner = _inner(node)
+        if inner is not None and children(inner):
+            self.multiline.add(id(inner))
 
     def _opening(self, node: Container) -> Shape:
         return self._shapes.setdefault(id(node), Shape())
