@@ -14,7 +14,8 @@ from benchmarks.common import dtec_executable, log, python_executable, summary, 
 
 def run(out: Path, *, count: int = 1000, repeat: int = 5) -> dict:
     """Lint `count` generated blueprints: `repeat` in-process passes and `repeat` whole processes."""
-    from dtec.lint import analyse, cpu_count
+    from dtec.analysis import analyse
+    from dtec.host import cpu_count
 
     log(f"lint throughput: {count} blueprints, x{repeat}")
     folder = Path(tempfile.mkdtemp(prefix="dtec-bench-lint-"))

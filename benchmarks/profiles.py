@@ -133,7 +133,7 @@ def profile_calls(fn, top: int) -> dict:
 
 def run(out: Path, *, lint_count: int = 1000, compile_repeat: int = 100, top: int = 25) -> dict:
     from dtec.compiler import compile_blueprint
-    from dtec.lint import analyse
+    from dtec.analysis import analyse
 
     log(f"profiles: importtime, cProfile lint x{lint_count}, compile x{compile_repeat}")
     folder = Path(tempfile.mkdtemp(prefix="dtec-bench-profile-"))

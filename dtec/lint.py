@@ -1,75 +1,15 @@
-"""Lint blueprints: load, check, and plan onto each target, with no heavy import."""
+"""Lint many blueprints (dtec.analysis for each, shared among processes), with no heavy import."""
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
-from dtec.diagnostics import Diagnostic, diag, has_errors
-from dtec.lang.blueprint import Blueprint
-from dtec.lang.check import check
-from dtec.lang.loader import load
-from dtec.lang.overrides import apply_sets
-from dtec.lang.semantics import check_semantics
-from dtec.lang.suppress import apply_suppressions
-from dtec.plan import Plan, plan
-from dtec.source import Source, Span
-
-
-@dataclass(frozen=True)
-class FileResult:
-    """The outcome of analysing one file: the blueprint, its plans per target, and diagnostics."""
-
-    path: Path
-    blueprint: Blueprint | None
-    diagnostics: tuple[Diagnostic, ...]
-    plans: dict[str, Plan] = field(default_factory=dict)
-
-    @property
-    def ok(self) -> bool:
-        """Return whether there is no error."""
-        return not has_errors(list(self.diagnostics))
-
-
-def analyse(
-    path: Path,
-    text: str | None = None,
-    environ: Mapping[str, str] | None = None,
-    *,
-    targets: Sequence[str] | None = None,
-    sets: Sequence[str] = (),
-    machine_dirs: Sequence[Path] = (),
-) -> FileResult:
-    """Check one blueprint and plan it onto `targets` (None: every target it declares)."""
-    environ = os.environ if environ is None else environ
-    program, diagnostics = load(path, text, environ)
-    if not program.documents:
-        return FileResult(path, None, tuple(diagnostics))
-    program, found = apply_sets(program, list(sets))
-    diagnostics += found
-    blueprint, found = check(program, environ, targets)
-    diagnostics += found
-    diagnostics += check_semantics(blueprint, errors_so_far=has_errors(diagnostics))
-    plans: dict[str, Plan] = {}
-    if not has_errors(diagnostics):
-        from dtec.machines import load_machines
-
-        catalog = load_machines(tuple(machine_dirs))
-        diagnostics += [
-            diag("DT214", f"machine profile ignored: {e.message}", Span(Source(str(e.path), ""), 0, 0) if e.path else None, "fix or remove the file")
-            for e in catalog.errors
-        ]
-        names = list(blueprint.get("target") or {}) if targets is None else list(targets)
-        for name in names:
-            planned, found = plan(blueprint, name, catalog)
-            diagnostics += found
-            if planned is not None:
-                plans[name] = planned
-    diagnostics = apply_suppressions(program.documents, diagnostics)
-    return FileResult(path, blueprint, tuple(sorted(diagnostics, key=lambda d: d.sort_key)), plans)
+from dtec.analysis import analyse
+from dtec.diagnostics import Diagnostic
+from dtec.host import cpu_count
 
 
 @dataclass(frozen=True)
@@ -111,11 +51,6 @@ def lint_files(
             return [first, *pool.map(check, paths[1:], chunksize=chunk)]
     except BrokenProcessPool:  # a worker died (out of memory, killed): do it here instead
         return [first, *(check(path) for path in paths[1:])]
-
-
-def cpu_count() -> int:
-    """Return the CPUs this process may run on (its affinity, where the OS has one)."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def _diagnostics(

@@ -6,21 +6,20 @@ Light on purpose (no pydantic, networkx or jinja2): `dtec lint` runs it for ever
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from dtec.backends.checks import check as check_launcher
 from dtec.diagnostics import Diagnostic, Related, diag
 from dtec.estimate import Memory, activation_bytes, memory_per_rank, parameter_count
 from dtec.lang.blueprint import Blueprint
 from dtec.lang.semantics import sample_shape
-from dtec.source import Span
+from dtec.source import argument_span
 from dtec.machines import Catalog, Machine, Partition
-from dtec.machines.overrides import OverrideError
+from dtec.machines.overrides import OverrideError, apply_overrides
 from dtec.machines.model import Node
-from dtec.machines.units import format_duration
-from dtec.suggest import did_you_mean
+from dtec.units import GIB, format_duration
+from dtec.suggest import did_you_mean, suggestion
 
-GiB = 2**30
 _SLURM_KEYS = {"account", "partition", "qos", "walltime", "container", "modules", "env", "exclusive", "reservation"}
 _KUBE_KEYS = {"image", "namespace", "walltime", "env"}
 # Target keys each kind of machine understands; the others are reported (DT215), never dropped.
@@ -38,7 +37,10 @@ _GPU_HEADROOM = 0.9  # CUDA context, allocator fragmentation and NCCL buffers ta
 
 @dataclass(frozen=True)
 class Decision:
-    """A value dtec chose for the user, and why."""
+    """A value dtec chose, and why."""
+
+    # The IR holds these same objects; pydantic reads this (a plain dict: lint imports no pydantic).
+    __pydantic_config__: ClassVar[dict[str, str]] = {"extra": "forbid"}
 
     subject: str
     value: str
@@ -103,6 +105,7 @@ class _Planner:
         self.target = target
         self.catalog = catalog
         self.settings: dict[str, Any] = (bp.get("target") or {}).get(target) or {}
+        self.declared = bp.span("target", target) is not None
         self.found: list[Diagnostic] = []
         self.decisions: list[Decision] = []
         # The model `train` trains, and the data set it reads: what every estimate is about.
@@ -113,8 +116,8 @@ class _Planner:
 
     def report(self, code: str, message: str, *path: str | int, help: str | None = None, related=()) -> None:
         span = self.bp.span(*path) if path else self.bp.span("target", self.target)
-        if span is None and self.bp.source is not None:
-            span = Span(self.bp.source, 0, 0)  # a target the blueprint does not declare
+        if span is None:
+            span = argument_span("--target", self.target)  # a target the blueprint does not declare
         self.found.append(diag(code, message, span, help, related))
 
     def decide(self, subject: str, value: Any, reason: str) -> None:
@@ -191,7 +194,7 @@ class _Planner:
             self.report(
                 "DT200",
                 f"no machine profile named `{self.target}`",
-                help=did_you_mean(self.target, self.catalog.names()) or "run `dtec targets` to list the machines",
+                help=suggestion(self.catalog.suggest(self.target)) or "run `dtec targets` to list the machines",
             )
             return None
         if machine.scheduler == "local":
@@ -204,7 +207,7 @@ class _Planner:
         if name and (machine.partition(name) is not None or machine.rules.open_partitions):
             overrides["partition"] = name
         try:
-            return machine.with_overrides(overrides) if overrides else machine
+            return apply_overrides(machine, overrides) if overrides else machine
         except OverrideError as exc:
             for problem in exc.found:
                 first, *others = problem.keys or ("",)
@@ -261,7 +264,9 @@ class _Planner:
                 "DT209" if missing else "DT211",
                 problem,
                 *self.at_target("account"),
-                help=f'add `account = env("{variable}")` to the target block' if missing else "check the project's account name",
+                help=(f'add `account = env("{variable}")` to the target block' if self.declared else f'add `target "{self.target}" {{ account = env("{variable}") }}` to the blueprint')
+                if missing
+                else "check the project's account name",
             )
         if machine.kube is not None and machine.kube.image_required and not self.settings.get("image"):
             self.report(
@@ -403,10 +408,10 @@ class _Planner:
         params = parameter_count(arch, shape) if isinstance(arch, dict) else None
         optimizer = (self.bp.get("train", "optimizer") or {}).get("fn", "adamw")
         if device == "cuda":
-            limit = int((node.gpu_memory_gb or 0) * GiB * _GPU_HEADROOM) or None
+            limit = int((node.gpu_memory_gb or 0) * GIB * _GPU_HEADROOM) or None
         else:
             ranks = max(world // max(self.bp.get("strategy", "nodes") or 1, 1), 1)
-            limit = int(node.requestable_memory_gb * GiB / ranks) or None
+            limit = int(node.requestable_memory_gb * GIB / ranks) or None
         activations = activation_bytes(arch, shape, self.batch, precision) if isinstance(arch, dict) else 0
 
         def memory(stage: int) -> Memory | None:
@@ -423,7 +428,7 @@ class _Planner:
             elif replicated is None or limit is None or replicated.total <= limit:
                 kind, why = "ddp", "the model fits in each rank's memory" if replicated else "a user model of unknown size"
             else:
-                kind, why = "fsdp", f"a full replica needs ~{replicated.total / GiB:.1f} GiB per rank, more than {limit / GiB:.1f} GiB"
+                kind, why = "fsdp", f"a full replica needs ~{replicated.total / GIB:.1f} GiB per rank, more than {limit / GIB:.1f} GiB"
             self.decide("strategy", kind, why)
             stages["auto"] = stages[kind]
         estimate = memory(stages.get(kind, 0))
@@ -431,10 +436,10 @@ class _Planner:
         if fully_sharded is not None and limit is not None and fully_sharded.total > limit:
             self.report(
                 "DT208",
-                f"the model needs ~{fully_sharded.total / GiB:.1f} GiB per rank even fully sharded over {world} rank{'s' if world != 1 else ''}; a rank has {limit / GiB:.1f} GiB",
+                f"the model needs ~{fully_sharded.total / GIB:.1f} GiB per rank even fully sharded over {world} rank{'s' if world != 1 else ''}; a rank has {limit / GIB:.1f} GiB",
                 "model", model, "arch",
                 help="use more nodes, a smaller model or a smaller batch",
             )
         elif estimate is not None and limit is not None and estimate.total > limit:
-            self.decide("memory", f"~{estimate.total / GiB:.1f} GiB per rank", f"above the {limit / GiB:.1f} GiB a rank has with `{kind}`; `fsdp` or `deepspeed` with `zero = 3` would fit")
+            self.decide("memory", f"~{estimate.total / GIB:.1f} GiB per rank", f"above the {limit / GIB:.1f} GiB a rank has with `{kind}`; `fsdp` or `deepspeed` with `zero = 3` would fit")
         return kind, zero if kind == "deepspeed" else None, params, estimate, limit

@@ -91,17 +91,18 @@ def default_folder(twin: str, target: str, run_id: str) -> Path:
 _NOT_CONFIGURATION = ("dtec_version", "estimate", "decisions")
 
 
-def configuration(ir_json: str) -> dict:
-    """The IR without what does not change the training (see _NOT_CONFIGURATION)."""
-    ir = json.loads(ir_json)
+def configuration(ir: str | dict) -> dict:
+    """The IR (ir.json's text, or its data) without what does not change the training."""
+    if isinstance(ir, str):
+        ir = json.loads(ir)
     if not isinstance(ir, dict):
         return {}
     return {k: v for k, v in ir.items() if k not in _NOT_CONFIGURATION}
 
 
-def ir_sha256(ir_json: str) -> str:
+def ir_sha256(ir: str | dict) -> str:
     """The hash of a compiled configuration: two runs may share checkpoints only when it agrees."""
-    canonical = json.dumps(configuration(ir_json), sort_keys=True, separators=(",", ":"))
+    canonical = json.dumps(configuration(ir), sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 

@@ -9,7 +9,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
 
-MAX_BYTES = 16 * 2**20
+from dtec.units import MIB
+
+MAX_BYTES = 16 * MIB
 
 
 # A CR not followed by LF: a line break in old Mac files, and in every editor, but not in the grammar.
@@ -109,3 +111,12 @@ def read_source(path: Path, name: str | None = None) -> Source | str:
     except UnicodeDecodeError as exc:
         return f"not valid UTF-8 (byte {exc.start})"
     return Source(str(path) if name is None else name, text)
+
+
+COMMAND_LINE = "command line"  # where diagnostics about a command-line argument are shown
+
+
+def argument_span(flag: str, value: str) -> Span:
+    """Return the span of `value` in the argument `flag value`, shown as typed on the command line."""
+    text = f"{flag} {value}" if flag else value
+    return Span(Source(COMMAND_LINE, text), len(text) - len(value), len(text))

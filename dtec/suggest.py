@@ -17,5 +17,9 @@ def closest(name: str, choices: Iterable[str]) -> str | None:
 
 def did_you_mean(name: str, choices: Iterable[str], quote: str = "`") -> str | None:
     """Return `did you mean `x`?` for the closest choice, or None."""
-    match = closest(name, choices)
+    return suggestion(closest(name, choices), quote)
+
+
+def suggestion(match: str | None, quote: str = "`") -> str | None:
+    """Return `did you mean `x`?` for a match found otherwise (a machine by alias), or None."""
     return f"did you mean {quote}{match}{quote}?" if match else None

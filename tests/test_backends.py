@@ -17,12 +17,11 @@ from dtec.backends import kubernetes, slurm
 from dtec.compiler import generate as compile_generate
 from dtec.diagnostics import has_errors
 from dtec.ir import build_ir
-from dtec.lint import analyse
+from dtec.analysis import analyse
 from dtec.machines import MachineError, load_machines
 
 HERE = Path(__file__).resolve().parent
 CASES_DIR = HERE / "backends"
-GOLDEN_DIR = HERE / "golden" / "bundles"
 IN_CI = os.environ.get("CI", "").lower() == "true"
 K8S_VERSION = "1.30.0"
 # Machines whose case lives outside quickstart.twin (interLink takes one node, local one computer).
@@ -62,14 +61,6 @@ def case(name: str) -> Path:
     return CASES_DIR / CASE_OF.get(name, "quickstart.twin")
 
 
-def add_to_target(path: Path, target: str, lines: str) -> str:
-    """Return the blueprint's text with `lines` added at the top of its `target` block."""
-    opening = f'target "{target}" {{\n'
-    text = path.read_text()
-    assert opening in text, f"{path.name} has no target {target}"
-    return text.replace(opening, opening + lines + "\n")
-
-
 def need(tool: str) -> str:
     found = shutil.which(tool)
     if found is None:
@@ -102,15 +93,6 @@ def sbatch_flags(text: str) -> list[str]:
     ]
 
 
-def without_bundle_data(text: str) -> str:
-    """Blank the ConfigMap's generated files, so goldens follow the manifests, not train.py."""
-    docs = list(yaml.safe_load_all(text))
-    for doc in docs:
-        if doc["kind"] == "ConfigMap":
-            doc["data"] = {key: "<generated>" for key in doc["data"]}
-    return yaml.safe_dump_all(docs, sort_keys=False, width=4096)
-
-
 def make_executable(path: Path, text: str) -> None:
     path.write_text(text)
     path.chmod(path.stat().st_mode | stat.S_IXUSR)
@@ -125,16 +107,11 @@ def test_every_profile_has_a_case() -> None:
 
 @pytest.mark.parametrize(("blueprint", "target"), GOLDEN_CASES, ids=lambda v: str(v))
 def test_bundle_matches_golden_and_is_deterministic(
-    blueprint: str, target: str, golden
+    blueprint: str, target: str, golden_bundle
 ) -> None:
     _, _, files = generate(CASES_DIR / blueprint, target)
-    again = generate(CASES_DIR / blueprint, target)[2]
-    assert again == files
-    launchers = {k: v for k, v in files.items() if k not in ("train.py", "ir.json", "manifest.json")}
-    assert len(launchers) == 1
-    for name, text in launchers.items():
-        shown = without_bundle_data(text) if name == "job.yaml" else text
-        golden(GOLDEN_DIR / Path(blueprint).stem / target / name, shown)
+    assert generate(CASES_DIR / blueprint, target)[2] == files
+    golden_bundle(CASES_DIR / blueprint, target, files)
 
 
 @pytest.mark.parametrize("machine", SLURM_MACHINES)
@@ -276,8 +253,8 @@ def test_gpu_launchers_leave_malloc_alone(machine: str) -> None:
 
 
 def test_malloc_thresholds_yield_to_the_environment_and_the_blueprint() -> None:
-    text = add_to_target(CASES_DIR / "tiny.twin", "slurm", '  env = { MALLOC_TRIM_THRESHOLD_ = "0" }')
-    _, _, files = generate(CASES_DIR / "tiny.twin", "slurm", text=text)
+    sets = ('target.slurm.env={ MALLOC_TRIM_THRESHOLD_ = "0" }',)
+    _, _, files = generate(CASES_DIR / "tiny.twin", "slurm", sets=sets)
     exports = malloc_exports(files["job.sbatch"])
     assert exports == ["export MALLOC_TRIM_THRESHOLD_=0", MALLOC_DEFAULTS[0]]
     probe = "\n".join([*MALLOC_DEFAULTS, 'echo "$MALLOC_MMAP_THRESHOLD_ $MALLOC_TRIM_THRESHOLD_"'])
@@ -304,8 +281,8 @@ def test_cpu_pods_fix_glibc_malloc_thresholds_unless_the_blueprint_sets_them() -
     assert plan.device == "cpu"
     env = container_env(files["job.yaml"])
     assert (env["MALLOC_MMAP_THRESHOLD_"], env["MALLOC_TRIM_THRESHOLD_"]) == ("33554432", "1073741824")
-    text = add_to_target(case("kubernetes"), "kubernetes", '  env = { MALLOC_TRIM_THRESHOLD_ = "0" }')
-    _, _, files = generate(case("kubernetes"), "kubernetes", text=text)
+    sets = ('target.kubernetes.env={ MALLOC_TRIM_THRESHOLD_ = "0" }',)
+    _, _, files = generate(case("kubernetes"), "kubernetes", sets=sets)
     assert container_env(files["job.yaml"])["MALLOC_TRIM_THRESHOLD_"] == "0"
 
 
@@ -328,20 +305,18 @@ def test_generic_slurm_test_job_fits_two_cpus() -> None:
 
 
 def test_memory_requests_round_up_and_are_never_zero() -> None:
-    more = '    gpus = 0\n    memory = 512MB\n    memory_flag = "--mem={gb}G"\n'
-    text = (CASES_DIR / "tiny.twin").read_text().replace("    gpus = 0\n", more)
-    flags = sbatch_flags(generate(CASES_DIR / "tiny.twin", "slurm", text=text)[2]["job.sbatch"])
+    sets = ("target.slurm.machine.memory=512MB", 'target.slurm.machine.memory_flag="--mem={gb}G"')
+    flags = sbatch_flags(generate(CASES_DIR / "tiny.twin", "slurm", sets=sets)[2]["job.sbatch"])
     assert [f for f in flags if f.startswith("--mem")] == ["--mem=1G"]  # --mem=0G: the whole node
-    text = add_to_target(CASES_DIR / "kube.twin", "kubernetes", "  machine { memory = 1B }")
-    files = generate(CASES_DIR / "kube.twin", "kubernetes", text=text)[2]
+    sets = ("target.kubernetes.machine.memory=1B",)
+    files = generate(CASES_DIR / "kube.twin", "kubernetes", sets=sets)[2]
     resources = first_container(files["job.yaml"])["resources"]
     assert resources["limits"]["memory"] == resources["requests"]["memory"] == "1Mi"
 
 
 def test_settings_a_target_cannot_express_are_reported() -> None:
-    text = add_to_target(CASES_DIR / "tiny.twin", "slurm", '  image = "x:1"')
-    found = analyse(CASES_DIR / "tiny.twin", text, environ={}, targets=["slurm"]).diagnostics
-    assert [(d.code, "image" in d.message, d.span.start_pos) for d in found] == [("DT215", True, (31, 11))]
+    found = lint(CASES_DIR / "tiny.twin", "slurm", sets=('target.slurm.image="x:1"',))
+    assert [(d.code, "image" in d.message, spanned(d)) for d in found] == [("DT215", True, '"x:1"')]
 
 
 # ---- quoting and injection -------------------------------------------------------------------
@@ -461,8 +436,7 @@ def test_sbatch_keeps_hostile_names_inert(tmp_path: Path) -> None:
 
 
 def test_sbatch_header_refuses_newlines_and_backslashes() -> None:
-    text = add_to_target(CASES_DIR / "tiny.twin", "slurm", '  account = "a\\nb\\\\c"')
-    found = lint(CASES_DIR / "tiny.twin", "slurm", text=text)
+    found = lint(CASES_DIR / "tiny.twin", "slurm", sets=('target.slurm.account="a\\nb\\\\c"',))
     assert [(d.code, spanned(d)) for d in found] == [("DT215", '"a\\nb\\\\c"')]
     with pytest.raises(ValueError):  # the generator never writes one, checked or not
         slurm.sbatch_value("a\nb")
@@ -683,13 +657,11 @@ while :; do sleep 0.1; done
 
 def test_run_sh_stops_at_the_walltime(tmp_path: Path) -> None:
     assert "timeout" not in generate(CASES_DIR / "tiny.twin", "local")[2]["run.sh"]
-    tiny = (CASES_DIR / "tiny.twin").read_text()
-    text = tiny.replace('target "local" {}', 'target "local" {\n  walltime = 1min\n}')
     assert "exec timeout --preserve-status --kill-after=30s 30s " in generate(
-        CASES_DIR / "tiny.twin", "local", text=text)[2]["run.sh"]
+        CASES_DIR / "tiny.twin", "local", sets=("target.local.walltime=1min",))[2]["run.sh"]
     # Two seconds: SIGTERM after one (train.py checkpoints), SIGKILL at two.
-    text = tiny.replace('target "local" {}', 'target "local" {\n  walltime = 2s\n}')
-    script = generate(CASES_DIR / "tiny.twin", "local", text=text, sets=("strategy.kind=single", "strategy.procs_per_node=1"))[2]["run.sh"]
+    sets = ("target.local.walltime=2s", "strategy.kind=single", "strategy.procs_per_node=1")
+    script = generate(CASES_DIR / "tiny.twin", "local", sets=sets)[2]["run.sh"]
     shellcheck(script)
     log, bin_dir = tmp_path / "python.log", tmp_path / "bin"
     bin_dir.mkdir()
@@ -803,8 +775,8 @@ def test_pytorchjob_shape() -> None:
 
 
 def test_gpus_go_to_limits_on_kubernetes() -> None:
-    text = add_to_target(case("kubernetes"), "kubernetes", "machine {\n gpus = 4\n}")
-    files = generate(case("kubernetes"), "kubernetes", text=text)[2]
+    sets = ("target.kubernetes.machine.gpus=4",)
+    files = generate(case("kubernetes"), "kubernetes", sets=sets)[2]
     job = next(d for d in yaml.safe_load_all(files["job.yaml"]) if d["kind"] == "Job")
     resources = pod_spec(job)["containers"][0]["resources"]
     assert (
@@ -814,8 +786,7 @@ def test_gpus_go_to_limits_on_kubernetes() -> None:
 
 
 def test_interlink_job() -> None:
-    text = add_to_target(case("interlink"), "interlink", "machine {\n gpus = 4\n}")
-    files = generate(case("interlink"), "interlink", text=text)[2]
+    files = generate(case("interlink"), "interlink", sets=("target.interlink.machine.gpus=4",))[2]
     job = list(yaml.safe_load_all(files["job.yaml"]))[1]
     validate_core(job)
     pod = pod_spec(job)
@@ -832,14 +803,13 @@ def test_interlink_job() -> None:
 
 
 def test_interlink_several_nodes_is_reported() -> None:
-    text = add_to_target(case("interlink"), "interlink", "machine {\n max_nodes = 2\n}")
-    found = lint(case("interlink"), "interlink", text=text, sets=("strategy.nodes=2",))
+    sets = ("target.interlink.machine.max_nodes=2", "strategy.nodes=2")
+    found = lint(case("interlink"), "interlink", sets=sets)
     assert [(d.code, spanned(d)) for d in found] == [("DT215", "2")]
 
 
 def test_kubernetes_reports_slurm_settings() -> None:
-    text = add_to_target(CASES_DIR / "kube.twin", "kubernetes", '  reservation = "r"')
-    found = analyse(CASES_DIR / "kube.twin", text, environ={}, targets=["kubernetes"]).diagnostics
+    found = lint(CASES_DIR / "kube.twin", "kubernetes", sets=('target.kubernetes.reservation="r"',))
     assert [d.code for d in found] == ["DT215"] and "reservation" in found[0].message
 
 

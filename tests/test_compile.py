@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import hashlib
+import functools
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -15,10 +16,13 @@ from typer.testing import CliRunner
 from dtec.cli import app
 from dtec.compiler import compile_blueprint
 from dtec.ir import ir_schema
-from dtec.lint import analyse
+from dtec.analysis import analyse
 from dtec.machines import load_machines
+from dtec.runs import ir_sha256
 
 REPO = Path(__file__).resolve().parent.parent
+GOLDEN_TRAIN = REPO / "tests" / "golden" / "train"
+IR_HASH = re.compile(r'^IR_SHA256 = "([0-9a-f]{64})"$', re.M)
 CASES = [
     (path.name, target)
     for path in sorted((REPO / "blueprints").glob("*.twin"))
@@ -33,23 +37,49 @@ def validator() -> Draft202012Validator:
     return Draft202012Validator(schema)
 
 
+@functools.cache
+def bundle_of(name: str, target: str):
+    """The bundle of a shipped blueprint for one of its targets, compiled once."""
+    bundle, diagnostics = compile_blueprint(REPO / "blueprints" / name, target, environ={})
+    assert bundle is not None, [(d.code, d.message) for d in diagnostics]
+    return bundle
+
+
 @pytest.mark.parametrize(("name", "target"), CASES)
 def test_every_blueprint_compiles_for_every_target(
-    name: str, target: str, validator, blueprints_dir: Path, golden
+    name: str, target: str, validator, blueprints_dir: Path, golden_bundle
 ) -> None:
-    bundle, diagnostics = compile_blueprint(blueprints_dir / name, target, environ={})
-    assert bundle is not None, [(d.code, d.message) for d in diagnostics]
+    bundle = bundle_of(name, target)
     assert {"train.py", "ir.json", "manifest.json", bundle.launcher} <= set(bundle.files)
     compile(bundle.files["train.py"], "train.py", "exec")
     validator.validate(json.loads(bundle.files["ir.json"]))
     manifest = json.loads(bundle.files["manifest.json"])
     assert manifest["target"] == target and manifest["launcher"] == bundle.launcher
-    for file, entry in manifest["files"].items():
-        assert hashlib.sha256(bundle.files[file].encode()).hexdigest() == entry["sha256"]
     again, _ = compile_blueprint(blueprints_dir / name, target, environ={})
     assert again.files == bundle.files  # deterministic
-    for file, text in bundle.files.items():
-        golden(REPO / "tests" / "golden" / "blueprints" / Path(name).stem / target / file, text)
+    golden_bundle(blueprints_dir / name, target, bundle.files)
+
+
+def test_training_scripts_match_golden_once_per_distinct_script(golden, update_golden) -> None:
+    """Each distinct train.py once, in tests/golden/train/, named after its first (blueprint,
+    target); index.json says which (blueprint, target) compiles to which."""
+    scripts: dict[str, str] = {}  # text -> file name
+    index = {}
+    for name, target in CASES:
+        files = bundle_of(name, target).files
+        # The script holds its configuration's hash, which differs per target: checked here, and
+        # left out of the goldens so that they do not fan out.
+        assert IR_HASH.search(files["train.py"])[1] == ir_sha256(files["ir.json"])
+        text = IR_HASH.sub('IR_SHA256 = "<ir_sha256 of ir.json>"', files["train.py"])
+        stem = Path(name).stem
+        index[f"{stem}/{target}"] = scripts.setdefault(text, f"{stem}-{target}.py")
+    if update_golden:
+        for old in GOLDEN_TRAIN.glob("*.py"):
+            old.unlink()
+    for text, file in scripts.items():
+        golden(GOLDEN_TRAIN / file, text)
+    golden(GOLDEN_TRAIN / "index.json", json.dumps(index, indent=2) + "\n")
+    assert sorted(p.name for p in GOLDEN_TRAIN.glob("*.py")) == sorted(scripts.values())
 
 
 def test_quickstart_compiles_locally(blueprints_dir: Path) -> None:
@@ -76,6 +106,20 @@ def test_cli_compile_refuses_errors_with_a_diagnostic(tmp_path: Path, blueprints
     assert result.exit_code == 1
     assert "DT200" in result.output and "did you mean `lumi`?" in result.output
     assert not (tmp_path / "x").exists()
+
+
+def test_diagnostics_about_the_command_line_point_at_the_argument(tmp_path: Path, blueprints_dir: Path) -> None:
+    """`-t lumii` or an undeclared target's missing account is the argument's fault, not line 1's."""
+    quickstart = blueprints_dir / "quickstart.twin"
+    for target, code, marked in (("lumii", "DT200", "lumii"), ("vega", "DT209", "vega")):
+        [d] = [d for d in compile_blueprint(quickstart, target, environ={})[1] if d.code == code]
+        assert (d.span.path, d.span.source.text) == ("command line", f"--target {target}")
+        assert d.span.source.text[d.span.start : d.span.end] == marked
+    result = CliRunner().invoke(app, ["lint", str(tmp_path / "nothere.twin")])
+    assert "DT001" in result.output and "nothere.twin" in result.output and "1 |" not in result.output
+    result = CliRunner().invoke(app, ["compile", str(quickstart), "-t", "vega", "-o", str(tmp_path / "x")])
+    assert "--target vega" in result.output and 'add `target "vega" { account' in result.output
+    assert "1 | #" not in result.output  # the blueprint's first line is not quoted
 
 
 def test_cli_set_and_emit_ir(blueprints_dir: Path) -> None:

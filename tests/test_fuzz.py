@@ -39,13 +39,13 @@ from dtec.format import format_source
 from dtec.format.comments import comment_text
 from dtec.lang import types as t
 from dtec.lang.schema import BLOCKS
-from dtec.lint import analyse
+from dtec.analysis import analyse
 from dtec.machines import load_machines
 from dtec.render import render
 from dtec.rules import RULES
 from dtec.source import Source
 from dtec.syntax.parser import parse
-from dtec.syntax.units import DURATIONS, SIZES
+from dtec.units import DURATIONS, SIZES
 
 ROOT = Path(__file__).resolve().parent.parent
 MACHINES = {m.name: m for m in load_machines()}
@@ -461,10 +461,11 @@ def strict_json(text: str, name: str) -> None:
 
 def _template_words() -> set[str]:
     """Identifiers the train.py template and its renderers write: all a benign blueprint adds."""
+    templates = ROOT / "backends" / "templates"
     sources = [
-        ROOT / "backends" / "templates" / "train.py.jinja",
+        templates / "train.py.jinja",
+        *sorted((templates / "train").rglob("*.jinja")),
         ROOT / "dtec" / "backends" / "train_script.py",
-        ROOT / "dtec" / "backends" / "pytorch.py",
     ]
     return {w for s in sources for w in re.findall(r"[A-Za-z_]\w*", s.read_text(encoding="utf-8"))}
 

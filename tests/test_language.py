@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from dtec.lint import analyse
+from dtec.analysis import analyse
+from dtec.units import SIZES, parse_duration, parse_size
 
 QUICKSTART_VALUES = {
     "twin": {"name": "flood-forecast", "description": "LSTM surrogate for daily river discharge", "version": "1.0"},
@@ -194,6 +195,20 @@ def test_sizes_are_bytes_up_to_an_exabyte(value: str, size) -> None:
     else:
         [(code, where, message)] = found
         assert (code, where) == ("DT106", at) and size in message
+
+
+@pytest.mark.parametrize("unit", sorted(SIZES))
+def test_a_blueprint_takes_every_size_unit_a_machine_profile_takes(unit: str) -> None:
+    found, _, bp = lint_value(MEMORY, f"3{unit}")
+    assert (found, bp.get("target", "x", "machine", "memory")) == ([], parse_size(f"3{unit}"))
+
+
+@pytest.mark.parametrize(("value", "unit"), [("30m", "m"), ("16G", "G"), ("512M", "M")])
+def test_units_that_would_be_a_guess_are_refused_in_blueprints_and_profiles(value, unit) -> None:
+    found, at, _ = lint_value(WALLTIME if unit == "m" else MEMORY, value)
+    assert [(code, message) for code, _, message in found] == [("DT005", f"unknown unit `{unit}` in `{value}`")]
+    with pytest.raises(ValueError):
+        (parse_duration if unit == "m" else parse_size)(value)
 
 
 @pytest.mark.parametrize(

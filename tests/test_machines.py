@@ -24,8 +24,10 @@ from dtec.machines import (
 from dtec.machines.check import machine_schema, problems
 from dtec.machines.load import shipped_dir
 from dtec.machines.model import check_setting
-from dtec.machines.overrides import _NODE, _OTHER, _PARTITION
-from dtec.machines.units import format_duration, parse_duration, parse_size, whole_units
+from dtec.machines.overrides import _NODE, _OTHER, _PARTITION, apply_overrides
+from dtec.units import (
+    DURATION_PATTERN, GIB, format_duration, parse_duration, parse_size, whole_units,
+)
 
 SHIPPED = sorted(shipped_dir().glob("*.toml"))
 NAMES = {
@@ -315,7 +317,7 @@ def test_generic_slurm_takes_partition_and_sizes_from_target(catalog):
     target = {"partition": "debug", "account": "ignored",
               "machine": {"cpus": 2, "gpus": 0, "memory": 4 * 2**30, "max_nodes": 1,
                           "max_walltime": 3600}}
-    m = catalog.get("slurm").with_overrides(target)
+    m = apply_overrides(catalog.get("slurm"), target)
     p = m.partition()
     assert p.name == "debug" and p.flags() == ["--partition=debug"]
     assert (p.node.cpus, p.node.gpus, p.node.memory_gb) == (2, 0, 4)
@@ -323,28 +325,28 @@ def test_generic_slurm_takes_partition_and_sizes_from_target(catalog):
     assert m.backend(p) == "gloo" and m.gpu_flag(p.node.gpus) is None
     assert m.partition("default") is not None and not m.partition("default").default
     assert catalog.get("slurm").partition().name == "default"  # the original is unchanged
-    flat = catalog.get("slurm").with_overrides({"partition": "debug", "cpus": 2, "gpus": 0})
+    flat = apply_overrides(catalog.get("slurm"), {"partition": "debug", "cpus": 2, "gpus": 0})
     assert flat.partition().node.cpus == 2
 
 
 def test_overrides_on_a_named_machine(catalog):
-    lumi = catalog.get("lumi").with_overrides({"partition": "dev-g",
+    lumi = apply_overrides(catalog.get("lumi"), {"partition": "dev-g",
                                                "machine": {"max_walltime": "1h", "bf16": False}})
     dev = lumi.partition()
     assert dev.name == "dev-g" and dev.max_walltime_s == 3600 and not dev.node.bf16
     assert [p.name for p in lumi.partitions if p.default] == ["dev-g"]
-    leo = catalog.get("leonardo").with_overrides({"partition": "boost_qos_dbg"})
+    leo = apply_overrides(catalog.get("leonardo"), {"partition": "boost_qos_dbg"})
     assert leo.partition().qos == "boost_qos_dbg"
-    lprod = catalog.get("leonardo").with_overrides({"partition": "boost_usr_prod",
+    lprod = apply_overrides(catalog.get("leonardo"), {"partition": "boost_usr_prod",
                                                     "qos": "boost_qos_lprod"})
     assert lprod.partition().name == "boost_qos_lprod"
     assert lprod.partition().max_walltime_s == 4 * 86400
-    custom = catalog.get("leonardo").with_overrides({"qos": "special", "max_nodes": 5})
+    custom = apply_overrides(catalog.get("leonardo"), {"qos": "special", "max_nodes": 5})
     assert custom.partition().flags() == ["--partition=boost_usr_prod", "--qos=special"]
     assert custom.partition().max_nodes == 5
-    env = catalog.get("vega").with_overrides({"env": ["NCCL_DEBUG=INFO"], "internet": True})
+    env = apply_overrides(catalog.get("vega"), {"env": ["NCCL_DEBUG=INFO"], "internet": True})
     assert env.environment()["NCCL_DEBUG"] == "INFO" and "HF_HUB_OFFLINE" not in env.environment()
-    big = catalog.get("deucalion-gpu").with_overrides({"gpu_memory": "80GiB"})
+    big = apply_overrides(catalog.get("deucalion-gpu"), {"gpu_memory": "80GiB"})
     assert big.partition("normal-a100-40").node.gpu_memory_gb == 80
     assert big.to_dict()["node"]["gpu_memory_gb"] == 80
 
@@ -371,7 +373,7 @@ def test_overrides_on_a_named_machine(catalog):
 ])
 def test_bad_overrides_raise_clear_errors(catalog, overrides, message):
     with pytest.raises(MachineError, match=re.escape(message)) as raised:
-        catalog.get("lumi").with_overrides(overrides)
+        apply_overrides(catalog.get("lumi"), overrides)
     assert raised.value.path is None  # the target's values are at fault, not the shipped profile
 
 
@@ -420,10 +422,10 @@ def test_memory_flag_rounds_up_and_never_asks_for_zero(catalog):
     assert leo.memory_flag(0) == "--mem=1G"
     assert leo.memory_flag(120.2) == "--mem=121G"
     assert leo.memory_flag(480 / 3) == "--mem=160G"  # float noise does not round up
-    assert leo.memory_flag(14.9012, most_gb=14.9012) == "--mem=14G"  # never above the node
-    mb = leo.with_overrides({"memory_flag": "--mem={mb}M"})
+    assert leo.memory_flag(14.9012, most_gib=14.9012) == "--mem=14G"  # never above the node
+    mb = apply_overrides(leo, {"memory_flag": "--mem={mb}M"})
     assert mb.memory_flag(0.4771) == "--mem=489M" and mb.memory_flag(1e-9) == "--mem=1M"
-    assert whole_units(0.5, 1, most_gb=0.5) == 1
+    assert whole_units(0.5, 1, most_gib=0.5) == 1
 
 
 def test_override_keys_are_documented_and_handled():
@@ -461,7 +463,7 @@ def test_docs_minimal_profile_loads():
     block = DOCS.read_text().split("```toml\n", 1)[1].split("```", 1)[0]
     machine = from_dict(tomllib.loads(block))
     assert machine.name == "mycluster" and machine.partition().max_walltime_s == 86400
-    juwels = load_machines().get("juwels-booster").with_overrides({"memory": "256GiB"})
+    juwels = apply_overrides(load_machines().get("juwels-booster"), {"memory": "256GiB"})
     assert juwels.node.requestable_memory_gb == 236
 
 
@@ -525,10 +527,25 @@ def test_durations_round_trip(seconds):
 
 def test_units():
     assert parse_duration("30min") == 1800 and parse_duration("2d") == 172800
-    assert parse_size("16GB") == 16 * 10**9 and parse_size("480GiB") == 480 * 2**30
-    for bad in ("30m", "1.5h", True, "h"):
+    assert parse_duration("2000ms") == 2
+    assert parse_size("16GB") == 16 * 10**9 and parse_size("480GiB") == parse_size("480Gi") == 480 * GIB
+    for bad in ("30m", "1.5h", True, "h", "1500ms"):
         with pytest.raises(ValueError):
             parse_duration(bad)
+
+
+def test_profile_durations_take_the_units_of_a_blueprint():
+    pattern = machine_schema()["$defs"]["duration"]["anyOf"][1]["pattern"]
+    assert pattern == DURATION_PATTERN  # built from the one table, dtec.units.DURATIONS
+    assert from_dict(_walltime_profile("7200000ms")).partition().max_walltime_s == 7200
+    with pytest.raises(MachineError, match="max_walltime: durations are whole seconds"):
+        from_dict(_walltime_profile("1500ms"))
+
+
+def _walltime_profile(walltime: str) -> dict:
+    return {"format": 1, "name": "w", "title": "W", "scheduler": "slurm",
+            "node": {"cpus": 2, "memory_gb": 4, "gpus": 0},
+            "partitions": [{"name": "p", "max_walltime": walltime}]}
 
 
 # ---- this computer ------------------------------------------------------------------------------

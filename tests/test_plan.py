@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from dtec.lint import analyse
+from dtec.analysis import analyse
 
 BASE = """\
 twin "t" {}
@@ -42,8 +42,8 @@ def blueprint(**values: str) -> str:
     return text.replace("PARTITION", values.get("PARTITION", "standard-g")).replace("WALLTIME", values.get("WALLTIME", "1h"))
 
 
-def check(text: str, target: str = "lumi"):
-    return analyse(Path("bp.twin"), text, {}, targets=[target])
+def check(text: str, target: str = "lumi", sets: tuple[str, ...] = ()):
+    return analyse(Path("bp.twin"), text, {}, targets=[target], sets=sets)
 
 
 def found(result) -> list[tuple[str, int, int]]:
@@ -91,6 +91,7 @@ def test_large_model_is_sharded_with_fsdp(blueprints_dir: Path) -> None:
         ({"TARGET": 'target "deucalion" {\n  account = "x1a"\n}\n', "PRECISION": "bf16", "GPUS": "0"}, "deucalion", ("DT205", 13, 15), "fp32"),
         ({"TARGET": 'target "deucalion" {\n  account = "x1a"\n}\n', "GPUS": "2"}, "deucalion", ("DT206", 18, 19), "procs_per_node"),
         ({"TARGET": 'target "lumii" {}\n'}, "lumii", ("DT200", 20, 1), "did you mean `lumi`?"),
+        ({"TARGET": 'target "mn5-ac" {}\n'}, "mn5-ac", ("DT200", 20, 1), "did you mean `marenostrum5`?"),
     ],
     ids=lambda v: v if isinstance(v, str) else None,
 )
@@ -121,12 +122,12 @@ def test_scaling_study_is_checked_against_the_partition() -> None:
 
 def test_machine_block_overrides_the_generic_slurm_profile() -> None:
     target = 'target "slurm" {\n  partition = "debug"\n  machine {\n    cpus = 2\n    gpus = 0\n    max_nodes = 1\n  }\n}\n'
-    text = blueprint(TARGET=target, GPUS="all").replace("  gpus_per_node = all\n", "  gpus_per_node = all\n  procs_per_node = 2\n")
-    result = check(text, "slurm")
+    text = blueprint(TARGET=target, GPUS="all")
+    result = check(text, "slurm", sets=("strategy.procs_per_node=2",))
     assert found(result) == []
     plan = result.plans["slurm"]
     assert (plan.device, plan.ranks_per_node, plan.cpus_per_rank, plan.workers, plan.strategy) == ("cpu", 2, 1, 0, "ddp")
-    too_many = check(text.replace("nodes         = 1", "nodes         = 2"), "slurm")
+    too_many = check(text, "slurm", sets=("strategy.procs_per_node=2", "strategy.nodes=2"))
     assert [d.code for d in too_many.diagnostics] == ["DT202"]
 
 

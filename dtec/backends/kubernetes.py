@@ -17,7 +17,7 @@ from dtec.backends.checks import INTERLINK_FLAG_UNSAFE
 from dtec.backends.slurm import CPU_MALLOC_ENV
 from dtec.ir import IR
 from dtec.machines.model import Kube, Machine
-from dtec.machines.units import whole_units
+from dtec.units import whole_units
 from dtec.plan import Plan
 
 JOB_FILE = "job.yaml"
@@ -42,13 +42,17 @@ def generate(ir: IR, plan: Plan, shared: Mapping[str, str]) -> dict[str, str]:
     workload = shape[kube.workload](ir, plan, name, namespace)
     # A JSON round trip unshares repeated dicts (Master and Worker templates): no YAML aliases.
     objects = json.loads(json.dumps([_configmap(ir, name, namespace, shared), *workload]))
-    text = yaml.dump_all(
+    return {JOB_FILE: dump_yaml(objects)}
+
+
+def dump_yaml(objects: list[dict]) -> str:
+    """The YAML text of `objects`, one document each, keys in their order, no line wrapping."""
+    return yaml.dump_all(
         objects, Dumper=_Dumper, sort_keys=False, default_flow_style=False, width=4096
     )
-    return {JOB_FILE: text}
 
 
-class _Dumper(getattr(yaml, "CSafeDumper", yaml.SafeDumper)):  # libyaml's is ~17x faster
+class _Dumper(getattr(yaml, "CSafeDumper", yaml.SafeDumper)):  # libyaml's where installed: faster
     """yaml.safe_dump's dumper, writing multi-line strings (train.py) as literal blocks."""
 
 
@@ -114,15 +118,15 @@ def _env(ir: IR, plan: Plan, escape: bool) -> list[dict[str, Any]]:
     ]
 
 
-def _quantity_gb(gb: float) -> str:
-    """Return a memory quantity for `gb` GiB (Slurm's G): whole Gi, else Mi rounded up, never 0."""
-    return f"{int(gb)}Gi" if gb >= 1 and float(gb).is_integer() else f"{whole_units(gb, 1024)}Mi"
+def _quantity(gib: float) -> str:
+    """Return a memory quantity for `gib` GiB (Slurm's G): whole Gi, else Mi rounded up, never 0."""
+    return f"{int(gib)}Gi" if gib >= 1 and float(gib).is_integer() else f"{whole_units(gib, 1024)}Mi"
 
 
 def _resources(plan: Plan, kube: Kube, requests: bool = True) -> dict[str, Any]:
     node = plan.node
     cpu = str(plan.cpus_per_rank * plan.ranks_per_node)
-    memory = _quantity_gb(node.requestable_memory_gb)
+    memory = _quantity(node.requestable_memory_gb)
     limits: dict[str, Any] = {"cpu": cpu, "memory": memory}
     if plan.gpus_per_node and kube.gpu_resource:
         limits[kube.gpu_resource] = plan.gpus_per_node  # extended resources: limits only, integers
@@ -147,7 +151,7 @@ def _volumes(name: str, kube: Kube, shm: bool) -> tuple[list[dict], list[dict]]:
         volumes.append(
             {
                 "name": "dshm",
-                "emptyDir": {"medium": "Memory", "sizeLimit": _quantity_gb(kube.shm_size_gb)},
+                "emptyDir": {"medium": "Memory", "sizeLimit": _quantity(kube.shm_size_gb)},
             }
         )
     return mounts, volumes

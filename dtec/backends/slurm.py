@@ -11,6 +11,7 @@ from dtec.backends.checks import EXEC_CONTAINERS, HEADER_UNSAFE
 from dtec.backends.templating import render
 from dtec.ir import IR
 from dtec.plan import Plan
+from dtec.units import GIB, MIB
 
 JOB_FILE = "job.sbatch"
 TEMPLATE = "job.sbatch.jinja"
@@ -23,11 +24,11 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 # Set by dtec itself below the site environment; a profile value for them is ignored.
 _COMPUTED_ENV = ("OMP_NUM_THREADS", "MASTER_ADDR", "MASTER_PORT", "SRUN_CPUS_PER_TASK")
 # glibc's malloc moves its mmap threshold with the allocation history, so a CPU rank may give
-# every large temporary tensor a fresh, zero-filled mmap: ~3,000 page faults a step, and training
-# 1.14 to 1.37x slower than with fixed thresholds (docs/benchmarks.md, "The allocator"). CPU-only
+# every large temporary tensor a fresh, zero-filled mmap, page-faulting its way through each step
+# (measured in docs/benchmarks.md, "The allocator"). CPU-only
 # launchers fix both (which turns the adjustment off): blocks up to 32 MiB come from the heap,
 # and the heap is trimmed only past 1 GiB free.
-CPU_MALLOC_ENV = (("MALLOC_MMAP_THRESHOLD_", 32 * 2**20), ("MALLOC_TRIM_THRESHOLD_", 2**30))
+CPU_MALLOC_ENV = (("MALLOC_MMAP_THRESHOLD_", 32 * MIB), ("MALLOC_TRIM_THRESHOLD_", GIB))
 
 
 def generate(ir: IR, plan: Plan, shared: Mapping[str, str]) -> dict[str, str]:
@@ -85,7 +86,7 @@ def _header(ir: IR, plan: Plan, tasks: int, cpus: int, exclusive: bool) -> list[
     if gpu:
         flags.append(shlex.quote(gpu))
     memory = machine.memory_flag(
-        _memory_gb(plan, tasks * cpus, exclusive), plan.node.requestable_memory_gb
+        _memory_gib(plan, tasks * cpus, exclusive), plan.node.requestable_memory_gb
     )
     if memory:
         flags.append(shlex.quote(memory))
@@ -139,7 +140,7 @@ def _masks(plan: Plan) -> bool:
     return "mask_cpu" in bind or "map_cpu" in bind
 
 
-def _memory_gb(plan: Plan, cpus_used: int, exclusive: bool) -> float:
+def _memory_gib(plan: Plan, cpus_used: int, exclusive: bool) -> float:
     """Return the memory to request per node: all of it, or the share of the node the job uses."""
     node = plan.node
     if exclusive or (plan.partition is not None and plan.partition.whole_node):

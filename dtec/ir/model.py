@@ -6,15 +6,28 @@ import os
 from pathlib import Path, PurePath
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from dtec import __version__
 from dtec.lang.blueprint import Blueprint
+from dtec.lang.schema import (
+    ARCH, DATA_SOURCE, LOSSES, OPTIMIZER, PRECISIONS, SCALING_MODES, SCHEDULER, STRATEGIES,
+)
 from dtec.lang.semantics import label_count, sample_shape
-from dtec.plan import Plan
+from dtec.plan import Decision, Plan
 
 IR_VERSION = "1.0"
 IR_SCHEMA_ID = "https://dtec.dev/schema/ir/1.0.json"
+
+
+# The vocabulary's names (dtec.lang.schema is their one source), less `auto`, which planning resolves.
+DataSource = Literal[tuple(DATA_SOURCE.functions)]  # type: ignore[valid-type]
+OptimizerName = Literal[tuple(OPTIMIZER.functions)]  # type: ignore[valid-type]
+SchedulerName = Literal[tuple(SCHEDULER.functions)]  # type: ignore[valid-type]
+Loss = Literal[LOSSES]  # type: ignore[valid-type]
+Precision = Literal[tuple(p for p in PRECISIONS if p != "auto")]  # type: ignore[valid-type]
+StrategyKind = Literal[tuple(s for s in STRATEGIES if s != "auto")]  # type: ignore[valid-type]
+ScalingMode = Literal[SCALING_MODES]  # type: ignore[valid-type]
 
 
 class _Model(BaseModel):
@@ -40,7 +53,7 @@ class Data(_Model):
     """A data set: its source, shape, labels and loading."""
 
     name: str
-    source: Literal["synthetic", "npz", "csv", "python"]
+    source: DataSource
     options: dict[str, Any] = Field(description="the source's arguments, as in the blueprint")
     sample_shape: list[int] | None
     task: Literal["regression", "classification"] | None
@@ -56,17 +69,28 @@ class Model(_Model):
     """A network, its architecture and the data set it reads."""
 
     name: str
-    arch: Literal["mlp", "lstm", "cnn", "unet", "transformer", "python"]
+    arch: str = Field(
+        description="an architecture of the vocabulary",
+        json_schema_extra=lambda schema: schema.update(enum=list(ARCH.functions)),
+    )
     params: dict[str, Any]
     input: str
     path: str | None
     parameters: int | None = Field(description="trainable parameters, when known statically")
 
+    @field_validator("arch")
+    @classmethod
+    def _known_arch(cls, value: str) -> str:
+        # The vocabulary's list, read when validating: an architecture is added in one place.
+        if value not in ARCH.functions:
+            raise ValueError(f"unknown architecture {value!r}")
+        return value
+
 
 class Optimizer(_Model):
     """The optimizer and its settings."""
 
-    name: Literal["adamw", "adam", "sgd"]
+    name: OptimizerName
     lr: float = Field(gt=0)
     weight_decay: float = Field(ge=0)
     momentum: float = Field(ge=0, le=1)
@@ -75,7 +99,7 @@ class Optimizer(_Model):
 class Scheduler(_Model):
     """The learning-rate schedule."""
 
-    name: Literal["none", "cosine", "step"]
+    name: SchedulerName
     warmup: int = 0
     every: int | None = None
     gamma: float | None = None
@@ -92,12 +116,12 @@ class Train(_Model):
     """The training loop."""
 
     model: str
-    loss: Literal["mse", "mae", "huber", "cross_entropy", "bce"]
+    loss: Loss
     optimizer: Optimizer
     scheduler: Scheduler
     epochs: int = Field(ge=1)
     max_steps: int | None
-    precision: Literal["fp32", "bf16", "fp16"]
+    precision: Precision
     seed: int = Field(ge=0)
     grad_accum: int = Field(ge=1)
     clip_grad: float | None
@@ -107,7 +131,7 @@ class Train(_Model):
 class Strategy(_Model):
     """How the training is distributed, resolved for the target."""
 
-    kind: Literal["single", "ddp", "fsdp", "deepspeed"]
+    kind: StrategyKind
     zero: int | None = Field(default=None, ge=1, le=3)
     nodes: int = Field(ge=1)
     ranks_per_node: int = Field(ge=1)
@@ -133,7 +157,7 @@ class Scaling(_Model):
     """A scaling study over node counts."""
 
     nodes: list[int]
-    mode: Literal["strong", "weak"]
+    mode: ScalingMode
 
 
 class Target(_Model):
@@ -165,14 +189,6 @@ class Estimate(_Model):
     activation_bytes: int | None
     total_bytes: int | None
     limit_bytes: int | None
-
-
-class Decision(_Model):
-    """A value dtec chose, and why."""
-
-    subject: str
-    value: str
-    reason: str
 
 
 class IR(_Model):
@@ -210,7 +226,7 @@ def build_ir(bp: Blueprint, plan: Plan) -> IR:
     bundle runs from another folder.
     """
     v = bp.values
-    base = PurePath(bp.source.path).parent if bp.source is not None else PurePath(".")
+    base = bp.folder
     train = v["train"]
     optimizer = train["optimizer"]
     scheduler = train["scheduler"]
@@ -285,7 +301,7 @@ def build_ir(bp: Blueprint, plan: Plan) -> IR:
             total_bytes=memory.total if memory else None,
             limit_bytes=plan.memory_limit,
         ),
-        decisions=[Decision(subject=d.subject, value=d.value, reason=d.reason) for d in plan.decisions],
+        decisions=list(plan.decisions),
     )
 
 

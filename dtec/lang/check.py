@@ -14,7 +14,7 @@ from dtec.lang.schema import BLOCKS, REQUIRED_KINDS
 from dtec.source import Span
 from dtec.suggest import closest, did_you_mean
 from dtec.syntax import ast
-from dtec.syntax.units import DURATIONS, SIZES, UNITS
+from dtec.units import DURATIONS, SIZES, UNITS
 
 _INVALID = object()  # a value already reported; checks that depend on it are skipped
 

@@ -40,7 +40,7 @@ def load(
         source = read_source(path)
         if isinstance(source, str):
             help = "check the path" if source == "file not found" else "save it as UTF-8 text"
-            at = Span(Source(str(path), ""), 0, 0)
+            at = Span(Source(str(path), ""), 0, 0)  # shown as the file alone, with no excerpt
             return Program(None, ()), [diag("DT001", f"cannot read `{path}`: {source}", at, help)]
     else:
         source = Source(str(path), text)

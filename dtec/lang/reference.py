@@ -25,9 +25,11 @@ what is measured, and the machines it may run on. `blueprints/quickstart.twin` i
   - strings in double quotes, with the escapes `\\"`, `\\\\`, `\\n` and `\\t`;
   - integers (`64`) and numbers (`0.9`, `1e-3`, `-2.5`), in ASCII digits; a number must be finite
     (`1e309` is not) and an integer attribute takes at most 2147483647 (less where noted);
-  - durations: `90s`, `30min`, `2h`, `1d` (also `ms`), whole seconds from `1s` to `365d`;
-  - sizes: `512MB`, `16GB`, `64GiB` (`B`, `KB`, `MB`, `GB`, `TB`, `PB` and `KiB` … `PiB`), from
-    `1B` to `1000PB` (1 EB), rounded to whole bytes;
+  - durations: `90s`, `30min`, `2h`, `1d` (also `ms`; not `m`, which could be minutes or
+    months), whole seconds from `1s` to `365d`;
+  - sizes: `512MB`, `16GB`, `64GiB` (`B`, `KB`, `MB`, `GB`, `TB`, `PB`, `KiB` … `PiB`, and
+    `Ki` … `Pi` as Kubernetes writes them; not `M` or `G` alone, which Slurm counts in powers of
+    1024 and Kubernetes in powers of 1000), from `1B` to `1000PB` (1 EB), rounded to whole bytes;
   - `true` and `false`;
   - bare names as symbols: `mse`, `ddp`, `auto`, `all`;
   - lists `[a, b]` and inline maps `{ k = v, ... }`;

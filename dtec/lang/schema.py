@@ -6,7 +6,7 @@ tomorrow; the grammar stays generic.
 
 from __future__ import annotations
 
-from dtec.machines.overrides import OVERRIDE_KEYS
+from dtec.lang.machine_keys import OVERRIDE_KEYS
 from dtec.lang.types import (
     BlockSpec,
     Bool,
@@ -61,7 +61,7 @@ DATA_SOURCE = Call(
                 "path": _f(Str(), "path of the `.npz` file, relative to the blueprint", True),
                 "x": _f(Str(), "array name of the inputs", default="x"),
                 "y": _f(Str(), "array name of the targets", default="y"),
-                "shape": _f(ListOf(POSITIVE, 1), "shape of one input sample (for static checks)"),
+                "shape": _f(ListOf(POSITIVE, 1), "shape of one input sample (checked against the file where it is at hand)"),
                 "targets": _f(POSITIVE, "regression outputs per sample"),
                 "classes": _f(Int(min=2), "number of classes"),
             },
@@ -71,10 +71,13 @@ DATA_SOURCE = Call(
             {
                 "path": _f(Str(), "path of the CSV file, relative to the blueprint", True),
                 "target": _f(Str(), "name of the target column", True),
-                "features": _f(POSITIVE, "number of feature columns (for static checks)"),
+                "features": _f(
+                    OneOf((POSITIVE, ListOf(Str(), 1))),
+                    "the feature columns by name (`[\"rain\", \"snow\"]`), or their number; default: every column but the target",
+                ),
                 "classes": _f(Int(min=2), "number of classes, when the target is a class label"),
             },
-            "A table of numeric columns; one column is the target.",
+            "A table with a header line; one column is the target, the features are numbers.",
         ),
         "python": _PYTHON_DATA,
     }
@@ -190,9 +193,10 @@ PROFILER = Call(
 
 STRATEGIES = ("auto", "single", "ddp", "fsdp", "deepspeed")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+SCALING_MODES = ("strong", "weak")
 
-# What a target's `machine { ... }` block may override in the profile: the machine model's own list
-# (dtec.machines.OVERRIDE_KEYS), less what the target block itself sets (partition, modules, ...).
+# What a target's `machine { ... }` block may override in the profile: the one list of them
+# (dtec.lang.machine_keys), less what the target block itself sets (partition, modules, ...).
 _OVERRIDE_TYPES = {
     "int": NON_NEGATIVE,
     "bool": Bool(),
@@ -333,7 +337,7 @@ BLOCKS: dict[str, BlockSpec] = {
         "A scaling study: the same job at several node counts.",
         {
             "nodes": _f(ListOf(POSITIVE, 1), "node counts to run", True),
-            "mode": _f(Sym(("strong", "weak")), "strong: fixed global batch; weak: fixed per-rank batch", default="weak"),
+            "mode": _f(Sym(SCALING_MODES), "strong: fixed global batch; weak: fixed per-rank batch", default="weak"),
         },
     ),
     "target": BlockSpec(

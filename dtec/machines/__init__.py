@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+from dtec.lang.machine_keys import OVERRIDE_KEYS
 from dtec.machines.load import Catalog, from_dict, load_file, load_machines, summary_rows
 from dtec.machines.model import (
     Comm, GpuRequest, Kube, Launch, Machine, MachineError, Node, Partition, Rules, Software,
 )
-from dtec.machines.overrides import OVERRIDE_KEYS
 
 __all__ = [
     "OVERRIDE_KEYS", "Catalog", "Comm", "GpuRequest", "Kube", "Launch", "Machine", "MachineError",

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import difflib
 import json
 import re
 from functools import cache
 from typing import Any
 
 from dtec.resources import data_path
+from dtec.suggest import did_you_mean
 
 _TYPES = {
     "object": ("a table", lambda v: isinstance(v, dict)),
@@ -181,8 +181,8 @@ def _mismatch(value: str, schema: dict) -> str:
 def _near(word: Any, choices: Any) -> str:
     if not isinstance(word, str):
         return ""
-    match = difflib.get_close_matches(word, [str(c) for c in choices], n=1, cutoff=0.6)
-    return f"; did you mean `{match[0]}`?" if match else ""
+    hint = did_you_mean(word, [str(c) for c in choices])
+    return f"; {hint}" if hint else ""
 
 
 def field_problems(value: Any, definition: str, field: str) -> list[str]:

@@ -2,23 +2,24 @@
 
 from __future__ import annotations
 
-import difflib
 import os
-import re
 import tomllib
 import unicodedata
+from dataclasses import replace
 from functools import lru_cache
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Iterator, NamedTuple, Sequence
+from typing import Any, Iterator, Sequence
 
 from dtec.machines.check import problems
+from dtec.machines.conflicts import cross_problems
 from dtec.machines.model import (
     Comm, GpuRequest, Kube, Launch, Machine, MachineError, Node, Partition, Rules, Software,
-    check_setting,
+    node_replace,
 )
-from dtec.machines.units import parse_duration
 from dtec.resources import data_path
+from dtec.suggest import closest
+from dtec.units import parse_duration
 
 ENV_VAR = "DTEC_MACHINES"
 
@@ -49,7 +50,10 @@ def from_dict(data: dict[str, Any], source: Path | None = None) -> Machine:
         more = f" (and {len(found) - 1} more)" if len(found) > 1 else ""
         raise MachineError(found[0] + more, source, tuple(found))
     node = _node(data["node"])
-    parts = tuple(_partition(p, node) for p in data["partitions"])
+    try:
+        parts = tuple(_partition(p, node) for p in data["partitions"])
+    except ValueError as exc:  # `1500ms`: the schema's pattern cannot ask for whole seconds
+        raise MachineError(f"partitions: max_walltime: {exc}", source) from None
     if not any(p.default for p in parts):
         parts = (_with_default(parts[0]),) + parts[1:]
     kube = data.get("kube")
@@ -76,63 +80,6 @@ def from_dict(data: dict[str, Any], source: Path | None = None) -> Machine:
     return machine
 
 
-class Conflict(NamedTuple):
-    """A problem the schema cannot see, with the profile fields it involves (`node.cpus`)."""
-
-    message: str
-    fields: tuple[str, ...] = ()
-
-
-def cross_problems(m: Machine) -> list[Conflict]:
-    """Return what the schema cannot say: one default, unique names, cores that add up, flags."""
-    out = []
-    names = [p.name for p in m.partitions]
-    for name in sorted({n for n in names if names.count(n) > 1}):
-        out.append(Conflict(f"partitions: `{name}` is listed twice"))
-    if sum(p.default for p in m.partitions) > 1:
-        out.append(Conflict("partitions: more than one is marked `default`"))
-    for p in m.partitions:
-        where = "node" if p.node == m.node else f"partitions `{p.name}` node"
-        n = p.node
-        if n.usable_cpus > n.cpus:
-            out.append(Conflict(f"{where}: usable_cpus {n.usable_cpus} exceeds cpus {n.cpus}",
-                                ("node.usable_cpus", "node.cpus")))
-        if n.requestable_memory_gb > n.memory_gb:
-            out.append(Conflict(
-                f"{where}: requestable_memory_gb {n.requestable_memory_gb} exceeds memory_gb "
-                f"{n.memory_gb}", ("node.requestable_memory_gb", "node.memory_gb")))
-        if n.cpus_per_gpu and n.gpus and n.cpus_per_gpu * n.gpus > n.usable_cpus:
-            out.append(Conflict(
-                f"{where}: cpus_per_gpu {n.cpus_per_gpu} × {n.gpus} GPUs exceeds "
-                f"{n.usable_cpus} usable cpus",
-                ("node.cpus_per_gpu", "node.gpus", "node.usable_cpus"),
-            ))
-        if p.gpu != (n.gpus > 0):
-            flag = str(p.gpu).lower()
-            out.append(Conflict(f"partitions `{p.name}`: gpu = {flag} but the node has {n.gpus} GPUs",
-                                ("partition.gpu", "node.gpus")))
-        if p.max_nodes is not None and p.min_nodes > p.max_nodes:
-            out.append(Conflict(f"partitions `{p.name}`: min_nodes exceeds max_nodes",
-                                ("partition.min_nodes", "partition.max_nodes")))
-    launcher = {
-        "gpu_request.flag": ("gpu_flag", m.gpu_request.flag),
-        "launch.memory_flag": ("memory_flag", m.launch.memory_flag),
-        "launch.torchrun": ("torchrun", m.launch.torchrun),
-        "software.container_command": ("container_command", m.software.container_command),
-    }
-    for where, (key, value) in launcher.items():
-        problem = check_setting(key, value) if value is not None else None
-        if problem is not None:
-            out.append(Conflict(f"{where}: {problem}", (where,)))
-    if m.rules.account_pattern:
-        try:
-            re.compile(m.rules.account_pattern)
-        except re.error as exc:
-            out.append(Conflict(f"rules.account_pattern: not a regular expression ({exc})",
-                                ("rules.account_pattern",)))
-    return list(dict.fromkeys(out))  # partitions sharing the machine's node share its problems
-
-
 def _freeze(value: Any) -> Any:
     if isinstance(value, dict):
         return MappingProxyType({k: _freeze(v) for k, v in value.items()})
@@ -150,8 +97,6 @@ def _node(data: dict[str, Any]) -> Node:
 
 
 def _partition(data: dict[str, Any], base: Node) -> Partition:
-    from dtec.machines.model import node_replace
-
     node = node_replace(base, **{k: _freeze(v) for k, v in data.get("node", {}).items()})
     values = {k: v for k, v in data.items() if k not in ("node", "max_walltime", "slurm_partition")}
     values.setdefault("gpu", node.gpus > 0)
@@ -166,8 +111,6 @@ def _partition(data: dict[str, Any], base: Node) -> Partition:
 
 
 def _with_default(p: Partition) -> Partition:
-    from dataclasses import replace
-
     return replace(p, default=True)
 
 
@@ -179,9 +122,8 @@ def _fold(name: str) -> str:
 class Catalog:
     """The machines dtec knows, by name; profiles that failed to load are kept in `errors`.
 
-    Shipped profiles are read when first asked for (a lint names one or two of fifteen, and
-    reading all of them is a tenth of a one-file lint); the user's are read at once, so that
-    their errors are known.
+    Shipped profiles are read when first asked for (a lint names one or two of fifteen; the
+    saving is in docs/benchmarks.md); the user's are read at once, so that their errors are known.
     """
 
     def __init__(self, shipped: dict[str, Path], machines: dict[str, Machine],
@@ -218,8 +160,8 @@ class Catalog:
         if self.get(folded) is not None:
             return self.get(folded).name
         candidates = {_fold(n): n for n in [*self._names, *self.aliases()]}
-        match = difflib.get_close_matches(folded, list(candidates), n=1, cutoff=0.6)
-        return self.get(candidates[match[0]]).name if match else None
+        match = closest(folded, candidates)
+        return self.get(candidates[match]).name if match else None
 
     def replaced(self, name: str) -> tuple[Path, ...]:
         """Return the earlier profiles that the one in use replaced (shipped first)."""

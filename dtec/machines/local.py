@@ -10,7 +10,9 @@ import subprocess
 from dataclasses import replace
 from pathlib import Path
 
+from dtec.host import cpu_count
 from dtec.machines.model import Machine, Node, node_replace
+from dtec.units import GIB
 
 _TIMEOUT_S = 10
 
@@ -30,8 +32,8 @@ def detect_local(base: Machine | None = None) -> Machine:
 
 def detect_node(base: Node) -> Node:
     """Return `base` with CPUs, memory, architecture and GPUs measured here."""
-    cpus = _cpus()
-    memory = _memory_gb() or base.memory_gb
+    cpus = cpu_count()
+    memory = _memory_gib() or base.memory_gb
     changes: dict = {"cpus": cpus, "usable_cpus": cpus, "memory_gb": memory,
                      "requestable_memory_gb": memory, "cpu_arch": _arch(base.cpu_arch),
                      "cpu_model": _cpu_model()}
@@ -46,14 +48,7 @@ def detect_node(base: Node) -> Node:
     return node_replace(base, **changes)
 
 
-def _cpus() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
-
-
-def _memory_gb() -> float | None:
+def _memory_gib() -> float | None:
     total = None
     try:
         for line in Path("/proc/meminfo").read_text().splitlines():
@@ -69,7 +64,7 @@ def _memory_gb() -> float | None:
             total = min(total, int(limit))
     except OSError:
         pass
-    return round(total / 2**30, 1) if total else None
+    return round(total / GIB, 1) if total else None
 
 
 def _arch(default: str) -> str:

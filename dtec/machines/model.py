@@ -10,7 +10,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Mapping
 
-from dtec.machines.units import format_duration, whole_units
+from dtec.units import format_duration, whole_units
 
 KUBE_SCHEDULERS = ("kubernetes", "kubeflow", "interlink")
 _EMPTY: Mapping[str, str] = MappingProxyType({})
@@ -35,7 +35,7 @@ class MachineError(Exception):
 
 @dataclass(frozen=True)
 class Node:
-    """One compute node (for Kubernetes kinds: one pod); GB means Slurm's G, 2**30 bytes."""
+    """One compute node (for Kubernetes kinds: one pod); `_gb` fields hold Slurm's G, a GiB."""
 
     cpus: int
     memory_gb: float
@@ -235,16 +235,17 @@ class Machine:
             return None
         return self.gpu_request.flag.format(n=gpus_per_node, total=gpus_per_node * nodes)
 
-    def memory_flag(self, gb: float, most_gb: float | None = None) -> str | None:
-        """Return the memory flag for `gb` per node, or None where the site rejects one.
+    def memory_flag(self, gib: float, most_gib: float | None = None) -> str | None:
+        """Return the memory flag for `gib` GiB per node, or None where the site rejects one.
 
-        The amount is rounded up to the flag's unit, and never to 0, which asks Slurm for all of
-        the node's memory; `most_gb` (what the node offers) caps the rounding.
+        The amount is rounded up to the flag's unit (`{gb}`: Slurm's G, a GiB; `{mb}`: its M),
+        and never to 0, which asks Slurm for all of the node's memory; `most_gib` (what the node
+        offers) caps the rounding.
         """
         if not self.launch.memory_flag:
             return None
         return self.launch.memory_flag.format(
-            gb=whole_units(gb, 1, most_gb), mb=whole_units(gb, 1024, most_gb)
+            gb=whole_units(gib, 1, most_gib), mb=whole_units(gib, 1024, most_gib)
         )
 
     def account_problem(self, account: str | None) -> str | None:
@@ -257,12 +258,6 @@ class Machine:
         if pattern and not re.fullmatch(pattern, account):
             return f"account `{account}` does not look like a `{self.name}` account{hint}"
         return None
-
-    def with_overrides(self, overrides: Mapping[str, Any]) -> Machine:
-        """Return a copy with a blueprint target block's values applied (see OVERRIDE_KEYS)."""
-        from dtec.machines.overrides import apply_overrides
-
-        return apply_overrides(self, overrides)
 
     def to_dict(self) -> dict[str, Any]:
         """Return the machine as a profile document (JSON-able, schema-valid, stable key order)."""

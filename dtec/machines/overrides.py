@@ -2,62 +2,16 @@
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import replace
 from types import MappingProxyType
 from typing import Any, Callable, Mapping, NamedTuple
 
+from dtec.lang.machine_keys import OVERRIDE_KEYS
 from dtec.machines.check import field_problems
+from dtec.machines.conflicts import Conflict, cross_problems
 from dtec.machines.model import Machine, MachineError, Partition, check_setting, node_replace
-from dtec.machines.units import bytes_to_gb, parse_duration, parse_size
-
-# The one list of keys a target's `machine { }` block (or the target itself) may set: key → type.
-# Sizes arrive in bytes and durations in seconds; strings such as "16GB" or "1h" are also taken.
-OVERRIDE_KEYS: dict[str, str] = {
-    # where the job goes
-    "partition": "str",
-    "qos": "str",
-    "max_nodes": "int",
-    "max_walltime": "duration",
-    "whole_node": "bool",
-    # the node
-    "cpus": "int",
-    "usable_cpus": "int",
-    "threads_per_core": "int",
-    "memory": "size",
-    "requestable_memory": "size",
-    "gpus": "int",
-    "gpu_model": "str",
-    "gpu_vendor": "str",
-    "gpu_memory": "size",
-    "bf16": "bool",
-    "fp16": "bool",
-    "tf32": "bool",
-    "fp8": "bool",
-    "cpus_per_gpu": "int",
-    # requests and launch
-    "gpu_flag": "str",
-    "memory_flag": "str",
-    "launch": "str",
-    "cpu_bind": "str",
-    "torchrun": "str",
-    "master_addr_suffix": "str",
-    "master_port": "int",
-    # communication and software
-    "backend": "str",
-    "env": "list[str]",
-    "module_use": "list[str]",
-    "modules": "list[str]",
-    "container": "str",
-    "image": "str",
-    # site rules
-    "internet": "bool",
-    "exclusive": "bool",
-    # Kubernetes kinds
-    "namespace": "str",
-    "gpu_resource": "str",
-    "shm_size": "size",
-}
+from dtec.suggest import did_you_mean
+from dtec.units import bytes_to_gib, parse_duration, parse_size
 
 _NODE = {
     "cpus": "cpus", "usable_cpus": "usable_cpus", "threads_per_core": "threads_per_core",
@@ -146,7 +100,7 @@ _CONVERT: dict[str, Callable[[Any], Any]] = {
     "bool": _as_bool,
     "str": _as_str,
     "list[str]": _as_strings,
-    "size": lambda v: bytes_to_gb(parse_size(v)),
+    "size": lambda v: bytes_to_gib(parse_size(v)),
     "duration": parse_duration,
 }
 
@@ -165,8 +119,8 @@ def _normalize(overrides: Mapping[str, Any]) -> tuple[dict[str, Any], list[Probl
     found = []
     for key in nested:
         if key not in OVERRIDE_KEYS:
-            near = difflib.get_close_matches(key, list(OVERRIDE_KEYS), n=1)
-            hint = f"; did you mean `{near[0]}`?" if near else ""
+            near = did_you_mean(key, OVERRIDE_KEYS)
+            hint = f"; {near}" if near else ""
             found.append(Problem(f"unknown machine setting `{key}`{hint}", (key,)))
     out = {}
     for key, value in {**flat, **nested}.items():
@@ -217,8 +171,6 @@ def _frozen(value: Any) -> Any:
 
 
 def _apply(machine: Machine, overrides: Mapping[str, Any]) -> Machine:
-    from dtec.machines.load import cross_problems
-
     values = normalize(overrides)
     node_changes = {_NODE[k]: v for k, v in values.items() if k in _NODE}
     node = node_replace(machine.node, **node_changes)
@@ -260,7 +212,7 @@ def _apply(machine: Machine, overrides: Mapping[str, Any]) -> Machine:
     return result
 
 
-def _blame(conflict: Any, values: Mapping[str, Any]) -> Problem:
+def _blame(conflict: Conflict, values: Mapping[str, Any]) -> Problem:
     """Return a conflict the target's values brought about, blaming the keys that set its fields."""
     keys = tuple(k for k in values if set(_FIELDS.get(k, ())) & set(conflict.fields))
     return Problem(f"after the target's settings, {conflict.message}", keys)
@@ -279,8 +231,8 @@ def _choose(machine: Machine, parts: list[Partition], name: str | None) -> Parti
         return next(p for p in parts if p.name == found.name)
     if not machine.rules.open_partitions:
         known = [p.name for p in parts]
-        near = difflib.get_close_matches(name, known, n=1)
-        hint = f"; did you mean `{near[0]}`?" if near else f"; known: {', '.join(known)}"
+        near = did_you_mean(name, known)
+        hint = f"; {near}" if near else f"; known: {', '.join(known)}"
         raise OverrideError([Problem(f"`{machine.name}` has no partition `{name}`{hint}", ("partition",))])
     # An open machine (generic Slurm, interLink) takes the site's partition on trust,
     # starting from the default entry's limits.

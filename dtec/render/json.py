@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from dtec.diagnostics import Diagnostic
-from dtec.render import display_path, position
+from dtec.render.location import display_path, position
 
 
 def to_dict(d: Diagnostic) -> dict[str, Any]:

@@ -6,7 +6,7 @@ import unicodedata
 from collections.abc import Sequence
 
 from dtec.diagnostics import Diagnostic, Severity
-from dtec.render import display_path
+from dtec.render.location import display_path
 from dtec.source import Span
 
 TAB_WIDTH = 4
@@ -55,6 +55,9 @@ class _Block:
         return self.paint(f"{label} |", _GUTTER_COLOR)
 
     def excerpt(self, span: Span, mark: str, sgr: str) -> list[str]:
+        arrow = self.paint("-->", _GUTTER_COLOR)
+        if not span.source.text:  # a file that could not be read: nothing to quote
+            return [f"{' ' * self.width}{arrow} {_clean(display_path(span.path))}"]
         line, col = span.start_pos
         end_line, end_col = _visible_end(span)
         text = span.source.line_text(line)
@@ -64,7 +67,6 @@ class _Block:
         carets = mark * max(1, _expand(marked, pad)[1] - pad)
         # A span over several lines is underlined to the end of its first line; the end is named.
         tail = f" …to {end_line}:{end_col}" if end_line != line else ""
-        arrow = self.paint("-->", _GUTTER_COLOR)
         return [
             f"{' ' * self.width}{arrow} {_clean(display_path(span.path))}:{line}:{col}",
             self.gutter(),

@@ -1,7 +1,7 @@
 """Run the LALR table that lark builds from twin.lark in one tight loop, building nodes on each reduction.
 
-lark's own loop creates a Token and a Tree per step and lexes with a contextual lexer; on a linter's
-workload that is two thirds of the time. This loop takes the grammar, the terminals and the table
+lark's own loop creates a Token and a Tree per step and lexes with a contextual lexer, which was
+most of a lint's time (docs/benchmarks.md, "Lint and compile"). This loop takes the grammar, the terminals and the table
 from lark (twin.lark stays the one definition of the language) and leaves lark to explain errors:
 when `run` returns None the caller re-parses with lark for its UnexpectedInput.
 """

@@ -13,7 +13,7 @@ from dtec.resources import data_path
 from dtec.source import Source, Span
 from dtec.suggest import did_you_mean
 from dtec.syntax import ast, lalr
-from dtec.syntax.units import UNITS
+from dtec.units import UNITS
 
 if TYPE_CHECKING:
     from lark import Lark, Token
@@ -199,7 +199,7 @@ class _Builder:
                     f"unknown unit `{unit}` in `{text}`",
                     Span(self.source, span.end - len(unit), span.end),
                     did_you_mean(unit, UNITS)
-                    or "durations take ms, s, min, h, d; sizes take B, KB, MB, GB, KiB, MiB, GiB",
+                    or "durations take ms, s, min, h, d; sizes take B, KB, MB, GB, KiB, MiB, GiB (or Gi)",
                 )
             )
         return ast.Number(value, unit or None, text, span)

@@ -1,0 +1,231 @@
+"""CLI commands that build and check jobs: compile, check, graph, schema, targets (`run` is in runs)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import shutil
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+SetOption = Annotated[
+    Optional[list[str]],
+    typer.Option("--set", "-s", help="Override a value: `strategy.nodes=4` (a .twin expression)."),
+]
+MachinesOption = Annotated[
+    Optional[list[Path]],
+    typer.Option("--machines", help="Extra folder of machine profiles (also env DTEC_MACHINES)."),
+]
+ForceOption = Annotated[
+    bool, typer.Option("--force", help="Write into a folder that is not a dtec bundle, replacing files in the way.")
+]
+TargetOption = Annotated[str, typer.Option("--target", "-t", help="Machine to compile for (`dtec targets`).")]
+
+targets_app = typer.Typer(help="List the machines dtec can compile for.", no_args_is_help=False)
+
+
+def _stderr(text: str) -> None:
+    sys.stderr.write(text if text.endswith("\n") else text + "\n")
+
+
+def _report(diagnostics: list) -> None:
+    """Show diagnostics on stderr, the way `lint` shows them."""
+    if diagnostics:
+        from dtec.render import render
+
+        _stderr(render(diagnostics, "text", color=sys.stderr.isatty()))
+
+
+def _build(file: Path, target: str, sets: list[str] | None, machines: list[Path] | None):
+    from dtec.compiler import compile_blueprint
+
+    bundle, diagnostics = compile_blueprint(file, target, sets=sets or (), machine_dirs=machines or ())
+    _report(diagnostics)
+    if bundle is None:
+        _stderr(f"dtec: `{file}` was not compiled for `{target}`: fix the errors above")
+        raise typer.Exit(1)
+    return bundle
+
+
+@contextlib.contextmanager
+def _writing():
+    """Turn a failed or refused write into one line on stderr and exit 1."""
+    from dtec.output import OutputError
+
+    try:
+        yield
+    except OutputError as exc:
+        _stderr(f"dtec: {exc}")
+        raise typer.Exit(1) from None
+
+
+def _folder(output: Path | None, root: str, bundle) -> Path:
+    from dtec.output import default_folder
+
+    return output or default_folder(root, bundle.ir.twin.name, bundle.ir.target.name)
+
+
+def _explain(bundle) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from dtec.units import GIB
+
+    table = Table(title=f"Decisions for `{bundle.ir.target.name}`", show_lines=False)
+    for column in ("what", "value", "why"):
+        table.add_column(column)
+    for d in bundle.ir.decisions:
+        table.add_row(d.subject, d.value, d.reason)
+    s, e = bundle.ir.strategy, bundle.ir.estimate
+    if e.total_bytes is not None:
+        limit = f" of {e.limit_bytes / GIB:.1f} GiB" if e.limit_bytes else ""
+        table.add_row("memory per rank", f"~{e.total_bytes / GIB:.2f} GiB{limit}", f"{e.parameters:,} parameters, {s.kind}")
+    Console(stderr=True).print(table)
+
+
+def compile_(
+    file: Annotated[Path, typer.Argument(help="The blueprint.")],
+    target: TargetOption = "local",
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Bundle folder (default build/<twin>-<target>).")] = None,
+    emit: Annotated[str, typer.Option("--emit", help="`bundle` (all files) or `ir` (the IR as JSON).")] = "bundle",
+    explain: Annotated[bool, typer.Option("--explain", help="Say what dtec decided and why.")] = False,
+    force: ForceOption = False,
+    set_: SetOption = None,
+    machines: MachinesOption = None,
+) -> None:
+    """Compile a blueprint into a bundle: train.py, the launcher, ir.json and manifest.json."""
+    from dtec.output import write_bundle, write_file
+
+    if emit not in ("bundle", "ir"):
+        _stderr(f"dtec: unknown --emit `{emit}`; choose `bundle` or `ir`")
+        raise typer.Exit(2)
+    bundle = _build(file, target, set_, machines)
+    if explain:
+        _explain(bundle)
+    if emit == "ir":
+        if output is None:
+            sys.stdout.write(bundle.files["ir.json"])
+            return
+        with _writing():
+            write_file(output, bundle.files["ir.json"])
+        return
+    folder = _folder(output, "build", bundle)
+    with _writing():
+        write_bundle(bundle.files, folder, force=force)
+    typer.echo(f"compiled {file} for {target} into {folder}/ ({', '.join(bundle.files)})")
+
+
+def schema(
+    which: Annotated[str, typer.Argument(help="`ir` or `machine`.")] = "ir",
+) -> None:
+    """Print a JSON Schema of dtec's interoperability contract."""
+    if which == "ir":
+        from dtec.ir import ir_schema
+
+        document = ir_schema()
+    elif which == "machine":
+        from dtec.machines.check import machine_schema
+
+        document = machine_schema()
+    else:
+        _stderr(f"dtec: unknown schema `{which}`; choose `ir` or `machine`")
+        raise typer.Exit(2)
+    sys.stdout.write(json.dumps(document, indent=2) + "\n")
+
+
+def graph(
+    file: Annotated[Path, typer.Argument(help="The blueprint.")],
+    target: TargetOption = "local",
+    format: Annotated[str, typer.Option("--format", "-f", help="dot, mermaid or json.")] = "dot",
+    set_: SetOption = None,
+    machines: MachinesOption = None,
+) -> None:
+    """Draw the IR graph of a blueprint planned for a target."""
+    from dtec.ir.graph import RENDERERS, build_graph
+
+    if format not in RENDERERS:
+        _stderr(f"dtec: unknown format `{format}`; choose one of {', '.join(RENDERERS)}")
+        raise typer.Exit(2)
+    from dtec.compiler import build
+
+    built, diagnostics = build(file, target, sets=set_ or (), machine_dirs=machines or ())
+    _report(diagnostics)
+    if built is None:
+        raise typer.Exit(1)
+    sys.stdout.write(RENDERERS[format](build_graph(built[0])))
+
+
+@targets_app.callback(invoke_without_command=True)
+def targets(
+    ctx: typer.Context,
+    machines: MachinesOption = None,
+    format: Annotated[str, typer.Option("--format", "-f", help="table or json.")] = "table",
+) -> None:
+    """List the machines as a table."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from dtec.machines import load_machines, summary_rows
+
+    catalog = load_machines(tuple(machines or ()))
+    rows = summary_rows(catalog)
+    for error in catalog.errors:
+        _stderr(f"warning[DT214]: machine profile ignored: {error}")
+    if format == "json":
+        sys.stdout.write(json.dumps(rows, indent=2, default=str) + "\n")
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="Machines")
+    columns = [k for k in rows[0] if k not in ("source", "title")] if rows else []
+    for column in columns:
+        table.add_column(column.replace("_", " "))
+    for row in rows:
+        table.add_row(*("" if row[c] is None else str(row[c]) for c in columns))
+    Console(width=max(120, shutil.get_terminal_size().columns)).print(table)
+
+
+@targets_app.command("show")
+def targets_show(
+    name: Annotated[str, typer.Argument(help="Machine name.")],
+    machines: MachinesOption = None,
+) -> None:
+    """Print one machine profile, resolved, as JSON."""
+    from dtec.machines import load_machines
+    from dtec.suggest import suggestion
+
+    catalog = load_machines(tuple(machines or ()))
+    machine = catalog.get(name)
+    if machine is None:
+        hint = suggestion(catalog.suggest(name)) or "run `dtec targets` to list them"
+        _stderr(f"dtec: no machine named `{name}`; {hint}")
+        raise typer.Exit(2)
+    sys.stdout.write(json.dumps(machine.to_dict(), indent=2) + "\n")
+
+
+def check(
+    file: Annotated[Path, typer.Argument(help="The blueprint.")],
+    target: TargetOption = "local",
+    set_: SetOption = None,
+    machines: MachinesOption = None,
+) -> None:
+    """Build the data and the model of a bundle and run one training step on this computer's CPU."""
+    bundle = _build(file, target, set_, machines)
+    _preflight(bundle, quiet=False)
+
+
+def _preflight(bundle, *, quiet: bool) -> None:
+    """Run `train.py --check` of the bundle; report, and exit 1 on a failure."""
+    from dtec.preflight import run_check, summary
+
+    _stderr(f"dtec: checking `{bundle.ir.models[bundle.ir.train.model].name}` and its data on this computer's CPU")
+    result = run_check(bundle)
+    if result.diagnostics:
+        _report(result.diagnostics)
+        _stderr("dtec: the check failed: fix the errors above" + (", or submit with --no-check" if quiet else ""))
+        raise typer.Exit(1)
+    lines = summary(bundle, result.report)
+    _stderr("\n".join(lines[1:3] if quiet else lines))
