@@ -182,9 +182,11 @@ def test_lumi_flags() -> None:
         "--account=project_465000000",
         "--partition=standard-g",
     } <= set(flags)
-    assert 'export NCCL_SOCKET_IFNAME="hsn0,hsn1,hsn2,hsn3"' in text
+    assert 'export NCCL_SOCKET_IFNAME="hsn"' in text
     assert "mask_cpu=0x00fe000000000000" in text  # one CCD per GCD on a whole node
-    assert 'singularity exec --bind "$PWD,$run_dir" "$container"' in text
+    # The LUMI AI guide starts ranks through the image's runscript; compute nodes are online.
+    assert 'singularity run --bind "$PWD,$run_dir" "$container"' in text
+    assert "HF_HUB_OFFLINE" not in text
     assert "module load lumi-aif-singularity-bindings" in text
     assert ir.strategy.backend == "nccl"
 
@@ -860,3 +862,107 @@ def test_slurm_time_and_signal_lead() -> None:
         and slurm.signal_lead(7200) == 600
         and slurm.signal_lead(1800) == 180
     )
+
+
+# ---- a target's software environment: venv and setup ----------------------------------------
+TINY = Path(__file__).resolve().parent / "backends" / "tiny.twin"
+SLURM_ENV = {"SLURM_JOB_NODELIST": "node01", "SLURM_CPUS_PER_TASK": "1", "SLURM_NNODES": "1",
+             "SLURM_JOB_ID": "42"}
+
+
+def test_venv_and_setup_expand_variables_and_run_in_order(tmp_path: Path) -> None:
+    lines = (
+        '  venv  = "\\"$HOME/venvs/my env\\""\n'
+        '  setup = ["python \'$HOME: literal\' \\"${USER}/x y\\" $SLURM_JOB_ID", '
+        '"export X=$PWD/src:$X", "export UNSET_BEFORE=$NEVER_SET"]\n'
+    )
+    text = add_to_target(TINY, "slurm", lines)
+    files = generate(TINY, "slurm", text=text)[2]
+    script = files["job.sbatch"]
+    check_script(script)
+    activate = tmp_path / "venvs" / "my env" / "bin" / "activate"
+    activate.parent.mkdir(parents=True)
+    activate.write_text("export X=venv\n")  # what a venv puts first on the path
+    bundle = tmp_path / "bundle"
+    calls = run_with_stubs(tmp_path, "job.sbatch", script, {**SLURM_ENV, "SLURM_SUBMIT_DIR": str(bundle)})
+    # The venv is active before the setup lines; their $NAMEs expand (an unset one to nothing),
+    # single quotes keep a `$` as text.
+    assert calls[0] == ["python", "$HOME: literal", "tester/x y", "42", "venv", ""]  # argv, $X, MASTER_ADDR
+    srun = next(c for c in calls if c[0] == "srun")
+    assert srun[-2] == f"{bundle}/src:venv"
+
+
+@pytest.mark.parametrize(
+    ("line", "says"),
+    [
+        ("echo a; touch PWNED", "`;`"),
+        ("echo a | tee PWNED", "`|`"),
+        ("echo a && touch PWNED", "`&`"),
+        ("echo $(touch PWNED)", "`$(`"),
+        ('echo "$(touch PWNED)"', "`$(`"),
+        ("echo `touch PWNED`", "a backtick"),
+        ("echo ${X:-$(touch PWNED)}", "`${`"),
+        ("echo a\\ b", "a backslash"),
+        ("echo a > PWNED", "`>`"),
+        ("cd ~", "`~`"),
+        ("echo a\ntouch PWNED", "a line break"),
+        ("echo 'open", "unclosed"),
+        ("", "is empty"),
+    ],
+)
+def test_setup_lines_are_words_and_variables_only(line: str, says: str) -> None:
+    text = add_to_target(TINY, "slurm", f"  setup = [\"echo ok\", {twin_string(line)}]\n")
+    found = [d for d in lint(TINY, "slurm", text=text) if d.code == "DT215"]
+    assert len(found) == 1 and says in found[0].message, [d.message for d in found]
+    assert spanned(found[0]) == twin_string(line)  # at the line itself, not the target
+
+
+def test_venv_is_one_word() -> None:
+    text = add_to_target(TINY, "slurm", '  venv = "$HOME/a b"\n')
+    found = lint(TINY, "slurm", text=text)
+    assert [d.code for d in found] == ["DT215"] and "more than one word" in found[0].message
+
+
+@pytest.mark.parametrize("value", HOSTILE, ids=range(len(HOSTILE)))
+def test_hostile_text_in_setup_is_refused_or_stays_text(tmp_path: Path, value: str) -> None:
+    line = "python '" + value + "'"
+    text = add_to_target(TINY, "slurm", f"  setup = [{twin_string(line)}]\n")
+    found = [d for d in lint(TINY, "slurm", text=text) if has_errors([d])]
+    if "'" in value or re.search(r"[\x00-\x1f\x7f]", value):
+        assert [d.code for d in found] == ["DT215"]
+        return
+    assert found == []
+    script = generate(TINY, "slurm", text=text)[2]["job.sbatch"]
+    check_script(script)
+    bundle = tmp_path / "bundle"
+    calls = run_with_stubs(tmp_path, "job.sbatch", script, {**SLURM_ENV, "SLURM_SUBMIT_DIR": str(bundle)})
+    assert calls[0][:2] == ["python", value]
+
+
+def test_profile_image_is_replaced_by_a_venv_unless_required() -> None:
+    lumi = add_to_target(case("lumi"), "lumi", '  venv = "/scratch/project_465000000/venv"\n')
+    text = generate(case("lumi"), "lumi", text=lumi)[2]["job.sbatch"]
+    assert "singularity" not in text.split("# srun-per-gpu", 1)[1]
+    assert 'source /scratch/project_465000000/venv/bin/activate' in text
+    mn5 = add_to_target(case("marenostrum5"), "marenostrum5", '  venv = "$HOME/venv"\n')
+    text = generate(case("marenostrum5"), "marenostrum5", text=mn5)[2]["job.sbatch"]
+    assert "bsc_singularity exec" in text  # container_required: the venv is activated, the image stays
+
+
+@pytest.mark.parametrize(
+    ("target", "lines", "expected"),
+    [
+        ("vega", "", ["DT217"]),
+        ("vega", '  venv = "$HOME/venv"\n', []),
+        ("vega", '  container = "docker://nvcr.io/nvidia/pytorch:24.08-py3"\n', []),
+        ("karolina", "", []),  # the profile's modules load PyTorch
+        ("juwels-booster", "", ["DT217"]),  # PyTorch from a module, torchrun_jsc from pip
+        ("juwels-booster", '  venv = "$PROJECT/venv"\n', []),
+        ("lumi", "", []),  # the profile's recommended image
+        ("slurm", "", []),  # the generic profile knows nothing of the site's software
+    ],
+)
+def test_a_job_without_pytorch_is_warned(target: str, lines: str, expected: list[str]) -> None:
+    text = add_to_target(case(target), target, lines) if lines else None
+    codes = [d.code for d in lint(case(target), target, text=text) if d.code == "DT217"]
+    assert codes == expected

@@ -136,10 +136,19 @@ class Software:
     setup: tuple[str, ...] = ()
     container_runtime: str | None = None
     container_command: str | None = None
+    container_verb: str = "exec"
     container_options: tuple[str, ...] = ()
     container_required: bool = False
     image: str | None = None
     image_dir: str | None = None
+    torch_modules: tuple[str, ...] = ()
+    pip: tuple[str, ...] = ()
+    environment: str | None = None
+
+    def provides_torch(self, modules: tuple[str, ...] | list[str]) -> bool:
+        """Return whether loading `modules` (`PyTorch/2.5`) loads one of `torch_modules`."""
+        wanted = {m.lower() for m in self.torch_modules}
+        return any(m.split("/")[0].lower() in wanted for m in modules)
 
 
 @dataclass(frozen=True)
@@ -150,6 +159,7 @@ class Rules:
     account_pattern: str | None = None
     account_hint: str | None = None
     internet: bool = False
+    login_internet: bool = True
     exclusive: bool = False
     open_partitions: bool = False
     notes: tuple[str, ...] = ()
