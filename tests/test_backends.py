@@ -966,3 +966,76 @@ def test_a_job_without_pytorch_is_warned(target: str, lines: str, expected: list
     text = add_to_target(case(target), target, lines) if lines else None
     codes = [d.code for d in lint(case(target), target, text=text) if d.code == "DT217"]
     assert codes == expected
+
+
+def test_two_targets_on_one_machine() -> None:
+    text = case("juwels-booster").read_text() + (
+        '\ntarget "juwels-devel" {\n  profile   = "juwels-booster"\n  account   = "training2500"\n'
+        '  partition = "develbooster"\n  walltime  = 1h\n  venv      = "$PROJECT/venvs/dtec"\n}\n'
+    )
+    assert [d.code for d in lint(case("juwels-booster"), "juwels-devel", text=text)] == []
+    devel = generate(case("juwels-booster"), "juwels-devel", text=text)
+    prod = generate(case("juwels-booster"), "juwels-booster", text=text)
+    assert (devel[0].target.name, devel[0].target.machine) == ("juwels-devel", "juwels-booster")
+    assert (prod[0].target.name, prod[0].target.machine) == ("juwels-booster", "juwels-booster")
+    assert "--partition=develbooster" in sbatch_flags(devel[2]["job.sbatch"])
+    assert "--partition=booster" in sbatch_flags(prod[2]["job.sbatch"])
+    unknown = text.replace('profile   = "juwels-booster"', 'profile   = "juwels-boster"')
+    found = lint(case("juwels-booster"), "juwels-devel", text=unknown)
+    assert [d.code for d in found] == ["DT200"] and spanned(found[0]) == '"juwels-boster"'
+    assert "did you mean `juwels-booster`?" in found[0].help
+
+
+def test_machine_written_as_an_attribute_names_profile() -> None:
+    text = add_to_target(TINY, "slurm", '  machine = "slurm"\n')
+    found = lint(TINY, "slurm", text=text)
+    assert [d.code for d in found] == ["DT101"] and "`profile = " in found[0].help
+
+
+def env_script(target: str, text: str | None = None, path: Path | None = None) -> str:
+    from dtec.backends.environment import script
+
+    path = path or case(target)
+    result = analyse(path, text, environ={}, targets=[target])
+    return script(result.plans[target], result.blueprint.name)
+
+
+def test_env_script_for_a_jsc_machine(tmp_path: Path) -> None:
+    blueprint = add_to_target(case("juwels-booster"), "juwels-booster", '  venv = "$PROJECT/venvs/dtec"\n')
+    text = env_script("juwels-booster", blueprint)
+    check_script(text)
+    assert "module load Stages/2025 GCC OpenMPI CUDA/12 cuDNN MPI-settings/CUDA Python PyTorch" in text
+    assert 'python -m venv --system-site-packages "$venv"' in text
+    # PyTorch comes from the module; the launcher from pip; DeepSpeed only for its strategy.
+    assert '"$venv/bin/python" -m pip install numpy torchrun_jsc\n' in text
+    deep = env_script("juwels-booster", blueprint.replace("kind           = ddp", "kind           = deepspeed"))
+    assert "pip install numpy deepspeed torchrun_jsc" in deep
+    # Run it with stubs: module and python are logged, nothing is installed.
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    log = tmp_path / "calls"
+    for stub in ("module", "python"):
+        make_executable(bin_dir / stub, f'#!/bin/bash\necho "$0 $*" >> {shlex.quote(str(log))}\n')
+    venv_python = tmp_path / "venvs" / "dtec" / "bin" / "python"
+    venv_python.parent.mkdir(parents=True)
+    make_executable(venv_python, f'#!/bin/bash\necho "venv-python $*" >> {shlex.quote(str(log))}\n')
+    run = subprocess.run(["bash", "-c", text], env={"PATH": f"{bin_dir}:{os.environ['PATH']}",
+                         "HOME": str(tmp_path), "PROJECT": str(tmp_path)}, capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr
+    calls = [line.split(" ", 1)[1] if line.startswith("/") else line for line in log.read_text().splitlines()]
+    assert calls[0].startswith("load Stages/2025")
+    assert calls[1] == f"-m venv --system-site-packages {tmp_path}/venvs/dtec"
+    assert calls[2] == "venv-python -m pip install numpy torchrun_jsc"
+
+
+def test_env_for_a_machine_without_internet_says_how_to_bring_an_image() -> None:
+    text = env_script("marenostrum5")
+    assert "login nodes do not reach the internet" in text
+    assert "/gpfs/apps/MN5/ACC/SINGULARITY/SRC/images" in text and "pip install" not in text
+
+
+def test_env_builds_the_venv_inside_the_recommended_image() -> None:
+    text = env_script("lumi")
+    check_script(text)
+    assert 'singularity exec "$image" python -m venv --system-site-packages "$venv"' in text
+    assert 'container = \\"$image\\"' in text  # the job must keep running in that image

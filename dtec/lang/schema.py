@@ -363,4 +363,9 @@ BLOCKS: dict[str, BlockSpec] = {
     ),
 }
 
+# Hints for an attribute that names a nested block (`machine = "…"`), by (block, key).
+BLOCK_NOT_ATTRIBUTE = {
+    ("target", "machine"): 'the machine profile is named with `profile = "…"`; `machine { … }` overrides its values',
+}
+
 REQUIRED_KINDS = ("data", "model")  # at least one of each, besides the required singletons
