@@ -123,7 +123,7 @@ def _words(plan: Plan, report: Report) -> None:
             if path != ("venv",) or count == 1:
                 continue
             problem = "is more than one word; quote a path with spaces"
-        what = "`venv`" if path == ("venv",) else f"setup line `{line}`" if "\n" not in line else "a setup line"
+        what = "`venv`" if path == ("venv",) else f"setup line `{line}`" if line.isprintable() else "a setup line"
         report(
             "DT215", f"{what} {problem}", "target", plan.target, *path,
             help="a setup line is one command of words and `$NAME` variables; put more in a script and run that",
