@@ -145,12 +145,26 @@ def processes(rounds: int) -> dict:
     return result
 
 
+def check(rounds: int) -> dict:
+    """Wall time of `python -m dtec check` of the quickstart: compile, then train.py --check."""
+    command = [python_executable(), "-m", "dtec", "check", str(QUICKSTART)]
+    times, failure = [], None
+    for _ in range(rounds):
+        start = time.perf_counter()
+        done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
+        times.append(time.perf_counter() - start)
+        if done.returncode != 0:
+            failure = (done.stdout + done.stderr)[-500:]
+    return {"rounds": rounds, "seconds": summary(times), "failure": failure}
+
+
 def run(out: Path, *, repeat: int = 30, rounds: int = 15) -> dict:
-    log(f"compile latency: in-process x{repeat}, processes x{rounds}")
+    log(f"compile latency: in-process x{repeat}, processes x{rounds}, dtec check x{min(rounds, 3)}")
     result = {
         "in_process": in_process(repeat),
         "phases": phases(repeat),
         "processes": processes(rounds),
+        "check": check(min(rounds, 3)),  # seconds each: a few rounds say enough
     }
     quick = next(
         (
@@ -179,6 +193,13 @@ def run(out: Path, *, repeat: int = 30, rounds: int = 15) -> dict:
             note=f"min {lint['min']:.3f}, max {lint['max']:.3f}; python -c pass "
             f"{result['processes']['seconds']['python -c pass']['median']:.3f}; checkout with a bytecode cache "
             f"{cached['median']:.3f}",
+        ),
+        target(
+            "`python -m dtec check quickstart.twin`, whole process",
+            result["check"]["seconds"]["median"],
+            5.0,
+            "s",
+            note=f"min {result['check']['seconds']['min']:.2f}, max {result['check']['seconds']['max']:.2f}",
         ),
     ]
     return result

@@ -164,23 +164,24 @@ def markdown(results: dict) -> str:
             "",
             f"Base (quickstart): {g['base_ms']:.1f} ms.",
             "",
-            "| series | N | lines | compile ms | µs per element | diagnostics |",
-            "|---|---|---|---|---|---|",
+            "| series | N | lines | compile ms | µs per element | diagnostics | fmt ms |",
+            "|---|---|---|---|---|---|---|",
         ]
         for name, s in g["series"].items():
             for r in s["rows"]:
                 out.append(
-                    f"| {name} | {r['n']} | {r['lines']} | {_range(r['ms'], 1)} | {r['us_per_element']:.0f} | {r['diagnostics']} |"
+                    f"| {name} | {r['n']} | {r['lines']} | {_range(r['ms'], 1)} | {r['us_per_element']:.0f} | {r['diagnostics']} | {_range(r.get('fmt_ms'), 1)} |"
                 )
         out += [
             "",
             "| series | exponent (marginal fit) | exponent (raw fit) | last decade |",
             "|---|---|---|---|",
         ]
-        for name, s in g["series"].items():
-            out.append(
-                f"| {name} | {_f(s['exponent_marginal'], 2)} | {_f(s['exponent_raw'], 2)} | {_f(s['exponent_last_decade'], 2)} |"
-            )
+        for prefix, what in (("", ""), ("fmt_", ", fmt")):
+            for name, s in g["series"].items():
+                out.append(
+                    f"| {name}{what} | {_f(s.get(prefix + 'exponent_marginal'), 2)} | {_f(s.get(prefix + 'exponent_raw'), 2)} | {_f(s.get(prefix + 'exponent_last_decade'), 2)} |"
+                )
         out.append("")
     if "profile" in b:
         pr = b["profile"]

@@ -82,8 +82,6 @@ def build_bundles(
     out: Path, blueprint: Path, sets: list[str], variants: list[str], target_name: str = "local"
 ) -> dict:
     """Compile `blueprint` with `sets` into `out/dtec` (and `out/quiet` for quiet/bare)."""
-    from dtec.backends.pytorch import train_context
-    from dtec.backends.train_script import render_train
     from dtec.compiler import compile_blueprint
 
     bundle, diagnostics = compile_blueprint(blueprint, target_name, sets=sets, environ={})
@@ -97,11 +95,13 @@ def build_bundles(
         (dtec_dir / name).write_text(content)
     folders["dtec"] = dtec_dir
     if {"quiet", "bare"} & set(variants):
-        ctx = train_context(bundle.ir)
-        ctx["monitor"] = dict(ctx["monitor"], timing=False, energy=False, log_every=10**9)
+        quiet = ["monitor.timing=false", "monitor.energy=false", f"monitor.log_every={10**9}"]
+        quiet_bundle, _ = compile_blueprint(
+            blueprint, target_name, sets=[*sets, *quiet], environ={}
+        )
         quiet_dir = out / "quiet"
         quiet_dir.mkdir(parents=True, exist_ok=True)
-        (quiet_dir / "train.py").write_text(render_train(ctx))
+        (quiet_dir / "train.py").write_text(quiet_bundle.files["train.py"])
         folders["quiet"] = quiet_dir
     return {
         "folders": folders,

@@ -10,7 +10,8 @@ from pathlib import Path
 from dtec.diagnostics import Diagnostic, diag, has_errors
 from dtec.lang.blueprint import Blueprint
 from dtec.lang.check import check
-from dtec.lang.loader import load
+from dtec.lang.files import check_files
+from dtec.lang.loader import load, project_root
 from dtec.lang.semantics import check_semantics
 from dtec.lang.sets import apply_sets
 from dtec.lang.suppress import apply_suppressions
@@ -51,7 +52,9 @@ def analyse(
     diagnostics += found
     blueprint, found = check(program, environ)
     diagnostics += found
-    diagnostics += check_semantics(blueprint, errors_so_far=has_errors(diagnostics))
+    found, facts = check_files(blueprint, project_root(path, environ))
+    diagnostics += found
+    diagnostics += check_semantics(blueprint, errors_so_far=has_errors(diagnostics), facts=facts)
     plans: dict[str, Plan] = {}
     if not has_errors(diagnostics):
         from dtec.machines import load_machines

@@ -25,6 +25,7 @@ class Bundle:
     files: dict[str, str]
     ir: IR
     plan: Plan
+    blueprint: Blueprint | None = None  # where values are: diagnostics about the bundle point there
 
     @property
     def launcher(self) -> str:
@@ -64,8 +65,8 @@ def compile_blueprint(
     built, diagnostics = build(path, target, text=text, sets=sets, environ=environ, machine_dirs=machine_dirs)
     if built is None:
         return None, diagnostics
-    ir, plan, _ = built
-    return Bundle(generate(ir, plan, template_dirs), ir, plan), diagnostics
+    ir, plan, blueprint = built
+    return Bundle(generate(ir, plan, template_dirs), ir, plan, blueprint), diagnostics
 
 
 def generate(ir: IR, plan: Plan, template_dirs: Sequence[Path] = ()) -> dict[str, str]:
@@ -74,11 +75,10 @@ def generate(ir: IR, plan: Plan, template_dirs: Sequence[Path] = ()) -> dict[str
     The planner checked what the launcher can express (dtec.backends.checks): nothing is refused here.
     """
     from dtec.backends import kubernetes, local, slurm
-    from dtec.backends.pytorch import train_context
     from dtec.backends.train_script import render_train
 
     backend = {"slurm": slurm, "local": local}.get(ir.target.scheduler, kubernetes)
-    shared = {"train.py": render_train(train_context(ir), template_dirs), "ir.json": ir_json(ir)}
+    shared = {"train.py": render_train(ir, template_dirs), "ir.json": ir_json(ir)}
     files = {**shared, **backend.generate(ir, plan, shared)}
     files["manifest.json"] = manifest(files, ir)
     return dict(sorted(files.items()))

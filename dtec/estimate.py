@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from math import prod
 
@@ -10,62 +11,98 @@ _OPTIMIZER_STATE_BYTES = {"adamw": 8, "adam": 8, "sgd": 4}  # fp32 states per pa
 
 def parameter_count(arch: dict, shape: list[int] | None) -> int | None:
     """Count the trainable parameters of a built-in architecture (None for user models)."""
-    fn = arch.get("fn")
-    if fn == "mlp":
-        widths = [arch["input"], *arch["hidden"], arch["output"]]
-        return sum(a * b + b for a, b in zip(widths, widths[1:]))
-    if fn == "lstm":
-        # Four gates per layer, each with input and recurrent weights and two biases; the first
-        # layer reads the input, the others the hidden state below (closed form: `layers` is a count).
-        h = arch["hidden"]
-        gates = 4 * (arch["input"] * h + h * h + 2 * h) + (arch["layers"] - 1) * 4 * (2 * h * h + 2 * h)
-        return gates + h * arch["output"] + arch["output"]
-    if fn == "cnn":
-        widths = [arch["channels"], *arch["widths"]]
-        convs = sum(a * b * 9 + b + 2 * b for a, b in zip(widths, widths[1:]))
-        return convs + widths[-1] * arch["output"] + arch["output"]
-    if fn == "unet":
-        total, c_in, w = 0, arch["channels"], arch["width"]
-        kernel = 9 if shape is not None and len(shape) == 3 else 3
-        skips = []
-        for _ in range(arch["depth"]):
-            total += (c_in * w + w * w) * kernel + 2 * w
-            skips.append(w)
-            c_in, w = w, w * 2
-        total += (c_in * w + w * w) * kernel + 2 * w  # bottleneck
-        for skip in reversed(skips):
-            total += w * skip * 4 + skip  # up-sampling
-            total += (2 * skip * skip + skip * skip) * kernel + 2 * skip
-            w = skip
-        return total + w * arch["output"] + arch["output"]
-    if fn == "transformer":
-        d, ffn = arch["dim"], arch.get("ffn") or 4 * arch["dim"]
-        steps = shape[0] if shape else 0
-        per_layer = 4 * d * d + 4 * d + 2 * d * ffn + ffn + d + 4 * d
-        return arch["input"] * d + d + steps * d + arch["layers"] * per_layer + d * arch["output"] + arch["output"]
-    return None
+    count = PARAMETER_COUNTS.get(arch.get("fn"))
+    return count(arch, shape) if count else None
 
 
 def activation_bytes(arch: dict, shape: list[int] | None, batch: int, precision: str) -> int:
     """Roughly estimate activation memory per rank for one micro-batch (a scale, not a promise)."""
     size = 2 if precision in ("bf16", "fp16") else 4
-    if shape is None:
+    units = ACTIVATION_UNITS.get(arch.get("fn"))
+    if shape is None or units is None:
         return 0
-    fn = arch.get("fn")
-    if fn == "mlp":
-        units = sum(arch["hidden"]) + arch["output"] + prod(shape)
-    elif fn == "lstm":
-        units = shape[0] * arch["hidden"] * arch["layers"] * 8
-    elif fn == "transformer":
-        d, ffn, steps = arch["dim"], arch.get("ffn") or 4 * arch["dim"], shape[0]
-        units = arch["layers"] * steps * (10 * d + ffn + arch["heads"] * steps)
-    elif fn in ("cnn", "unet"):
-        area = prod(shape[1:])
-        widths = arch.get("widths") or [arch["width"] * 2**i for i in range(arch["depth"])]
-        units = sum(w * area // 4**i for i, w in enumerate(widths)) * 3
-    else:
-        return 0
-    return int(units * batch * size * 2)  # forward values kept for backward, roughly doubled
+    # Forward values are kept for backward: roughly doubled.
+    return int(units(arch, shape) * batch * size * 2)
+
+
+def _mlp_parameters(arch: dict, shape: list[int] | None) -> int:
+    widths = [arch["input"], *arch["hidden"], arch["output"]]
+    return sum(a * b + b for a, b in zip(widths, widths[1:]))
+
+
+def _lstm_parameters(arch: dict, shape: list[int] | None) -> int:
+    # Four gates per layer, each with input and recurrent weights and two biases; the first
+    # layer reads the input, the others the hidden state below (closed form: `layers` is a count).
+    h = arch["hidden"]
+    gates = 4 * (arch["input"] * h + h * h + 2 * h) + (arch["layers"] - 1) * 4 * (2 * h * h + 2 * h)
+    return gates + h * arch["output"] + arch["output"]
+
+
+def _cnn_parameters(arch: dict, shape: list[int] | None) -> int:
+    widths = [arch["channels"], *arch["widths"]]
+    convs = sum(a * b * 9 + b + 2 * b for a, b in zip(widths, widths[1:]))
+    return convs + widths[-1] * arch["output"] + arch["output"]
+
+
+def _unet_parameters(arch: dict, shape: list[int] | None) -> int:
+    total, c_in, w = 0, arch["channels"], arch["width"]
+    kernel = 9 if shape is not None and len(shape) == 3 else 3
+    skips = []
+    for _ in range(arch["depth"]):
+        total += (c_in * w + w * w) * kernel + 2 * w
+        skips.append(w)
+        c_in, w = w, w * 2
+    total += (c_in * w + w * w) * kernel + 2 * w  # bottleneck
+    for skip in reversed(skips):
+        total += w * skip * 4 + skip  # up-sampling
+        total += (2 * skip * skip + skip * skip) * kernel + 2 * skip
+        w = skip
+    return total + w * arch["output"] + arch["output"]
+
+
+def _transformer_parameters(arch: dict, shape: list[int] | None) -> int:
+    d, ffn = arch["dim"], arch.get("ffn") or 4 * arch["dim"]
+    steps = shape[0] if shape else 0
+    per_layer = 4 * d * d + 4 * d + 2 * d * ffn + ffn + d + 4 * d
+    embedding = arch["input"] * d + d + steps * d
+    return embedding + arch["layers"] * per_layer + d * arch["output"] + arch["output"]
+
+
+def _mlp_units(arch: dict, shape: list[int]) -> int:
+    return sum(arch["hidden"]) + arch["output"] + prod(shape)
+
+
+def _lstm_units(arch: dict, shape: list[int]) -> int:
+    return shape[0] * arch["hidden"] * arch["layers"] * 8
+
+
+def _transformer_units(arch: dict, shape: list[int]) -> int:
+    d, ffn, steps = arch["dim"], arch.get("ffn") or 4 * arch["dim"], shape[0]
+    return arch["layers"] * steps * (10 * d + ffn + arch["heads"] * steps)
+
+
+def _conv_units(arch: dict, shape: list[int]) -> int:
+    area = prod(shape[1:])
+    widths = arch.get("widths") or [arch["width"] * 2**i for i in range(arch["depth"])]
+    return sum(w * area // 4**i for i, w in enumerate(widths)) * 3
+
+
+# Per architecture (the `fn` of its call): its parameter count, and the activation values one
+# sample keeps for backward. An architecture without an entry has no static estimate.
+PARAMETER_COUNTS: dict[str, Callable[[dict, list[int] | None], int]] = {
+    "mlp": _mlp_parameters,
+    "lstm": _lstm_parameters,
+    "cnn": _cnn_parameters,
+    "unet": _unet_parameters,
+    "transformer": _transformer_parameters,
+}
+ACTIVATION_UNITS: dict[str, Callable[[dict, list[int]], int]] = {
+    "mlp": _mlp_units,
+    "lstm": _lstm_units,
+    "transformer": _transformer_units,
+    "cnn": _conv_units,
+    "unet": _conv_units,
+}
 
 
 @dataclass(frozen=True)

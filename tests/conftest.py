@@ -6,6 +6,8 @@ Test files share code through fixtures here, not by importing each other: CI run
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import shutil
 import subprocess
@@ -13,6 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 IN_CI = os.environ.get("CI", "").lower() == "true"
@@ -79,6 +82,44 @@ def golden(update_golden: bool):
         assert actual == expected, f"{path.name} differs: run `pytest --update-golden` and review"
 
     return check
+
+
+@pytest.fixture(scope="session")
+def golden_bundle(golden):
+    """Return `check(blueprint, target, files)`: a bundle's IR and launcher against their goldens.
+
+    One layout for the suite: tests/golden/bundles/<blueprint's path from the repository root,
+    without `.twin`>/<target>/. train.py is not goldened here (test_compile goldens each distinct
+    script once, in tests/golden/train/), nor manifest.json, whose hashes are checked against the
+    files; job.yaml's ConfigMap, which carries the bundle's files, holds a marker for each.
+    """
+
+    def check(blueprint: Path, target: str, files: dict[str, str]) -> None:
+        manifest = json.loads(files["manifest.json"])
+        assert set(manifest["files"]) == set(files) - {"manifest.json"}
+        for name, entry in manifest["files"].items():
+            assert hashlib.sha256(files[name].encode()).hexdigest() == entry["sha256"], name
+        folder = REPO_ROOT / "tests" / "golden" / "bundles"
+        folder = folder / blueprint.resolve().relative_to(REPO_ROOT).with_suffix("") / target
+        for name, text in files.items():
+            if name not in ("train.py", "manifest.json"):
+                golden(folder / name, _with_markers(text, files) if name == "job.yaml" else text)
+
+    return check
+
+
+def _with_markers(job_yaml: str, files: dict[str, str]) -> str:
+    """job.yaml with each file its ConfigMap carries replaced by a marker (after checking it)."""
+    from dtec.backends.kubernetes import dump_yaml
+
+    docs = list(yaml.safe_load_all(job_yaml))
+    assert dump_yaml(docs) == job_yaml  # so the golden shows the text as written, markers aside
+    for doc in docs:
+        if doc["kind"] == "ConfigMap":
+            for name, text in doc["data"].items():
+                assert text == files[name], f"the ConfigMap's {name} is not the bundle's"
+                doc["data"][name] = f"<the bundle's {name}>"
+    return dump_yaml(docs)
 
 
 def _unavailable(reason: str) -> None:

@@ -22,7 +22,6 @@ from dtec.machines import MachineError, load_machines
 
 HERE = Path(__file__).resolve().parent
 CASES_DIR = HERE / "backends"
-GOLDEN_DIR = HERE / "golden" / "bundles"
 IN_CI = os.environ.get("CI", "").lower() == "true"
 K8S_VERSION = "1.30.0"
 # Machines whose case lives outside quickstart.twin (interLink takes one node, local one computer).
@@ -62,14 +61,6 @@ def case(name: str) -> Path:
     return CASES_DIR / CASE_OF.get(name, "quickstart.twin")
 
 
-def add_to_target(path: Path, target: str, lines: str) -> str:
-    """Return the blueprint's text with `lines` added at the top of its `target` block."""
-    opening = f'target "{target}" {{\n'
-    text = path.read_text()
-    assert opening in text, f"{path.name} has no target {target}"
-    return text.replace(opening, opening + lines + "\n")
-
-
 def need(tool: str) -> str:
     found = shutil.which(tool)
     if found is None:
@@ -102,15 +93,6 @@ def sbatch_flags(text: str) -> list[str]:
     ]
 
 
-def without_bundle_data(text: str) -> str:
-    """Blank the ConfigMap's generated files, so goldens follow the manifests, not train.py."""
-    docs = list(yaml.safe_load_all(text))
-    for doc in docs:
-        if doc["kind"] == "ConfigMap":
-            doc["data"] = {key: "<generated>" for key in doc["data"]}
-    return yaml.safe_dump_all(docs, sort_keys=False, width=4096)
-
-
 def make_executable(path: Path, text: str) -> None:
     path.write_text(text)
     path.chmod(path.stat().st_mode | stat.S_IXUSR)
@@ -125,16 +107,11 @@ def test_every_profile_has_a_case() -> None:
 
 @pytest.mark.parametrize(("blueprint", "target"), GOLDEN_CASES, ids=lambda v: str(v))
 def test_bundle_matches_golden_and_is_deterministic(
-    blueprint: str, target: str, golden
+    blueprint: str, target: str, golden_bundle
 ) -> None:
     _, _, files = generate(CASES_DIR / blueprint, target)
-    again = generate(CASES_DIR / blueprint, target)[2]
-    assert again == files
-    launchers = {k: v for k, v in files.items() if k not in ("train.py", "ir.json", "manifest.json")}
-    assert len(launchers) == 1
-    for name, text in launchers.items():
-        shown = without_bundle_data(text) if name == "job.yaml" else text
-        golden(GOLDEN_DIR / Path(blueprint).stem / target / name, shown)
+    assert generate(CASES_DIR / blueprint, target)[2] == files
+    golden_bundle(CASES_DIR / blueprint, target, files)
 
 
 @pytest.mark.parametrize("machine", SLURM_MACHINES)
@@ -278,8 +255,8 @@ def test_gpu_launchers_leave_malloc_alone(machine: str) -> None:
 
 
 def test_malloc_thresholds_yield_to_the_environment_and_the_blueprint() -> None:
-    text = add_to_target(CASES_DIR / "tiny.twin", "slurm", '  env = { MALLOC_TRIM_THRESHOLD_ = "0" }')
-    _, _, files = generate(CASES_DIR / "tiny.twin", "slurm", text=text)
+    sets = ('target.slurm.env={ MALLOC_TRIM_THRESHOLD_ = "0" }',)
+    _, _, files = generate(CASES_DIR / "tiny.twin", "slurm", sets=sets)
     exports = malloc_exports(files["job.sbatch"])
     assert exports == ["export MALLOC_TRIM_THRESHOLD_=0", MALLOC_DEFAULTS[0]]
     probe = "\n".join([*MALLOC_DEFAULTS, 'echo "$MALLOC_MMAP_THRESHOLD_ $MALLOC_TRIM_THRESHOLD_"'])
@@ -306,8 +283,8 @@ def test_cpu_pods_fix_glibc_malloc_thresholds_unless_the_blueprint_sets_them() -
     assert plan.device == "cpu"
     env = container_env(files["job.yaml"])
     assert (env["MALLOC_MMAP_THRESHOLD_"], env["MALLOC_TRIM_THRESHOLD_"]) == ("33554432", "1073741824")
-    text = add_to_target(case("kubernetes"), "kubernetes", '  env = { MALLOC_TRIM_THRESHOLD_ = "0" }')
-    _, _, files = generate(case("kubernetes"), "kubernetes", text=text)
+    sets = ('target.kubernetes.env={ MALLOC_TRIM_THRESHOLD_ = "0" }',)
+    _, _, files = generate(case("kubernetes"), "kubernetes", sets=sets)
     assert container_env(files["job.yaml"])["MALLOC_TRIM_THRESHOLD_"] == "0"
 
 
@@ -330,20 +307,18 @@ def test_generic_slurm_test_job_fits_two_cpus() -> None:
 
 
 def test_memory_requests_round_up_and_are_never_zero() -> None:
-    more = '    gpus = 0\n    memory = 512MB\n    memory_flag = "--mem={gb}G"\n'
-    text = (CASES_DIR / "tiny.twin").read_text().replace("    gpus = 0\n", more)
-    flags = sbatch_flags(generate(CASES_DIR / "tiny.twin", "slurm", text=text)[2]["job.sbatch"])
+    sets = ("target.slurm.machine.memory=512MB", 'target.slurm.machine.memory_flag="--mem={gb}G"')
+    flags = sbatch_flags(generate(CASES_DIR / "tiny.twin", "slurm", sets=sets)[2]["job.sbatch"])
     assert [f for f in flags if f.startswith("--mem")] == ["--mem=1G"]  # --mem=0G: the whole node
-    text = add_to_target(CASES_DIR / "kube.twin", "kubernetes", "  machine { memory = 1B }")
-    files = generate(CASES_DIR / "kube.twin", "kubernetes", text=text)[2]
+    sets = ("target.kubernetes.machine.memory=1B",)
+    files = generate(CASES_DIR / "kube.twin", "kubernetes", sets=sets)[2]
     resources = first_container(files["job.yaml"])["resources"]
     assert resources["limits"]["memory"] == resources["requests"]["memory"] == "1Mi"
 
 
 def test_settings_a_target_cannot_express_are_reported() -> None:
-    text = add_to_target(CASES_DIR / "tiny.twin", "slurm", '  image = "x:1"')
-    found = analyse(CASES_DIR / "tiny.twin", text, environ={}, targets=["slurm"]).diagnostics
-    assert [(d.code, "image" in d.message, d.span.start_pos) for d in found] == [("DT215", True, (31, 11))]
+    found = lint(CASES_DIR / "tiny.twin", "slurm", sets=('target.slurm.image="x:1"',))
+    assert [(d.code, "image" in d.message, spanned(d)) for d in found] == [("DT215", True, '"x:1"')]
 
 
 # ---- quoting and injection -------------------------------------------------------------------
@@ -463,8 +438,7 @@ def test_sbatch_keeps_hostile_names_inert(tmp_path: Path) -> None:
 
 
 def test_sbatch_header_refuses_newlines_and_backslashes() -> None:
-    text = add_to_target(CASES_DIR / "tiny.twin", "slurm", '  account = "a\\nb\\\\c"')
-    found = lint(CASES_DIR / "tiny.twin", "slurm", text=text)
+    found = lint(CASES_DIR / "tiny.twin", "slurm", sets=('target.slurm.account="a\\nb\\\\c"',))
     assert [(d.code, spanned(d)) for d in found] == [("DT215", '"a\\nb\\\\c"')]
     with pytest.raises(ValueError):  # the generator never writes one, checked or not
         slurm.sbatch_value("a\nb")
@@ -685,13 +659,11 @@ while :; do sleep 0.1; done
 
 def test_run_sh_stops_at_the_walltime(tmp_path: Path) -> None:
     assert "timeout" not in generate(CASES_DIR / "tiny.twin", "local")[2]["run.sh"]
-    tiny = (CASES_DIR / "tiny.twin").read_text()
-    text = tiny.replace('target "local" {}', 'target "local" {\n  walltime = 1min\n}')
     assert "exec timeout --preserve-status --kill-after=30s 30s " in generate(
-        CASES_DIR / "tiny.twin", "local", text=text)[2]["run.sh"]
+        CASES_DIR / "tiny.twin", "local", sets=("target.local.walltime=1min",))[2]["run.sh"]
     # Two seconds: SIGTERM after one (train.py checkpoints), SIGKILL at two.
-    text = tiny.replace('target "local" {}', 'target "local" {\n  walltime = 2s\n}')
-    script = generate(CASES_DIR / "tiny.twin", "local", text=text, sets=("strategy.kind=single", "strategy.procs_per_node=1"))[2]["run.sh"]
+    sets = ("target.local.walltime=2s", "strategy.kind=single", "strategy.procs_per_node=1")
+    script = generate(CASES_DIR / "tiny.twin", "local", sets=sets)[2]["run.sh"]
     shellcheck(script)
     log, bin_dir = tmp_path / "python.log", tmp_path / "bin"
     bin_dir.mkdir()
@@ -805,8 +777,8 @@ def test_pytorchjob_shape() -> None:
 
 
 def test_gpus_go_to_limits_on_kubernetes() -> None:
-    text = add_to_target(case("kubernetes"), "kubernetes", "machine {\n gpus = 4\n}")
-    files = generate(case("kubernetes"), "kubernetes", text=text)[2]
+    sets = ("target.kubernetes.machine.gpus=4",)
+    files = generate(case("kubernetes"), "kubernetes", sets=sets)[2]
     job = next(d for d in yaml.safe_load_all(files["job.yaml"]) if d["kind"] == "Job")
     resources = pod_spec(job)["containers"][0]["resources"]
     assert (
@@ -816,8 +788,7 @@ def test_gpus_go_to_limits_on_kubernetes() -> None:
 
 
 def test_interlink_job() -> None:
-    text = add_to_target(case("interlink"), "interlink", "machine {\n gpus = 4\n}")
-    files = generate(case("interlink"), "interlink", text=text)[2]
+    files = generate(case("interlink"), "interlink", sets=("target.interlink.machine.gpus=4",))[2]
     job = list(yaml.safe_load_all(files["job.yaml"]))[1]
     validate_core(job)
     pod = pod_spec(job)
@@ -834,14 +805,13 @@ def test_interlink_job() -> None:
 
 
 def test_interlink_several_nodes_is_reported() -> None:
-    text = add_to_target(case("interlink"), "interlink", "machine {\n max_nodes = 2\n}")
-    found = lint(case("interlink"), "interlink", text=text, sets=("strategy.nodes=2",))
+    sets = ("target.interlink.machine.max_nodes=2", "strategy.nodes=2")
+    found = lint(case("interlink"), "interlink", sets=sets)
     assert [(d.code, spanned(d)) for d in found] == [("DT215", "2")]
 
 
 def test_kubernetes_reports_slurm_settings() -> None:
-    text = add_to_target(CASES_DIR / "kube.twin", "kubernetes", '  reservation = "r"')
-    found = analyse(CASES_DIR / "kube.twin", text, environ={}, targets=["kubernetes"]).diagnostics
+    found = lint(CASES_DIR / "kube.twin", "kubernetes", sets=('target.kubernetes.reservation="r"',))
     assert [d.code for d in found] == ["DT215"] and "reservation" in found[0].message
 
 
@@ -870,14 +840,21 @@ SLURM_ENV = {"SLURM_JOB_NODELIST": "node01", "SLURM_CPUS_PER_TASK": "1", "SLURM_
              "SLURM_JOB_ID": "42"}
 
 
+def in_target(path: Path, target: str, line: str) -> str:
+    """Return the blueprint's text with `line` in its `target` block (for what `--set` cannot say)."""
+    opening = f'target "{target}" {{\n'
+    text = path.read_text()
+    assert opening in text, f"{path.name} has no target {target}"
+    return text.replace(opening, f"{opening}  {line}\n")
+
+
 def test_venv_and_setup_expand_variables_and_run_in_order(tmp_path: Path) -> None:
-    lines = (
-        '  venv  = "\\"$HOME/venvs/my env\\""\n'
-        '  setup = ["python \'$HOME: literal\' \\"${USER}/x y\\" $SLURM_JOB_ID", '
-        '"export X=$PWD/src:$X", "export UNSET_BEFORE=$NEVER_SET"]\n'
+    sets = (
+        'target.slurm.venv="\\"$HOME/venvs/my env\\""',
+        'target.slurm.setup=["python \'$HOME: literal\' \\"${USER}/x y\\" $SLURM_JOB_ID", '
+        '"export X=$PWD/src:$X", "export UNSET_BEFORE=$NEVER_SET"]',
     )
-    text = add_to_target(TINY, "slurm", lines)
-    files = generate(TINY, "slurm", text=text)[2]
+    files = generate(TINY, "slurm", sets=sets)[2]
     script = files["job.sbatch"]
     check_script(script)
     activate = tmp_path / "venvs" / "my env" / "bin" / "activate"
@@ -911,28 +888,27 @@ def test_venv_and_setup_expand_variables_and_run_in_order(tmp_path: Path) -> Non
     ],
 )
 def test_setup_lines_are_words_and_variables_only(line: str, says: str) -> None:
-    text = add_to_target(TINY, "slurm", f"  setup = [\"echo ok\", {twin_string(line)}]\n")
-    found = [d for d in lint(TINY, "slurm", text=text) if d.code == "DT215"]
+    sets = (f'target.slurm.setup=["echo ok", {twin_string(line)}]',)
+    found = [d for d in lint(TINY, "slurm", sets=sets) if d.code == "DT215"]
     assert len(found) == 1 and says in found[0].message, [d.message for d in found]
     assert spanned(found[0]) == twin_string(line)  # at the line itself, not the target
 
 
 def test_venv_is_one_word() -> None:
-    text = add_to_target(TINY, "slurm", '  venv = "$HOME/a b"\n')
-    found = lint(TINY, "slurm", text=text)
+    found = lint(TINY, "slurm", sets=('target.slurm.venv="$HOME/a b"',))
     assert [d.code for d in found] == ["DT215"] and "more than one word" in found[0].message
 
 
 @pytest.mark.parametrize("value", HOSTILE, ids=range(len(HOSTILE)))
 def test_hostile_text_in_setup_is_refused_or_stays_text(tmp_path: Path, value: str) -> None:
     line = "python '" + value + "'"
-    text = add_to_target(TINY, "slurm", f"  setup = [{twin_string(line)}]\n")
-    found = [d for d in lint(TINY, "slurm", text=text) if has_errors([d])]
+    sets = (f"target.slurm.setup=[{twin_string(line)}]",)
+    found = [d for d in lint(TINY, "slurm", sets=sets) if has_errors([d])]
     if "'" in value or re.search(r"[\x00-\x1f\x7f]", value):
         assert [d.code for d in found] == ["DT215"]
         return
     assert found == []
-    script = generate(TINY, "slurm", text=text)[2]["job.sbatch"]
+    script = generate(TINY, "slurm", sets=sets)[2]["job.sbatch"]
     check_script(script)
     bundle = tmp_path / "bundle"
     calls = run_with_stubs(tmp_path, "job.sbatch", script, {**SLURM_ENV, "SLURM_SUBMIT_DIR": str(bundle)})
@@ -940,30 +916,30 @@ def test_hostile_text_in_setup_is_refused_or_stays_text(tmp_path: Path, value: s
 
 
 def test_profile_image_is_replaced_by_a_venv_unless_required() -> None:
-    lumi = add_to_target(case("lumi"), "lumi", '  venv = "/scratch/project_465000000/venv"\n')
-    text = generate(case("lumi"), "lumi", text=lumi)[2]["job.sbatch"]
+    sets = ('target.lumi.venv="/scratch/project_465000000/venv"',)
+    text = generate(case("lumi"), "lumi", sets=sets)[2]["job.sbatch"]
     assert "singularity" not in text.split("# srun-per-gpu", 1)[1]
     assert 'source /scratch/project_465000000/venv/bin/activate' in text
-    mn5 = add_to_target(case("marenostrum5"), "marenostrum5", '  venv = "$HOME/venv"\n')
-    text = generate(case("marenostrum5"), "marenostrum5", text=mn5)[2]["job.sbatch"]
+    sets = ('target.marenostrum5.venv="$HOME/venv"',)
+    text = generate(case("marenostrum5"), "marenostrum5", sets=sets)[2]["job.sbatch"]
     assert "bsc_singularity exec" in text  # container_required: the venv is activated, the image stays
 
 
 @pytest.mark.parametrize(
-    ("target", "lines", "expected"),
+    ("target", "setting", "expected"),
     [
         ("vega", "", ["DT217"]),
-        ("vega", '  venv = "$HOME/venv"\n', []),
-        ("vega", '  container = "docker://nvcr.io/nvidia/pytorch:24.08-py3"\n', []),
+        ("vega", 'venv = "$HOME/venv"', []),
+        ("vega", 'container = "docker://nvcr.io/nvidia/pytorch:24.08-py3"', []),
         ("karolina", "", []),  # the profile's modules load PyTorch
         ("juwels-booster", "", ["DT217"]),  # PyTorch from a module, torchrun_jsc from pip
-        ("juwels-booster", '  venv = "$PROJECT/venv"\n', []),
+        ("juwels-booster", 'venv = "$PROJECT/venv"', []),
         ("lumi", "", []),  # the profile's recommended image
         ("slurm", "", []),  # the generic profile knows nothing of the site's software
     ],
 )
-def test_a_job_without_pytorch_is_warned(target: str, lines: str, expected: list[str]) -> None:
-    text = add_to_target(case(target), target, lines) if lines else None
+def test_a_job_without_pytorch_is_warned(target: str, setting: str, expected: list[str]) -> None:
+    text = in_target(case(target), target, setting) if setting else None
     codes = [d.code for d in lint(case(target), target, text=text) if d.code == "DT217"]
     assert codes == expected
 
@@ -987,28 +963,28 @@ def test_two_targets_on_one_machine() -> None:
 
 
 def test_machine_written_as_an_attribute_names_profile() -> None:
-    text = add_to_target(TINY, "slurm", '  machine = "slurm"\n')
+    text = in_target(TINY, "slurm", 'machine = "slurm"')
     found = lint(TINY, "slurm", text=text)
     assert [d.code for d in found] == ["DT101"] and "`profile = " in found[0].help
 
 
-def env_script(target: str, text: str | None = None, path: Path | None = None) -> str:
+def env_script(target: str, text: str | None = None, path: Path | None = None, sets: tuple[str, ...] = ()) -> str:
     from dtec.backends.environment import script
 
     path = path or case(target)
-    result = analyse(path, text, environ={}, targets=[target])
+    result = analyse(path, text, environ={}, targets=[target], sets=sets)
     return script(result.plans[target], result.blueprint.name)
 
 
 def test_env_script_for_a_jsc_machine(tmp_path: Path) -> None:
-    blueprint = add_to_target(case("juwels-booster"), "juwels-booster", '  venv = "$PROJECT/venvs/dtec"\n')
+    blueprint = in_target(case("juwels-booster"), "juwels-booster", 'venv = "$PROJECT/venvs/dtec"')
     text = env_script("juwels-booster", blueprint)
     check_script(text)
     assert "module load Stages/2025 GCC OpenMPI CUDA/12 cuDNN MPI-settings/CUDA Python PyTorch" in text
     assert 'python -m venv --system-site-packages "$venv"' in text
     # PyTorch comes from the module; the launcher from pip; DeepSpeed only for its strategy.
     assert '"$venv/bin/python" -m pip install numpy torchrun_jsc\n' in text
-    deep = env_script("juwels-booster", blueprint.replace("kind           = ddp", "kind           = deepspeed"))
+    deep = env_script("juwels-booster", blueprint, sets=("strategy.kind=deepspeed",))
     assert "pip install numpy deepspeed torchrun_jsc" in deep
     # Run it with stubs: module and python are logged, nothing is installed.
     bin_dir = tmp_path / "bin"

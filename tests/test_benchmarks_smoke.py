@@ -85,6 +85,8 @@ def test_compile_latency(results: dict) -> None:
     assert all("median" in s for s in r["phases"].values())
     assert r["processes"]["failures"] == {}
     assert "python -c pass" in r["processes"]["seconds"]
+    assert r["check"]["failure"] is None
+    check_summary(r["check"]["seconds"], 1)
 
 
 def test_lint_throughput(results: dict) -> None:
@@ -104,6 +106,9 @@ def test_growth(results: dict) -> None:
     for s in r["series"].values():
         assert [row["n"] for row in s["rows"]] == [1, 4, 16]
         assert number(s["exponent_marginal"]) and number(s["exponent_last_decade"])
+        assert number(s["fmt_exponent_marginal"]) and number(s["fmt_exponent_last_decade"])
+        for row in s["rows"]:
+            check_summary(row["fmt_ms"], 1)
 
 
 def test_profiles(results: dict) -> None:

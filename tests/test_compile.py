@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import hashlib
+import functools
 import json
 import subprocess
 import sys
@@ -19,6 +19,7 @@ from dtec.analysis import analyse
 from dtec.machines import load_machines
 
 REPO = Path(__file__).resolve().parent.parent
+GOLDEN_TRAIN = REPO / "tests" / "golden" / "train"
 CASES = [
     (path.name, target)
     for path in sorted((REPO / "blueprints").glob("*.twin"))
@@ -33,23 +34,45 @@ def validator() -> Draft202012Validator:
     return Draft202012Validator(schema)
 
 
+@functools.cache
+def bundle_of(name: str, target: str):
+    """The bundle of a shipped blueprint for one of its targets, compiled once."""
+    bundle, diagnostics = compile_blueprint(REPO / "blueprints" / name, target, environ={})
+    assert bundle is not None, [(d.code, d.message) for d in diagnostics]
+    return bundle
+
+
 @pytest.mark.parametrize(("name", "target"), CASES)
 def test_every_blueprint_compiles_for_every_target(
-    name: str, target: str, validator, blueprints_dir: Path, golden
+    name: str, target: str, validator, blueprints_dir: Path, golden_bundle
 ) -> None:
-    bundle, diagnostics = compile_blueprint(blueprints_dir / name, target, environ={})
-    assert bundle is not None, [(d.code, d.message) for d in diagnostics]
+    bundle = bundle_of(name, target)
     assert {"train.py", "ir.json", "manifest.json", bundle.launcher} <= set(bundle.files)
     compile(bundle.files["train.py"], "train.py", "exec")
     validator.validate(json.loads(bundle.files["ir.json"]))
     manifest = json.loads(bundle.files["manifest.json"])
     assert manifest["target"] == target and manifest["launcher"] == bundle.launcher
-    for file, entry in manifest["files"].items():
-        assert hashlib.sha256(bundle.files[file].encode()).hexdigest() == entry["sha256"]
     again, _ = compile_blueprint(blueprints_dir / name, target, environ={})
     assert again.files == bundle.files  # deterministic
-    for file, text in bundle.files.items():
-        golden(REPO / "tests" / "golden" / "blueprints" / Path(name).stem / target / file, text)
+    golden_bundle(blueprints_dir / name, target, bundle.files)
+
+
+def test_training_scripts_match_golden_once_per_distinct_script(golden, update_golden) -> None:
+    """Each distinct train.py once, in tests/golden/train/, named after its first (blueprint,
+    target); index.json says which (blueprint, target) compiles to which."""
+    scripts: dict[str, str] = {}  # text -> file name
+    index = {}
+    for name, target in CASES:
+        text = bundle_of(name, target).files["train.py"]
+        stem = Path(name).stem
+        index[f"{stem}/{target}"] = scripts.setdefault(text, f"{stem}-{target}.py")
+    if update_golden:
+        for old in GOLDEN_TRAIN.glob("*.py"):
+            old.unlink()
+    for text, file in scripts.items():
+        golden(GOLDEN_TRAIN / file, text)
+    golden(GOLDEN_TRAIN / "index.json", json.dumps(index, indent=2) + "\n")
+    assert sorted(p.name for p in GOLDEN_TRAIN.glob("*.py")) == sorted(scripts.values())
 
 
 def test_quickstart_compiles_locally(blueprints_dir: Path) -> None:

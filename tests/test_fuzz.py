@@ -461,10 +461,11 @@ def strict_json(text: str, name: str) -> None:
 
 def _template_words() -> set[str]:
     """Identifiers the train.py template and its renderers write: all a benign blueprint adds."""
+    templates = ROOT / "backends" / "templates"
     sources = [
-        ROOT / "backends" / "templates" / "train.py.jinja",
+        templates / "train.py.jinja",
+        *sorted((templates / "train").rglob("*.jinja")),
         ROOT / "dtec" / "backends" / "train_script.py",
-        ROOT / "dtec" / "backends" / "pytorch.py",
     ]
     return {w for s in sources for w in re.findall(r"[A-Za-z_]\w*", s.read_text(encoding="utf-8"))}
 

@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import ast
+import atexit
 import builtins
-import copy
+import functools
 import json
 import os
-import re
 import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -23,11 +24,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from dtec.backends import templating
-from dtec.backends.train_script import STOP_CHECK_EVERY, render_train
+from dtec.backends.train_script import STOP_CHECK_EVERY, render_train, train_context
+from dtec.compiler import compile_blueprint
 
 TRAIN_FIXTURES = Path(__file__).resolve().parent / "train"
+TEMPLATES = Path(templating.data_path("backends", "templates"))
 
-PROFILER = {"fn": "torch", "wait": 1, "warmup": 1, "active": 2}
+PROFILER = "monitor.profiler=torch(wait = 1, warmup = 1, active = 2)"
 STEP_KEYS = {"kind", "time", "step", "epoch", "loss", "lr", "iter_time", "data_time",
              "compute_time", "samples_per_s"}
 EPOCH_KEYS = {"kind", "time", "epoch", "steps", "epoch_time", "train_loss", "val_loss",
@@ -37,64 +40,79 @@ SUMMARY_KEYS = {"status", "twin", "strategy", "precision", "world_size", "device
                 "resumed_from", "energy_j", "error"}
 
 
-# ----------------------------------------------------------------------------- contexts
-def quickstart() -> dict[str, Any]:
-    """What the compiler makes of blueprints/quickstart.twin, shrunk to train in a second."""
-    return json.loads((TRAIN_FIXTURES / "quickstart.json").read_text())
-
-
-def variant(base: dict[str, Any] | None = None, **changes: Any) -> dict[str, Any]:
-    """A copy of `base` (default: quickstart) with `a__b=v` setting `ctx["a"]["b"] = v`."""
-    ctx = copy.deepcopy(base if base is not None else quickstart())
-    for dotted, value in changes.items():
-        *parents, last = dotted.split("__")
-        target = ctx
-        for part in parents:
-            target = target[part]
-        target[last] = value
-    return ctx
-
-
+# ----------------------------------------------------------------------------- blueprints
+# Every script is compiled from tests/train/quickstart.twin, varied with `--set` (sets=) as a user
+# would; relative paths in it resolve against the folder the test puts it in.
+BLUEPRINT = (TRAIN_FIXTURES / "quickstart.twin").read_text()
+# A CPU-only test machine plans fp16 as if it had GPUs that compute in it (scripts only rendered).
+FP16 = ("train.precision=fp16", "target.local.machine.gpus=2",
+        "target.local.machine.gpu_vendor=nvidia", "target.local.machine.fp16=true")
+STRATEGIES = {
+    "single": ("strategy.kind=single", "strategy.procs_per_node=1"),
+    "ddp": ("strategy.kind=ddp",),
+    "fsdp": ("strategy.kind=fsdp",),
+    **{f"zero{z}": ("strategy.kind=deepspeed", f"strategy.zero={z}") for z in (1, 2, 3)},
+}
+# Each architecture with a data shape that suits it.
 MODELS = {
-    "mlp": ({"input": 48, "hidden": [16, 16], "output": 1}, [12, 4]),
-    "lstm": ({"input": 4, "hidden": 16, "layers": 1, "output": 1}, [12, 4]),
-    "cnn": ({"channels": 2, "output": 1, "widths": [8, 16]}, [2, 8, 8]),
-    "unet": ({"channels": 2, "output": 1, "depth": 2, "width": 8}, [2, 10, 6]),
-    "transformer": ({"input": 4, "dim": 16, "heads": 2, "layers": 1, "output": 1}, [12, 4]),
-    "python": ({"class": "toy:Net", "kwargs": {"features": 6, "hidden": 8}}, [6]),
+    "mlp": ("mlp(input = 48, hidden = [16, 16], output = 1)", [12, 4]),
+    "lstm": ("lstm(input = 4, hidden = 16, layers = 1, output = 1)", [12, 4]),
+    "cnn": ("cnn(channels = 2, output = 1, widths = [8, 16])", [2, 8, 8]),
+    "unet": ("unet(channels = 2, output = 1, depth = 2, width = 8)", [2, 8, 4]),
+    "transformer": ("transformer(input = 4, dim = 16, heads = 2, layers = 1, output = 1)", [12, 4]),
+    "python": ('python(class = "toy:Net", features = 6, hidden = 8)', [6]),
 }
 
 
-def with_model(arch: str, base: dict[str, Any] | None = None) -> dict[str, Any]:
-    """`base` with a built-in architecture (or the test's user model) and a fitting data shape."""
-    params, shape = MODELS[arch]
-    ctx = variant(base, model__arch=arch, model__params=copy.deepcopy(params))
-    ctx["data"]["source"]["shape"] = list(shape)
-    if arch == "python":
-        ctx["model"]["path"] = "code"
-    return ctx
+@functools.cache
+def render_folder() -> Path:
+    """A project for scripts that are only rendered: the test's user code in `code`, no data."""
+    folder = Path(tempfile.mkdtemp(prefix="dtec-render-"))
+    atexit.register(shutil.rmtree, folder, True)
+    shutil.copytree(TRAIN_FIXTURES / "usercode", folder / "code")
+    return folder
 
 
-def classification(arch: str = "transformer", loss: str = "cross_entropy") -> dict[str, Any]:
+def compiled(*sets: str, folder: Path | None = None):
+    """The bundle of tests/train/quickstart.twin with `sets`, as if it lay in `folder`."""
+    folder = folder or render_folder()
+    bundle, diagnostics = compile_blueprint(folder / "quickstart.twin", "local", text=BLUEPRINT,
+                                            environ={}, sets=sets)
+    assert bundle is not None, [(d.code, d.message) for d in diagnostics]
+    return bundle
+
+
+def script(*sets: str) -> str:
+    return compiled(*sets).files["train.py"]
+
+
+def with_model(arch: str) -> tuple[str, ...]:
+    """A built-in architecture (or the test's user model) and a data shape that fits it."""
+    call, shape = MODELS[arch]
+    sets = (f"model.surrogate.arch={call}", f"data.gauges.source.shape={shape}")
+    return sets + (('model.surrogate.path="code"',) if arch == "python" else ())
+
+
+def classification(arch: str = "transformer", loss: str = "cross_entropy") -> tuple[str, ...]:
     """Synthetic 3-class classification, or 2 classes scored by one logit for bce."""
-    ctx = with_model(arch)
-    ctx.update(task="classification")
-    ctx["train"]["loss"] = loss
     classes = 3 if loss == "cross_entropy" else 2
-    ctx["data"]["source"].update(targets=None, classes=classes)
+    shape = MODELS[arch][1]
+    source = f"synthetic(samples = 512, shape = {shape}, classes = {classes}, seed = 42)"
+    sets = (*with_model(arch), f"train.loss={loss}", f"data.gauges.source={source}")
     if arch != "python":
-        ctx["model"]["params"]["output"] = 3 if loss == "cross_entropy" else 1
-    return ctx
+        sets += (f"model.surrogate.arch.output={3 if loss == 'cross_entropy' else 1}",)
+    return sets
 
 
 # ----------------------------------------------------------------------------- running
-def write_bundle(ctx: dict[str, Any], folder: Path) -> Path:
-    """Render `ctx` to `folder/train.py` (with the test's user code in `folder/code`)."""
+def write_bundle(folder: Path, *sets: str) -> Path:
+    """Compile the blueprint with `sets` into `folder/train.py` (the test's user code in
+    `folder/code`)."""
     folder.mkdir(parents=True, exist_ok=True)
     shutil.copytree(TRAIN_FIXTURES / "usercode", folder / "code", dirs_exist_ok=True)
-    script = folder / "train.py"
-    script.write_text(render_train(ctx))
-    return script
+    path = folder / "train.py"
+    path.write_text(compiled(*sets, folder=folder).files["train.py"])
+    return path
 
 
 def clean_env(**extra: str) -> dict[str, str]:
@@ -205,41 +223,36 @@ def undefined_and_unused(source: str) -> tuple[set[str], set[str]]:
     return read - bound, imported - read
 
 
-def render_cases() -> dict[str, dict[str, Any]]:
-    """Contexts covering every strategy x arch, precision, loss, source, scheduler and switch."""
-    cases: dict[str, dict[str, Any]] = {}
-    strategies = {"single": {"kind": "single", "zero": None}, "ddp": {"kind": "ddp", "zero": None},
-                  "fsdp": {"kind": "fsdp", "zero": None}}
-    strategies.update({f"zero{z}": {"kind": "deepspeed", "zero": z} for z in (1, 2, 3)})
-    for sname, strategy in strategies.items():
+def render_cases() -> dict[str, tuple[str, ...]]:
+    """`--set`s covering every strategy x arch, precision, loss, source, scheduler and switch."""
+    cases: dict[str, tuple[str, ...]] = {}
+    for sname, strategy in STRATEGIES.items():
         for arch in MODELS:
-            cases[f"{sname}-{arch}"] = variant(with_model(arch), strategy=strategy)
-        for precision in ("bf16", "fp16"):
-            cases[f"{sname}-{precision}"] = variant(strategy=strategy, train__precision=precision)
+            cases[f"{sname}-{arch}"] = (*with_model(arch), *strategy)
+        cases[f"{sname}-bf16"] = (*strategy, "train.precision=bf16")
+        cases[f"{sname}-fp16"] = (*strategy, *FP16)
         for loss in ("cross_entropy", "bce"):
-            cases[f"{sname}-{loss}"] = variant(classification("cnn", loss), strategy=strategy)
-        cases[f"{sname}-accum-clip"] = variant(strategy=strategy, train__grad_accum=2,
-                                               train__clip_grad=1.0)
+            cases[f"{sname}-{loss}"] = (*classification("cnn", loss), *strategy)
+        cases[f"{sname}-accum-clip"] = (*strategy, "train.grad_accum=2", "train.clip_grad=1.0")
     for loss in ("mae", "huber"):
-        cases[f"loss-{loss}"] = variant(train__loss=loss)
+        cases[f"loss-{loss}"] = (f"train.loss={loss}",)
     cases["unet-classes"] = classification("unet")
     cases["python-classes"] = classification("python")
-    for name in ("adam", "sgd"):
-        cases[f"optimizer-{name}"] = variant(train__optimizer={"name": name, "lr": 0.1,
-                                                              "weight_decay": 0.0, "momentum": 0.9})
-    cases["scheduler-none"] = variant(train__scheduler={"name": "none"})
-    cases["scheduler-step"] = variant(train__scheduler={"name": "step", "every": 1, "gamma": 0.5})
-    npz = {"kind": "npz", "path": "data/x.npz", "x": "x", "y": "y"}
-    cases["source-npz"] = variant(data__source=npz)
-    cases["source-csv"] = variant(data__source={"kind": "csv", "path": "data/x.csv", "target": "q"})
-    cases["source-npz-classes"] = variant(classification("mlp"),
-                                          data__source=npz)
-    cases["source-python"] = variant(data__source={"kind": "python",
-                                                   "callable": "toy:make_datasets",
-                                                   "kwargs": {"samples": 64, "features": 6}})
-    cases["monitor-off"] = variant(monitor={"timing": False, "energy": False, "profiler": None})
-    cases["profiler"] = variant(monitor__profiler=PROFILER)
-    cases["log-every"] = variant(monitor__log_every=5, train__max_steps=100)
+    cases["optimizer-adam"] = ("train.optimizer=adam(lr = 0.1)",)
+    cases["optimizer-sgd"] = ("train.optimizer=sgd(lr = 0.1, momentum = 0.9)",)
+    cases["scheduler-none"] = ("train.scheduler=none",)
+    cases["scheduler-step"] = ("train.scheduler=step(every = 1, gamma = 0.5)",)
+    # Absolute paths of the machine that will train: not checked here (DT306), only rendered.
+    cases["source-npz"] = ('data.gauges.source=npz(path = "/data/x.npz")',)
+    cases["source-csv"] = ('data.gauges.source=csv(path = "/data/x.csv", target = "q")',)
+    cases["source-npz-classes"] = (*classification("mlp"),
+                                   'data.gauges.source=npz(path = "/data/x.npz", classes = 3)')
+    cases["source-python"] = (
+        'data.gauges.source=python(callable = "toy:make_datasets", samples = 64, features = 6)',
+    )
+    cases["monitor-off"] = ("monitor.timing=false", "monitor.energy=false")
+    cases["profiler"] = (PROFILER,)
+    cases["log-every"] = ("monitor.log_every=5", "train.max_steps=100")
     return cases
 
 
@@ -248,9 +261,9 @@ CASES = render_cases()
 
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_rendered_script_compiles_and_is_deterministic(name: str) -> None:
-    source = render_train(CASES[name])
+    source = script(*CASES[name])
     compile(source, f"{name}/train.py", "exec")
-    assert render_train(CASES[name]) == source
+    assert script(*CASES[name]) == source
     undefined, unused = undefined_and_unused(source)
     assert not undefined, f"names used but never defined: {sorted(undefined)}"
     assert not unused, f"imports never used: {sorted(unused)}"
@@ -268,7 +281,7 @@ def test_rendered_scripts_pass_py_compile(tmp_path: Path) -> None:
     paths = []
     for name in ("ddp-lstm", "fsdp-transformer", "zero3-unet", "single-python", "source-csv"):
         path = tmp_path / f"{name}.py"
-        path.write_text(render_train(CASES[name]))
+        path.write_text(script(*CASES[name]))
         paths.append(str(path))
     ok(run([sys.executable, "-m", "py_compile", *paths], timeout=60))
 
@@ -287,8 +300,7 @@ def test_rendered_scripts_pass_py_compile(tmp_path: Path) -> None:
 )
 def test_script_carries_only_its_strategy(strategy: str, present: list[str],
                                           absent: list[str]) -> None:
-    zero = 2 if strategy == "deepspeed" else None
-    source = render_train(variant(strategy={"kind": strategy, "zero": zero}))
+    source = script(*STRATEGIES["zero2" if strategy == "deepspeed" else strategy])
     for text in present:
         assert text in source
     for text in absent:
@@ -299,8 +311,7 @@ def test_script_carries_only_its_strategy(strategy: str, present: list[str],
                          [("single", 1), ("ddp", STOP_CHECK_EVERY), ("fsdp", STOP_CHECK_EVERY),
                           ("deepspeed", STOP_CHECK_EVERY)])
 def test_ranks_check_for_preemption_every_few_steps(strategy: str, every: int) -> None:
-    zero = 2 if strategy == "deepspeed" else None
-    source = render_train(variant(strategy={"kind": strategy, "zero": zero}))
+    source = script(*STRATEGIES["zero2" if strategy == "deepspeed" else strategy])
     assert f"\nSTOP_CHECK_EVERY = {every}\n" in source
     loop = source.split("def train(")[1]
     assert "epoch_end = state.step_in_epoch == plan.steps_per_epoch" in loop
@@ -312,40 +323,60 @@ def test_script_carries_only_its_architecture() -> None:
     classes = {"mlp": "class MLP", "lstm": "class LSTMRegressor", "cnn": "class CNN",
                "unet": "class UNet", "transformer": "class SequenceTransformer"}
     for arch, marker in classes.items():
-        source = render_train(with_model(arch))
+        source = script(*with_model(arch))
         assert [c for c in classes.values() if c in source] == [marker]
 
 
 def test_config_section_holds_the_blueprint_values_as_literals() -> None:
-    ctx = quickstart()
-    source = render_train(ctx)
+    bundle = compiled()
     namespace: dict[str, Any] = {}
-    config = source.split("TWIN = ")[1].split("BUNDLE =")[0]
+    config = bundle.files["train.py"].split("TWIN = ")[1].split("BUNDLE =")[0]
     exec(compile("TWIN = " + config, "config", "exec"), namespace)  # literals only
-    assert namespace["TRAIN"]["optimizer"]["lr"] == ctx["train"]["optimizer"]["lr"]
-    assert namespace["DATA"] == ctx["data"]
-    assert namespace["MONITOR"]["log_every"] is None  # an optional key, filled in
+    assert namespace["TRAIN"]["optimizer"]["lr"] == 0.01
+    context = train_context(bundle.ir)
+    for name in ("twin", "data", "model", "task", "train", "strategy", "monitor"):
+        assert namespace[name.upper()] == context[name]
 
 
-@pytest.mark.parametrize(
-    ("change", "message"),
-    [
-        ({"strategy": {"kind": "horovod", "zero": None}}, "`strategy.kind` is 'horovod'"),
-        ({"strategy": {"kind": "deepspeed", "zero": 4}}, "`strategy.zero` must be 1, 2 or 3"),
-        ({"model__arch": "resnet"}, "`model.arch` is 'resnet'"),
-        ({"train__loss": "cross_entropy"}, "loss `cross_entropy` does not suit task `regression`"),
-        ({"data__batch": 0}, "`data.batch` must be a positive integer"),
-        ({"train__precision": "fp8"}, "`train.precision` is 'fp8'"),
-        ({"train__scheduler": {"name": "cosine"}}, "lacks `train.scheduler.warmup`"),
-        ({"data__source": {"kind": "csv", "path": "x.csv"}}, "lacks `data.source.target`"),
-    ],
-)
-def test_render_train_rejects_unusable_contexts(change: dict, message: str) -> None:
-    with pytest.raises(ValueError, match=re.escape(message)):
-        render_train(variant(**change))
+def test_the_script_takes_its_defaults_from_the_ir(tmp_path: Path) -> None:
+    """Keys the blueprint leaves out hold the schema's defaults, as resolved by the planner.
+
+    The script's context had defaults of its own, some unlike the language's (`workers` 0
+    where the blueprint's default is `auto`); the IR is now its only source.
+    """
+    text = """twin "t" {}
+data "d" {
+  source = synthetic(samples = 64, shape = [8], targets = 1)
+  batch  = 8
+}
+model "m" {
+  arch  = mlp(input = 8, output = 1)
+  input = data.d
+}
+train {
+  loss = mse
+}
+target "slurm" {
+  machine {
+    cpus = 16
+    gpus = 0
+  }
+}
+"""
+    bundle, diagnostics = compile_blueprint(tmp_path / "t.twin", "slurm", text=text, environ={})
+    assert bundle is not None, [d.message for d in diagnostics]
+    ir = bundle.ir
+    context = train_context(ir)
+    assert context["data"]["workers"] == ir.data["d"].workers > 0  # `auto`, resolved
+    assert context["data"]["shuffle"] is True and context["data"]["source"]["seed"] == 0
+    assert context["train"]["optimizer"] == {"name": "adamw", "lr": 1e-3, "weight_decay": 0.01,
+                                             "momentum": 0.0}
+    assert context["monitor"] == {"timing": True, "energy": False, "profiler": None,
+                                  "log_every": None}
 
 
-# Every string a blueprint can place into train.py, each to be filled with a hostile value.
+# Every string a blueprint can place into train.py, each to be filled with a hostile value. Paths
+# are absolute, so that files not on this computer are not checked (DT306), only placed.
 HOSTILE_BLUEPRINT = """
 twin "{s0}" {{
   description = env("DTEC_TEST_DESCRIPTION", "{s1}")
@@ -358,15 +389,15 @@ data "d" {{
 model "{s3}" {{
   arch  = {arch}
   input = data.d
-  path  = "{s4}"
+  path  = "/{s4}"
 }}
 train {{
   loss = mse
 }}
 """
 HOSTILE_SOURCES = [
-    'npz(path = "{s5}", x = "{s6}", y = "{s7}")',
-    'csv(path = "{s5}", target = "{s6}")',
+    'npz(path = "/{s5}", x = "{s6}", y = "{s7}")',
+    'csv(path = "/{s5}", target = "{s6}")',
     'python(callable = "{s5}:{s6}", note = "{s7}")',
 ]
 HOSTILE_ARCHS = ['mlp(input = 8, output = 1)', 'python(class = "{s8}:{s9}", tag = "{s8}")']
@@ -428,19 +459,71 @@ def test_blueprint_strings_reach_train_py_only_as_literals(tmp_path: Path, sourc
         assert docstring.startswith(f'Train "{strings[3]}" for the digital twin "{strings[0]}":')
 
 
-def test_render_train_names_a_missing_section() -> None:
-    ctx = quickstart()
-    del ctx["monitor"]
-    with pytest.raises(ValueError, match="section `monitor`"):
-        render_train(ctx)
-
-
 def test_site_templates_override_by_name(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     (tmp_path / "train.py.jinja").write_text("# site script for {{ twin.name }}\n")
     expected = "# site script for flood-forecast\n"
-    assert render_train(quickstart(), template_dirs=[tmp_path]) == expected
+    ir = compiled().ir
+    assert render_train(ir, template_dirs=[tmp_path]) == expected
     monkeypatch.setenv("DTEC_TEMPLATES", os.pathsep.join(["/nonexistent", str(tmp_path)]))
-    assert render_train(quickstart()) == expected
+    assert render_train(ir) == expected
+
+
+def test_a_site_overrides_one_piece_of_the_script(tmp_path: Path) -> None:
+    """A site's train/model/mlp.py.jinja replaces the built-in one, and nothing else."""
+    builtin = TEMPLATES / "train" / "model" / "mlp.py.jinja"
+    piece = tmp_path / "train" / "model" / "mlp.py.jinja"
+    piece.parent.mkdir(parents=True)
+    piece.write_text(builtin.read_text().replace("class MLP(", "# the site's MLP\nclass MLP("))
+    ir = compiled(*with_model("mlp")).ir
+    source = render_train(ir, template_dirs=[tmp_path])
+    assert "# the site's MLP\nclass MLP(nn.Module):" in source
+    assert source.replace("# the site's MLP\n", "") == render_train(ir)
+
+
+TOY_TEMPLATE = """\
+{# A toy architecture: one linear layer over the flattened sample. #}
+class Toy(nn.Module):
+    \"\"\"One linear layer over the flattened sample.\"\"\"
+
+    def __init__(self, input: int, output: int) -> None:
+        super().__init__()
+        self.linear = nn.Linear(input, output)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.linear(x.flatten(1))
+
+
+def build_model(sample_shape: tuple[int, ...]) -> nn.Module:
+    return Toy(**MODEL["params"])
+"""
+
+
+def test_an_architecture_is_added_as_the_docs_say(tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """docs/training-script.md, "Adding an architecture": its template, its vocabulary entry and
+    its estimates; then it compiles, and trains a step."""
+    from dtec import estimate
+    from dtec.lang import schema
+    from dtec.lang.types import Field, Function
+
+    toy = Function({"input": Field(schema.POSITIVE, "input features", True),
+                    "output": Field(schema.POSITIVE, "outputs", True)}, "A toy.")
+    monkeypatch.setitem(schema.ARCH.functions, "toy", toy)
+    monkeypatch.setitem(estimate.PARAMETER_COUNTS, "toy",
+                        lambda arch, shape: (arch["input"] + 1) * arch["output"])
+    monkeypatch.setitem(estimate.ACTIVATION_UNITS, "toy", lambda arch, shape: arch["output"])
+    site = tmp_path / "templates"
+    (site / "train" / "model").mkdir(parents=True)
+    (site / "train" / "model" / "toy.py.jinja").write_text(TOY_TEMPLATE)
+    monkeypatch.setenv("DTEC_TEMPLATES", str(site))
+
+    bundle = compiled("model.surrogate.arch=toy(input = 48, output = 1)", *STRATEGIES["single"],
+                      folder=tmp_path)
+    assert bundle.ir.models["surrogate"].parameters == 49
+    (tmp_path / "train.py").write_text(bundle.files["train.py"])
+    ok(python(tmp_path / "train.py", "--max-steps", "1"))
+    assert summary(tmp_path / "run")["steps"] == 1
+    assert set(final_weights(tmp_path / "run")) == {"linear.weight", "linear.bias"}
 
 
 def test_environment_is_strict_and_shared(tmp_path: Path) -> None:
@@ -474,13 +557,13 @@ def test_py_filter_round_trips(value: Any) -> None:
 # ----------------------------------------------------------------------------- real runs
 # Runs are CPU-only (gloo) and tiny; most of their time is torch starting up, so each test
 # starts as few launches as it can.
-REFERENCE = {"data__workers": 1, "train__epochs": 10}
+REFERENCE = ("data.gauges.workers=1", "train.epochs=10")
 
 
 @pytest.fixture(scope="module")
 def ddp_reference(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     """The quickstart context trained once, uninterrupted, with DDP on two ranks."""
-    script = write_bundle(variant(**REFERENCE), tmp_path_factory.mktemp("reference"))
+    script = write_bundle(tmp_path_factory.mktemp("reference"), *REFERENCE)
     return script.parent / "run", ok(torchrun(script))
 
 
@@ -513,7 +596,7 @@ def test_quickstart_trains_with_ddp_on_two_ranks(ddp_reference: tuple[Path, str]
 def test_preempted_run_resumes_to_identical_weights(tmp_path: Path,
                                                     ddp_reference: tuple[Path, str]) -> None:
     """SIGTERM after the first checkpoint: checkpoint mid-epoch, status preempted, exact resume."""
-    script = write_bundle(variant(**REFERENCE), tmp_path)
+    script = write_bundle(tmp_path, *REFERENCE)
     run_dir = tmp_path / "run"
     launcher = subprocess.Popen(torchrun_cmd(script, 2, "--run-dir", str(run_dir)),
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
@@ -543,7 +626,7 @@ def test_preempted_run_resumes_to_identical_weights(tmp_path: Path,
 
 @pytest.mark.slow
 def test_fsdp_classifies_checkpoints_and_resumes(tmp_path: Path) -> None:
-    script = write_bundle(variant(classification("transformer"), strategy__kind="fsdp"), tmp_path)
+    script = write_bundle(tmp_path, *classification("transformer"), "strategy.kind=fsdp")
     run_dir = tmp_path / "run"
     ok(torchrun(script, "--max-steps", "18"))  # stops in the middle of epoch 2
     assert summary(run_dir)["steps"] == 18
@@ -563,7 +646,7 @@ def test_fsdp_classifies_checkpoints_and_resumes(tmp_path: Path) -> None:
 @pytest.mark.slow
 @pytest.mark.parametrize("zero", [1, 2, 3])
 def test_deepspeed_zero_trains_checkpoints_and_resumes(tmp_path: Path, zero: int) -> None:
-    script = write_bundle(variant(strategy={"kind": "deepspeed", "zero": zero}), tmp_path)
+    script = write_bundle(tmp_path, *STRATEGIES[f"zero{zero}"])
     run_dir = tmp_path / "run"
     ok(torchrun(script, "--max-steps", "8", timeout=240))
     assert checkpoint_names(run_dir) == ["step-00000008"]
@@ -584,7 +667,7 @@ def signal_rank_1(tmp_path: Path, sig: int, timeout: float) -> tuple[int, Path, 
 
     The result is (exit code, run dir, output, seconds from the signal to the end).
     """
-    script = write_bundle(variant(train__epochs=200), tmp_path)
+    script = write_bundle(tmp_path, "train.epochs=200")
     run_dir = tmp_path / "run"
     launcher = subprocess.Popen(torchrun_cmd(script, 2, "--run-dir", str(run_dir)),
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
@@ -626,8 +709,8 @@ def test_a_killed_rank_fails_the_job_quickly(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_diverging_loss_stops_with_a_clear_error(tmp_path: Path) -> None:
-    ctx = variant(train__optimizer__lr=1e30, train__scheduler={"name": "none"})
-    result = python(write_bundle(ctx, tmp_path))  # a ddp script, as one plain process
+    script = write_bundle(tmp_path, "train.optimizer.lr=1e30", "train.scheduler=none")
+    result = python(script)  # a ddp script, as one plain process
     assert result.returncode == 1
     assert "FloatingPointError: loss is" in result.stdout
     assert "at epoch 1, step" in result.stdout and "lower the learning rate" in result.stdout
@@ -637,7 +720,7 @@ def test_diverging_loss_stops_with_a_clear_error(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_srun_style_launch_uses_slurm_variables(tmp_path: Path) -> None:
-    script = write_bundle(variant(train__epochs=1), tmp_path)
+    script = write_bundle(tmp_path, "train.epochs=1")
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = str(sock.getsockname()[1])
@@ -661,9 +744,8 @@ def test_file_and_python_sources(tmp_path: Path) -> None:
     x = torch.randn(96, 6, generator=gen)
     labels = (x[:, 0] > 0).long()
 
-    npz_ctx = variant(with_model("python"), strategy__kind="single", train__epochs=6,
-                      data__source={"kind": "npz", "path": "data/x.npz", "x": "x", "y": "y"})
-    npz = write_bundle(npz_ctx, tmp_path / "npz")
+    npz = write_bundle(tmp_path / "npz", *with_model("python"), *STRATEGIES["single"],
+                       "train.epochs=6", 'data.gauges.source=npz(path = "data/x.npz")')
     (npz.parent / "data").mkdir()
     with open(npz.parent / "data" / "x.npz", "wb") as handle:
         torch_to_npz(handle, x=x, y=x.sum(dim=1))
@@ -671,20 +753,21 @@ def test_file_and_python_sources(tmp_path: Path) -> None:
     epochs = records(npz.parent / "run", "epoch")
     assert epochs[-1]["train_loss"] < epochs[0]["train_loss"]
 
-    csv_ctx = variant(classification("mlp"), strategy__kind="single", train__epochs=1,
-                      model__params={"input": 6, "hidden": [8], "output": 2},
-                      data__source={"kind": "csv", "path": "x.csv", "target": "label"})
-    csv_script = write_bundle(csv_ctx, tmp_path / "csv")
+    csv_script = write_bundle(
+        tmp_path / "csv", *classification("mlp"), *STRATEGIES["single"], "train.epochs=1",
+        "model.surrogate.arch=mlp(input = 6, hidden = [8], output = 2)",
+        'data.gauges.source=csv(path = "x.csv", target = "label", classes = 2)',
+    )
     rows = ["a,b,c,d,e,f,label"] + [",".join(f"{v:.4f}" for v in row) + f",{int(y)}"
                                     for row, y in zip(x.tolist(), labels)]
     (csv_script.parent / "x.csv").write_text("\n".join(rows) + "\n")
     ok(python(csv_script))
     assert "val_accuracy" in summary(csv_script.parent / "run")["final"]
 
-    user_ctx = variant(with_model("python"), strategy__kind="ddp", train__epochs=1,
-                       data__source={"kind": "python", "callable": "toy:make_datasets",
-                                     "kwargs": {"samples": 128, "features": 6}})
-    user = write_bundle(user_ctx, tmp_path / "user")
+    user = write_bundle(
+        tmp_path / "user", *with_model("python"), "strategy.kind=ddp", "train.epochs=1",
+        'data.gauges.source=python(callable = "toy:make_datasets", samples = 128, features = 6)',
+    )
     ok(python(user))  # a ddp script also runs as one plain process
     assert summary(user.parent / "run")["world_size"] == 1
 
@@ -703,10 +786,9 @@ def test_a_model_output_that_does_not_fit_the_targets_stops_at_the_first_batch(
     tmp_path: Path,
 ) -> None:
     x = torch.randn(64, 6, generator=torch.Generator().manual_seed(0))
-    mlp = {"input": 6, "hidden": [8], "output": 1}
-    ctx = variant(strategy__kind="single", model__arch="mlp", model__params=mlp,
-                  data__source={"kind": "npz", "path": "x.npz", "x": "x", "y": "y"})
-    script = write_bundle(ctx, tmp_path / "npz")
+    script = write_bundle(tmp_path / "npz", *STRATEGIES["single"],
+                          "model.surrogate.arch=mlp(input = 6, hidden = [8], output = 1)",
+                          'data.gauges.source=npz(path = "x.npz")')
     with open(script.parent / "x.npz", "wb") as handle:
         torch_to_npz(handle, x=x, y=x[:, :3])  # three targets, one output
     line = only_error_line(python(script))
@@ -714,10 +796,11 @@ def test_a_model_output_that_does_not_fit_the_targets_stops_at_the_first_batch(
             " (mse needs the same shape): set its arch's `output` to 3") in line
     assert summary(script.parent / "run")["status"] == "failed"
 
-    classes = variant(classification("mlp"), strategy__kind="single",
-                      model__params={"input": 2, "hidden": [8], "output": 2},
-                      data__source={"kind": "csv", "path": "x.csv", "target": "label"})
-    script = write_bundle(classes, tmp_path / "csv")
+    script = write_bundle(
+        tmp_path / "csv", *classification("mlp"), *STRATEGIES["single"],
+        "model.surrogate.arch=mlp(input = 2, hidden = [8], output = 2)",
+        'data.gauges.source=csv(path = "x.csv", target = "label", classes = 2)',
+    )
     pairs = enumerate(x[:, :2].tolist())
     rows = ["a,b,label"] + [f"{a:.3f},{b:.3f},{k % 4}" for k, (a, b) in pairs]
     (script.parent / "x.csv").write_text("\n".join(rows) + "\n")
@@ -734,11 +817,13 @@ def torch_to_npz(handle, **arrays: torch.Tensor) -> None:
 
 @pytest.mark.slow
 def test_unet_pads_odd_sizes_trains_in_bf16_and_profiles(tmp_path: Path) -> None:
-    ctx = variant(with_model("unet"), strategy__kind="single", train__precision="bf16",
-                  train__epochs=2,
-                  monitor__profiler=PROFILER)
-    ctx["data"]["source"]["samples"] = 128
-    script = write_bundle(ctx, tmp_path)
+    # Sizes that are not multiples of 2**depth, in a file: the checker cannot see them.
+    x = torch.randn(128, 2, 10, 6, generator=torch.Generator().manual_seed(0))
+    script = write_bundle(tmp_path, *with_model("unet"), *STRATEGIES["single"],
+                          "train.precision=bf16", "train.epochs=2", PROFILER,
+                          'data.gauges.source=npz(path = "x.npz")')
+    with open(tmp_path / "x.npz", "wb") as handle:
+        torch_to_npz(handle, x=x, y=x.sum(dim=1, keepdim=True))
     ok(python(script))
     epochs = records(tmp_path / "run", "epoch")
     assert epochs[-1]["train_loss"] < epochs[0]["train_loss"]

@@ -42,10 +42,14 @@ def generate(ir: IR, plan: Plan, shared: Mapping[str, str]) -> dict[str, str]:
     workload = shape[kube.workload](ir, plan, name, namespace)
     # A JSON round trip unshares repeated dicts (Master and Worker templates): no YAML aliases.
     objects = json.loads(json.dumps([_configmap(ir, name, namespace, shared), *workload]))
-    text = yaml.dump_all(
+    return {JOB_FILE: dump_yaml(objects)}
+
+
+def dump_yaml(objects: list[dict]) -> str:
+    """The YAML text of `objects`, one document each, keys in their order, no line wrapping."""
+    return yaml.dump_all(
         objects, Dumper=_Dumper, sort_keys=False, default_flow_style=False, width=4096
     )
-    return {JOB_FILE: text}
 
 
 class _Dumper(getattr(yaml, "CSafeDumper", yaml.SafeDumper)):  # libyaml's where installed: faster

@@ -1,207 +1,207 @@
-"""Render the bundle's standalone `train.py` from the training-script context."""
+"""The bundle's standalone `train.py`: its context, made from the IR, and its rendering."""
 
 from __future__ import annotations
 
-import copy
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from typing import Any
 
 from dtec import __version__
 from dtec.backends.templating import render
+from dtec.ir import IR
+from dtec.lang.schema import CLASSIFICATION_LOSSES
 
 TEMPLATE = "train.py.jinja"
 
-STRATEGIES = ("single", "ddp", "fsdp", "deepspeed")
-ARCHS = ("mlp", "lstm", "cnn", "unet", "transformer", "python")
-SOURCES = ("synthetic", "npz", "csv", "python")
-LOSSES = ("mse", "mae", "huber", "cross_entropy", "bce")
-OPTIMIZERS = ("adamw", "adam", "sgd")
-SCHEDULERS = ("none", "cosine", "step")
-PRECISIONS = {"fp32": None, "bf16": "bfloat16", "fp16": "float16"}
-TASKS = ("regression", "classification")
-
+# The dtype each resolved precision computes in (None: float32 throughout).
+AMP_DTYPES = {"fp32": None, "bf16": "bfloat16", "fp16": "float16"}
+# The loss function of each `train.loss`, and the optimizer class with its settings.
+_LOSS_FUNCTIONS = {
+    "mse": "F.mse_loss",
+    "mae": "F.l1_loss",
+    "huber": "F.huber_loss",
+    "cross_entropy": "F.cross_entropy",
+    "bce": "F.binary_cross_entropy_with_logits",
+}
+_OPTIMIZERS = {
+    "adamw": ("torch.optim.AdamW", ("lr", "weight_decay")),
+    "adam": ("torch.optim.Adam", ("lr", "weight_decay")),
+    "sgd": ("torch.optim.SGD", ("lr", "momentum", "weight_decay")),
+}
+# Standard-library modules every script imports, and those a strategy adds.
+_STDLIB = ("argparse", "itertools", "json", "math", "os", "random", "re", "resource", "shutil",
+           "signal", "sys", "time", "traceback")
+_STDLIB_FROM = ("from dataclasses import asdict, dataclass, field",
+                "from datetime import timedelta", "from pathlib import Path")
+_STRATEGY_STDLIB = {"ddp": ("contextlib",), "deepspeed": ("contextlib", "warnings")}
+_NUMPY = "import numpy as np"
+_FSDP_IMPORTS = [
+    "from torch.distributed.checkpoint.state_dict import (",
+    "    StateDictOptions,",
+    "    get_model_state_dict,",
+    "    get_optimizer_state_dict,",
+    "    set_model_state_dict,",
+    "    set_optimizer_state_dict,",
+    ")",
+    "from torch.distributed.device_mesh import init_device_mesh",
+]
 _TITLES = {
     "single": "one process",
     "ddp": "DistributedDataParallel",
     "fsdp": "FullyShardedDataParallel (FSDP2)",
     "deepspeed": "DeepSpeed ZeRO-{zero}",
 }
-# Module types that become their own FSDP unit, per architecture (names as the script spells them).
-_FSDP_UNITS = {
-    "mlp": (),
-    "lstm": (),
-    "cnn": ("ConvBlock",),
-    "unet": ("DoubleConv",),
-    "transformer": ("nn.TransformerEncoderLayer",),
-    "python": (),
-}
 # Optimizer steps between the ranks' pre-emption checks. Each check is an all-reduce (541 us of
 # CPU per call on two gloo ranks, 1.3 % of a quickstart DDP step: docs/benchmarks.md); a signal
 # comes minutes before a time limit, so acting on it up to this many steps late costs nothing.
 STOP_CHECK_EVERY = 10
-# Optional keys and their defaults, filled in when the caller leaves them out.
-_DEFAULTS = {
-    ("data", "shuffle"): True,
-    ("data", "workers"): 0,
-    ("model", "path"): None,
-    ("train", "max_steps"): None,
-    ("train", "grad_accum"): 1,
-    ("train", "clip_grad"): None,
-    ("strategy", "zero"): None,
-    ("monitor", "timing"): True,
-    ("monitor", "energy"): False,
-    ("monitor", "profiler"): None,
-    ("monitor", "log_every"): None,
-}
 
 
-def render_train(ctx: Mapping[str, Any], template_dirs: Iterable[str | os.PathLike] = ()) -> str:
-    """Return the source of `train.py` for `ctx` (docs/CONTRACTS.md); ValueError if unusable."""
-    ctx = _with_defaults(ctx)
-    _validate(ctx)
-    return render(TEMPLATE, template_dirs, **ctx, script=_script_facts(ctx))
+def render_train(ir: IR, template_dirs: Iterable[str | os.PathLike] = ()) -> str:
+    """Return the source of `train.py` for the planned blueprint `ir`."""
+    return render(TEMPLATE, template_dirs, **train_context(ir))
 
 
-def _with_defaults(ctx: Mapping[str, Any]) -> dict:
-    """Copy `ctx` and fill the optional keys."""
-    if not isinstance(ctx, Mapping):
-        raise ValueError(f"training context must be a dict, not {type(ctx).__name__}")
-    out = copy.deepcopy(dict(ctx))
-    for (section, key), value in _DEFAULTS.items():
-        if isinstance(out.get(section), dict):
-            out[section].setdefault(key, value)
-    if isinstance(out.get("train"), dict):
-        optimizer = out["train"].get("optimizer")
-        if isinstance(optimizer, dict):
-            optimizer.setdefault("weight_decay", 0.0)
-            optimizer.setdefault("momentum", 0.0)
-    return out
+def train_context(ir: IR) -> dict[str, Any]:
+    """The template's whole context (docs/CONTRACTS.md): the only place it is made.
+
+    The blueprint's values, as the IR holds them (checked, defaults filled in, resolved for the
+    target), shaped as the script's configuration; the facts derived from them; and the names of
+    the templates the script is composed of.
+    """
+    config = _configuration(ir)
+    strategy, arch = config["strategy"]["kind"], config["model"]["arch"]
+    templates = {
+        "strategy": f"train/strategy/{strategy}.py.jinja",
+        "model": f"train/model/{arch}.py.jinja",
+        "data": f"train/data/{config['data']['source']['kind']}.py.jinja",
+    }
+    return {**config, "script": _script_facts(config), "templates": templates}
 
 
-def _get(ctx: Mapping[str, Any], path: str) -> Any:
-    """Return `ctx[a][b]...` for `path` "a.b...", or raise ValueError naming the missing key."""
-    value: Any = ctx
-    for part in path.split("."):
-        if not isinstance(value, Mapping) or part not in value:
-            raise ValueError(f"training context lacks `{path}`")
-        value = value[part]
-    return value
-
-
-def _choice(ctx: Mapping[str, Any], path: str, allowed: Iterable[str]) -> str:
-    value = _get(ctx, path)
-    if value not in allowed:
-        raise ValueError(f"`{path}` is {value!r}; expected one of {', '.join(allowed)}")
-    return value
-
-
-def _positive_int(ctx: Mapping[str, Any], path: str, optional: bool = False) -> None:
-    value = _get(ctx, path)
-    if optional and value is None:
-        return
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"`{path}` must be a positive integer, not {value!r}")
-
-
-def _validate(ctx: Mapping[str, Any]) -> None:
-    """Check the keys the template relies on."""
-    for section in ("twin", "data", "model", "train", "strategy", "monitor"):
-        if not isinstance(ctx.get(section), Mapping):
-            raise ValueError(f"training context lacks the section `{section}`")
-    _get(ctx, "twin.name")
-    _get(ctx, "model.name")
-    source = _choice(ctx, "data.source.kind", SOURCES)
-    arch = _choice(ctx, "model.arch", ARCHS)
-    task = _choice(ctx, "task", TASKS)
-    loss = _choice(ctx, "train.loss", LOSSES)
-    _choice(ctx, "train.optimizer.name", OPTIMIZERS)
-    _get(ctx, "train.optimizer.lr")
-    scheduler = _choice(ctx, "train.scheduler.name", SCHEDULERS)
-    _choice(ctx, "train.precision", PRECISIONS)
-    strategy = _choice(ctx, "strategy.kind", STRATEGIES)
-    for path in ("data.batch", "train.epochs", "train.grad_accum", "train.checkpoint.keep"):
-        _positive_int(ctx, path)
-    _positive_int(ctx, "train.max_steps", optional=True)
-    _positive_int(ctx, "monitor.log_every", optional=True)
-    _get(ctx, "train.seed")
-    _get(ctx, "train.checkpoint.every")
-    split = _get(ctx, "data.split")
-    if not 0 < split.get("train", 0) <= 1 or not 0 <= split.get("val", 0) < 1:
-        raise ValueError(f"`data.split` needs 0 < train <= 1 and 0 <= val < 1, not {split!r}")
-    if strategy == "deepspeed" and _get(ctx, "strategy.zero") not in (1, 2, 3):
-        zero = ctx["strategy"]["zero"]
-        raise ValueError(f"`strategy.zero` must be 1, 2 or 3 for deepspeed, not {zero!r}")
-    if scheduler == "cosine":
-        _get(ctx, "train.scheduler.warmup")
-    if scheduler == "step":
-        _positive_int(ctx, "train.scheduler.every")
-        _get(ctx, "train.scheduler.gamma")
-    classifying = loss in ("cross_entropy", "bce")
-    if classifying != (task == "classification"):
-        raise ValueError(f"loss `{loss}` does not suit task `{task}`")
-    if source == "synthetic":
-        for key in ("samples", "shape", "seed"):
-            _get(ctx, f"data.source.{key}")
-        _check_synthetic_outputs(ctx)
-    elif source == "npz":
-        for key in ("path", "x", "y"):
-            _get(ctx, f"data.source.{key}")
-    elif source == "csv":
-        _get(ctx, "data.source.path")
-        _get(ctx, "data.source.target")
+def _configuration(ir: IR) -> dict[str, Any]:
+    """The values the script's configuration section holds (TWIN, DATA, MODEL, ...)."""
+    train = ir.train
+    model = ir.models[train.model]
+    data = ir.data[model.input]
+    options = dict(data.options)
+    source: dict[str, Any] = {"kind": data.source}
+    if data.source == "synthetic":
+        source |= {
+            "samples": options["samples"],
+            "shape": options["shape"],
+            "targets": data.targets,
+            "classes": data.classes,
+            "seed": options["seed"],
+        }
+    elif data.source == "python":
+        # Extra keyword arguments of a `python(...)` call are there only when given.
+        source |= {"callable": options["callable"], "kwargs": options.get("kwargs", {})}
     else:
-        _get(ctx, "data.source.callable")
-    if arch == "python":
-        _get(ctx, "model.params.class")
-    profiler = ctx["monitor"]["profiler"]
-    if profiler is not None:
-        if not isinstance(profiler, Mapping) or profiler.get("fn", "torch") != "torch":
-            raise ValueError(f"`monitor.profiler` must be None or torch(...), not {profiler!r}")
-        for key in ("wait", "warmup", "active"):
-            _get(ctx, f"monitor.profiler.{key}")
+        source |= {k: v for k, v in options.items() if k in ("path", "x", "y", "target")}
+        if isinstance(options.get("features"), list):  # columns by name; a count only checks
+            source["features"] = options["features"]
+    params = dict(model.params)
+    if model.arch == "python":  # its extra keyword arguments, as those of a python source
+        params = {"class": params["class"], "kwargs": params.get("kwargs", {})}
+    scheduler: dict[str, Any] = {"name": train.scheduler.name}
+    if train.scheduler.name == "cosine":
+        scheduler["warmup"] = train.scheduler.warmup
+    elif train.scheduler.name == "step":
+        scheduler |= {"every": train.scheduler.every, "gamma": train.scheduler.gamma}
+    return {
+        "twin": ir.twin.model_dump(),
+        "data": {
+            "name": data.name,
+            "source": source,
+            "split": data.split.model_dump(),
+            "batch": data.batch,
+            "workers": data.workers,
+            "shuffle": data.shuffle,
+        },
+        "model": {"name": model.name, "arch": model.arch, "params": params, "path": model.path},
+        # Data that does not say (python(), npz without `targets` or `classes`) takes the loss's task.
+        "task": data.task or ("classification" if train.loss in CLASSIFICATION_LOSSES else "regression"),
+        "train": {
+            "loss": train.loss,
+            "optimizer": train.optimizer.model_dump(),
+            "scheduler": scheduler,
+            "epochs": train.epochs,
+            "max_steps": train.max_steps,
+            "precision": train.precision,
+            "seed": train.seed,
+            "grad_accum": train.grad_accum,
+            "clip_grad": train.clip_grad,
+            "checkpoint": train.checkpoint.model_dump(),
+        },
+        "strategy": {"kind": ir.strategy.kind, "zero": ir.strategy.zero},
+        "monitor": ir.monitor.model_dump(),
+    }
 
 
-def _check_synthetic_outputs(ctx: Mapping[str, Any]) -> None:
-    """Synthetic data needs a target count that suits the loss."""
-    source, loss = ctx["data"]["source"], ctx["train"]["loss"]
-    classes, targets = source.get("classes"), source.get("targets")
-    if loss == "cross_entropy":
-        count = classes
-    elif loss == "bce" and classes is not None:
-        if classes != 2:
-            raise ValueError(f"`bce` scores two classes, but `data.source.classes` is {classes!r}")
-        count = 1
-    else:
-        count = targets
-    if isinstance(count, bool) or not isinstance(count, int) or count < 1:
-        wanted = "classes" if loss == "cross_entropy" else "targets"
-        raise ValueError(f"synthetic data for loss `{loss}` needs `data.source.{wanted}` >= 1")
-
-
-def _script_facts(ctx: Mapping[str, Any]) -> dict:
-    """Values derived from the context that pick the script's code paths."""
+def _script_facts(ctx: dict[str, Any]) -> dict:
+    """Values derived from the configuration that pick the script's code paths."""
     strategy = ctx["strategy"]["kind"]
     loss = ctx["train"]["loss"]
     arch = ctx["model"]["arch"]
+    source = ctx["data"]["source"]["kind"]
     precision = ctx["train"]["precision"]
+    scheduler = ctx["train"]["scheduler"]["name"]
+    user_code = arch == "python" or source == "python"
     title = _TITLES[strategy].format(zero=ctx["strategy"]["zero"])
+    imports = _imports(strategy, source, user_code, ctx["monitor"]["energy"], scheduler, precision)
     return {
         "version": __version__,
         "title": f"{title}, {precision}",
-        "strategy": strategy,
-        "source": ctx["data"]["source"]["kind"],
-        "arch": arch,
-        "scheduler": ctx["train"]["scheduler"]["name"],
-        "amp_dtype": PRECISIONS[precision],
+        "requires": "PyTorch and DeepSpeed" if strategy == "deepspeed" else "PyTorch",
+        "imports": "\n".join(imports),
+        "numpy": _NUMPY in imports,
+        "scheduler": scheduler,
+        "amp_dtype": AMP_DTYPES[precision],
+        # What backward() is called on: the loss of a micro-batch, scaled for fp16.
+        "scaled_loss": (
+            "scaler.scale(loss / accumulate)" if precision == "fp16" else "(loss / accumulate)"
+        ),
+        "loss_fn": _LOSS_FUNCTIONS[loss],
+        "optimizer": _call(*_OPTIMIZERS[ctx["train"]["optimizer"]["name"]]),
         # class: integer labels (cross entropy); binary: 0/1 floats (bce); values: regression
         "target_kind": {"cross_entropy": "class", "bce": "binary"}.get(loss, "values"),
-        # U-Net targets keep the input's spatial shape.
-        "per_position": arch == "unet",
-        # Convolutional models read [channels, *positions]; the others [*positions, features].
-        "channels_first": arch in ("cnn", "unet"),
-        "imports_user_code": arch == "python" or ctx["data"]["source"]["kind"] == "python",
-        "fsdp_units": list(_FSDP_UNITS[arch]),
+        "imports_user_code": user_code,
         # One process reads its own flag, which costs nothing: it checks after every step.
         "stop_check_every": 1 if strategy == "single" else STOP_CHECK_EVERY,
     }
+
+
+def _imports(strategy: str, source: str, user_code: bool, energy: bool, scheduler: str,
+             precision: str) -> list[str]:
+    """The script's import lines: the standard library's, then numpy's and torch's."""
+    stdlib = set(_STDLIB) | set(_STRATEGY_STDLIB.get(strategy, ()))
+    stdlib |= {"csv"} if source == "csv" else set()
+    stdlib |= {"importlib"} if user_code else set()
+    stdlib |= {"subprocess", "threading"} if energy else set()
+    lines = [f"import {name}" for name in sorted(stdlib)] + list(_STDLIB_FROM) + [""]
+    lines += [_NUMPY] if source == "npz" else []
+    lines += ["import torch"]
+    lines += ["import torch.distributed as dist"] if strategy != "single" else []
+    lines += ["import torch.nn as nn", "import torch.nn.functional as F"]
+    lines += ["from torch.distributed.elastic.multiprocessing.errors import record"]
+    if strategy == "ddp":
+        lines += ["from torch.nn.parallel import DistributedDataParallel as DDP"]
+    elif strategy == "fsdp":
+        lines += _FSDP_IMPORTS
+        policy = "MixedPrecisionPolicy, " if AMP_DTYPES[precision] else ""
+        lines += [f"from torch.distributed.fsdp import {policy}fully_shard"]
+    lines += ["from torch.optim.lr_scheduler import LambdaLR"] if scheduler != "none" else []
+    datasets = ", TensorDataset" if source in ("npz", "csv") else ""
+    data_names = f"DataLoader, Dataset, DistributedSampler{datasets}, Subset"
+    lines += [f"from torch.utils.data import {data_names}"]
+    return lines
+
+
+def _call(function: str, keywords: tuple[str, ...]) -> str:
+    """`function(parameters, key=settings["key"], ...)`, one argument a line when too long."""
+    arguments = ["parameters", *(f'{key}=settings["{key}"]' for key in keywords)]
+    flat = f"{function}({', '.join(arguments)})"
+    if len("    return ") + len(flat) <= 100:
+        return flat
+    return f"{function}(\n" + "".join(f"        {a},\n" for a in arguments) + "    )"

@@ -40,7 +40,7 @@ for command in (blueprints.lint, blueprints.explain, blueprints.fmt):
     app.command()(command)
 app.add_typer(machines.targets_app, name="targets")
 app.command("compile")(jobs.compile_)
-for command in (jobs.schema, jobs.graph, jobs.run, machines.env):
+for command in (jobs.schema, jobs.graph, jobs.run, jobs.check, machines.env):
     app.command()(command)
 
 

@@ -164,15 +164,23 @@ def run(
     force: Annotated[
         bool, typer.Option("--force", help="Also run in a folder that is not a bundle, or whose run completed.")
     ] = False,
+    no_check: Annotated[
+        bool, typer.Option("--no-check", help="Submit without `dtec check` first (Slurm, Kubernetes).")
+    ] = False,
     set_: SetOption = None,
     machines: MachinesOption = None,
 ) -> None:
-    """Compile a blueprint into a run folder and run it: locally, on Slurm or on Kubernetes."""
+    """Compile a blueprint into a run folder and run it: locally, on Slurm or on Kubernetes.
+
+    A job for a queue is checked first (`dtec check`): one training step on this computer's CPU.
+    """
     from dtec.output import OutputError, finished_run, plan_bundle, write_bundle
     from dtec.runner import launch
 
     bundle = _build(file, target, set_, machines)
     folder = _folder(output, "runs", bundle)
+    if bundle.ir.target.scheduler != "local" and not (no_check or dry_run):
+        _preflight(bundle, quiet=True)
     with _writing():
         if finished_run(folder) and not force:
             hint = "choose another folder with -o, or --force to run again (its results are replaced)"
@@ -183,3 +191,28 @@ def run(
         else:
             write_bundle(bundle.files, folder, force=force)
     raise typer.Exit(launch(bundle, folder, dry_run=dry_run, detach=detach, resume=resume))
+
+
+def check(
+    file: Annotated[Path, typer.Argument(help="The blueprint.")],
+    target: TargetOption = "local",
+    set_: SetOption = None,
+    machines: MachinesOption = None,
+) -> None:
+    """Build the data and the model of a bundle and run one training step on this computer's CPU."""
+    bundle = _build(file, target, set_, machines)
+    _preflight(bundle, quiet=False)
+
+
+def _preflight(bundle, *, quiet: bool) -> None:
+    """Run `train.py --check` of the bundle; report, and exit 1 on a failure."""
+    from dtec.preflight import run_check, summary
+
+    _stderr(f"dtec: checking `{bundle.ir.models[bundle.ir.train.model].name}` and its data on this computer's CPU")
+    result = run_check(bundle)
+    if result.diagnostics:
+        _report(result.diagnostics)
+        _stderr("dtec: the check failed: fix the errors above" + (", or submit with --no-check" if quiet else ""))
+        raise typer.Exit(1)
+    lines = summary(bundle, result.report)
+    _stderr("\n".join(lines[1:3] if quiet else lines))

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from dataclasses import dataclass, field
 from itertools import pairwise
 
+from dtec.lang.suppress import is_suppression, target_line
 from dtec.syntax import ast
 
 # The lexer's comment token runs to the end of the line, so it drags in `\r` and trailing blanks.
@@ -17,13 +19,18 @@ _EXPR_CONTAINERS = (ast.ListExpr, ast.MapExpr, ast.Call)
 
 @dataclass
 class Entry:
-    """One line-level element of a container: an item (with its trailing comment) or a comment."""
+    """One line-level element of a container: an item (with its trailing comment) or a comment.
+
+    `pin` is the line of an item that lies wholly on a line a suppression comment applies to: the
+    item stays on one line, with the other items of that line.
+    """
 
     node: Node | None
     comment: str | None
     blank: bool = False
     start: int = 0
     end: int = 0
+    pin: int | None = None
 
 
 @dataclass
@@ -53,14 +60,20 @@ def comment_text(comment: ast.Comment) -> str:
 
 
 class Notes:
-    """Where each comment of one document goes, and which containers hold comments."""
+    """Where each comment of one document goes, and which containers must keep several lines.
+
+    A `# dtec: ignore` comment applies to the items that start on one line, so the formatter
+    keeps that line's items together and does not join that line with others (`pin`, `multiline`).
+    """
 
     def __init__(self, document: ast.Document) -> None:
         self._source = document.source
         self._shapes: dict[int, Shape] = {}
         self._own: dict[int, list[ast.Comment]] = {}
         self._trailing: dict[int, str] = {}
-        self.commented: set[int] = set()
+        self._indexes: dict[int, tuple[tuple[Node, ...], list[int]]] = {}
+        self._targets = {target_line(document, c) for c in document.comments if is_suppression(c)}
+        self.multiline: set[int] = set()
         for comment in document.comments:
             self._place(document, comment)
         self._build(document)
@@ -74,22 +87,63 @@ class Notes:
 
     def _place(self, document: ast.Document, comment: ast.Comment) -> None:
         at = comment.span.start
-        path = _path_to(document, at)
-        self.commented.update(id(node) for node in path)
-        container = path[-1]
-        items = children(container)
-        before = [n for n in items if n.span.end <= at]
+        path: list[Container] = [document]
+        while True:
+            items, starts = self._index(path[-1])
+            # Items are disjoint and in order: only the last one starting before `at` can hold it.
+            count = bisect_left(starts, at)
+            inner = _inner(items[count - 1]) if count else None
+            if inner is None or not inner.span.start < at < inner.span.end:
+                break
+            path.append(inner)
         line = self._line(at)
         text = comment_text(comment)
-        if before and self._line(before[-1].span.end) == line:
+        if count and self._line(items[count - 1].span.end) == line:
+            item = items[count - 1]
+            while is_suppression(comment) and self._line(item.span.start) != line:
+                # It applies to what starts on its line: trail the innermost item there (`2]`),
+                # or, when nothing starts there, stay after the closer (`]`), on a line of its own.
+                inner = _inner(item)
+                last = self._index(inner)[0][-1:] if inner is not None else ()
+                if not last or self._line(last[0].span.end) != line:
+                    self._keep_open(item)
+                    break
+                path.append(inner)  # type: ignore[arg-type]
+                item = last[0]
             # Authors align trailing comments by hand (the quickstart does): keep their gap, at least 2.
-            prefix = self._source.text[: comment.span.start]
+            prefix = self._source.line_text(line)[: comment.span.start_pos[1] - 1]
             gap = len(prefix) - len(prefix.rstrip(" \t"))
-            self._trailing[id(before[-1])] = " " * max(2, gap) + text
-        elif not before and container is not document and self._line(container.span.start) == line:
-            self._opening(container).opening = text
+            self._trailing[id(item)] = " " * max(2, gap) + text
+        elif not count and path[-1] is not document and self._line(path[-1].span.start) == line:
+            self._opening(path[-1]).opening = text
         else:
-            self._own.setdefault(id(container), []).append(comment)
+            self._own.setdefault(id(path[-1]), []).append(comment)
+        self.multiline.update(id(node) for node in path)
+
+    def _index(self, node: Container) -> tuple[tuple[Node, ...], list[int]]:
+        """Return a container's items and their start offsets, computed once per container."""
+        key = id(node)
+        if key not in self._indexes:
+            items = children(node)
+            self._indexes[key] = items, [n.span.start for n in items]
+        return self._indexes[key]
+
+    def _pin(self, entries: list[Entry]) -> None:
+        """Pin the items lying on a suppressed line; keep those starting there on several lines."""
+        for entry in entries:
+            first, last = self._line(entry.start), self._line(entry.end)
+            if first not in self._targets:
+                continue
+            if first == last:
+                entry.pin = first
+            else:
+                self._keep_open(entry.node)  # type: ignore[arg-type]
+
+    def _keep_open(self, node: Node) -> None:
+        """Keep the container an item holds on several lines (an empty one prints `[]` anyway)."""
+        inner = _inner(node)
+        if inner is not None and children(inner):
+            self.multiline.add(id(inner))
 
     def _opening(self, node: Container) -> Shape:
         return self._shapes.setdefault(id(node), Shape())
@@ -100,6 +154,8 @@ class Notes:
             Entry(n, self._trailing.get(id(n)), start=n.span.start, end=n.span.end)
             for n in children(node)
         ]
+        if self._targets:
+            self._pin(entries)
         for entry in entries:
             if entry.comment is not None:
                 # A trailing comment ends the item's line, so blank lines are counted after it.
@@ -115,22 +171,12 @@ class Notes:
             entry.blank = text.count("\n", prev.end, entry.start) >= 2
         shape.entries = entries
         for child in children(node):
-            inner = child.value if isinstance(child, ast.Attribute) else child
-            if isinstance(inner, (ast.Block, *_EXPR_CONTAINERS)):
+            inner = _inner(child)
+            if inner is not None:
                 self._build(inner)
 
 
-def _path_to(document: ast.Document, at: int) -> list[Container]:
-    """Return the containers around offset `at`, outermost first."""
-    path: list[Container] = [document]
-    while True:
-        for child in children(path[-1]):
-            inner = child.value if isinstance(child, ast.Attribute) else child
-            if (
-                isinstance(inner, (ast.Block, *_EXPR_CONTAINERS))
-                and inner.span.start < at < inner.span.end
-            ):
-                path.append(inner)
-                break
-        else:
-            return path
+def _inner(node: Node) -> Container | None:
+    """Return the container an item holds (a block, or an attribute's list, map or call)."""
+    inner = node.value if isinstance(node, ast.Attribute) else node
+    return inner if isinstance(inner, (ast.Block, *_EXPR_CONTAINERS)) else None

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dtec.format.comments import Container, Entry, Node, Notes
+from dtec.format.comments import Container, Entry, Node, Notes, children
 from dtec.syntax import ast
 
 WIDTH = 100
@@ -36,41 +36,68 @@ class _Printer:
     def vertical(self, container: Container, level: int, kind: str) -> list[str]:
         entries = self.notes.shape(container).entries
         comma = kind in {"list", "args"}
-        pads, forced = self._align(entries, level, comma)
+        rows = _rows(entries)
+        shared = {i for row in rows if len(row) > 1 for i in row}
+        pads, forced = self._align(entries, level, comma, shared)
         indent = INDENT * level
         lines: list[str] = []
-        for i, entry in enumerate(entries):
+        for row in rows:
+            i, entry = row.start, entries[row.start]
             if i and (entry.blank or (kind == "top" and _apart(entries, i))):
                 lines.append("")
             if entry.node is None:
                 lines.append(indent + entry.comment)  # type: ignore[operator]
                 continue
-            out = self.item(entry.node, level, pads.get(i, 0), comma, i in forced)
+            if entry.pin is None:
+                out = self.item(entry.node, level, pads.get(i, 0), comma, i in forced)
+            else:
+                parts = [
+                    self.one_line(entries[j].node, pads.get(j, 0))  # type: ignore[arg-type]
+                    for j in row
+                ]
+                out = [indent + ", ".join(parts) + "," * comma]
+                entry = entries[row[-1]]
             if entry.comment is not None:
                 out[-1] += entry.comment  # it carries the author's gap
             lines += out
         return lines
 
     def _align(
-        self, entries: list[Entry], level: int, comma: bool
+        self, entries: list[Entry], level: int, comma: bool, shared: set[int]
     ) -> tuple[dict[int, int], set[int]]:
-        """Pad the keys of each run of one-line attributes; explode those padding pushes too far."""
+        """Pad the keys of each run of one-line attributes; explode those padding pushes too far.
+
+        An attribute alone on a suppressed line is padded but never exploded; one that shares its
+        line with other items is neither.
+        """
         attrs = {i: e.node for i, e in enumerate(entries) if isinstance(e.node, ast.Attribute)}
+        pinned = {i for i in attrs if entries[i].pin is not None}
         forced: set[int] = set()
         while True:
             runs: list[list[int]] = [[]]
             for i, entry in enumerate(entries):
                 attr = attrs.get(i)
-                single = (
-                    attr is not None and i not in forced and self._one_line(attr, level, 0, comma)
-                )
+                if i in pinned:
+                    single = i not in shared
+                else:
+                    single = (
+                        attr is not None
+                        and i not in forced
+                        and self._one_line(attr, level, 0, comma)
+                    )
                 if not single or entry.blank:
                     runs.append([])
                 if single:
                     runs[-1].append(i)
-            pads = {i: max(len(attrs[j].key) for j in run) for run in runs for i in run}
+            pads: dict[int, int] = {}
+            for run in runs:
+                # One maximum per run: taking it per member made long runs quadratic.
+                pad = max((len(attrs[i].key) for i in run), default=0)
+                pads.update(dict.fromkeys(run, pad))
             overflow = {
-                i for i, pad in pads.items() if not self._one_line(attrs[i], level, pad, comma)
+                i
+                for i, pad in pads.items()
+                if i not in pinned and not self._one_line(attrs[i], level, pad, comma)
             }
             if not overflow:
                 return pads, forced
@@ -104,12 +131,18 @@ class _Printer:
 
     def block(self, block: ast.Block, level: int) -> list[str]:
         indent = INDENT * level
-        head = (
-            f"{indent}{block.kind} {quote(block.label)} {{"
-            if block.label is not None
-            else f"{indent}{block.kind} {{"
-        )
-        return self._exploded(block, head, indent + "}", level, "body")
+        return self._exploded(block, f"{indent}{_head(block)} {{", indent + "}", level, "body")
+
+    def one_line(self, node: Node, pad: int = 0) -> str:
+        """Return an item on one line, however wide (an argument, an item on a suppressed line)."""
+        if isinstance(node, ast.Attribute):
+            return f"{node.key.ljust(pad)} = {self.flat(node.value)}"
+        if isinstance(node, ast.Import):
+            return f"import {quote(node.path)}"
+        if isinstance(node, ast.Block):
+            members = ", ".join(self.one_line(n) for n in node.body)
+            return f"{_head(node)} {{ {members} }}" if members else f"{_head(node)} {{}}"
+        return self.flat(node)  # type: ignore[return-value]
 
     # ---- expressions ---------------------------------------------------------------------------
 
@@ -152,20 +185,30 @@ class _Printer:
             return node.name
         if isinstance(node, ast.Ref):
             return node.dotted
-        if id(node) in self.notes.commented:
+        if id(node) in self.notes.multiline:
             return None
-        parts = [self._flat_arg(n) for n in self.notes.shape(node).entries]
+        parts = [self.one_line(n) for n in children(node)]
         if isinstance(node, ast.ListExpr):
             return "[" + ", ".join(parts) + "]"  # type: ignore[arg-type]
         if isinstance(node, ast.MapExpr):
             return "{ " + ", ".join(parts) + " }" if parts else "{}"  # type: ignore[arg-type]
         return f"{node.name}(" + ", ".join(parts) + ")"  # type: ignore[arg-type]
 
-    def _flat_arg(self, entry: Entry) -> str:
-        node = entry.node
-        if isinstance(node, ast.Attribute):
-            return f"{node.key} = {self.flat(node.value)}"
-        return self.flat(node)  # type: ignore[arg-type, return-value]
+
+def _rows(entries: list[Entry]) -> list[range]:
+    """Return the entries of each output line: one each, but a suppressed line's items share one."""
+    rows: list[range] = []
+    for i, entry in enumerate(entries):
+        if i and entry.pin is not None and entry.pin == entries[i - 1].pin:
+            rows[-1] = range(rows[-1].start, i + 1)
+        else:
+            rows.append(range(i, i + 1))
+    return rows
+
+
+def _head(block: ast.Block) -> str:
+    """Return a block's `kind "label"` or `kind`, as written before its `{`."""
+    return f"{block.kind} {quote(block.label)}" if block.label is not None else block.kind
 
 
 def _apart(entries: list[Entry], i: int) -> bool:

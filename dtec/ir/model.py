@@ -6,7 +6,7 @@ import os
 from pathlib import Path, PurePath
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from dtec import __version__
 from dtec.lang.blueprint import Blueprint
@@ -22,7 +22,6 @@ IR_SCHEMA_ID = "https://dtec.dev/schema/ir/1.0.json"
 
 # The vocabulary's names (dtec.lang.schema is their one source), less `auto`, which planning resolves.
 DataSource = Literal[tuple(DATA_SOURCE.functions)]  # type: ignore[valid-type]
-Architecture = Literal[tuple(ARCH.functions)]  # type: ignore[valid-type]
 OptimizerName = Literal[tuple(OPTIMIZER.functions)]  # type: ignore[valid-type]
 SchedulerName = Literal[tuple(SCHEDULER.functions)]  # type: ignore[valid-type]
 Loss = Literal[LOSSES]  # type: ignore[valid-type]
@@ -70,11 +69,22 @@ class Model(_Model):
     """A network, its architecture and the data set it reads."""
 
     name: str
-    arch: Architecture
+    arch: str = Field(
+        description="an architecture of the vocabulary",
+        json_schema_extra=lambda schema: schema.update(enum=list(ARCH.functions)),
+    )
     params: dict[str, Any]
     input: str
     path: str | None
     parameters: int | None = Field(description="trainable parameters, when known statically")
+
+    @field_validator("arch")
+    @classmethod
+    def _known_arch(cls, value: str) -> str:
+        # The vocabulary's list, read when validating: an architecture is added in one place.
+        if value not in ARCH.functions:
+            raise ValueError(f"unknown architecture {value!r}")
+        return value
 
 
 class Optimizer(_Model):
@@ -219,7 +229,7 @@ def build_ir(bp: Blueprint, plan: Plan) -> IR:
     bundle runs from another folder.
     """
     v = bp.values
-    base = PurePath(bp.source.path).parent if bp.source is not None else PurePath(".")
+    base = bp.folder
     train = v["train"]
     optimizer = train["optimizer"]
     scheduler = train["scheduler"]

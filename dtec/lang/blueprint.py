@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path as FilePath
 from typing import Any
 
 from dtec.source import Source, Span
@@ -40,6 +41,11 @@ class Blueprint:
             if found is not None:
                 return found
         return None
+
+    @property
+    def folder(self) -> FilePath:
+        """Return the folder paths in the blueprint are relative to: the main file's."""
+        return FilePath(self.source.path).parent if self.source is not None else FilePath(".")
 
     @property
     def name(self) -> str:

@@ -61,7 +61,7 @@ DATA_SOURCE = Call(
                 "path": _f(Str(), "path of the `.npz` file, relative to the blueprint", True),
                 "x": _f(Str(), "array name of the inputs", default="x"),
                 "y": _f(Str(), "array name of the targets", default="y"),
-                "shape": _f(ListOf(POSITIVE, 1), "shape of one input sample (for static checks)"),
+                "shape": _f(ListOf(POSITIVE, 1), "shape of one input sample (checked against the file where it is at hand)"),
                 "targets": _f(POSITIVE, "regression outputs per sample"),
                 "classes": _f(Int(min=2), "number of classes"),
             },
@@ -71,10 +71,13 @@ DATA_SOURCE = Call(
             {
                 "path": _f(Str(), "path of the CSV file, relative to the blueprint", True),
                 "target": _f(Str(), "name of the target column", True),
-                "features": _f(POSITIVE, "number of feature columns (for static checks)"),
+                "features": _f(
+                    OneOf((POSITIVE, ListOf(Str(), 1))),
+                    "the feature columns by name (`[\"rain\", \"snow\"]`), or their number; default: every column but the target",
+                ),
                 "classes": _f(Int(min=2), "number of classes, when the target is a class label"),
             },
-            "A table of numeric columns; one column is the target.",
+            "A table with a header line; one column is the target, the features are numbers.",
         ),
         "python": _PYTHON_DATA,
     }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from math import prod
 from typing import Any
 
@@ -14,20 +15,29 @@ _SEQUENCE_ARCHS = ("lstm", "transformer")
 
 def sample_shape(source: dict[str, Any]) -> list[int] | None:
     """Return the shape of one input sample when the blueprint states it (and it is valid)."""
-    shape = [source.get("features")] if source.get("fn") == "csv" else source.get("shape")
+    shape = source.get("shape")
+    if source.get("fn") == "csv":
+        features = source.get("features")
+        shape = [len(features)] if isinstance(features, list) else [features]
     return shape if isinstance(shape, list) and all(isinstance(n, int) for n in shape) else None
 
 
 def label_count(source: dict[str, Any]) -> tuple[str, int] | None:
-    """Return ("targets", n) or ("classes", n) when the data states it."""
+    """Return ("targets", n) or ("classes", n) when the data states it.
+
+    A CSV file has one target column: without `classes` it holds one regression target.
+    """
     for key in ("classes", "targets"):
         if isinstance(source.get(key), int):
             return key, source[key]
-    return None
+    return ("targets", 1) if source.get("fn") == "csv" else None
 
 
-def check_semantics(bp: Blueprint, *, errors_so_far: bool = False) -> list[Diagnostic]:
+def check_semantics(bp: Blueprint, *, errors_so_far: bool = False, facts: Mapping[str, dict | None] | None = None) -> list[Diagnostic]:
     """Run the cross-block checks; values already reported as invalid are skipped.
+
+    `facts` completes a data set's source with what its file says (dtec.lang.files): the sample
+    shape of an `.npz`, the feature count of a CSV; None for a file already reported.
 
     "Never used" warnings wait until the blueprint has no errors: a broken reference or a missing
     block would otherwise make its neighbours look unused.
@@ -39,8 +49,13 @@ def check_semantics(bp: Blueprint, *, errors_so_far: bool = False) -> list[Diagn
         found += _check_data(bp, name, block)
     for name, block in models.items():
         source = (data.get(block.get("input")) or {}).get("source")
+        from_file = isinstance(source, dict) and block["input"] in (facts or {})
+        if from_file:
+            # The file's sizes complete the source; a file that contradicts it leaves none known.
+            fact = facts[block["input"]]  # type: ignore[index]
+            source = {} if fact is None else {**source, **fact}
         if isinstance(source, dict) and isinstance(block.get("arch"), dict):
-            found += _check_model(bp, name, block["arch"], source, block["input"])
+            found += _check_model(bp, name, block["arch"], source, block["input"], from_file)
     found += _check_training(bp, data, models)
     found += _check_strategy(bp)
     if not errors_so_far and not has_errors(found):
@@ -78,12 +93,13 @@ def _check_data(bp: Blueprint, name: str, block: dict) -> list[Diagnostic]:
     return found
 
 
-def _check_model(bp: Blueprint, name: str, arch: dict, source: dict, data_name: str) -> list[Diagnostic]:
+def _check_model(bp: Blueprint, name: str, arch: dict, source: dict, data_name: str, from_file: bool = False) -> list[Diagnostic]:
     found = []
     fn = arch["fn"]
     shape = sample_shape(source)
     data_span = bp.span("data", data_name, "source", "shape") or bp.span("data", data_name, "source")
-    related = (Related(data_span, f"data `{data_name}` is defined here"),) if data_span else ()
+    note = f"data `{data_name}` reads samples of shape {shape} from this file" if from_file else f"data `{data_name}` is defined here"
+    related = (Related(data_span, note),) if data_span else ()
 
     def mismatch(param: str, message: str, help: str) -> None:
         found.append(diag("DT300", message, bp.span("model", name, "arch", param), help, related))
@@ -139,7 +155,7 @@ def _check_training(bp: Blueprint, data: dict, models: dict) -> list[Diagnostic]
     if kind == "classes" and loss not in CLASSIFICATION_LOSSES:
         return [diag("DT301", f"`{loss}` is a regression loss but the data has {count} classes", span, "use `cross_entropy` (or `bce` for two classes)")]
     if kind == "targets" and loss in CLASSIFICATION_LOSSES:
-        return [diag("DT301", f"`{loss}` is a classification loss but the data has regression targets", span, "use `mse`, `mae` or `huber`, or give the data `classes`")]
+        return [diag("DT301", f"`{loss}` is a classification loss but the data has regression targets", span, "use `mse`, `mae` or `huber`, or give the data source `classes = N`")]
     if loss == "bce" and count != 2:
         return [diag("DT301", f"`bce` scores two classes but the data has {count}", span, "use `cross_entropy`")]
     return []

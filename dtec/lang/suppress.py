@@ -84,9 +84,17 @@ def _parse(document: ast.Document, comment: ast.Comment, found: list[Diagnostic]
             valid[name] = False
     if not valid:
         return None
-    line, _ = comment.span.start_pos
-    source = document.source
+    return _Suppression(target_line(document, comment), valid, comment.span)
+
+
+def is_suppression(comment: ast.Comment) -> bool:
+    """Tell whether a comment is a `# dtec: ignore` directive (valid or not)."""
+    return _DIRECTIVE.match(comment.text) is not None
+
+
+def target_line(document: ast.Document, comment: ast.Comment) -> int:
+    """Return the line a suppression comment applies to."""
+    line, column = comment.span.start_pos
     # A comment alone on its line applies to the next line; a trailing one to its own line.
-    before = source.line_text(line)[: comment.span.start_pos[1] - 1]
-    target = line + 1 if not before.strip() else line
-    return _Suppression(target, valid, comment.span)
+    before = document.source.line_text(line)[: column - 1]
+    return line + 1 if not before.strip() else line

@@ -75,6 +75,13 @@ _TABLE = (
     # Model and data
     ("DT300", "shape-mismatch", "error", "The data's shape does not match the model's input or output"),
     ("DT301", "task-mismatch", "error", "The loss does not suit the data's targets or classes"),
+    ("DT302", "data-file-not-found", "error", "A data file named by the blueprint does not exist"),
+    ("DT303", "unreadable-data-file", "error", "A data file is not the kind of file its source reads"),
+    ("DT304", "unknown-data-key", "error", "An `.npz` array or a CSV column named by the blueprint is not in the file"),
+    ("DT305", "data-file-mismatch", "error", "A data file's shapes, counts or values contradict the blueprint"),
+    ("DT306", "not-checked", "info", "A file or module is not on this computer or outside the project: not checked"),
+    ("DT307", "code-not-found", "error", "`python(\"module:name\")` names code that is not in the code folder"),
+    ("DT308", "check-failed", "error", "`dtec check` could not build the data or the model, or run a training step"),
 )
 
 RULES: dict[str, Rule] = {row[0]: Rule(*row) for row in _TABLE}
