@@ -105,7 +105,7 @@ class Net:
     [
         ("mlp(input = 8, output = 1)", "data file not found: {folder}/x.npz ("),
         ('python(class = "bad:Net", features = 8)',
-         "ValueError: no net for 8 features (at {folder}/code/bad.py:4; "),
+         "ValueError: no net for 8 features (at code/code/bad.py:4; "),  # the bundle's copy
     ],
 )
 def test_a_failing_training_says_why_in_one_line(tmp_path: Path, arch: str, cause: str) -> None:

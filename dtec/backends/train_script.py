@@ -44,7 +44,6 @@ STOP_CHECK_EVERY = 10
 _DEFAULTS = {
     ("data", "shuffle"): True,
     ("data", "workers"): 0,
-    ("model", "path"): None,
     ("train", "max_steps"): None,
     ("train", "grad_accum"): 1,
     ("train", "clip_grad"): None,
@@ -68,6 +67,7 @@ def _with_defaults(ctx: Mapping[str, Any]) -> dict:
     if not isinstance(ctx, Mapping):
         raise ValueError(f"training context must be a dict, not {type(ctx).__name__}")
     out = copy.deepcopy(dict(ctx))
+    out.setdefault("code", [])  # folders of the user's code: relative to the bundle, or absolute
     for (section, key), value in _DEFAULTS.items():
         if isinstance(out.get(section), dict):
             out[section].setdefault(key, value)

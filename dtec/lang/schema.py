@@ -270,6 +270,7 @@ BLOCKS: dict[str, BlockSpec] = {
             "batch": _f(POSITIVE, "batch size per rank", True),
             "workers": _f(OneOf((NON_NEGATIVE, Sym(("auto",)))), "loader workers per rank", default="auto"),
             "shuffle": _f(Bool(), "reshuffle the training data every epoch", default=True),
+            "path": _f(Str(), "folder with your own Python code (a `python()` source), relative to the blueprint; copied into the bundle"),
         },
         label="the data set's name",
         multiple=True,
@@ -279,7 +280,7 @@ BLOCKS: dict[str, BlockSpec] = {
         {
             "arch": _f(ARCH, "the architecture", True),
             "input": _f(Ref("data"), "the data set it reads", True),
-            "path": _f(Str(), "folder with your own Python code, relative to the blueprint"),
+            "path": _f(Str(), "folder with your own Python code, relative to the blueprint; copied into the bundle"),
         },
         label="the model's name",
         multiple=True,
@@ -354,6 +355,11 @@ BLOCKS: dict[str, BlockSpec] = {
             "namespace": _f(Str(), "namespace (Kubernetes)"),
             "exclusive": _f(Bool(), "ask for whole nodes"),
             "reservation": _f(Str(), "Slurm reservation"),
+            "data_root": _f(
+                Str(),
+                "the folder on the machine that relative data paths are read from (`$DTEC_DATA_ROOT`; "
+                "relative: to the bundle); default: the blueprint's folder, set by `dtec run`",
+            ),
         },
         label="the machine's name",
         multiple=True,
