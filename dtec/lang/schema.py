@@ -40,7 +40,8 @@ def _f(type_, doc, required=False, default=None):
 
 _PYTHON_DATA = Function(
     {"callable": _f(Str(), "`module:function` returning a torch Dataset or a (train, val) pair", True)},
-    "Data from your own Python function; extra keyword arguments are passed to it.",
+    "Data from your own Python function; extra keyword arguments are passed to it as written "
+    "(a path among them is the function's to resolve: the data root is `os.environ[\"DTEC_DATA_ROOT\"]`).",
     variadic_kwargs=True,
 )
 
@@ -58,7 +59,7 @@ DATA_SOURCE = Call(
         ),
         "npz": Function(
             {
-                "path": _f(Str(), "path of the `.npz` file, relative to the blueprint", True),
+                "path": _f(Str(), "path of the `.npz` file, relative to the blueprint (where the job runs: to the data root, the target's `data_root`)", True),
                 "x": _f(Str(), "array name of the inputs", default="x"),
                 "y": _f(Str(), "array name of the targets", default="y"),
                 "shape": _f(ListOf(POSITIVE, 1), "shape of one input sample (checked against the file where it is at hand)"),
@@ -69,7 +70,7 @@ DATA_SOURCE = Call(
         ),
         "csv": Function(
             {
-                "path": _f(Str(), "path of the CSV file, relative to the blueprint", True),
+                "path": _f(Str(), "path of the CSV file, relative to the blueprint (where the job runs: to the data root, the target's `data_root`)", True),
                 "target": _f(Str(), "name of the target column", True),
                 "features": _f(
                     OneOf((POSITIVE, ListOf(Str(), 1))),
