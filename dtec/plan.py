@@ -20,12 +20,12 @@ from dtec.machines.model import Node
 from dtec.units import GIB, format_duration
 from dtec.suggest import did_you_mean, suggestion
 
-_SLURM_KEYS = {"account", "partition", "qos", "walltime", "container", "modules", "env", "exclusive", "reservation"}
-_KUBE_KEYS = {"image", "namespace", "walltime", "env"}
+_SLURM_KEYS = {"account", "partition", "qos", "walltime", "container", "modules", "env", "exclusive", "reservation", "data_root"}
+_KUBE_KEYS = {"image", "namespace", "walltime", "env", "data_root"}
 # Target keys each kind of machine understands; the others are reported (DT215), never dropped.
 TARGET_KEYS = {
     "slurm": _SLURM_KEYS,
-    "local": {"walltime", "env", "partition"},
+    "local": {"walltime", "env", "partition", "data_root"},
     "kubernetes": _KUBE_KEYS,
     "kubeflow": _KUBE_KEYS,
     "interlink": _KUBE_KEYS | {"account", "partition", "qos", "reservation", "exclusive"},  # Slurm flags there
@@ -95,7 +95,9 @@ def plan(bp: Blueprint, target: str, catalog: Catalog) -> tuple[Plan | None, lis
     planner = _Planner(bp, target, catalog)
     planned, found = planner.run()
     if planned is not None:
-        check_launcher(planned, planner.report)  # what the launcher cannot express
+        source = bp.get("data", planner.data, "source") if planner.data else None
+        read = {planner.data: source["path"]} if isinstance(source, dict) and source.get("fn") in ("npz", "csv") else {}
+        check_launcher(planned, planner.report, read)  # what the launcher cannot express
     return planned, found
 
 

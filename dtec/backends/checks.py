@@ -6,8 +6,9 @@ purpose (the lint path): no jinja2, yaml or pydantic here.
 
 from __future__ import annotations
 
+import posixpath
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -28,22 +29,65 @@ DNS1123 = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
 EXEC_CONTAINERS = ("singularity", "apptainer")  # what job.sbatch can `exec` a rank in
 
 
-def check(plan: Plan, report: Report) -> None:
-    """Report what the plan's launcher cannot express (DT215), at the value at fault."""
+def check(plan: Plan, report: Report, data_files: Mapping[str, str] | None = None) -> None:
+    """Report what the plan's launcher cannot express (DT215), at the value at fault.
+
+    `data_files`: the data files the job reads, by data set, as written (relative to the data root).
+    """
     scheduler = plan.machine.scheduler
+    data_files = data_files or {}
     if scheduler == "slurm":
         _slurm(plan, report)
+        if container_image(plan) is not None:
+            _unbound_data(plan, report, data_files)
     elif scheduler == "local":
         _env_names(plan, report, SHELL_NAME, "use letters, digits and `_`, not starting with a digit")
     else:
         _kubernetes(plan, report)
+        _data_root_in_pod(plan, report, data_files)
+
+
+def container_image(plan: Plan) -> str | None:
+    """The container image a Slurm job runs in, or None."""
+    software = plan.machine.software
+    return plan.settings.get("container") or (software.image if software.container_required else None)
+
+
+def _unbound_data(plan: Plan, report: Report, data_files: Mapping[str, str]) -> None:
+    """Warn about an absolute data path the container does not see: it binds the bundle, the run and data roots."""
+    root = plan.settings.get("data_root")
+    for name, path in data_files.items():
+        inside = root and posixpath.isabs(root) and posixpath.normpath(path).startswith(posixpath.normpath(root).rstrip("/") + "/")
+        if posixpath.isabs(path) and not inside:
+            report(
+                "DT218",
+                f"`{path}` is outside the data root, and the job reads it in a container that binds only the bundle, "
+                "the run folder and the data root",
+                "data", name, "source", "path",
+                help="write the path relative to the data root and set the target's `data_root`"
+                " (unless the site binds that file system into every container)",
+            )
+
+
+def _data_root_in_pod(plan: Plan, report: Report, data_files: Mapping[str, str]) -> None:
+    """A pod sees none of this computer's files: a relative data path needs the target's `data_root`."""
+    if plan.settings.get("data_root"):
+        return
+    for name, path in data_files.items():
+        if not posixpath.isabs(path):
+            report(
+                "DT215",
+                f"a pod cannot read `{path}` from this computer; relative data paths need the target's `data_root`",
+                "data", name, "source", "path",
+                help='add `data_root = "/data"` (a folder in the image, or on a volume the cluster mounts) to the target',
+            )
 
 
 def _slurm(plan: Plan, report: Report) -> None:
     _site_flags(plan, report, HEADER_UNSAFE, "a control character or a backslash, which `#SBATCH` cannot carry")
     _env_names(plan, report, SHELL_NAME, "use letters, digits and `_`, not starting with a digit")
     software = plan.machine.software
-    image = plan.settings.get("container") or (software.image if software.container_required else None)
+    image = container_image(plan)
     if image is None:
         if software.container_required:
             report(

@@ -7,7 +7,7 @@ import shlex
 from collections.abc import Mapping
 from typing import Any
 
-from dtec.backends.checks import EXEC_CONTAINERS, HEADER_UNSAFE
+from dtec.backends.checks import EXEC_CONTAINERS, HEADER_UNSAFE, container_image
 from dtec.backends.templating import render
 from dtec.ir import IR
 from dtec.plan import Plan
@@ -53,6 +53,7 @@ def context(ir: IR, plan: Plan) -> dict[str, Any]:
         "modules": " ".join(map(shell_word, [*machine.software.modules, *ir.target.modules])),
         "env": env,
         "malloc": malloc_lines(plan, env),
+        "data_root": data_root_word(ir),
         "setup": list(machine.software.setup),
         "export_srun_cpus": launch.export_srun_cpus_per_task,
         "omp_threads": plan.cpus_per_rank,
@@ -215,6 +216,11 @@ def export_lines(site: Mapping[str, str], user: Mapping[str, str]) -> list[tuple
     return list(out.items())
 
 
+def data_root_word(ir: IR) -> str | None:
+    """Return the target's `data_root` as a shell word, or None: $DTEC_DATA_ROOT is then the caller's."""
+    return shell_word(ir.target.data_root) if ir.target.data_root else None
+
+
 def malloc_lines(plan: Plan, env: list[tuple[str, str]]) -> list[tuple[str, str]]:
     """Return (name, shell word) pairs fixing glibc's malloc thresholds on a CPU-only plan.
 
@@ -231,7 +237,7 @@ def malloc_lines(plan: Plan, env: list[tuple[str, str]]) -> list[tuple[str, str]
 
 def _container(ir: IR, plan: Plan) -> dict[str, Any] | None:
     software = plan.machine.software
-    image = ir.target.container or (software.image if software.container_required else None)
+    image = container_image(plan)
     if image is None:
         return None
     runtime = software.container_runtime or "singularity"
@@ -244,8 +250,8 @@ def _container(ir: IR, plan: Plan) -> dict[str, Any] | None:
     return {
         "image": shell_word(image),
         "is_file": "://" not in image,  # docker://, oras://, library:// are pulled, not checked
-        # The bundle and the run folder (which $RUN_DIR may move) must be visible inside.
-        "command": " ".join(map(shell_word, words)) + ' --bind "$PWD,$run_dir" "$container"',
+        # The bundle, the run folder (which $RUN_DIR may move) and the data root must be visible inside.
+        "command": " ".join(map(shell_word, words)) + ' --bind "$binds" "$container"',
     }
 
 
