@@ -22,13 +22,13 @@ from dtec.suggest import did_you_mean, suggestion
 
 _SLURM_KEYS = {
     "profile", "account", "partition", "qos", "walltime", "container", "modules", "venv", "setup", "env",
-    "exclusive", "reservation",
+    "exclusive", "reservation", "data_root",
 }
-_KUBE_KEYS = {"profile", "image", "namespace", "walltime", "env"}
+_KUBE_KEYS = {"profile", "image", "namespace", "walltime", "env", "data_root"}
 # Target keys each kind of machine understands; the others are reported (DT215), never dropped.
 TARGET_KEYS = {
     "slurm": _SLURM_KEYS,
-    "local": {"profile", "walltime", "env", "partition"},
+    "local": {"profile", "walltime", "env", "partition", "data_root"},
     "kubernetes": _KUBE_KEYS,
     "kubeflow": _KUBE_KEYS,
     "interlink": _KUBE_KEYS | {"account", "partition", "qos", "reservation", "exclusive"},  # Slurm flags there
@@ -98,7 +98,9 @@ def plan(bp: Blueprint, target: str, catalog: Catalog) -> tuple[Plan | None, lis
     planner = _Planner(bp, target, catalog)
     planned, found = planner.run()
     if planned is not None:
-        check_launcher(planned, planner.report)  # what the launcher cannot express
+        source = bp.get("data", planner.data, "source") if planner.data else None
+        read = {planner.data: source["path"]} if isinstance(source, dict) and source.get("fn") in ("npz", "csv") else {}
+        check_launcher(planned, planner.report, read)  # what the launcher cannot express
     return planned, found
 
 

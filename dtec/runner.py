@@ -24,10 +24,21 @@ def launch(bundle, folder: Path, *, dry_run: bool, detach: bool, resume: str) ->
     """Start the bundle in `folder`; return the exit code for the CLI."""
     scheduler = bundle.ir.target.scheduler
     if scheduler == "local":
-        return _local(folder, dry_run, resume)
+        return _local(folder, dry_run, resume, data_root(bundle))
     if scheduler == "slurm":
-        return _slurm(folder, dry_run, detach)
+        return _slurm(folder, dry_run, detach, data_root(bundle))
     return _kubernetes(folder, bundle.files["job.yaml"], dry_run, detach, bundle.ir.target.walltime_s)
+
+
+def data_root(bundle) -> dict[str, str]:
+    """`DTEC_DATA_ROOT` for the job: the blueprint's folder, unless the target or the caller sets one."""
+    if bundle.ir.target.data_root or os.environ.get("DTEC_DATA_ROOT") or bundle.blueprint is None:
+        return {}
+    return {"DTEC_DATA_ROOT": os.path.abspath(bundle.blueprint.folder)}
+
+
+def _exports(env: dict[str, str]) -> str:
+    return "".join(f"{name}={shlex.quote(value)} " for name, value in env.items())
 
 
 def _say(text: str) -> None:
@@ -42,14 +53,14 @@ def _need(tool: str, what: str) -> bool:
     return True
 
 
-def _local(folder: Path, dry_run: bool, resume: str) -> int:
+def _local(folder: Path, dry_run: bool, resume: str, root: dict[str, str]) -> int:
     command = ["bash", "run.sh", "--resume", resume]
     if dry_run:
-        print(f"cd {shlex.quote(str(folder))} && PYTHON={shlex.quote(sys.executable)} {shlex.join(command)}")
+        print(f"cd {shlex.quote(str(folder))} && {_exports(root)}PYTHON={shlex.quote(sys.executable)} {shlex.join(command)}")
         return 0
     # The training runs in dtec's own interpreter, not whichever `python` comes first on PATH
     # (dtec installed with pipx, or called by its venv's path without activating it).
-    env = {**os.environ, "PYTHON": sys.executable}
+    env = {**os.environ, **root, "PYTHON": sys.executable}
     _say(f"dtec: running {folder}/run.sh with {sys.executable}")
     pipe = {"stderr": subprocess.PIPE, "text": True, "errors": "replace"}
     with subprocess.Popen(command, cwd=folder, env=env, **pipe) as process:
@@ -123,14 +134,15 @@ def _flatten(values: dict, prefix: str = ""):
             yield label, value
 
 
-def _slurm(folder: Path, dry_run: bool, detach: bool) -> int:
+def _slurm(folder: Path, dry_run: bool, detach: bool, root: dict[str, str]) -> int:
     command = ["sbatch", "--parsable"] + ([] if detach else ["--wait"]) + ["job.sbatch"]
     if dry_run:
-        print(f"cd {shlex.quote(str(folder))} && {shlex.join(command)}")
+        print(f"cd {shlex.quote(str(folder))} && {_exports(root)}{shlex.join(command)}")
         return 0
     if not _need("sbatch", "run this on a login node of the cluster"):
         return 2
-    process = subprocess.Popen(command, cwd=folder, stdout=subprocess.PIPE, text=True)
+    # sbatch passes the environment on to the job (--export=ALL, its default): DTEC_DATA_ROOT too.
+    process = subprocess.Popen(command, cwd=folder, env={**os.environ, **root}, stdout=subprocess.PIPE, text=True)
     assert process.stdout is not None
     job = process.stdout.readline().strip().split(";")[0]
     if not job:

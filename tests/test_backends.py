@@ -162,7 +162,8 @@ def test_lumi_flags() -> None:
     assert 'export NCCL_SOCKET_IFNAME="hsn"' in text
     assert "mask_cpu=0x00fe000000000000" in text  # one CCD per GCD on a whole node
     # The LUMI AI guide starts ranks through the image's runscript; compute nodes are online.
-    assert 'singularity run --bind "$PWD,$run_dir" "$container"' in text
+    assert 'singularity run --bind "$binds" "$container"' in text
+    assert 'binds="$PWD,$run_dir"' in text
     assert "HF_HUB_OFFLINE" not in text
     assert "module load lumi-aif-singularity-bindings" in text
     assert ir.strategy.backend == "nccl"
@@ -191,7 +192,7 @@ def test_marenostrum5_flags() -> None:
     flags = sbatch_flags(text)
     assert "--qos=acc_ehpc" in flags and "--gres=gpu:4" in flags and "--cpus-per-task=80" in flags
     assert not any(f.startswith(("--mem", "--partition")) for f in flags)
-    assert 'bsc_singularity exec --nv --bind "$PWD,$run_dir" "$container"' in text
+    assert 'bsc_singularity exec --nv --bind "$binds" "$container"' in text
 
 
 def test_marenostrum5_without_container_is_reported() -> None:
@@ -501,6 +502,7 @@ HOSTILE_TWIN = """twin {v} {{}}
   qos         = {v}
   reservation = {v}
   container   = {v}
+  data_root   = {v}
   modules     = [{v}]
   env         = {{ X = {v} }}
   machine {{
@@ -514,7 +516,8 @@ HOSTILE_TWIN = """twin {v} {{}}
   }}
 }}
 target "local" {{
-  env = {{ X = {v} }}
+  env       = {{ X = {v} }}
+  data_root = {v}
 }}
 """
 # Logs each call (its name, argument count, arguments, then $X and $MASTER_ADDR) NUL-separated.
@@ -596,9 +599,11 @@ def test_sbatch_keeps_every_blueprint_string_inert(tmp_path: Path, value: str) -
                  "SLURM_CPUS_PER_TASK": "1", "SLURM_NNODES": "1", "SLURM_JOB_ID": "42"}
     calls = run_with_stubs(tmp_path, "job.sbatch", text, slurm_env)
     master = "node01" + value
+    # The data root is bound too, as `realpath -m` spells it: relative to the bundle.
+    data_root = f",{os.path.normpath(bundle / value)}" if value else ""
     launch = [
         "srun", f"--cpu-bind={value}",
-        "singularity", "exec", "--bind", f"{bundle},{bundle}/run", value,
+        "singularity", "exec", "--bind", f"{bundle},{bundle}/run{data_root}", value,
         "bash", "-c", 'trap "" USR1; exec "$@"', "ignore-usr1", "torchrun",
         "--nnodes=1", "--nproc_per_node=2", "--rdzv_backend=c10d",
         f"--rdzv_endpoint={master}:29500", "--rdzv_id=42",
@@ -841,7 +846,7 @@ SLURM_ENV = {"SLURM_JOB_NODELIST": "node01", "SLURM_CPUS_PER_TASK": "1", "SLURM_
 
 
 def in_target(path: Path, target: str, line: str) -> str:
-    """Return the blueprint's text with `line` in its `target` block (for what `--set` cannot say)."""
+    """Return the text with `line` in the `target` block (for what `--set` cannot say)."""
     opening = f'target "{target}" {{\n'
     text = path.read_text()
     assert opening in text, f"{path.name} has no target {target}"

@@ -6,14 +6,14 @@ purpose (the lint path): no jinja2, yaml or pydantic here.
 
 from __future__ import annotations
 
+import posixpath
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 
 from dtec.backends.words import WordError, split_words
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
     from typing import Any
 
     from dtec.machines import Machine
@@ -34,15 +34,52 @@ DNS1123 = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
 EXEC_CONTAINERS = ("singularity", "apptainer")  # what job.sbatch can `exec` a rank in
 
 
-def check(plan: Plan, report: Report) -> None:
-    """Report what the plan's launcher cannot express (DT215), at the value at fault."""
+def check(plan: Plan, report: Report, data_files: Mapping[str, str] | None = None) -> None:
+    """Report what the plan's launcher cannot express (DT215), at the value at fault.
+
+    `data_files`: the data files the job reads, by data set, as written (relative to the data root).
+    """
     scheduler = plan.machine.scheduler
+    data_files = data_files or {}
     if scheduler == "slurm":
         _slurm(plan, report)
+        if job_image(plan.machine, plan.settings) is not None:
+            _unbound_data(plan, report, data_files)
     elif scheduler == "local":
         _env_names(plan, report, SHELL_NAME, "use letters, digits and `_`, not starting with a digit")
     else:
         _kubernetes(plan, report)
+        _data_root_in_pod(plan, report, data_files)
+
+
+def _unbound_data(plan: Plan, report: Report, data_files: Mapping[str, str]) -> None:
+    """Warn about an absolute data path the container does not see: it binds the bundle, the run and data roots."""
+    root = plan.settings.get("data_root")
+    for name, path in data_files.items():
+        inside = root and posixpath.isabs(root) and posixpath.normpath(path).startswith(posixpath.normpath(root).rstrip("/") + "/")
+        if posixpath.isabs(path) and not inside:
+            report(
+                "DT218",
+                f"`{path}` is outside the data root, and the job reads it in a container that binds only the bundle, "
+                "the run folder and the data root",
+                "data", name, "source", "path",
+                help="write the path relative to the data root and set the target's `data_root`"
+                " (unless the site binds that file system into every container)",
+            )
+
+
+def _data_root_in_pod(plan: Plan, report: Report, data_files: Mapping[str, str]) -> None:
+    """A pod sees none of this computer's files: a relative data path needs the target's `data_root`."""
+    if plan.settings.get("data_root"):
+        return
+    for name, path in data_files.items():
+        if not posixpath.isabs(path):
+            report(
+                "DT215",
+                f"a pod cannot read `{path}` from this computer; relative data paths need the target's `data_root`",
+                "data", name, "source", "path",
+                help='add `data_root = "/data"` (a folder in the image, or on a volume the cluster mounts) to the target',
+            )
 
 
 def job_image(machine: Machine, settings: Mapping[str, Any]) -> str | None:

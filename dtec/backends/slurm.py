@@ -55,6 +55,7 @@ def context(ir: IR, plan: Plan) -> dict[str, Any]:
         "env": env,
         "malloc": malloc_lines(plan, env),
         "venv": activate_word(ir.target.venv) if ir.target.venv else None,
+        "data_root": data_root_word(ir),
         # The profile's lines are its own shell code; the blueprint's were checked (DT215).
         "setup": [*machine.software.setup, *map(render_line, ir.target.setup)],
         "export_srun_cpus": launch.export_srun_cpus_per_task,
@@ -224,6 +225,11 @@ def export_lines(site: Mapping[str, str], user: Mapping[str, str]) -> list[tuple
     return list(out.items())
 
 
+def data_root_word(ir: IR) -> str | None:
+    """Return the target's `data_root` as a shell word, or None: $DTEC_DATA_ROOT is then the caller's."""
+    return shell_word(ir.target.data_root) if ir.target.data_root else None
+
+
 def malloc_lines(plan: Plan, env: list[tuple[str, str]]) -> list[tuple[str, str]]:
     """Return (name, shell word) pairs fixing glibc's malloc thresholds on a CPU-only plan.
 
@@ -240,7 +246,7 @@ def malloc_lines(plan: Plan, env: list[tuple[str, str]]) -> list[tuple[str, str]
 
 def _container(ir: IR, plan: Plan) -> dict[str, Any] | None:
     software = plan.machine.software
-    image = job_image(plan.machine, {"container": ir.target.container, "venv": ir.target.venv})
+    image = job_image(plan.machine, plan.settings)
     if image is None:
         return None
     runtime = software.container_runtime or "singularity"
@@ -253,8 +259,8 @@ def _container(ir: IR, plan: Plan) -> dict[str, Any] | None:
     return {
         "image": shell_word(image),
         "is_file": "://" not in image,  # docker://, oras://, library:// are pulled, not checked
-        # The bundle and the run folder (which $RUN_DIR may move) must be visible inside.
-        "command": " ".join(map(shell_word, words)) + ' --bind "$PWD,$run_dir" "$container"',
+        # The bundle, the run folder (which $RUN_DIR may move) and the data root must be visible inside.
+        "command": " ".join(map(shell_word, words)) + ' --bind "$binds" "$container"',
     }
 
 

@@ -92,7 +92,6 @@ MODEL = {
         "ffn": None,
         "dropout": 0.0,
     },
-    "path": None,
 }
 TASK = "regression"
 TRAIN = {
@@ -245,9 +244,6 @@ class StopFlag:
 
 
 # ----------------------------------------------------------------------------- data
-def resolve(path: str) -> Path:
-    """Return `path` as is when absolute, else relative to the bundle folder."""
-    return Path(path) if os.path.isabs(path) else BUNDLE / path
 
 
 class SyntheticDataset(Dataset):

@@ -80,7 +80,6 @@ MODEL = {
         "dropout": 0.1,
         "ffn": None,
     },
-    "path": None,
 }
 TASK = "classification"
 TRAIN = {
@@ -201,9 +200,6 @@ class StopFlag:
 
 
 # ----------------------------------------------------------------------------- data
-def resolve(path: str) -> Path:
-    """Return `path` as is when absolute, else relative to the bundle folder."""
-    return Path(path) if os.path.isabs(path) else BUNDLE / path
 
 
 class SyntheticDataset(Dataset):

@@ -83,7 +83,6 @@ MODEL = {
         "dropout": 0.1,
         "ffn": None,
     },
-    "path": None,
 }
 TASK = "classification"
 TRAIN = {
@@ -236,9 +235,6 @@ class StopFlag:
 
 
 # ----------------------------------------------------------------------------- data
-def resolve(path: str) -> Path:
-    """Return `path` as is when absolute, else relative to the bundle folder."""
-    return Path(path) if os.path.isabs(path) else BUNDLE / path
 
 
 class SyntheticDataset(Dataset):

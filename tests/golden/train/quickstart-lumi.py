@@ -77,7 +77,6 @@ MODEL = {
     "name": "surrogate",
     "arch": "lstm",
     "params": {"input": 8, "hidden": 64, "layers": 2, "output": 1},
-    "path": None,
 }
 TASK = "regression"
 TRAIN = {
@@ -230,9 +229,6 @@ class StopFlag:
 
 
 # ----------------------------------------------------------------------------- data
-def resolve(path: str) -> Path:
-    """Return `path` as is when absolute, else relative to the bundle folder."""
-    return Path(path) if os.path.isabs(path) else BUNDLE / path
 
 
 class SyntheticDataset(Dataset):
