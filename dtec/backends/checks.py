@@ -11,7 +11,12 @@ import re
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 
+from dtec.backends.words import WordError, split_words
+
 if TYPE_CHECKING:
+    from typing import Any
+
+    from dtec.machines import Machine
     from dtec.plan import Plan
 
 # The planner's `report(code, message, *path, help=...)`: a path names the value at fault.
@@ -38,19 +43,13 @@ def check(plan: Plan, report: Report, data_files: Mapping[str, str] | None = Non
     data_files = data_files or {}
     if scheduler == "slurm":
         _slurm(plan, report)
-        if container_image(plan) is not None:
+        if job_image(plan.machine, plan.settings) is not None:
             _unbound_data(plan, report, data_files)
     elif scheduler == "local":
         _env_names(plan, report, SHELL_NAME, "use letters, digits and `_`, not starting with a digit")
     else:
         _kubernetes(plan, report)
         _data_root_in_pod(plan, report, data_files)
-
-
-def container_image(plan: Plan) -> str | None:
-    """The container image a Slurm job runs in, or None."""
-    software = plan.machine.software
-    return plan.settings.get("container") or (software.image if software.container_required else None)
 
 
 def _unbound_data(plan: Plan, report: Report, data_files: Mapping[str, str]) -> None:
@@ -83,11 +82,22 @@ def _data_root_in_pod(plan: Plan, report: Report, data_files: Mapping[str, str])
             )
 
 
+def job_image(machine: Machine, settings: Mapping[str, Any]) -> str | None:
+    """Return the image a Slurm job runs in: the target's, else the profile's unless a venv replaces it."""
+    software = machine.software
+    if settings.get("container"):
+        return settings["container"]
+    if software.container_required or not settings.get("venv"):
+        return software.image
+    return None
+
+
 def _slurm(plan: Plan, report: Report) -> None:
     _site_flags(plan, report, HEADER_UNSAFE, "a control character or a backslash, which `#SBATCH` cannot carry")
     _env_names(plan, report, SHELL_NAME, "use letters, digits and `_`, not starting with a digit")
+    _words(plan, report)
     software = plan.machine.software
-    image = container_image(plan)
+    image = job_image(plan.machine, plan.settings)
     if image is None:
         if software.container_required:
             report(
@@ -133,6 +143,28 @@ def _kubernetes(plan: Plan, report: Report) -> None:
             help="use `nodes = 1` here, or a Slurm target for several nodes",
         )
     _site_flags(plan, report, INTERLINK_FLAG_UNSAFE, "whitespace or a backslash, which interLink flags cannot carry")
+
+
+def _words(plan: Plan, report: Report) -> None:
+    """Report `setup` lines and a `venv` that are more than words and `$NAME` (dtec.backends.words)."""
+    lines = [(("setup", i), line) for i, line in enumerate(plan.settings.get("setup") or [])]
+    venv = plan.settings.get("venv")
+    if venv is not None:
+        lines.append((("venv",), venv))
+    for path, line in lines:
+        try:
+            count = len(split_words(line))
+        except WordError as exc:
+            problem = str(exc)
+        else:
+            if path != ("venv",) or count == 1:
+                continue
+            problem = "is more than one word; quote a path with spaces"
+        what = "`venv`" if path == ("venv",) else f"setup line `{line}`" if line.isprintable() else "a setup line"
+        report(
+            "DT215", f"{what} {problem}", "target", plan.target, *path,
+            help="a setup line is one command of words and `$NAME` variables; put more in a script and run that",
+        )
 
 
 def _site_flags(plan: Plan, report: Report, unsafe: re.Pattern[str], what: str) -> None:

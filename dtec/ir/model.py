@@ -169,6 +169,7 @@ class Target(_Model):
     """The machine and the site settings of the job."""
 
     name: str
+    machine: str = Field(description="the machine profile: the target's `profile`, else its name")
     scheduler: Literal["slurm", "local", "kubernetes", "kubeflow", "interlink"]
     partition: str | None
     qos: str | None
@@ -177,6 +178,8 @@ class Target(_Model):
     cpus_per_rank: int = Field(ge=1)
     container: str | None
     modules: list[str]
+    venv: str | None
+    setup: list[str]
     env: dict[str, str]
     image: str | None
     namespace: str | None
@@ -289,12 +292,15 @@ def build_ir(bp: Blueprint, plan: Plan, code: Mapping[str, str] | None = None) -
         scaling=Scaling(**v["scaling"]) if v.get("scaling", {}).get("nodes") else None,
         target=Target(
             name=plan.target,
+            machine=plan.machine.name,
             scheduler=plan.machine.scheduler,
             **plan.site_flags,  # account, partition, qos, reservation
             walltime_s=plan.walltime_s,
             cpus_per_rank=plan.cpus_per_rank,
             container=settings.get("container"),
             modules=list(settings.get("modules") or []),
+            venv=settings.get("venv"),
+            setup=list(settings.get("setup") or []),
             env=dict(sorted((settings.get("env") or {}).items())),
             image=settings.get("image"),
             namespace=settings.get("namespace"),

@@ -345,12 +345,15 @@ BLOCKS: dict[str, BlockSpec] = {
     "target": BlockSpec(
         "A machine to run on, with the site settings for it.",
         {
+            "profile": _f(Str(), "the machine profile (`dtec targets`) when the label names something else, e.g. `target \"juwels-devel\" { profile = \"juwels-booster\" }`"),
             "account": _f(Str(), "project or budget to charge"),
             "partition": _f(Str(), "Slurm partition"),
             "qos": _f(Str(), "Slurm quality of service"),
             "walltime": _f(Duration(), "time limit of the job"),
             "container": _f(Str(), "container image (`.sif` path or `docker://` URL) on HPC"),
             "modules": _f(ListOf(Str()), "modules to load before running"),
+            "venv": _f(Str(), "Python venv to activate after the modules (`$NAME` expands; `dtec env` builds one)"),
+            "setup": _f(ListOf(Str()), "commands run before the launch: words, quotes and `$NAME`, nothing else (docs/machines.md)"),
             "env": _f(Dict(Str()), "extra environment variables"),
             "image": _f(Str(), "container image (Kubernetes)"),
             "namespace": _f(Str(), "namespace (Kubernetes)"),
@@ -362,12 +365,17 @@ BLOCKS: dict[str, BlockSpec] = {
                 "relative: to the bundle); default: the blueprint's folder, set by `dtec run`",
             ),
         },
-        label="the machine's name",
+        label="the machine profile (unless `profile` names one) and the target's name",
         multiple=True,
         blocks={
             "machine": BlockSpec("Overrides of the machine profile's values.", MACHINE_OVERRIDES),
         },
     ),
+}
+
+# Hints for an attribute that names a nested block (`machine = "…"`), by (block, key).
+BLOCK_NOT_ATTRIBUTE = {
+    ("target", "machine"): 'the machine profile is named with `profile = "…"`; `machine { … }` overrides its values',
 }
 
 REQUIRED_KINDS = ("data", "model")  # at least one of each, besides the required singletons

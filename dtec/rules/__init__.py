@@ -71,6 +71,7 @@ _TABLE = (
     ("DT214", "broken-machine-profile", "warning", "A user machine profile cannot be loaded"),
     ("DT215", "unsupported-feature", "error", "The target cannot express a feature of the blueprint"),
     ("DT216", "invalid-machine-override", "error", "A target's `machine { }` value does not fit its machine"),
+    ("DT217", "no-python-environment", "warning", "A Slurm job has no way to find PyTorch, or a launcher its machine needs"),
     ("DT218", "data-outside-container", "warning", "A job in a container reads a data file its container does not bind"),
     # Model and data
     ("DT300", "shape-mismatch", "error", "The data's shape does not match the model's input or output"),
