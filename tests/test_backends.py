@@ -845,14 +845,6 @@ SLURM_ENV = {"SLURM_JOB_NODELIST": "node01", "SLURM_CPUS_PER_TASK": "1", "SLURM_
              "SLURM_JOB_ID": "42"}
 
 
-def in_target(path: Path, target: str, line: str) -> str:
-    """Return the text with `line` in the `target` block (for what `--set` cannot say)."""
-    opening = f'target "{target}" {{\n'
-    text = path.read_text()
-    assert opening in text, f"{path.name} has no target {target}"
-    return text.replace(opening, f"{opening}  {line}\n")
-
-
 def test_venv_and_setup_expand_variables_and_run_in_order(tmp_path: Path) -> None:
     sets = (
         'target.slurm.venv="\\"$HOME/venvs/my env\\""',
@@ -934,18 +926,18 @@ def test_profile_image_is_replaced_by_a_venv_unless_required() -> None:
     ("target", "setting", "expected"),
     [
         ("vega", "", ["DT217"]),
-        ("vega", 'venv = "$HOME/venv"', []),
-        ("vega", 'container = "docker://nvcr.io/nvidia/pytorch:24.08-py3"', []),
+        ("vega", 'venv="$HOME/venv"', []),
+        ("vega", 'container="docker://nvcr.io/nvidia/pytorch:24.08-py3"', []),
         ("karolina", "", []),  # the profile's modules load PyTorch
         ("juwels-booster", "", ["DT217"]),  # PyTorch from a module, torchrun_jsc from pip
-        ("juwels-booster", 'venv = "$PROJECT/venv"', []),
+        ("juwels-booster", 'venv="$PROJECT/venv"', []),
         ("lumi", "", []),  # the profile's recommended image
         ("slurm", "", []),  # the generic profile knows nothing of the site's software
     ],
 )
 def test_a_job_without_pytorch_is_warned(target: str, setting: str, expected: list[str]) -> None:
-    text = in_target(case(target), target, setting) if setting else None
-    codes = [d.code for d in lint(case(target), target, text=text) if d.code == "DT217"]
+    sets = (f"target.{target}.{setting}",) if setting else ()
+    codes = [d.code for d in lint(case(target), target, sets=sets) if d.code == "DT217"]
     assert codes == expected
 
 
@@ -968,8 +960,7 @@ def test_two_targets_on_one_machine() -> None:
 
 
 def test_machine_written_as_an_attribute_names_profile() -> None:
-    text = in_target(TINY, "slurm", 'machine = "slurm"')
-    found = lint(TINY, "slurm", text=text)
+    found = lint(TINY, "slurm", sets=('target.slurm.machine="slurm"',))
     assert [d.code for d in found] == ["DT101"] and "`profile = " in found[0].help
 
 
@@ -982,14 +973,14 @@ def env_script(target: str, text: str | None = None, path: Path | None = None, s
 
 
 def test_env_script_for_a_jsc_machine(tmp_path: Path) -> None:
-    blueprint = in_target(case("juwels-booster"), "juwels-booster", 'venv = "$PROJECT/venvs/dtec"')
-    text = env_script("juwels-booster", blueprint)
+    venv = ('target.juwels-booster.venv="$PROJECT/venvs/dtec"',)
+    text = env_script("juwels-booster", sets=venv)
     check_script(text)
     assert "module load Stages/2025 GCC OpenMPI CUDA/12 cuDNN MPI-settings/CUDA Python PyTorch" in text
     assert 'python -m venv --system-site-packages "$venv"' in text
     # PyTorch comes from the module; the launcher from pip; DeepSpeed only for its strategy.
     assert '"$venv/bin/python" -m pip install numpy torchrun_jsc\n' in text
-    deep = env_script("juwels-booster", blueprint, sets=("strategy.kind=deepspeed",))
+    deep = env_script("juwels-booster", sets=(*venv, "strategy.kind=deepspeed"))
     assert "pip install numpy deepspeed torchrun_jsc" in deep
     # Run it with stubs: module and python are logged, nothing is installed.
     bin_dir = tmp_path / "bin"
