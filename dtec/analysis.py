@@ -10,6 +10,7 @@ from pathlib import Path
 from dtec.diagnostics import Diagnostic, diag, has_errors
 from dtec.lang.blueprint import Blueprint
 from dtec.lang.check import check
+from dtec.lang.codefolders import BundledCode
 from dtec.lang.files import check_files
 from dtec.lang.loader import load, project_root
 from dtec.lang.semantics import check_semantics
@@ -27,6 +28,7 @@ class FileResult:
     blueprint: Blueprint | None
     diagnostics: tuple[Diagnostic, ...]
     plans: dict[str, Plan] = field(default_factory=dict)
+    code: BundledCode = field(default_factory=BundledCode)  # the code folders, read for the bundle
 
     @property
     def ok(self) -> bool:
@@ -52,7 +54,7 @@ def analyse(
     diagnostics += found
     blueprint, found = check(program, environ, targets)
     diagnostics += found
-    found, facts = check_files(blueprint, project_root(path, environ))
+    found, facts, code = check_files(blueprint, project_root(path, environ))
     diagnostics += found
     diagnostics += check_semantics(blueprint, errors_so_far=has_errors(diagnostics), facts=facts)
     plans: dict[str, Plan] = {}
@@ -71,4 +73,4 @@ def analyse(
             if planned is not None:
                 plans[name] = planned
     diagnostics = apply_suppressions(program.documents, diagnostics)
-    return FileResult(path, blueprint, tuple(sorted(diagnostics, key=lambda d: d.sort_key)), plans)
+    return FileResult(path, blueprint, tuple(sorted(diagnostics, key=lambda d: d.sort_key)), plans, code)

@@ -5,13 +5,14 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from dtec import __version__
 from dtec.diagnostics import Diagnostic, has_errors
 from dtec.ir import IR, build_ir
 from dtec.lang.blueprint import Blueprint
+from dtec.lang.codefolders import BundledCode
 from dtec.analysis import analyse
 from dtec.plan import Plan
 
@@ -26,6 +27,7 @@ class Bundle:
     ir: IR
     plan: Plan
     blueprint: Blueprint | None = None  # where values are: diagnostics about the bundle point there
+    code: BundledCode = field(default_factory=BundledCode)  # the user's code folders in `files`
 
     @property
     def launcher(self) -> str:
@@ -41,14 +43,15 @@ def build(
     sets: Sequence[str] = (),
     environ: Mapping[str, str] | None = None,
     machine_dirs: Sequence[Path] = (),
-) -> tuple[tuple[IR, Plan, Blueprint] | None, list[Diagnostic]]:
+) -> tuple[tuple[IR, Plan, Blueprint, BundledCode] | None, list[Diagnostic]]:
     """Check and plan `path` for `target` and build its IR; None when any error was found."""
     result = analyse(path, text, environ, targets=[target], sets=sets, machine_dirs=machine_dirs)
     diagnostics = list(result.diagnostics)
     if has_errors(diagnostics) or target not in result.plans:
         return None, diagnostics
     plan = result.plans[target]
-    return (build_ir(result.blueprint, plan), plan, result.blueprint), diagnostics  # type: ignore[arg-type]
+    ir = build_ir(result.blueprint, plan, result.code.folders)  # type: ignore[arg-type]
+    return (ir, plan, result.blueprint, result.code), diagnostics  # type: ignore[return-value]
 
 
 def compile_blueprint(
@@ -65,12 +68,12 @@ def compile_blueprint(
     built, diagnostics = build(path, target, text=text, sets=sets, environ=environ, machine_dirs=machine_dirs)
     if built is None:
         return None, diagnostics
-    ir, plan, blueprint = built
-    return Bundle(generate(ir, plan, template_dirs), ir, plan, blueprint), diagnostics
+    ir, plan, blueprint, code = built
+    return Bundle(generate(ir, plan, template_dirs, code), ir, plan, blueprint, code), diagnostics
 
 
-def generate(ir: IR, plan: Plan, template_dirs: Sequence[Path] = ()) -> dict[str, str]:
-    """Run the backends for the IR's scheduler and add `ir.json` and `manifest.json`.
+def generate(ir: IR, plan: Plan, template_dirs: Sequence[Path] = (), code: BundledCode | None = None) -> dict[str, str]:
+    """Run the backends for the IR's scheduler and add the user's code, `ir.json` and `manifest.json`.
 
     The planner checked what the launcher can express (dtec.backends.checks): nothing is refused here.
     """
@@ -78,7 +81,7 @@ def generate(ir: IR, plan: Plan, template_dirs: Sequence[Path] = ()) -> dict[str
     from dtec.backends.train_script import render_train
 
     backend = {"slurm": slurm, "local": local}.get(ir.target.scheduler, kubernetes)
-    shared = {"train.py": render_train(ir, template_dirs), "ir.json": ir_json(ir)}
+    shared = {"train.py": render_train(ir, template_dirs), "ir.json": ir_json(ir), **(code.files if code else {})}
     files = {**shared, **backend.generate(ir, plan, shared)}
     files["manifest.json"] = manifest(files, ir)
     return dict(sorted(files.items()))

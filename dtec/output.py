@@ -116,12 +116,25 @@ def plan_bundle(folder: Path, files: Mapping[str, str], *, force: bool) -> list[
             "choose a new or empty folder with -o, or --force to write into it",
         )
     new = {name: _sha256(text.encode("utf-8")) for name, text in files.items()}
-    for name in sorted(present & new.keys() - {MANIFEST}):
-        if not force and _hash(folder / name) not in (listed.get(name), new[name]):
+    for name in sorted(new.keys() - {MANIFEST}):
+        link = _link_above(folder, name)
+        if link is not None:
+            raise OutputError(link, "a link", "move it away: a bundle's folders are its own")
+        if not force and os.path.lexists(folder / name) and _hash(folder / name) not in (listed.get(name), new[name]):
             why = "changed since dtec wrote it" if name in listed else "not written by dtec"
             raise OutputError(folder / name, why, "move it away, or --force to replace it")
     # A file of the old bundle that the new one lacks goes, unless the user changed it.
-    return sorted(n for n in present & listed.keys() - new.keys() if _hash(folder / n) == listed[n])
+    return sorted(n for n in listed.keys() - new.keys() if _link_above(folder, n) is None and _hash(folder / n) == listed[n])
+
+
+def _link_above(folder: Path, name: str) -> Path | None:
+    """The first folder of a bundle path (`code/src/m.py`) that is a link: writes and removals stay inside."""
+    parts = name.split("/")
+    for depth in range(1, len(parts)):
+        part = folder.joinpath(*parts[:depth])
+        if part.is_symlink():
+            return part
+    return None
 
 
 def write_bundle(files: Mapping[str, str], folder: Path, *, force: bool = False) -> None:
@@ -135,8 +148,15 @@ def write_bundle(files: Mapping[str, str], folder: Path, *, force: bool = False)
             (folder / name).unlink(missing_ok=True)
         except OSError as exc:
             raise failed(exc, folder / name) from None
+        for parent in (folder / name).parents:  # the folders of old code left empty go too
+            if parent == folder:
+                break
+            with contextlib.suppress(OSError):
+                parent.rmdir()
     # Until the new manifest lands, the old one still vouches for every file written so far.
     for name in sorted(files, key=lambda n: n == MANIFEST):
+        if "/" in name:
+            make_folder((folder / name).parent)
         write_atomic(folder / name, files[name], 0o755 if name.endswith((".sh", ".sbatch")) else 0o644)
 
 
@@ -166,7 +186,9 @@ def _manifest(folder: Path) -> dict[str, str] | None:
 
 
 def _plain(name: str) -> bool:
-    return name not in ("", ".", "..", MANIFEST) and "/" not in name and "\\" not in name and "\0" not in name
+    """A file right in the bundle, or below it (`code/src/m.py`): never outside, never the manifest."""
+    parts = name.split("/")
+    return name != MANIFEST and "\\" not in name and "\0" not in name and all(p not in ("", ".", "..") for p in parts)
 
 
 def _hash(path: Path) -> str | None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from dtec.backends.checks import check as check_launcher
+from dtec.backends.checks import check as check_launcher, job_image
 from dtec.diagnostics import Diagnostic, Related, diag
 from dtec.estimate import Memory, activation_bytes, memory_per_rank, parameter_count
 from dtec.lang.blueprint import Blueprint
@@ -20,12 +20,15 @@ from dtec.machines.model import Node
 from dtec.units import GIB, format_duration
 from dtec.suggest import did_you_mean, suggestion
 
-_SLURM_KEYS = {"account", "partition", "qos", "walltime", "container", "modules", "env", "exclusive", "reservation"}
-_KUBE_KEYS = {"image", "namespace", "walltime", "env"}
+_SLURM_KEYS = {
+    "profile", "account", "partition", "qos", "walltime", "container", "modules", "venv", "setup", "env",
+    "exclusive", "reservation", "data_root",
+}
+_KUBE_KEYS = {"profile", "image", "namespace", "walltime", "env", "data_root"}
 # Target keys each kind of machine understands; the others are reported (DT215), never dropped.
 TARGET_KEYS = {
     "slurm": _SLURM_KEYS,
-    "local": {"walltime", "env", "partition"},
+    "local": {"profile", "walltime", "env", "partition", "data_root"},
     "kubernetes": _KUBE_KEYS,
     "kubeflow": _KUBE_KEYS,
     "interlink": _KUBE_KEYS | {"account", "partition", "qos", "reservation", "exclusive"},  # Slurm flags there
@@ -95,7 +98,9 @@ def plan(bp: Blueprint, target: str, catalog: Catalog) -> tuple[Plan | None, lis
     planner = _Planner(bp, target, catalog)
     planned, found = planner.run()
     if planned is not None:
-        check_launcher(planned, planner.report)  # what the launcher cannot express
+        source = bp.get("data", planner.data, "source") if planner.data else None
+        read = {planner.data: source["path"]} if isinstance(source, dict) and source.get("fn") in ("npz", "csv") else {}
+        check_launcher(planned, planner.report, read)  # what the launcher cannot express
     return planned, found
 
 
@@ -189,12 +194,15 @@ class _Planner:
 
     # ---- the machine ---------------------------------------------------------------------
     def machine(self) -> Machine | None:
-        machine = self.catalog.get(self.target)
+        name = self.settings.get("profile") or self.target
+        machine = self.catalog.get(name)
         if machine is None:
             self.report(
                 "DT200",
-                f"no machine profile named `{self.target}`",
-                help=suggestion(self.catalog.suggest(self.target)) or "run `dtec targets` to list the machines",
+                f"no machine profile named `{name}`",
+                *(self.at_target("profile") if self.settings.get("profile") else ()),
+                help=suggestion(self.catalog.suggest(name))
+                or (f'run `dtec targets` to list the machines, and name one with `profile = "…"`' if self.declared and name == self.target else "run `dtec targets` to list the machines"),
             )
             return None
         if machine.scheduler == "local":
@@ -268,6 +276,8 @@ class _Planner:
                 if missing
                 else "check the project's account name",
             )
+        if machine.scheduler == "slurm":
+            self.environment(machine)
         if machine.kube is not None and machine.kube.image_required and not self.settings.get("image"):
             self.report(
                 "DT210",
@@ -275,6 +285,30 @@ class _Planner:
                 *self.at_target("image"),
                 help='add `image = "registry.example.org/team/trainer:1.0"` with torch installed',
             )
+
+    def environment(self, machine: Machine) -> None:
+        """Warn (DT217) when the job has no way to find PyTorch, or the launcher the profile needs."""
+        software = machine.software
+        # Only a profile that says what its site's users do knows that python lacks torch there.
+        # A required container is reported (DT215) when missing; it is the environment there.
+        if software.environment is None or software.container_required:
+            return
+        if self.settings.get("venv") or job_image(machine, self.settings):
+            return
+        modules = [*software.modules, *(self.settings.get("modules") or [])]
+        if software.pip:
+            needs = ", ".join(f"`{p}`" for p in software.pip)
+            problem = f"jobs on `{machine.name}` need {needs} from pip, and the `{self.target}` target names no `venv` to hold it"
+        elif not software.provides_torch(modules):
+            problem = f"the `{self.target}` job loads no PyTorch: no `venv`, no `container`, and no module that provides it"
+        else:
+            return
+        self.report(
+            "DT217",
+            problem,
+            *self.at_target("modules" if "modules" in self.settings else "venv"),
+            help=software.environment,
+        )
 
     def gpus(self, strategy: dict, node: Node) -> int:
         asked = strategy.get("gpus_per_node", "all")

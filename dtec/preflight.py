@@ -37,17 +37,29 @@ class CheckResult:
 
 
 def run_check(bundle, timeout_s: float = TIMEOUT_S) -> CheckResult:
-    """Run the bundle's `train.py --check` in a temporary folder on the CPU; report its findings."""
+    """Run the bundle's `train.py --check` in a temporary folder on the CPU; report its findings.
+
+    The script and the user's code are the bundle's; the data is read where it is here (the
+    blueprint's folder is the data root, unless $DTEC_DATA_ROOT says otherwise).
+    """
     env = {key: value for key, value in os.environ.items() if key not in _LAUNCH_VARIABLES}
     env["CUDA_VISIBLE_DEVICES"] = ""  # the CPU, as the check promises, also on a GPU node
+    if bundle.blueprint is not None:
+        env.setdefault("DTEC_DATA_ROOT", os.path.abspath(bundle.blueprint.folder))
     with tempfile.TemporaryDirectory(prefix="dtec-check-") as folder:
-        (Path(folder) / "train.py").write_text(bundle.files["train.py"], encoding="utf-8")
+        for name in ["train.py", *bundle.code.files]:
+            (Path(folder) / name).parent.mkdir(parents=True, exist_ok=True)
+            (Path(folder) / name).write_text(bundle.files[name], encoding="utf-8")
         try:
             done = subprocess.run([sys.executable, "train.py", "--check"], cwd=folder, env=env,
                                   capture_output=True, text=True, errors="replace", timeout=timeout_s)
         except subprocess.TimeoutExpired:
             return CheckResult(None, [diag("DT308", f"the check ran for more than {timeout_s:g} s", None)])
+        # The copies go with the folder: the notes show the user's own files.
+        sources = {Path(folder).resolve() / name: source for name, source in bundle.code.sources.items()}
     report = _report(done.stdout)
+    if report is not None and isinstance(report.get("frames"), list):
+        report["frames"] = [_original(frame, sources) for frame in report["frames"]]
     if report is None:
         lines = [line for line in done.stderr.splitlines() if line.strip()]
         cause = lines[-1].strip() if lines else f"exit code {done.returncode}"
@@ -55,6 +67,17 @@ def run_check(bundle, timeout_s: float = TIMEOUT_S) -> CheckResult:
     if report.get("ok"):
         return CheckResult(report)
     return CheckResult(report, [_diagnostic(bundle, report)])
+
+
+def _original(frame: Any, sources: dict[Path, Path]) -> Any:
+    """A frame in a bundle's copy of the user's code, moved to the file it was copied from."""
+    if not (isinstance(frame, list) and frame and isinstance(frame[0], str)):
+        return frame
+    path = Path(frame[0])
+    for copy, source in sources.items():
+        if path.is_relative_to(copy):
+            return [str(source / path.relative_to(copy)), *frame[1:]]
+    return frame
 
 
 def _report(stdout: str) -> dict[str, Any] | None:

@@ -35,11 +35,22 @@ def launch(
     """Start the bundle in `folder` (`run`: its record; None: print the commands); return a code."""
     scheduler = bundle.ir.target.scheduler
     if scheduler == "local":
-        return _local(folder, run, resuming)
+        return _local(folder, run, resuming, data_root(bundle))
     if scheduler == "slurm":
-        return _slurm(folder, run, detach, fmt)
+        return _slurm(folder, run, detach, fmt, data_root(bundle))
     walltime = bundle.ir.target.walltime_s
     return _kubernetes(folder, run, bundle.files["job.yaml"], detach, walltime, resuming, fmt)
+
+
+def data_root(bundle) -> dict[str, str]:
+    """`DTEC_DATA_ROOT` for the job: the blueprint's folder, unless the target or the caller sets one."""
+    if bundle.ir.target.data_root or os.environ.get("DTEC_DATA_ROOT") or bundle.blueprint is None:
+        return {}
+    return {"DTEC_DATA_ROOT": os.path.abspath(bundle.blueprint.folder)}
+
+
+def _exports(env: dict[str, str]) -> str:
+    return "".join(f"{name}={shlex.quote(value)} " for name, value in env.items())
 
 
 def _say(text: str) -> None:
@@ -55,18 +66,18 @@ def _need(tool: str, what: str) -> bool:
 
 
 # ---- local -----------------------------------------------------------------------------------
-def _local(folder: Path, run: runs.Run | None, resuming: bool) -> int:
+def _local(folder: Path, run: runs.Run | None, resuming: bool, root: dict[str, str]) -> int:
     # A new run starts from nothing (dtec checked that its folder holds no run); a resumed one
     # continues from its newest checkpoint.
     command = ["bash", "run.sh", "--resume", "auto" if resuming else "never"]
     if run is None:
         python = shlex.quote(sys.executable)
-        print(f"cd {shlex.quote(str(folder))} && PYTHON={python} {shlex.join(command)}")
+        print(f"cd {shlex.quote(str(folder))} && {_exports(root)}PYTHON={python} {shlex.join(command)}")
         return 0
     # The training runs in dtec's own interpreter, not whichever `python` comes first on PATH
     # (dtec installed with pipx, or called by its venv's path without activating it). A planned
     # stop exits 0 under dtec: it reads summary.json, and torchrun then reports no failure.
-    env = {**os.environ, "PYTHON": sys.executable, "DTEC_PREEMPTED_EXIT": "0"}
+    env = {**os.environ, **root, "PYTHON": sys.executable, "DTEC_PREEMPTED_EXIT": "0"}
     _say(f"dtec: run {run.id}: running {folder}/run.sh with {sys.executable}")
     log_path = run.outputs / "logs" / "launcher.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -174,14 +185,18 @@ class _Relay:
 
 
 # ---- Slurm -----------------------------------------------------------------------------------
-def _slurm(folder: Path, run: runs.Run | None, detach: bool, fmt: str) -> int:
+def _slurm(
+    folder: Path, run: runs.Run | None, detach: bool, fmt: str, root: dict[str, str]
+) -> int:
     command = ["sbatch", "--parsable", "job.sbatch"]
     if run is None:
-        print(f"cd {shlex.quote(str(folder))} && {shlex.join(command)}")
+        print(f"cd {shlex.quote(str(folder))} && {_exports(root)}{shlex.join(command)}")
         return 0
     if not _need("sbatch", "run this on a login node of the cluster"):
         return 2
-    submitted = subprocess.run(command, cwd=folder, stdout=subprocess.PIPE, text=True)
+    # sbatch passes the environment on to the job (--export=ALL, its default): DTEC_DATA_ROOT too.
+    env = {**os.environ, **root}
+    submitted = subprocess.run(command, cwd=folder, env=env, stdout=subprocess.PIPE, text=True)
     job = submitted.stdout.strip().split(";")[0]
     if submitted.returncode != 0 or not job:
         return submitted.returncode or 1

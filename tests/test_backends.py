@@ -159,9 +159,12 @@ def test_lumi_flags() -> None:
         "--account=project_465000000",
         "--partition=standard-g",
     } <= set(flags)
-    assert 'export NCCL_SOCKET_IFNAME="hsn0,hsn1,hsn2,hsn3"' in text
+    assert 'export NCCL_SOCKET_IFNAME="hsn"' in text
     assert "mask_cpu=0x00fe000000000000" in text  # one CCD per GCD on a whole node
-    assert 'singularity exec --bind "$PWD,$run_dir" "$container"' in text
+    # The LUMI AI guide starts ranks through the image's runscript; compute nodes are online.
+    assert 'singularity run --bind "$binds" "$container"' in text
+    assert 'binds="$PWD,$run_dir"' in text
+    assert "HF_HUB_OFFLINE" not in text
     assert "module load lumi-aif-singularity-bindings" in text
     assert ir.strategy.backend == "nccl"
 
@@ -189,7 +192,7 @@ def test_marenostrum5_flags() -> None:
     flags = sbatch_flags(text)
     assert "--qos=acc_ehpc" in flags and "--gres=gpu:4" in flags and "--cpus-per-task=80" in flags
     assert not any(f.startswith(("--mem", "--partition")) for f in flags)
-    assert 'bsc_singularity exec --nv --bind "$PWD,$run_dir" "$container"' in text
+    assert 'bsc_singularity exec --nv --bind "$binds" "$container"' in text
 
 
 def test_marenostrum5_without_container_is_reported() -> None:
@@ -499,6 +502,7 @@ HOSTILE_TWIN = """twin {v} {{}}
   qos         = {v}
   reservation = {v}
   container   = {v}
+  data_root   = {v}
   modules     = [{v}]
   env         = {{ X = {v} }}
   machine {{
@@ -512,7 +516,8 @@ HOSTILE_TWIN = """twin {v} {{}}
   }}
 }}
 target "local" {{
-  env = {{ X = {v} }}
+  env       = {{ X = {v} }}
+  data_root = {v}
 }}
 """
 # Logs each call (its name, argument count, arguments, then $X and $MASTER_ADDR) NUL-separated.
@@ -594,9 +599,11 @@ def test_sbatch_keeps_every_blueprint_string_inert(tmp_path: Path, value: str) -
                  "SLURM_CPUS_PER_TASK": "1", "SLURM_NNODES": "1", "SLURM_JOB_ID": "42"}
     calls = run_with_stubs(tmp_path, "job.sbatch", text, slurm_env)
     master = "node01" + value
+    # The data root is bound too, as `realpath -m` spells it: relative to the bundle.
+    data_root = f",{os.path.normpath(bundle / value)}" if value else ""
     launch = [
         "srun", f"--cpu-bind={value}",
-        "singularity", "exec", "--bind", f"{bundle},{bundle}/run", value,
+        "singularity", "exec", "--bind", f"{bundle},{bundle}/run{data_root}", value,
         "bash", "-c", 'trap "" USR1; exec "$@"', "ignore-usr1", "torchrun",
         "--nnodes=1", "--nproc_per_node=2", "--rdzv_backend=c10d",
         f"--rdzv_endpoint={master}:29500", "--rdzv_id=42",
@@ -830,3 +837,177 @@ def test_slurm_time_and_signal_lead() -> None:
         and slurm.signal_lead(7200) == 600
         and slurm.signal_lead(1800) == 180
     )
+
+
+# ---- a target's software environment: venv and setup ----------------------------------------
+TINY = Path(__file__).resolve().parent / "backends" / "tiny.twin"
+SLURM_ENV = {"SLURM_JOB_NODELIST": "node01", "SLURM_CPUS_PER_TASK": "1", "SLURM_NNODES": "1",
+             "SLURM_JOB_ID": "42"}
+
+
+def test_venv_and_setup_expand_variables_and_run_in_order(tmp_path: Path) -> None:
+    sets = (
+        'target.slurm.venv="\\"$HOME/venvs/my env\\""',
+        'target.slurm.setup=["python \'$HOME: literal\' \\"${USER}/x y\\" $SLURM_JOB_ID", '
+        '"export X=$PWD/src:$X", "export UNSET_BEFORE=$NEVER_SET"]',
+    )
+    files = generate(TINY, "slurm", sets=sets)[2]
+    script = files["job.sbatch"]
+    check_script(script)
+    activate = tmp_path / "venvs" / "my env" / "bin" / "activate"
+    activate.parent.mkdir(parents=True)
+    activate.write_text("export X=venv\n")  # what a venv puts first on the path
+    bundle = tmp_path / "bundle"
+    calls = run_with_stubs(tmp_path, "job.sbatch", script, {**SLURM_ENV, "SLURM_SUBMIT_DIR": str(bundle)})
+    # The venv is active before the setup lines; their $NAMEs expand (an unset one to nothing),
+    # single quotes keep a `$` as text.
+    assert calls[0] == ["python", "$HOME: literal", "tester/x y", "42", "venv", ""]  # argv, $X, MASTER_ADDR
+    srun = next(c for c in calls if c[0] == "srun")
+    assert srun[-2] == f"{bundle}/src:venv"
+
+
+@pytest.mark.parametrize(
+    ("line", "says"),
+    [
+        ("echo a; touch PWNED", "`;`"),
+        ("echo a | tee PWNED", "`|`"),
+        ("echo a && touch PWNED", "`&`"),
+        ("echo $(touch PWNED)", "`$(`"),
+        ('echo "$(touch PWNED)"', "`$(`"),
+        ("echo `touch PWNED`", "a backtick"),
+        ("echo ${X:-$(touch PWNED)}", "`${`"),
+        ("echo a\\ b", "a backslash"),
+        ("echo a > PWNED", "`>`"),
+        ("cd ~", "`~`"),
+        ("echo a\ntouch PWNED", "a line break"),
+        ("echo 'open", "unclosed"),
+        ("", "is empty"),
+    ],
+)
+def test_setup_lines_are_words_and_variables_only(line: str, says: str) -> None:
+    sets = (f'target.slurm.setup=["echo ok", {twin_string(line)}]',)
+    found = [d for d in lint(TINY, "slurm", sets=sets) if d.code == "DT215"]
+    assert len(found) == 1 and says in found[0].message, [d.message for d in found]
+    assert spanned(found[0]) == twin_string(line)  # at the line itself, not the target
+
+
+def test_venv_is_one_word() -> None:
+    found = lint(TINY, "slurm", sets=('target.slurm.venv="$HOME/a b"',))
+    assert [d.code for d in found] == ["DT215"] and "more than one word" in found[0].message
+
+
+@pytest.mark.parametrize("value", HOSTILE, ids=range(len(HOSTILE)))
+def test_hostile_text_in_setup_is_refused_or_stays_text(tmp_path: Path, value: str) -> None:
+    line = "python '" + value + "'"
+    sets = (f"target.slurm.setup=[{twin_string(line)}]",)
+    found = [d for d in lint(TINY, "slurm", sets=sets) if has_errors([d])]
+    if "'" in value or re.search(r"[\x00-\x1f\x7f]", value):
+        assert [d.code for d in found] == ["DT215"]
+        return
+    assert found == []
+    script = generate(TINY, "slurm", sets=sets)[2]["job.sbatch"]
+    check_script(script)
+    bundle = tmp_path / "bundle"
+    calls = run_with_stubs(tmp_path, "job.sbatch", script, {**SLURM_ENV, "SLURM_SUBMIT_DIR": str(bundle)})
+    assert calls[0][:2] == ["python", value]
+
+
+def test_profile_image_is_replaced_by_a_venv_unless_required() -> None:
+    sets = ('target.lumi.venv="/scratch/project_465000000/venv"',)
+    text = generate(case("lumi"), "lumi", sets=sets)[2]["job.sbatch"]
+    assert "singularity" not in text.split("# srun-per-gpu", 1)[1]
+    assert 'source /scratch/project_465000000/venv/bin/activate' in text
+    sets = ('target.marenostrum5.venv="$HOME/venv"',)
+    text = generate(case("marenostrum5"), "marenostrum5", sets=sets)[2]["job.sbatch"]
+    assert "bsc_singularity exec" in text  # container_required: the venv is activated, the image stays
+
+
+@pytest.mark.parametrize(
+    ("target", "setting", "expected"),
+    [
+        ("vega", "", ["DT217"]),
+        ("vega", 'venv="$HOME/venv"', []),
+        ("vega", 'container="docker://nvcr.io/nvidia/pytorch:24.08-py3"', []),
+        ("karolina", "", []),  # the profile's modules load PyTorch
+        ("juwels-booster", "", ["DT217"]),  # PyTorch from a module, torchrun_jsc from pip
+        ("juwels-booster", 'venv="$PROJECT/venv"', []),
+        ("lumi", "", []),  # the profile's recommended image
+        ("slurm", "", []),  # the generic profile knows nothing of the site's software
+    ],
+)
+def test_a_job_without_pytorch_is_warned(target: str, setting: str, expected: list[str]) -> None:
+    sets = (f"target.{target}.{setting}",) if setting else ()
+    codes = [d.code for d in lint(case(target), target, sets=sets) if d.code == "DT217"]
+    assert codes == expected
+
+
+def test_two_targets_on_one_machine() -> None:
+    text = case("juwels-booster").read_text() + (
+        '\ntarget "juwels-devel" {\n  profile   = "juwels-booster"\n  account   = "training2500"\n'
+        '  partition = "develbooster"\n  walltime  = 1h\n  venv      = "$PROJECT/venvs/dtec"\n}\n'
+    )
+    assert [d.code for d in lint(case("juwels-booster"), "juwels-devel", text=text)] == []
+    devel = generate(case("juwels-booster"), "juwels-devel", text=text)
+    prod = generate(case("juwels-booster"), "juwels-booster", text=text)
+    assert (devel[0].target.name, devel[0].target.machine) == ("juwels-devel", "juwels-booster")
+    assert (prod[0].target.name, prod[0].target.machine) == ("juwels-booster", "juwels-booster")
+    assert "--partition=develbooster" in sbatch_flags(devel[2]["job.sbatch"])
+    assert "--partition=booster" in sbatch_flags(prod[2]["job.sbatch"])
+    unknown = text.replace('profile   = "juwels-booster"', 'profile   = "juwels-boster"')
+    found = lint(case("juwels-booster"), "juwels-devel", text=unknown)
+    assert [d.code for d in found] == ["DT200"] and spanned(found[0]) == '"juwels-boster"'
+    assert "did you mean `juwels-booster`?" in found[0].help
+
+
+def test_machine_written_as_an_attribute_names_profile() -> None:
+    found = lint(TINY, "slurm", sets=('target.slurm.machine="slurm"',))
+    assert [d.code for d in found] == ["DT101"] and "`profile = " in found[0].help
+
+
+def env_script(target: str, text: str | None = None, path: Path | None = None, sets: tuple[str, ...] = ()) -> str:
+    from dtec.backends.environment import script
+
+    path = path or case(target)
+    result = analyse(path, text, environ={}, targets=[target], sets=sets)
+    return script(result.plans[target], result.blueprint.name)
+
+
+def test_env_script_for_a_jsc_machine(tmp_path: Path) -> None:
+    venv = ('target.juwels-booster.venv="$PROJECT/venvs/dtec"',)
+    text = env_script("juwels-booster", sets=venv)
+    check_script(text)
+    assert "module load Stages/2025 GCC OpenMPI CUDA/12 cuDNN MPI-settings/CUDA Python PyTorch" in text
+    assert 'python -m venv --system-site-packages "$venv"' in text
+    # PyTorch comes from the module; the launcher from pip; DeepSpeed only for its strategy.
+    assert '"$venv/bin/python" -m pip install numpy torchrun_jsc\n' in text
+    deep = env_script("juwels-booster", sets=(*venv, "strategy.kind=deepspeed"))
+    assert "pip install numpy deepspeed torchrun_jsc" in deep
+    # Run it with stubs: module and python are logged, nothing is installed.
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    log = tmp_path / "calls"
+    for stub in ("module", "python"):
+        make_executable(bin_dir / stub, f'#!/bin/bash\necho "$0 $*" >> {shlex.quote(str(log))}\n')
+    venv_python = tmp_path / "venvs" / "dtec" / "bin" / "python"
+    venv_python.parent.mkdir(parents=True)
+    make_executable(venv_python, f'#!/bin/bash\necho "venv-python $*" >> {shlex.quote(str(log))}\n')
+    run = subprocess.run(["bash", "-c", text], env={"PATH": f"{bin_dir}:{os.environ['PATH']}",
+                         "HOME": str(tmp_path), "PROJECT": str(tmp_path)}, capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr
+    calls = [line.split(" ", 1)[1] if line.startswith("/") else line for line in log.read_text().splitlines()]
+    assert calls[0].startswith("load Stages/2025")
+    assert calls[1] == f"-m venv --system-site-packages {tmp_path}/venvs/dtec"
+    assert calls[2] == "venv-python -m pip install numpy torchrun_jsc"
+
+
+def test_env_for_a_machine_without_internet_says_how_to_bring_an_image() -> None:
+    text = env_script("marenostrum5")
+    assert "login nodes do not reach the internet" in text
+    assert "/gpfs/apps/MN5/ACC/SINGULARITY/SRC/images" in text and "pip install" not in text
+
+
+def test_env_builds_the_venv_inside_the_recommended_image() -> None:
+    text = env_script("lumi")
+    check_script(text)
+    assert 'singularity exec "$image" python -m venv --system-site-packages "$venv"' in text
+    assert 'container = \\"$image\\"' in text  # the job must keep running in that image

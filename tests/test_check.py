@@ -131,6 +131,7 @@ def test_an_error_in_user_code_shows_its_frames_only(project: Path) -> None:
     assert "bp.twin:7:18" in result.stderr  # the class
     notes = [line for line in result.stderr.splitlines() if line.lstrip().startswith("-->")][1:]
     assert [line.split("models.py:")[1] for line in notes] == ["17:9", "21:5"]  # __init__, make_head
+    assert all("src/models.py:" in line and "dtec-check-" not in line for line in notes)  # the user's file, not the bundle's copy
     assert "torch/nn" not in result.stderr and "train.py" not in result.stderr
 
 

@@ -460,8 +460,10 @@ def test_set_reaches_into_calls_and_maps_keeping_the_other_arguments() -> None:
 
 
 def test_set_takes_a_bare_word_as_a_string_where_a_string_is_expected() -> None:
-    sets = ["twin.description=a flood model", "twin.version=1.2", 'target.slurm.partition="batch"', "target.slurm.qos=normal-qos"]
+    sets = ["twin.description=a flood model", "twin.version=1.2", 'target.slurm.partition="batch"', "target.slurm.qos=normal-qos",
+            "target.juwels-booster.partition=booster"]
     bp = lint_text(MINIMAL, sets=sets).blueprint
+    assert bp.get("target", "juwels-booster", "partition") == "booster"  # a label is any text
     assert bp.get("twin", "description") == "a flood model"
     assert bp.get("twin", "version") == "1.2"
     assert bp.get("target", "slurm", "partition") == "batch"

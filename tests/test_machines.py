@@ -9,7 +9,7 @@ import stat
 import subprocess
 import sys
 import tomllib
-from dataclasses import fields
+from dataclasses import fields, replace
 from pathlib import Path
 
 import jsonschema
@@ -21,6 +21,7 @@ from dtec.machines import (
     OVERRIDE_KEYS, Comm, GpuRequest, Kube, Launch, MachineError, Node, Rules, Software,
     detect_local, from_dict, load_machines, summary_rows,
 )
+from dtec.lang.schema import MACHINE_OVERRIDES
 from dtec.machines.check import machine_schema, problems
 from dtec.machines.load import shipped_dir
 from dtec.machines.model import check_setting
@@ -145,7 +146,8 @@ def test_lumi(catalog):
     assert m.partition("dev-g").max_jobs == 1 and m.partition("dev-g").debug
     assert m.launch.pattern == "srun-per-gpu" and "mask_cpu=" in m.launch.cpu_bind
     assert m.memory_flag(m.node.requestable_memory_gb) == "--mem=480G"
-    assert m.comm.env["NCCL_SOCKET_IFNAME"] == "hsn0,hsn1,hsn2,hsn3"
+    # The user guide's PyTorch page, as of 2024-10 (the AI guide's scripts set none since 2026-05).
+    assert (m.comm.env["NCCL_SOCKET_IFNAME"], m.comm.env["NCCL_NET_GDR_LEVEL"]) == ("hsn", "3")
     assert m.account_problem("project_465000001") is None
     assert "project_<id>" in m.account_problem("myproject")
     assert "needs an account" in m.account_problem(None)
@@ -432,8 +434,14 @@ def test_override_keys_are_documented_and_handled():
     assert set(OVERRIDE_KEYS.values()) <= {"int", "bool", "size", "duration", "str", "list[str]"}
     handled = set(_NODE) | set(_PARTITION) | set(_OTHER) | {"partition", "env"}
     assert handled == set(OVERRIDE_KEYS)
-    docs = DOCS.read_text()
-    assert all(f"| `{key}` |" in docs for key in OVERRIDE_KEYS)
+    # docs/machines.md's table of `machine { }` keys is exactly what the block accepts; the
+    # other override keys are named as target keys.
+    section = DOCS.read_text().split("## Target-block overrides", 1)[1].split("\n## ", 1)[0]
+    table = set(re.findall(r"^\| `(\w+)` \|", section, re.M))
+    assert table == set(MACHINE_OVERRIDES)
+    target_keys = set(OVERRIDE_KEYS) - set(MACHINE_OVERRIDES)
+    named = section.split("written in the target block itself", 1)[0]
+    assert target_keys and all(f"`{key}`" in named for key in target_keys)
 
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "machines.md"
@@ -460,7 +468,7 @@ def test_docs_describe_every_key_and_machine(catalog):
 
 
 def test_docs_minimal_profile_loads():
-    block = DOCS.read_text().split("```toml\n", 1)[1].split("```", 1)[0]
+    block = DOCS.read_text().split("## Adding a machine at a site", 1)[1].split("```toml\n", 1)[1].split("```", 1)[0]
     machine = from_dict(tomllib.loads(block))
     assert machine.name == "mycluster" and machine.partition().max_walltime_s == 86400
     juwels = apply_overrides(load_machines().get("juwels-booster"), {"memory": "256GiB"})
@@ -597,3 +605,97 @@ def test_import_is_light():
     out = subprocess.run([sys.executable, "-X", "importtime", "-c", code], capture_output=True,
                          text=True, check=True, cwd=shipped_dir().parents[1])
     assert out.stdout.strip() == "[]"
+
+
+# ---- site profiles that extend shipped ones; `dtec targets` ---------------------------------------
+def _cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "dtec", *args], capture_output=True, text=True, timeout=120,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]), **(env or {})},
+    )
+
+
+EXTENDED = """format = 1
+extends = "juwels-booster"
+
+[rules]
+account_pattern = "ourproj[0-9]*"
+"""
+
+
+def test_a_site_profile_extends_a_shipped_one(tmp_path):
+    (tmp_path / "our-juwels.toml").write_text(EXTENDED)
+    catalog = load_machines((tmp_path,))
+    ours, shipped = catalog.get("our-juwels"), catalog.get("juwels-booster")
+    assert catalog.errors == []
+    assert ours.rules.account_pattern == "ourproj[0-9]*"
+    assert replace(ours, name=shipped.name, aliases=shipped.aliases, rules=shipped.rules) == shipped
+    assert ours.aliases == () and catalog.get("juwels").name == "juwels-booster"
+
+
+def test_an_extended_profile_is_checked_with_its_base(tmp_path):
+    (tmp_path / "a.toml").write_text('format = 1\nextends = "juwels-boster"\n')
+    (tmp_path / "b.toml").write_text(EXTENDED.replace('[rules]', '[node]\ncpus = 8\n\n[rules]'))
+    errors = {e.path.name: e for e in load_machines((tmp_path,)).errors}
+    assert errors["a.toml"].located() == [
+        f"{tmp_path / 'a.toml'}:2: extends: no profile `juwels-boster` was read before this one "
+        "(shipped, or in an earlier folder)"
+    ]
+    # 48 usable cores inherited, 8 given: the conflict is shown at the value the file sets.
+    assert errors["b.toml"].lines[0] == 5 and "usable_cpus 48 exceeds cpus 8" in errors["b.toml"].problems[0]
+
+
+BROKEN_PROFILE = """format = 1
+name = "broken"
+title = "Broken"
+scheduler = "slurm"
+
+[node]
+cpus = 8
+memory_gb = 16
+gpus = "4"
+
+[[partitions]]
+name = "a"
+
+[[partitions]]
+name = "b"
+typo = 1
+"""
+
+
+def test_targets_check_prints_every_problem_with_its_line(tmp_path):
+    (tmp_path / "broken.toml").write_text(BROKEN_PROFILE)
+    (tmp_path / "our-juwels.toml").write_text(EXTENDED)
+    run = _cli("targets", "check", str(tmp_path))
+    assert run.returncode == 1
+    assert run.stdout.splitlines() == [
+        f"{tmp_path / 'broken.toml'}:9: node.gpus: expected an integer, got string `\"4\"`",
+        f"{tmp_path / 'broken.toml'}:16: partitions[1].typo: unknown key `typo`",
+    ]
+    (tmp_path / "broken.toml").unlink()
+    run = _cli("targets", "check", str(tmp_path))
+    assert (run.returncode, run.stdout) == (0, "1 profile(s) checked, no problems\n")
+
+
+def test_targets_table_fits_80_columns_and_names_machines_in_full(catalog):
+    run = _cli("targets", env={"COLUMNS": "80"})
+    assert run.returncode == 0, run.stderr
+    lines = run.stdout.splitlines()
+    assert max(map(len, lines)) <= 80
+    names = [line.split()[0] for line in lines[2:] if line[:1].strip()]  # wrapped cells start blank
+    assert names == catalog.names()
+    assert "[" not in run.stdout and "'" not in run.stdout  # no Python list reprs
+    juwels = next(line for line in lines if line.startswith("juwels-booster "))
+    assert "booster*, develbooster," in juwels  # the default partition starred, no list repr
+    bad = _cli("targets", "--format", "yaml")
+    assert bad.returncode == 2 and "choose table or json" in bad.stderr
+
+
+def test_local_row_describes_this_computer():
+    run = _cli("targets", "--format", "json")
+    row = next(r for r in json.loads(run.stdout) if r["name"] == "local")
+    assert row["cpus_per_node"] == len(os.sched_getaffinity(0))
+    with open("/proc/meminfo") as f:
+        total_kib = int(next(line for line in f if line.startswith("MemTotal:")).split()[1])
+    assert abs(row["memory_gb"] - total_kib / 2**20) < 1

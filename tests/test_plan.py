@@ -60,7 +60,7 @@ def test_lumi_plan_uses_every_gcd_in_bf16() -> None:
 
 
 def test_single_rank_is_single_and_cpu_is_fp32() -> None:
-    text = blueprint(TARGET='target "deucalion" {\n  account = "f202500001a"\n}\n', GPUS="0")
+    text = blueprint(TARGET='target "deucalion" {\n  account = "f202500001a"\n  venv = "$HOME/venv"\n}\n', GPUS="0")
     result = check(text, "deucalion")
     plan = result.plans["deucalion"]
     assert found(result) == []
@@ -88,8 +88,8 @@ def test_large_model_is_sharded_with_fsdp(blueprints_dir: Path) -> None:
         ({"TARGET": 'target "lumi" {\n  account = "abc"\n}\n'}, "lumi", ("DT211", 21, 13), "check the project"),
         ({"TARGET": 'target "lumi" {\n  partition = "small-g"\n}\n'}, "lumi", ("DT209", 20, 1), 'env("LUMI_ACCOUNT")'),
         ({"TARGET": 'target "kubernetes" {}\n'}, "kubernetes", ("DT210", 20, 1), "image ="),
-        ({"TARGET": 'target "deucalion" {\n  account = "x1a"\n}\n', "PRECISION": "bf16", "GPUS": "0"}, "deucalion", ("DT205", 13, 15), "fp32"),
-        ({"TARGET": 'target "deucalion" {\n  account = "x1a"\n}\n', "GPUS": "2"}, "deucalion", ("DT206", 18, 19), "procs_per_node"),
+        ({"TARGET": 'target "deucalion" {\n  account = "x1a"\n  venv = "$HOME/venv"\n}\n', "PRECISION": "bf16", "GPUS": "0"}, "deucalion", ("DT205", 13, 15), "fp32"),
+        ({"TARGET": 'target "deucalion" {\n  account = "x1a"\n  venv = "$HOME/venv"\n}\n', "GPUS": "2"}, "deucalion", ("DT206", 18, 19), "procs_per_node"),
         ({"TARGET": 'target "lumii" {}\n'}, "lumii", ("DT200", 20, 1), "did you mean `lumi`?"),
         ({"TARGET": 'target "mn5-ac" {}\n'}, "mn5-ac", ("DT200", 20, 1), "did you mean `marenostrum5`?"),
     ],

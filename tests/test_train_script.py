@@ -120,7 +120,8 @@ def clean_env(**extra: str) -> dict[str, str]:
     launcher = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("SLURM_", "TORCHELASTIC_")) and k not in launcher}
-    env.update(OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1", **extra)
+    # The tests keep data files beside train.py: a relative data root is relative to the bundle.
+    env.update(OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1", DTEC_DATA_ROOT=".", **extra)
     return env
 
 

@@ -6,11 +6,17 @@ purpose (the lint path): no jinja2, yaml or pydantic here.
 
 from __future__ import annotations
 
+import posixpath
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 
+from dtec.backends.words import WordError, split_words
+
 if TYPE_CHECKING:
+    from typing import Any
+
+    from dtec.machines import Machine
     from dtec.plan import Plan
 
 # The planner's `report(code, message, *path, help=...)`: a path names the value at fault.
@@ -28,22 +34,70 @@ DNS1123 = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
 EXEC_CONTAINERS = ("singularity", "apptainer")  # what job.sbatch can `exec` a rank in
 
 
-def check(plan: Plan, report: Report) -> None:
-    """Report what the plan's launcher cannot express (DT215), at the value at fault."""
+def check(plan: Plan, report: Report, data_files: Mapping[str, str] | None = None) -> None:
+    """Report what the plan's launcher cannot express (DT215), at the value at fault.
+
+    `data_files`: the data files the job reads, by data set, as written (relative to the data root).
+    """
     scheduler = plan.machine.scheduler
+    data_files = data_files or {}
     if scheduler == "slurm":
         _slurm(plan, report)
+        if job_image(plan.machine, plan.settings) is not None:
+            _unbound_data(plan, report, data_files)
     elif scheduler == "local":
         _env_names(plan, report, SHELL_NAME, "use letters, digits and `_`, not starting with a digit")
     else:
         _kubernetes(plan, report)
+        _data_root_in_pod(plan, report, data_files)
+
+
+def _unbound_data(plan: Plan, report: Report, data_files: Mapping[str, str]) -> None:
+    """Warn about an absolute data path the container does not see: it binds the bundle, the run and data roots."""
+    root = plan.settings.get("data_root")
+    for name, path in data_files.items():
+        inside = root and posixpath.isabs(root) and posixpath.normpath(path).startswith(posixpath.normpath(root).rstrip("/") + "/")
+        if posixpath.isabs(path) and not inside:
+            report(
+                "DT218",
+                f"`{path}` is outside the data root, and the job reads it in a container that binds only the bundle, "
+                "the run folder and the data root",
+                "data", name, "source", "path",
+                help="write the path relative to the data root and set the target's `data_root`"
+                " (unless the site binds that file system into every container)",
+            )
+
+
+def _data_root_in_pod(plan: Plan, report: Report, data_files: Mapping[str, str]) -> None:
+    """A pod sees none of this computer's files: a relative data path needs the target's `data_root`."""
+    if plan.settings.get("data_root"):
+        return
+    for name, path in data_files.items():
+        if not posixpath.isabs(path):
+            report(
+                "DT215",
+                f"a pod cannot read `{path}` from this computer; relative data paths need the target's `data_root`",
+                "data", name, "source", "path",
+                help='add `data_root = "/data"` (a folder in the image, or on a volume the cluster mounts) to the target',
+            )
+
+
+def job_image(machine: Machine, settings: Mapping[str, Any]) -> str | None:
+    """Return the image a Slurm job runs in: the target's, else the profile's unless a venv replaces it."""
+    software = machine.software
+    if settings.get("container"):
+        return settings["container"]
+    if software.container_required or not settings.get("venv"):
+        return software.image
+    return None
 
 
 def _slurm(plan: Plan, report: Report) -> None:
     _site_flags(plan, report, HEADER_UNSAFE, "a control character or a backslash, which `#SBATCH` cannot carry")
     _env_names(plan, report, SHELL_NAME, "use letters, digits and `_`, not starting with a digit")
+    _words(plan, report)
     software = plan.machine.software
-    image = plan.settings.get("container") or (software.image if software.container_required else None)
+    image = job_image(plan.machine, plan.settings)
     if image is None:
         if software.container_required:
             report(
@@ -89,6 +143,28 @@ def _kubernetes(plan: Plan, report: Report) -> None:
             help="use `nodes = 1` here, or a Slurm target for several nodes",
         )
     _site_flags(plan, report, INTERLINK_FLAG_UNSAFE, "whitespace or a backslash, which interLink flags cannot carry")
+
+
+def _words(plan: Plan, report: Report) -> None:
+    """Report `setup` lines and a `venv` that are more than words and `$NAME` (dtec.backends.words)."""
+    lines = [(("setup", i), line) for i, line in enumerate(plan.settings.get("setup") or [])]
+    venv = plan.settings.get("venv")
+    if venv is not None:
+        lines.append((("venv",), venv))
+    for path, line in lines:
+        try:
+            count = len(split_words(line))
+        except WordError as exc:
+            problem = str(exc)
+        else:
+            if path != ("venv",) or count == 1:
+                continue
+            problem = "is more than one word; quote a path with spaces"
+        what = "`venv`" if path == ("venv",) else f"setup line `{line}`" if line.isprintable() else "a setup line"
+        report(
+            "DT215", f"{what} {problem}", "target", plan.target, *path,
+            help="a setup line is one command of words and `$NAME` variables; put more in a script and run that",
+        )
 
 
 def _site_flags(plan: Plan, report: Report, unsafe: re.Pattern[str], what: str) -> None:

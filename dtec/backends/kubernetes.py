@@ -21,7 +21,7 @@ from dtec.units import whole_units
 from dtec.plan import Plan
 
 JOB_FILE = "job.yaml"
-BUNDLE_MOUNT = "/opt/dtec"  # the ConfigMap with train.py and ir.json (read-only)
+BUNDLE_MOUNT = "/opt/dtec"  # the ConfigMap with train.py, ir.json and the user's code (read-only)
 RUN_MOUNT = "/dtec/run"  # the run folder: metrics, checkpoints, summary
 _NAME_MAX = 40  # leaves room for "-bundle", "-master-0" and the Indexed Job's "-<index>" suffixes
 _LABEL = re.compile(r"(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?")
@@ -39,7 +39,7 @@ def generate(ir: IR, plan: Plan, shared: Mapping[str, str]) -> dict[str, str]:
         "pytorchjob": _pytorchjob,
         "interlink-job": _interlink_job,
     }
-    workload = shape[kube.workload](ir, plan, name, namespace)
+    workload = shape[kube.workload](ir, plan, name, namespace, shared)
     # A JSON round trip unshares repeated dicts (Master and Worker templates): no YAML aliases.
     objects = json.loads(json.dumps([_configmap(ir, name, namespace, shared), *workload]))
     return {JOB_FILE: dump_yaml(objects)}
@@ -85,8 +85,22 @@ def _configmap(ir: IR, name: str, namespace: str, shared: Mapping[str, str]) -> 
         "apiVersion": "v1",
         "kind": "ConfigMap",
         "metadata": {"name": f"{name}-bundle", "namespace": namespace, "labels": _labels(ir)},
-        "data": {"train.py": shared["train.py"], "ir.json": shared["ir.json"]},
+        "data": {key: shared[path] for key, path in _bundle_keys(shared).items()},
     }
+
+
+def _bundle_keys(shared: Mapping[str, str]) -> dict[str, str]:
+    """Return the ConfigMap key of each bundle file (train.py, ir.json, code/<name>/...) → its path.
+
+    Keys cannot hold `/`: a code file's key is its path with `.` for `/`, made unique.
+    """
+    keys: dict[str, str] = {}
+    for path in shared:
+        key = re.sub(r"[^-._a-zA-Z0-9]", "_", path.replace("/", "."))
+        while key in keys:
+            key += "_"
+        keys[key] = path
+    return keys
 
 
 def _labels(ir: IR) -> dict[str, str]:
@@ -108,6 +122,8 @@ def _env(ir: IR, plan: Plan, escape: bool) -> list[dict[str, Any]]:
     """Return the container's env: the site's, dtec's, then the blueprint's (last one wins)."""
     values = dict(plan.machine.environment(plan.partition))
     values["OMP_NUM_THREADS"] = str(plan.cpus_per_rank)
+    if ir.target.data_root:  # a path in the container: the image's, or a volume the cluster mounts
+        values["DTEC_DATA_ROOT"] = ir.target.data_root
     if plan.device == "cpu":  # as in the CPU launchers: a profile's or the blueprint's value wins
         for name, value in CPU_MALLOC_ENV:
             values.setdefault(name, str(value))
@@ -136,13 +152,16 @@ def _resources(plan: Plan, kube: Kube, requests: bool = True) -> dict[str, Any]:
     return out
 
 
-def _volumes(name: str, kube: Kube, shm: bool) -> tuple[list[dict], list[dict]]:
+def _volumes(name: str, kube: Kube, shm: bool, shared: Mapping[str, str]) -> tuple[list[dict], list[dict]]:
     mounts = [
         {"name": "bundle", "mountPath": BUNDLE_MOUNT, "readOnly": True},
         {"name": "run", "mountPath": RUN_MOUNT},
     ]
+    bundle: dict[str, Any] = {"name": f"{name}-bundle"}
+    if any("/" in path for path in shared):  # the user's code: each file at its path in the bundle
+        bundle["items"] = [{"key": key, "path": path} for key, path in _bundle_keys(shared).items()]
     volumes: list[dict[str, Any]] = [
-        {"name": "bundle", "configMap": {"name": f"{name}-bundle"}},
+        {"name": "bundle", "configMap": bundle},
         {"name": "run", "emptyDir": {}},
     ]
     if shm and kube.shm_size_gb > 0:
@@ -193,7 +212,7 @@ def _torchrun(machine: Machine) -> list[str]:
 
 
 # ---- (a) headless Service + Indexed Job --------------------------------------------------
-def _indexed_job(ir: IR, plan: Plan, name: str, namespace: str) -> list[dict]:
+def _indexed_job(ir: IR, plan: Plan, name: str, namespace: str, shared: Mapping[str, str]) -> list[dict]:
     kube = plan.machine.kube
     assert kube is not None
     port = kube.port
@@ -218,7 +237,7 @@ def _indexed_job(ir: IR, plan: Plan, name: str, namespace: str) -> list[dict]:
         *plan.machine.launch.torchrun_args,
         *_script_args(),
     ]
-    mounts, volumes = _volumes(name, kube, shm=True)
+    mounts, volumes = _volumes(name, kube, shm=True, shared=shared)
     container = _container(ir, plan, kube, _torchrun(plan.machine), args, mounts, port=True)
     container["env"].insert(
         0,
@@ -273,10 +292,10 @@ def _toleration(t: Any) -> dict[str, Any]:
 
 
 # ---- (b) Kubeflow PyTorchJob -------------------------------------------------------------
-def _pytorchjob(ir: IR, plan: Plan, name: str, namespace: str) -> list[dict]:
+def _pytorchjob(ir: IR, plan: Plan, name: str, namespace: str, shared: Mapping[str, str]) -> list[dict]:
     kube = plan.machine.kube
     assert kube is not None
-    mounts, volumes = _volumes(name, kube, shm=True)
+    mounts, volumes = _volumes(name, kube, shm=True, shared=shared)
     # The operator sets MASTER_ADDR/PORT and PET_NNODES, PET_NPROC_PER_NODE, PET_NODE_RANK,
     # which torchrun reads as the defaults of its flags.
     args = [*plan.machine.launch.torchrun_args, *_script_args()]
@@ -316,7 +335,7 @@ def _pytorchjob(ir: IR, plan: Plan, name: str, namespace: str) -> list[dict]:
 
 
 # ---- (c) interLink: one pod = one sbatch job ---------------------------------------------
-def _interlink_job(ir: IR, plan: Plan, name: str, namespace: str) -> list[dict]:
+def _interlink_job(ir: IR, plan: Plan, name: str, namespace: str, shared: Mapping[str, str]) -> list[dict]:
     kube = plan.machine.kube
     assert kube is not None
     flags = _interlink_flags(ir, plan)  # one node, flags without whitespace: dtec.backends.checks
@@ -335,7 +354,7 @@ def _interlink_job(ir: IR, plan: Plan, name: str, namespace: str) -> list[dict]:
             *(shlex.quote(a) for a in _script_args()),
         ]
     )
-    mounts, volumes = _volumes(name, kube, shm=False)  # emptyDir media are ignored there
+    mounts, volumes = _volumes(name, kube, shm=False, shared=shared)  # emptyDir media are ignored there
     container = _container(ir, plan, kube, ["/bin/bash", "-c"], [command], mounts)
     annotations = {**dict(kube.annotations), "slurm-job.vk.io/flags": " ".join(flags)}
     job = {

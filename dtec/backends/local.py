@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from dtec.backends.slurm import export_lines, malloc_lines, signal_lead
+from dtec.backends.slurm import data_root_word, export_lines, malloc_lines, signal_lead
 from dtec.backends.templating import render
 from dtec.ir import IR
 from dtec.plan import Plan
@@ -19,6 +19,7 @@ def generate(ir: IR, plan: Plan, shared: Mapping[str, str]) -> dict[str, str]:
     ctx = {
         "env": env,
         "malloc": malloc_lines(plan, env),
+        "data_root": data_root_word(ir),
         "omp_threads": plan.cpus_per_rank,
         "ranks": plan.ranks_per_node,
         # One process needs no launcher; torchrun's --standalone rendezvous picks a free port.

@@ -7,7 +7,8 @@ import shlex
 from collections.abc import Mapping
 from typing import Any
 
-from dtec.backends.checks import EXEC_CONTAINERS, HEADER_UNSAFE
+from dtec.backends.checks import EXEC_CONTAINERS, HEADER_UNSAFE, job_image
+from dtec.backends.words import Part, render_line, render_word, split_words
 from dtec.backends.templating import render
 from dtec.ir import IR
 from dtec.plan import Plan
@@ -53,7 +54,10 @@ def context(ir: IR, plan: Plan) -> dict[str, Any]:
         "modules": " ".join(map(shell_word, [*machine.software.modules, *ir.target.modules])),
         "env": env,
         "malloc": malloc_lines(plan, env),
-        "setup": list(machine.software.setup),
+        "venv": activate_word(ir.target.venv) if ir.target.venv else None,
+        "data_root": data_root_word(ir),
+        # The profile's lines are its own shell code; the blueprint's were checked (DT215).
+        "setup": [*machine.software.setup, *map(render_line, ir.target.setup)],
         "export_srun_cpus": launch.export_srun_cpus_per_task,
         "omp_threads": plan.cpus_per_rank,
         "master_addr_suffix": shell_word(launch.master_addr_suffix)
@@ -201,6 +205,12 @@ def _ansi_c(char: str) -> str:
     return f"\\x{ord(char):02x}" if _CONTROL.fullmatch(char) else char
 
 
+def activate_word(venv: str) -> str:
+    """Return the venv's activate script as one word (its `$NAME` variables expand)."""
+    (word,) = split_words(venv)  # one word: dtec.backends.checks reported any other venv
+    return render_word((*word, Part("/bin/activate")))
+
+
 def dquote(value: str) -> str:
     """Double-quote a trusted profile value: `$VAR` still expands, quotes and backticks do not."""
     return '"' + re.sub(r'(["\\`])', r"\\\1", value) + '"'
@@ -213,6 +223,11 @@ def export_lines(site: Mapping[str, str], user: Mapping[str, str]) -> list[tuple
         out.pop(name, None)  # a blueprint value replaces the site's, and comes after the others
         out[name] = shell_word(value)
     return list(out.items())
+
+
+def data_root_word(ir: IR) -> str | None:
+    """Return the target's `data_root` as a shell word, or None: $DTEC_DATA_ROOT is then the caller's."""
+    return shell_word(ir.target.data_root) if ir.target.data_root else None
 
 
 def malloc_lines(plan: Plan, env: list[tuple[str, str]]) -> list[tuple[str, str]]:
@@ -231,21 +246,21 @@ def malloc_lines(plan: Plan, env: list[tuple[str, str]]) -> list[tuple[str, str]
 
 def _container(ir: IR, plan: Plan) -> dict[str, Any] | None:
     software = plan.machine.software
-    image = ir.target.container or (software.image if software.container_required else None)
+    image = job_image(plan.machine, plan.settings)
     if image is None:
         return None
     runtime = software.container_runtime or "singularity"
     assert runtime in EXEC_CONTAINERS, "the planner reports other runtimes (DT215)"
     words = [
         *shlex.split(software.container_command or runtime),
-        "exec",
+        software.container_verb,
         *software.container_options,
     ]
     return {
         "image": shell_word(image),
         "is_file": "://" not in image,  # docker://, oras://, library:// are pulled, not checked
-        # The bundle and the run folder (which $RUN_DIR may move) must be visible inside.
-        "command": " ".join(map(shell_word, words)) + ' --bind "$PWD,$run_dir" "$container"',
+        # The bundle, the run folder (which $RUN_DIR may move) and the data root must be visible inside.
+        "command": " ".join(map(shell_word, words)) + ' --bind "$binds" "$container"',
     }
 
 

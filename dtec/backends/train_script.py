@@ -120,7 +120,9 @@ def _configuration(ir: IR) -> dict[str, Any]:
             "workers": data.workers,
             "shuffle": data.shuffle,
         },
-        "model": {"name": model.name, "arch": model.arch, "params": params, "path": model.path},
+        "model": {"name": model.name, "arch": model.arch, "params": params},
+        # Every code folder of the blueprint serves data and model modules alike: on sys.path.
+        "code": list(dict.fromkeys(p for p in [*(m.path for m in ir.models.values()), *(d.path for d in ir.data.values())] if p)),
         # Data that does not say (python(), npz without `targets` or `classes`) takes the loss's task.
         "task": data.task or ("classification" if train.loss in CLASSIFICATION_LOSSES else "regression"),
         "train": {

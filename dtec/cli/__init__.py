@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from dtec import __version__
-from dtec.cli import blueprints, jobs, runs
+from dtec.cli import blueprints, jobs, machines, runs
 
 app = typer.Typer(
     name="dtec",
@@ -38,9 +38,9 @@ def _main(
 
 for command in (blueprints.lint, blueprints.explain, blueprints.fmt):
     app.command()(command)
-app.add_typer(jobs.targets_app, name="targets")
+app.add_typer(machines.targets_app, name="targets")
 app.command("compile")(jobs.compile_)
-for command in (jobs.schema, jobs.graph, runs.run, jobs.check):
+for command in (jobs.schema, jobs.graph, runs.run, jobs.check, machines.env):
     app.command()(command)
 app.command("runs")(runs.runs_)
 for command in (runs.status, runs.logs, runs.cancel):

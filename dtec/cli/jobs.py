@@ -1,10 +1,9 @@
-"""CLI commands that build and check jobs: compile, check, graph, schema, targets (`run` is in runs)."""
+"""CLI commands that build and check jobs: compile, check, graph, schema (`run` is in runs)."""
 
 from __future__ import annotations
 
 import contextlib
 import json
-import shutil
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
@@ -23,9 +22,6 @@ ForceOption = Annotated[
     bool, typer.Option("--force", help="Write into a folder that is not a dtec bundle, replacing files in the way.")
 ]
 TargetOption = Annotated[str, typer.Option("--target", "-t", help="Machine to compile for (`dtec targets`).")]
-
-targets_app = typer.Typer(help="List the machines dtec can compile for.", no_args_is_help=False)
-
 
 def _stderr(text: str) -> None:
     sys.stderr.write(text if text.endswith("\n") else text + "\n")
@@ -156,54 +152,6 @@ def graph(
     if built is None:
         raise typer.Exit(1)
     sys.stdout.write(RENDERERS[format](build_graph(built[0])))
-
-
-@targets_app.callback(invoke_without_command=True)
-def targets(
-    ctx: typer.Context,
-    machines: MachinesOption = None,
-    format: Annotated[str, typer.Option("--format", "-f", help="table or json.")] = "table",
-) -> None:
-    """List the machines as a table."""
-    if ctx.invoked_subcommand is not None:
-        return
-    from dtec.machines import load_machines, summary_rows
-
-    catalog = load_machines(tuple(machines or ()))
-    rows = summary_rows(catalog)
-    for error in catalog.errors:
-        _stderr(f"warning[DT214]: machine profile ignored: {error}")
-    if format == "json":
-        sys.stdout.write(json.dumps(rows, indent=2, default=str) + "\n")
-        return
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title="Machines")
-    columns = [k for k in rows[0] if k not in ("source", "title")] if rows else []
-    for column in columns:
-        table.add_column(column.replace("_", " "))
-    for row in rows:
-        table.add_row(*("" if row[c] is None else str(row[c]) for c in columns))
-    Console(width=max(120, shutil.get_terminal_size().columns)).print(table)
-
-
-@targets_app.command("show")
-def targets_show(
-    name: Annotated[str, typer.Argument(help="Machine name.")],
-    machines: MachinesOption = None,
-) -> None:
-    """Print one machine profile, resolved, as JSON."""
-    from dtec.machines import load_machines
-    from dtec.suggest import suggestion
-
-    catalog = load_machines(tuple(machines or ()))
-    machine = catalog.get(name)
-    if machine is None:
-        hint = suggestion(catalog.suggest(name)) or "run `dtec targets` to list them"
-        _stderr(f"dtec: no machine named `{name}`; {hint}")
-        raise typer.Exit(2)
-    sys.stdout.write(json.dumps(machine.to_dict(), indent=2) + "\n")
 
 
 def check(

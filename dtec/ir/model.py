@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import os
-from pathlib import Path, PurePath
+from collections.abc import Mapping
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -30,6 +29,9 @@ StrategyKind = Literal[tuple(s for s in STRATEGIES if s != "auto")]  # type: ign
 ScalingMode = Literal[SCALING_MODES]  # type: ignore[valid-type]
 
 
+_CODE_PATH = "the code folder: `code/<name>` in the bundle (a copy), or an absolute path on the machine"
+
+
 class _Model(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -54,7 +56,9 @@ class Data(_Model):
 
     name: str
     source: DataSource
-    options: dict[str, Any] = Field(description="the source's arguments, as in the blueprint")
+    options: dict[str, Any] = Field(
+        description="the source's arguments, as in the blueprint (a relative file path is relative to the data root)"
+    )
     sample_shape: list[int] | None
     task: Literal["regression", "classification"] | None
     targets: int | None
@@ -63,6 +67,7 @@ class Data(_Model):
     batch: int = Field(ge=1, description="batch size per rank")
     workers: int = Field(ge=0)
     shuffle: bool
+    path: str | None = Field(None, description=_CODE_PATH)
 
 
 class Model(_Model):
@@ -75,7 +80,7 @@ class Model(_Model):
     )
     params: dict[str, Any]
     input: str
-    path: str | None
+    path: str | None = Field(description=_CODE_PATH)
     parameters: int | None = Field(description="trainable parameters, when known statically")
 
     @field_validator("arch")
@@ -164,6 +169,7 @@ class Target(_Model):
     """The machine and the site settings of the job."""
 
     name: str
+    machine: str = Field(description="the machine profile: the target's `profile`, else its name")
     scheduler: Literal["slurm", "local", "kubernetes", "kubeflow", "interlink"]
     partition: str | None
     qos: str | None
@@ -172,11 +178,16 @@ class Target(_Model):
     cpus_per_rank: int = Field(ge=1)
     container: str | None
     modules: list[str]
+    venv: str | None
+    setup: list[str]
     env: dict[str, str]
     image: str | None
     namespace: str | None
     exclusive: bool | None
     reservation: str | None
+    data_root: str | None = Field(
+        None, description="where relative data paths are read from on the machine (`$DTEC_DATA_ROOT` overrides it)"
+    )
 
 
 class Estimate(_Model):
@@ -219,14 +230,14 @@ def ir_schema() -> dict[str, Any]:
     }
 
 
-def build_ir(bp: Blueprint, plan: Plan) -> IR:
+def build_ir(bp: Blueprint, plan: Plan, code: Mapping[str, str] | None = None) -> IR:
     """Build the IR of a checked blueprint (without errors) and its plan.
 
-    Paths in the blueprint are relative to its file; the IR holds them absolute, because the
-    bundle runs from another folder.
+    `code` maps each code folder as written to where the bundle finds it (BundledCode.folders).
+    Data paths stay as written: relative ones are read from the data root where the job runs.
     """
     v = bp.values
-    base = bp.folder
+    code = code or {}
     train = v["train"]
     optimizer = train["optimizer"]
     scheduler = train["scheduler"]
@@ -236,14 +247,14 @@ def build_ir(bp: Blueprint, plan: Plan) -> IR:
     return IR(
         dtec_version=__version__,
         twin=Twin(name=v["twin"]["name"], description=v["twin"]["description"], version=v["twin"]["version"]),
-        data={name: _data(name, d, plan, base) for name, d in sorted(v["data"].items())},
+        data={name: _data(name, d, plan, code) for name, d in sorted(v["data"].items())},
         models={
             name: Model(
                 name=name,
                 arch=m["arch"]["fn"],
                 params={k: val for k, val in m["arch"].items() if k != "fn"},
                 input=m["input"],
-                path=_absolute(base, m["path"]),
+                path=code.get(m["path"], m["path"]),
                 parameters=plan.parameters if name == train["model"] else None,
             )
             for name, m in sorted(v["model"].items())
@@ -281,16 +292,20 @@ def build_ir(bp: Blueprint, plan: Plan) -> IR:
         scaling=Scaling(**v["scaling"]) if v.get("scaling", {}).get("nodes") else None,
         target=Target(
             name=plan.target,
+            machine=plan.machine.name,
             scheduler=plan.machine.scheduler,
             **plan.site_flags,  # account, partition, qos, reservation
             walltime_s=plan.walltime_s,
             cpus_per_rank=plan.cpus_per_rank,
             container=settings.get("container"),
             modules=list(settings.get("modules") or []),
+            venv=settings.get("venv"),
+            setup=list(settings.get("setup") or []),
             env=dict(sorted((settings.get("env") or {}).items())),
             image=settings.get("image"),
             namespace=settings.get("namespace"),
             exclusive=settings.get("exclusive"),
+            data_root=settings.get("data_root"),
         ),
         estimate=Estimate(
             parameters=plan.parameters,
@@ -305,16 +320,8 @@ def build_ir(bp: Blueprint, plan: Plan) -> IR:
     )
 
 
-def _absolute(base: PurePath, path: str | None) -> str | None:
-    if path is None:
-        return None
-    return str(Path(os.path.abspath(base / path)))
-
-
-def _data(name: str, d: dict[str, Any], plan: Plan, base: PurePath) -> Data:
+def _data(name: str, d: dict[str, Any], plan: Plan, code: Mapping[str, str]) -> Data:
     source = dict(d["source"])
-    if source["fn"] in ("npz", "csv"):
-        source["path"] = _absolute(base, source["path"])
     labels = label_count(source)
     return Data(
         name=name,
@@ -328,4 +335,5 @@ def _data(name: str, d: dict[str, Any], plan: Plan, base: PurePath) -> Data:
         batch=d["batch"],
         workers=plan.workers if d["workers"] == "auto" else d["workers"],
         shuffle=d["shuffle"],
+        path=code.get(d["path"], d["path"]),
     )

@@ -10,7 +10,7 @@ from dtec.diagnostics import Diagnostic, Related, diag
 from dtec.lang import types as t
 from dtec.lang.blueprint import Blueprint, Path
 from dtec.lang.loader import Program
-from dtec.lang.schema import BLOCKS, REQUIRED_KINDS
+from dtec.lang.schema import BLOCK_NOT_ATTRIBUTE, BLOCKS, REQUIRED_KINDS
 from dtec.source import Span
 from dtec.suggest import closest, did_you_mean
 from dtec.syntax import ast
@@ -134,7 +134,20 @@ class _Checker:
         return True
 
     def body(self, block: ast.Block, spec: t.BlockSpec, path: Path) -> dict[str, Any]:
-        attributes = [m for m in block.body if isinstance(m, ast.Attribute)]
+        attributes = []
+        for member in block.body:
+            if not isinstance(member, ast.Attribute):
+                continue
+            if member.key in spec.blocks and member.key not in spec.fields:
+                # `machine = "x"` in a target: the name of a nested block, written as an attribute.
+                self.report(
+                    "DT101",
+                    f"`{member.key}` is a block in `{block.kind}`, not an attribute",
+                    member.key_span,
+                    BLOCK_NOT_ATTRIBUTE.get((block.kind, member.key), f"write `{member.key} {{ ... }}`"),
+                )
+                continue
+            attributes.append(member)
         result = self.record(attributes, spec.fields, path, block.head_span, f"`{block.title}`")
         nested: dict[str, ast.Block] = {}
         for member in block.body:

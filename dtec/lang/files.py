@@ -16,16 +16,22 @@ from typing import Any
 
 from dtec.diagnostics import Diagnostic, diag
 from dtec.lang.blueprint import Blueprint
+from dtec.lang.codefolders import BundledCode, CodeFolderError, add_folder
 from dtec.suggest import did_you_mean
 
 # Data set name → source values learned from its file; None: the file contradicts the blueprint.
 Facts = dict[str, dict[str, Any] | None]
 
 
-def check_files(bp: Blueprint, root: Path) -> tuple[list[Diagnostic], Facts]:
-    """Check every data file and `python("module:name")` the blueprint names; return what the files say."""
+def check_files(bp: Blueprint, root: Path) -> tuple[list[Diagnostic], Facts, BundledCode]:
+    """Check every data file, code folder and `python("module:name")` the blueprint names.
+
+    Returns what the data files say, and the code folders read for the bundle.
+    """
     checker = _FileChecker(bp, root)
     facts: Facts = {}
+    # Every code folder of the blueprint is on the job's sys.path: each serves data and models.
+    folders = [checker.code_folder(kind, name) for kind in ("model", "data") for name in checker.blocks[kind]]
     for name, block in (bp.get("data") or {}).items():
         source = block.get("source") if isinstance(block, dict) else None
         if not isinstance(source, dict):
@@ -39,13 +45,12 @@ def check_files(bp: Blueprint, root: Path) -> tuple[list[Diagnostic], Facts]:
                 # After a reported contradiction the sizes are not known: the model is not held to them.
                 facts[name] = learned if len(checker.found) == before else None
         elif source.get("fn") == "python" and isinstance(source.get("callable"), str):
-            folders = [checker.code_folder(m) for m, block in checker.models.items() if block.get("input") == name]
             checker.code(source["callable"], ("data", name, "source", "callable"), folders)
-    for name, block in checker.models.items():
+    for name, block in checker.blocks["model"].items():
         arch = block.get("arch")
         if isinstance(arch, dict) and arch.get("fn") == "python" and isinstance(arch.get("class"), str):
-            checker.code(arch["class"], ("model", name, "arch", "class"), [checker.code_folder(name)])
-    return checker.found, {name: fact for name, fact in facts.items() if fact != {}}
+            checker.code(arch["class"], ("model", name, "arch", "class"), folders)
+    return checker.found, {name: fact for name, fact in facts.items() if fact != {}}, checker.bundled
 
 
 class _FileChecker:
@@ -53,15 +58,17 @@ class _FileChecker:
         self.bp, self.root = bp, root
         self.folder = bp.folder
         self.found: list[Diagnostic] = []
-        models = bp.get("model") or {}
-        self.models = {name: block for name, block in models.items() if isinstance(block, dict)}
-        self._folders: dict[str, tuple[str, Path | None] | None] = {}
+        self.blocks = {kind: {n: b for n, b in (bp.get(kind) or {}).items() if isinstance(b, dict)} for kind in ("model", "data")}
+        self.bundled = BundledCode()
 
     def report(self, code: str, message: str, path: tuple, help: str | None = None) -> None:
         self.found.append(diag(code, message, self.bp.span(*path), help))
 
-    def locate(self, written: str, at: tuple, missing_code: str, *, folder: bool = False) -> Path | None:
-        """Return the file (or folder) at `written`, relative to the blueprint, if it may be read here."""
+    def locate(self, written: str, at: tuple, missing_code: str, *, folder: bool = False, outside: str = "DT306") -> Path | None:
+        """Return the file (or folder) at `written`, relative to the blueprint, if it may be read here.
+
+        A relative path outside the project is `outside` (DT306: information; DT309: an error).
+        """
         kind = "folder" if folder else "file"
         try:
             path = Path(os.path.realpath(self.folder / written))
@@ -77,8 +84,12 @@ class _FileChecker:
                             self.near(written) or f"the path is relative to the blueprint's folder: {self.folder / written}")
             return None
         if not path.is_relative_to(self.root):
-            self.report("DT306", f"`{written}` is outside the project: not checked", at,
-                        f"only files in the project `{self.root}` are read; `dtec check` reads it")
+            if outside == "DT306" or os.path.isabs(written):
+                self.report("DT306", f"`{written}` is outside the project: not checked", at,
+                            f"only files in the project `{self.root}` are read; `dtec check` reads it")
+            else:
+                self.report(outside, f"`{written}` is outside the project: it cannot be copied into the bundle", at,
+                            f"move it into the project `{self.root}`, or make the project larger with $DTEC_PROJECT_ROOT")
             return None
         if not folder and not path.is_file():
             self.report("DT303", f"`{written}` is not a file", at)
@@ -195,21 +206,31 @@ class _FileChecker:
                     break
 
     # ---- Python code -----------------------------------------------------------------------
-    def code_folder(self, model: str) -> tuple[str, Path | None] | None:
-        """Return the model's code folder as written and where it is here (None: not checked)."""
-        if model not in self._folders:
-            written = self.models[model].get("path")
-            self._folders[model] = None
-            if isinstance(written, str):
-                at = ("model", model, "path")
-                self._folders[model] = (written, self.locate(written, at, "DT307", folder=True))
-        return self._folders[model]
+    def code_folder(self, kind: str, name: str) -> tuple[str, Path | None] | None:
+        """Locate a block's code folder and read it for the bundle; return it as written and where it is here.
+
+        None when the block names none; the place is None when the folder is not read here.
+        """
+        written = self.blocks[kind][name].get("path")
+        if not isinstance(written, str):
+            return None
+        at = (kind, name, "path")
+        folder = self.locate(written, at, "DT307", folder=True, outside="DT309")
+        if folder is None:
+            if os.path.isabs(written):
+                self.bundled.folders[written] = written  # a folder on the machine the job runs on
+            return (written, None)
+        try:
+            add_folder(self.bundled, written, folder, self.root)
+        except CodeFolderError as exc:
+            self.report("DT309", f"code folder `{written}`: {exc}", at, exc.help)
+        return (written, folder)
 
     def code(self, spec: str, at: tuple, folders: list[tuple[str, Path | None] | None]) -> None:
         """Check that `module:name` is defined in one of the code folders, or installed here."""
         from dtec.lang.usercode import CodeNotFound, defines, module_file, module_names
 
-        declared = [folder for folder in folders if folder is not None]
+        declared = list(dict.fromkeys(folder for folder in folders if folder is not None))
         if not declared or any(folder is None for _, folder in declared):
             # No code folder: the module can only be an installed one. One not readable here: reported.
             return

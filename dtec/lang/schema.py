@@ -40,7 +40,8 @@ def _f(type_, doc, required=False, default=None):
 
 _PYTHON_DATA = Function(
     {"callable": _f(Str(), "`module:function` returning a torch Dataset or a (train, val) pair", True)},
-    "Data from your own Python function; extra keyword arguments are passed to it.",
+    "Data from your own Python function; extra keyword arguments are passed to it as written "
+    "(a path among them is the function's to resolve: the data root is `os.environ[\"DTEC_DATA_ROOT\"]`).",
     variadic_kwargs=True,
 )
 
@@ -58,7 +59,7 @@ DATA_SOURCE = Call(
         ),
         "npz": Function(
             {
-                "path": _f(Str(), "path of the `.npz` file, relative to the blueprint", True),
+                "path": _f(Str(), "path of the `.npz` file, relative to the blueprint (where the job runs: to the data root, the target's `data_root`)", True),
                 "x": _f(Str(), "array name of the inputs", default="x"),
                 "y": _f(Str(), "array name of the targets", default="y"),
                 "shape": _f(ListOf(POSITIVE, 1), "shape of one input sample (checked against the file where it is at hand)"),
@@ -69,7 +70,7 @@ DATA_SOURCE = Call(
         ),
         "csv": Function(
             {
-                "path": _f(Str(), "path of the CSV file, relative to the blueprint", True),
+                "path": _f(Str(), "path of the CSV file, relative to the blueprint (where the job runs: to the data root, the target's `data_root`)", True),
                 "target": _f(Str(), "name of the target column", True),
                 "features": _f(
                     OneOf((POSITIVE, ListOf(Str(), 1))),
@@ -270,6 +271,7 @@ BLOCKS: dict[str, BlockSpec] = {
             "batch": _f(POSITIVE, "batch size per rank", True),
             "workers": _f(OneOf((NON_NEGATIVE, Sym(("auto",)))), "loader workers per rank", default="auto"),
             "shuffle": _f(Bool(), "reshuffle the training data every epoch", default=True),
+            "path": _f(Str(), "folder with your own Python code (a `python()` source), relative to the blueprint; copied into the bundle"),
         },
         label="the data set's name",
         multiple=True,
@@ -279,7 +281,7 @@ BLOCKS: dict[str, BlockSpec] = {
         {
             "arch": _f(ARCH, "the architecture", True),
             "input": _f(Ref("data"), "the data set it reads", True),
-            "path": _f(Str(), "folder with your own Python code, relative to the blueprint"),
+            "path": _f(Str(), "folder with your own Python code, relative to the blueprint; copied into the bundle"),
         },
         label="the model's name",
         multiple=True,
@@ -343,24 +345,37 @@ BLOCKS: dict[str, BlockSpec] = {
     "target": BlockSpec(
         "A machine to run on, with the site settings for it.",
         {
+            "profile": _f(Str(), "the machine profile (`dtec targets`) when the label names something else, e.g. `target \"juwels-devel\" { profile = \"juwels-booster\" }`"),
             "account": _f(Str(), "project or budget to charge"),
             "partition": _f(Str(), "Slurm partition"),
             "qos": _f(Str(), "Slurm quality of service"),
             "walltime": _f(Duration(), "time limit of the job"),
             "container": _f(Str(), "container image (`.sif` path or `docker://` URL) on HPC"),
             "modules": _f(ListOf(Str()), "modules to load before running"),
+            "venv": _f(Str(), "Python venv to activate after the modules (`$NAME` expands; `dtec env` builds one)"),
+            "setup": _f(ListOf(Str()), "commands run before the launch: words, quotes and `$NAME`, nothing else (docs/machines.md)"),
             "env": _f(Dict(Str()), "extra environment variables"),
             "image": _f(Str(), "container image (Kubernetes)"),
             "namespace": _f(Str(), "namespace (Kubernetes)"),
             "exclusive": _f(Bool(), "ask for whole nodes"),
             "reservation": _f(Str(), "Slurm reservation"),
+            "data_root": _f(
+                Str(),
+                "the folder on the machine that relative data paths are read from (`$DTEC_DATA_ROOT`; "
+                "relative: to the bundle); default: the blueprint's folder, set by `dtec run`",
+            ),
         },
-        label="the machine's name",
+        label="the machine profile (unless `profile` names one) and the target's name",
         multiple=True,
         blocks={
             "machine": BlockSpec("Overrides of the machine profile's values.", MACHINE_OVERRIDES),
         },
     ),
+}
+
+# Hints for an attribute that names a nested block (`machine = "…"`), by (block, key).
+BLOCK_NOT_ATTRIBUTE = {
+    ("target", "machine"): 'the machine profile is named with `profile = "…"`; `machine { … }` overrides its values',
 }
 
 REQUIRED_KINDS = ("data", "model")  # at least one of each, besides the required singletons

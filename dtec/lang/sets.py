@@ -54,15 +54,18 @@ class _Set:
         if not eq or not path.strip():
             self.report("DT002", "`--set` takes `path=value`", self.span(), "write e.g. `--set strategy.nodes=4`")
             return program
+        spec = BLOCKS.get(parts[0])
+        # A block's label is any text (`target.juwels-booster.partition`); keys are names.
+        label_at = 1 if spec is not None and spec.label is not None and spec.multiple else None
         self.parts: list[Span] = []
         offset = 0
-        for part in parts:
+        for i, part in enumerate(parts):
             self.parts.append(self.span(offset, offset + len(part)))
-            if not _KEY.fullmatch(part):
-                self.report("DT002", f"`{part}` is not a key", self.parts[-1], "keys are names joined by `.`, e.g. `train.epochs`")
+            if not (part.strip() if i == label_at else _KEY.fullmatch(part)):
+                what = "a label" if i == label_at else "a key"
+                self.report("DT002", f"`{part}` is not {what}", self.parts[-1], "keys are names joined by `.`, e.g. `train.epochs`")
                 return program
             offset += len(part) + 1
-        spec = BLOCKS.get(parts[0])
         if spec is None and len(parts) == 1:
             self.report("DT002", f"`{path}` names no block", self.span(0, len(path)), _owner_hint(path))
             return program

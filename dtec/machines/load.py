@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 import unicodedata
 from dataclasses import replace
 from functools import lru_cache
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 from dtec.machines.check import problems
 from dtec.machines.conflicts import cross_problems
@@ -29,31 +30,120 @@ def shipped_dir() -> Path:
     return data_path("backends", "machines")
 
 
-def load_file(path: Path) -> Machine:
-    """Read, check and resolve one profile; raise MachineError naming the file."""
+Bases = Callable[[str], "Machine | None"]
+
+
+def load_file(path: Path, bases: Bases | None = None) -> Machine:
+    """Read, check and resolve one profile; raise MachineError naming the file and lines.
+
+    `bases` finds the profile an `extends = "name"` starts from (one read before this file).
+    """
     try:
-        with path.open("rb") as f:
-            data = tomllib.load(f)
-    except OSError as exc:
-        raise MachineError(f"cannot read the profile: {exc.strerror}", path) from None
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+        raise MachineError(f"cannot read the profile: {reason}", path) from None
+    try:
+        data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise MachineError(f"not valid TOML: {exc}", path) from None
-    if data.get("name") not in (None, path.stem):
-        raise MachineError(f"name `{data['name']}` must match the file name `{path.name}`", path)
-    return from_dict(data, path)
+        line = re.search(r"at line (\d+)", str(exc))
+        raise MachineError(f"not valid TOML: {exc}", path, lines=(int(line.group(1)),) if line else ()) from None
+    lines = _key_lines(text)
+    try:
+        if not isinstance(data.get("name", path.stem), str) or data.get("name", path.stem) != path.stem:
+            raise MachineError(f"name `{data['name']}` must match the file name `{path.name}`", path, keys=("name",))
+        if "extends" in data:
+            data = _extended(data, path, bases)
+        return from_dict(data, path)
+    except MachineError as exc:
+        keys = exc.keys or ("",) * len(exc.problems)
+        found = tuple(_line_of(key, lines) for key in keys)
+        raise MachineError(exc.message, path, exc.problems, keys, found) from None
+
+
+def _extended(data: dict[str, Any], path: Path, bases: Bases | None) -> dict[str, Any]:
+    """Return the profile `data` extends with `data`'s values on top (tables merged, lists replaced)."""
+    name = data["extends"]
+    base = bases(name) if bases is not None and isinstance(name, str) else None
+    if base is None:
+        problem = f"extends: no profile `{name}` was read before this one (shipped, or in an earlier folder)"
+        raise MachineError(problem, path, keys=("extends",))
+    document = base.to_dict()
+    if base.name != data.get("name", path.stem):
+        document.pop("aliases", None)  # the base keeps its own short names
+    merged = _merge(document, {k: v for k, v in data.items() if k != "extends"})
+    merged["name"] = path.stem
+    return merged
+
+
+def _merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in top.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+_HEADER = re.compile(r"\s*(\[\[?)\s*([A-Za-z0-9_.\" -]+?)\s*\]\]?\s*(#.*)?$")
+_KEY = re.compile(r"\s*\"?([A-Za-z0-9_-]+)\"?\s*=")
+
+
+def _key_lines(text: str) -> dict[str, int]:
+    """Return the line of every table and key of a TOML profile, by dotted key (`partitions[1].name`)."""
+    out: dict[str, int] = {}
+    table, counts = "", {}
+    for number, line in enumerate(text.splitlines(), 1):
+        header = _HEADER.match(line)
+        if header is not None:
+            name = header.group(2).replace('"', "").replace(" ", "")
+            if header.group(1) == "[[":
+                out.setdefault(name, number)
+                counts[name] = counts.get(name, -1) + 1
+                name = f"{name}[{counts[name]}]"
+            elif name.split(".")[0] in counts:  # [partitions.node] belongs to the last entry
+                first, _, rest = name.partition(".")
+                name = f"{first}[{counts[first]}].{rest}"
+            table = name
+            out.setdefault(table, number)
+            continue
+        key = _KEY.match(line)
+        if key is not None:
+            out.setdefault(f"{table}.{key.group(1)}" if table else key.group(1), number)
+    return out
+
+
+def _line_of(key: str, lines: dict[str, int]) -> int:
+    """Return the line of `key`, or of the nearest enclosing key or table the file has; else 0.
+
+    A conflict's key names its fields as `a|b`: the first one the file sets is the line.
+    """
+    options = key.split("|")
+    found = [lines[k] for k in options if k in lines]
+    if found:
+        return found[0]
+    key = options[0]
+    while key:
+        if key in lines:
+            return lines[key]
+        shorter = re.sub(r"(\[\d+\]|\.[^.\[]*)$", "", key)
+        key = "" if shorter == key else shorter
+    return lines.get("extends", 0)
 
 
 def from_dict(data: dict[str, Any], source: Path | None = None) -> Machine:
     """Check a profile document against the schema and the cross-field rules; build the Machine."""
-    found = [f"{key}: {msg}" if key else msg for key, msg in problems(data)]
+    checked = problems(data)
+    found = [f"{key}: {msg}" if key else msg for key, msg in checked]
     if found:
         more = f" (and {len(found) - 1} more)" if len(found) > 1 else ""
-        raise MachineError(found[0] + more, source, tuple(found))
+        raise MachineError(found[0] + more, source, tuple(found), tuple(key for key, _ in checked))
     node = _node(data["node"])
     try:
         parts = tuple(_partition(p, node) for p in data["partitions"])
     except ValueError as exc:  # `1500ms`: the schema's pattern cannot ask for whole seconds
-        raise MachineError(f"partitions: max_walltime: {exc}", source) from None
+        raise MachineError(f"partitions: max_walltime: {exc}", source, keys=("partitions",)) from None
     if not any(p.default for p in parts):
         parts = (_with_default(parts[0]),) + parts[1:]
     kube = data.get("kube")
@@ -74,9 +164,10 @@ def from_dict(data: dict[str, Any], source: Path | None = None) -> Machine:
         docs=data.get("docs"),
         aliases=tuple(data.get("aliases", ())),
     )
-    found = [c.message for c in cross_problems(machine)]
-    if found:
-        raise MachineError(found[0], source, tuple(found))
+    conflicts = cross_problems(machine)
+    if conflicts:
+        keys = tuple("|".join(f.replace("partition.", "partitions.") for f in c.fields) for c in conflicts)
+        raise MachineError(conflicts[0].message, source, tuple(c.message for c in conflicts), keys)
     return machine
 
 
@@ -213,7 +304,7 @@ def _load(extra: tuple[str, ...], _env: str) -> Catalog:
             continue
         for path in sorted(folder.glob("*.toml")):
             try:
-                machine = load_file(path)
+                machine = load_file(path, lambda name: _base(name, machines, shipped))
             except MachineError as exc:
                 errors.append(exc)
                 continue
@@ -227,13 +318,25 @@ def _load(extra: tuple[str, ...], _env: str) -> Catalog:
     return Catalog(shipped, machines, errors, replaced)
 
 
+def _base(name: str, machines: dict[str, Machine], shipped: dict[str, Path]) -> Machine | None:
+    """Return the profile named `name` read so far: the user's, else the shipped one."""
+    if name in machines:
+        return machines[name]
+    path = shipped.get(name)
+    return load_file(path) if path is not None else None
+
+
 load_machines.cache_clear = _load.cache_clear  # type: ignore[attr-defined]
 
 
-def summary_rows(catalog: Catalog) -> list[dict[str, Any]]:
-    """Return one plain row per machine for `dtec targets` (any renderer: table, JSON)."""
+def summary_rows(catalog: Catalog, detect: Callable[[Machine], Machine] | None = None) -> list[dict[str, Any]]:
+    """Return one plain row per machine for `dtec targets` (any renderer: table, JSON).
+
+    `detect` (dtec.machines.detect_local) fills the `local` profile in with this computer.
+    """
     rows = []
     for m in catalog:
+        m = detect(m) if detect is not None and m.scheduler == "local" else m
         rows.append({
             "name": m.name,
             "title": m.title,
@@ -245,6 +348,7 @@ def summary_rows(catalog: Catalog) -> list[dict[str, Any]]:
             "partitions": [p.name for p in m.partitions],
             "default_partition": m.partition().name if m.partition() else None,
             "source": str(m.source) if m.source else "",
+            "user": m.source is not None and m.source.parent != shipped_dir(),
             "replaces": [str(p) for p in catalog.replaced(m.name)],
         })
     return rows

@@ -26,11 +26,26 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 class MachineError(Exception):
     """A profile that cannot be used: unreadable, not TOML, or against the schema."""
 
-    def __init__(self, message: str, path: Path | None = None, problems: tuple[str, ...] = ()):
+    def __init__(
+        self,
+        message: str,
+        path: Path | None = None,
+        problems: tuple[str, ...] = (),
+        keys: tuple[str, ...] = (),
+        lines: tuple[int, ...] = (),
+    ):
         self.path = path
         self.message = message
         self.problems = problems or (message,)
+        self.keys = keys  # the dotted profile key of each problem ("" for the document)
+        self.lines = lines  # the line of each problem in `path`, when known
         super().__init__(f"{path}: {message}" if path else message)
+
+    def located(self) -> list[str]:
+        """Return every problem as `file:line: message` (the line where known)."""
+        where = str(self.path) if self.path else "<profile>"
+        lines = self.lines or (0,) * len(self.problems)
+        return [f"{where}:{line}: {p}" if line else f"{where}: {p}" for p, line in zip(self.problems, lines)]
 
 
 @dataclass(frozen=True)
@@ -136,10 +151,19 @@ class Software:
     setup: tuple[str, ...] = ()
     container_runtime: str | None = None
     container_command: str | None = None
+    container_verb: str = "exec"
     container_options: tuple[str, ...] = ()
     container_required: bool = False
     image: str | None = None
     image_dir: str | None = None
+    torch_modules: tuple[str, ...] = ()
+    pip: tuple[str, ...] = ()
+    environment: str | None = None
+
+    def provides_torch(self, modules: tuple[str, ...] | list[str]) -> bool:
+        """Return whether loading `modules` (`PyTorch/2.5`) loads one of `torch_modules`."""
+        wanted = {m.lower() for m in self.torch_modules}
+        return any(m.split("/")[0].lower() in wanted for m in modules)
 
 
 @dataclass(frozen=True)
@@ -150,6 +174,7 @@ class Rules:
     account_pattern: str | None = None
     account_hint: str | None = None
     internet: bool = False
+    login_internet: bool = True
     exclusive: bool = False
     open_partitions: bool = False
     notes: tuple[str, ...] = ()

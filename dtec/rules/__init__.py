@@ -71,6 +71,8 @@ _TABLE = (
     ("DT214", "broken-machine-profile", "warning", "A user machine profile cannot be loaded"),
     ("DT215", "unsupported-feature", "error", "The target cannot express a feature of the blueprint"),
     ("DT216", "invalid-machine-override", "error", "A target's `machine { }` value does not fit its machine"),
+    ("DT217", "no-python-environment", "warning", "A Slurm job has no way to find PyTorch, or a launcher its machine needs"),
+    ("DT218", "data-outside-container", "warning", "A job in a container reads a data file its container does not bind"),
     # Model and data
     ("DT300", "shape-mismatch", "error", "The data's shape does not match the model's input or output"),
     ("DT301", "task-mismatch", "error", "The loss does not suit the data's targets or classes"),
@@ -81,6 +83,7 @@ _TABLE = (
     ("DT306", "not-checked", "info", "A file or module is not on this computer or outside the project: not checked"),
     ("DT307", "code-not-found", "error", "`python(\"module:name\")` names code that is not in the code folder"),
     ("DT308", "check-failed", "error", "`dtec check` could not build the data or the model, or run a training step"),
+    ("DT309", "code-not-bundled", "error", "A code folder cannot be copied into the bundle"),
 )
 
 RULES: dict[str, Rule] = {row[0]: Rule(*row) for row in _TABLE}

@@ -93,7 +93,6 @@ MODEL = {
         "ffn": None,
         "dropout": 0.0,
     },
-    "path": None,
 }
 TASK = "regression"
 TRAIN = {
@@ -269,9 +268,6 @@ def die_with_launcher() -> None:
 
 
 # ----------------------------------------------------------------------------- data
-def resolve(path: str) -> Path:
-    """Return `path` as is when absolute, else relative to the bundle folder."""
-    return Path(path) if os.path.isabs(path) else BUNDLE / path
 
 
 class SyntheticDataset(Dataset):

@@ -78,7 +78,6 @@ MODEL = {
     "name": "detector",
     "arch": "cnn",
     "params": {"channels": 4, "output": 2, "widths": [32, 64, 128]},
-    "path": None,
 }
 TASK = "classification"
 TRAIN = {
@@ -254,9 +253,6 @@ def die_with_launcher() -> None:
 
 
 # ----------------------------------------------------------------------------- data
-def resolve(path: str) -> Path:
-    """Return `path` as is when absolute, else relative to the bundle folder."""
-    return Path(path) if os.path.isabs(path) else BUNDLE / path
 
 
 class SyntheticDataset(Dataset):

@@ -76,7 +76,6 @@ MODEL = {
     "name": "denoiser",
     "arch": "unet",
     "params": {"channels": 2, "output": 2, "depth": 4, "width": 32},
-    "path": None,
 }
 TASK = "regression"
 TRAIN = {
@@ -252,9 +251,6 @@ def die_with_launcher() -> None:
 
 
 # ----------------------------------------------------------------------------- data
-def resolve(path: str) -> Path:
-    """Return `path` as is when absolute, else relative to the bundle folder."""
-    return Path(path) if os.path.isabs(path) else BUNDLE / path
 
 
 class SyntheticDataset(Dataset):

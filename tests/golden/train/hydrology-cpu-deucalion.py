@@ -76,7 +76,6 @@ MODEL = {
     "name": "emulator",
     "arch": "mlp",
     "params": {"input": 48, "hidden": [256, 256, 128], "output": 4},
-    "path": None,
 }
 TASK = "regression"
 TRAIN = {
@@ -251,9 +250,6 @@ def die_with_launcher() -> None:
 
 
 # ----------------------------------------------------------------------------- data
-def resolve(path: str) -> Path:
-    """Return `path` as is when absolute, else relative to the bundle folder."""
-    return Path(path) if os.path.isabs(path) else BUNDLE / path
 
 
 class SyntheticDataset(Dataset):

@@ -81,7 +81,6 @@ MODEL = {
         "dropout": 0.1,
         "ffn": None,
     },
-    "path": None,
 }
 TASK = "classification"
 TRAIN = {
@@ -225,9 +224,6 @@ def die_with_launcher() -> None:
 
 
 # ----------------------------------------------------------------------------- data
-def resolve(path: str) -> Path:
-    """Return `path` as is when absolute, else relative to the bundle folder."""
-    return Path(path) if os.path.isabs(path) else BUNDLE / path
 
 
 class SyntheticDataset(Dataset):

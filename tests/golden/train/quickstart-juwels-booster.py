@@ -78,7 +78,6 @@ MODEL = {
     "name": "surrogate",
     "arch": "lstm",
     "params": {"input": 8, "hidden": 64, "layers": 2, "output": 1},
-    "path": None,
 }
 TASK = "regression"
 TRAIN = {
@@ -254,9 +253,6 @@ def die_with_launcher() -> None:
 
 
 # ----------------------------------------------------------------------------- data
-def resolve(path: str) -> Path:
-    """Return `path` as is when absolute, else relative to the bundle folder."""
-    return Path(path) if os.path.isabs(path) else BUNDLE / path
 
 
 class SyntheticDataset(Dataset):

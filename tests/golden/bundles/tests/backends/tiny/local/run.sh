@@ -2,6 +2,7 @@
 # Run the training on this computer (2 ranks):
 #     bash run.sh [train.py options]      e.g. bash run.sh --resume never --epochs 1
 # Outputs go to run/ next to this script, or to $RUN_DIR; $PYTHON picks the interpreter.
+# Relative data paths are read from $DTEC_DATA_ROOT (`dtec run` sets the blueprint's folder).
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")"
