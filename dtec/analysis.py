@@ -52,7 +52,7 @@ def analyse(
         return FileResult(path, None, tuple(diagnostics))
     program, found = apply_sets(program, list(sets))
     diagnostics += found
-    blueprint, found = check(program, environ)
+    blueprint, found = check(program, environ, targets)
     diagnostics += found
     found, facts, code = check_files(blueprint, project_root(path, environ))
     diagnostics += found

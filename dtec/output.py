@@ -66,7 +66,12 @@ def make_folder(folder: Path) -> None:
 
 def default_folder(root: str, twin: str, target: str) -> Path:
     """`root/<twin>-<target>`, each part a safe file name of at most 64 bytes, the same every time."""
-    return Path(root) / f"{_short(_slug(twin))}-{_short(_slug(target))}"
+    return Path(root) / f"{safe_name(twin)}-{safe_name(target)}"
+
+
+def safe_name(name: str) -> str:
+    """`name` as a file name: other characters as `-`, at most 64 bytes, the same every time."""
+    return _short(_slug(name))
 
 
 def _slug(name: str) -> str:

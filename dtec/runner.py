@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import json
 import os
 import shlex
 import shutil
+import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -14,20 +18,28 @@ from pathlib import Path
 
 import yaml
 
+from dtec import runs
+from dtec.summary import print_summary
+
 _POLL_S = 2.0
 # train.py's exit code after a checkpoint on SIGTERM, and the start of its one-line failure report.
 _PREEMPTED = 143
 _REPORTED = "train.py: error: "
+_INTERRUPTED = 130
+_PR_SET_PDEATHSIG = 1
 
 
-def launch(bundle, folder: Path, *, dry_run: bool, detach: bool, resume: str) -> int:
-    """Start the bundle in `folder`; return the exit code for the CLI."""
+def launch(
+    bundle, folder: Path, run: runs.Run | None, *, detach=False, resuming=False, fmt="text"
+) -> int:
+    """Start the bundle in `folder` (`run`: its record; None: print the commands); return a code."""
     scheduler = bundle.ir.target.scheduler
     if scheduler == "local":
-        return _local(folder, dry_run, resume, data_root(bundle))
+        return _local(folder, run, resuming, data_root(bundle))
     if scheduler == "slurm":
-        return _slurm(folder, dry_run, detach, data_root(bundle))
-    return _kubernetes(folder, bundle.files["job.yaml"], dry_run, detach, bundle.ir.target.walltime_s)
+        return _slurm(folder, run, detach, fmt, data_root(bundle))
+    walltime = bundle.ir.target.walltime_s
+    return _kubernetes(folder, run, bundle.files["job.yaml"], detach, walltime, resuming, fmt)
 
 
 def data_root(bundle) -> dict[str, str]:
@@ -53,157 +65,247 @@ def _need(tool: str, what: str) -> bool:
     return True
 
 
-def _local(folder: Path, dry_run: bool, resume: str, root: dict[str, str]) -> int:
-    command = ["bash", "run.sh", "--resume", resume]
-    if dry_run:
-        print(f"cd {shlex.quote(str(folder))} && {_exports(root)}PYTHON={shlex.quote(sys.executable)} {shlex.join(command)}")
+# ---- local -----------------------------------------------------------------------------------
+def _local(folder: Path, run: runs.Run | None, resuming: bool, root: dict[str, str]) -> int:
+    # A new run starts from nothing (dtec checked that its folder holds no run); a resumed one
+    # continues from its newest checkpoint.
+    command = ["bash", "run.sh", "--resume", "auto" if resuming else "never"]
+    if run is None:
+        python = shlex.quote(sys.executable)
+        print(f"cd {shlex.quote(str(folder))} && {_exports(root)}PYTHON={python} {shlex.join(command)}")
         return 0
     # The training runs in dtec's own interpreter, not whichever `python` comes first on PATH
-    # (dtec installed with pipx, or called by its venv's path without activating it).
-    env = {**os.environ, **root, "PYTHON": sys.executable}
-    _say(f"dtec: running {folder}/run.sh with {sys.executable}")
-    pipe = {"stderr": subprocess.PIPE, "text": True, "errors": "replace"}
-    with subprocess.Popen(command, cwd=folder, env=env, **pipe) as process:
-        assert process.stderr is not None
-        reported, held = _relay_until_reported(process.stderr)
+    # (dtec installed with pipx, or called by its venv's path without activating it). A planned
+    # stop exits 0 under dtec: it reads summary.json, and torchrun then reports no failure.
+    env = {**os.environ, **root, "PYTHON": sys.executable, "DTEC_PREEMPTED_EXIT": "0"}
+    _say(f"dtec: run {run.id}: running {folder}/run.sh with {sys.executable}")
+    log_path = run.outputs / "logs" / "launcher.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    pipes = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE}
+    with log_path.open("a") as log, subprocess.Popen(
+        command, cwd=folder, env=env, preexec_fn=_detach_from_terminal, text=True, errors="replace",
+        **pipes,
+    ) as process:
+        started = runs.process_start(process.pid)
+        host = socket.gethostname()
+        runs.add_launch(run, kind="local", pid=process.pid, pid_start=started, host=host)
+        relay = _Relay(process, log)
+        interrupted = _wait(process, run)
+        relay.join()
     code = process.returncode
-    run_dir = folder / "run"
-    summary = run_dir / "summary.json"
-    if code in (0, _PREEMPTED) and summary.is_file():
-        print_summary(summary)
+    if run.job is not None:
+        run.job["exit_code"] = code
+        with contextlib.suppress(OSError):
+            runs.save(run)
+    if interrupted:
+        return _INTERRUPTED
+    status = runs.state(run).status
+    if status in ("completed", "preempted"):
+        print_summary(run)
+    if status == "preempted":
+        _say(f"dtec: run {run.id} stopped with a checkpoint; `{run.resume_command()}` resumes it")
+        return code or _PREEMPTED
     if code == 0:
         return 0
-    if not reported:
-        _say(f"dtec: the training exited with code {code}; its output is above, files in {run_dir}")
-        return code
-    report = run_dir / "logs" / "launcher.log"
-    try:
-        report.parent.mkdir(parents=True, exist_ok=True)
-        with report.open("a") as handle:
-            handle.writelines(held)
-    except OSError as exc:
-        sys.stderr.writelines(held)
-        _say(f"dtec: cannot write {report}: {exc.strerror}")
+    if not relay.reported:
+        _say(f"dtec: the training exited with code {code}; its output is above and in {log_path}")
     else:
-        _say(f"dtec: the training failed (exit code {code}); the rest of its output is in {report}")
+        _say(f"dtec: the training failed (exit code {code}); the rest of its output: {log_path}")
     return code
 
 
-def _relay_until_reported(stream) -> tuple[bool, list[str]]:
-    """Pass the training's stderr on until train.py reports a failure; return what followed.
+def _detach_from_terminal() -> None:
+    """In the launcher, before exec: its own process group, and SIGTERM when dtec dies.
 
-    After that one line come the other ranks' failures and torchrun's report of the same cause,
-    dozens of lines: they go to a log, not to the terminal.
+    Ctrl-C in the terminal then reaches dtec alone, which stops the ranks the way pre-emption
+    does; and when dtec is killed (the OOM killer, a closed terminal) the launcher gets SIGTERM,
+    which torchrun passes on to the ranks, instead of training on with no one to report to.
+    The parent-death signal survives exec.
     """
-    held: list[str] = []
-    reported = False
-    for line in stream:
-        if reported:
-            held.append(line)
-            continue
-        sys.stderr.write(line)
-        sys.stderr.flush()
-        reported = line.startswith(_REPORTED)
-    return reported, held
+    os.setpgid(0, 0)
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
 
 
-def print_summary(path: Path) -> None:
-    """Print a run's summary.json as a table, with where its files are."""
-    from rich.console import Console
-    from rich.table import Table
-
-    try:
-        summary = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        _say(f"dtec: cannot read {path}: {exc}")
-        return
-    table = Table(title="Run summary", show_header=False)
-    for key, value in _flatten(summary):
-        table.add_row(key, f"{value:.4g}" if isinstance(value, float) else str(value))
-    table.add_row("files", str(path.parent))
-    Console(stderr=True).print(table)
-
-
-def _flatten(values: dict, prefix: str = ""):
-    """Yield (label, value) for scalar entries, nested maps one level deep as `outer inner`."""
-    for key, value in values.items():
-        label = f"{prefix}{key.replace('_', ' ')}"
-        if isinstance(value, dict):
-            yield from _flatten(value, f"{label} ")
-        elif value is not None and not isinstance(value, list):
-            yield label, value
+def _wait(process: subprocess.Popen, run: runs.Run) -> bool:
+    """Wait for the launcher; Ctrl-C stops it with a checkpoint, a second one at once."""
+    interrupts = 0
+    while True:
+        try:
+            process.wait()
+            return interrupts > 0
+        except KeyboardInterrupt:
+            interrupts += 1
+            _Relay.quiet.set()  # what the launcher says while stopping goes to its log only
+            if interrupts == 1:
+                _say("dtec: stopping: the ranks save a checkpoint first (Ctrl-C again stops at "
+                     f"once); resume with `{run.resume_command()}`")
+                runs.stop_local(process.pid, hard=False)
+            else:
+                _say("dtec: stopped at once, without a checkpoint")
+                runs.stop_local(process.pid, hard=True)
 
 
-def _slurm(folder: Path, dry_run: bool, detach: bool, root: dict[str, str]) -> int:
-    command = ["sbatch", "--parsable"] + ([] if detach else ["--wait"]) + ["job.sbatch"]
-    if dry_run:
+class _Relay:
+    """Copy the launcher's output to the terminal and to its log, from two threads.
+
+    After train.py's one-line failure report come the other ranks' failures and torchrun's
+    report of the same cause, dozens of lines: those, and all the launcher says once Ctrl-C
+    stopped it, go to the log only.
+    """
+
+    quiet = threading.Event()
+
+    def __init__(self, process: subprocess.Popen, log) -> None:
+        self.reported = False
+        self._lock = threading.Lock()
+        self._log = log
+        type(self).quiet.clear()
+        pairs = ((process.stdout, sys.stdout, False), (process.stderr, sys.stderr, True))
+        self._threads = [threading.Thread(target=self._copy, args=a, daemon=True) for a in pairs]
+        for thread in self._threads:
+            thread.start()
+
+    def _copy(self, stream, terminal, errors: bool) -> None:
+        for line in stream:
+            with self._lock:
+                self._log.write(line)
+                self._log.flush()
+                if errors and (self.reported or self.quiet.is_set()):
+                    continue
+                terminal.write(line)
+                terminal.flush()
+                if errors:
+                    self.reported = line.startswith(_REPORTED)
+
+    def join(self) -> None:
+        for thread in self._threads:
+            thread.join()
+
+
+# ---- Slurm -----------------------------------------------------------------------------------
+def _slurm(
+    folder: Path, run: runs.Run | None, detach: bool, fmt: str, root: dict[str, str]
+) -> int:
+    command = ["sbatch", "--parsable", "job.sbatch"]
+    if run is None:
         print(f"cd {shlex.quote(str(folder))} && {_exports(root)}{shlex.join(command)}")
         return 0
     if not _need("sbatch", "run this on a login node of the cluster"):
         return 2
     # sbatch passes the environment on to the job (--export=ALL, its default): DTEC_DATA_ROOT too.
-    process = subprocess.Popen(command, cwd=folder, env={**os.environ, **root}, stdout=subprocess.PIPE, text=True)
-    assert process.stdout is not None
-    job = process.stdout.readline().strip().split(";")[0]
-    if not job:
-        return process.wait() or 1
-    _say(f"dtec: submitted job {job} from {folder}")
+    env = {**os.environ, **root}
+    submitted = subprocess.run(command, cwd=folder, env=env, stdout=subprocess.PIPE, text=True)
+    job = submitted.stdout.strip().split(";")[0]
+    if submitted.returncode != 0 or not job:
+        return submitted.returncode or 1
+    runs.add_launch(run, kind="slurm", job_id=job)
+    _say(f"dtec: run {run.id}: submitted Slurm job {job} from {folder}")
     if detach:
-        process.wait()
-        _say(f"dtec: follow it with `squeue -j {job}`; its log is in {folder}/logs/")
+        _detached(run, job, fmt)
         return 0
-    stop = threading.Event()
-    follower = threading.Thread(target=_follow, args=(folder / "logs", job, stop), daemon=True)
-    follower.start()
-    code = process.wait()
-    stop.set()
-    follower.join(timeout=5)
-    _say(f"dtec: job {job} {'completed' if code == 0 else f'failed with exit code {code}'}")
-    summary = folder / "run" / "summary.json"
-    if summary.is_file():
-        print_summary(summary)
-    return code
+    try:
+        final = _watch_slurm(folder / "logs", job)
+    except KeyboardInterrupt:
+        _say(_still_running(run, f"Slurm job {job}"))
+        return _INTERRUPTED
+    current = runs.state(run)
+    why = f" ({final.detail})" if final and current.status != "completed" else ""
+    _say(f"dtec: job {job} {current.status}{why}")
+    if run.summary() is not None and current.status in ("completed", "preempted"):
+        print_summary(run)
+    return 0 if current.status == "completed" else 1
 
 
-def _follow(logs: Path, job: str, stop: threading.Event) -> None:
-    """Stream a Slurm job's output and error files while the job runs."""
-    streams = {".out": sys.stdout, ".err": sys.stderr}
+def _watch_slurm(logs: Path, job: str) -> runs.State | None:
+    """Say the job's state when it changes (pending and why, running), stream its logs."""
     positions: dict[Path, int] = {}
+    shown, last = "", None
     while True:
-        finished = stop.is_set()
-        for path in sorted(logs.glob(f"*{job}*")):
-            stream = streams.get(path.suffix)
-            if stream is None:
-                continue
+        found = runs.slurm_state(job)
+        if found is not None:
+            words = f"{found.status}" + (f" ({found.detail})" if found.active else "")
+            if found.active and words != shown:
+                _say(f"dtec: job {words}")
+                shown = words
+            last = found
+        _copy_new(logs, job, positions)
+        if found is None or not found.active:
+            _copy_new(logs, job, positions)
+            return last
+        time.sleep(_POLL_S)
+
+
+def _copy_new(logs: Path, job: str, positions: dict[Path, int]) -> None:
+    """Print what a Slurm job's output and error files gained since the last call."""
+    print_growth(sorted(logs.glob(f"*-{job}.*")), positions)
+
+
+def print_growth(paths: list[Path], positions: dict[Path, int]) -> None:
+    """Print what each file gained since the last call: `.err` files to stderr, others to stdout."""
+    for path in paths:
+        try:
             with path.open("r", errors="replace") as handle:
                 handle.seek(positions.get(path, 0))
                 chunk = handle.read()
                 positions[path] = handle.tell()
-            if chunk:
-                stream.write(chunk)
-                stream.flush()
-        if finished:
-            return
-        time.sleep(_POLL_S / 4)
+        except OSError:
+            continue
+        stream = sys.stderr if path.suffix == ".err" else sys.stdout
+        if chunk:
+            stream.write(chunk)
+            stream.flush()
 
 
-def _kubernetes(folder: Path, job_yaml: str, dry_run: bool, detach: bool, walltime_s: int) -> int:
+def _still_running(run: runs.Run, what: str) -> str:
+    return (f"dtec: detached: {what} still runs; follow it with `dtec logs {run.id} --follow`, "
+            f"stop it with `dtec cancel {run.id}`, and once stopped continue it with "
+            f"`{run.resume_command()}`")
+
+
+def _detached(run: runs.Run, job: str, fmt: str) -> None:
+    """Say a detached run's id and job (JSON on stdout when asked for)."""
+    if fmt == "json":
+        print(json.dumps({"run": run.id, "job": job, "folder": str(run.folder)}))
+    else:
+        print(f"{run.id} {job}")
+    _say(f"dtec: see it with `dtec status {run.id}`, `dtec logs {run.id} --follow`; "
+         f"stop it with `dtec cancel {run.id}`")
+
+
+# ---- Kubernetes ------------------------------------------------------------------------------
+def _kubernetes(folder: Path, run: runs.Run | None, job_yaml: str, detach: bool, walltime_s: int,
+                resuming: bool, fmt: str) -> int:
     documents = list(yaml.safe_load_all(job_yaml))  # from the bundle: a dry run wrote no file
     workload = next(d for d in documents if d["kind"] in ("Job", "PyTorchJob"))
     name, namespace = workload["metadata"]["name"], workload["metadata"].get("namespace", "default")
-    kind = "job" if workload["kind"] == "Job" else "pytorchjob"
+    resource = f"{'job' if workload['kind'] == 'Job' else 'pytorchjob'}/{name}"
     commands = [["kubectl", "apply", "-f", "job.yaml"]]
+    if resuming:  # a Job's pods cannot be changed: the ended one goes, the new one resumes
+        commands.insert(0, ["kubectl", "delete", "-n", namespace, "--ignore-not-found", resource])
     if not detach:
-        condition = "complete" if kind == "job" else "Succeeded"
-        commands.append(["kubectl", "wait", "-n", namespace, f"--for=condition={condition}", f"--timeout={walltime_s}s", f"{kind}/{name}"])
-    if dry_run:
+        condition = "complete" if resource.startswith("job/") else "Succeeded"
+        commands.append(["kubectl", "wait", "-n", namespace, f"--for=condition={condition}",
+                         f"--timeout={walltime_s}s", resource])
+    if run is None:
         for command in commands:
             print(f"cd {shlex.quote(str(folder))} && {shlex.join(command)}")
         return 0
     if not _need("kubectl", "install kubectl and point it at the cluster"):
         return 2
-    for command in commands:
+    *start, wait = commands if not detach else (*commands, None)
+    for command in start:
         code = subprocess.call(command, cwd=folder)
         if code != 0:
             return code
-    return 0
+    runs.add_launch(run, kind="kubernetes", namespace=namespace, resource=resource)
+    if wait is None:
+        _detached(run, f"{namespace}/{resource}", fmt)
+        return 0
+    _say(f"dtec: run {run.id}: applied {resource} in namespace {namespace}; waiting for it to end")
+    try:
+        return subprocess.call(wait, cwd=folder)
+    except KeyboardInterrupt:
+        _say(_still_running(run, f"{resource} in namespace {namespace}"))
+        return _INTERRUPTED

@@ -77,8 +77,10 @@ def test_env_takes_the_environment_over_the_default(blueprints_dir: Path) -> Non
 
 def test_env_without_default_and_unset_is_an_error() -> None:
     text = MINIMAL + 'target "lumi" {\n  account = env("NO_SUCH_VARIABLE")\n}\n'
-    assert codes(lint_text(text)) == [("DT113", 14, 13)]
-    assert codes(lint_text(text, {"NO_SUCH_VARIABLE": "project_1"})) == []
+    assert codes(lint_text(text, targets=["lumi"])) == [("DT113", 14, 13)]
+    assert codes(lint_text(text, {"NO_SUCH_VARIABLE": "project_1"}, targets=["lumi"])) == []
+    # Another target's variable is resolved only when that target is linted, compiled or run.
+    assert codes(lint_text(text, targets=["local"])) == []
 
 
 def test_minimal_blueprint_is_clean_and_defaults_are_filled() -> None:

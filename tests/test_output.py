@@ -169,4 +169,16 @@ def test_run_refuses_a_folder_whose_run_completed(tmp_path: Path) -> None:
     assert (out / "run" / "summary.json").read_text() == summary
     assert {name: (out / name).read_bytes() for name in BUNDLE} == before
     forced = dtec("run", str(TINY), "-o", str(out), "--dry-run", "--force", cwd=tmp_path)
-    assert forced.returncode == 0 and "bash run.sh --resume auto" in forced.stdout
+    assert forced.returncode == 1 and "its run completed" in forced.stderr  # --force or not
+
+
+def test_run_refuses_a_folder_holding_an_interrupted_run_and_says_how_to_resume(tmp_path: Path) -> None:
+    out = tmp_path / "r"
+    assert compile_("-o", str(out)).exit_code == 0
+    (out / "run" / "checkpoints").mkdir(parents=True)
+    (out / "run" / "checkpoints" / "step-00000003.pt").write_bytes(b"weights")
+    result = dtec("run", str(TINY), "-o", str(out), cwd=tmp_path)
+    assert result.returncode == 1
+    line = one_line(result.stderr, f"dtec: cannot write {out}: ")
+    assert "it holds a run" in line and f"--resume {out}" in line
+    assert sorted(p.name for p in (out / "run").rglob("*")) == ["checkpoints", "step-00000003.pt"]

@@ -10,6 +10,7 @@ from dtec import __version__
 from dtec.backends.templating import render
 from dtec.ir import IR
 from dtec.lang.schema import CLASSIFICATION_LOSSES
+from dtec.runs import ir_sha256
 
 TEMPLATE = "train.py.jinja"
 
@@ -138,6 +139,7 @@ def _configuration(ir: IR) -> dict[str, Any]:
         },
         "strategy": {"kind": ir.strategy.kind, "zero": ir.strategy.zero},
         "monitor": ir.monitor.model_dump(),
+        "run": {"ir_sha256": ir_sha256(ir.model_dump(mode="json"))},  # as of ir.json's data
     }
 
 
@@ -154,6 +156,8 @@ def _script_facts(ctx: dict[str, Any]) -> dict:
     imports = _imports(strategy, source, user_code, ctx["monitor"]["energy"], scheduler, precision)
     return {
         "version": __version__,
+        # The compiled configuration's hash (dtec.runs.ir_sha256): checkpoints resume only under it.
+        "ir_sha256": (ctx.get("run") or {}).get("ir_sha256"),
         "title": f"{title}, {precision}",
         "requires": "PyTorch and DeepSpeed" if strategy == "deepspeed" else "PyTorch",
         "imports": "\n".join(imports),

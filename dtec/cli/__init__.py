@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from dtec import __version__
-from dtec.cli import blueprints, jobs, machines
+from dtec.cli import blueprints, jobs, machines, runs
 
 app = typer.Typer(
     name="dtec",
@@ -40,7 +40,10 @@ for command in (blueprints.lint, blueprints.explain, blueprints.fmt):
     app.command()(command)
 app.add_typer(machines.targets_app, name="targets")
 app.command("compile")(jobs.compile_)
-for command in (jobs.schema, jobs.graph, jobs.run, jobs.check, machines.env):
+for command in (jobs.schema, jobs.graph, runs.run, jobs.check, machines.env):
+    app.command()(command)
+app.command("runs")(runs.runs_)
+for command in (runs.status, runs.logs, runs.cancel):
     app.command()(command)
 
 

@@ -1,4 +1,4 @@
-"""CLI commands that build and run jobs: compile, run, graph, schema."""
+"""CLI commands that build and check jobs: compile, check, graph, schema (`run` is in runs)."""
 
 from __future__ import annotations
 
@@ -152,45 +152,6 @@ def graph(
     if built is None:
         raise typer.Exit(1)
     sys.stdout.write(RENDERERS[format](build_graph(built[0])))
-
-
-def run(
-    file: Annotated[Path, typer.Argument(help="The blueprint.")],
-    target: TargetOption = "local",
-    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Run folder (default runs/<twin>-<target>).")] = None,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Write nothing; print what would be written and run.")] = False,
-    detach: Annotated[bool, typer.Option("--detach", help="Submit and return at once (Slurm, Kubernetes).")] = False,
-    resume: Annotated[str, typer.Option("--resume", help="`auto` (continue from the last checkpoint), `never`, or a checkpoint path.")] = "auto",
-    force: Annotated[
-        bool, typer.Option("--force", help="Also run in a folder that is not a bundle, or whose run completed.")
-    ] = False,
-    no_check: Annotated[
-        bool, typer.Option("--no-check", help="Submit without `dtec check` first (Slurm, Kubernetes).")
-    ] = False,
-    set_: SetOption = None,
-    machines: MachinesOption = None,
-) -> None:
-    """Compile a blueprint into a run folder and run it: locally, on Slurm or on Kubernetes.
-
-    A job for a queue is checked first (`dtec check`): one training step on this computer's CPU.
-    """
-    from dtec.output import OutputError, finished_run, plan_bundle, write_bundle
-    from dtec.runner import launch
-
-    bundle = _build(file, target, set_, machines)
-    folder = _folder(output, "runs", bundle)
-    if bundle.ir.target.scheduler != "local" and not (no_check or dry_run):
-        _preflight(bundle, quiet=True)
-    with _writing():
-        if finished_run(folder) and not force:
-            hint = "choose another folder with -o, or --force to run again (its results are replaced)"
-            raise OutputError(folder, "its run completed (run/summary.json)", hint)
-        if dry_run:
-            plan_bundle(folder, bundle.files, force=force)
-            _stderr(f"dtec: dry run: would write {folder}/ ({', '.join(bundle.files)}), then run:")
-        else:
-            write_bundle(bundle.files, folder, force=force)
-    raise typer.Exit(launch(bundle, folder, dry_run=dry_run, detach=detach, resume=resume))
 
 
 def check(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from math import ceil, inf, isfinite
 from typing import Any
 
@@ -29,9 +29,15 @@ _FORM = {
 }
 
 
-def check(program: Program, environ: Mapping[str, str]) -> tuple[Blueprint, list[Diagnostic]]:
-    """Check every block of `program`; return the blueprint and the diagnostics."""
-    checker = _Checker(Blueprint(program.main), environ)
+def check(
+    program: Program, environ: Mapping[str, str], targets: Collection[str] | None = None
+) -> tuple[Blueprint, list[Diagnostic]]:
+    """Check every block of `program`; return the blueprint and the diagnostics.
+
+    With `targets`, an unset `env("X")` in another target's block is no error: a target's
+    values matter only when it is linted, compiled or run.
+    """
+    checker = _Checker(Blueprint(program.main), environ, targets)
     checker.blocks(program.items())
     if program.main is not None:
         first = next((d.items[0] for d in program.documents[:1] if d.items), None)
@@ -42,9 +48,12 @@ def check(program: Program, environ: Mapping[str, str]) -> tuple[Blueprint, list
 
 
 class _Checker:
-    def __init__(self, blueprint: Blueprint, environ: Mapping[str, str]) -> None:
+    def __init__(
+        self, blueprint: Blueprint, environ: Mapping[str, str], targets: Collection[str] | None
+    ) -> None:
         self.blueprint = blueprint
         self.environ = environ
+        self.targets = targets
         self.diagnostics: list[Diagnostic] = []
         self.refs: list[tuple[str, str, Path, ast.Ref]] = []
         self.heads: dict[tuple[str, str | None], ast.Block] = {}
@@ -460,6 +469,8 @@ class _Checker:
         value = self.environ.get(name)
         if value is None:
             if len(call.args) == 1:
+                if self._elsewhere(path):
+                    return _INVALID  # another target's: not resolved for this one
                 self.report(
                     "DT113",
                     f"environment variable `{name}` is not set",
@@ -472,6 +483,12 @@ class _Checker:
                 return self.env(default, type_, path)
             return self.value(default, _string_of(type_), path)
         return value
+
+    def _elsewhere(self, path: Path) -> bool:
+        """Whether `path` lies in a target that is not being linted, compiled or run."""
+        if self.targets is None or path[:1] != ("target",) or len(path) < 2:
+            return False
+        return path[1] not in self.targets
 
     # ---- references --------------------------------------------------------------------
     def references(self) -> None:

@@ -15,7 +15,8 @@ Options:
     --check                     one step on one batch on the CPU, reported as JSON (dtec check)
 
 Writes to the run dir (rank 0): metrics.jsonl, summary.json, checkpoints/, final_model.pt.
-Exit codes: 0 done, 1 failed, 143 pre-empted by SIGTERM/SIGUSR1 after writing a checkpoint.
+Exit codes: 0 done, 1 failed, 143 stopped by SIGTERM/SIGUSR1/Ctrl-C after writing a checkpoint
+(0 instead when DTEC_PREEMPTED_EXIT=0: summary.json then says "preempted").
 """
 
 from __future__ import annotations
@@ -97,7 +98,11 @@ MONITOR = {"timing": True, "energy": True, "profiler": None, "log_every": None}
 BUNDLE = Path(__file__).resolve().parent
 # A collective that waits longer than this fails, so a dead or stuck peer cannot hang the job.
 PG_TIMEOUT = timedelta(seconds=float(os.environ.get("DTEC_PG_TIMEOUT", "120")))
-EXIT_PREEMPTED = 143  # 128 + SIGTERM, what Slurm and Kubernetes expect from a terminated job
+# 128 + SIGTERM, what Slurm and Kubernetes expect from a terminated job. A launcher that tells a
+# planned stop by summary.json (dtec, job.sbatch) asks for 0, so torchrun and srun log no failure.
+EXIT_PREEMPTED = int(os.environ.get("DTEC_PREEMPTED_EXIT", "143"))
+# The compiled configuration's hash: checkpoints resume only under it.
+IR_SHA256 = "<ir_sha256 of ir.json>"
 # Optimizer steps between the ranks' pre-emption checks (an all-reduce), also made at the end of
 # each epoch: a signal is acted on within this many steps (Slurm signals a minute or more ahead).
 STOP_CHECK_EVERY = 10
@@ -194,7 +199,7 @@ def seed_everything(seed: int) -> None:
 
 # ----------------------------------------------------------------------------- pre-emption
 class StopFlag:
-    """Set by SIGTERM/SIGUSR1 (Slurm pre-emption); a second signal ends the process at once."""
+    """Set by SIGTERM/SIGUSR1 (pre-emption) or Ctrl-C; a second signal ends the process at once."""
 
     # Slurm, srun and container runtimes may each pass the same signal on within moments: only a
     # repeat after this grace period means "stop now".
@@ -203,14 +208,14 @@ class StopFlag:
     def __init__(self) -> None:
         self.signal: int | None = None
         self.since = 0.0
-        for sig in (signal.SIGTERM, signal.SIGUSR1):
+        for sig in (signal.SIGTERM, signal.SIGUSR1, signal.SIGINT):
             signal.signal(sig, self._handle)
 
     def _handle(self, signum: int, frame: object) -> None:
         now = time.monotonic()
         if self.signal is None:
             self.signal, self.since = signum, now
-        elif now - self.since > self.REPEAT_GRACE_S:
+        elif signum == signal.SIGINT or now - self.since > self.REPEAT_GRACE_S:
             signal.signal(signum, signal.SIG_DFL)
             os.kill(os.getpid(), signum)
 
@@ -226,6 +231,25 @@ class StopFlag:
         flag = torch.tensor([0 if self.signal is None else 1], dtype=torch.int32)
         dist.all_reduce(flag, op=dist.ReduceOp.MAX, group=rt.control)
         return bool(flag.item())
+
+
+def die_with_launcher() -> None:
+    """Get SIGTERM, as on pre-emption, when the process that started this one dies (Linux).
+
+    torchrun starts each rank in a session of its own: without this, a launcher killed by the
+    OOM killer or a closed terminal would leave the ranks training on, holding CPUs and GPUs.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    parent = os.getppid()
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM, 0, 0, 0)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:  # it died before the call took effect
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 # ----------------------------------------------------------------------------- data
@@ -898,11 +922,54 @@ def find_resume_point(choice: str, folder: Path) -> Path | None:
             )
         return None
     if choice == "auto":
-        return found[-1] if found else None
-    path = Path(choice)
-    if not path.exists():
-        raise TrainingError(f"--resume {choice}: no such checkpoint")
+        path = found[-1] if found else None
+    else:
+        path = Path(choice)
+        if not path.exists():
+            raise TrainingError(f"--resume {choice}: no such checkpoint")
+    if path is not None:
+        check_configuration(path.parent)
     return path
+
+
+def check_configuration(folder: Path) -> None:
+    """Refuse checkpoints that another configuration wrote (its hash is in configuration.json)."""
+    try:
+        written = json.loads((folder / "configuration.json").read_text()).get("ir_sha256")
+    except (OSError, ValueError, AttributeError):
+        return  # an older dtec's folder, or a hand-made one: nothing to compare with
+    if IR_SHA256 and written and written != IR_SHA256:
+        raise TrainingError(
+            f"{folder} holds checkpoints of another configuration (the blueprint or --set values "
+            "changed since): compile it as it was to resume, or train in another --run-dir"
+        )
+
+
+def record_configuration(folder: Path) -> None:
+    """Say which configuration the checkpoints in `folder` belong to (rank 0)."""
+    if IR_SHA256:
+        save_atomic_json({"ir_sha256": IR_SHA256}, folder / "configuration.json")
+
+
+def run_inputs(run_dir: Path) -> dict:
+    """What the run was made from: dtec's record (run.json), the configuration, the Slurm job."""
+    try:
+        record = json.loads((run_dir / "run.json").read_text())
+    except (OSError, ValueError):
+        record = None
+    record = record if isinstance(record, dict) else {}
+    blueprint = record.get("blueprint") if isinstance(record.get("blueprint"), dict) else {}
+    return {
+        "run_id": record.get("id"),
+        "blueprint": blueprint.get("path"),
+        "blueprint_sha256": blueprint.get("sha256"),
+        "sets": record.get("sets", []),
+        "target": record.get("target"),
+        "ir_sha256": IR_SHA256,
+        "dtec_version": "0.1.0",
+        "git_commit": record.get("git_commit"),
+        "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
+    }
 
 
 # ----------------------------------------------------------------------------- failures
@@ -1030,6 +1097,7 @@ def preflight() -> int:
 
 @record  # sets up faulthandler, so a crash in native code still shows where it happened
 def main(argv: list[str] | None = None) -> int:
+    die_with_launcher()
     args = parse_args(argv)
     if args.check:
         return preflight()
@@ -1062,6 +1130,8 @@ def run_training(args: argparse.Namespace, run_dir: Path) -> int:
 
     state = TrainState(world_size=rt.world_size)
     resume_from = find_resume_point(args.resume, folder)
+    if rt.main:
+        record_configuration(folder)
     if resume_from is not None:
         state = load_checkpoint(parts, resume_from, rt)
         if state.world_size != rt.world_size:
@@ -1114,6 +1184,7 @@ def run_training(args: argparse.Namespace, run_dir: Path) -> int:
                 "resumed_from": str(resume_from) if resume_from else None,
                 "energy_j": run.energy_j if run.power.reason is None else None,
                 "error": error,
+                "inputs": run_inputs(run_dir),
             }
             save_atomic_json(summary, run_dir / "summary.json")
             run.metrics.close()

@@ -1,0 +1,227 @@
+"""CLI commands for runs: run (a new one, or resume one), runs, status, logs, cancel."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from dtec.cli.jobs import MachinesOption, SetOption, _build, _preflight, _stderr, _writing
+
+FormatOption = Annotated[str, typer.Option("--format", "-f", help="text or json.")]
+RunArgument = Annotated[
+    str, typer.Argument(help="A run id (or its unique start), `latest`, or a run folder.")
+]
+
+
+def _format(value: str) -> None:
+    if value not in ("text", "json"):
+        _stderr(f"dtec: unknown format `{value}`; choose `text` or `json`")
+        raise typer.Exit(2)
+
+
+def _find(ref: str):
+    from dtec.runs import RunError, find
+
+    try:
+        return find(ref)
+    except RunError as exc:
+        _stderr(f"dtec: {exc}")
+        raise typer.Exit(2) from None
+
+
+def run(
+    file: Annotated[Path, typer.Argument(help="The blueprint.")],
+    target: Annotated[
+        Optional[str],
+        typer.Option(
+            "--target", "-t", help="Machine (`dtec targets`); default local, or the resumed run's."
+        ),
+    ] = None,
+    output: Annotated[
+        Optional[Path],
+        typer.Option("--output", "-o", help="Run folder (default runs/<twin>/<target>/<run id>)."),
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Write nothing; print what would be written and run.")
+    ] = False,
+    detach: Annotated[
+        bool,
+        typer.Option("--detach", help="Submit, print the run and job ids (Slurm, Kubernetes)."),
+    ] = False,
+    resume: Annotated[
+        Optional[str],
+        typer.Option("--resume", help="Continue this interrupted run (id or folder)."),
+    ] = None,
+    force: Annotated[
+        bool,
+        typer.Option("--force", help="Write into a folder that is not a bundle, over its files."),
+    ] = False,
+    no_check: Annotated[
+        bool,
+        typer.Option("--no-check", help="Submit without `dtec check` first (Slurm, Kubernetes)."),
+    ] = False,
+    set_: SetOption = None,
+    machines: MachinesOption = None,
+    format: FormatOption = "text",
+) -> None:
+    """Compile a blueprint into a new run folder and run it: locally, on Slurm or on Kubernetes.
+
+    A job for a queue is checked first (`dtec check`): one training step on this computer's CPU.
+    """
+    from dtec import runs
+    from dtec.output import plan_bundle, write_bundle
+    from dtec.runner import launch
+
+    _format(format)
+    previous = None
+    if resume is not None:
+        if output is not None:
+            _stderr("dtec: --resume names the run folder already; leave out -o")
+            raise typer.Exit(2)
+        previous = _find(resume)
+        target = target or previous.record.get("target")
+        set_ = set_ or previous.record.get("sets") or None
+    bundle = _build(file, target or "local", set_, machines)
+    if detach and bundle.ir.target.scheduler == "local":
+        _stderr("dtec: --detach is for Slurm and Kubernetes targets: a local run ends with dtec "
+                "(run it in tmux or screen to close the terminal)")
+        raise typer.Exit(2)
+    run_id = previous.id if previous else runs.new_id()
+    if previous is not None:
+        try:
+            runs.check_resumable(previous, bundle)
+        except runs.RunError as exc:
+            _stderr(f"dtec: cannot resume run {previous.id}: {exc}")
+            raise typer.Exit(1) from None
+    folder = previous.folder if previous else output or runs.default_folder(
+        bundle.ir.twin.name, bundle.ir.target.name, run_id)
+    with _writing():
+        if previous is None:
+            runs.check_unused(folder, file)
+        if bundle.ir.target.scheduler != "local" and not (no_check or dry_run):
+            _preflight(bundle, quiet=True)
+        if dry_run:
+            plan_bundle(folder, bundle.files, force=force)
+            _stderr(f"dtec: dry run: would write {folder}/ ({', '.join(bundle.files)}), then run:")
+        else:
+            write_bundle(bundle.files, folder, force=force)
+            record = previous or runs.start(folder, run_id, bundle, file, list(set_ or ()))
+    if dry_run:
+        raise typer.Exit(launch(bundle, folder, None, resuming=previous is not None))
+    code = launch(bundle, folder, record, detach=detach, resuming=previous is not None, fmt=format)
+    if format == "json" and not detach:
+        sys.stdout.write(json.dumps(runs.describe(record), indent=2) + "\n")
+    raise typer.Exit(code)
+
+
+def runs_(format: FormatOption = "text") -> None:
+    """List the runs made from this folder (under runs/): status, time, loss, throughput."""
+    from dtec.runs import all_runs, describe
+    from dtec.summary import duration, number
+
+    _format(format)
+    found = [describe(r) for r in all_runs()]
+    if format == "json":
+        sys.stdout.write(json.dumps(found, indent=2) + "\n")
+        return
+    if not found:
+        _stderr("dtec: no runs under runs/ here (`dtec run BLUEPRINT` makes one)")
+        return
+    header = ("id", "twin", "target", "status", "start", "duration", "final loss", "samples/s")
+    table = [header] + [
+        (r["id"], str(r["twin"]), str(r["target"]), r["status"], _when(r["started"]),
+         duration(r["duration_s"]), "-" if r["final_loss"] is None else number(r["final_loss"]),
+         "-" if r["samples_per_s"] is None else f"{r['samples_per_s']:,.0f}")
+        for r in found
+    ]
+    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
+    for row in table:
+        typer.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
+
+
+def _when(stamp: object) -> str:
+    if not isinstance(stamp, (int, float)):
+        return "-"
+    return time.strftime("%Y-%m-%d %H:%M", time.localtime(stamp))
+
+
+def status(run: RunArgument, format: FormatOption = "text") -> None:
+    """Say how a run stands: queued, running, or how it ended, with its results."""
+    from dtec.runs import describe
+    from dtec.summary import duration, rows
+
+    _format(format)
+    found = _find(run)
+    facts = describe(found)
+    if format == "json":
+        sys.stdout.write(json.dumps({**facts, "summary": found.summary()}, indent=2) + "\n")
+        return
+    lines = [
+        ("run", f"{facts['id']} ({facts['twin']} on {facts['target']})"),
+        ("status", facts["status"] + (f" ({facts['detail']})" if facts["detail"] else "")),
+        ("job", facts["job"] or "-"),
+        ("started", _when(facts["started"])),
+        ("duration", duration(facts["duration_s"])),
+        ("folder", facts["folder"]),
+    ]
+    summary = found.summary()
+    if isinstance(summary, dict) and not facts["status"] in ("running", "pending"):
+        lines += [row for row in rows(summary) if row[0] != "status"]
+    if facts["resume"]:
+        lines.append(("resume", facts["resume"]))
+    width = max(len(key) for key, _ in lines)
+    for key, value in lines:
+        typer.echo(f"{key.ljust(width)}  {value}")
+
+
+def logs(
+    run: RunArgument,
+    follow: Annotated[
+        bool, typer.Option("--follow", "-F", help="Keep printing while the run goes on.")
+    ] = False,
+) -> None:
+    """Print a run's output: the launcher's log, the Slurm job's logs, or its pods' logs."""
+    import subprocess
+
+    from dtec.runner import print_growth
+    from dtec.runs import log_files, state
+
+    found = _find(run)
+    job = found.job or {}
+    if job.get("kind") == "kubernetes":
+        where = ["-n", str(job["namespace"]), str(job["resource"])]
+        command = ["kubectl", "logs", *where, "--all-containers"]
+        raise typer.Exit(subprocess.call(command + (["--follow"] if follow else [])))
+    positions: dict[Path, int] = {}
+    while True:
+        active = follow and state(found).active
+        files = log_files(found)
+        print_growth(files, positions)
+        if not active:
+            break
+        time.sleep(1.0)
+    if not files:
+        _stderr(f"dtec: run {found.id} has no logs yet")
+
+
+def cancel(run: RunArgument, format: FormatOption = "text") -> None:
+    """Stop a run: locally its ranks checkpoint first; on Slurm scancel; kubectl delete."""
+    from dtec.runs import RunError
+    from dtec.runs import cancel as stop
+
+    _format(format)
+    found = _find(run)
+    try:
+        done = stop(found)
+    except RunError as exc:
+        _stderr(f"dtec: {exc}")
+        raise typer.Exit(1) from None
+    if format == "json":
+        sys.stdout.write(json.dumps({"run": found.id, "cancelled": True, "how": done}) + "\n")
+    else:
+        typer.echo(f"dtec: {done}; `{found.resume_command()}` continues it")
