@@ -120,10 +120,6 @@ def _check_model(bp: Blueprint, name: str, arch: dict, source: dict, data_name: 
                 mismatch("channels", f"`{fn}` reads {wanted} samples but samples have shape {shown}", "change the data's `shape`")
             elif isinstance(arch.get("channels"), int) and arch["channels"] != shape[0]:
                 mismatch("channels", f"`{fn}` has {arch['channels']} input channels but samples of shape {shown} have {shape[0]}", f"set `channels = {shape[0]}`")
-            elif fn == "unet" and isinstance(arch.get("depth"), int):
-                step = 2 ** arch["depth"]
-                if any(size % step for size in shape[1:]):
-                    mismatch("depth", f"`unet` of depth {arch['depth']} halves {shown} {arch['depth']} times: sizes must be multiples of {step}", "lower `depth` or change the data's `shape`")
     if fn == "transformer" and all(isinstance(arch.get(k), int) for k in ("dim", "heads")):
         if arch["dim"] % arch["heads"]:
             found.append(diag("DT114", f"`dim` {arch['dim']} is not a multiple of `heads` {arch['heads']}", bp.span("model", name, "arch", "heads"), "choose `heads` that divides `dim`"))
