@@ -316,7 +316,7 @@ def test_ranks_check_for_preemption_every_few_steps(strategy: str, every: int) -
     source = script(*STRATEGIES["zero2" if strategy == "deepspeed" else strategy])
     assert f"\nSTOP_CHECK_EVERY = {every}\n" in source
     loop = source.split("def train(")[1]
-    assert "epoch_end = state.step_in_epoch == plan.steps_per_epoch" in loop
+    assert "epoch_end = state.step_in_epoch == length.steps_per_epoch" in loop
     assert "if (state.step % STOP_CHECK_EVERY == 0 or epoch_end) and stop.agreed(rt):" in loop
     assert loop.count("stop.agreed(") == 1
 

@@ -392,14 +392,14 @@ def make_optimizer(parameters) -> torch.optim.Optimizer:
     return torch.optim.AdamW(parameters, lr=settings["lr"], weight_decay=settings["weight_decay"])
 
 
-def make_scheduler(optimizer: torch.optim.Optimizer, plan: Plan) -> LambdaLR:
+def make_scheduler(optimizer: torch.optim.Optimizer, length: Length) -> LambdaLR:
     """Linear warm-up over the first steps, then cosine decay to zero at the last step."""
     warmup = TRAIN["scheduler"]["warmup"]
 
     def factor(step: int) -> float:
         if step < warmup:
             return (step + 1) / warmup
-        progress = (step - warmup) / max(1, plan.total_steps - warmup)
+        progress = (step - warmup) / max(1, length.total_steps - warmup)
         return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
 
     # Stepped once per optimizer step.
@@ -407,7 +407,7 @@ def make_scheduler(optimizer: torch.optim.Optimizer, plan: Plan) -> LambdaLR:
 
 
 @dataclass(frozen=True)
-class Plan:
+class Length:
     """How long training runs, in optimizer steps."""
 
     epochs: int
@@ -415,7 +415,7 @@ class Plan:
     total_steps: int
 
 
-def make_plan(sampler: ResumableSampler, args: argparse.Namespace) -> Plan:
+def make_length(sampler: ResumableSampler, args: argparse.Namespace) -> Length:
     """Count the optimizer steps: full accumulation groups of full batches only."""
     micro_batches = sampler.num_samples // DATA["batch"]
     steps_per_epoch = micro_batches // TRAIN["grad_accum"]
@@ -430,7 +430,7 @@ def make_plan(sampler: ResumableSampler, args: argparse.Namespace) -> Plan:
     max_steps = args.max_steps if args.max_steps is not None else TRAIN["max_steps"]
     if max_steps is not None:
         total = min(total, max_steps)
-    return Plan(math.ceil(total / steps_per_epoch), steps_per_epoch, total)
+    return Length(math.ceil(total / steps_per_epoch), steps_per_epoch, total)
 
 
 def wrap(model: nn.Module, rt: Runtime) -> nn.Module:
@@ -762,19 +762,21 @@ def training_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, first: boo
     return loss_fn(pred, y)
 
 
-def train(parts: dict, loaders, plan: Plan, state: TrainState, run: Session, rt: Runtime) -> str:
+def train(
+    parts: dict, loaders, length: Length, state: TrainState, run: Session, rt: Runtime
+) -> str:
     """Run the epochs; return "completed" or "preempted"."""
     train_loader, sampler, val_loader = loaders
     model, optimizer = parts["model"], parts["optimizer"]
     scheduler = parts["scheduler"]
     accumulate = TRAIN["grad_accum"]
     global_batch = DATA["batch"] * accumulate * rt.world_size
-    log_every = MONITOR["log_every"] or max(1, min(100, plan.steps_per_epoch // 10))
+    log_every = MONITOR["log_every"] or max(1, min(100, length.steps_per_epoch // 10))
     progress, metrics, stop = run.progress, run.metrics, run.stop
     first = True
     model.train()
 
-    while state.step < plan.total_steps:
+    while state.step < length.total_steps:
         epoch_start = time.perf_counter()
         joules_start = run.power.joules
         if rt.device.type == "cuda":
@@ -782,7 +784,7 @@ def train(parts: dict, loaders, plan: Plan, state: TrainState, run: Session, rt:
         sampler.set_epoch(state.epoch)  # a new shuffle each epoch, the same on resume
         sampler.start = state.step_in_epoch * accumulate * DATA["batch"]
         loader = iter(train_loader)
-        progress.epoch(state.epoch, plan.steps_per_epoch, state.step_in_epoch)
+        progress.epoch(state.epoch, length.steps_per_epoch, state.step_in_epoch)
         # Summed on the device and read only on log steps: a per-step .item() would stall the GPU.
         loss_sum = torch.zeros((), device=rt.device)
         epoch_loss = torch.tensor(state.epoch_loss / rt.world_size, dtype=torch.float64)
@@ -790,7 +792,7 @@ def train(parts: dict, loaders, plan: Plan, state: TrainState, run: Session, rt:
         epoch_batches, interval_data, interval_steps = state.epoch_batches, 0.0, 0
         interval_start = time.perf_counter()
 
-        while state.step_in_epoch < plan.steps_per_epoch and state.step < plan.total_steps:
+        while state.step_in_epoch < length.steps_per_epoch and state.step < length.total_steps:
             for micro in range(accumulate):
                 wait = time.perf_counter()
                 x, y = to_device(next(loader), rt)
@@ -811,7 +813,7 @@ def train(parts: dict, loaders, plan: Plan, state: TrainState, run: Session, rt:
             interval_steps += 1
             epoch_batches += accumulate * rt.world_size
 
-            if state.step % log_every == 0 or state.step_in_epoch == plan.steps_per_epoch:
+            if state.step % log_every == 0 or state.step_in_epoch == length.steps_per_epoch:
                 if rt.device.type == "cuda":
                     torch.cuda.synchronize(rt.device)  # so the interval covers the queued GPU work
                 now = time.perf_counter()
@@ -823,7 +825,7 @@ def train(parts: dict, loaders, plan: Plan, state: TrainState, run: Session, rt:
                 data_time = interval_data / interval_steps
                 samples_per_s = global_batch / iter_time
                 if rt.main:
-                    position = (state.epoch, state.step_in_epoch, plan.steps_per_epoch)
+                    position = (state.epoch, state.step_in_epoch, length.steps_per_epoch)
                     progress.step(*position, mean_loss, samples_per_s)
                     metrics.write(
                         "step",
@@ -840,7 +842,7 @@ def train(parts: dict, loaders, plan: Plan, state: TrainState, run: Session, rt:
                 interval_data, interval_steps, interval_start = 0.0, 0, time.perf_counter()
 
             # Every rank checks at the same steps: every STOP_CHECK_EVERY and the epoch's last.
-            epoch_end = state.step_in_epoch == plan.steps_per_epoch
+            epoch_end = state.step_in_epoch == length.steps_per_epoch
             if (state.step % STOP_CHECK_EVERY == 0 or epoch_end) and stop.agreed(rt):
                 state.epoch_loss = all_sum(epoch_loss + loss_sum).item()
                 state.epoch_batches = epoch_batches
@@ -873,18 +875,18 @@ def train(parts: dict, loaders, plan: Plan, state: TrainState, run: Session, rt:
             "energy": run.power.record(joules, epoch_time),
         }
         run.last = record
-        finished_epoch = state.step_in_epoch == plan.steps_per_epoch
+        finished_epoch = state.step_in_epoch == length.steps_per_epoch
         if finished_epoch:
             state.epoch, state.step_in_epoch = state.epoch + 1, 0
             state.epoch_loss, state.epoch_batches = 0.0, 0
         if rt.main:
             metrics.write("epoch", **record)
             shown = [f"{k} {v:.4g}" for k, v in record.items() if k.endswith(("loss", "accuracy"))]
-            done = f"epoch {record['epoch']}/{plan.epochs} done in {epoch_time:.1f}s"
+            done = f"epoch {record['epoch']}/{length.epochs} done in {epoch_time:.1f}s"
             progress.message(f"{done}: {', '.join(shown)}")
         every = TRAIN["checkpoint"]["every"]
         due = finished_epoch and every and state.epoch % every == 0
-        if due or state.step >= plan.total_steps:
+        if due or state.step >= length.total_steps:
             save_checkpoint(parts, state, run.checkpoints, rt)
     return "completed"
 
@@ -1120,13 +1122,13 @@ def run_training(args: argparse.Namespace, run_dir: Path) -> int:
 
     train_set, val_set = split(load_dataset(), TRAIN["seed"])
     loaders = make_loaders(train_set, val_set, rt)
-    plan = make_plan(loaders[1], args)
+    length = make_length(loaders[1], args)
     sample_shape = tuple(train_set[0][0].shape)
     model = build_model(sample_shape)
     model = wrap(model, rt)
     optimizer = make_optimizer(model.parameters())
     parts = {"model": model, "optimizer": optimizer}
-    parts["scheduler"] = make_scheduler(optimizer, plan)
+    parts["scheduler"] = make_scheduler(optimizer, length)
 
     state = TrainState(world_size=rt.world_size)
     resume_from = find_resume_point(args.resume, folder)
@@ -1139,26 +1141,26 @@ def run_training(args: argparse.Namespace, run_dir: Path) -> int:
             # position within the epoch from the new layout.
             ranks = f"checkpoint of {state.world_size} ranks, now {rt.world_size}"
             log(f"warning: {ranks}: the data order changes from here on")
-            state.epoch, state.step_in_epoch = divmod(state.step, plan.steps_per_epoch)
+            state.epoch, state.step_in_epoch = divmod(state.step, length.steps_per_epoch)
             state.epoch_loss, state.epoch_batches, state.world_size = 0.0, 0, rt.world_size
         log(f"resumed from {resume_from} (epoch {state.epoch + 1}, step {state.step})")
 
     run = Session(
         stop=stop,
         checkpoints=folder,
-        progress=ProgressReport(rt.main, plan.epochs),
+        progress=ProgressReport(rt.main, length.epochs),
         metrics=MetricsLog(run_dir / "metrics.jsonl") if rt.main else None,
         power=PowerMeter(rt),
     )
     log(
         f"{TWIN['name']}: {MODEL['name']} ({count_parameters(model):,} parameters), "
         f"{rt.world_size} rank(s) on {rt.device.type}, "
-        f"{plan.total_steps} steps of {plan.steps_per_epoch} per epoch"
+        f"{length.total_steps} steps of {length.steps_per_epoch} per epoch"
     )
     session_start, samples_before = time.perf_counter(), state.samples
     status, error = "failed", None
     try:
-        status = train(parts, loaders, plan, state, run, rt)
+        status = train(parts, loaders, length, state, run, rt)
         if status == "completed":
             save_final_model(parts["model"], run_dir / "final_model.pt", rt)
     except BaseException as exc:
@@ -1174,9 +1176,9 @@ def run_training(args: argparse.Namespace, run_dir: Path) -> int:
                 "precision": TRAIN["precision"],
                 "world_size": rt.world_size,
                 "device": rt.device.type,
-                "epochs": plan.epochs,
+                "epochs": length.epochs,
                 "steps": state.step,
-                "total_steps": plan.total_steps,
+                "total_steps": length.total_steps,
                 "total_time": total_time,
                 "train_time": state.train_time,
                 "samples_per_s": (state.samples - samples_before) / max(total_time, 1e-9),
