@@ -167,20 +167,7 @@ AGREE_FILES = [
     *sorted((REPO / "blueprints").glob("*.twin")),
     *sorted((REPO / "tests" / "backends").glob("*.twin")),
 ]
-TINY = """\
-twin "t" {}
-data "d" {
-  source = synthetic(samples = 64, shape = [8], targets = 1)
-  batch  = 8
-}
-model "m" {
-  arch  = mlp(input = 8, output = 1)
-  input = data.d
-}
-train {
-  loss = mse
-}
-"""
+TINY = (REPO / "tests" / "fixtures" / "minimal.twin").read_text()
 # What a launcher cannot express, and `machine { }` values a profile cannot take: (text, the value
 # the error points at). Lint passed the first kind and compile refused it; both crashed on the second.
 REFUSED = {

@@ -653,19 +653,7 @@ def test_hostile_blueprints_keep_the_promises(world: World, case: Case) -> None:
 
 # ---- the issue's findings: each one fails an oracle above (issue 9) --------------------------
 
-H = """twin "t" {}
-data "d" {
-  source = synthetic(samples = 64, shape = [8], targets = 1)
-  batch  = 8
-}
-model "m" {
-  arch  = mlp(input = 8, output = 1)
-  input = data.d
-}
-train {
-  loss = mse
-}
-"""
+H = (Path(__file__).resolve().parent / "fixtures" / "minimal.twin").read_text()  # the issue's base
 
 
 def h_with(target: str, body: str, replace: dict[str, str]) -> str:

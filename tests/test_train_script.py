@@ -346,19 +346,7 @@ def test_the_script_takes_its_defaults_from_the_ir(tmp_path: Path) -> None:
     The script's context had defaults of its own, some unlike the language's (`workers` 0
     where the blueprint's default is `auto`); the IR is now its only source.
     """
-    text = """twin "t" {}
-data "d" {
-  source = synthetic(samples = 64, shape = [8], targets = 1)
-  batch  = 8
-}
-model "m" {
-  arch  = mlp(input = 8, output = 1)
-  input = data.d
-}
-train {
-  loss = mse
-}
-target "slurm" {
+    text = (TRAIN_FIXTURES.parent / "fixtures" / "minimal.twin").read_text() + """target "slurm" {
   machine {
     cpus = 16
     gpus = 0
