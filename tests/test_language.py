@@ -88,7 +88,7 @@ def test_minimal_blueprint_is_clean_and_defaults_are_filled() -> None:
     assert codes(result) == []
     bp = result.blueprint
     assert bp.get("train", "model") == "m"  # the only model
-    assert bp.get("train", "checkpoint") == {"every": 1, "keep": 2}
+    assert bp.get("train", "checkpoint") == {"every": 1, "keep": 2, "final": "last"}
     assert bp.get("strategy", "kind") == "auto"
     assert bp.get("monitor", "profiler") == {"fn": "none"}
 
@@ -313,6 +313,29 @@ def test_task_mismatch() -> None:
     assert codes(lint_text(text)) == [("DT301", 11, 10)]
 
 
+@pytest.mark.parametrize(
+    ("checkpoint", "loss", "found"),
+    [
+        ("best = min(val_loss), final = best", "mse", []),
+        ("best = max(val_accuracy)", "cross_entropy", []),
+        ("best = max(val_loss)", "mse", [("DT310", 11, 25)]),  # the whole min/max
+        ("best = min(val_accuracy)", "cross_entropy", [("DT310", 11, 25)]),
+        ("best = max(val_accuracy)", "mse", [("DT310", 11, 29)]),  # the metric: not recorded
+        ("best = min(val_f1)", "mse", [("DT102", 11, 29)]),
+        ("best = val_loss", "mse", [("DT103", 11, 25)]),
+        ("final = best", "mse", [("DT107", 11, 26)]),
+    ],
+)
+def test_the_best_checkpoint_monitors_a_recorded_metric_the_right_way(
+    checkpoint: str, loss: str, found: list
+) -> None:
+    text = MINIMAL.replace("train {\n", f"train {{\n  checkpoint = {{ {checkpoint} }}\n")
+    if loss == "cross_entropy":
+        text = text.replace("targets = 1", "classes = 3").replace("output = 1", "output = 3")
+    text = text.replace("loss = mse", f"loss = {loss}")
+    assert codes(lint_text(text)) == found
+
+
 def test_unused_blocks_warn_and_can_be_suppressed() -> None:
     extra = 'data "spare" {  # dtec: ignore[DT115]\n  source = synthetic(samples = 1, shape = [1], targets = 1)\n  batch = 1\n}\n'
     assert codes(lint_text(MINIMAL + extra)) == []
@@ -453,7 +476,7 @@ def test_set_reaches_into_calls_and_maps_keeping_the_other_arguments() -> None:
     bp = result.blueprint
     assert bp.get("train", "optimizer") == {"fn": "sgd", "lr": 1e-2, "weight_decay": 0.0, "momentum": 0.9}
     assert bp.get("train", "scheduler") == {"fn": "cosine", "warmup": 5}
-    assert bp.get("train", "checkpoint") == {"every": 1, "keep": 4}
+    assert bp.get("train", "checkpoint") == {"every": 1, "keep": 4, "best": None, "final": "last"}
     assert bp.get("data", "d", "source", "seed") == 7
     # An argument the blueprint does not give yet is added to the function the vocabulary lists first.
     assert lint_text(MINIMAL, sets=["train.optimizer.lr=0.1"]).blueprint.get("train", "optimizer", "fn") == "adamw"

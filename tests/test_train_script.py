@@ -828,3 +828,60 @@ def test_unet_pads_odd_sizes_trains_in_bf16_and_profiles(tmp_path: Path) -> None
     profile = tmp_path / "run" / "profile"
     assert list(profile.glob("rank0*.pt.trace.json"))
     assert "Self CPU" in (profile / "rank0-operators.txt").read_text()
+
+
+# Validation loss that bottoms out mid-run (toy:crossing_datasets): epoch 3 of 10 is the best.
+CROSSING = (*with_model("python"), "train.epochs=10", "train.scheduler=none",
+            "train.optimizer=sgd(lr = 0.01, momentum = 0.5)",
+            'data.gauges.source=python(callable = "toy:crossing_datasets", samples = 256, '
+            'features = 6)',
+            "train.checkpoint={ every = 1, keep = 2, best = min(val_loss), final = best }")
+
+
+def best_checkpoint(run_dir: Path, strategy: str) -> tuple[dict, dict[str, torch.Tensor] | None]:
+    """The trainer state in checkpoints/best(.pt), and its model weights (None for DeepSpeed)."""
+    if strategy.startswith("zero"):
+        state = torch.load(run_dir / "checkpoints" / "best" / "trainer.pt", weights_only=False)
+        return state["state"], None
+    saved = torch.load(run_dir / "checkpoints" / "best.pt", weights_only=False)
+    return saved["state"], saved["model"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("strategy", ["ddp", "fsdp", "zero3"])
+def test_best_checkpoint_is_kept_and_becomes_the_final_model(tmp_path: Path,
+                                                              strategy: str) -> None:
+    # DeepSpeed's ZeRO takes Adam-like optimizers, not SGD.
+    adam = ("train.optimizer=adam(lr = 0.01)",) if strategy.startswith("zero") else ()
+    script = write_bundle(tmp_path, *CROSSING, *STRATEGIES[strategy], *adam)
+    run_dir = tmp_path / "run"
+    ok(torchrun(script, timeout=240))
+    epochs = records(run_dir, "epoch")
+    best = min(epochs, key=lambda e: e["val_loss"])
+    assert 1 < best["epoch"] < len(epochs) == 10  # the data set makes it so
+    state, weights = best_checkpoint(run_dir, strategy)
+    assert (state["best_epoch"], state["best"]) == (best["epoch"], best["val_loss"])
+    assert state["step"] == state["best_step"] == best["epoch"] * best["steps"]
+    assert summary(run_dir)["best"] == {"metric": "val_loss", "value": best["val_loss"],
+                                        "epoch": best["epoch"], "step": state["step"]}
+    assert checkpoint_names(run_dir)[-1].startswith("step-00000060")  # keep = 2 spares best
+    if weights is not None:
+        assert_same_weights(final_weights(run_dir), weights)
+        last = torch.load(run_dir / "checkpoints" / "step-00000060.pt", weights_only=False)
+        assert not torch.equal(last["model"]["layers.0.weight"], weights["layers.0.weight"])
+
+
+@pytest.mark.slow
+def test_a_resumed_run_keeps_the_best_so_far(tmp_path: Path) -> None:
+    """Stopped after the best epoch and resumed: the best is not forgotten nor overwritten."""
+    reference = write_bundle(tmp_path / "reference", *CROSSING)
+    ok(torchrun(reference))
+    script = write_bundle(tmp_path / "resumed", *CROSSING)
+    run_dir = tmp_path / "resumed" / "run"
+    ok(torchrun(script, "--max-steps", "30"))  # 5 epochs of 6 steps: past the best, epoch 3
+    assert summary(run_dir)["best"]["epoch"] == 3
+    out = ok(torchrun(script))
+    assert "step-00000030.pt (epoch 6, step 30)" in out
+    assert summary(run_dir)["best"] == summary(tmp_path / "reference" / "run")["best"]
+    assert_same_weights(final_weights(run_dir), final_weights(tmp_path / "reference" / "run"))
+    assert best_checkpoint(run_dir, "ddp")[0]["best_step"] == 18

@@ -135,12 +135,18 @@ def _configuration(ir: IR) -> dict[str, Any]:
             "seed": train.seed,
             "grad_accum": train.grad_accum,
             "clip_grad": train.clip_grad,
-            "checkpoint": train.checkpoint.model_dump(),
+            "checkpoint": _checkpoint(train.checkpoint),
         },
         "strategy": {"kind": ir.strategy.kind, "zero": ir.strategy.zero},
         "monitor": ir.monitor.model_dump(),
         "run": {"ir_sha256": ir_sha256(ir.model_dump(mode="json"))},  # as of ir.json's data
     }
+
+
+def _checkpoint(checkpoint) -> dict[str, Any]:
+    """Every and keep; the best epoch's metric and mode, and `final`, only when one is kept."""
+    found = checkpoint.model_dump()
+    return found if checkpoint.best else {k: found[k] for k in ("every", "keep")}
 
 
 def _script_facts(ctx: dict[str, Any]) -> dict:
@@ -173,6 +179,9 @@ def _script_facts(ctx: dict[str, Any]) -> dict:
         # class: integer labels (cross entropy); binary: 0/1 floats (bce); values: regression
         "target_kind": {"cross_entropy": "class", "bce": "binary"}.get(loss, "values"),
         "imports_user_code": user_code,
+        # checkpoints/best.pt kept by a monitored metric; final_model.pt its weights (final = best).
+        "keeps_best": "best" in ctx["train"]["checkpoint"],
+        "final_is_best": ctx["train"]["checkpoint"].get("final") == "best",
         # One process reads its own flag, which costs nothing: it checks after every step.
         "stop_check_every": 1 if strategy == "single" else STOP_CHECK_EVERY,
     }

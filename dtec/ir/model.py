@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from dtec import __version__
 from dtec.lang.blueprint import Blueprint
 from dtec.lang.schema import (
-    ARCH, DATA_SOURCE, LOSSES, OPTIMIZER, PRECISIONS, SCALING_MODES, SCHEDULER, STRATEGIES,
+    ARCH, DATA_SOURCE, LOSSES, METRICS, OPTIMIZER, PRECISIONS, SCALING_MODES, SCHEDULER, STRATEGIES,
 )
 from dtec.lang.semantics import label_count, sample_shape
 from dtec.plan import Decision, Plan
@@ -110,11 +110,20 @@ class Scheduler(_Model):
     gamma: float | None = None
 
 
+class Monitored(_Model):
+    """A validation metric and the direction in which it improves."""
+
+    metric: Literal[tuple(METRICS)]  # type: ignore[valid-type]
+    mode: Literal["min", "max"]
+
+
 class Checkpoint(_Model):
-    """How often checkpoints are written and how many are kept."""
+    """How often checkpoints are written, how many are kept, and which epoch is the best."""
 
     every: int = Field(ge=1)
     keep: int = Field(ge=1)
+    best: Monitored | None = None
+    final: Literal["last", "best"] = "last"
 
 
 class Train(_Model):
@@ -270,7 +279,7 @@ def build_ir(bp: Blueprint, plan: Plan, code: Mapping[str, str] | None = None) -
             seed=train["seed"],
             grad_accum=train["grad_accum"],
             clip_grad=train["clip_grad"],
-            checkpoint=Checkpoint(**train["checkpoint"]),
+            checkpoint=_checkpoint(train["checkpoint"]),
         ),
         strategy=Strategy(
             kind=plan.strategy,
@@ -318,6 +327,12 @@ def build_ir(bp: Blueprint, plan: Plan, code: Mapping[str, str] | None = None) -
         ),
         decisions=list(plan.decisions),
     )
+
+
+def _checkpoint(c: dict[str, Any]) -> Checkpoint:
+    """The checkpoint record; a monitored metric `min(val_loss)` as its metric and mode."""
+    best = c.get("best") and Monitored(metric=c["best"]["metric"], mode=c["best"]["fn"])
+    return Checkpoint(every=c["every"], keep=c["keep"], best=best, final=c["final"])
 
 
 def _data(name: str, d: dict[str, Any], plan: Plan, code: Mapping[str, str]) -> Data:

@@ -143,6 +143,20 @@ ARCH = Call(
 LOSSES = ("mse", "mae", "huber", "cross_entropy", "bce")
 CLASSIFICATION_LOSSES = ("cross_entropy", "bce")
 
+# The validation metrics the script records, and the direction in which each one improves.
+METRICS = {"val_loss": "min", "val_accuracy": "max"}
+CLASSIFICATION_METRICS = ("val_accuracy",)  # recorded only when the loss classifies
+# A monitored metric, `min(val_loss)` or `max(val_accuracy)`: the metric and the better direction.
+MONITORED = Call(
+    {
+        mode: Function(
+            {"metric": _f(Sym(tuple(METRICS)), "a validation metric the script records", True)},
+            f"The {'lowest' if mode == 'min' else 'highest'} value of the metric is the best.",
+        )
+        for mode in ("min", "max")
+    }
+)
+
 OPTIMIZER = Call(
     {
         name: Function(
@@ -304,10 +318,12 @@ BLOCKS: dict[str, BlockSpec] = {
                     {
                         "every": _f(POSITIVE, "epochs between checkpoints", default=1),
                         "keep": _f(POSITIVE, "checkpoints kept", default=2),
+                        "best": _f(MONITORED, "also keep `checkpoints/best.pt`, the best epoch by this metric (never pruned)"),
+                        "final": _f(Sym(("last", "best")), "`final_model.pt` holds the last weights or, with `best`, the best checkpoint's", default="last"),
                     }
                 ),
                 "checkpointing",
-                default={"every": 1, "keep": 2},
+                default={"every": 1, "keep": 2, "final": "last"},
             ),
         },
         required=True,

@@ -8,7 +8,7 @@ from typing import Any
 
 from dtec.diagnostics import Diagnostic, Related, diag, has_errors
 from dtec.lang.blueprint import Blueprint
-from dtec.lang.schema import CLASSIFICATION_LOSSES
+from dtec.lang.schema import CLASSIFICATION_LOSSES, CLASSIFICATION_METRICS, METRICS
 
 _SEQUENCE_ARCHS = ("lstm", "transformer")
 
@@ -57,6 +57,7 @@ def check_semantics(bp: Blueprint, *, errors_so_far: bool = False, facts: Mappin
         if isinstance(source, dict) and isinstance(block.get("arch"), dict):
             found += _check_model(bp, name, block["arch"], source, block["input"], from_file)
     found += _check_training(bp, data, models)
+    found += _check_best(bp)
     found += _check_strategy(bp)
     if not errors_so_far and not has_errors(found):
         found += _check_unused(bp, data, models)
@@ -155,6 +156,31 @@ def _check_training(bp: Blueprint, data: dict, models: dict) -> list[Diagnostic]
     if loss == "bce" and count != 2:
         return [diag("DT301", f"`bce` scores two classes but the data has {count}", span, "use `cross_entropy`")]
     return []
+
+
+def check_monitored(bp: Blueprint, monitored: Any, path: tuple[str, ...]) -> list[Diagnostic]:
+    """A monitored metric (`min(val_loss)`, at `path`) is recorded for the task and its direction fits."""
+    if not isinstance(monitored, dict) or monitored.get("metric") not in METRICS:
+        return []
+    mode, metric, loss = monitored["fn"], monitored["metric"], bp.get("train", "loss")
+    if metric in CLASSIFICATION_METRICS and isinstance(loss, str) and loss not in CLASSIFICATION_LOSSES:
+        span = bp.span(*path, "metric") or bp.span(*path)
+        return [diag("DT310", f"`{metric}` is recorded only for classification, but `{loss}` is a regression loss", span, f"monitor `{mode}(val_loss)`")]
+    if mode != METRICS[metric]:
+        better = "lower" if METRICS[metric] == "min" else "higher"
+        return [diag("DT310", f"`{mode}({metric})` keeps the worst epoch: {metric} is better when {better}", bp.span(*path), f"write `{METRICS[metric]}({metric})`")]
+    return []
+
+
+def _check_best(bp: Blueprint) -> list[Diagnostic]:
+    checkpoint = bp.get("train", "checkpoint")
+    if not isinstance(checkpoint, dict):
+        return []
+    found = check_monitored(bp, checkpoint.get("best"), ("train", "checkpoint", "best"))
+    if checkpoint.get("final") == "best" and checkpoint.get("best") is None:
+        span = bp.span("train", "checkpoint", "final")
+        found.append(diag("DT107", "`final = best` needs a best checkpoint", span, "add `best = min(val_loss)` to `checkpoint`"))
+    return found
 
 
 def _check_strategy(bp: Blueprint) -> list[Diagnostic]:

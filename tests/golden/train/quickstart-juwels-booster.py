@@ -659,9 +659,10 @@ def model_weights(model: nn.Module) -> dict:
     return model.module.state_dict()
 
 
-def save_checkpoint(parts: dict, state: TrainState, folder: Path, rt: Runtime) -> Path:
-    """Write checkpoints/step-NNNNNNNN.pt atomically (rank 0) and keep the newest few."""
-    path = folder / f"step-{state.step:08d}.pt"
+def save_checkpoint(parts: dict, state: TrainState, folder: Path, rt: Runtime,
+                    name: str = "") -> Path:
+    """Write checkpoints/step-NNNNNNNN.pt (or `name`) atomically (rank 0); keep the newest few."""
+    path = folder / (name or f"step-{state.step:08d}.pt")
     checkpoint = {
         "model": model_weights(parts["model"]),
         "optimizer": parts["optimizer"].state_dict(),
