@@ -231,3 +231,17 @@ def test_explain_reasons_agree_with_their_values(repo_root: Path) -> None:
     # A GPU profile without a GPU model names no `None`.
     gpu = decisions(quickstart, "slurm", "target.slurm.machine.gpus=1", "target.slurm.machine.bf16=true", "target.slurm.machine.cpus_per_gpu=1")
     assert gpu["precision"] == ("bf16", "the GPU computes in bfloat16")
+
+
+@pytest.mark.parametrize(
+    ("target", "setting"),
+    [("local", 'cpu_bind="cores"'), ("local", 'torchrun="torchrun_jsc"'), ("kubernetes", 'memory_flag="--mem={gb}G"'),
+     ("kubernetes", 'gpu_flag="--gpus={n}"'), ("interlink", 'module_use=["/opt/modules"]')],
+)
+def test_a_machine_setting_the_launcher_does_not_use_is_refused(repo_root: Path, target: str, setting: str) -> None:
+    """Accepted and ignored would be a defect: a Slurm-only setting on another kind is DT216."""
+    key = setting.partition("=")[0]
+    sets = (f"target.{target}.machine.{setting}", f'target.{target}.image="x/y:1"') if target != "local" else (f"target.{target}.machine.{setting}",)
+    result = analyse(repo_root / "tests" / "fixtures" / "minimal.twin", environ={}, targets=[target], sets=sets)
+    [d] = result.diagnostics
+    assert d.code == "DT216" and f"`{key}` does nothing on `{target}`" in d.message

@@ -47,3 +47,17 @@ OVERRIDE_KEYS: dict[str, str] = {
     "gpu_resource": "str",
     "shm_size": "size",
 }
+
+# Settings only a Slurm job script reads (or `dtec env`, which is for Slurm machines): on another
+# kind of machine they would be accepted and do nothing, so the planner refuses them there.
+SLURM_ONLY_KEYS = frozenset(
+    {"memory_flag", "launch", "cpu_bind", "master_addr_suffix", "master_port", "module_use", "modules", "container"}
+)
+# What each other kind does not read either: interLink's Slurm flags carry the GPU request, the
+# Kubernetes pods start torchrun, and run.sh starts torch.distributed.run itself.
+UNUSED_KEYS = {
+    "interlink": SLURM_ONLY_KEYS,
+    "kubernetes": SLURM_ONLY_KEYS | {"gpu_flag"},
+    "kubeflow": SLURM_ONLY_KEYS | {"gpu_flag"},
+    "local": SLURM_ONLY_KEYS | {"gpu_flag", "torchrun"},
+}

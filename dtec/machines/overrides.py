@@ -6,7 +6,7 @@ from dataclasses import replace
 from types import MappingProxyType
 from typing import Any, Callable, Mapping, NamedTuple
 
-from dtec.lang.machine_keys import OVERRIDE_KEYS
+from dtec.lang.machine_keys import OVERRIDE_KEYS, UNUSED_KEYS
 from dtec.machines.check import field_problems
 from dtec.machines.conflicts import Conflict, cross_problems
 from dtec.machines.model import Machine, MachineError, Partition, check_setting, node_replace
@@ -194,6 +194,10 @@ def _apply(machine: Machine, overrides: Mapping[str, Any]) -> Machine:
     found = []
     for key, (section, attr) in _OTHER.items():
         if key not in values:
+            continue
+        if key in UNUSED_KEYS.get(machine.scheduler, ()):
+            found.append(Problem(f"machine setting `{key}` does nothing on `{machine.name}`: "
+                                 f"its {machine.scheduler} launcher does not use it", (key,)))
             continue
         if sections[section] is None:
             found.append(Problem(f"machine setting `{key}` applies to Kubernetes kinds only, "
