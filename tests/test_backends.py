@@ -866,6 +866,17 @@ def test_venv_and_setup_expand_variables_and_run_in_order(tmp_path: Path) -> Non
     assert srun[-2] == f"{bundle}/src:venv"
 
 
+def test_a_venv_that_is_not_there_stops_the_job_with_one_line(tmp_path: Path) -> None:
+    files = generate(TINY, "slurm", sets=('target.slurm.venv="/nowhere/venv"',))[2]
+    bundle = tmp_path / "bundle"
+    bundle.mkdir()
+    (bundle / "train.py").write_text("")
+    env = {**os.environ, **SLURM_ENV, "SLURM_SUBMIT_DIR": str(bundle)}
+    run = subprocess.run(["bash", "-c", files["job.sbatch"]], cwd=bundle, env=env, capture_output=True, text=True)
+    assert run.returncode == 1
+    assert run.stderr == "dtec: the target's venv has no /nowhere/venv/bin/activate: build it first (dtec env)\n"
+
+
 @pytest.mark.parametrize(
     ("line", "says"),
     [
@@ -916,7 +927,7 @@ def test_profile_image_is_replaced_by_a_venv_unless_required() -> None:
     sets = ('target.lumi.venv="/scratch/project_465000000/venv"',)
     text = generate(case("lumi"), "lumi", sets=sets)[2]["job.sbatch"]
     assert "singularity" not in text.split("# srun-per-gpu", 1)[1]
-    assert 'source /scratch/project_465000000/venv/bin/activate' in text
+    assert 'activate=/scratch/project_465000000/venv/bin/activate\n' in text and 'source "$activate"' in text
     sets = ('target.marenostrum5.venv="$HOME/venv"',)
     text = generate(case("marenostrum5"), "marenostrum5", sets=sets)[2]["job.sbatch"]
     assert "bsc_singularity exec" in text  # container_required: the venv is activated, the image stays
