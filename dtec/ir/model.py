@@ -15,8 +15,8 @@ from dtec.lang.schema import (
 from dtec.lang.semantics import label_count, sample_shape
 from dtec.plan import Decision, Plan
 
-IR_VERSION = "1.0"
-IR_SCHEMA_ID = "https://dtec.dev/schema/ir/1.0.json"
+IR_VERSION = "1.1"
+IR_SCHEMA_ID = "https://dtec.dev/schema/ir/1.1.json"
 
 
 # The vocabulary's names (dtec.lang.schema is their one source), less `auto`, which planning resolves.
@@ -214,7 +214,7 @@ class Estimate(_Model):
 class IR(_Model):
     """A blueprint planned for one target."""
 
-    schema_version: Literal["1.0"] = IR_VERSION
+    schema_version: Literal["1.1"] = IR_VERSION
     dtec_version: str
     twin: Twin
     data: dict[str, Data]
