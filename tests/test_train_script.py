@@ -634,6 +634,17 @@ def test_fsdp_classifies_checkpoints_and_resumes(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+def test_fsdp_resumes_an_optimizer_without_state(tmp_path: Path) -> None:
+    """SGD without momentum keeps no tensors: torch cannot broadcast its state; the script can."""
+    script = write_bundle(tmp_path, *STRATEGIES["fsdp"], "train.optimizer=sgd(lr = 0.05)")
+    run_dir = tmp_path / "run"
+    ok(torchrun(script, "--max-steps", "18"))
+    out = ok(torchrun(script, "--max-steps", "30"))
+    assert "(epoch 2, step 18)" in out
+    assert summary(run_dir)["steps"] == 30
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("zero", [1, 2, 3])
 def test_deepspeed_zero_trains_checkpoints_and_resumes(tmp_path: Path, zero: int) -> None:
     script = write_bundle(tmp_path, *STRATEGIES[f"zero{zero}"])

@@ -731,13 +731,23 @@ def load_checkpoint(parts: dict, path: Path, rt: Runtime) -> TrainState:
     """Restore model, optimizer, scheduler, scaler, trainer state and random generators."""
     # Rank 0 reads the file and broadcasts the weights, so only one copy sits in memory.
     checkpoint = torch.load(path, map_location="cpu", weights_only=False) if rt.main else {}
+    weights, optimizer_state = checkpoint.get("model", {}), checkpoint.get("optimizer", {})
+    # torch broadcasts an optimizer state only when it holds tensors: one without (SGD without
+    # momentum) is its hyperparameters alone, which travel with the rest.
+    saved = [v for s in optimizer_state.get("state", {}).values() for v in s.values()]
+    moments = any(torch.is_tensor(v) and v.dim() for v in saved)
     box = [{k: v for k, v in checkpoint.items() if k not in ("model", "optimizer")}]
+    box[0]["optimizer"] = {"moments": moments, "groups": optimizer_state.get("param_groups")}
     dist.broadcast_object_list(box, src=0)
-    options = StateDictOptions(full_state_dict=True, broadcast_from_rank0=True)
-    set_model_state_dict(parts["model"], checkpoint.get("model", {}), options=options)
-    optimizer_state = checkpoint.get("optimizer", {})
-    set_optimizer_state_dict(parts["model"], parts["optimizer"], optimizer_state, options=options)
     checkpoint = box[0]
+    options = StateDictOptions(full_state_dict=True, broadcast_from_rank0=True)
+    set_model_state_dict(parts["model"], weights, options=options)
+    if checkpoint["optimizer"]["moments"]:
+        set_optimizer_state_dict(parts["model"], parts["optimizer"], optimizer_state, options=options)
+    else:
+        groups = zip(parts["optimizer"].param_groups, checkpoint["optimizer"]["groups"])
+        for group, saved_group in groups:
+            group.update({k: v for k, v in saved_group.items() if k != "params"})
     for name in ("scheduler", "scaler"):
         if name in parts:
             parts[name].load_state_dict(checkpoint[name])
