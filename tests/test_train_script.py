@@ -634,9 +634,11 @@ def test_fsdp_classifies_checkpoints_and_resumes(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_fsdp_resumes_an_optimizer_without_state(tmp_path: Path) -> None:
-    """SGD without momentum keeps no tensors: torch cannot broadcast its state; the script can."""
-    script = write_bundle(tmp_path, *STRATEGIES["fsdp"], "train.optimizer=sgd(lr = 0.05)")
+@pytest.mark.parametrize("strategy", ["fsdp", "zero2", "zero3"])
+def test_sharded_strategies_train_and_resume_sgd(tmp_path: Path, strategy: str) -> None:
+    """SGD without momentum keeps no tensors (FSDP cannot broadcast its state as such); DeepSpeed
+    refuses optimizers it has not tested with ZeRO unless told."""
+    script = write_bundle(tmp_path, *STRATEGIES[strategy], "train.optimizer=sgd(lr = 0.05)")
     run_dir = tmp_path / "run"
     ok(torchrun(script, "--max-steps", "18"))
     out = ok(torchrun(script, "--max-steps", "30"))

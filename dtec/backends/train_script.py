@@ -29,6 +29,8 @@ _OPTIMIZERS = {
     "adam": ("torch.optim.Adam", ("lr", "weight_decay")),
     "sgd": ("torch.optim.SGD", ("lr", "momentum", "weight_decay")),
 }
+# The optimizers DeepSpeed tests ZeRO with (deepspeed.runtime.zero.utils.ZERO_SUPPORTED_OPTIMIZERS).
+_ZERO_TESTED_OPTIMIZERS = ("adamw", "adam")
 # Standard-library modules every script imports, and those a strategy adds.
 _STDLIB = ("argparse", "itertools", "json", "math", "os", "random", "re", "resource", "shutil",
            "signal", "sys", "time", "traceback")
@@ -176,6 +178,7 @@ def _script_facts(ctx: dict[str, Any]) -> dict:
         ),
         "loss_fn": _LOSS_FUNCTIONS[loss],
         "optimizer": _call(*_OPTIMIZERS[ctx["train"]["optimizer"]["name"]]),
+        "zero_untested_optimizer": ctx["train"]["optimizer"]["name"] not in _ZERO_TESTED_OPTIMIZERS,
         # class: integer labels (cross entropy); binary: 0/1 floats (bce); values: regression
         "target_kind": {"cross_entropy": "class", "bce": "binary"}.get(loss, "values"),
         "imports_user_code": user_code,
