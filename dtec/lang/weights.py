@@ -17,6 +17,8 @@ from typing import Any
 
 from dtec.diagnostics import Diagnostic, diag, has_errors
 from dtec.lang.blueprint import Blueprint
+from dtec.lang.check import check
+from dtec.lang.loader import load
 from dtec.lang.parameters import matches, parameter_names
 from dtec.suggest import did_you_mean
 
@@ -101,9 +103,6 @@ class _Source:
         return {"fn": model.get("arch"), **(model.get("params") or {})}
 
     def from_blueprint(self, written: str) -> dict | None:
-        from dtec.lang.check import check  # the other blueprint is read as this one is
-        from dtec.lang.loader import load
-
         path = self.inside(written, "blueprint", folder=False)
         if path is None:
             return None
@@ -136,7 +135,7 @@ class _Source:
             return
         differ = [k for k in sorted(arch.keys() | source.keys()) if k != "fn" and arch.get(k) != source.get(k)]
         if differ:
-            shown = ", ".join(f"`{k}` {json.dumps(source.get(k))}" for k in differ)
+            shown = ", ".join(f"`{k}` is {json.dumps(source.get(k))}, here {json.dumps(arch.get(k))}" for k in differ)
             self.report("DT328", "the weights are of a model of other dimensions: its " + shown, None,
                         "give this model the same `arch` arguments, so that every weight has its place")
 
