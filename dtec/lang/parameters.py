@@ -40,7 +40,7 @@ def parameter_names(arch: dict[str, Any]) -> list[str] | None:
         return names + _linear(["head"])
     if fn == "transformer":
         layers = [f"encoder.layers.{i}.{p}" for i in range(arch["layers"]) for p in _ENCODER_LAYER]
-        return [*_linear(["embed"]), "positions", *layers, *_linear(["head"])]
+        return ["positions", *_linear(["embed"]), *layers, *_linear(["head"])]  # its own first
     return None  # python(): the user's class, known once built (`dtec check`, the first step)
 
 
