@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import runpy
 import subprocess
@@ -156,13 +157,10 @@ def check_chain(root: Path, stage2_run: Path) -> None:
     summary = json.loads((stage2_run / "run" / "summary.json").read_text())
     assert summary["status"] == "completed"
     used = summary["inputs"]["weights"]
-    stage1_run = root / "runs" / "stage1" / used["run_id"].split("/")[-1]
     stage1_run = next((root / "runs" / "stage1").glob(f"*/{used['run_id']}"))
     record = json.loads((stage2_run / "run" / "run.json").read_text())
     assert record["weights"]["run_id"] == used["run_id"]
     assert used["ir_sha256"] == json.loads((stage1_run / "run" / "run.json").read_text())["ir_sha256"]
-    import hashlib
-
     final1 = stage1_run / "run" / "final_model.pt"
     assert used["sha256"] == hashlib.sha256(final1.read_bytes()).hexdigest()
     first, second = trained(stage1_run), trained(stage2_run)
