@@ -15,6 +15,7 @@ from dtec.lang.files import check_files
 from dtec.lang.loader import load, project_root
 from dtec.lang.semantics import check_semantics
 from dtec.lang.sets import apply_sets
+from dtec.lang.weights import check_weights
 from dtec.lang.suppress import apply_suppressions
 from dtec.plan import Plan, plan
 from dtec.source import Source, Span
@@ -54,8 +55,10 @@ def analyse(
     diagnostics += found
     blueprint, found = check(program, environ, targets)
     diagnostics += found
-    found, facts, code = check_files(blueprint, project_root(path, environ))
+    root = project_root(path, environ)
+    found, facts, code = check_files(blueprint, root)
     diagnostics += found
+    diagnostics += check_weights(blueprint, root, environ)
     diagnostics += check_semantics(blueprint, errors_so_far=has_errors(diagnostics), facts=facts)
     plans: dict[str, Plan] = {}
     if not has_errors(diagnostics):

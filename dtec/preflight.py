@@ -36,7 +36,7 @@ class CheckResult:
     diagnostics: list[Diagnostic] = field(default_factory=list)
 
 
-def run_check(bundle, timeout_s: float = TIMEOUT_S) -> CheckResult:
+def run_check(bundle, timeout_s: float = TIMEOUT_S, extra_env: dict[str, str] | None = None) -> CheckResult:
     """Run the bundle's `train.py --check` in a temporary folder on the CPU; report its findings.
 
     The script and the user's code are the bundle's; the data is read where it is here (the
@@ -44,6 +44,7 @@ def run_check(bundle, timeout_s: float = TIMEOUT_S) -> CheckResult:
     """
     env = {key: value for key, value in os.environ.items() if key not in _LAUNCH_VARIABLES}
     env["CUDA_VISIBLE_DEVICES"] = ""  # the CPU, as the check promises, also on a GPU node
+    env.update(extra_env or {})  # $DTEC_WEIGHTS: the initial weights, loaded where they are here
     if bundle.blueprint is not None:
         env.setdefault("DTEC_DATA_ROOT", os.path.abspath(bundle.blueprint.folder))
     with tempfile.TemporaryDirectory(prefix="dtec-check-") as folder:
@@ -95,6 +96,7 @@ def _report(stdout: str) -> dict[str, Any] | None:
 _STAGES = {
     "data": ("loading data `{data}` failed", ("data", "{data}", "source")),
     "model": ("building model `{model}` failed", ("model", "{model}", "arch")),
+    "weights": ("starting model `{model}` from its weights failed", ("model", "{model}", "weights")),
     "forward": ("model `{model}` failed on a batch of {batch} samples of {sample_shape}", ("model", "{model}", "arch")),
     "backward": ("the backward pass of model `{model}` failed", ("model", "{model}", "arch")),
 }
@@ -107,6 +109,9 @@ def _diagnostic(bundle, report: dict[str, Any]) -> Diagnostic:
     stage, error = report.get("stage"), str(report.get("error", "unknown error"))
     if stage == "output":  # the model's output does not fit the targets: train.py said how to fix it
         return diag("DT300", error, bp.span("model", model, "arch", "output") if bp else None)
+    if stage == "weights" and error.startswith("freeze: "):  # a prefix of a python() model's names
+        return diag("DT329", error.removeprefix("freeze: "), bp.span("model", model, "freeze") if bp else None,
+                    "name a module or parameter of the model, as `named_parameters()` gives them")
     heading, path = _STAGES.get(stage, ("the check failed", ()))
     if stage == "data" and bundle.ir.data[names["data"]].source == "python":
         path = (*path, "callable")

@@ -30,14 +30,19 @@ _PR_SET_PDEATHSIG = 1
 
 
 def launch(
-    bundle, folder: Path, run: runs.Run | None, *, detach=False, resuming=False, fmt="text"
+    bundle, folder: Path, run: runs.Run | None, *, detach=False, resuming=False, fmt="text",
+    env: dict[str, str] | None = None, after: str | None = None,
 ) -> int:
-    """Start the bundle in `folder` (`run`: its record; None: print the commands); return a code."""
+    """Start the bundle in `folder` (`run`: its record; None: print the commands); return a code.
+
+    `env`: more variables for the job ($DTEC_WEIGHTS); `after`: a Slurm job it waits for.
+    """
     scheduler = bundle.ir.target.scheduler
+    root = {**data_root(bundle), **(env or {})}
     if scheduler == "local":
-        return _local(folder, run, resuming, data_root(bundle))
+        return _local(folder, run, resuming, root)
     if scheduler == "slurm":
-        return _slurm(folder, run, detach, fmt, data_root(bundle))
+        return _slurm(folder, run, detach, fmt, root, after)
     walltime = bundle.ir.target.walltime_s
     return _kubernetes(folder, run, bundle.files["job.yaml"], detach, walltime, resuming, fmt)
 
@@ -186,9 +191,12 @@ class _Relay:
 
 # ---- Slurm -----------------------------------------------------------------------------------
 def _slurm(
-    folder: Path, run: runs.Run | None, detach: bool, fmt: str, root: dict[str, str]
+    folder: Path, run: runs.Run | None, detach: bool, fmt: str, root: dict[str, str],
+    after: str | None = None,
 ) -> int:
-    command = ["sbatch", "--parsable", "job.sbatch"]
+    # A job that waits for another's end is cancelled by Slurm when that one fails, not left pending.
+    waits = [f"--dependency=afterok:{after}", "--kill-on-invalid-dep=yes"] if after else []
+    command = ["sbatch", "--parsable", *waits, "job.sbatch"]
     if run is None:
         print(f"cd {shlex.quote(str(folder))} && {_exports(root)}{shlex.join(command)}")
         return 0
@@ -200,8 +208,9 @@ def _slurm(
     job = submitted.stdout.strip().split(";")[0]
     if submitted.returncode != 0 or not job:
         return submitted.returncode or 1
-    runs.add_launch(run, kind="slurm", job_id=job)
-    _say(f"dtec: run {run.id}: submitted Slurm job {job} from {folder}")
+    runs.add_launch(run, kind="slurm", job_id=job, **({"after": after} if after else {}))
+    held = f", to start after job {after} completes" if after else ""
+    _say(f"dtec: run {run.id}: submitted Slurm job {job} from {folder}{held}")
     if detach:
         _detached(run, job, fmt)
         return 0

@@ -122,7 +122,7 @@ def _configuration(ir: IR) -> dict[str, Any]:
             "workers": data.workers,
             "shuffle": data.shuffle,
         },
-        "model": {"name": model.name, "arch": model.arch, "params": params},
+        "model": {"name": model.name, "arch": model.arch, "params": params, **_start(model)},
         # Every code folder of the blueprint serves data and model modules alike: on sys.path.
         "code": list(dict.fromkeys(p for p in [*(m.path for m in ir.models.values()), *(d.path for d in ir.data.values())] if p)),
         # Data that does not say (python(), npz without `targets` or `classes`) takes the loss's task.
@@ -145,6 +145,16 @@ def _configuration(ir: IR) -> dict[str, Any]:
     }
 
 
+def _start(model) -> dict[str, Any]:
+    """Initial weights and frozen parameters, only when the model has them."""
+    found: dict[str, Any] = {}
+    if model.weights is not None:
+        found["weights"] = {"twin": model.weights.twin, "model": model.weights.model}
+    if model.weights is not None or model.freeze:
+        found["freeze"] = list(model.freeze)
+    return found
+
+
 def _checkpoint(checkpoint) -> dict[str, Any]:
     """Every and keep; the best epoch's metric and mode, and `final`, only when one is kept."""
     found = checkpoint.model_dump()
@@ -160,8 +170,10 @@ def _script_facts(ctx: dict[str, Any]) -> dict:
     precision = ctx["train"]["precision"]
     scheduler = ctx["train"]["scheduler"]["name"]
     user_code = arch == "python" or source == "python"
+    starts_from = "freeze" in ctx["model"]
     title = _TITLES[strategy].format(zero=ctx["strategy"]["zero"])
-    imports = _imports(strategy, source, user_code, ctx["monitor"]["energy"], scheduler, precision)
+    imports = _imports(strategy, source, user_code, ctx["monitor"]["energy"], scheduler, precision,
+                       "weights" in ctx["model"])
     return {
         "version": __version__,
         # The compiled configuration's hash (dtec.runs.ir_sha256): checkpoints resume only under it.
@@ -182,6 +194,9 @@ def _script_facts(ctx: dict[str, Any]) -> dict:
         # class: integer labels (cross entropy); binary: 0/1 floats (bce); values: regression
         "target_kind": {"cross_entropy": "class", "bce": "binary"}.get(loss, "values"),
         "imports_user_code": user_code,
+        # Initial weights or frozen parameters: train/weights.py.jinja.
+        "starts_from": starts_from,
+        "loads_weights": "weights" in ctx["model"],
         # checkpoints/best.pt kept by a monitored metric; final_model.pt its weights (final = best).
         "keeps_best": "best" in ctx["train"]["checkpoint"],
         "final_is_best": ctx["train"]["checkpoint"].get("final") == "best",
@@ -191,12 +206,13 @@ def _script_facts(ctx: dict[str, Any]) -> dict:
 
 
 def _imports(strategy: str, source: str, user_code: bool, energy: bool, scheduler: str,
-             precision: str) -> list[str]:
+             precision: str, weights: bool) -> list[str]:
     """The script's import lines: the standard library's, then numpy's and torch's."""
     stdlib = set(_STDLIB) | set(_STRATEGY_STDLIB.get(strategy, ()))
     stdlib |= {"csv"} if source == "csv" else set()
     stdlib |= {"importlib"} if user_code else set()
     stdlib |= {"subprocess", "threading"} if energy else set()
+    stdlib |= {"hashlib"} if weights else set()
     lines = [f"import {name}" for name in sorted(stdlib)] + list(_STDLIB_FROM) + [""]
     lines += [_NUMPY] if source == "npz" else []
     lines += ["import torch"]

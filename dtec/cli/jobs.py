@@ -162,15 +162,30 @@ def check(
 ) -> None:
     """Build the data and the model of a bundle and run one training step on this computer's CPU."""
     bundle = _build(file, target, set_, machines)
-    _preflight(bundle, quiet=False)
+    source = _weights(bundle)
+    _preflight(bundle, quiet=False, env=source.env() if source else None)
 
 
-def _preflight(bundle, *, quiet: bool) -> None:
-    """Run `train.py --check` of the bundle; report, and exit 1 on a failure."""
+def _weights(bundle, *, queued: bool = False):
+    """The run whose weights the model starts from (None: none, or its earlier stage has not run)."""
+    from dtec.chain import ChainError, find
+
+    try:
+        return find(bundle, queued=queued)
+    except ChainError as exc:
+        _stderr(f"dtec: {exc}")
+        raise typer.Exit(1) from None
+
+
+def _preflight(bundle, *, quiet: bool, env: dict[str, str] | None = None) -> None:
+    """Run `train.py --check` of the bundle; report, and exit 1 on a failure.
+
+    `env` holds $DTEC_WEIGHTS where the initial weights are at hand: they are loaded too.
+    """
     from dtec.preflight import run_check, summary
 
     _stderr(f"dtec: checking `{bundle.ir.models[bundle.ir.train.model].name}` and its data on this computer's CPU")
-    result = run_check(bundle)
+    result = run_check(bundle, extra_env=env)
     if result.diagnostics:
         _report(result.diagnostics)
         _stderr("dtec: the check failed: fix the errors above" + (", or submit with --no-check" if quiet else ""))

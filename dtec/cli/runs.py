@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -10,7 +11,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from dtec.cli.jobs import MachinesOption, SetOption, _build, _preflight, _stderr, _writing
+from dtec.cli.jobs import MachinesOption, SetOption, _build, _preflight, _stderr, _weights, _writing
 
 FormatOption = Annotated[str, typer.Option("--format", "-f", help="text or json.")]
 RunArgument = Annotated[
@@ -103,20 +104,79 @@ def run(
     with _writing():
         if previous is None:
             runs.check_unused(folder, file)
+    weights = _chain(bundle, file, previous, machines, no_check=no_check, dry_run=dry_run)
+    env = {"DTEC_WEIGHTS": weights["path"]} if weights else None
+    with _writing():
         if bundle.ir.target.scheduler != "local" and not (no_check or dry_run):
-            _preflight(bundle, quiet=True)
+            _preflight(bundle, quiet=True, env=None if weights and weights.get("after_job") else env)
         if dry_run:
             plan_bundle(folder, bundle.files, force=force)
             _stderr(f"dtec: dry run: would write {folder}/ ({', '.join(bundle.files)}), then run:")
         else:
             write_bundle(bundle.files, folder, force=force)
             record = previous or runs.start(folder, run_id, bundle, file, list(set_ or ()))
+            if weights and previous is None:
+                record.record["weights"] = weights
+                runs.save(record)
+    after = weights.get("after_job") if weights and previous is None else None
     if dry_run:
-        raise typer.Exit(launch(bundle, folder, None, resuming=previous is not None))
-    code = launch(bundle, folder, record, detach=detach, resuming=previous is not None, fmt=format)
+        raise typer.Exit(launch(bundle, folder, None, resuming=previous is not None, env=env))
+    code = launch(bundle, folder, record, detach=detach, resuming=previous is not None, fmt=format,
+                  env=env, after=after)
     if format == "json" and not detach:
         sys.stdout.write(json.dumps(runs.describe(record), indent=2) + "\n")
     raise typer.Exit(code)
+
+
+# The blueprints of a chain being run, earliest first: a stage that needs a later one is a cycle.
+_CHAIN: list[Path] = []
+
+
+def _chain(bundle, file: Path, previous, machines, *, no_check: bool, dry_run: bool) -> dict | None:
+    """The weights the run starts from (its run record's `weights`); the earlier stage run first.
+
+    A resumed run keeps the weights it started from. Where the earlier stage's blueprint has no
+    completed run for the target, it is run now: locally to its end, on Slurm submitted (this
+    stage then waits for it with `--dependency=afterok`).
+    """
+    from dtec import chain
+
+    if chain.weights(bundle) is None:
+        return None
+    if previous is not None:
+        return previous.record.get("weights")
+    slurm = bundle.ir.target.scheduler == "slurm"
+    source = _weights(bundle, queued=slurm)
+    if source is None:
+        earlier = chain.stage(bundle)
+        here = Path(os.path.realpath(file))
+        target = bundle.ir.target.name
+        if earlier in _CHAIN or earlier == here:
+            cycle = " -> ".join(str(p) for p in [*_CHAIN, here, earlier])
+            _stderr(f"dtec: the blueprints start from each other's weights: {cycle}")
+            raise typer.Exit(1)
+        if dry_run:
+            _stderr(f"dtec: dry run: {earlier} has no completed run for `{target}`; "
+                    "`dtec run` would run it first")
+            return None
+        _stderr(f"dtec: {file} starts from the weights of {earlier}, which has no completed run "
+                f"for `{target}`: running it first")
+        _CHAIN.append(here)
+        try:
+            run(earlier, target=target, detach=slurm, no_check=no_check, machines=machines)
+        except typer.Exit as exc:
+            if exc.exit_code:
+                _stderr(f"dtec: the earlier stage {earlier} did not complete: {file} is not run")
+                raise typer.Exit(exc.exit_code) from None
+        finally:
+            _CHAIN.pop()
+        source = _weights(bundle, queued=slurm)
+        if source is None:
+            _stderr(f"dtec: the earlier stage {earlier} left no completed run: {file} is not run")
+            raise typer.Exit(1)
+    _stderr(f"dtec: starting from the weights of run {source.run.id} ({source.path})"
+            + (f", once Slurm job {source.job} completes" if source.job else ""))
+    return source.record()
 
 
 def runs_(format: FormatOption = "text") -> None:

@@ -70,6 +70,15 @@ class Data(_Model):
     path: str | None = Field(None, description=_CODE_PATH)
 
 
+class Weights(_Model):
+    """Where a model's initial weights come from: a run folder, or another blueprint's newest run."""
+
+    run: str | None = Field(description="a run folder, relative to the blueprint")
+    blueprint: str | None = Field(description="another blueprint, relative to this one")
+    twin: str = Field(description="the twin that trained them")
+    model: str = Field(description="the model of that twin")
+
+
 class Model(_Model):
     """A network, its architecture and the data set it reads."""
 
@@ -82,6 +91,8 @@ class Model(_Model):
     input: str
     path: str | None = Field(description=_CODE_PATH)
     parameters: int | None = Field(description="trainable parameters, when known statically")
+    weights: Weights | None = Field(None, description="the initial weights (`dtec run` passes their file as $DTEC_WEIGHTS)")
+    freeze: list[str] = Field([], description="name prefixes of the parameters not trained")
 
     @field_validator("arch")
     @classmethod
@@ -239,6 +250,12 @@ def ir_schema() -> dict[str, Any]:
     }
 
 
+def _weights(weights: dict | None) -> Weights | None:
+    if weights is None:
+        return None
+    return Weights(**{k: weights.get(k) for k in ("run", "blueprint", "twin", "model")})
+
+
 def build_ir(bp: Blueprint, plan: Plan, code: Mapping[str, str] | None = None) -> IR:
     """Build the IR of a checked blueprint (without errors) and its plan.
 
@@ -265,6 +282,8 @@ def build_ir(bp: Blueprint, plan: Plan, code: Mapping[str, str] | None = None) -
                 input=m["input"],
                 path=code.get(m["path"], m["path"]),
                 parameters=plan.parameters if name == train["model"] else None,
+                weights=_weights(m.get("weights")),
+                freeze=m.get("freeze") or [],
             )
             for name, m in sorted(v["model"].items())
         },

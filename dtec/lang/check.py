@@ -378,7 +378,8 @@ class _Checker:
             if isinstance(expr, ast.Symbol):
                 return self.mismatch(expr, type_, f"write {example}, e.g. `{type_.kind}.{expr.name}`")
             return self.mismatch(expr, type_, f"write {example}")
-        self.refs.append((type_.kind, expr.parts[1], path, expr))
+        if type_.local:
+            self.refs.append((type_.kind, expr.parts[1], path, expr))
         return expr.parts[1]
 
     def v_Call(self, expr: ast.Expr, type_: t.Call, path: Path) -> Any:

@@ -140,6 +140,20 @@ ARCH = Call(
     }
 )
 
+# Where a model's initial weights come from: a finished run, or another blueprint's newest one.
+WEIGHTS = Call(
+    {
+        "from": Function(
+            {
+                "run": _f(Str(), "a run folder (`runs/<twin>/<target>/<id>`), relative to the blueprint; its `run/final_model.pt`"),
+                "blueprint": _f(Str(), "another blueprint of the project, relative to this one: its newest finished run for the same target (`dtec run` runs it first when it has none)"),
+                "model": _f(Ref("model", local=False), "the model of that blueprint (default: the one it trains)"),
+            },
+            "The weights a finished run wrote (`final_model.pt`): give `run` or `blueprint`.",
+        ),
+    }
+)
+
 LOSSES = ("mse", "mae", "huber", "cross_entropy", "bce")
 CLASSIFICATION_LOSSES = ("cross_entropy", "bce")
 
@@ -296,6 +310,8 @@ BLOCKS: dict[str, BlockSpec] = {
             "arch": _f(ARCH, "the architecture", True),
             "input": _f(Ref("data"), "the data set it reads", True),
             "path": _f(Str(), "folder with your own Python code, relative to the blueprint; copied into the bundle"),
+            "weights": _f(WEIGHTS, "start from trained weights: `from(run = \"runs/stage1/local/<id>\")` or `from(blueprint = \"stage1.twin\")` (docs/runs.md)"),
+            "freeze": _f(ListOf(Str(), 1), "parameters not trained, by name prefix (`[\"down\", \"head.weight\"]`): `requires_grad` off, left out of the optimizer"),
         },
         label="the model's name",
         multiple=True,

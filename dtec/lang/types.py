@@ -164,6 +164,7 @@ class Ref(Type):
     """A reference to a labelled block of one kind, e.g. `data.gauges`."""
 
     kind: str
+    local: bool = True  # False: a block of another blueprint, resolved where that one is read
 
     def describe(self) -> str:
         return f"a reference `{self.kind}.<name>`"

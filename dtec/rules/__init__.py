@@ -85,6 +85,10 @@ _TABLE = (
     ("DT308", "check-failed", "error", "`dtec check` could not build the data or the model, or run a training step"),
     ("DT309", "code-not-bundled", "error", "A code folder cannot be copied into the bundle"),
     ("DT310", "metric-mismatch", "error", "A monitored metric is not recorded for the task, or `min`/`max` does not fit it"),
+    ("DT327", "weights-source", "error", "A model's `weights = from(...)` names no readable run or blueprint, or a model that is not in it"),
+    ("DT328", "weights-mismatch", "error", "The weights come from a model of another architecture or size"),
+    ("DT329", "freeze-unknown", "error", "A `freeze` prefix names no parameter of the model"),
+    ("DT330", "weights-not-finished", "error", "The run named by `from(run = ...)` has no finished `final_model.pt`"),
 )
 
 RULES: dict[str, Rule] = {row[0]: Rule(*row) for row in _TABLE}
