@@ -743,7 +743,9 @@ def load_checkpoint(parts: dict, path: Path, rt: Runtime) -> TrainState:
     options = StateDictOptions(full_state_dict=True, broadcast_from_rank0=True)
     set_model_state_dict(parts["model"], weights, options=options)
     if checkpoint["optimizer"]["moments"]:
-        set_optimizer_state_dict(parts["model"], parts["optimizer"], optimizer_state, options=options)
+        set_optimizer_state_dict(
+            parts["model"], parts["optimizer"], optimizer_state, options=options
+        )
     else:
         groups = zip(parts["optimizer"].param_groups, checkpoint["optimizer"]["groups"])
         for group, saved_group in groups:
