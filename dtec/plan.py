@@ -24,7 +24,7 @@ _SLURM_KEYS = {
     "profile", "account", "partition", "qos", "walltime", "container", "modules", "venv", "setup", "env",
     "exclusive", "reservation", "data_root",
 }
-_KUBE_KEYS = {"profile", "image", "namespace", "walltime", "env", "data_root"}
+_KUBE_KEYS = {"profile", "image", "namespace", "walltime", "env", "data_root", "queue", "priority_class", "runtime"}
 # Target keys each kind of machine understands; the others are reported (DT215), never dropped.
 TARGET_KEYS = {
     "slurm": _SLURM_KEYS,

@@ -43,8 +43,7 @@ def launch(
         return _local(folder, run, resuming, root)
     if scheduler == "slurm":
         return _slurm(folder, run, detach, fmt, root, after)
-    walltime = bundle.ir.target.walltime_s
-    return _kubernetes(folder, run, bundle.files["job.yaml"], detach, walltime, resuming, fmt)
+    return _kubernetes(folder, run, bundle.files["job.yaml"], detach, resuming, fmt)
 
 
 def data_root(bundle) -> dict[str, str]:
@@ -284,37 +283,72 @@ def _detached(run: runs.Run, job: str, fmt: str) -> None:
 
 
 # ---- Kubernetes ------------------------------------------------------------------------------
-def _kubernetes(folder: Path, run: runs.Run | None, job_yaml: str, detach: bool, walltime_s: int,
-                resuming: bool, fmt: str) -> int:
+_WORKLOADS = {"Job": "job", "TrainJob": "trainjob", "PyTorchJob": "pytorchjob"}  # kind -> kubectl's name
+_LOG_GRACE_S = 30  # for `kubectl logs --follow` to print the last lines once the workload ended
+
+
+def _kubernetes(folder: Path, run: runs.Run | None, job_yaml: str, detach: bool, resuming: bool,
+                fmt: str) -> int:
     documents = list(yaml.safe_load_all(job_yaml))  # from the bundle: a dry run wrote no file
-    workload = next(d for d in documents if d["kind"] in ("Job", "PyTorchJob"))
+    workload = next(d for d in documents if d["kind"] in _WORKLOADS)
     name, namespace = workload["metadata"]["name"], workload["metadata"].get("namespace", "default")
-    resource = f"{'job' if workload['kind'] == 'Job' else 'pytorchjob'}/{name}"
+    resource = f"{_WORKLOADS[workload['kind']]}/{name}"
+    job = {"namespace": namespace, "resource": resource}
     commands = [["kubectl", "apply", "-f", "job.yaml"]]
     if resuming:  # a Job's pods cannot be changed: the ended one goes, the new one resumes
         commands.insert(0, ["kubectl", "delete", "-n", namespace, "--ignore-not-found", resource])
-    if not detach:
-        condition = "complete" if resource.startswith("job/") else "Succeeded"
-        commands.append(["kubectl", "wait", "-n", namespace, f"--for=condition={condition}",
-                         f"--timeout={walltime_s}s", resource])
     if run is None:
-        for command in commands:
+        # dtec then asks `kubectl get` for the workload's conditions until it ends, and follows its pods' logs.
+        for command in commands + ([] if detach else [runs.kube_logs(job, follow=True)]):
             print(f"cd {shlex.quote(str(folder))} && {shlex.join(command)}")
         return 0
     if not _need("kubectl", "install kubectl and point it at the cluster"):
         return 2
-    *start, wait = commands if not detach else (*commands, None)
-    for command in start:
+    for command in commands:
         code = subprocess.call(command, cwd=folder)
         if code != 0:
             return code
-    runs.add_launch(run, kind="kubernetes", namespace=namespace, resource=resource)
-    if wait is None:
+    runs.add_launch(run, kind="kubernetes", **job)
+    if detach:
         _detached(run, f"{namespace}/{resource}", fmt)
         return 0
-    _say(f"dtec: run {run.id}: applied {resource} in namespace {namespace}; waiting for it to end")
+    _say(f"dtec: run {run.id}: applied {resource} in namespace {namespace}; following it until it ends")
     try:
-        return subprocess.call(wait, cwd=folder)
+        final = _watch_kube(job)
     except KeyboardInterrupt:
         _say(_still_running(run, f"{resource} in namespace {namespace}"))
         return _INTERRUPTED
+    if final is None:
+        _say(f"dtec: {resource} is gone or the cluster does not answer; see `dtec status {run.id}`")
+        return 1
+    _say(f"dtec: {resource} {final.status}" + (f" ({final.detail})" if final.status != "completed" else ""))
+    return 0 if final.status == "completed" else 1
+
+
+def _watch_kube(job: dict) -> runs.State | None:
+    """Say the workload's state when it changes (pending and why, running), follow its pods' logs."""
+    shown, found, logs = "", None, None
+    try:
+        while True:
+            found = runs.kube_state(job)
+            if found is None or not found.active:
+                break
+            words = f"{found.status} ({found.detail})"
+            if words != shown:
+                _say(f"dtec: {words}")
+                shown = words
+            if found.status == "running" and logs is None:
+                logs = subprocess.Popen(runs.kube_logs(job, follow=True))
+            time.sleep(_POLL_S)
+    except BaseException:  # Ctrl-C detaches at once
+        if logs is not None:
+            logs.terminate()
+        raise
+    if logs is not None:
+        try:
+            logs.wait(timeout=_LOG_GRACE_S)
+        except subprocess.TimeoutExpired:
+            logs.terminate()
+    if logs is None and found is not None:  # it ended between two looks: its logs at once
+        subprocess.call(runs.kube_logs(job))
+    return found

@@ -365,8 +365,25 @@ def slurm_state(job: str) -> State | None:
     return State(status, f"{detail}, Slurm state {raw}")
 
 
+# The label each workload's controller puts on its pods: kubectl logs cannot name a custom
+# resource (JobSet's jobset_types.go, v0.11.0, for a TrainJob's JobSet of the same name;
+# kubeflow/trainer common_types.go, v1.9.4, for a PyTorchJob).
+_POD_LABEL = {
+    "trainjob": "jobset.sigs.k8s.io/jobset-name",
+    "pytorchjob": "training.kubeflow.org/job-name",
+}
+
+
+def kube_logs(job: dict, follow: bool = False) -> list[str]:
+    """The `kubectl logs` command that prints the pods' output of a run's Kubernetes workload."""
+    resource, namespace = str(job.get("resource")), str(job.get("namespace"))
+    kind, _, name = resource.partition("/")
+    where = [f"--selector={_POD_LABEL[kind]}={name}", "--prefix", "--max-log-requests=64"] if kind in _POD_LABEL else [resource]
+    return ["kubectl", "logs", "-n", namespace, *where, "--all-containers", *(["--follow"] if follow else [])]
+
+
 def kube_state(job: dict) -> State | None:
-    """What `kubectl get` says of the run's Job or PyTorchJob (None: not reachable or gone)."""
+    """What `kubectl get` says of the run's Job, TrainJob or PyTorchJob (None: not reachable or gone)."""
     try:
         shown = _tool(["kubectl", "get", "-n", str(job.get("namespace")), str(job.get("resource")),
                        "-o", "json"])
@@ -383,7 +400,10 @@ def kube_state(job: dict) -> State | None:
     for kind, said in (("Complete", "completed"), ("Succeeded", "completed"), ("Failed", "failed")):
         if kind in conditions:
             return State(said, f"{name}: {conditions[kind].get('reason') or kind}")
-    if status.get("active") or "Running" in conditions:
+    if "Suspended" in conditions:  # a TrainJob Kueue holds in its queue, or one suspended by hand
+        return State("pending", f"{name}: suspended ({conditions['Suspended'].get('reason') or 'queued'})", True)
+    active = [s.get("active") for s in status.get("jobsStatus") or []]  # a TrainJob's JobSet jobs
+    if status.get("active") or "Running" in conditions or any(active):
         return State("running", name, True)
     return State("pending", name, True)
 

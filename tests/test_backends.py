@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from dtec.backends import kubernetes, slurm
+from dtec.backends import checks, kubernetes, slurm
 from dtec.compiler import generate as compile_generate
 from dtec.diagnostics import has_errors
 from dtec.ir import build_ir
@@ -32,7 +32,7 @@ KUBE_MACHINES = [m.name for m in load_machines() if m.is_kube]
 # Every (blueprint, target) pair with golden files.
 GOLDEN_CASES = sorted(
     {(CASE_OF.get(name, "quickstart.twin"), name) for name in MACHINES}
-    | {("tiny.twin", "slurm"), ("kube.twin", "kubernetes"), ("kube.twin", "kubeflow")}
+    | {("tiny.twin", "slurm"), ("kube.twin", "kubernetes"), ("kube.twin", "kubeflow"), ("kube.twin", "kubeflow-v1")}
 )
 DNS1035 = re.compile(r"[a-z]([-a-z0-9]*[a-z0-9])?")
 
@@ -269,9 +269,9 @@ def test_malloc_thresholds_yield_to_the_environment_and_the_blueprint() -> None:
 
 
 def first_container(job_yaml: str) -> dict:
-    """Return the first container of the Job (or the PyTorchJob's master) in a job.yaml."""
-    job = next(d for d in yaml.safe_load_all(job_yaml) if d["kind"] in ("Job", "PyTorchJob"))
-    return pod_spec(job)["containers"][0]
+    """Return the first container of the Job (the PyTorchJob's master, the TrainJob's trainer) in a job.yaml."""
+    job = next(d for d in yaml.safe_load_all(job_yaml) if d["kind"] in ("Job", "PyTorchJob", "TrainJob"))
+    return job["spec"]["trainer"] if job["kind"] == "TrainJob" else pod_spec(job)["containers"][0]
 
 
 def container_env(job_yaml: str) -> dict[str, str | None]:
@@ -717,6 +717,23 @@ def validate_pytorchjob(doc: dict) -> None:
         )
 
 
+def validate_trainjob(doc: dict) -> None:
+    """The Trainer's webhook rules dtec relies on, and the runtime patch's pod as a core PodTemplateSpec."""
+    assert doc["apiVersion"] == "trainer.kubeflow.org/v1alpha1"
+    trainer = doc["spec"]["trainer"]
+    assert trainer.get("image") and isinstance(trainer["numProcPerNode"], int)
+    assert not {e["name"] for e in trainer["env"]} & set(checks.TRAINJOB_RESERVED_ENV)
+    validate_core({"apiVersion": "v1", "kind": "PodTemplate", "metadata": {"name": "probe"}, "template": runtime_pod(doc)})
+
+
+def runtime_pod(doc: dict) -> dict:
+    """The pod template a TrainJob's runtime patch gives the runtime's `node` job."""
+    (patch,) = doc["spec"]["runtimePatches"]
+    (job,) = patch["trainingRuntimeSpec"]["template"]["spec"]["replicatedJobs"]
+    assert job["name"] == kubernetes.TRAINER_JOB
+    return job["template"]["spec"]["template"]
+
+
 @pytest.mark.parametrize("machine", KUBE_MACHINES)
 def test_manifests_validate(machine: str) -> None:
     files = generate(case(machine), machine)[2]
@@ -727,12 +744,16 @@ def test_manifests_validate(machine: str) -> None:
         assert DNS1035.fullmatch(doc["metadata"]["name"]) and len(doc["metadata"]["name"]) <= 63
         if doc["kind"] == "PyTorchJob":
             validate_pytorchjob(doc)
+        elif doc["kind"] == "TrainJob":
+            validate_trainjob(doc)  # its CRD schema: tests/test_kube_schemas.py
         else:
             assert doc["apiVersion"] in ("v1", "batch/v1"), doc["kind"]
             validate_core(doc)
 
 
 def pod_spec(doc: dict) -> dict:
+    if doc["kind"] == "TrainJob":
+        return runtime_pod(doc)["spec"]
     if doc["kind"] == "PyTorchJob":
         return doc["spec"]["pytorchReplicaSpecs"]["Master"]["template"]["spec"]
     return doc["spec"]["template"]["spec"]
@@ -773,12 +794,72 @@ def test_indexed_job_and_service_agree() -> None:
 
 
 def test_pytorchjob_shape() -> None:
-    _, plan, files = generate(CASES_DIR / "kube.twin", "kubeflow")
+    _, plan, files = generate(CASES_DIR / "kube.twin", "kubeflow-v1")
     job = list(yaml.safe_load_all(files["job.yaml"]))[1]
     replicas = job["spec"]["pytorchReplicaSpecs"]
     assert job["spec"]["nprocPerNode"] == "2" and replicas["Worker"]["replicas"] == plan.nodes - 1
     assert all(r["restartPolicy"] == "Never" for r in replicas.values())
     assert "&id" not in files["job.yaml"]  # no YAML aliases between Master and Worker
+
+
+def test_trainjob_shape() -> None:
+    _, plan, files = generate(CASES_DIR / "kube.twin", "kubeflow")
+    config, job = yaml.safe_load_all(files["job.yaml"])
+    spec, trainer = job["spec"], job["spec"]["trainer"]
+    assert spec["runtimeRef"] == {
+        "apiGroup": "trainer.kubeflow.org", "kind": "ClusterTrainingRuntime", "name": "torch-distributed"
+    }
+    # The Torch plugin derives PET_NNODES and PET_NPROC_PER_NODE from these (CPU nodes: one per CPU otherwise).
+    assert (trainer["numNodes"], trainer["numProcPerNode"]) == (plan.nodes, plan.ranks_per_node) == (2, 2)
+    assert trainer["command"][0] == "torchrun" and "--run-dir=/dtec/run" in trainer["command"]
+    assert not [w for w in trainer["command"] if w.startswith(("--nnodes", "--nproc", "--master"))]
+    assert trainer["resourcesPerNode"]["limits"]["cpu"] == str(plan.cpus_per_rank * plan.ranks_per_node)
+    assert {"name": "WANDB_PROJECT", "value": "flood $$(id)"} in trainer["env"]
+    assert spec["activeDeadlineSeconds"] == 7200
+    pod = runtime_pod(job)["spec"]
+    assert pod["containers"] == [{"name": "node", "volumeMounts": pod["containers"][0]["volumeMounts"]}]
+    assert pod["volumes"][0]["configMap"]["name"] == config["metadata"]["name"]
+    assert {"mountPath": "/dev/shm", "name": "dshm"} in pod["containers"][0]["volumeMounts"]
+
+
+def test_trainjob_runtime_is_the_targets() -> None:
+    sets = ('target.kubeflow.runtime="torch-distributed-gpu"',)
+    job = list(yaml.safe_load_all(generate(CASES_DIR / "kube.twin", "kubeflow", sets=sets)[2]["job.yaml"]))[1]
+    assert job["spec"]["runtimeRef"]["name"] == "torch-distributed-gpu"
+
+
+@pytest.mark.parametrize(("target", "kind"), [("kubernetes", "Job"), ("kubeflow", "TrainJob"), ("kubeflow-v1", "PyTorchJob")])
+def test_kueue_labels_go_on_the_workload(target: str, kind: str) -> None:
+    sets = (f'target.{target}.priority_class="high"',)
+    docs = list(yaml.safe_load_all(generate(CASES_DIR / "kube.twin", target, sets=sets)[2]["job.yaml"]))
+    queued = {d["kind"] for d in docs if "kueue.x-k8s.io/queue-name" in d["metadata"]["labels"]}
+    assert queued == {kind}
+    workload = next(d for d in docs if d["kind"] == kind)
+    labels = workload["metadata"]["labels"]
+    assert (labels["kueue.x-k8s.io/queue-name"], labels["kueue.x-k8s.io/priority-class"]) == ("ml-team-queue", "high")
+    assert "kueue.x-k8s.io/queue-name" not in yaml.safe_dump(pod_spec(workload))
+
+
+def test_no_queue_no_kueue_label() -> None:
+    docs = yaml.safe_load_all(generate(case("kubeflow"), "kubeflow")[2]["job.yaml"])
+    assert not [d for d in docs if any(k.startswith("kueue.") for k in d["metadata"]["labels"])]
+
+
+@pytest.mark.parametrize(
+    ("target", "setting", "at"),
+    [
+        ("kubeflow", 'queue="Team A"', '"Team A"'),
+        ("kubernetes", 'priority_class="a_b"', '"a_b"'),
+        ("kubeflow", f'queue="{"q" * 64}"', f'"{"q" * 64}"'),
+        ("kubeflow", 'runtime="Torch"', '"Torch"'),
+        ("kubeflow-v1", 'runtime="torch-distributed"', '"torch-distributed"'),
+        ("kubernetes", 'runtime="torch-distributed"', '"torch-distributed"'),
+        ("kubeflow", 'env={ PET_NNODES = "3" }', '"3"'),
+    ],
+)
+def test_kube_target_keys_are_checked_at_their_value(target: str, setting: str, at: str) -> None:
+    found = lint(CASES_DIR / "kube.twin", target, sets=(f"target.{target}.{setting}",))
+    assert [(d.code, spanned(d)) for d in found] == [("DT215", at)]
 
 
 def test_gpus_go_to_limits_on_kubernetes() -> None:

@@ -33,7 +33,7 @@ from dtec.units import (
 SHIPPED = sorted(shipped_dir().glob("*.toml"))
 NAMES = {
     "lumi", "juwels-booster", "jureca-dc", "vega", "deucalion", "deucalion-gpu", "leonardo",
-    "marenostrum5", "karolina", "meluxina", "local", "slurm", "kubernetes", "kubeflow", "interlink",
+    "marenostrum5", "karolina", "meluxina", "local", "slurm", "kubernetes", "kubeflow", "kubeflow-v1", "interlink",
 }
 
 
@@ -215,7 +215,10 @@ def test_kubernetes_kinds(catalog):
     kube = catalog.get("kubernetes").kube
     assert kube.workload == "indexed-job" and kube.gpu_resource == "nvidia.com/gpu"
     flow = catalog.get("kubeflow")
-    assert flow.kube.container_name == "pytorch" and flow.launch.rendezvous == "env"
+    assert flow.kube.workload == "trainjob" and flow.kube.runtime == "torch-distributed"
+    assert flow.kube.container_name == "node" and flow.launch.rendezvous == "env"
+    v1 = catalog.get("pytorchjob")
+    assert v1.name == "kubeflow-v1" and v1.kube.workload == "pytorchjob" and v1.kube.container_name == "pytorch"
     il = catalog.get("interlink")
     assert not il.kube.pod_to_pod and il.kube.shm_size_gb == 0 and il.kube.limits_required
     assert il.launch.rendezvous == "standalone" and il.gpu_flag(4) == "--gres=gpu:4"

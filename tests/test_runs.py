@@ -255,6 +255,58 @@ def test_kubernetes_runs_are_listed_followed_and_cancelled_with_kubectl(tmp_path
     ]
 
 
+# A TrainJob that Kueue holds, then runs, then ends: `get` answers the next state each call.
+STUB_KUBECTL_TRAINJOB = """#!/bin/sh
+printf '%s\\n' "$*" >> "$KUBECTL_CALLS"
+case "$1" in
+  get)
+    n=$(grep -c '^get' "$KUBECTL_CALLS")
+    case "$n" in
+      1) echo '{"status": {"conditions": [{"type": "Suspended", "status": "True", "reason": "Suspended"}]}}' ;;
+      2) echo '{"status": {"jobsStatus": [{"name": "node", "active": 2}]}}' ;;
+      *) echo "{\\"status\\": {\\"conditions\\": [{\\"type\\": \\"$FINAL\\", \\"status\\": \\"True\\", \\"reason\\": \\"$REASON\\"}]}}" ;;
+    esac ;;
+  logs) echo "pod says: epoch 1/1 done" ;;
+esac
+"""
+
+
+@pytest.mark.parametrize(("final", "reason", "code"), [("Complete", "JobSetCompleted", 0), ("Failed", "DeadlineExceeded", 1)])
+def test_a_trainjob_is_followed_through_its_conditions_and_pods_logs(
+    tmp_path: Path, final: str, reason: str, code: int
+) -> None:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "kubectl").write_text(STUB_KUBECTL_TRAINJOB)
+    (bin_dir / "kubectl").chmod(0o755)
+    calls = tmp_path / "calls"
+    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "KUBECTL_CALLS": str(calls),
+           "FINAL": final, "REASON": reason}
+    ran = dtec("run", str(KUBE), "-t", "kubeflow", cwd=tmp_path, env=env)
+    assert ran.returncode == code, ran.stderr
+    assert "pending (trainjob/flood-forecast-v2: suspended (Suspended))" in ran.stderr
+    assert "running (trainjob/flood-forecast-v2)" in ran.stderr
+    assert "pod says: epoch 1/1 done" in ran.stdout
+    said = ran.stderr.strip().splitlines()[-1]
+    assert said == ("dtec: trainjob/flood-forecast-v2 completed" if code == 0 else
+                    f"dtec: trainjob/flood-forecast-v2 failed (trainjob/flood-forecast-v2: {reason})")
+    get = "get -n default trainjob/flood-forecast-v2 -o json"
+    logs = ("logs -n default --selector=jobset.sigs.k8s.io/jobset-name=flood-forecast-v2 --prefix "
+            "--max-log-requests=64 --all-containers --follow")
+    assert calls.read_text().splitlines() == ["apply -f job.yaml", get, get, logs, get]
+
+
+def test_a_trainjob_dry_run_shows_the_log_command(tmp_path: Path) -> None:
+    shown = dtec("run", str(KUBE), "-t", "kubeflow", "--dry-run", cwd=tmp_path)
+    assert shown.returncode == 0, shown.stderr
+    commands = [line.split(" && ", 1)[1] for line in shown.stdout.splitlines()]
+    assert commands == [
+        "kubectl apply -f job.yaml",
+        "kubectl logs -n default --selector=jobset.sigs.k8s.io/jobset-name=flood-forecast-v2 --prefix "
+        "--max-log-requests=64 --all-containers --follow",
+    ]
+
+
 def slurm_state(job: str) -> str:
     command = ["squeue", "-h", "-j", job, "-o", "%T"]
     shown = subprocess.run(command, capture_output=True, text=True, timeout=30)

@@ -31,6 +31,10 @@ HEADER_UNSAFE = re.compile(r"[\x00-\x1f\x7f\\]")
 # interLink's plugin splits its flags annotation on whitespace.
 INTERLINK_FLAG_UNSAFE = re.compile(r"[\s\\]")
 DNS1123 = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
+DNS1123_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+# Set by the Trainer's Torch plugin; its webhook refuses a TrainJob whose env sets one
+# (kubeflow/trainer:pkg/constants/constants.go TorchRunReservedEnvNames, v2.2.1).
+TRAINJOB_RESERVED_ENV = ("PET_NNODES", "PET_NPROC_PER_NODE", "PET_NODE_RANK", "PET_MASTER_ADDR", "PET_MASTER_PORT")
 EXEC_CONTAINERS = ("singularity", "apptainer")  # what job.sbatch can `exec` a rank in
 
 
@@ -130,6 +134,35 @@ def _kubernetes(plan: Plan, report: Report) -> None:
             help="use lower-case letters, digits and `-` (at most 63)",
         )
     _env_names(plan, report, KUBE_ENV_NAME, "use letters, digits, `_`, `-` and `.`, not starting with a digit")
+    # Kueue reads both as labels and refuses a queue name that is not a DNS-1123 subdomain
+    # (kubernetes-sigs/kueue:pkg/controller/jobframework/validation.go, v0.19.2); a label value
+    # holds at most 63 characters.
+    for key in ("queue", "priority_class"):
+        value = plan.settings.get(key)
+        if value is not None and (len(value) > 63 or not DNS1123_SUBDOMAIN.fullmatch(value)):
+            report(
+                "DT215",
+                f"{key.replace('_', ' ')} `{value}` is not a Kueue name",
+                "target", plan.target, key,
+                help="use lower-case letters, digits, `-` and `.` (at most 63), as `kubectl get localqueues` shows it",
+            )
+    runtime = plan.settings.get("runtime")
+    if runtime is not None and kube.workload != "trainjob":
+        report(
+            "DT215",
+            f"`runtime` names a Kubeflow Trainer v2 runtime; `{plan.machine.name}` runs a {kube.workload}",
+            "target", plan.target, "runtime",
+            help="remove `runtime`, or use the `kubeflow` profile (TrainJob)",
+        )
+    elif runtime is not None and (len(runtime) > 253 or not DNS1123_SUBDOMAIN.fullmatch(runtime)):
+        report(
+            "DT215",
+            f"runtime `{runtime}` is not a Kubernetes name",
+            "target", plan.target, "runtime",
+            help="name a ClusterTrainingRuntime as `kubectl get clustertrainingruntimes` shows it",
+        )
+    if kube.workload == "trainjob":
+        _trainjob_env(plan, report)
     if kube.workload != "interlink-job":
         return
     if plan.nodes > 1:
@@ -143,6 +176,17 @@ def _kubernetes(plan: Plan, report: Report) -> None:
             help="use `nodes = 1` here, or a Slurm target for several nodes",
         )
     _site_flags(plan, report, INTERLINK_FLAG_UNSAFE, "whitespace or a backslash, which interLink flags cannot carry")
+
+
+def _trainjob_env(plan: Plan, report: Report) -> None:
+    for name in plan.settings.get("env") or {}:
+        if name in TRAINJOB_RESERVED_ENV:
+            report(
+                "DT215",
+                f"`{name}` is set by the Kubeflow Trainer for torchrun; its webhook refuses a TrainJob that sets it",
+                "target", plan.target, "env", name,
+                help=f"remove `{name}`: the Trainer sets it from the node count and `procs_per_node`",
+            )
 
 
 def _words(plan: Plan, report: Report) -> None:

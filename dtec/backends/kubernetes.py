@@ -36,6 +36,7 @@ def generate(ir: IR, plan: Plan, shared: Mapping[str, str]) -> dict[str, str]:
     namespace = ir.target.namespace or kube.namespace  # a Kubernetes name: dtec.backends.checks
     shape = {
         "indexed-job": _indexed_job,
+        "trainjob": _trainjob,
         "pytorchjob": _pytorchjob,
         "interlink-job": _interlink_job,
     }
@@ -108,6 +109,20 @@ def _labels(ir: IR) -> dict[str, str]:
     twin = _label(ir.twin.name)
     if twin:
         labels["app.kubernetes.io/name"] = twin
+    return labels
+
+
+def _workload_labels(ir: IR) -> dict[str, str]:
+    """The workload's labels: dtec's, and the Kueue queue and priority class where the target names them.
+
+    Kueue reads both from the labels of the Job, TrainJob or PyTorchJob itself
+    (kubernetes-sigs/kueue:pkg/controller/jobframework/utils.go, v0.19.2).
+    """
+    labels = _labels(ir)
+    if ir.target.queue:
+        labels["kueue.x-k8s.io/queue-name"] = ir.target.queue
+    if ir.target.priority_class:
+        labels["kueue.x-k8s.io/priority-class"] = ir.target.priority_class
     return labels
 
 
@@ -253,7 +268,7 @@ def _indexed_job(ir: IR, plan: Plan, name: str, namespace: str, shared: Mapping[
     job = {
         "apiVersion": "batch/v1",
         "kind": "Job",
-        "metadata": {"name": name, "namespace": namespace, "labels": _labels(ir)},
+        "metadata": {"name": name, "namespace": namespace, "labels": _workload_labels(ir)},
         "spec": {
             "completionMode": "Indexed",
             "completions": plan.nodes,
@@ -291,7 +306,81 @@ def _toleration(t: Any) -> dict[str, Any]:
     return {keys.get(k, k): v for k, v in t.items()}
 
 
-# ---- (b) Kubeflow PyTorchJob -------------------------------------------------------------
+# ---- (b) Kubeflow Trainer v2 TrainJob ---------------------------------------------------
+TRAINER_JOB = "node"  # the torch runtimes' replicated job and container (kubeflow/trainer constants.Node)
+_PATCH_MANAGER = "dtec"
+
+
+def _trainjob(ir: IR, plan: Plan, name: str, namespace: str, shared: Mapping[str, str]) -> list[dict]:
+    """A TrainJob on a ClusterTrainingRuntime (Kubeflow Trainer v2.2 and later).
+
+    The trainer takes image, command, env, node count, processes per node and resources; the
+    rest (volumes and their mounts, placement, pod labels) goes into a runtime patch of the
+    runtime's `node` job, as v2.2's `runtimePatches` allow.
+    """
+    kube = plan.machine.kube
+    assert kube is not None
+    mounts, volumes = _volumes(name, kube, shm=True, shared=shared)
+    # The Torch plugin sets PET_NNODES, PET_NPROC_PER_NODE (from numProcPerNode), PET_NODE_RANK
+    # and PET_MASTER_ADDR/PORT, which torchrun reads as the defaults of its flags. A runtime
+    # patch cannot set workingDir: train.py is given its run folder instead.
+    command = [*_torchrun(plan.machine), *plan.machine.launch.torchrun_args, *_script_args()]
+    pod: dict[str, Any] = {
+        **_placement(kube),
+        "volumes": volumes,
+        "containers": [{"name": TRAINER_JOB, "volumeMounts": mounts}],
+    }
+    spec: dict[str, Any] = {
+        "runtimeRef": {
+            "apiGroup": "trainer.kubeflow.org",
+            "kind": "ClusterTrainingRuntime",
+            "name": ir.target.runtime or kube.runtime,
+        },
+        "trainer": {
+            "image": _image(ir, plan, kube),
+            "command": command,
+            "env": _env(ir, plan, True),
+            "numNodes": plan.nodes,
+            # Without it the plugin starts one process per CPU on CPU-only nodes.
+            "numProcPerNode": plan.ranks_per_node,
+            "resourcesPerNode": _resources(plan, kube),
+        },
+        "runtimePatches": [
+            {
+                "manager": _PATCH_MANAGER,
+                "trainingRuntimeSpec": {
+                    "template": {
+                        "spec": {
+                            "replicatedJobs": [
+                                {
+                                    "name": TRAINER_JOB,
+                                    "template": {
+                                        "spec": {
+                                            "template": {
+                                                "metadata": {"labels": _labels(ir)},
+                                                "spec": pod,
+                                            }
+                                        }
+                                    },
+                                }
+                            ]
+                        }
+                    }
+                },
+            }
+        ],
+        "activeDeadlineSeconds": ir.target.walltime_s,
+    }
+    job = {
+        "apiVersion": "trainer.kubeflow.org/v1alpha1",
+        "kind": "TrainJob",
+        "metadata": {"name": name, "namespace": namespace, "labels": _workload_labels(ir)},
+        "spec": spec,
+    }
+    return [job]
+
+
+# ---- (c) Kubeflow Training Operator v1 PyTorchJob -----------------------------------------
 def _pytorchjob(ir: IR, plan: Plan, name: str, namespace: str, shared: Mapping[str, str]) -> list[dict]:
     kube = plan.machine.kube
     assert kube is not None
@@ -319,7 +408,7 @@ def _pytorchjob(ir: IR, plan: Plan, name: str, namespace: str, shared: Mapping[s
     job = {
         "apiVersion": "kubeflow.org/v1",
         "kind": "PyTorchJob",
-        "metadata": {"name": name, "namespace": namespace, "labels": _labels(ir)},
+        "metadata": {"name": name, "namespace": namespace, "labels": _workload_labels(ir)},
         "spec": {
             "nprocPerNode": str(plan.ranks_per_node),  # a string in the CRD
             "runPolicy": {
@@ -334,7 +423,7 @@ def _pytorchjob(ir: IR, plan: Plan, name: str, namespace: str, shared: Mapping[s
     return [job]
 
 
-# ---- (c) interLink: one pod = one sbatch job ---------------------------------------------
+# ---- (d) interLink: one pod = one sbatch job ---------------------------------------------
 def _interlink_job(ir: IR, plan: Plan, name: str, namespace: str, shared: Mapping[str, str]) -> list[dict]:
     kube = plan.machine.kube
     assert kube is not None
@@ -360,7 +449,7 @@ def _interlink_job(ir: IR, plan: Plan, name: str, namespace: str, shared: Mappin
     job = {
         "apiVersion": "batch/v1",
         "kind": "Job",
-        "metadata": {"name": name, "namespace": namespace, "labels": _labels(ir)},
+        "metadata": {"name": name, "namespace": namespace, "labels": _workload_labels(ir)},
         "spec": {
             "completions": 1,
             "parallelism": 1,

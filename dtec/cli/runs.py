@@ -249,14 +249,12 @@ def logs(
     import subprocess
 
     from dtec.runner import print_growth
-    from dtec.runs import log_files, state
+    from dtec.runs import kube_logs, log_files, state
 
     found = _find(run)
     job = found.job or {}
     if job.get("kind") == "kubernetes":
-        where = ["-n", str(job["namespace"]), str(job["resource"])]
-        command = ["kubectl", "logs", *where, "--all-containers"]
-        raise typer.Exit(subprocess.call(command + (["--follow"] if follow else [])))
+        raise typer.Exit(subprocess.call(kube_logs(job, follow)))
     positions: dict[Path, int] = {}
     while True:
         active = follow and state(found).active

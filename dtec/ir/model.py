@@ -208,6 +208,11 @@ class Target(_Model):
     data_root: str | None = Field(
         None, description="where relative data paths are read from on the machine (`$DTEC_DATA_ROOT` overrides it)"
     )
+    queue: str | None = Field(None, description="Kubernetes: the Kueue LocalQueue (`kueue.x-k8s.io/queue-name`)")
+    priority_class: str | None = Field(
+        None, description="Kubernetes: the Kueue WorkloadPriorityClass (`kueue.x-k8s.io/priority-class`)"
+    )
+    runtime: str | None = Field(None, description="Kubeflow TrainJob: the ClusterTrainingRuntime (default: the profile's)")
 
 
 class Estimate(_Model):
@@ -334,6 +339,9 @@ def build_ir(bp: Blueprint, plan: Plan, code: Mapping[str, str] | None = None) -
             namespace=settings.get("namespace"),
             exclusive=settings.get("exclusive"),
             data_root=settings.get("data_root"),
+            queue=settings.get("queue"),
+            priority_class=settings.get("priority_class"),
+            runtime=settings.get("runtime"),
         ),
         estimate=Estimate(
             parameters=plan.parameters,

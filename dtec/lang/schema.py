@@ -389,6 +389,9 @@ BLOCKS: dict[str, BlockSpec] = {
             "env": _f(Dict(Str()), "extra environment variables"),
             "image": _f(Str(), "container image (Kubernetes)"),
             "namespace": _f(Str(), "namespace (Kubernetes)"),
+            "queue": _f(Str(), "Kueue LocalQueue the job waits in (Kubernetes: the `kueue.x-k8s.io/queue-name` label)"),
+            "priority_class": _f(Str(), "Kueue WorkloadPriorityClass (Kubernetes: the `kueue.x-k8s.io/priority-class` label)"),
+            "runtime": _f(Str(), "the ClusterTrainingRuntime a Kubeflow TrainJob runs on (default: the profile's, `torch-distributed`)"),
             "exclusive": _f(Bool(), "ask for whole nodes"),
             "reservation": _f(Str(), "Slurm reservation"),
             "data_root": _f(

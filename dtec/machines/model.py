@@ -185,6 +185,7 @@ class Kube:
     """Kubernetes-side settings (kubernetes, kubeflow and interlink schedulers)."""
 
     workload: str
+    runtime: str = "torch-distributed"  # a TrainJob's ClusterTrainingRuntime
     namespace: str = "default"
     gpu_resource: str = "nvidia.com/gpu"
     container_name: str = "trainer"
