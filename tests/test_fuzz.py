@@ -545,17 +545,22 @@ def assert_script_is_inert(world: World, folder: Path, launcher: str) -> None:
 
 
 def assert_manifests_validate(text: str) -> None:
-    """job.yaml: strict Kubernetes validation; each PyTorchJob replica as a core pod template."""
+    """job.yaml: strict Kubernetes validation; the pod templates of a PyTorchJob's replicas and
+    of a TrainJob's runtime patch as core ones (their CRD schemas: tests/test_kube_schemas.py)."""
     import kubernetes_validate
 
     for doc in yaml.safe_load_all(text):
-        templates = [doc]
+        pods = [doc]
         if doc["kind"] == "PyTorchJob":
-            templates = [
-                {"apiVersion": "v1", "kind": "PodTemplate", "metadata": {"name": "probe"},
-                 "template": r["template"]}
-                for r in doc["spec"]["pytorchReplicaSpecs"].values()
-            ]
+            pods = [r["template"] for r in doc["spec"]["pytorchReplicaSpecs"].values()]
+        elif doc["kind"] == "TrainJob":
+            patches = doc["spec"]["runtimePatches"]
+            jobs = [j for p in patches for j in p["trainingRuntimeSpec"]["template"]["spec"]["replicatedJobs"]]
+            pods = [j["template"]["spec"]["template"] for j in jobs]
+        templates = pods if pods == [doc] else [
+            {"apiVersion": "v1", "kind": "PodTemplate", "metadata": {"name": "probe"}, "template": pod}
+            for pod in pods
+        ]
         for template in templates:
             kubernetes_validate.validate(template, K8S_VERSION, strict=True)
         for key, value in _leaves(doc):
