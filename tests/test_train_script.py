@@ -252,6 +252,11 @@ def render_cases() -> dict[str, tuple[str, ...]]:
     cases["source-python"] = (
         'data.gauges.source=python(callable = "toy:make_datasets", samples = 64, features = 6)',
     )
+    cases["metrics-classes"] = (*classification("unet"), "train.metrics=[f1, precision(average = micro)]",
+                                "train.checkpoint={ best = max(val_f1) }")
+    cases["metrics-bce"] = (*classification("cnn", "bce"), "train.metrics=[recall]")
+    cases["metrics-targets"] = ("train.metrics=[mae, rmse, r2]", "strategy.kind=fsdp",
+                                "train.checkpoint={ best = min(val_rmse), final = best }")
     cases["monitor-off"] = ("monitor.timing=false", "monitor.energy=false")
     cases["profiler"] = (PROFILER,)
     cases["log-every"] = ("monitor.log_every=5", "train.max_steps=100")
@@ -319,6 +324,16 @@ def test_ranks_check_for_preemption_every_few_steps(strategy: str, every: int) -
     assert "epoch_end = state.step_in_epoch == length.steps_per_epoch" in loop
     assert "if (state.step % STOP_CHECK_EVERY == 0 or epoch_end) and stop.agreed(rt):" in loop
     assert loop.count("stop.agreed(") == 1
+
+
+def test_script_carries_metric_code_only_for_the_metrics_it_records() -> None:
+    assert "MetricSums" not in script()  # regression, the loss only
+    classes = script(*classification("mlp"))  # the accuracy, always
+    assert "bincount" in classes and "_f1" not in classes and "_micro" not in classes
+    asked = script(*classification("mlp"), "train.metrics=[f1(average = micro), recall]")
+    assert '"_f1_micro"' in asked and '_recall"' in asked and '_precision"' not in asked
+    targets = script("train.metrics=[rmse]")
+    assert '_rmse"' in targets and '_mae"' not in targets and '_r2"' not in targets
 
 
 def test_script_carries_only_its_architecture() -> None:
