@@ -33,6 +33,7 @@ from benchmarks import (  # noqa: E402
     compile_latency,
     growth,
     lint_throughput,
+    metrics,
     profiles,
     report,
     stop_flag,
@@ -47,6 +48,7 @@ BENCHMARKS = {
     "growth": (growth, {}, {"sizes": (10, 100, 1000), "budget": 0.5}),
     "training": (training, {}, {"rounds": 1, "warmup": 10, "steps": 30}),
     "stopflag": (stop_flag, {}, {"rounds": 1, "iterations": 300}),
+    "metrics": (metrics, {}, {"rounds": 2, "steps": 3}),
     "profile": (profiles, {}, {"lint_count": 100, "compile_repeat": 10}),
 }
 DOCS = ROOT / "docs" / "benchmarks"

@@ -67,10 +67,11 @@ def rows(summary: dict) -> list[tuple[str, str]]:
         ("time", f"{duration(summary.get('total_time'))} (training {training})"),
         ("throughput", f"{rate(summary.get('samples_per_s'))} ({THROUGHPUT})"),
     ]
+    # The losses and the validation metrics; per-target lists stay in summary.json.
     losses = [
         f"{k.replace('_', ' ')} {number(v)}"
         for k, v in final.items()
-        if k.endswith(("loss", "accuracy"))
+        if (k == "train_loss" or k.startswith("val_")) and isinstance(v, (int, float))
     ]
     if losses:
         out.append(("final", ", ".join(losses)))

@@ -189,3 +189,12 @@ def test_stop_flag(tmp_path: Path) -> None:
     assert r["check_every"] == 10
     assert number(r["cpu_share_of_step"])
     assert "pre-emption check" in report.markdown({"benchmarks": {"stopflag": r}})
+
+
+@pytest.mark.slow
+def test_metrics_tracking(tmp_path: Path) -> None:
+    from benchmarks import metrics
+
+    r = metrics.run(tmp_path, rounds=1, steps=2)
+    check_targets(r)
+    assert r["steps_per_epoch"] > 0 and number(r["share"]) and number(r["best_save_ms"]["median"])

@@ -321,7 +321,11 @@ def test_task_mismatch() -> None:
         ("best = max(val_loss)", "mse", [("DT310", 11, 25)]),  # the whole min/max
         ("best = min(val_accuracy)", "cross_entropy", [("DT310", 11, 25)]),
         ("best = max(val_accuracy)", "mse", [("DT310", 11, 29)]),  # the metric: not recorded
-        ("best = min(val_f1)", "mse", [("DT102", 11, 29)]),
+        ("best = min(val_f1s)", "mse", [("DT102", 11, 29)]),
+        ("best = max(val_f1)", "mse", [("DT310", 11, 29)]),  # classification only
+        ("best = min(val_rmse)", "cross_entropy", [("DT310", 11, 29)]),  # regression only
+        ("best = min(val_rmse)", "mse", [("DT310", 11, 29)]),  # not in `metrics`
+        ("best = max(val_f1)", "cross_entropy", [("DT310", 11, 29)]),
         ("best = val_loss", "mse", [("DT103", 11, 25)]),
         ("final = best", "mse", [("DT107", 11, 26)]),
     ],
@@ -334,6 +338,55 @@ def test_the_best_checkpoint_monitors_a_recorded_metric_the_right_way(
         text = text.replace("targets = 1", "classes = 3").replace("output = 1", "output = 3")
     text = text.replace("loss = mse", f"loss = {loss}")
     assert codes(lint_text(text)) == found
+
+
+def metrics_blueprint(metrics: str, loss: str, monitored: str | None = None) -> str:
+    """MINIMAL with `metrics` (line 11) and a best checkpoint by `monitored` (line 12)."""
+    text = MINIMAL.replace("train {\n", f"train {{\n  metrics = {metrics}\n")
+    if monitored:
+        text = text.replace("  loss = mse", f"  checkpoint = {{ best = {monitored} }}\n  loss = mse")
+    if loss == "cross_entropy":
+        text = text.replace("targets = 1", "classes = 3").replace("output = 1", "output = 3")
+    elif loss == "bce":  # two classes, one logit
+        text = text.replace("targets = 1", "classes = 2")
+    return text.replace("loss = mse", f"loss = {loss}")
+
+
+@pytest.mark.parametrize(
+    ("metrics", "loss", "monitored", "found"),
+    [
+        ("[accuracy, f1, f1(average = micro), precision, recall(average = micro)]", "cross_entropy", "max(val_f1_micro)", []),
+        ("[f1]", "bce", "max(val_f1)", []),
+        ("[mae, rmse, r2]", "mse", "min(val_rmse)", []),
+        ("[r2]", "huber", "max(val_r2)", []),
+        ("[]", "cross_entropy", "max(val_accuracy)", []),  # recorded without being asked for
+        ("[f1]", "mse", None, [("DT311", 11, 14)]),
+        ("[rmse, accuracy]", "mse", None, [("DT311", 11, 20)]),
+        ("[f1, r2]", "cross_entropy", None, [("DT311", 11, 18)]),
+        ("[f1, f1(average = macro)]", "cross_entropy", None, [("DT312", 11, 18)]),
+        ("[mae, rmse, mae]", "mse", None, [("DT312", 11, 25)]),
+        ("[f1, f1(average = micro)]", "cross_entropy", None, []),  # two metrics
+        ("[f1(average = weighted)]", "cross_entropy", None, [("DT102", 11, 27)]),
+        ("[mae(average = micro)]", "mse", None, [("DT104", 11, 18)]),
+        ("[f1(average = 2)]", "cross_entropy", None, [("DT105", 11, 27)]),
+        ("[auc]", "cross_entropy", None, [("DT103", 11, 14)]),
+        ("f1", "cross_entropy", None, [("DT105", 11, 13)]),  # a list
+        ("[f1]", "cross_entropy", "max(val_f1_micro)", [("DT310", 12, 29)]),  # not asked for
+        ("[rmse]", "mse", "min(val_mae)", [("DT310", 12, 29)]),
+        ("[rmse]", "mse", "max(val_rmse)", [("DT310", 12, 25)]),  # the wrong way
+    ],
+)
+def test_metrics_suit_the_task_once_each_and_feed_the_monitored_metric(
+    metrics: str, loss: str, monitored: str | None, found: list
+) -> None:
+    assert codes(lint_text(metrics_blueprint(metrics, loss, monitored))) == found
+
+
+def test_a_monitored_metric_not_recorded_says_how_to_record_it() -> None:
+    found = lint_text(metrics_blueprint("[f1]", "cross_entropy", "max(val_recall_micro)")).diagnostics
+    assert [d.help for d in found] == ["add `recall(average = micro)` to `train.metrics`"]
+    found = lint_text(metrics_blueprint("[f1, f1]", "cross_entropy")).diagnostics
+    assert found[0].related[0].span.start_pos == (11, 14)  # the first of the two
 
 
 def test_unused_blocks_warn_and_can_be_suppressed() -> None:

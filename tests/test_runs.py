@@ -221,6 +221,15 @@ def test_the_summary_is_said_in_human_units() -> None:
     assert said["final"] == "train loss 0.0123, val loss 0.015"
 
 
+def test_the_summary_shows_every_validation_metric_but_not_per_target_lists() -> None:
+    from dtec.summary import rows
+
+    final = {"train_loss": 0.5, "val_loss": 0.25, "val_mae": 0.125, "val_mae_per_target": [0.1, 0.15],
+             "val_r2": 0.75, "throughput": 10.0}
+    said = dict(rows({"final": final}))
+    assert said["final"] == "train loss 0.5, val loss 0.25, val mae 0.125, val r2 0.75"
+
+
 STUB_KUBECTL = """#!/bin/sh
 printf '%s\\n' "$*" >> "$KUBECTL_CALLS"
 case "$1" in

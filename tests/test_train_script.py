@@ -252,6 +252,11 @@ def render_cases() -> dict[str, tuple[str, ...]]:
     cases["source-python"] = (
         'data.gauges.source=python(callable = "toy:make_datasets", samples = 64, features = 6)',
     )
+    cases["metrics-classes"] = (*classification("unet"), "train.metrics=[f1, precision(average = micro)]",
+                                "train.checkpoint={ best = max(val_f1) }")
+    cases["metrics-bce"] = (*classification("cnn", "bce"), "train.metrics=[recall]")
+    cases["metrics-targets"] = ("train.metrics=[mae, rmse, r2]", "strategy.kind=fsdp",
+                                "train.checkpoint={ best = min(val_rmse), final = best }")
     cases["monitor-off"] = ("monitor.timing=false", "monitor.energy=false")
     cases["profiler"] = (PROFILER,)
     cases["log-every"] = ("monitor.log_every=5", "train.max_steps=100")
@@ -319,6 +324,16 @@ def test_ranks_check_for_preemption_every_few_steps(strategy: str, every: int) -
     assert "epoch_end = state.step_in_epoch == length.steps_per_epoch" in loop
     assert "if (state.step % STOP_CHECK_EVERY == 0 or epoch_end) and stop.agreed(rt):" in loop
     assert loop.count("stop.agreed(") == 1
+
+
+def test_script_carries_metric_code_only_for_the_metrics_it_records() -> None:
+    assert "MetricSums" not in script()  # regression, the loss only
+    classes = script(*classification("mlp"))  # the accuracy, always
+    assert "bincount" in classes and "_f1" not in classes and "_micro" not in classes
+    asked = script(*classification("mlp"), "train.metrics=[f1(average = micro), recall]")
+    assert '"_f1_micro"' in asked and '_recall"' in asked and '_precision"' not in asked
+    targets = script("train.metrics=[rmse]")
+    assert '_rmse"' in targets and '_mae"' not in targets and '_r2"' not in targets
 
 
 def test_script_carries_only_its_architecture() -> None:
@@ -898,3 +913,117 @@ def test_a_resumed_run_keeps_the_best_so_far(tmp_path: Path) -> None:
     assert summary(run_dir)["best"] == summary(tmp_path / "reference" / "run")["best"]
     assert_same_weights(final_weights(run_dir), final_weights(tmp_path / "reference" / "run"))
     assert best_checkpoint(run_dir, "ddp")[0]["best_step"] == 18
+
+
+# ----------------------------------------------------------------------------- metrics
+CLASS_METRICS = ("accuracy", "f1", "f1_micro", "precision", "precision_micro", "recall",
+                 "recall_micro")
+# name: (--sets, the metrics to compare). Validation sets of odd sizes (125 and 25 samples) on
+# two ranks: the second rank's last sample is padding, which must count nowhere.
+METRIC_CASES = {
+    # final = best by the macro F1: the final weights are those of the best epoch's metrics.
+    "classes": ((*classification("mlp"), "data.gauges.source.samples=501", "train.epochs=3",
+                 "train.metrics=[accuracy, f1, f1(average = micro), precision, "
+                 "precision(average = micro), recall, recall(average = micro)]",
+                 "train.checkpoint={ every = 1, keep = 1, best = max(val_f1), final = best }"),
+                CLASS_METRICS),
+    "bce": ((*classification("mlp", "bce"), "data.gauges.source.samples=501",
+             "train.metrics=[f1, precision, recall]"), ("accuracy", "f1", "precision", "recall")),
+    "segmentation": ((*classification("unet"), "data.gauges.source.samples=101",
+                      "train.metrics=[f1, precision, recall]"),
+                     ("accuracy", "f1", "precision", "recall")),
+    "targets": (("data.gauges.source.samples=501", "data.gauges.source.targets=3",
+                 "model.surrogate.arch.output=3", "train.metrics=[mae, rmse, r2]"),
+                ("mae", "rmse", "r2")),
+    "fields": ((*with_model("unet"), "data.gauges.source.samples=101",
+                "data.gauges.source.targets=2", "model.surrogate.arch.output=2",
+                "train.metrics=[mae, rmse, r2]"), ("mae", "rmse", "r2")),
+}
+
+
+def load_script(path: Path):
+    """The bundle's train.py as a module (its main() does not run)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(f"train_{path.parent.name}", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+def direct_metrics(script: Path, run_dir: Path) -> dict[str, Any]:
+    """The validation metrics of final_model.pt, in one process over the whole validation set,
+    computed here from their definitions (scikit-learn's), independently of train.py's sums."""
+    train_py = load_script(script)
+    _, val_set = train_py.split(train_py.load_dataset(), train_py.TRAIN["seed"])
+    xs, ys = zip(*(val_set[i] for i in range(len(val_set))))
+    x, y = torch.stack(xs), torch.stack(ys)
+    model = train_py.build_model(tuple(x.shape[1:]))
+    model.load_state_dict(final_weights(run_dir))
+    with torch.no_grad():
+        pred = model.eval()(x).double()
+    found: dict[str, Any] = {"val_loss": torch.stack([
+        train_py.loss_fn(pred[i : i + 1].float(), y[i : i + 1]) for i in range(len(y))
+    ]).double().mean().item()}
+    if train_py.TASK == "classification":
+        if train_py.TRAIN["loss"] == "bce":
+            guess, truth = (pred > 0).long().flatten(), (y > 0.5).long().flatten()
+        else:
+            guess, truth = pred.argmax(dim=1).flatten(), y.flatten()
+        present = sorted(set(truth.tolist()) | set(guess.tolist()))
+        precision, recall, f1 = [], [], []
+        for c in present:
+            tp = ((guess == c) & (truth == c)).sum().item()
+            fp = ((guess == c) & (truth != c)).sum().item()
+            fn = ((guess != c) & (truth == c)).sum().item()
+            precision.append(tp / (tp + fp) if tp + fp else 0.0)
+            recall.append(tp / (tp + fn) if tp + fn else 0.0)
+            f1.append(2 * tp / (2 * tp + fp + fn))
+        accuracy = (guess == truth).double().mean().item()
+        found |= {"val_accuracy": accuracy, "val_precision": sum(precision) / len(present),
+                  "val_recall": sum(recall) / len(present), "val_f1": sum(f1) / len(present)}
+        found |= {f"val_{m}_micro": accuracy for m in ("precision", "recall", "f1")}
+        return found
+    # Regression: each target over its samples and positions; the scalar is their mean.
+    pred, y = (t.reshape(len(t), t.shape[1], -1).transpose(0, 1).reshape(t.shape[1], -1)
+               for t in (pred, y.double()))
+    error = pred - y
+    per_target = {
+        "mae": error.abs().mean(dim=1),
+        "rmse": error.pow(2).mean(dim=1).sqrt(),
+        "r2": 1 - error.pow(2).sum(dim=1) / (y - y.mean(dim=1, keepdim=True)).pow(2).sum(dim=1),
+    }
+    for name, values in per_target.items():
+        found[f"val_{name}"] = values.mean().item()
+        found[f"val_{name}_per_target"] = values.tolist()
+    return found
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", sorted(METRIC_CASES))
+def test_metrics_on_two_ranks_equal_a_direct_computation(tmp_path: Path, case: str) -> None:
+    sets, names = METRIC_CASES[case]
+    script = write_bundle(tmp_path, *sets)
+    run_dir = tmp_path / "run"
+    out = ok(torchrun(script, timeout=240))
+    epochs = records(run_dir, "epoch")
+    best = summary(run_dir).get("best")
+    # final = best: final_model.pt holds the best epoch's weights, else the last epoch's.
+    record = epochs[best["epoch"] - 1] if best else epochs[-1]
+    expected = direct_metrics(script, run_dir)
+    for name in ("loss", *names):
+        key = f"val_{name}"
+        assert record[key] == pytest.approx(expected[key], rel=1e-5, abs=1e-7), key
+        if f"{key}_per_target" in record:
+            assert record[f"{key}_per_target"] == pytest.approx(
+                expected[f"{key}_per_target"], rel=1e-5, abs=1e-7)
+    targets = dict(targets=3, fields=2).get(case)
+    assert all(len(record[f"val_{n}_per_target"]) == targets for n in names) if targets else True
+    last = {k: v for k, v in epochs[-1].items() if k not in ("kind", "time")}
+    assert summary(run_dir)["final"] == last  # recorded in the summary too
+    shown = [line for line in out.splitlines() if " done in " in line][-1]  # the progress line
+    assert all(f"val_{name} " in shown for name in names) and "per_target" not in shown
+    if best:  # max(val_f1): the best epoch is the one with the highest macro F1
+        assert best["metric"] == "val_f1"
+        assert best["value"] == max(e["val_f1"] for e in epochs) == record["val_f1"]

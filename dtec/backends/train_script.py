@@ -9,7 +9,7 @@ from typing import Any
 from dtec import __version__
 from dtec.backends.templating import render
 from dtec.ir import IR
-from dtec.lang.schema import CLASSIFICATION_LOSSES
+from dtec.lang.schema import CLASSIFICATION_LOSSES, metric_name
 from dtec.runs import ir_sha256
 
 TEMPLATE = "train.py.jinja"
@@ -78,8 +78,11 @@ def train_context(ir: IR) -> dict[str, Any]:
         "strategy": f"train/strategy/{strategy}.py.jinja",
         "model": f"train/model/{arch}.py.jinja",
         "data": f"train/data/{config['data']['source']['kind']}.py.jinja",
+        "metrics": "train/metrics.py.jinja",
     }
-    return {**config, "script": _script_facts(config), "templates": templates}
+    # The validation metrics besides the loss, by the name they are recorded under (`f1_micro`).
+    metrics = [metric_name({"fn": m.name, "average": m.average}) for m in ir.train.metrics]
+    return {**config, "metrics": metrics, "script": _script_facts(config), "templates": templates}
 
 
 def _configuration(ir: IR) -> dict[str, Any]:

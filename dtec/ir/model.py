@@ -10,7 +10,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from dtec import __version__
 from dtec.lang.blueprint import Blueprint
 from dtec.lang.schema import (
-    ARCH, DATA_SOURCE, LOSSES, METRICS, OPTIMIZER, PRECISIONS, SCALING_MODES, SCHEDULER, STRATEGIES,
+    ARCH, CLASSIFICATION_LOSSES, DATA_SOURCE, LOSSES, METRIC, METRICS, OPTIMIZER, PRECISIONS,
+    SCALING_MODES, SCHEDULER, STRATEGIES,
 )
 from dtec.lang.semantics import label_count, sample_shape
 from dtec.plan import Decision, Plan
@@ -128,6 +129,15 @@ class Monitored(_Model):
     mode: Literal["min", "max"]
 
 
+class Metric(_Model):
+    """A validation metric the script records besides the loss, as `val_<name>`."""
+
+    name: Literal[tuple(METRIC.functions)]  # type: ignore[valid-type]
+    average: Literal["macro", "micro"] | None = Field(
+        None, description="precision, recall and F1: over the classes (macro) or all decisions (micro)"
+    )
+
+
 class Checkpoint(_Model):
     """How often checkpoints are written, how many are kept, and which epoch is the best."""
 
@@ -150,6 +160,10 @@ class Train(_Model):
     seed: int = Field(ge=0)
     grad_accum: int = Field(ge=1)
     clip_grad: float | None
+    metrics: list[Metric] = Field(
+        default_factory=list,
+        description="recorded besides the loss: the accuracy always for classification, then `train.metrics`",
+    )
     checkpoint: Checkpoint
 
 
@@ -303,6 +317,7 @@ def build_ir(bp: Blueprint, plan: Plan, code: Mapping[str, str] | None = None) -
             seed=train["seed"],
             grad_accum=train["grad_accum"],
             clip_grad=train["clip_grad"],
+            metrics=_metrics(train),
             checkpoint=_checkpoint(train["checkpoint"]),
         ),
         strategy=Strategy(
@@ -360,6 +375,14 @@ def _checkpoint(c: dict[str, Any]) -> Checkpoint:
     """The checkpoint record; a monitored metric `min(val_loss)` as its metric and mode."""
     best = c.get("best") and Monitored(metric=c["best"]["metric"], mode=c["best"]["fn"])
     return Checkpoint(every=c["every"], keep=c["keep"], best=best, final=c["final"])
+
+
+def _metrics(train: dict[str, Any]) -> list[Metric]:
+    """`train.metrics` as recorded: a classifying loss's accuracy first unless it is listed."""
+    declared = [Metric(name=m["fn"], average=m.get("average")) for m in train["metrics"]]
+    accuracy = Metric(name="accuracy")
+    default = [accuracy] if train["loss"] in CLASSIFICATION_LOSSES and accuracy not in declared else []
+    return default + declared
 
 
 def _data(name: str, d: dict[str, Any], plan: Plan, code: Mapping[str, str]) -> Data:

@@ -70,7 +70,9 @@ def _block(kind: str, spec: t.BlockSpec, level: int) -> list[str]:
         notes.append("at most one")
     out = [f"{'#' * level} `{head} {{ ... }}`\n", f"{spec.doc} ({', '.join(notes)}; the label is {spec.label})\n" if spec.label else f"{spec.doc} ({', '.join(notes)})\n"]
     out += _fields(spec.fields)
-    calls = [(key, f.type) for key, f in spec.fields.items() if isinstance(f.type, t.Call)]
+    # A call, or a list of calls (`metrics = [f1, rmse]`): its functions are listed below.
+    items = {key: f.type.item if isinstance(f.type, t.ListOf) else f.type for key, f in spec.fields.items()}
+    calls = [(key, type_) for key, type_ in items.items() if isinstance(type_, t.Call)]
     for key, call in calls:
         out.append(f"Functions for `{key}`:\n")
         for name, function in call.functions.items():

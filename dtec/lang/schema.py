@@ -157,10 +157,46 @@ WEIGHTS = Call(
 LOSSES = ("mse", "mae", "huber", "cross_entropy", "bce")
 CLASSIFICATION_LOSSES = ("cross_entropy", "bce")
 
-# The validation metrics the script records, and the direction in which each one improves.
-METRICS = {"val_loss": "min", "val_accuracy": "max"}
-CLASSIFICATION_METRICS = ("val_accuracy",)  # recorded only when the loss classifies
-# A monitored metric, `min(val_loss)` or `max(val_accuracy)`: the metric and the better direction.
+# The metrics `train.metrics` may ask for, by task, and the direction in which each improves.
+CLASSIFICATION_METRIC_NAMES = ("accuracy", "precision", "recall", "f1")
+REGRESSION_METRIC_NAMES = ("mae", "rmse", "r2")
+_BETTER = {"accuracy": "max", "precision": "max", "recall": "max", "f1": "max",
+           "mae": "min", "rmse": "min", "r2": "max"}
+_AVERAGE = _f(
+    Sym(("macro", "micro")),
+    "`macro`: the mean over the classes that occur; `micro`: over all decisions (equals the accuracy)",
+    default="macro",
+)
+METRIC = Call(
+    {
+        "accuracy": Function({}, "The fraction of correct decisions (classification; always recorded there)."),
+        "precision": Function({"average": _AVERAGE}, "Of the decisions for a class, the fraction that is right (classification)."),
+        "recall": Function({"average": _AVERAGE}, "Of a class's samples, the fraction found (classification)."),
+        "f1": Function({"average": _AVERAGE}, "The harmonic mean of precision and recall (classification)."),
+        "mae": Function({}, "Mean absolute error, per target and their mean (regression)."),
+        "rmse": Function({}, "Root mean squared error, per target and their mean (regression)."),
+        "r2": Function({}, "Coefficient of determination R², per target and their mean (regression)."),
+    }
+)
+
+
+def metric_name(metric: dict) -> str:
+    """The name a `train.metrics` entry is recorded under, after `val_`: `f1`, `f1_micro`."""
+    return metric["fn"] + ("_micro" if metric.get("average") == "micro" else "")
+
+
+# The validation metrics `train.metrics` can add, by the name they are recorded under.
+_RECORDED = {
+    f"val_{fn}{suffix}": fn
+    for fn in (*CLASSIFICATION_METRIC_NAMES, *REGRESSION_METRIC_NAMES)
+    for suffix in (("", "_micro") if "average" in METRIC.functions[fn].params else ("",))
+}
+# Every validation metric the script can record, and the direction in which it improves: the
+# loss always, the accuracy always for classification, the others when `train.metrics` asks.
+METRICS = {"val_loss": "min"} | {name: _BETTER[fn] for name, fn in _RECORDED.items()}
+CLASSIFICATION_METRICS = tuple(n for n, fn in _RECORDED.items() if fn in CLASSIFICATION_METRIC_NAMES)
+REGRESSION_METRICS = tuple(n for n, fn in _RECORDED.items() if fn in REGRESSION_METRIC_NAMES)
+# A monitored metric, `min(val_loss)` or `max(val_f1)`: the metric and the better direction.
 MONITORED = Call(
     {
         mode: Function(
@@ -329,6 +365,12 @@ BLOCKS: dict[str, BlockSpec] = {
             "seed": _f(NON_NEGATIVE, "seed of every random generator", default=0),
             "grad_accum": _f(POSITIVE, "micro-batches per optimizer step", default=1),
             "clip_grad": _f(Float(min=0.0, open_min=True), "clip the gradient norm to this value"),
+            "metrics": _f(
+                ListOf(METRIC),
+                "validation metrics recorded each epoch as `val_<name>` (`val_f1_micro` for a micro "
+                "average), besides `val_loss` (always) and `val_accuracy` (always for classification)",
+                default=[],
+            ),
             "checkpoint": _f(
                 Record(
                     {

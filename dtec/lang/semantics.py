@@ -8,7 +8,10 @@ from typing import Any
 
 from dtec.diagnostics import Diagnostic, Related, diag, has_errors
 from dtec.lang.blueprint import Blueprint
-from dtec.lang.schema import CLASSIFICATION_LOSSES, CLASSIFICATION_METRICS, METRICS
+from dtec.lang.schema import (
+    CLASSIFICATION_LOSSES, CLASSIFICATION_METRIC_NAMES, CLASSIFICATION_METRICS, METRICS,
+    REGRESSION_METRICS, metric_name,
+)
 
 _SEQUENCE_ARCHS = ("lstm", "transformer")
 
@@ -57,6 +60,7 @@ def check_semantics(bp: Blueprint, *, errors_so_far: bool = False, facts: Mappin
         if isinstance(source, dict) and isinstance(block.get("arch"), dict):
             found += _check_model(bp, name, block["arch"], source, block["input"], from_file)
     found += _check_training(bp, data, models)
+    found += _check_metrics(bp)
     found += _check_best(bp)
     found += _check_strategy(bp)
     if not errors_so_far and not has_errors(found):
@@ -158,14 +162,53 @@ def _check_training(bp: Blueprint, data: dict, models: dict) -> list[Diagnostic]
     return []
 
 
+def _classifies(bp: Blueprint) -> bool | None:
+    """Whether the loss classifies (the script's task follows it; DT301 holds the data to it)."""
+    loss = bp.get("train", "loss")
+    return loss in CLASSIFICATION_LOSSES if isinstance(loss, str) else None
+
+
+def _declared_metrics(bp: Blueprint) -> list[dict] | None:
+    """The entries of `train.metrics`, or None when the list is invalid (already reported)."""
+    metrics = bp.get("train", "metrics")
+    return metrics if isinstance(metrics, list) else None
+
+
+def _check_metrics(bp: Blueprint) -> list[Diagnostic]:
+    """Each metric of `train.metrics` suits the task (by the loss) and is named once."""
+    classifies, loss = _classifies(bp), bp.get("train", "loss")
+    found: list[Diagnostic] = []
+    seen: dict[str, int] = {}
+    for i, metric in enumerate(_declared_metrics(bp) or []):
+        fn, span = metric["fn"], bp.span("train", "metrics", i)
+        if classifies is not None and (fn in CLASSIFICATION_METRIC_NAMES) != classifies:
+            task, other = ("regression", "classification") if classifies else ("classification", "regression")
+            instead = "`accuracy`, `precision`, `recall` or `f1`" if classifies else "`mae`, `rmse` or `r2`"
+            found.append(diag("DT311", f"`{fn}` is a {task} metric but `{loss}` is a {other} loss", span, f"use {instead}, or remove `{fn}`"))
+        name = metric_name(metric)
+        if name in seen:
+            first = Related(bp.span("train", "metrics", seen[name]), "first named here")
+            found.append(diag("DT312", f"`{name}` is named twice in `metrics`", span, "remove one of them", (first,)))
+        seen.setdefault(name, i)
+    return found
+
+
 def check_monitored(bp: Blueprint, monitored: Any, path: tuple[str, ...]) -> list[Diagnostic]:
     """A monitored metric (`min(val_loss)`, at `path`) is recorded for the task and its direction fits."""
     if not isinstance(monitored, dict) or monitored.get("metric") not in METRICS:
         return []
     mode, metric, loss = monitored["fn"], monitored["metric"], bp.get("train", "loss")
-    if metric in CLASSIFICATION_METRICS and isinstance(loss, str) and loss not in CLASSIFICATION_LOSSES:
-        span = bp.span(*path, "metric") or bp.span(*path)
+    classifies = _classifies(bp)
+    span = bp.span(*path, "metric") or bp.span(*path)
+    if classifies is False and metric in CLASSIFICATION_METRICS:
         return [diag("DT310", f"`{metric}` is recorded only for classification, but `{loss}` is a regression loss", span, f"monitor `{mode}(val_loss)`")]
+    if classifies and metric in REGRESSION_METRICS:
+        return [diag("DT310", f"`{metric}` is recorded only for regression, but `{loss}` is a classification loss", span, "monitor `min(val_loss)` or `max(val_accuracy)`")]
+    declared = _declared_metrics(bp)
+    recorded = {"val_loss", "val_accuracy"} | {f"val_{metric_name(m)}" for m in declared or []}
+    if classifies is not None and declared is not None and metric not in recorded:
+        entry = metric.removeprefix("val_").replace("_micro", "(average = micro)")
+        return [diag("DT310", f"`{metric}` is not recorded: only `val_loss`, the accuracy of classification and `train.metrics` are", span, f"add `{entry}` to `train.metrics`")]
     if mode != METRICS[metric]:
         better = "lower" if METRICS[metric] == "min" else "higher"
         return [diag("DT310", f"`{mode}({metric})` keeps the worst epoch: {metric} is better when {better}", bp.span(*path), f"write `{METRICS[metric]}({metric})`")]

@@ -85,6 +85,8 @@ _TABLE = (
     ("DT308", "check-failed", "error", "`dtec check` could not build the data or the model, or run a training step"),
     ("DT309", "code-not-bundled", "error", "A code folder cannot be copied into the bundle"),
     ("DT310", "metric-mismatch", "error", "A monitored metric is not recorded for the task, or `min`/`max` does not fit it"),
+    ("DT311", "metric-task-mismatch", "error", "A metric in `train.metrics` does not suit the task: F1 on regression, R² on classification"),
+    ("DT312", "duplicate-metric", "error", "`train.metrics` names the same metric twice"),
     ("DT327", "weights-source", "error", "A model's `weights = from(...)` names no readable run or blueprint, or a model that is not in it"),
     ("DT328", "weights-mismatch", "error", "The weights come from a model of another architecture or size"),
     ("DT329", "freeze-unknown", "error", "A `freeze` prefix names no parameter of the model"),

@@ -657,23 +657,21 @@ def forward(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, loader: DataLoader, rt: Runtime) -> dict:
-    """Validation loss over the whole validation set (all ranks)."""
+def evaluate(model: nn.Module, loader: DataLoader, rt: Runtime, prefix: str = "val") -> dict:
+    """The loss over a whole split (all ranks), as `<prefix>_loss`."""
     model.eval()
-    # loss sum, samples
-    totals = torch.zeros(2, dtype=torch.float64, device=rt.device)
+    totals = torch.zeros(2, dtype=torch.float64, device=rt.device)  # loss sum, samples
     for batch in loader:
         x, y, weight = to_device(batch, rt)
         pred = forward(model, x)
         per_sample = loss_fn(pred, y, reduction="none").reshape(len(x), -1).mean(dim=1)
         totals[0] += (per_sample * weight).sum()
         totals[1] += weight.sum()
-    all_sum(totals)
+    totals = all_sum(totals).cpu()
     model.train()
     if totals[1] == 0:
         return {}
-    metrics = {"val_loss": (totals[0] / totals[1]).item()}
-    return metrics
+    return {f"{prefix}_loss": (totals[0] / totals[1]).item()}
 
 
 def check_finite(loss: float, state: TrainState) -> None:
@@ -827,7 +825,8 @@ def train(
             state.epoch_loss, state.epoch_batches = 0.0, 0
         if rt.main:
             metrics.write("epoch", **record)
-            shown = [f"{k} {v:.4g}" for k, v in record.items() if k.endswith(("loss", "accuracy"))]
+            scores = {"train_loss": train_loss, **val}  # per-target lists stay in metrics.jsonl
+            shown = [f"{k} {v:.4g}" for k, v in scores.items() if isinstance(v, float)]
             done = f"epoch {record['epoch']}/{length.epochs} done in {epoch_time:.1f}s"
             progress.message(f"{done}: {', '.join(shown)}")
         every = TRAIN["checkpoint"]["every"]

@@ -633,28 +633,63 @@ def forward(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
         return model(x).float()
 
 
+# ----------------------------------------------------------------------------- metrics
+class MetricSums:
+    """Confusion-matrix counts over a split (row: the true class, column: the predicted one).
+
+    Counts, not means, so that their sum over the ranks is exact; a padding sample (weight 0)
+    counts nowhere. Each position of a sample is one decision (every pixel of a segmentation).
+    """
+
+    def __init__(self, device: torch.device) -> None:
+        self.counts = torch.zeros(0, dtype=torch.long, device=device)  # sized at the first batch
+
+    def add(self, pred: torch.Tensor, y: torch.Tensor, weight: torch.Tensor) -> None:
+        classes = pred.shape[1]
+        predicted = pred.argmax(dim=1).reshape(len(y), -1)
+        truth = y.reshape(len(y), -1).long()
+        # Padding goes to an extra cell, dropped: integer counts, exact and deterministic.
+        cell = torch.where(weight[:, None] > 0, truth * classes + predicted, classes * classes)
+        counts = torch.bincount(cell.reshape(-1), minlength=classes * classes + 1)[:-1]
+        self.counts = counts if not self.counts.numel() else self.counts + counts
+
+    def total(self) -> torch.Tensor:
+        """The counts in float64 (exact up to 2**53), to be summed across ranks with the loss."""
+        return self.counts.double()
+
+
+def metric_values(counts: torch.Tensor, prefix: str) -> dict:
+    """The metrics from the counts of all ranks, named `<prefix>_<metric>`."""
+    classes = math.isqrt(len(counts))
+    counts = counts.reshape(classes, classes)
+    hits, truth, predicted = counts.diagonal(), counts.sum(dim=1), counts.sum(dim=0)
+    values = {f"{prefix}_accuracy": (hits.sum() / counts.sum()).item()}
+    return values
+
+
+def share(part: torch.Tensor, whole: torch.Tensor) -> torch.Tensor:
+    """part / whole, and 0 where whole is 0."""
+    return torch.where(whole > 0, part / whole.clamp(min=1), 0.0)
+
+
 @torch.no_grad()
-def evaluate(model: nn.Module, loader: DataLoader, rt: Runtime) -> dict:
-    """Validation loss and accuracy over the whole validation set (all ranks)."""
+def evaluate(model: nn.Module, loader: DataLoader, rt: Runtime, prefix: str = "val") -> dict:
+    """The loss and metrics over a whole split (all ranks), as `<prefix>_<name>`."""
     model.eval()
-    # loss sum, samples, correct predictions, predictions
-    totals = torch.zeros(4, dtype=torch.float64, device=rt.device)
+    totals = torch.zeros(2, dtype=torch.float64, device=rt.device)  # loss sum, samples
+    scores = MetricSums(rt.device)
     for batch in loader:
         x, y, weight = to_device(batch, rt)
         pred = forward(model, x)
         per_sample = loss_fn(pred, y, reduction="none").reshape(len(x), -1).mean(dim=1)
         totals[0] += (per_sample * weight).sum()
         totals[1] += weight.sum()
-        correct = (pred.argmax(dim=1) == y).reshape(len(x), -1)
-        totals[2] += (correct.sum(dim=1) * weight).sum()
-        totals[3] += correct.shape[1] * weight.sum()
-    all_sum(totals)
+        scores.add(pred, y, weight)
+    totals = all_sum(torch.cat([totals, scores.total()])).cpu()  # one all-reduce for all sums
     model.train()
     if totals[1] == 0:
         return {}
-    metrics = {"val_loss": (totals[0] / totals[1]).item()}
-    metrics["val_accuracy"] = (totals[2] / totals[3]).item()
-    return metrics
+    return {f"{prefix}_loss": (totals[0] / totals[1]).item(), **metric_values(totals[2:], prefix)}
 
 
 def check_finite(loss: float, state: TrainState) -> None:
@@ -811,7 +846,8 @@ def train(
             state.epoch_loss, state.epoch_batches = 0.0, 0
         if rt.main:
             metrics.write("epoch", **record)
-            shown = [f"{k} {v:.4g}" for k, v in record.items() if k.endswith(("loss", "accuracy"))]
+            scores = {"train_loss": train_loss, **val}  # per-target lists stay in metrics.jsonl
+            shown = [f"{k} {v:.4g}" for k, v in scores.items() if isinstance(v, float)]
             done = f"epoch {record['epoch']}/{length.epochs} done in {epoch_time:.1f}s"
             progress.message(f"{done}: {', '.join(shown)}")
         every = TRAIN["checkpoint"]["every"]
