@@ -42,7 +42,7 @@ def run_check(bundle, timeout_s: float = TIMEOUT_S) -> CheckResult:
     The script and the user's code are the bundle's; the data is read where it is here (the
     blueprint's folder is the data root, unless $DTEC_DATA_ROOT says otherwise).
     """
-    env = {key: value for key, value in os.environ.items() if key not in _LAUNCH_VARIABLES}
+    env = one_process_env()
     env["CUDA_VISIBLE_DEVICES"] = ""  # the CPU, as the check promises, also on a GPU node
     if bundle.blueprint is not None:
         env.setdefault("DTEC_DATA_ROOT", os.path.abspath(bundle.blueprint.folder))
@@ -57,7 +57,7 @@ def run_check(bundle, timeout_s: float = TIMEOUT_S) -> CheckResult:
             return CheckResult(None, [diag("DT308", f"the check ran for more than {timeout_s:g} s", None)])
         # The copies go with the folder: the notes show the user's own files.
         sources = {Path(folder).resolve() / name: source for name, source in bundle.code.sources.items()}
-    report = _report(done.stdout)
+    report = json_report(done.stdout)
     if report is not None and isinstance(report.get("frames"), list):
         report["frames"] = [_original(frame, sources) for frame in report["frames"]]
     if report is None:
@@ -65,8 +65,24 @@ def run_check(bundle, timeout_s: float = TIMEOUT_S) -> CheckResult:
         cause = lines[-1].strip() if lines else f"exit code {done.returncode}"
         return CheckResult(None, [diag("DT308", f"train.py stopped before it could report: {cause}", None)])
     if report.get("ok"):
-        return CheckResult(report)
+        return CheckResult(report, _export_warning(bundle, report))
     return CheckResult(report, [_diagnostic(bundle, report)])
+
+
+def _export_warning(bundle, report: dict[str, Any]) -> list[Diagnostic]:
+    """DT320 when the check could not export the model as `train { export }` asks."""
+    if not isinstance(report.get("export_error"), str):
+        return []
+    bp: Blueprint | None = bundle.blueprint
+    model = bundle.ir.train.model
+    span = bp and (bp.span("train", "export") or bp.span("model", model, "arch"))
+    return [diag("DT320", f"model `{model}` cannot be exported with `{bundle.ir.train.export}`: {report['export_error']}", span,
+                 "runs still train and keep final_model.pt; try `export = torchscript` (or `torch_export`), or `export = none`")]
+
+
+def one_process_env() -> dict[str, str]:
+    """This process's environment without a launcher's variables: train.py runs as one process."""
+    return {key: value for key, value in os.environ.items() if key not in _LAUNCH_VARIABLES}
 
 
 def _original(frame: Any, sources: dict[Path, Path]) -> Any:
@@ -80,7 +96,8 @@ def _original(frame: Any, sources: dict[Path, Path]) -> Any:
     return frame
 
 
-def _report(stdout: str) -> dict[str, Any] | None:
+def json_report(stdout: str) -> dict[str, Any] | None:
+    """The last JSON object train.py printed on a line of its own (--check, --evaluate)."""
     for line in reversed(stdout.splitlines()):
         if line.startswith("{"):
             try:

@@ -85,6 +85,9 @@ _TABLE = (
     ("DT308", "check-failed", "error", "`dtec check` could not build the data or the model, or run a training step"),
     ("DT309", "code-not-bundled", "error", "A code folder cannot be copied into the bundle"),
     ("DT310", "metric-mismatch", "error", "A monitored metric is not recorded for the task, or `min`/`max` does not fit it"),
+    ("DT319", "unused-samples", "warning", "The data's `split` fractions add up to less than 1: some samples are never used"),
+    ("DT320", "not-exportable", "warning", "`dtec check` could not export the model as `train { export }` asks"),
+    ("DT321", "not-evaluable", "error", "`dtec evaluate` names a run that has no model to evaluate, or nothing to evaluate it on"),
 )
 
 RULES: dict[str, Rule] = {row[0]: Rule(*row) for row in _TABLE}
