@@ -47,7 +47,7 @@ def evaluate_run(ref: str, *, data: str | None = None, checkpoint: str = "final"
     summary = run.summary()
     status = summary.get("status") if isinstance(summary, dict) else None
     if status != "completed":
-        shown = f"it {status}" if status else "it has not finished (no run/summary.json)"
+        shown = f"its status is {status}" if status else "it has not finished (no run/summary.json)"
         return _refused(f"run {run.id} has no trained model to evaluate: {shown}", argument_span("", ref),
                         f"wait for it (`dtec status {run.id}`), or resume it: `{run.resume_command()}`")
     weights = run.outputs / WEIGHTS[checkpoint] if checkpoint in WEIGHTS else Path(checkpoint)

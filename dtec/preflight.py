@@ -76,8 +76,9 @@ def _export_warning(bundle, report: dict[str, Any]) -> list[Diagnostic]:
     bp: Blueprint | None = bundle.blueprint
     model = bundle.ir.train.model
     span = bp and (bp.span("train", "export") or bp.span("model", model, "arch"))
+    other = "torchscript" if bundle.ir.train.export == "torch_export" else "torch_export"
     return [diag("DT320", f"model `{model}` cannot be exported with `{bundle.ir.train.export}`: {report['export_error']}", span,
-                 "runs still train and keep final_model.pt; try `export = torchscript` (or `torch_export`), or `export = none`")]
+                 f"runs still train and keep final_model.pt; try `export = {other}`, or `export = none`")]
 
 
 def one_process_env() -> dict[str, str]:
@@ -170,7 +171,8 @@ def summary(bundle, report: dict[str, Any]) -> list[str]:
     estimate = ir.estimate
     mib = 2**20
     lines = [
-        f"data     `{data}`: {report['samples']:,} training and {report['val_samples']:,} validation samples;"
+        f"data     `{data}`: {report['samples']:,} training, {report['val_samples']:,} validation and"
+        f" {report.get('test_samples', 0):,} test samples;"
         f" a sample {report['sample_shape']}, its target {report['target_shape']}",
         f"model    `{model}`: {report['parameters']:,} parameters"
         + (f" (estimated {estimate.parameters:,})" if estimate.parameters is not None else ""),
