@@ -65,7 +65,9 @@ def script_module(tmp_path: Path, text: str) -> dict:
     """The compiled train.py's definitions (its main() is not run)."""
     bundle, diagnostics = compile_blueprint(tmp_path / "t.twin", "local", text=text, environ={})
     assert bundle is not None, diagnostics
-    (tmp_path / "train.py").write_text(bundle.files["train.py"])
+    for name, content in bundle.files.items():  # the copies of the user's code too
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(content)
     return runpy.run_path(str(tmp_path / "train.py"), run_name="bundle_train")
 
 
@@ -228,3 +230,40 @@ def test_other_data_must_be_of_the_runs_kind_and_shape(tmp_path: Path) -> None:
         "text.npz": [("DT303", at["text.npz"])],
         "missing.npz": [("DT302", at["missing.npz"])],
     }
+
+
+# ---- export, in process --------------------------------------------------------------------------
+def exported_by(tmp_path: Path, text: str) -> tuple[dict, dict, torch.nn.Module]:
+    """Train nothing: save a fresh model as final_model.pt and run the script's export of it."""
+    (tmp_path / "code").mkdir(exist_ok=True)
+    (tmp_path / "code" / "branchy.py").write_text(
+        (Path(__file__).resolve().parent / "fixtures" / "rules" / "DT320" / "branchy.py").read_text())
+    module = script_module(tmp_path, text)
+    model = module["build_model"]((12, 4))
+    torch.save(model.state_dict(), tmp_path / "final_model.pt")
+    return module, module["export_final_model"](torch.randn(12, 4), tmp_path), model
+
+
+def test_torchscript_exports_with_a_dynamic_batch(tmp_path: Path) -> None:
+    _, record, model = exported_by(tmp_path, blueprint(train="  export = torchscript\n"))
+    assert record == {"format": "torchscript", "file": "model.ts"}
+    loaded = torch.jit.load(str(tmp_path / "model.ts"))
+    x = torch.randn(7, 12, 4)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x), model.eval()(x), atol=1e-5, rtol=1e-5)
+
+
+def test_a_model_that_cannot_be_exported_leaves_the_reason(tmp_path: Path) -> None:
+    arch = '  export = torch_export\n'
+    text = blueprint(train=arch).replace(
+        "arch  = lstm(input = 4, hidden = 16, layers = 1, output = 1)",
+        'arch  = python("branchy:Branchy", features = 4)\n  path  = "code"')
+    _, record, _ = exported_by(tmp_path, text)
+    assert record["file"] is None and "data-dependent" in record["error"]
+    assert not list(tmp_path.glob("*.pt2")) and not list(tmp_path.glob(".tmp*"))
+
+
+def test_export_none_leaves_out_the_export_and_predict_py(tmp_path: Path) -> None:
+    bundle, _ = compile_blueprint(tmp_path / "t.twin", "local", text=blueprint(train="  export = none\n"), environ={})
+    assert "predict.py" not in bundle.files
+    assert "export_program" not in bundle.files["train.py"]
