@@ -78,10 +78,13 @@ def generate(ir: IR, plan: Plan, template_dirs: Sequence[Path] = (), code: Bundl
     The planner checked what the launcher can express (dtec.backends.checks): nothing is refused here.
     """
     from dtec.backends import kubernetes, local, slurm
-    from dtec.backends.train_script import render_train
+    from dtec.backends.train_script import render_predict, render_train
 
     backend = {"slurm": slurm, "local": local}.get(ir.target.scheduler, kubernetes)
     shared = {"train.py": render_train(ir, template_dirs), "ir.json": ir_json(ir), **(code.files if code else {})}
+    predict = render_predict(ir, template_dirs)
+    if predict is not None:
+        shared["predict.py"] = predict
     files = {**shared, **backend.generate(ir, plan, shared)}
     files["manifest.json"] = manifest(files, ir)
     return dict(sorted(files.items()))

@@ -42,7 +42,7 @@ def run_check(bundle, timeout_s: float = TIMEOUT_S, extra_env: dict[str, str] | 
     The script and the user's code are the bundle's; the data is read where it is here (the
     blueprint's folder is the data root, unless $DTEC_DATA_ROOT says otherwise).
     """
-    env = {key: value for key, value in os.environ.items() if key not in _LAUNCH_VARIABLES}
+    env = one_process_env()
     env["CUDA_VISIBLE_DEVICES"] = ""  # the CPU, as the check promises, also on a GPU node
     env.update(extra_env or {})  # $DTEC_WEIGHTS: the initial weights, loaded where they are here
     if bundle.blueprint is not None:
@@ -58,7 +58,7 @@ def run_check(bundle, timeout_s: float = TIMEOUT_S, extra_env: dict[str, str] | 
             return CheckResult(None, [diag("DT308", f"the check ran for more than {timeout_s:g} s", None)])
         # The copies go with the folder: the notes show the user's own files.
         sources = {Path(folder).resolve() / name: source for name, source in bundle.code.sources.items()}
-    report = _report(done.stdout)
+    report = json_report(done.stdout)
     if report is not None and isinstance(report.get("frames"), list):
         report["frames"] = [_original(frame, sources) for frame in report["frames"]]
     if report is None:
@@ -66,8 +66,25 @@ def run_check(bundle, timeout_s: float = TIMEOUT_S, extra_env: dict[str, str] | 
         cause = lines[-1].strip() if lines else f"exit code {done.returncode}"
         return CheckResult(None, [diag("DT308", f"train.py stopped before it could report: {cause}", None)])
     if report.get("ok"):
-        return CheckResult(report)
+        return CheckResult(report, _export_warning(bundle, report))
     return CheckResult(report, [_diagnostic(bundle, report)])
+
+
+def _export_warning(bundle, report: dict[str, Any]) -> list[Diagnostic]:
+    """DT320 when the check could not export the model as `train { export }` asks."""
+    if not isinstance(report.get("export_error"), str):
+        return []
+    bp: Blueprint | None = bundle.blueprint
+    model = bundle.ir.train.model
+    span = bp and (bp.span("train", "export") or bp.span("model", model, "arch"))
+    other = "torchscript" if bundle.ir.train.export == "torch_export" else "torch_export"
+    return [diag("DT320", f"model `{model}` cannot be exported with `{bundle.ir.train.export}`: {report['export_error']}", span,
+                 f"runs still train and keep final_model.pt; try `export = {other}`, or `export = none`")]
+
+
+def one_process_env() -> dict[str, str]:
+    """This process's environment without a launcher's variables: train.py runs as one process."""
+    return {key: value for key, value in os.environ.items() if key not in _LAUNCH_VARIABLES}
 
 
 def _original(frame: Any, sources: dict[Path, Path]) -> Any:
@@ -81,7 +98,8 @@ def _original(frame: Any, sources: dict[Path, Path]) -> Any:
     return frame
 
 
-def _report(stdout: str) -> dict[str, Any] | None:
+def json_report(stdout: str) -> dict[str, Any] | None:
+    """The last JSON object train.py printed on a line of its own (--check, --evaluate)."""
     for line in reversed(stdout.splitlines()):
         if line.startswith("{"):
             try:
@@ -158,7 +176,8 @@ def summary(bundle, report: dict[str, Any]) -> list[str]:
     estimate = ir.estimate
     mib = 2**20
     lines = [
-        f"data     `{data}`: {report['samples']:,} training and {report['val_samples']:,} validation samples;"
+        f"data     `{data}`: {report['samples']:,} training, {report['val_samples']:,} validation and"
+        f" {report.get('test_samples', 0):,} test samples;"
         f" a sample {report['sample_shape']}, its target {report['target_shape']}",
         f"model    `{model}`: {report['parameters']:,} parameters"
         + (f" (estimated {estimate.parameters:,})" if estimate.parameters is not None else ""),

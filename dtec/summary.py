@@ -75,6 +75,12 @@ def rows(summary: dict) -> list[tuple[str, str]]:
     ]
     if losses:
         out.append(("final", ", ".join(losses)))
+    test = summary.get("test")
+    if isinstance(test, dict) and test:
+        out.append(("test", ", ".join(f"{k.replace('_', ' ')} {number(v)}" for k, v in test.items())))
+    export = summary.get("export")
+    if isinstance(export, dict) and export.get("format") not in (None, "none"):
+        out.append(("export", str(export.get("file") or f"none ({export.get('error')})")))
     if "peak_mem" in final:
         out.append(("peak memory", f"{size(final['peak_mem'])} per rank"))
     out.append(("energy", energy(summary)))

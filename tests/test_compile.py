@@ -93,7 +93,7 @@ def test_cli_compile_writes_the_bundle(tmp_path: Path, blueprints_dir: Path) -> 
     out = tmp_path / "bundle"
     result = CliRunner().invoke(app, ["compile", str(blueprints_dir / "quickstart.twin"), "-t", "lumi", "-o", str(out), "--explain"])
     assert result.exit_code == 0, result.output
-    assert sorted(p.name for p in out.iterdir()) == ["ir.json", "job.sbatch", "logs", "manifest.json", "train.py"]
+    assert sorted(p.name for p in out.iterdir()) == ["ir.json", "job.sbatch", "logs", "manifest.json", "predict.py", "train.py"]
     first = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
     CliRunner().invoke(app, ["compile", str(blueprints_dir / "quickstart.twin"), "-t", "lumi", "-o", str(out)])
     assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == first

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from dtec.cli import app
 
 TINY = Path(__file__).resolve().parent / "backends" / "tiny.twin"
-BUNDLE = ["ir.json", "manifest.json", "run.sh", "train.py"]
+BUNDLE = ["ir.json", "manifest.json", "predict.py", "run.sh", "train.py"]
 
 
 def dtec(*args: str, cwd: Path) -> subprocess.CompletedProcess:
@@ -118,7 +118,7 @@ def test_a_bundle_is_replaced_keeping_stray_files_and_dropping_its_stale_ones(tm
     result = compile_("-o", str(out))
     assert result.exit_code == 0, result.output
     # job.sbatch was the old bundle's and unchanged: it goes; logs/, run/ and notes.txt stay.
-    assert files(out) == ["ir.json", "logs", "manifest.json", "notes.txt", "run", "run.sh", "train.py"]
+    assert files(out) == ["ir.json", "logs", "manifest.json", "notes.txt", "predict.py", "run", "run.sh", "train.py"]
     assert json.loads((out / "manifest.json").read_text())["target"] == "local"
 
 

@@ -15,6 +15,8 @@ import dtec.rules
 from dtec.cli import app
 from dtec.analysis import analyse
 from dtec.compiler import compile_blueprint
+from dtec.evaluation import evaluate_run
+from dtec.output import write_bundle
 from dtec.preflight import run_check
 from dtec.render import render
 from dtec.rules import RULES, rule_doc
@@ -28,7 +30,9 @@ HEADINGS = ["## What it does", "## Why is this bad?", "## Example", "## Use inst
 # the day the code is emitted, so that the marker is removed and the golden file written.
 NOT_EMITTED: dict[str, str] = {}
 # Codes only `dtec check` emits: it compiles the fixture and runs its train.py --check.
-CHECK_ONLY = {"DT308"}
+CHECK_ONLY = {"DT308", "DT320"}
+# Codes only `dtec evaluate` emits: the fixture is compiled into a run folder that never ran.
+EVALUATE_ONLY = {"DT321"}
 # Doc examples that are not meant to parse: they show syntax errors.
 UNPARSABLE_EXAMPLES = {"DT002", "DT003", "DT004", "DT005", "DT006"}
 
@@ -95,7 +99,7 @@ def test_every_rule_has_a_fixture() -> None:
 
 @pytest.mark.parametrize("code", [param(c) for c in RULES])
 def test_fixture_triggers_exactly_its_rule(
-    code: str, repo_root: Path, monkeypatch, golden
+    code: str, repo_root: Path, monkeypatch, golden, tmp_path: Path
 ) -> None:
     monkeypatch.chdir(repo_root)  # diagnostics then carry portable, relative paths
     monkeypatch.delenv("DTEC_MACHINES", raising=False)
@@ -107,6 +111,14 @@ def test_fixture_triggers_exactly_its_rule(
         assert diagnostics == []
         bundle, _ = compile_blueprint(path, "local", environ={})
         diagnostics = run_check(bundle).diagnostics
+    if code in EVALUATE_ONLY:
+        assert diagnostics == []
+        bundle, _ = compile_blueprint(path, "local", environ={})
+        monkeypatch.chdir(tmp_path)
+        write_bundle(bundle.files, Path("never-ran"))
+        (Path("never-ran") / "run").mkdir()
+        (Path("never-ran") / "run" / "run.json").write_text('{"id": "never-ran"}')
+        diagnostics = evaluate_run("never-ran").diagnostics
     assert sorted({d.code for d in diagnostics}) == [code]
     # Imported files are read by absolute path, and DT010's help shows one: make them relative.
     out = render(diagnostics, "json").replace(str(repo_root) + os.sep, "")

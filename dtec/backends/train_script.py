@@ -13,6 +13,7 @@ from dtec.lang.schema import CLASSIFICATION_LOSSES, metric_name
 from dtec.runs import ir_sha256
 
 TEMPLATE = "train.py.jinja"
+PREDICT_TEMPLATE = "predict.py.jinja"
 
 # The dtype each resolved precision computes in (None: float32 throughout).
 AMP_DTYPES = {"fp32": None, "bf16": "bfloat16", "fp16": "float16"}
@@ -54,6 +55,8 @@ _TITLES = {
     "fsdp": "FullyShardedDataParallel (FSDP2)",
     "deepspeed": "DeepSpeed ZeRO-{zero}",
 }
+# The file each `train { export }` writes in the run dir, beside final_model.pt (predict.py reads it).
+EXPORT_FILES = {"torch_export": "model.pt2", "torchscript": "model.ts", "none": None}
 # Optimizer steps between the ranks' pre-emption checks. Each check is an all-reduce (541 us of
 # CPU per call on two gloo ranks, 1.3 % of a quickstart DDP step: docs/benchmarks.md); a signal
 # comes minutes before a time limit, so acting on it up to this many steps late costs nothing.
@@ -63,6 +66,23 @@ STOP_CHECK_EVERY = 10
 def render_train(ir: IR, template_dirs: Iterable[str | os.PathLike] = ()) -> str:
     """Return the source of `train.py` for the planned blueprint `ir`."""
     return render(TEMPLATE, template_dirs, **train_context(ir))
+
+
+def render_predict(ir: IR, template_dirs: Iterable[str | os.PathLike] = ()) -> str | None:
+    """Return the source of `predict.py`, or None when the model is not exported."""
+    if ir.train.export == "none":
+        return None
+    data = ir.data[ir.models[ir.train.model].input]
+    task = train_context(ir)["task"]
+    export = {
+        "format": ir.train.export,
+        "file": EXPORT_FILES[ir.train.export],
+        "array": data.options.get("x", "x"),
+        "batch": data.batch,
+        "sample_shape": data.sample_shape,
+        "classification": task == "classification",
+    }
+    return render(PREDICT_TEMPLATE, template_dirs, twin=ir.twin.model_dump(), version=__version__, export=export)
 
 
 def train_context(ir: IR) -> dict[str, Any]:
@@ -141,6 +161,7 @@ def _configuration(ir: IR) -> dict[str, Any]:
             "grad_accum": train.grad_accum,
             "clip_grad": train.clip_grad,
             "checkpoint": _checkpoint(train.checkpoint),
+            "export": train.export,
         },
         "strategy": {"kind": ir.strategy.kind, "zero": ir.strategy.zero},
         "monitor": ir.monitor.model_dump(),
@@ -175,8 +196,9 @@ def _script_facts(ctx: dict[str, Any]) -> dict:
     user_code = arch == "python" or source == "python"
     starts_from = "freeze" in ctx["model"]
     title = _TITLES[strategy].format(zero=ctx["strategy"]["zero"])
+    export = ctx["train"]["export"]
     imports = _imports(strategy, source, user_code, ctx["monitor"]["energy"], scheduler, precision,
-                       "weights" in ctx["model"])
+                       "weights" in ctx["model"], export)
     return {
         "version": __version__,
         # The compiled configuration's hash (dtec.runs.ir_sha256): checkpoints resume only under it.
@@ -205,13 +227,15 @@ def _script_facts(ctx: dict[str, Any]) -> dict:
         "final_is_best": ctx["train"]["checkpoint"].get("final") == "best",
         # One process reads its own flag, which costs nothing: it checks after every step.
         "stop_check_every": 1 if strategy == "single" else STOP_CHECK_EVERY,
+        "export_file": EXPORT_FILES[export],
     }
 
 
 def _imports(strategy: str, source: str, user_code: bool, energy: bool, scheduler: str,
-             precision: str, weights: bool) -> list[str]:
+             precision: str, weights: bool, export: str) -> list[str]:
     """The script's import lines: the standard library's, then numpy's and torch's."""
     stdlib = set(_STDLIB) | set(_STRATEGY_STDLIB.get(strategy, ()))
+    stdlib |= {"io", "warnings"} if export != "none" else set()  # --check exports into memory
     stdlib |= {"csv"} if source == "csv" else set()
     stdlib |= {"importlib"} if user_code else set()
     stdlib |= {"subprocess", "threading"} if energy else set()

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from dtec import __version__
-from dtec.cli import blueprints, jobs, machines, runs
+from dtec.cli import blueprints, evaluation, jobs, machines, runs
 
 app = typer.Typer(
     name="dtec",
@@ -43,7 +43,7 @@ app.command("compile")(jobs.compile_)
 for command in (jobs.schema, jobs.graph, runs.run, jobs.check, machines.env):
     app.command()(command)
 app.command("runs")(runs.runs_)
-for command in (runs.status, runs.logs, runs.cancel):
+for command in (runs.status, runs.logs, runs.cancel, evaluation.evaluate):
     app.command()(command)
 
 

@@ -185,9 +185,11 @@ def _preflight(bundle, *, quiet: bool, env: dict[str, str] | None = None) -> Non
     from dtec.preflight import run_check, summary
 
     _stderr(f"dtec: checking `{bundle.ir.models[bundle.ir.train.model].name}` and its data on this computer's CPU")
+    from dtec.diagnostics import has_errors
+
     result = run_check(bundle, extra_env=env)
-    if result.diagnostics:
-        _report(result.diagnostics)
+    _report(result.diagnostics)  # a model that cannot be exported only warns
+    if has_errors(result.diagnostics):
         _stderr("dtec: the check failed: fix the errors above" + (", or submit with --no-check" if quiet else ""))
         raise typer.Exit(1)
     lines = summary(bundle, result.report)

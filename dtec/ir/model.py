@@ -10,8 +10,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from dtec import __version__
 from dtec.lang.blueprint import Blueprint
 from dtec.lang.schema import (
-    ARCH, CLASSIFICATION_LOSSES, DATA_SOURCE, LOSSES, METRIC, METRICS, OPTIMIZER, PRECISIONS,
-    SCALING_MODES, SCHEDULER, STRATEGIES,
+    ARCH, CLASSIFICATION_LOSSES, DATA_SOURCE, EXPORTERS, LOSSES, METRIC, METRICS, OPTIMIZER,
+    PRECISIONS, SCALING_MODES, SCHEDULER, SPLIT_ORDERS, STRATEGIES,
 )
 from dtec.lang.semantics import label_count, sample_shape
 from dtec.plan import Decision, Plan
@@ -46,10 +46,12 @@ class Twin(_Model):
 
 
 class Split(_Model):
-    """Fractions of the samples for training and validation."""
+    """Fractions of the samples for training, validation and test, and how samples are assigned."""
 
     train: float = Field(gt=0, le=1)
     val: float = Field(ge=0, le=1)
+    test: float = Field(0.0, ge=0, le=1)
+    order: Literal[SPLIT_ORDERS] = "random"  # type: ignore[valid-type]
 
 
 class Data(_Model):
@@ -165,6 +167,7 @@ class Train(_Model):
         description="recorded besides the loss: the accuracy always for classification, then `train.metrics`",
     )
     checkpoint: Checkpoint
+    export: Literal[EXPORTERS] = Field("torch_export", description="how the final model is exported for predict.py")  # type: ignore[valid-type]
 
 
 class Strategy(_Model):
@@ -319,6 +322,7 @@ def build_ir(bp: Blueprint, plan: Plan, code: Mapping[str, str] | None = None) -
             clip_grad=train["clip_grad"],
             metrics=_metrics(train),
             checkpoint=_checkpoint(train["checkpoint"]),
+            export=train["export"],
         ),
         strategy=Strategy(
             kind=plan.strategy,

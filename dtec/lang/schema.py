@@ -39,7 +39,7 @@ def _f(type_, doc, required=False, default=None):
 
 
 _PYTHON_DATA = Function(
-    {"callable": _f(Str(), "`module:function` returning a torch Dataset or a (train, val) pair", True)},
+    {"callable": _f(Str(), "`module:function` returning a torch Dataset, or a (train, val) or (train, val, test) tuple (then `split` is not applied)", True)},
     "Data from your own Python function; extra keyword arguments are passed to it as written "
     "(a path among them is the function's to resolve: the data root is `os.environ[\"DTEC_DATA_ROOT\"]`).",
     variadic_kwargs=True,
@@ -153,6 +153,9 @@ WEIGHTS = Call(
         ),
     }
 )
+SPLIT_ORDERS = ("random", "time")
+# How the trained model is exported at the end of a run (docs/training-script.md#export).
+EXPORTERS = ("torch_export", "torchscript", "none")
 
 LOSSES = ("mse", "mae", "huber", "cross_entropy", "bce")
 CLASSIFICATION_LOSSES = ("cross_entropy", "bce")
@@ -327,10 +330,12 @@ BLOCKS: dict[str, BlockSpec] = {
                     {
                         "train": _f(FRACTION, "fraction for training", True),
                         "val": _f(Float(min=0.0, max=1.0), "fraction for validation", default=0.0),
+                        "test": _f(Float(min=0.0, max=1.0), "fraction held out for the test evaluation at the end of the run (`dtec evaluate`)", default=0.0),
+                        "order": _f(Sym(SPLIT_ORDERS), "`random`: a seeded shuffle before splitting; `time`: contiguous in sample order, train first, then val, then test", default="random"),
                     }
                 ),
-                "train/validation fractions",
-                default={"train": 0.9, "val": 0.1},
+                "train/validation/test fractions of the samples, each rounded to whole samples; what they leave over is not used (DT319)",
+                default={"train": 0.9, "val": 0.1, "test": 0.0, "order": "random"},
             ),
             "batch": _f(POSITIVE, "batch size per rank", True),
             "workers": _f(OneOf((NON_NEGATIVE, Sym(("auto",)))), "loader workers per rank", default="auto"),
@@ -383,6 +388,7 @@ BLOCKS: dict[str, BlockSpec] = {
                 "checkpointing",
                 default={"every": 1, "keep": 2, "final": "last"},
             ),
+            "export": _f(Sym(EXPORTERS), "export the final model at the end of the run, for `predict.py`: `torch_export` (`model.pt2`), `torchscript` (`model.ts`) or `none`", default="torch_export"),
         },
         required=True,
     ),

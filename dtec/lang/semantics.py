@@ -84,18 +84,26 @@ def _check_data(bp: Blueprint, name: str, block: dict) -> list[Diagnostic]:
                     "give `targets = N` for regression or `classes = N` for classification",
                 )
             )
-    split = block.get("split")
-    if isinstance(split, dict) and all(isinstance(split.get(k), float) for k in ("train", "val")):
-        if split["train"] + split["val"] > 1.0 + 1e-9:
-            found.append(
-                diag(
-                    "DT106",
-                    f"`split` fractions add up to {split['train'] + split['val']:g}, more than 1",
-                    bp.span("data", name, "split"),
-                    "make `train + val` at most 1",
-                )
-            )
+    found += _check_split(bp, name, block.get("split"))
     return found
+
+
+_SPLIT_PARTS = ("train", "val", "test")
+
+
+def _check_split(bp: Blueprint, name: str, split: Any) -> list[Diagnostic]:
+    """The split's fractions add up to at most 1 (DT106); less leaves samples unused (DT319)."""
+    if not isinstance(split, dict) or not all(isinstance(split.get(k), float) for k in _SPLIT_PARTS):
+        return []
+    total = sum(split[k] for k in _SPLIT_PARTS)
+    given = " + ".join(k for k in _SPLIT_PARTS if split[k] or k == "train")
+    span = bp.span("data", name, "split")
+    if total > 1.0 + 1e-9:
+        return [diag("DT106", f"`split` fractions add up to {total:g}, more than 1", span, f"make `{given}` at most 1")]
+    if total < 1.0 - 1e-9:
+        return [diag("DT319", f"`split` fractions add up to {total:g}: {1 - total:.0%} of the samples are never used",
+                     span, "give the rest to `val` or `test`, or keep this line with `# dtec: ignore[DT319]`")]
+    return []
 
 
 def _check_model(bp: Blueprint, name: str, arch: dict, source: dict, data_name: str, from_file: bool = False) -> list[Diagnostic]:

@@ -91,6 +91,9 @@ _TABLE = (
     ("DT328", "weights-mismatch", "error", "The weights come from a model of another architecture or size"),
     ("DT329", "freeze-unknown", "error", "A `freeze` prefix names no parameter of the model"),
     ("DT330", "weights-not-finished", "error", "The run named by `from(run = ...)` has no finished `final_model.pt`"),
+    ("DT319", "unused-samples", "warning", "The data's `split` fractions add up to less than 1: some samples are never used"),
+    ("DT320", "not-exportable", "warning", "`dtec check` could not export the model as `train { export }` asks"),
+    ("DT321", "not-evaluable", "error", "`dtec evaluate` names a run that has no model to evaluate, or nothing to evaluate it on"),
 )
 
 RULES: dict[str, Rule] = {row[0]: Rule(*row) for row in _TABLE}

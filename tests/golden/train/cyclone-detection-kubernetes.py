@@ -13,8 +13,12 @@ Options:
     --resume {auto,never,PATH}  auto: continue from the newest checkpoint in the run dir
     --epochs N, --max-steps N   override the blueprint's training length
     --check                     one step on one batch on the CPU, reported as JSON (dtec check)
+    --evaluate [--checkpoint {final,best,PATH}] [--data PATH]
+                                score the trained model on the test split (or a data file) as
+                                JSON (dtec evaluate); writes nothing
 
-Writes to the run dir (rank 0): metrics.jsonl, summary.json, checkpoints/, final_model.pt.
+Writes to the run dir (rank 0): metrics.jsonl, summary.json, checkpoints/, final_model.pt
+and model.pt2, the model exported for predict.py.
 Exit codes: 0 done, 1 failed, 143 stopped by SIGTERM/SIGUSR1/Ctrl-C after writing a checkpoint
 (0 instead when DTEC_PREEMPTED_EXIT=0: summary.json then says "preempted").
 """
@@ -23,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import io
 import itertools
 import json
 import math
@@ -37,6 +42,7 @@ import sys
 import threading
 import time
 import traceback
+import warnings
 from dataclasses import asdict, dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -69,7 +75,7 @@ DATA = {
         "classes": 2,
         "seed": 7,
     },
-    "split": {"train": 0.8, "val": 0.2},
+    "split": {"train": 0.8, "val": 0.2, "test": 0.0, "order": "random"},
     "batch": 32,
     "workers": 7,
     "shuffle": True,
@@ -91,6 +97,7 @@ TRAIN = {
     "grad_accum": 1,
     "clip_grad": 1.0,
     "checkpoint": {"every": 1, "keep": 3},
+    "export": "torch_export",
 }
 STRATEGY = {"kind": "ddp", "zero": None}
 MONITOR = {"timing": True, "energy": True, "profiler": None, "log_every": None}
@@ -285,15 +292,42 @@ def load_dataset() -> Dataset:
     return SyntheticDataset(source["samples"], source["shape"], outputs, source["seed"])
 
 
-def split(dataset: Dataset | tuple[Dataset, Dataset], seed: int) -> tuple[Dataset, Dataset]:
-    """Split into train and validation sets, the same way on every rank and every run."""
+def split_sizes(n: int) -> tuple[int, int, int]:
+    """Samples in (train, val, test): the cumulative fractions of `n`, rounded.
+
+    Rounding the running total, not each part, means a split that adds up to 1 uses every
+    sample; one that adds up to less leaves the rest (the last samples in split order) unused.
+    """
+    bounds, total = [], 0.0
+    for part in ("train", "val", "test"):
+        total += DATA["split"][part]
+        bounds.append(min(n, round(n * min(total, 1.0))))
+    return bounds[0], bounds[1] - bounds[0], bounds[2] - bounds[1]
+
+
+def split(dataset, seed: int) -> tuple[Dataset, Dataset, Dataset]:
+    """Split into train, validation and test sets, the same way on every rank and every run.
+
+    order "random": a permutation drawn from `seed`, then cut; "time": cut in sample order
+    (train the earliest samples, then val, then test), so no later sample trains a model
+    scored on earlier ones. A (train, val) or (train, val, test) tuple is taken as it is.
+    """
     if isinstance(dataset, tuple):
-        return dataset
+        if len(dataset) not in (2, 3):
+            raise TrainingError(
+                f"load_dataset() returned {len(dataset)} data sets: return one Dataset, or a "
+                "(train, val) or (train, val, test) tuple"
+            )
+        return (*dataset, Subset(dataset[0], [])) if len(dataset) == 2 else dataset
     n = len(dataset)
-    n_train = round(n * DATA["split"]["train"])
-    n_val = min(round(n * DATA["split"]["val"]), n - n_train)
-    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).tolist()
-    return Subset(dataset, order[:n_train]), Subset(dataset, order[n_train : n_train + n_val])
+    n_train, n_val, n_test = split_sizes(n)
+    if DATA["split"]["order"] == "time":
+        order = list(range(n))
+    else:
+        order = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).tolist()
+    cuts = (n_train, n_train + n_val, n_train + n_val + n_test)
+    return (Subset(dataset, order[: cuts[0]]), Subset(dataset, order[cuts[0] : cuts[1]]),
+            Subset(dataset, order[cuts[1] : cuts[2]]))
 
 
 class ResumableSampler(DistributedSampler):
@@ -338,6 +372,25 @@ def loader_worker_init(worker_id: int) -> None:
         signal.signal(sig, signal.SIG_IGN)
 
 
+def loader_options(rt: Runtime) -> dict:
+    """The DataLoader settings every loader of this rank shares."""
+    workers = DATA["workers"]
+    return dict(
+        batch_size=DATA["batch"],
+        num_workers=workers,
+        pin_memory=rt.device.type == "cuda",
+        persistent_workers=workers > 0,
+        worker_init_fn=loader_worker_init,
+        # Own generators keep the global RNG untouched, so a resumed run draws the same numbers.
+        generator=torch.Generator().manual_seed(TRAIN["seed"]),
+    )
+
+
+def eval_loader(dataset: Dataset, rt: Runtime) -> DataLoader:
+    """This rank's loader of an evaluation set (validation or test): its padded share."""
+    return DataLoader(EvalShard(dataset, rt.rank, rt.world_size), **loader_options(rt))
+
+
 def make_loaders(train_set: Dataset, val_set: Dataset, rt: Runtime):
     """Return the train loader, its sampler, and the validation loader of this rank."""
     sampler = ResumableSampler(
@@ -348,19 +401,8 @@ def make_loaders(train_set: Dataset, val_set: Dataset, rt: Runtime):
         seed=TRAIN["seed"],
         drop_last=True,
     )
-    workers = DATA["workers"]
-    options = dict(
-        batch_size=DATA["batch"],
-        num_workers=workers,
-        pin_memory=rt.device.type == "cuda",
-        persistent_workers=workers > 0,
-        worker_init_fn=loader_worker_init,
-        # Own generators keep the global RNG untouched, so a resumed run draws the same numbers.
-        generator=torch.Generator().manual_seed(TRAIN["seed"]),
-    )
-    train_loader = DataLoader(train_set, sampler=sampler, drop_last=True, **options)
-    val_loader = DataLoader(EvalShard(val_set, rt.rank, rt.world_size), **options)
-    return train_loader, sampler, val_loader
+    train_loader = DataLoader(train_set, sampler=sampler, drop_last=True, **loader_options(rt))
+    return train_loader, sampler, eval_loader(val_set, rt)
 
 
 # ----------------------------------------------------------------------------- model
@@ -949,6 +991,122 @@ def train(
     return "completed"
 
 
+# ----------------------------------------------------------------------------- test and export
+def test_metrics(model: nn.Module, test_set: Dataset, rt: Runtime, run: Session) -> dict | None:
+    """Score the final model on the test split (all ranks); rank 0 records it (None: no split)."""
+    if len(test_set) == 0:
+        return None
+    metrics = evaluate(model, eval_loader(test_set, rt), rt, prefix="test")
+    if rt.main:
+        run.metrics.write("test", samples=len(test_set), **metrics)
+        run.progress.message(", ".join(f"{k} {v:.4g}" for k, v in metrics.items()))
+    return metrics
+
+
+def trained_weights(choice: str, run_dir: Path) -> Path:
+    """The weights --checkpoint names: final_model.pt, checkpoints/best.pt, or a path."""
+    named = {"final": run_dir / "final_model.pt", "best": run_dir / "checkpoints" / "best.pt"}
+    path = named.get(choice, Path(choice))
+    if not path.is_file():
+        raise TrainingError(f"--checkpoint {choice}: no such file {path}")
+    return path
+
+
+def evaluation_report(args: argparse.Namespace, run_dir: Path) -> int:
+    """--evaluate: score trained weights on the test split, or on --data; print one JSON object.
+
+    Writes no file (dtec evaluate keeps the result). Launched with torchrun, the ranks share the
+    work as at the end of a run.
+    """
+    report: dict = {"ok": False}
+    try:
+        rt = setup()
+        seed_everything(TRAIN["seed"])
+        if args.data is not None:
+            if "path" not in DATA["source"]:
+                raise TrainingError(f"--data: data {DATA['name']!r} is not read from a file")
+            DATA["source"]["path"] = str(Path(args.data).resolve())
+            test_set = load_dataset()
+            if isinstance(test_set, tuple):
+                raise TrainingError("--data: load_dataset() returned a split, not one data set")
+        else:
+            test_set = split(load_dataset(), TRAIN["seed"])[2]
+        if len(test_set) == 0:
+            raise TrainingError("there is no test split (`split.test` is 0): give --data")
+        weights = trained_weights(args.checkpoint, run_dir)
+        x, y = test_set[0]
+        model = build_model(tuple(x.shape))
+        # A checkpoint holds the weights under "model" beside the optimizer and generator states.
+        state = torch.load(weights, map_location="cpu", weights_only=args.checkpoint != "best")
+        model.load_state_dict(state["model"] if "model" in state else state)
+        model.to(rt.device)
+        x, y = to_device((x.unsqueeze(0), y.unsqueeze(0)), rt)
+        check_prediction(forward(model, x), y)
+        metrics = evaluate(model, eval_loader(test_set, rt), rt, prefix="test")
+        report.update(ok=True, samples=len(test_set), sample_shape=list(x.shape[1:]),
+                      weights=str(weights), metrics=metrics)
+    except Exception as exc:
+        report.update(error=describe(exc)[0], explained=isinstance(exc, TrainingError))
+    log(json.dumps(report))
+    return 0 if report["ok"] else 1
+
+
+EXPORT_FILE = "model.pt2"  # in the run dir, beside final_model.pt
+
+
+def example_batch(sample: torch.Tensor) -> torch.Tensor:
+    """Two copies of one sample: a batch size the exporter does not take for a constant (0, 1)."""
+    return torch.stack([sample, sample])
+
+
+@torch.no_grad()
+def export_program(model: nn.Module, sample: torch.Tensor):
+    """The model in evaluation mode, exported with a dynamic batch dimension and checked.
+
+    The check runs the export on another batch size than it was made with: an export that
+    fixed the batch size, or took a data-dependent branch for good, fails it.
+    """
+    model.eval()
+    example = example_batch(sample)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the exporters' advice is for the model's authors
+        batch = torch.export.Dim("batch")
+        program = torch.export.export(model, (example,), dynamic_shapes=({0: batch},))
+        exported = program.module()
+    probe = torch.cat([example, example[:1]])
+    if not torch.allclose(exported(probe), model(probe), rtol=1e-4, atol=1e-5):
+        raise TrainingError(
+            f"the {TRAIN['export']} export of the model predicts other values than the model on "
+            "a batch of 3 (its output depends on the batch size or on the data's values)"
+        )
+    return program
+
+
+def save_program(program, target) -> None:
+    """Write an exported model to a path or a file object."""
+    torch.export.save(program, target)
+
+
+def export_final_model(sample: torch.Tensor, run_dir: Path) -> dict:
+    """Export final_model.pt's weights for predict.py (rank 0), on the CPU; say where, or why not.
+
+    A model that cannot be exported does not fail the run: its weights are in final_model.pt.
+    """
+    try:
+        model = build_model(tuple(sample.shape))
+        weights = torch.load(run_dir / "final_model.pt", map_location="cpu", weights_only=True)
+        model.load_state_dict(weights)
+        program = export_program(model, sample.cpu())
+        tmp = run_dir / f".tmp.{EXPORT_FILE}"  # torch.export.save wants its suffix
+        save_program(program, tmp)
+        os.replace(tmp, run_dir / EXPORT_FILE)
+    except Exception as exc:
+        reason = describe(exc)[0]
+        log(f"warning: the model was not exported ({TRAIN['export']}): {reason}")
+        return {"format": TRAIN["export"], "file": None, "error": reason}
+    return {"format": TRAIN["export"], "file": EXPORT_FILE}
+
+
 # ----------------------------------------------------------------------------- main
 def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
@@ -968,6 +1126,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--check", action="store_true",
         help="build the data and the model, run one step on one batch on the CPU, print JSON",
+    )
+    parser.add_argument(
+        "--evaluate", action="store_true",
+        help="score the trained model of --run-dir on the test split (or --data), print JSON",
+    )
+    parser.add_argument(
+        "--checkpoint", default="final", metavar="{final,best,PATH}",
+        help="--evaluate: final_model.pt (default), checkpoints/best.pt, or a weights file",
+    )
+    parser.add_argument(
+        "--data", type=Path, metavar="PATH",
+        help="--evaluate: a data file read as the blueprint's source reads its own, whole",
     )
     return parser.parse_args(argv)
 
@@ -1117,11 +1287,12 @@ def preflight() -> int:
     report: dict = {"ok": False, "stage": "data"}
     try:
         seed_everything(TRAIN["seed"])
-        train_set, val_set = split(load_dataset(), TRAIN["seed"])
+        train_set, val_set, test_set = split(load_dataset(), TRAIN["seed"])
         if len(train_set) == 0:
             raise TrainingError("the training split holds no samples")
         x, y = next(iter(DataLoader(train_set, batch_size=min(DATA["batch"], len(train_set)))))
-        report.update(samples=len(train_set), val_samples=len(val_set), batch=len(x),
+        report.update(samples=len(train_set), val_samples=len(val_set),
+                      test_samples=len(test_set), batch=len(x),
                       sample_shape=list(x.shape[1:]), target_shape=list(y.shape[1:]))
         report["stage"] = "model"
         model = build_model(tuple(x.shape[1:]))
@@ -1146,6 +1317,10 @@ def preflight() -> int:
             state_bytes=sum(t.numel() * t.element_size() for t in state),
             step_rss_growth=(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss) * 1024,
         )
+        try:  # what the end of the run will do, into memory: a model that cannot be exported warns
+            save_program(export_program(model, x[0]), io.BytesIO())
+        except Exception as exc:
+            report["export_error"] = describe(exc)[0]
     except Exception as exc:
         here = Path(__file__).resolve()
         user = [f for f in own_frames(exc) if Path(f.filename).resolve() != here]
@@ -1162,6 +1337,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.check:
         return preflight()
     run_dir = args.run_dir.resolve()
+    if args.evaluate:
+        return evaluation_report(args, run_dir)
     try:
         return run_training(args, run_dir)
     except Exception as exc:
@@ -1178,7 +1355,7 @@ def run_training(args: argparse.Namespace, run_dir: Path) -> int:
     stop = StopFlag()
     seed_everything(TRAIN["seed"])
 
-    train_set, val_set = split(load_dataset(), TRAIN["seed"])
+    train_set, val_set, test_set = split(load_dataset(), TRAIN["seed"])
     loaders = make_loaders(train_set, val_set, rt)
     length = make_length(loaders[1], args)
     sample_shape = tuple(train_set[0][0].shape)
@@ -1216,11 +1393,14 @@ def run_training(args: argparse.Namespace, run_dir: Path) -> int:
         f"{length.total_steps} steps of {length.steps_per_epoch} per epoch"
     )
     session_start, samples_before = time.perf_counter(), state.samples
-    status, error = "failed", None
+    status, error, test, exported = "failed", None, None, None
     try:
         status = train(parts, loaders, length, state, run, rt)
         if status == "completed":
             save_final_model(parts["model"], run_dir / "final_model.pt", rt)
+            test = test_metrics(parts["model"], test_set, rt, run)
+            if rt.main:
+                exported = export_final_model(train_set[0][0], run_dir)
     except BaseException as exc:
         error = f"{type(exc).__name__}: {exc}"
         raise
@@ -1241,6 +1421,8 @@ def run_training(args: argparse.Namespace, run_dir: Path) -> int:
                 "train_time": state.train_time,
                 "samples_per_s": (state.samples - samples_before) / max(total_time, 1e-9),
                 "final": run.last,
+                "test": test,
+                "export": exported or {"format": TRAIN["export"], "file": None},
                 "resumed_from": str(resume_from) if resume_from else None,
                 "energy_j": run.energy_j if run.power.reason is None else None,
                 "error": error,
