@@ -225,6 +225,19 @@ def undefined_and_unused(source: str) -> tuple[set[str], set[str]]:
     return read - bound, imported - read
 
 
+# Losses with options, a python() loss and a sum (with their data), for rendering and running.
+LOSS_CASES = {
+    "cross_entropy-options": (*classification("cnn"), "train.loss=cross_entropy(weights = [1, 2, 0.5], "
+                              "label_smoothing = 0.1, ignore_index = -1)"),
+    "nll": (*classification("cnn"), "train.loss=nll(weights = [1, 2, 0.5])"),
+    "bce-pos_weight": (*classification("cnn", "bce"), "train.loss=bce(pos_weight = [3])"),
+    "python": ('train.loss=python("losses:smooth_l1", beta = 0.5)', 'train.path="code"'),
+    "sum": ('train.loss=sum(terms = [mse, python("losses:smooth_l1")], weights = [1, 0.5])',
+            'train.path="code"'),
+    "sum-rmse": ("train.loss=sum(terms = [rmse, huber], weights = [0.5, 2])",),
+}
+
+
 def render_cases() -> dict[str, tuple[str, ...]]:
     """`--set`s covering every strategy x arch, precision, loss, source, scheduler and switch."""
     cases: dict[str, tuple[str, ...]] = {}
@@ -236,8 +249,10 @@ def render_cases() -> dict[str, tuple[str, ...]]:
         for loss in ("cross_entropy", "bce"):
             cases[f"{sname}-{loss}"] = (*classification("cnn", loss), *strategy)
         cases[f"{sname}-accum-clip"] = (*strategy, "train.grad_accum=2", "train.clip_grad=1.0")
-    for loss in ("mae", "huber"):
-        cases[f"loss-{loss}"] = (f"train.loss={loss}",)
+    for loss in ("mae", "huber(delta = 0.5)", "rmse", "mape"):
+        cases[f"loss-{loss.split('(')[0]}"] = (f"train.loss={loss}",)
+    for loss in LOSS_CASES:
+        cases[f"loss-{loss}"] = LOSS_CASES[loss]
     cases["unet-classes"] = classification("unet")
     cases["python-classes"] = classification("python")
     cases["optimizer-adam"] = ("train.optimizer=adam(lr = 0.1)",)

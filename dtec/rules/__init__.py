@@ -85,6 +85,7 @@ _TABLE = (
     ("DT308", "check-failed", "error", "`dtec check` could not build the data or the model, or run a training step"),
     ("DT309", "code-not-bundled", "error", "A code folder cannot be copied into the bundle"),
     ("DT310", "metric-mismatch", "error", "A monitored metric is not recorded for the task, or `min`/`max` does not fit it"),
+    ("DT323", "loss-weights-mismatch", "error", "A loss's per-class weights do not match the classes or the model's outputs"),
 )
 
 RULES: dict[str, Rule] = {row[0]: Rule(*row) for row in _TABLE}
