@@ -84,7 +84,7 @@ MODEL = {
 }
 TASK = "classification"
 TRAIN = {
-    "loss": "cross_entropy",
+    "loss": {"fn": "cross_entropy", "label_smoothing": 0.0},
     "optimizer": {"name": "adamw", "lr": 0.0005, "weight_decay": 0.05, "momentum": 0.0},
     "scheduler": {"name": "cosine", "warmup": 200},
     "epochs": 8,
@@ -369,11 +369,54 @@ def build_model(sample_shape: tuple[int, ...]) -> nn.Module:
     return SequenceTransformer(**MODEL["params"], max_len=sample_shape[0])
 
 
+# ----------------------------------------------------------------------------- loss
+def per_channel(values: list[float], pred: torch.Tensor, name: str) -> torch.Tensor:
+    """A loss option with one value per channel of the prediction (dim 1: classes, outputs)."""
+    if pred.ndim < 2 or len(values) != pred.shape[1]:
+        channels = pred.shape[1] if pred.ndim > 1 else 1
+        raise TrainingError(
+            f"the loss's `{name}` has {len(values)} values, but the model outputs {channels} "
+            "channels (classes) per sample: give one per channel"
+        )
+    return pred.new_tensor(values)
+
+
+def class_count(pred: torch.Tensor, target: torch.Tensor, weight, ignore_index: int):
+    """What a class loss's mean divides by: its targets, less those ignored, each by its weight."""
+    kept = target[target != ignore_index]
+    return pred.new_tensor(kept.numel()) if weight is None else weight[kept].sum()
+
+
+def cross_entropy_sums(
+    pred: torch.Tensor, target: torch.Tensor, options: dict
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Cross entropy of class scores (logits) against class numbers."""
+    weight = options.get("weights")
+    weight = None if weight is None else per_channel(weight, pred, "weights")
+    ignore_index = options.get("ignore_index", -100)
+    total = F.cross_entropy(
+        pred, target, weight=weight, ignore_index=ignore_index, reduction="sum",
+        label_smoothing=options["label_smoothing"],
+    )
+    return total, class_count(pred, target, weight, ignore_index)
+
+
+def loss_sums(pred: torch.Tensor, target: torch.Tensor) -> list[torch.Tensor]:
+    """The batch's loss as sums, (sum, count) of each term: batches and ranks add them up."""
+    return list(cross_entropy_sums(pred, target, TRAIN["loss"]))
+
+
+def loss_value(sums) -> torch.Tensor:
+    """The loss from its sums: each term's mean (sum / count)."""
+    return sums[0] / sums[1]
+
+
+def loss_fn(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """The loss of one batch: cross_entropy."""
+    return loss_value(loss_sums(pred, target))
+
+
 # ----------------------------------------------------------------------------- optimisation
-def loss_fn(pred: torch.Tensor, target: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
-    return F.cross_entropy(pred, target, reduction=reduction)
-
-
 def make_optimizer(parameters) -> torch.optim.Optimizer:
     settings = TRAIN["optimizer"]
     return torch.optim.AdamW(parameters, lr=settings["lr"], weight_decay=settings["weight_decay"])
@@ -637,23 +680,26 @@ def forward(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
 def evaluate(model: nn.Module, loader: DataLoader, rt: Runtime) -> dict:
     """Validation loss and accuracy over the whole validation set (all ranks)."""
     model.eval()
-    # loss sum, samples, correct predictions, predictions
-    totals = torch.zeros(4, dtype=torch.float64, device=rt.device)
+    # loss_sums() of the real samples; samples, correct predictions, predictions
+    losses = torch.zeros(2, dtype=torch.float64, device=rt.device)
+    totals = torch.zeros(3, dtype=torch.float64, device=rt.device)
     for batch in loader:
         x, y, weight = to_device(batch, rt)
         pred = forward(model, x)
-        per_sample = loss_fn(pred, y, reduction="none").reshape(len(x), -1).mean(dim=1)
-        totals[0] += (per_sample * weight).sum()
-        totals[1] += weight.sum()
+        real = weight > 0  # padding samples (weight 0) are left out of the loss
+        if real.any():
+            losses += torch.stack(loss_sums(pred[real], y[real])).double()
+        totals[0] += weight.sum()
         correct = (pred.argmax(dim=1) == y).reshape(len(x), -1)
-        totals[2] += (correct.sum(dim=1) * weight).sum()
-        totals[3] += correct.shape[1] * weight.sum()
+        totals[1] += (correct.sum(dim=1) * weight).sum()
+        totals[2] += correct.shape[1] * weight.sum()
+    all_sum(losses)
     all_sum(totals)
     model.train()
-    if totals[1] == 0:
+    if totals[0] == 0:
         return {}
-    metrics = {"val_loss": (totals[0] / totals[1]).item()}
-    metrics["val_accuracy"] = (totals[2] / totals[3]).item()
+    metrics = {"val_loss": loss_value(losses).item()}
+    metrics["val_accuracy"] = (totals[1] / totals[2]).item()
     return metrics
 
 
