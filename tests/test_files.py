@@ -289,3 +289,11 @@ def test_a_python_loss_in_the_train_code_folder_is_bundled(project: Path) -> Non
     (project / "losses" / "custom.py").write_text("def other(pred, target):\n    return pred.mean()\n")
     found = analyse(project / "bp.twin", environ={}, targets=[]).diagnostics
     assert [(d.code, d.message) for d in found] == [("DT307", "`custom:kl`: no `kl` defined at the top level in `losses/custom.py`")]
+
+
+def test_accuracy_is_monitored_only_where_the_task_is_known(project: Path) -> None:
+    loss = 'python("models:load")\n  checkpoint = { best = max(val_accuracy) }'
+    found = lint(project, 'python("models:load")', 'python("models:Net")', loss)
+    assert [(c, at) for c, at, _, _ in found] == [("DT310", "val_accuracy")]
+    assert "give the data source `classes = N`" == found[0][3]
+    assert lint(project, 'python("models:load", classes = 3)', 'python("models:Net")', loss) == []
