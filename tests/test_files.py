@@ -214,3 +214,86 @@ def test_lint_of_data_files_imports_no_numpy(project: Path) -> None:
     )
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
+
+
+# ---- losses and python() data that declare their task ------------------------------------------
+
+
+def test_a_python_source_declares_its_task_and_shape_for_the_checks(project: Path) -> None:
+    """`classes`, `targets` and `shape` are the data's, held against model and loss, and not
+    passed to the function (which takes no `classes`: a TypeError when the job started)."""
+    source = 'python("models:load", samples = 32, classes = 3, shape = [30, 8])'
+    assert lint(project, source, "lstm(input = 8, hidden = 4, output = 3)", "cross_entropy") == []
+    bundle, _ = compile_blueprint(project / "bp.twin", "local", environ={})
+    assert 'TASK = "classification"' in bundle.files["train.py"]
+    assert '"kwargs": {"samples": 32}' in bundle.files["train.py"]
+    assert bundle.ir.data["d"].classes == 3 and bundle.ir.data["d"].sample_shape == [30, 8]
+    assert codes(lint(project, source, "lstm(input = 8, hidden = 4, output = 3)", "mse")) == [("DT301", "mse")]
+    assert codes(lint(project, source, "lstm(input = 7, hidden = 4, output = 2)", "cross_entropy")) == [
+        ("DT300", "7"), ("DT300", "2")]
+    both = lint(project, 'python("models:load", classes = 3, targets = 1)', 'python("models:Net")', "cross_entropy")
+    assert [(c, m) for c, _, m, _ in both] == [("DT114", "`python` takes one of `targets` and `classes`, not both")]
+
+
+@pytest.mark.parametrize(
+    ("loss", "found"),
+    [
+        ('python("models:focal")', [("DT307", '"models:focal"')]),
+        ('sum(terms = [mse, python("models:kl")])', [("DT307", '"models:kl"')]),
+        ('python("models:load", gamma = 2)', []),  # found; its arguments are passed on as written
+        ("mse(pos_weight = 3)", [("DT104", "pos_weight")]),
+        ("sum(terms = [mse, huber(delta = 0.5)], weights = [1])", [("DT114", "[1]")]),
+        ("sum(terms = [mse, bce])", [("DT301", "bce")]),  # the data says regression
+        ("cross_entropy", [("DT301", "cross_entropy")]),
+    ],
+)
+def test_every_form_of_loss_is_checked(project: Path, loss: str, found: list) -> None:
+    result = lint(project, 'npz("data/gauges.npz", targets = 1)', loss=loss)
+    assert codes(result) == found
+    if found and found[0][0] == "DT104":
+        assert result[0][3] == "`pos_weight` is an argument of `bce`"
+
+
+def test_the_terms_of_a_sum_score_the_same_targets_where_the_data_does_not_say(project: Path) -> None:
+    found = lint(project, 'python("models:load")', 'python("models:Net")', 'sum(terms = [python("models:load"), mse, cross_entropy])')
+    assert [(c, at, m) for c, at, m, _ in found] == [
+        ("DT301", "cross_entropy", "`cross_entropy` scores class numbers but `mse`, an earlier term, scores values (regression)")]
+
+
+@pytest.mark.parametrize(
+    ("source", "arch", "loss", "found"),
+    [
+        ("classes = 3", "output = 3", "cross_entropy(weights = [1, 2])", "`weights` has 2 values but the data has 3 classes"),
+        ("classes = 3", "output = 3", "nll(weights = [1, 2, 3])", None),
+        ("classes = 2", "output = 1", "bce(pos_weight = [1, 2])", "`pos_weight` has 2 values but the model has 1 output"),
+        ("classes = 2", "output = 1", "bce(pos_weight = 2)", None),
+    ],
+)
+def test_per_class_weights_match_the_classes(project: Path, source: str, arch: str, loss: str, found: str | None) -> None:
+    result = lint(project, f'python("models:load", {source})', f"lstm(input = 8, hidden = 4, {arch})", loss)
+    assert [(c, m) for c, _, m, _ in result] == ([("DT323", found)] if found else [])
+
+
+def test_a_python_loss_in_the_train_code_folder_is_bundled(project: Path) -> None:
+    (project / "losses").mkdir()
+    (project / "losses" / "custom.py").write_text("def kl(pred, target):\n    return (pred - target).pow(2).mean()\n")
+    text = (BLUEPRINT.replace("SOURCE", 'npz("data/gauges.npz", targets = 1)').replace("ARCH", "lstm(input = 8, hidden = 4, output = 1)")
+            .replace("LOSS", 'sum(terms = [mse, python("custom:kl", scale = 2)], weights = [1, 0.1])\n  path = "losses"'))
+    (project / "bp.twin").write_text(text)
+    bundle, diagnostics = compile_blueprint(project / "bp.twin", "local", environ={})
+    assert bundle is not None and not diagnostics
+    assert bundle.files["code/losses/custom.py"].startswith("def kl(")
+    assert bundle.ir.train.path == "code/losses" and bundle.ir.train.loss.label == "mse + 0.1 * python"
+    assert 'CODE = ["code/src", "code/losses"]' in bundle.files["train.py"]
+    assert '{"fn": "python", "callable": "custom:kl", "kwargs": {"scale": 2}}' in bundle.files["train.py"]
+    (project / "losses" / "custom.py").write_text("def other(pred, target):\n    return pred.mean()\n")
+    found = analyse(project / "bp.twin", environ={}, targets=[]).diagnostics
+    assert [(d.code, d.message) for d in found] == [("DT307", "`custom:kl`: no `kl` defined at the top level in `losses/custom.py`")]
+
+
+def test_accuracy_is_monitored_only_where_the_task_is_known(project: Path) -> None:
+    loss = 'python("models:load")\n  checkpoint = { best = max(val_accuracy) }'
+    found = lint(project, 'python("models:load")', 'python("models:Net")', loss)
+    assert [(c, at) for c, at, _, _ in found] == [("DT310", "val_accuracy")]
+    assert "give the data source `classes = N`" == found[0][3]
+    assert lint(project, 'python("models:load", classes = 3)', 'python("models:Net")', loss) == []

@@ -200,6 +200,7 @@ BENIGN_CALLS: dict[tuple[str, ...], dict[str, dict[str, str]]] = {
         "python": {"class": '"mod:Net"'},
     },
     ("train", "scheduler"): {"step": {"every": "1"}},
+    ("train", "loss"): {"python": {"callable": '"mod:loss"'}, "sum": {"terms": "[mse, mae]"}},
 }
 ARCH_SHAPES = {"lstm": "[4, 8]", "transformer": "[4, 8]", "cnn": "[3, 8, 8]", "unet": "[3, 8, 8]"}
 

@@ -543,7 +543,7 @@ def test_lint_clean_exits_0(project) -> None:
 def test_lint_errors_exit_1(project) -> None:
     result = lint("clean.twin", "broken.twin")
     assert result.exit_code == 1
-    assert "error[DT102]: unknown value `msa`" in result.stdout
+    assert "error[DT103]: unknown function `msa`" in result.stdout
     assert result.stderr == "2 errors in 2 files\n"
 
 
@@ -581,10 +581,10 @@ def test_lint_formats_on_a_broken_file(fmt: str, project, golden) -> None:
     out = result.stdout
     assert "Traceback" not in out + result.stderr
     if fmt == "json":
-        assert [d["code"] for d in json.loads(out)] == ["DT102", "DT101"]
+        assert [d["code"] for d in json.loads(out)] == ["DT103", "DT101"]
     elif fmt == "sarif":
         run = check_sarif(out)["runs"][0]
-        assert [r["ruleId"] for r in run["results"]] == ["DT102", "DT101"]
+        assert [r["ruleId"] for r in run["results"]] == ["DT103", "DT101"]
         assert run["artifacts"] == [{"location": {"uri": "broken.twin", "uriBaseId": "%SRCROOT%"}}]
         out = redact_sarif(out)
     elif fmt == "github":

@@ -225,6 +225,19 @@ def undefined_and_unused(source: str) -> tuple[set[str], set[str]]:
     return read - bound, imported - read
 
 
+# Losses with options, a python() loss and a sum (with their data), for rendering and running.
+LOSS_CASES = {
+    "cross_entropy-options": (*classification("cnn"), "train.loss=cross_entropy(weights = [1, 2, 0.5], "
+                              "label_smoothing = 0.1, ignore_index = -1)"),
+    "nll": (*classification("cnn"), "train.loss=nll(weights = [1, 2, 0.5])"),
+    "bce-pos_weight": (*classification("cnn", "bce"), "train.loss=bce(pos_weight = [3])"),
+    "python": ('train.loss=python("losses:smooth_l1", beta = 0.5)', 'train.path="code"'),
+    "sum": ('train.loss=sum(terms = [mse, python("losses:smooth_l1")], weights = [1, 0.5])',
+            'train.path="code"'),
+    "sum-rmse": ("train.loss=sum(terms = [rmse, huber], weights = [0.5, 2])",),
+}
+
+
 def render_cases() -> dict[str, tuple[str, ...]]:
     """`--set`s covering every strategy x arch, precision, loss, source, scheduler and switch."""
     cases: dict[str, tuple[str, ...]] = {}
@@ -236,8 +249,10 @@ def render_cases() -> dict[str, tuple[str, ...]]:
         for loss in ("cross_entropy", "bce"):
             cases[f"{sname}-{loss}"] = (*classification("cnn", loss), *strategy)
         cases[f"{sname}-accum-clip"] = (*strategy, "train.grad_accum=2", "train.clip_grad=1.0")
-    for loss in ("mae", "huber"):
-        cases[f"loss-{loss}"] = (f"train.loss={loss}",)
+    for loss in ("mae", "huber(delta = 0.5)", "rmse", "mape"):
+        cases[f"loss-{loss.split('(')[0]}"] = (f"train.loss={loss}",)
+    for loss in LOSS_CASES:
+        cases[f"loss-{loss}"] = LOSS_CASES[loss]
     cases["unet-classes"] = classification("unet")
     cases["python-classes"] = classification("python")
     cases["optimizer-adam"] = ("train.optimizer=adam(lr = 0.1)",)
@@ -946,6 +961,13 @@ def load_script(path: Path):
     import importlib.util
 
     spec = importlib.util.spec_from_file_location(f"train_{path.parent.name}", path)
+# ----------------------------------------------------------------------------- losses
+def script_module(folder: Path, *sets: str):
+    """The compiled train.py of `sets`, imported as a module (main() is not run)."""
+    import importlib.util
+
+    path = write_bundle(folder, *sets)
+    spec = importlib.util.spec_from_file_location(f"train_{folder.name}", path)
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # its dataclasses look their module up
     spec.loader.exec_module(module)
@@ -1027,3 +1049,81 @@ def test_metrics_on_two_ranks_equal_a_direct_computation(tmp_path: Path, case: s
     if best:  # max(val_f1): the best epoch is the one with the highest macro F1
         assert best["metric"] == "val_f1"
         assert best["value"] == max(e["val_f1"] for e in epochs) == record["val_f1"]
+@pytest.mark.parametrize(
+    ("sets", "pred_shape", "target", "direct"),
+    [
+        (LOSS_CASES["cross_entropy-options"], (10, 3, 4),
+         lambda g: torch.randint(-1, 3, (10, 4), generator=g),
+         lambda p, t: torch.nn.functional.cross_entropy(
+             p, t, weight=torch.tensor([1.0, 2.0, 0.5]), label_smoothing=0.1, ignore_index=-1)),
+        (LOSS_CASES["nll"], (10, 3),
+         lambda g: torch.randint(0, 3, (10,), generator=g),
+         lambda p, t: torch.nn.functional.nll_loss(p, t, weight=torch.tensor([1.0, 2.0, 0.5]))),
+        (LOSS_CASES["bce-pos_weight"], (10, 1),
+         lambda g: torch.randint(0, 2, (10, 1), generator=g).float(),
+         lambda p, t: torch.nn.functional.binary_cross_entropy_with_logits(
+             p, t, pos_weight=torch.tensor([3.0]))),
+        (('data.gauges.source=npz(path = "/data/x.npz")', "train.loss=bce(pos_weight = [1, 4])",
+          "model.surrogate.arch.output=2"), (10, 2, 5),
+         lambda g: torch.randint(0, 2, (10, 2, 5), generator=g).float(),
+         lambda p, t: torch.nn.functional.binary_cross_entropy_with_logits(
+             p, t, pos_weight=torch.tensor([1.0, 4.0]).reshape(2, 1))),
+        (("train.loss=huber(delta = 0.5)",), (10, 2), lambda g: torch.randn(10, 2, generator=g),
+         lambda p, t: torch.nn.functional.huber_loss(p, t, delta=0.5)),
+        (LOSS_CASES["sum-rmse"], (10, 2), lambda g: torch.randn(10, 2, generator=g),
+         lambda p, t: 0.5 * torch.nn.functional.mse_loss(p, t).sqrt()
+         + 2 * torch.nn.functional.huber_loss(p, t)),
+        (LOSS_CASES["sum"], (10, 1), lambda g: torch.randn(10, 1, generator=g),
+         lambda p, t: torch.nn.functional.mse_loss(p, t)
+         + 0.5 * torch.nn.functional.smooth_l1_loss(p, t)),
+        (("train.loss=mape",), (10, 2), lambda g: torch.randn(10, 2, generator=g),
+         lambda p, t: ((p - t).abs() / t.abs()).mean()),
+    ],
+    ids=["cross_entropy", "nll", "bce", "bce-per-channel", "huber", "sum-rmse", "sum-python",
+         "mape"],
+)
+def test_the_loss_is_torchs_and_its_sums_add_up_exactly(tmp_path: Path, sets, pred_shape, target,
+                                                         direct) -> None:
+    """loss_fn is the torch loss with the blueprint's options; the sums of any split of a batch
+    give the loss of the whole batch (validation sums them over batches and ranks)."""
+    train = script_module(tmp_path, *sets)
+    gen = torch.Generator().manual_seed(0)
+    pred, y = torch.randn(pred_shape, generator=gen), target(gen)
+    expected = direct(pred, y).item()
+    assert train.loss_fn(pred, y).item() == pytest.approx(expected, rel=1e-5)
+    parts = [torch.stack(train.loss_sums(pred[i:j], y[i:j])).double()
+             for i, j in ((0, 3), (3, 4), (4, 10))]
+    assert train.loss_value(sum(parts)).item() == pytest.approx(expected, rel=1e-5)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("loss", ["python", "sum"])
+def test_a_custom_loss_and_a_weighted_sum_train_on_two_ranks(tmp_path: Path, loss: str) -> None:
+    """python("losses:smooth_l1", beta = 0.5) and sum(terms = [mse, python(...)]) with DDP."""
+    script = write_bundle(tmp_path, *LOSS_CASES[loss], "train.epochs=4")
+    ok(torchrun(script))
+    epochs = records(tmp_path / "run", "epoch")
+    assert epochs[-1]["train_loss"] < epochs[0]["train_loss"]
+    assert epochs[-1]["val_loss"] < epochs[0]["val_loss"]
+
+
+@pytest.mark.slow
+def test_a_python_source_declares_classification(tmp_path: Path) -> None:
+    """`classes` is the data's, not the function's (blobs takes none): the run classifies."""
+    script = write_bundle(
+        tmp_path, "train.loss=cross_entropy", "train.epochs=3", *STRATEGIES["single"],
+        "model.surrogate.arch=mlp(input = 6, hidden = [16], output = 3)", 'data.gauges.path="code"',
+        'data.gauges.source=python("classes:blobs", samples = 256, classes = 3, shape = [6])',
+    )
+    assert '"kwargs": {"samples": 256}' in script.read_text()
+    ok(python(script))
+    epochs = records(tmp_path / "run", "epoch")
+    assert epochs[-1]["val_accuracy"] > 0.6 and epochs[-1]["val_loss"] < epochs[0]["val_loss"]
+
+
+@pytest.mark.slow
+def test_a_custom_loss_that_is_no_scalar_stops_with_one_line(tmp_path: Path) -> None:
+    script = write_bundle(tmp_path, 'train.loss=python("losses:per_sample")', 'train.path="code"',
+                          *STRATEGIES["single"])
+    line = only_error_line(python(script))
+    assert "the loss losses:per_sample returned shape [16], not a scalar tensor" in line

@@ -9,7 +9,8 @@ from typing import Any
 from dtec import __version__
 from dtec.backends.templating import render
 from dtec.ir import IR
-from dtec.lang.schema import CLASSIFICATION_LOSSES, metric_name
+from dtec.ir.model import Loss
+from dtec.lang.schema import metric_name
 from dtec.runs import ir_sha256
 
 TEMPLATE = "train.py.jinja"
@@ -17,14 +18,13 @@ PREDICT_TEMPLATE = "predict.py.jinja"
 
 # The dtype each resolved precision computes in (None: float32 throughout).
 AMP_DTYPES = {"fp32": None, "bf16": "bfloat16", "fp16": "float16"}
-# The loss function of each `train.loss`, and the optimizer class with its settings.
-_LOSS_FUNCTIONS = {
-    "mse": "F.mse_loss",
-    "mae": "F.l1_loss",
-    "huber": "F.huber_loss",
-    "cross_entropy": "F.cross_entropy",
-    "bce": "F.binary_cross_entropy_with_logits",
-}
+# The function of train/loss.py.jinja that sums each loss over a batch (rmse: mse's sums, rooted
+# in loss_value), and those that take the term's options.
+_LOSS_SUMS = {"rmse": "mse"}
+_LOSS_OPTIONS = ("huber", "bce", "cross_entropy", "nll", "python")
+# The targets a loss scores, as the script's code paths name them (data/*.py.jinja, check_prediction).
+_TARGET_KINDS = {"classes": "class", "binary": "binary", "values": "values"}
+# The optimizer class of each `train.optimizer`, with its settings.
 _OPTIMIZERS = {
     "adamw": ("torch.optim.AdamW", ("lr", "weight_decay")),
     "adam": ("torch.optim.Adam", ("lr", "weight_decay")),
@@ -102,7 +102,9 @@ def train_context(ir: IR) -> dict[str, Any]:
     }
     # The validation metrics besides the loss, by the name they are recorded under (`f1_micro`).
     metrics = [metric_name({"fn": m.name, "average": m.average}) for m in ir.train.metrics]
-    return {**config, "metrics": metrics, "script": _script_facts(config), "templates": templates}
+    script = {**_script_facts(config), **_loss_facts(ir)}
+    templates["loss"] = "train/loss.py.jinja"
+    return {**config, "metrics": metrics, "script": script, "templates": templates}
 
 
 def _configuration(ir: IR) -> dict[str, Any]:
@@ -123,6 +125,8 @@ def _configuration(ir: IR) -> dict[str, Any]:
     elif data.source == "python":
         # Extra keyword arguments of a `python(...)` call are there only when given.
         source |= {"callable": options["callable"], "kwargs": options.get("kwargs", {})}
+        if data.sample_shape:  # declared: held against the first sample
+            source["shape"] = data.sample_shape
     else:
         source |= {k: v for k, v in options.items() if k in ("path", "x", "y", "target")}
         if isinstance(options.get("features"), list):  # columns by name; a count only checks
@@ -147,11 +151,12 @@ def _configuration(ir: IR) -> dict[str, Any]:
         },
         "model": {"name": model.name, "arch": model.arch, "params": params, **_start(model)},
         # Every code folder of the blueprint serves data and model modules alike: on sys.path.
-        "code": list(dict.fromkeys(p for p in [*(m.path for m in ir.models.values()), *(d.path for d in ir.data.values())] if p)),
-        # Data that does not say (python(), npz without `targets` or `classes`) takes the loss's task.
-        "task": data.task or ("classification" if train.loss in CLASSIFICATION_LOSSES else "regression"),
+        "code": list(dict.fromkeys(p for p in [*(m.path for m in ir.models.values()), *(d.path for d in ir.data.values()), train.path] if p)),
+        # Data that does not say (python() without `classes`, npz without `targets` or `classes`)
+        # takes the loss's task; where neither says (a python() loss), regression.
+        "task": data.task or ("regression" if train.loss.scores in ("values", None) else "classification"),
         "train": {
-            "loss": train.loss,
+            "loss": _loss(train.loss),
             "optimizer": train.optimizer.model_dump(),
             "scheduler": scheduler,
             "epochs": train.epochs,
@@ -177,6 +182,51 @@ def _start(model) -> dict[str, Any]:
     if model.weights is not None or model.freeze:
         found["freeze"] = list(model.freeze)
     return found
+def _loss(loss: Loss) -> dict[str, Any]:
+    """The loss as the blueprint writes it: `{"fn": "bce", "pos_weight": 3.0}`, or a sum's terms and weights."""
+    terms = [{"fn": term.name, **term.options} for term in loss.terms]
+    return {"fn": "sum", "terms": terms, "weights": loss.weights} if loss.summed else terms[0]
+
+
+def _loss_facts(ir: IR) -> dict[str, Any]:
+    """What train/loss.py.jinja and the checks of the prediction need: see that template."""
+    loss = ir.train.loss
+    data = ir.data[ir.models[ir.train.model].input]
+    output = ir.models[ir.train.model].params.get("output")
+    if loss.scores is not None:
+        kind = _TARGET_KINDS[loss.scores]
+    elif data.task == "classification":  # python() loss: the data says what it scores
+        kind = "binary" if data.classes == 2 and output == 1 else "class"
+    else:
+        kind = "values"
+    options = 'TRAIN["loss"]' if not loss.summed else "terms[{}]"
+    sums, means = [], []
+    for i, term in enumerate(loss.terms):
+        function = _LOSS_SUMS.get(term.name, term.name)
+        arguments = ", " + options.format(i) if term.name in _LOSS_OPTIONS else ""
+        sums.append(f"{function}_sums(pred, target{arguments})")
+        mean = f"sums[{2 * i}] / sums[{2 * i + 1}]"
+        mean = f"torch.sqrt({mean})" if term.name == "rmse" else mean
+        means.append(f"weights[{i}] * ({mean})" if loss.summed else mean)
+    names = [term.name for term in loss.terms]
+    scored_by = next((n for n in names if n != "python"), None)
+    ignore = next((t.options["ignore_index"] for t in loss.terms if "ignore_index" in t.options), None)
+    return {
+        # class: integer labels; binary: 0/1 floats (one logit each); values: regression
+        "target_kind": kind,
+        "loss": {
+            "label": loss.label,
+            "summed": loss.summed,
+            "functions": sorted({_LOSS_SUMS.get(n, n) for n in names}),
+            "sums": sums,  # the calls whose (sum, count) pairs loss_sums() returns, in order
+            "value": means,  # each term's mean (weighted in a sum): loss_value() adds them up
+            "count": 2 * len(names),
+            # The loss that names the targets in the prediction's checks; None: only python()
+            # losses, which check what they score themselves.
+            "scored_by": scored_by,
+            "ignore_index": ignore,
+        },
+    }
 
 
 def _checkpoint(checkpoint) -> dict[str, Any]:
@@ -193,12 +243,19 @@ def _script_facts(ctx: dict[str, Any]) -> dict:
     source = ctx["data"]["source"]["kind"]
     precision = ctx["train"]["precision"]
     scheduler = ctx["train"]["scheduler"]["name"]
-    user_code = arch == "python" or source == "python"
+    losses = {t["fn"] for t in loss.get("terms", [loss])}
+    python_loss = "python" in losses
+    user_code = arch == "python" or source == "python" or python_loss
     starts_from = "freeze" in ctx["model"]
-    title = _TITLES[strategy].format(zero=ctx["strategy"]["zero"])
     export = ctx["train"]["export"]
-    imports = _imports(strategy, source, user_code, ctx["monitor"]["energy"], scheduler, precision,
-                       "weights" in ctx["model"], export)
+    title = _TITLES[strategy].format(zero=ctx["strategy"]["zero"])
+    # torch.nn.functional: the U-Net pads with it, losses but mape and python() compute with it.
+    functional = arch == "unet" or bool(losses - {"mape", "python"})
+    imports = _imports(
+        strategy, source, precision, scheduler, user_code=user_code, energy=ctx["monitor"]["energy"],
+        weights="weights" in ctx["model"], export=export, python_loss=python_loss,
+        functional=functional,
+    )
     return {
         "version": __version__,
         # The compiled configuration's hash (dtec.runs.ir_sha256): checkpoints resume only under it.
@@ -213,11 +270,8 @@ def _script_facts(ctx: dict[str, Any]) -> dict:
         "scaled_loss": (
             "scaler.scale(loss / accumulate)" if precision == "fp16" else "(loss / accumulate)"
         ),
-        "loss_fn": _LOSS_FUNCTIONS[loss],
         "optimizer": _call(*_OPTIMIZERS[ctx["train"]["optimizer"]["name"]]),
         "zero_untested_optimizer": ctx["train"]["optimizer"]["name"] not in _ZERO_TESTED_OPTIMIZERS,
-        # class: integer labels (cross entropy); binary: 0/1 floats (bce); values: regression
-        "target_kind": {"cross_entropy": "class", "bce": "binary"}.get(loss, "values"),
         "imports_user_code": user_code,
         # Initial weights or frozen parameters: train/weights.py.jinja.
         "starts_from": starts_from,
@@ -231,11 +285,13 @@ def _script_facts(ctx: dict[str, Any]) -> dict:
     }
 
 
-def _imports(strategy: str, source: str, user_code: bool, energy: bool, scheduler: str,
-             precision: str, weights: bool, export: str) -> list[str]:
+def _imports(strategy: str, source: str, precision: str, scheduler: str, *, user_code: bool,
+             energy: bool, weights: bool, export: str, python_loss: bool,
+             functional: bool) -> list[str]:
     """The script's import lines: the standard library's, then numpy's and torch's."""
     stdlib = set(_STDLIB) | set(_STRATEGY_STDLIB.get(strategy, ()))
     stdlib |= {"io", "warnings"} if export != "none" else set()  # --check exports into memory
+    stdlib |= {"functools"} if python_loss else set()
     stdlib |= {"csv"} if source == "csv" else set()
     stdlib |= {"importlib"} if user_code else set()
     stdlib |= {"subprocess", "threading"} if energy else set()
@@ -244,7 +300,7 @@ def _imports(strategy: str, source: str, user_code: bool, energy: bool, schedule
     lines += [_NUMPY] if source == "npz" else []
     lines += ["import torch"]
     lines += ["import torch.distributed as dist"] if strategy != "single" else []
-    lines += ["import torch.nn as nn", "import torch.nn.functional as F"]
+    lines += ["import torch.nn as nn"] + (["import torch.nn.functional as F"] if functional else [])
     lines += ["from torch.distributed.elastic.multiprocessing.errors import record"]
     if strategy == "ddp":
         lines += ["from torch.nn.parallel import DistributedDataParallel as DDP"]

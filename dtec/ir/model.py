@@ -13,6 +13,7 @@ from dtec.lang.schema import (
     ARCH, CLASSIFICATION_LOSSES, DATA_SOURCE, EXPORTERS, LOSSES, METRIC, METRICS, OPTIMIZER,
     PRECISIONS, SCALING_MODES, SCHEDULER, SPLIT_ORDERS, STRATEGIES,
 )
+from dtec.lang.losses import loss_terms, loss_weights, scored_targets
 from dtec.lang.semantics import label_count, sample_shape
 from dtec.plan import Decision, Plan
 
@@ -24,7 +25,7 @@ IR_SCHEMA_ID = "https://dtec.dev/schema/ir/1.1.json"
 DataSource = Literal[tuple(DATA_SOURCE.functions)]  # type: ignore[valid-type]
 OptimizerName = Literal[tuple(OPTIMIZER.functions)]  # type: ignore[valid-type]
 SchedulerName = Literal[tuple(SCHEDULER.functions)]  # type: ignore[valid-type]
-Loss = Literal[LOSSES]  # type: ignore[valid-type]
+LossName = Literal[LOSSES]  # type: ignore[valid-type]
 Precision = Literal[tuple(p for p in PRECISIONS if p != "auto")]  # type: ignore[valid-type]
 StrategyKind = Literal[tuple(s for s in STRATEGIES if s != "auto")]  # type: ignore[valid-type]
 ScalingMode = Literal[SCALING_MODES]  # type: ignore[valid-type]
@@ -149,6 +150,29 @@ class Checkpoint(_Model):
     final: Literal["last", "best"] = "last"
 
 
+class LossTerm(_Model):
+    """One loss function with the options the blueprint gives it."""
+
+    name: LossName
+    options: dict[str, Any] = Field(description="its arguments as written (a python() loss: `callable` and `kwargs`)")
+
+
+class Loss(_Model):
+    """The training loss: one function, or the weighted sum of several (`sum(terms, weights)`)."""
+
+    terms: list[LossTerm] = Field(min_length=1)
+    weights: list[float] = Field(description="one per term; 1 for a loss alone")
+    scores: Literal["classes", "binary", "values"] | None = Field(
+        description="what the prediction is scored against: class numbers, 0/1 targets or values; None: only python() terms, which do not say"
+    )
+    summed: bool = Field(description="written as `sum(...)`")
+
+    @property
+    def label(self) -> str:
+        """The loss in one line: `bce`, `mse + 0.1 * python`."""
+        return " + ".join(t.name if w == 1 else f"{w:g} * {t.name}" for t, w in zip(self.terms, self.weights))
+
+
 class Train(_Model):
     """The training loop."""
 
@@ -168,6 +192,7 @@ class Train(_Model):
     )
     checkpoint: Checkpoint
     export: Literal[EXPORTERS] = Field("torch_export", description="how the final model is exported for predict.py")  # type: ignore[valid-type]
+    path: str | None = Field(None, description=_CODE_PATH)
 
 
 class Strategy(_Model):
@@ -311,7 +336,7 @@ def build_ir(bp: Blueprint, plan: Plan, code: Mapping[str, str] | None = None) -
         },
         train=Train(
             model=train["model"],
-            loss=train["loss"],
+            loss=_loss(train["loss"]),
             optimizer=Optimizer(name=optimizer["fn"], lr=optimizer["lr"], weight_decay=optimizer["weight_decay"], momentum=optimizer["momentum"]),
             scheduler=Scheduler(name=scheduler["fn"], **{k: val for k, val in scheduler.items() if k != "fn"}),
             epochs=train["epochs"],
@@ -323,6 +348,7 @@ def build_ir(bp: Blueprint, plan: Plan, code: Mapping[str, str] | None = None) -
             metrics=_metrics(train),
             checkpoint=_checkpoint(train["checkpoint"]),
             export=train["export"],
+            path=code.get(train["path"], train["path"]),
         ),
         strategy=Strategy(
             kind=plan.strategy,
@@ -373,6 +399,15 @@ def build_ir(bp: Blueprint, plan: Plan, code: Mapping[str, str] | None = None) -
         ),
         decisions=list(plan.decisions),
     )
+
+
+def _loss(loss: dict[str, Any]) -> Loss:
+    """The loss as its terms and weights; options left at no value are left out."""
+    terms = [
+        LossTerm(name=term["fn"], options={k: v for k, v in term.items() if k != "fn" and v is not None})
+        for _, term in loss_terms(loss)
+    ]
+    return Loss(terms=terms, weights=loss_weights(loss), scores=scored_targets(loss)[0], summed=loss["fn"] == "sum")
 
 
 def _checkpoint(c: dict[str, Any]) -> Checkpoint:

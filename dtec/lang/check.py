@@ -386,7 +386,7 @@ class _Checker:
         if isinstance(expr, ast.Symbol):
             function = type_.functions.get(expr.name)
             if function is not None:
-                return self.arguments(ast.Call(expr.name, (), (), expr.span, expr.span), function, path)
+                return self.arguments(ast.Call(expr.name, (), (), expr.span, expr.span), function, path, type_)
             self.report(
                 "DT103",
                 f"unknown function `{expr.name}`",
@@ -405,9 +405,9 @@ class _Checker:
                 did_you_mean(expr.name, type_.functions) or f"expected {type_.describe()}",
             )
             return _INVALID
-        return self.arguments(expr, function, path)
+        return self.arguments(expr, function, path, type_)
 
-    def arguments(self, call: ast.Call, function: t.Function, path: Path) -> Any:
+    def arguments(self, call: ast.Call, function: t.Function, path: Path, choices: t.Call) -> Any:
         names = list(function.params)
         bound: list[ast.Attribute] = []
         for i, arg in enumerate(call.args):
@@ -431,7 +431,7 @@ class _Checker:
                     "DT104",
                     f"`{call.name}` takes no argument `{kw.key}`",
                     kw.key_span,
-                    did_you_mean(kw.key, function.params) or _takes(function.params, call.name),
+                    did_you_mean(kw.key, function.params) or _owners(kw.key, choices) or _takes(function.params, call.name),
                 )
         return {"fn": call.name, **result}
 
@@ -550,6 +550,12 @@ def _copy(value: Any) -> Any:
     if isinstance(value, list):
         return [_copy(v) for v in value]
     return value
+
+
+def _owners(key: str, choices: t.Call) -> str | None:
+    """Say which other functions take the argument `key` (`pos_weight` is an argument of `bce`)."""
+    owners = [f"`{name}`" for name, function in choices.functions.items() if key in function.params]
+    return f"`{key}` is an argument of {', '.join(owners)}" if owners else None
 
 
 def _takes(fields: dict[str, t.Field], owner: str | None = None) -> str:

@@ -17,6 +17,7 @@ from typing import Any
 from dtec.diagnostics import Diagnostic, diag
 from dtec.lang.blueprint import Blueprint
 from dtec.lang.codefolders import BundledCode, CodeFolderError, add_folder
+from dtec.lang.losses import loss_terms
 from dtec.suggest import did_you_mean
 
 # Data set name → source values learned from its file; None: the file contradicts the blueprint.
@@ -31,7 +32,8 @@ def check_files(bp: Blueprint, root: Path) -> tuple[list[Diagnostic], Facts, Bun
     checker = _FileChecker(bp, root)
     facts: Facts = {}
     # Every code folder of the blueprint is on the job's sys.path: each serves data and models.
-    folders = [checker.code_folder(kind, name) for kind in ("model", "data") for name in checker.blocks[kind]]
+    folders = [checker.code_folder((kind, name)) for kind in ("model", "data") for name in checker.blocks[kind]]
+    folders.append(checker.code_folder(("train",)))
     for name, block in (bp.get("data") or {}).items():
         source = block.get("source") if isinstance(block, dict) else None
         if not isinstance(source, dict):
@@ -50,6 +52,10 @@ def check_files(bp: Blueprint, root: Path) -> tuple[list[Diagnostic], Facts, Bun
         arch = block.get("arch")
         if isinstance(arch, dict) and arch.get("fn") == "python" and isinstance(arch.get("class"), str):
             checker.code(arch["class"], ("model", name, "arch", "class"), folders)
+    for index, term in loss_terms(bp.get("train", "loss")):
+        if term.get("fn") == "python" and isinstance(term.get("callable"), str):
+            at = ("train", "loss") if index is None else ("train", "loss", "terms", index)
+            checker.code(term["callable"], (*at, "callable"), folders)
     return checker.found, {name: fact for name, fact in facts.items() if fact != {}}, checker.bundled
 
 
@@ -206,15 +212,15 @@ class _FileChecker:
                     break
 
     # ---- Python code -----------------------------------------------------------------------
-    def code_folder(self, kind: str, name: str) -> tuple[str, Path | None] | None:
+    def code_folder(self, block: tuple[str, ...]) -> tuple[str, Path | None] | None:
         """Locate a block's code folder and read it for the bundle; return it as written and where it is here.
 
         None when the block names none; the place is None when the folder is not read here.
         """
-        written = self.blocks[kind][name].get("path")
+        written = self.bp.get(*block, "path")
         if not isinstance(written, str):
             return None
-        at = (kind, name, "path")
+        at = (*block, "path")
         folder = self.locate(written, at, "DT307", folder=True, outside="DT309")
         if folder is None:
             if os.path.isabs(written):

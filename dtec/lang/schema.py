@@ -39,9 +39,17 @@ def _f(type_, doc, required=False, default=None):
 
 
 _PYTHON_DATA = Function(
-    {"callable": _f(Str(), "`module:function` returning a torch Dataset, or a (train, val) or (train, val, test) tuple (then `split` is not applied)", True)},
-    "Data from your own Python function; extra keyword arguments are passed to it as written "
-    "(a path among them is the function's to resolve: the data root is `os.environ[\"DTEC_DATA_ROOT\"]`).",
+    {
+        "callable": _f(Str(), "`module:function` returning a torch Dataset, or a (train, val) or (train, val, test) tuple (then `split` is not applied)", True),
+        # Declarative: what the checks hold the model and the loss to; never passed to the function.
+        "shape": _f(ListOf(POSITIVE, 1), "shape of one input sample, e.g. `[1, 28, 28]` (not passed to the function; the script compares it with the first sample)"),
+        "targets": _f(POSITIVE, "regression outputs per sample (not passed to the function)"),
+        "classes": _f(Int(min=2), "number of classes for classification (not passed to the function)"),
+    },
+    "Data from your own Python function. `shape`, `targets` and `classes` declare the data's task "
+    "and sizes for the checks and are not passed on; every other keyword argument is passed to the "
+    "function as written (a path among them is the function's to resolve: the data root is "
+    "`os.environ[\"DTEC_DATA_ROOT\"]`).",
     variadic_kwargs=True,
 )
 
@@ -157,8 +165,59 @@ SPLIT_ORDERS = ("random", "time")
 # How the trained model is exported at the end of a run (docs/training-script.md#export).
 EXPORTERS = ("torch_export", "torchscript", "none")
 
-LOSSES = ("mse", "mae", "huber", "cross_entropy", "bce")
-CLASSIFICATION_LOSSES = ("cross_entropy", "bce")
+_POSITIVE_NUMBER = Float(min=0.0, open_min=True)
+_CLASS_OPTIONS = {
+    "weights": _f(ListOf(Float(min=0.0), 1), "one weight per class: the mean is weighted by each target's class"),
+    "ignore_index": _f(Int(), "a target value that is no class, left out of the loss (e.g. `-1` or `255`)"),
+}
+# The loss functions, each on its own or as a term of `sum(...)`.
+_LOSS_TERMS = {
+    "mse": Function({}, "Mean squared error."),
+    "rmse": Function({}, "Root mean squared error: the square root of the batch's mean squared error (in validation, of the whole set's)."),
+    "mae": Function({}, "Mean absolute error."),
+    "huber": Function(
+        {"delta": _f(_POSITIVE_NUMBER, "where the loss turns from squared to linear", default=1.0)},
+        "Huber loss: squared for errors below `delta`, linear above.",
+    ),
+    "mape": Function({}, "Mean absolute percentage error, `|prediction - target| / |target|` as a fraction (targets nearer zero than 1.17e-6 count as 1.17e-6)."),
+    "cross_entropy": Function(
+        {
+            **_CLASS_OPTIONS,
+            "label_smoothing": _f(Float(min=0.0, max=1.0), "share of the target's probability spread over all classes", default=0.0),
+        },
+        "Cross entropy of class scores (logits) against class numbers.",
+    ),
+    "nll": Function(_CLASS_OPTIONS, "Negative log-likelihood of log-probabilities (a model ending in `log_softmax`) against class numbers."),
+    "bce": Function(
+        {"pos_weight": _f(OneOf((_POSITIVE_NUMBER, ListOf(_POSITIVE_NUMBER, 1))), "weight of the positive targets: a number, or one per output channel (per class of a multi-label output)")},
+        "Binary cross entropy of logits against targets from 0 to 1.",
+    ),
+    "python": Function(
+        {"callable": _f(Str(), "`module:function` called as `function(prediction, target, **arguments)`; returns the batch's mean loss, a scalar tensor", True)},
+        "Your own loss function, in a code folder (`path` of `train`, a model or a data set); extra keyword arguments are passed to it on every call.",
+        variadic_kwargs=True,
+    ),
+}
+LOSS = Call(
+    {
+        **_LOSS_TERMS,
+        "sum": Function(
+            {
+                "terms": _f(ListOf(Call(_LOSS_TERMS), 1), "the losses added up (each as it would be written alone)", True),
+                "weights": _f(ListOf(Float(min=0.0), 1), "one weight per term (default: 1 each)"),
+            },
+            "A weighted sum of losses, e.g. `sum(terms = [mse, python(\"losses:kl\")], weights = [1.0, 0.1])`.",
+        ),
+    }
+)
+LOSSES = tuple(_LOSS_TERMS)
+# What each loss scores its prediction against: class numbers, 0/1 targets, or values (regression).
+# A python() loss says nothing: the data's `classes` or `targets` decide.
+LOSS_TARGETS = {
+    "mse": "values", "rmse": "values", "mae": "values", "huber": "values", "mape": "values",
+    "cross_entropy": "classes", "nll": "classes", "bce": "binary", "python": None,
+}
+CLASSIFICATION_LOSSES = tuple(name for name, scored in LOSS_TARGETS.items() if scored in ("classes", "binary"))
 
 # The metrics `train.metrics` may ask for, by task, and the direction in which each improves.
 CLASSIFICATION_METRIC_NAMES = ("accuracy", "precision", "recall", "f1")
@@ -361,7 +420,7 @@ BLOCKS: dict[str, BlockSpec] = {
         "How the model is trained.",
         {
             "model": _f(Ref("model"), "the model to train (default: the only model)"),
-            "loss": _f(Sym(LOSSES), "the loss function", True),
+            "loss": _f(LOSS, "the loss function", True),
             "optimizer": _f(OPTIMIZER, "the optimizer", default={"fn": "adamw"}),
             "scheduler": _f(SCHEDULER, "the learning-rate schedule", default={"fn": "none"}),
             "epochs": _f(POSITIVE, "passes over the training data", default=1),
@@ -376,6 +435,7 @@ BLOCKS: dict[str, BlockSpec] = {
                 "average), besides `val_loss` (always) and `val_accuracy` (always for classification)",
                 default=[],
             ),
+            "path": _f(Str(), "folder with your own Python code (a `python()` loss), relative to the blueprint; copied into the bundle"),
             "checkpoint": _f(
                 Record(
                     {

@@ -8,9 +8,10 @@ from typing import Any
 
 from dtec.diagnostics import Diagnostic, Related, diag, has_errors
 from dtec.lang.blueprint import Blueprint
+from dtec.lang.losses import loss_terms, scored_targets
 from dtec.lang.schema import (
-    CLASSIFICATION_LOSSES, CLASSIFICATION_METRIC_NAMES, CLASSIFICATION_METRICS, METRICS,
-    REGRESSION_METRICS, metric_name,
+    CLASSIFICATION_METRIC_NAMES, CLASSIFICATION_METRICS, LOSS_TARGETS, METRICS, REGRESSION_METRICS,
+    metric_name,
 )
 
 _SEQUENCE_ARCHS = ("lstm", "transformer")
@@ -71,13 +72,13 @@ def check_semantics(bp: Blueprint, *, errors_so_far: bool = False, facts: Mappin
 def _check_data(bp: Blueprint, name: str, block: dict) -> list[Diagnostic]:
     found = []
     source = block.get("source")
-    if isinstance(source, dict) and source.get("fn") == "synthetic":
+    if isinstance(source, dict) and source.get("fn") in ("synthetic", "python"):
         given = [k for k in ("targets", "classes") if source.get(k) is not None]
-        if len(given) != 1:
+        if len(given) > 1 or (not given and source["fn"] == "synthetic"):  # python(): may leave the task to the loss
             found.append(
                 diag(
                     "DT114",
-                    "`synthetic` needs exactly one of `targets` and `classes`"
+                    f"`{source['fn']}` takes one of `targets` and `classes`, not both"
                     if given
                     else "`synthetic` needs `targets` (regression) or `classes` (classification)",
                     bp.span("data", name, "source"),
@@ -140,8 +141,7 @@ def _check_model(bp: Blueprint, name: str, arch: dict, source: dict, data_name: 
     output = arch.get("output")
     if labels is not None and isinstance(output, int) and fn != "python":
         kind, count = labels
-        loss = bp.get("train", "loss")
-        expected = 1 if (kind == "classes" and loss == "bce") else count
+        expected = 1 if (kind == "classes" and scored_targets(bp.get("train", "loss"))[0] == "binary") else count
         if output != expected:
             noun = kind if count != 1 else kind[:-1]
             what = f"{count} {noun}" if expected == count else f"{count} classes scored by `bce`"
@@ -154,26 +154,99 @@ def _check_training(bp: Blueprint, data: dict, models: dict) -> list[Diagnostic]
     model = models.get(train.get("model")) or {}
     source = (data.get(model.get("input")) or {}).get("source")
     loss = train.get("loss")
-    if not isinstance(source, dict) or not isinstance(loss, str):
+    labels = label_count(source) if isinstance(source, dict) else None
+    found = _check_sum(bp, loss, labels is None)
+    arch = model.get("arch") if isinstance(model.get("arch"), dict) else {}
+    outputs = arch.get("output") if arch.get("fn") != "python" and isinstance(arch.get("output"), int) else None
+    for index, term in loss_terms(loss):
+        found += _check_term(bp, index, term, labels, outputs)
+    return found
+
+
+def _term_path(index: int | None) -> tuple:
+    """Where a loss term is: the loss itself, or one of `sum(terms)`."""
+    return ("train", "loss") if index is None else ("train", "loss", "terms", index)
+
+
+_SCORED = {"classes": "class numbers", "binary": "targets from 0 to 1", "values": "values (regression)"}
+
+
+def _check_sum(bp: Blueprint, loss: Any, task_unknown: bool) -> list[Diagnostic]:
+    """A sum has one weight per term, and its terms score the same targets.
+
+    Where the data says its task, each term is held to the data instead (_check_term).
+    """
+    if not isinstance(loss, dict) or loss.get("fn") != "sum" or not isinstance(loss.get("terms"), list):
         return []
-    labels = label_count(source)
-    if labels is None:
-        return []
-    kind, count = labels
-    span = bp.span("train", "loss")
-    if kind == "classes" and loss not in CLASSIFICATION_LOSSES:
-        return [diag("DT301", f"`{loss}` is a regression loss but the data has {count} classes", span, "use `cross_entropy` (or `bce` for two classes)")]
-    if kind == "targets" and loss in CLASSIFICATION_LOSSES:
-        return [diag("DT301", f"`{loss}` is a classification loss but the data has regression targets", span, "use `mse`, `mae` or `huber`, or give the data source `classes = N`")]
-    if loss == "bce" and count != 2:
+    found = []
+    weights, terms = loss.get("weights"), loss["terms"]
+    if isinstance(weights, list) and len(weights) != len(terms):
+        found.append(diag("DT114", f"`sum` has {_count(len(terms), 'term')} but {_count(len(weights), 'weight')}",
+                          bp.span("train", "loss", "weights"), "give one weight per term, in the order of `terms`"))
+    first = None
+    for index, term in loss_terms(loss):
+        scored = LOSS_TARGETS.get(term.get("fn"))
+        if scored is None:
+            continue
+        if first is None:
+            first = (term["fn"], scored)
+        elif scored != first[1] and task_unknown:
+            found.append(diag("DT301", f"`{term['fn']}` scores {_SCORED[scored]} but `{first[0]}`, an earlier term, scores {_SCORED[first[1]]}",
+                              bp.span(*_term_path(index)), "the terms of a sum score one prediction against the same targets: use losses of one kind"))
+    return found
+
+
+def _check_term(bp: Blueprint, index: int | None, term: dict, labels: tuple[str, int] | None, outputs: int | None) -> list[Diagnostic]:
+    """One loss term against the data's task, and its per-class weights against the classes or outputs."""
+    name, scored = term.get("fn"), LOSS_TARGETS.get(term.get("fn"))
+    span = bp.span(*_term_path(index))
+    kind, count = labels or (None, 0)
+    if kind == "classes" and scored == "values":
+        return [diag("DT301", f"`{name}` is a regression loss but the data has {count} classes", span, "use `cross_entropy` (or `bce` for two classes)")]
+    if kind == "targets" and scored in ("classes", "binary"):
+        return [diag("DT301", f"`{name}` is a classification loss but the data has regression targets", span, "use `mse`, `mae` or `huber`, or give the data source `classes = N`")]
+    if kind == "classes" and scored == "binary" and count != 2:
         return [diag("DT301", f"`bce` scores two classes but the data has {count}", span, "use `cross_entropy`")]
-    return []
+    key = {"classes": "weights", "binary": "pos_weight"}.get(scored or "")
+    given = term.get(key) if key else None
+    if not isinstance(given, list):
+        return []
+    # One weight per channel of the prediction: the model's outputs, which the data's classes fix.
+    if scored == "classes" and kind == "classes":
+        expected, what = count, f"the data has {count} classes"
+    elif outputs is not None:
+        expected, what = outputs, f"the model has {_count(outputs, 'output')}"
+    elif scored == "binary" and kind == "classes":
+        expected, what = 1, "`bce` scores the two classes with one logit"
+    else:
+        return []
+    if len(given) == expected:
+        return []
+    per = "one per class" if scored == "classes" else "one per output channel, or one number"
+    return [diag("DT323", f"`{key}` has {_count(len(given), 'value')} but {what}", bp.span(*_term_path(index), key),
+                 f"give {_count(expected, 'value')}, {per}")]
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'s' if n != 1 else ''}"
+
+
+def training_task(bp: Blueprint) -> str | None:
+    """`classification` or `regression`, as the data says, else as the loss says; None: unknown."""
+    train = bp.values.get("train") or {}
+    model = (bp.values.get("model") or {}).get(train.get("model")) or {}
+    source = ((bp.values.get("data") or {}).get(model.get("input")) or {}).get("source")
+    labels = label_count(source) if isinstance(source, dict) else None
+    if labels is not None:
+        return "classification" if labels[0] == "classes" else "regression"
+    scored = scored_targets(train.get("loss"))[0]
+    return None if scored is None else ("regression" if scored == "values" else "classification")
 
 
 def _classifies(bp: Blueprint) -> bool | None:
-    """Whether the loss classifies (the script's task follows it; DT301 holds the data to it)."""
-    loss = bp.get("train", "loss")
-    return loss in CLASSIFICATION_LOSSES if isinstance(loss, str) else None
+    """Whether the training classifies (training_task); None: unknown."""
+    task = training_task(bp)
+    return None if task is None else task == "classification"
 
 
 def _declared_metrics(bp: Blueprint) -> list[dict] | None:
@@ -184,7 +257,7 @@ def _declared_metrics(bp: Blueprint) -> list[dict] | None:
 
 def _check_metrics(bp: Blueprint) -> list[Diagnostic]:
     """Each metric of `train.metrics` suits the task (by the loss) and is named once."""
-    classifies, loss = _classifies(bp), bp.get("train", "loss")
+    classifies = _classifies(bp)
     found: list[Diagnostic] = []
     seen: dict[str, int] = {}
     for i, metric in enumerate(_declared_metrics(bp) or []):
@@ -192,7 +265,7 @@ def _check_metrics(bp: Blueprint) -> list[Diagnostic]:
         if classifies is not None and (fn in CLASSIFICATION_METRIC_NAMES) != classifies:
             task, other = ("regression", "classification") if classifies else ("classification", "regression")
             instead = "`accuracy`, `precision`, `recall` or `f1`" if classifies else "`mae`, `rmse` or `r2`"
-            found.append(diag("DT311", f"`{fn}` is a {task} metric but `{loss}` is a {other} loss", span, f"use {instead}, or remove `{fn}`"))
+            found.append(diag("DT311", f"`{fn}` is a {task} metric but the training is {other}", span, f"use {instead}, or remove `{fn}`"))
         name = metric_name(metric)
         if name in seen:
             first = Related(bp.span("train", "metrics", seen[name]), "first named here")
@@ -205,16 +278,19 @@ def check_monitored(bp: Blueprint, monitored: Any, path: tuple[str, ...]) -> lis
     """A monitored metric (`min(val_loss)`, at `path`) is recorded for the task and its direction fits."""
     if not isinstance(monitored, dict) or monitored.get("metric") not in METRICS:
         return []
-    mode, metric, loss = monitored["fn"], monitored["metric"], bp.get("train", "loss")
-    classifies = _classifies(bp)
+    mode, metric = monitored["fn"], monitored["metric"]
+    task = training_task(bp)
     span = bp.span(*path, "metric") or bp.span(*path)
-    if classifies is False and metric in CLASSIFICATION_METRICS:
-        return [diag("DT310", f"`{metric}` is recorded only for classification, but `{loss}` is a regression loss", span, f"monitor `{mode}(val_loss)`")]
-    if classifies and metric in REGRESSION_METRICS:
-        return [diag("DT310", f"`{metric}` is recorded only for regression, but `{loss}` is a classification loss", span, "monitor `min(val_loss)` or `max(val_accuracy)`")]
+    for needed, metrics, declare in (("classification", CLASSIFICATION_METRICS, "classes"),
+                                     ("regression", REGRESSION_METRICS, "targets")):
+        if metric in metrics and task is None:
+            return [diag("DT310", f"`{metric}` is recorded only for {needed}, but neither the data nor the loss says the task", span,
+                         f"give the data source `{declare} = N`")]
+        if metric in metrics and task != needed:
+            return [diag("DT310", f"`{metric}` is recorded only for {needed}, but the training is {task}", span, f"monitor `{mode}(val_loss)`")]
     declared = _declared_metrics(bp)
     recorded = {"val_loss", "val_accuracy"} | {f"val_{metric_name(m)}" for m in declared or []}
-    if classifies is not None and declared is not None and metric not in recorded:
+    if task is not None and declared is not None and metric not in recorded:
         entry = metric.removeprefix("val_").replace("_micro", "(average = micro)")
         return [diag("DT310", f"`{metric}` is not recorded: only `val_loss`, the accuracy of classification and `train.metrics` are", span, f"add `{entry}` to `train.metrics`")]
     if mode != METRICS[metric]:

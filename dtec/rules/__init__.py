@@ -94,6 +94,7 @@ _TABLE = (
     ("DT319", "unused-samples", "warning", "The data's `split` fractions add up to less than 1: some samples are never used"),
     ("DT320", "not-exportable", "warning", "`dtec check` could not export the model as `train { export }` asks"),
     ("DT321", "not-evaluable", "error", "`dtec evaluate` names a run that has no model to evaluate, or nothing to evaluate it on"),
+    ("DT323", "loss-weights-mismatch", "error", "A loss's per-class weights do not match the classes or the model's outputs"),
 )
 
 RULES: dict[str, Rule] = {row[0]: Rule(*row) for row in _TABLE}

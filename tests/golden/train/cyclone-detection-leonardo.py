@@ -87,7 +87,7 @@ MODEL = {
 }
 TASK = "classification"
 TRAIN = {
-    "loss": "cross_entropy",
+    "loss": {"fn": "cross_entropy", "label_smoothing": 0.0},
     "optimizer": {"name": "adamw", "lr": 0.0003, "weight_decay": 0.05, "momentum": 0.0},
     "scheduler": {"name": "cosine", "warmup": 100},
     "epochs": 10,
@@ -439,11 +439,54 @@ def build_model(sample_shape: tuple[int, ...]) -> nn.Module:
     return CNN(**MODEL["params"])
 
 
+# ----------------------------------------------------------------------------- loss
+def per_channel(values: list[float], pred: torch.Tensor, name: str) -> torch.Tensor:
+    """A loss option with one value per channel of the prediction (dim 1: classes, outputs)."""
+    if pred.ndim < 2 or len(values) != pred.shape[1]:
+        channels = pred.shape[1] if pred.ndim > 1 else 1
+        raise TrainingError(
+            f"the loss's `{name}` has {len(values)} values, but the model outputs {channels} "
+            "channels (classes) per sample: give one per channel"
+        )
+    return pred.new_tensor(values)
+
+
+def class_count(pred: torch.Tensor, target: torch.Tensor, weight, ignore_index: int):
+    """What a class loss's mean divides by: its targets, less those ignored, each by its weight."""
+    kept = target[target != ignore_index]
+    return pred.new_tensor(kept.numel()) if weight is None else weight[kept].sum()
+
+
+def cross_entropy_sums(
+    pred: torch.Tensor, target: torch.Tensor, options: dict
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Cross entropy of class scores (logits) against class numbers."""
+    weight = options.get("weights")
+    weight = None if weight is None else per_channel(weight, pred, "weights")
+    ignore_index = options.get("ignore_index", -100)
+    total = F.cross_entropy(
+        pred, target, weight=weight, ignore_index=ignore_index, reduction="sum",
+        label_smoothing=options["label_smoothing"],
+    )
+    return total, class_count(pred, target, weight, ignore_index)
+
+
+def loss_sums(pred: torch.Tensor, target: torch.Tensor) -> list[torch.Tensor]:
+    """The batch's loss as sums, (sum, count) of each term: batches and ranks add them up."""
+    return list(cross_entropy_sums(pred, target, TRAIN["loss"]))
+
+
+def loss_value(sums) -> torch.Tensor:
+    """The loss from its sums: each term's mean (sum / count)."""
+    return sums[0] / sums[1]
+
+
+def loss_fn(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """The loss of one batch: cross_entropy."""
+    return loss_value(loss_sums(pred, target))
+
+
 # ----------------------------------------------------------------------------- optimisation
-def loss_fn(pred: torch.Tensor, target: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
-    return F.cross_entropy(pred, target, reduction=reduction)
-
-
 def make_optimizer(parameters) -> torch.optim.Optimizer:
     settings = TRAIN["optimizer"]
     return torch.optim.AdamW(parameters, lr=settings["lr"], weight_decay=settings["weight_decay"])
@@ -764,63 +807,25 @@ def forward(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
         return model(x).float()
 
 
-# ----------------------------------------------------------------------------- metrics
-class MetricSums:
-    """Confusion-matrix counts over a split (row: the true class, column: the predicted one).
-
-    Counts, not means, so that their sum over the ranks is exact; a padding sample (weight 0)
-    counts nowhere. Each position of a sample is one decision (every pixel of a segmentation).
-    """
-
-    def __init__(self, device: torch.device) -> None:
-        self.counts = torch.zeros(0, dtype=torch.long, device=device)  # sized at the first batch
-
-    def add(self, pred: torch.Tensor, y: torch.Tensor, weight: torch.Tensor) -> None:
-        classes = pred.shape[1]
-        predicted = pred.argmax(dim=1).reshape(len(y), -1)
-        truth = y.reshape(len(y), -1).long()
-        # Padding goes to an extra cell, dropped: integer counts, exact and deterministic.
-        cell = torch.where(weight[:, None] > 0, truth * classes + predicted, classes * classes)
-        counts = torch.bincount(cell.reshape(-1), minlength=classes * classes + 1)[:-1]
-        self.counts = counts if not self.counts.numel() else self.counts + counts
-
-    def total(self) -> torch.Tensor:
-        """The counts in float64 (exact up to 2**53), to be summed across ranks with the loss."""
-        return self.counts.double()
-
-
-def metric_values(counts: torch.Tensor, prefix: str) -> dict:
-    """The metrics from the counts of all ranks, named `<prefix>_<metric>`."""
-    classes = math.isqrt(len(counts))
-    counts = counts.reshape(classes, classes)
-    hits, truth, predicted = counts.diagonal(), counts.sum(dim=1), counts.sum(dim=0)
-    values = {f"{prefix}_accuracy": (hits.sum() / counts.sum()).item()}
-    return values
-
-
-def share(part: torch.Tensor, whole: torch.Tensor) -> torch.Tensor:
-    """part / whole, and 0 where whole is 0."""
-    return torch.where(whole > 0, part / whole.clamp(min=1), 0.0)
-
-
 @torch.no_grad()
 def evaluate(model: nn.Module, loader: DataLoader, rt: Runtime, prefix: str = "val") -> dict:
-    """The loss and metrics over a whole split (all ranks), as `<prefix>_<name>`."""
+    """The loss over a whole split (all ranks), as `<prefix>_loss`."""
     model.eval()
-    totals = torch.zeros(2, dtype=torch.float64, device=rt.device)  # loss sum, samples
-    scores = MetricSums(rt.device)
+    # loss_sums() of the real samples, then the count of samples (padding has weight 0)
+    totals = torch.zeros(3, dtype=torch.float64, device=rt.device)
     for batch in loader:
         x, y, weight = to_device(batch, rt)
         pred = forward(model, x)
-        per_sample = loss_fn(pred, y, reduction="none").reshape(len(x), -1).mean(dim=1)
-        totals[0] += (per_sample * weight).sum()
-        totals[1] += weight.sum()
-        scores.add(pred, y, weight)
-    totals = all_sum(torch.cat([totals, scores.total()])).cpu()  # one all-reduce for all sums
+        real = weight > 0  # padding samples are left out of the loss
+        if real.any():
+            totals[:-1] += torch.stack(loss_sums(pred[real], y[real])).double()
+        totals[-1] += weight.sum()
+    totals = all_sum(totals).cpu()
     model.train()
-    if totals[1] == 0:
+    if totals[2] == 0:
         return {}
-    return {f"{prefix}_loss": (totals[0] / totals[1]).item(), **metric_values(totals[2:], prefix)}
+    values = {f"{prefix}_loss": loss_value(totals[:2]).item()}
+    return values
 
 
 def check_finite(loss: float, state: TrainState) -> None:

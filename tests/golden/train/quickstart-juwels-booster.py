@@ -87,7 +87,7 @@ MODEL = {
 }
 TASK = "regression"
 TRAIN = {
-    "loss": "mse",
+    "loss": {"fn": "mse"},
     "optimizer": {"name": "adamw", "lr": 0.001, "weight_decay": 0.01, "momentum": 0.0},
     "scheduler": {"name": "cosine", "warmup": 50},
     "epochs": 3,
@@ -424,11 +424,33 @@ def build_model(sample_shape: tuple[int, ...]) -> nn.Module:
     return LSTMRegressor(**MODEL["params"])
 
 
+# ----------------------------------------------------------------------------- loss
+def elements(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """The number of target values: what an element-wise mean divides by."""
+    return pred.new_tensor(target.numel())
+
+
+def mse_sums(pred: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Squared errors."""
+    return F.mse_loss(pred, target, reduction="sum"), elements(pred, target)
+
+
+def loss_sums(pred: torch.Tensor, target: torch.Tensor) -> list[torch.Tensor]:
+    """The batch's loss as sums, (sum, count) of each term: batches and ranks add them up."""
+    return list(mse_sums(pred, target))
+
+
+def loss_value(sums) -> torch.Tensor:
+    """The loss from its sums: each term's mean (sum / count)."""
+    return sums[0] / sums[1]
+
+
+def loss_fn(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """The loss of one batch: mse."""
+    return loss_value(loss_sums(pred, target))
+
+
 # ----------------------------------------------------------------------------- optimisation
-def loss_fn(pred: torch.Tensor, target: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
-    return F.mse_loss(pred, target, reduction=reduction)
-
-
 def make_optimizer(parameters) -> torch.optim.Optimizer:
     settings = TRAIN["optimizer"]
     return torch.optim.AdamW(parameters, lr=settings["lr"], weight_decay=settings["weight_decay"])
@@ -753,18 +775,21 @@ def forward(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
 def evaluate(model: nn.Module, loader: DataLoader, rt: Runtime, prefix: str = "val") -> dict:
     """The loss over a whole split (all ranks), as `<prefix>_loss`."""
     model.eval()
-    totals = torch.zeros(2, dtype=torch.float64, device=rt.device)  # loss sum, samples
+    # loss_sums() of the real samples, then the count of samples (padding has weight 0)
+    totals = torch.zeros(3, dtype=torch.float64, device=rt.device)
     for batch in loader:
         x, y, weight = to_device(batch, rt)
         pred = forward(model, x)
-        per_sample = loss_fn(pred, y, reduction="none").reshape(len(x), -1).mean(dim=1)
-        totals[0] += (per_sample * weight).sum()
-        totals[1] += weight.sum()
+        real = weight > 0  # padding samples are left out of the loss
+        if real.any():
+            totals[:-1] += torch.stack(loss_sums(pred[real], y[real])).double()
+        totals[-1] += weight.sum()
     totals = all_sum(totals).cpu()
     model.train()
-    if totals[1] == 0:
+    if totals[2] == 0:
         return {}
-    return {f"{prefix}_loss": (totals[0] / totals[1]).item()}
+    values = {f"{prefix}_loss": loss_value(totals[:2]).item()}
+    return values
 
 
 def check_finite(loss: float, state: TrainState) -> None:
@@ -786,7 +811,7 @@ def check_prediction(pred: torch.Tensor, target: torch.Tensor) -> None:
             fix = f"give {data} targets of shape {given} per sample"
         raise TrainingError(
             f"{model} outputs {given} per sample, but the targets of {data} are {wanted}"
-            f" ({TRAIN['loss']} needs the same shape): {fix}"
+            f" (mse needs the same shape): {fix}"
         )
 
 
