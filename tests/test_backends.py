@@ -739,7 +739,7 @@ def test_manifests_validate(machine: str) -> None:
     files = generate(case(machine), machine)[2]
     docs = list(yaml.safe_load_all(files["job.yaml"]))
     kinds = [d["kind"] for d in docs]
-    assert kinds[0] == "ConfigMap" and set(docs[0]["data"]) == {"train.py", "ir.json"}
+    assert kinds[0] == "ConfigMap" and set(docs[0]["data"]) == {"train.py", "predict.py", "ir.json"}
     for doc in docs:
         assert DNS1035.fullmatch(doc["metadata"]["name"]) and len(doc["metadata"]["name"]) <= 63
         if doc["kind"] == "PyTorchJob":
