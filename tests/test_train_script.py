@@ -244,6 +244,17 @@ def render_cases() -> dict[str, tuple[str, ...]]:
     cases["optimizer-sgd"] = ("train.optimizer=sgd(lr = 0.1, momentum = 0.9)",)
     cases["scheduler-none"] = ("train.scheduler=none",)
     cases["scheduler-step"] = ("train.scheduler=step(every = 1, gamma = 0.5)",)
+    cases["optimizer-rmsprop"] = ("train.optimizer=rmsprop(lr = 0.01, alpha = 0.9, momentum = 0.5)",)
+    cases["optimizer-nesterov"] = ("train.optimizer=sgd(lr = 0.1, momentum = 0.9, nesterov = true)",)
+    cases["scheduler-exponential"] = ("train.scheduler=exponential(gamma = 0.9, warmup = 2)",)
+    cases["scheduler-multistep"] = ("train.epochs=5", "train.scheduler=multistep(milestones = [2, 4])")
+    cases["scheduler-onecycle"] = ("train.scheduler=onecycle(max_lr = 0.1)",)
+    for sname in ("single", "zero2"):
+        cases[f"{sname}-plateau-stop-early"] = (
+            *STRATEGIES[sname], "train.epochs=20",
+            "train.scheduler=plateau(monitor = min(val_loss), patience = 2, warmup = 4)",
+            "train.stop_early={ monitor = min(val_loss), patience = 5, min_delta = 0.01 }")
+    cases["deterministic"] = ("train.deterministic=true",)
     # Absolute paths of the machine that will train: not checked here (DT306), only rendered.
     cases["source-npz"] = ('data.gauges.source=npz(path = "/data/x.npz")',)
     cases["source-csv"] = ('data.gauges.source=csv(path = "/data/x.csv", target = "q")',)
@@ -360,7 +371,7 @@ def test_the_script_takes_its_defaults_from_the_ir(tmp_path: Path) -> None:
     assert context["data"]["workers"] == ir.data["d"].workers > 0  # `auto`, resolved
     assert context["data"]["shuffle"] is True and context["data"]["source"]["seed"] == 0
     assert context["train"]["optimizer"] == {"name": "adamw", "lr": 1e-3, "weight_decay": 0.01,
-                                             "momentum": 0.0}
+                                             "betas": [0.9, 0.999], "eps": 1e-8}
     assert context["monitor"] == {"timing": True, "energy": False, "profiler": None,
                                   "log_every": None}
 

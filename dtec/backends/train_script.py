@@ -9,14 +9,14 @@ from typing import Any
 from dtec import __version__
 from dtec.backends.templating import render
 from dtec.ir import IR
-from dtec.lang.schema import CLASSIFICATION_LOSSES
+from dtec.lang.schema import CLASSIFICATION_LOSSES, OPTIMIZER
 from dtec.runs import ir_sha256
 
 TEMPLATE = "train.py.jinja"
 
 # The dtype each resolved precision computes in (None: float32 throughout).
 AMP_DTYPES = {"fp32": None, "bf16": "bfloat16", "fp16": "float16"}
-# The loss function of each `train.loss`, and the optimizer class with its settings.
+# The loss function of each `train.loss`, and the torch.optim class of each optimizer.
 _LOSS_FUNCTIONS = {
     "mse": "F.mse_loss",
     "mae": "F.l1_loss",
@@ -25,9 +25,10 @@ _LOSS_FUNCTIONS = {
     "bce": "F.binary_cross_entropy_with_logits",
 }
 _OPTIMIZERS = {
-    "adamw": ("torch.optim.AdamW", ("lr", "weight_decay")),
-    "adam": ("torch.optim.Adam", ("lr", "weight_decay")),
-    "sgd": ("torch.optim.SGD", ("lr", "momentum", "weight_decay")),
+    "adamw": "torch.optim.AdamW",
+    "adam": "torch.optim.Adam",
+    "sgd": "torch.optim.SGD",
+    "rmsprop": "torch.optim.RMSprop",
 }
 # Standard-library modules every script imports, and those a strategy adds.
 _STDLIB = ("argparse", "itertools", "json", "math", "os", "random", "re", "resource", "shutil",
@@ -105,11 +106,10 @@ def _configuration(ir: IR) -> dict[str, Any]:
     params = dict(model.params)
     if model.arch == "python":  # its extra keyword arguments, as those of a python source
         params = {"class": params["class"], "kwargs": params.get("kwargs", {})}
-    scheduler: dict[str, Any] = {"name": train.scheduler.name}
-    if train.scheduler.name == "cosine":
-        scheduler["warmup"] = train.scheduler.warmup
-    elif train.scheduler.name == "step":
-        scheduler |= {"every": train.scheduler.every, "gamma": train.scheduler.gamma}
+    # Only the settings of the chosen optimizer and schedule (the IR holds None for the others).
+    scheduler = train.scheduler.model_dump(exclude_none=True)
+    if scheduler["name"] == "none":
+        scheduler = {"name": "none"}
     return {
         "twin": ir.twin.model_dump(),
         "data": {
@@ -127,7 +127,7 @@ def _configuration(ir: IR) -> dict[str, Any]:
         "task": data.task or ("classification" if train.loss in CLASSIFICATION_LOSSES else "regression"),
         "train": {
             "loss": train.loss,
-            "optimizer": train.optimizer.model_dump(),
+            "optimizer": train.optimizer.model_dump(exclude_none=True),
             "scheduler": scheduler,
             "epochs": train.epochs,
             "max_steps": train.max_steps,
@@ -136,10 +136,12 @@ def _configuration(ir: IR) -> dict[str, Any]:
             "grad_accum": train.grad_accum,
             "clip_grad": train.clip_grad,
             "checkpoint": _checkpoint(train.checkpoint),
+            **({"stop_early": train.stop_early.model_dump()} if train.stop_early else {}),
         },
         "strategy": {"kind": ir.strategy.kind, "zero": ir.strategy.zero},
         "monitor": ir.monitor.model_dump(),
         "run": {"ir_sha256": ir_sha256(ir.model_dump(mode="json"))},  # as of ir.json's data
+        "deterministic": train.deterministic,
     }
 
 
@@ -157,6 +159,7 @@ def _script_facts(ctx: dict[str, Any]) -> dict:
     source = ctx["data"]["source"]["kind"]
     precision = ctx["train"]["precision"]
     scheduler = ctx["train"]["scheduler"]["name"]
+    optimizer = ctx["train"]["optimizer"]["name"]
     user_code = arch == "python" or source == "python"
     title = _TITLES[strategy].format(zero=ctx["strategy"]["zero"])
     imports = _imports(strategy, source, user_code, ctx["monitor"]["energy"], scheduler, precision)
@@ -175,13 +178,18 @@ def _script_facts(ctx: dict[str, Any]) -> dict:
             "scaler.scale(loss / accumulate)" if precision == "fp16" else "(loss / accumulate)"
         ),
         "loss_fn": _LOSS_FUNCTIONS[loss],
-        "optimizer": _call(*_OPTIMIZERS[ctx["train"]["optimizer"]["name"]]),
+        # Every setting of the optimizer is passed to its torch.optim class by its own name.
+        "optimizer": _call(_OPTIMIZERS[optimizer], tuple(OPTIMIZER.functions[optimizer].params)),
         # class: integer labels (cross entropy); binary: 0/1 floats (bce); values: regression
         "target_kind": {"cross_entropy": "class", "bce": "binary"}.get(loss, "values"),
         "imports_user_code": user_code,
         # checkpoints/best.pt kept by a monitored metric; final_model.pt its weights (final = best).
         "keeps_best": "best" in ctx["train"]["checkpoint"],
         "final_is_best": ctx["train"]["checkpoint"].get("final") == "best",
+        # Early stopping and the plateau schedule watch a validation metric, agreed by all ranks.
+        "stops_early": "stop_early" in ctx["train"],
+        "watches": "stop_early" in ctx["train"] or scheduler == "plateau",
+        "deterministic": ctx["deterministic"],
         # One process reads its own flag, which costs nothing: it checks after every step.
         "stop_check_every": 1 if strategy == "single" else STOP_CHECK_EVERY,
     }
@@ -194,6 +202,7 @@ def _imports(strategy: str, source: str, user_code: bool, energy: bool, schedule
     stdlib |= {"csv"} if source == "csv" else set()
     stdlib |= {"importlib"} if user_code else set()
     stdlib |= {"subprocess", "threading"} if energy else set()
+    stdlib |= {"bisect"} if scheduler == "multistep" else set()
     lines = [f"import {name}" for name in sorted(stdlib)] + list(_STDLIB_FROM) + [""]
     lines += [_NUMPY] if source == "npz" else []
     lines += ["import torch"]
@@ -206,7 +215,7 @@ def _imports(strategy: str, source: str, user_code: bool, energy: bool, schedule
         lines += _FSDP_IMPORTS
         policy = "MixedPrecisionPolicy, " if AMP_DTYPES[precision] else ""
         lines += [f"from torch.distributed.fsdp import {policy}fully_shard"]
-    lines += ["from torch.optim.lr_scheduler import LambdaLR"] if scheduler != "none" else []
+    lines += ["from torch.optim.lr_scheduler import LRScheduler"] if scheduler != "none" else []
     datasets = ", TensorDataset" if source in ("npz", "csv") else ""
     data_names = f"DataLoader, Dataset, DistributedSampler{datasets}, Subset"
     lines += [f"from torch.utils.data import {data_names}"]

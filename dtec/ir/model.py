@@ -93,21 +93,16 @@ class Model(_Model):
 
 
 class Optimizer(_Model):
-    """The optimizer and its settings."""
+    """The optimizer and its settings; those another optimizer takes are None."""
 
     name: OptimizerName
     lr: float = Field(gt=0)
     weight_decay: float = Field(ge=0)
-    momentum: float = Field(ge=0, le=1)
-
-
-class Scheduler(_Model):
-    """The learning-rate schedule."""
-
-    name: SchedulerName
-    warmup: int = 0
-    every: int | None = None
-    gamma: float | None = None
+    momentum: float | None = Field(None, ge=0, le=1, description="SGD, RMSprop")
+    nesterov: bool | None = Field(None, description="SGD")
+    betas: list[float] | None = Field(None, min_length=2, max_length=2, description="Adam, AdamW")
+    eps: float | None = Field(None, gt=0, description="Adam, AdamW, RMSprop")
+    alpha: float | None = Field(None, ge=0, lt=1, description="RMSprop")
 
 
 class Monitored(_Model):
@@ -115,6 +110,30 @@ class Monitored(_Model):
 
     metric: Literal[tuple(METRICS)]  # type: ignore[valid-type]
     mode: Literal["min", "max"]
+
+
+class Scheduler(_Model):
+    """The learning-rate schedule and its linear warm-up (optimizer steps); unused settings are None."""
+
+    name: SchedulerName
+    warmup: int = Field(0, ge=0)
+    every: int | None = Field(None, ge=1, description="step: epochs between decays")
+    gamma: float | None = Field(None, gt=0, le=1, description="step, exponential, multistep")
+    milestones: list[int] | None = Field(None, description="multistep: epochs, increasing")
+    max_lr: float | None = Field(None, gt=0, description="onecycle")
+    pct_start: float | None = Field(None, gt=0, lt=1, description="onecycle")
+    monitor: Monitored | None = Field(None, description="plateau")
+    factor: float | None = Field(None, gt=0, lt=1, description="plateau")
+    patience: int | None = Field(None, ge=0, description="plateau: epochs")
+    min_lr: float | None = Field(None, ge=0, description="plateau")
+
+
+class StopEarly(_Model):
+    """Stop when the monitored metric has not improved by `min_delta` for `patience` epochs."""
+
+    monitor: Monitored
+    patience: int = Field(ge=1)
+    min_delta: float = Field(ge=0)
 
 
 class Checkpoint(_Model):
@@ -140,6 +159,8 @@ class Train(_Model):
     grad_accum: int = Field(ge=1)
     clip_grad: float | None
     checkpoint: Checkpoint
+    stop_early: StopEarly | None = None
+    deterministic: bool = False
 
 
 class Strategy(_Model):
@@ -271,8 +292,8 @@ def build_ir(bp: Blueprint, plan: Plan, code: Mapping[str, str] | None = None) -
         train=Train(
             model=train["model"],
             loss=train["loss"],
-            optimizer=Optimizer(name=optimizer["fn"], lr=optimizer["lr"], weight_decay=optimizer["weight_decay"], momentum=optimizer["momentum"]),
-            scheduler=Scheduler(name=scheduler["fn"], **{k: val for k, val in scheduler.items() if k != "fn"}),
+            optimizer=Optimizer(name=optimizer["fn"], **{k: val for k, val in optimizer.items() if k != "fn"}),
+            scheduler=Scheduler(name=scheduler["fn"], **{k: _monitored(val) if k == "monitor" else val for k, val in scheduler.items() if k != "fn"}),
             epochs=train["epochs"],
             max_steps=train["max_steps"],
             precision=plan.precision,
@@ -280,6 +301,8 @@ def build_ir(bp: Blueprint, plan: Plan, code: Mapping[str, str] | None = None) -
             grad_accum=train["grad_accum"],
             clip_grad=train["clip_grad"],
             checkpoint=_checkpoint(train["checkpoint"]),
+            stop_early=train.get("stop_early") and StopEarly(**{**train["stop_early"], "monitor": _monitored(train["stop_early"]["monitor"])}),
+            deterministic=train["deterministic"],
         ),
         strategy=Strategy(
             kind=plan.strategy,
@@ -331,8 +354,13 @@ def build_ir(bp: Blueprint, plan: Plan, code: Mapping[str, str] | None = None) -
 
 def _checkpoint(c: dict[str, Any]) -> Checkpoint:
     """The checkpoint record; a monitored metric `min(val_loss)` as its metric and mode."""
-    best = c.get("best") and Monitored(metric=c["best"]["metric"], mode=c["best"]["fn"])
+    best = c.get("best") and _monitored(c["best"])
     return Checkpoint(every=c["every"], keep=c["keep"], best=best, final=c["final"])
+
+
+def _monitored(call: dict[str, Any]) -> Monitored:
+    """A monitored metric, `min(val_loss)`, as its metric and mode."""
+    return Monitored(metric=call["metric"], mode=call["fn"])
 
 
 def _data(name: str, d: dict[str, Any], plan: Plan, code: Mapping[str, str]) -> Data:

@@ -85,6 +85,7 @@ _TABLE = (
     ("DT308", "check-failed", "error", "`dtec check` could not build the data or the model, or run a training step"),
     ("DT309", "code-not-bundled", "error", "A code folder cannot be copied into the bundle"),
     ("DT310", "metric-mismatch", "error", "A monitored metric is not recorded for the task, or `min`/`max` does not fit it"),
+    ("DT315", "beyond-the-run", "warning", "A warm-up, milestone or patience is as long as the run: it never takes effect"),
 )
 
 RULES: dict[str, Rule] = {row[0]: Rule(*row) for row in _TABLE}
