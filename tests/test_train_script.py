@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import importlib.util
 import atexit
 import builtins
 import functools
@@ -896,3 +897,169 @@ def test_a_resumed_run_keeps_the_best_so_far(tmp_path: Path) -> None:
     assert summary(run_dir)["best"] == summary(tmp_path / "reference" / "run")["best"]
     assert_same_weights(final_weights(run_dir), final_weights(tmp_path / "reference" / "run"))
     assert best_checkpoint(run_dir, "ddp")[0]["best_step"] == 18
+
+
+# ----------------------------------------------------------------------------- optimization
+def load_script(path: Path):
+    """The rendered train.py as a module (its main() is not run)."""
+    name = f"train_{abs(hash(path))}"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # its dataclasses look their module up
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        del sys.modules[name]
+    return module
+
+
+@pytest.mark.parametrize(
+    ("call", "cls", "expected"),
+    [
+        ("adamw(lr = 0.02, betas = [0.8, 0.99], eps = 1e-6, weight_decay = 0.1)", torch.optim.AdamW,
+         {"lr": 0.02, "betas": (0.8, 0.99), "eps": 1e-6, "weight_decay": 0.1}),
+        ("adam(betas = [0.5, 0.9], eps = 1e-7)", torch.optim.Adam,
+         {"lr": 1e-3, "betas": (0.5, 0.9), "eps": 1e-7, "weight_decay": 0.0}),
+        ("sgd(lr = 0.1, momentum = 0.9, nesterov = true, weight_decay = 0.001)", torch.optim.SGD,
+         {"lr": 0.1, "momentum": 0.9, "nesterov": True, "weight_decay": 0.001}),
+        ("rmsprop(lr = 0.005, alpha = 0.9, momentum = 0.5, eps = 1e-5, weight_decay = 0.01)",
+         torch.optim.RMSprop,
+         {"lr": 0.005, "alpha": 0.9, "momentum": 0.5, "eps": 1e-5, "weight_decay": 0.01}),
+    ],
+)
+def test_every_optimizer_key_reaches_torch(tmp_path: Path, call: str, cls: type,
+                                           expected: dict) -> None:
+    module = load_script(write_bundle(tmp_path, f"train.optimizer={call}"))
+    optimizer = module.make_optimizer([torch.nn.Parameter(torch.zeros(2))])
+    assert type(optimizer) is cls
+    defaults = {k: tuple(v) if isinstance(v, list) else v for k, v in optimizer.defaults.items()}
+    assert expected.items() <= defaults.items()
+
+
+def step_lrs(run_dir: Path) -> list[float]:
+    """The learning rate of every optimizer step (monitor.log_every = 1)."""
+    return [s["lr"] for s in records(run_dir, "step")]
+
+
+def torch_lrs(scheduler_of, steps: int, per_epoch: int, lr: float) -> list[float]:
+    """The rate after each optimizer step (as step records log it) under torch's own scheduler:
+    `scheduler_of(optimizer)` returns it and whether it is stepped once per epoch."""
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=lr)
+    scheduler, once_per_epoch = scheduler_of(optimizer)
+    found = []
+    for step in range(1, steps + 1):
+        optimizer.step()
+        if not once_per_epoch or step % per_epoch == 0:
+            scheduler.step()
+        found.append(optimizer.param_groups[0]["lr"])
+    return found
+
+
+# CROSSING on one process: SGD at LR, 10 epochs of 12 steps.
+LR, STEPS, PER_EPOCH = 0.01, 120, 12
+ONE_PROCESS = ("strategy.kind=single", "strategy.procs_per_node=1", "monitor.log_every=1")
+SCHEDULES = {
+    "exponential(gamma = 0.8)": lambda o: (torch.optim.lr_scheduler.ExponentialLR(o, 0.8), True),
+    "multistep(milestones = [2, 5], gamma = 0.5)":
+        lambda o: (torch.optim.lr_scheduler.MultiStepLR(o, [2, 5], 0.5), True),
+    "step(every = 3, gamma = 0.5)": lambda o: (torch.optim.lr_scheduler.StepLR(o, 3, 0.5), True),
+    "onecycle(max_lr = 0.05, pct_start = 0.25)":
+        lambda o: (torch.optim.lr_scheduler.OneCycleLR(o, 0.05, total_steps=STEPS, pct_start=0.25,
+                                                        cycle_momentum=False), False),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("schedule", sorted(SCHEDULES))
+def test_schedules_follow_torchs_own(tmp_path: Path, schedule: str) -> None:
+    script = write_bundle(tmp_path, *CROSSING, *ONE_PROCESS, f"train.scheduler={schedule}")
+    ok(python(script))
+    expected = torch_lrs(SCHEDULES[schedule], STEPS, PER_EPOCH, LR)
+    assert step_lrs(tmp_path / "run") == pytest.approx(expected, rel=1e-9)
+
+
+@pytest.mark.slow
+def test_warmup_combines_with_a_schedule(tmp_path: Path) -> None:
+    script = write_bundle(tmp_path, *CROSSING, *ONE_PROCESS,
+                          "train.scheduler=exponential(gamma = 0.8, warmup = 9)")
+    ok(python(script))
+    decay = torch_lrs(SCHEDULES["exponential(gamma = 0.8)"], STEPS, PER_EPOCH, LR)
+    warm = [min(1.0, (step + 1) / 9) for step in range(1, STEPS + 1)]  # the next step's
+    assert step_lrs(tmp_path / "run") == pytest.approx([w * d for w, d in zip(warm, decay)])
+
+
+@pytest.mark.slow
+def test_plateau_reduces_the_rate_as_torchs_reduce_lr_on_plateau(tmp_path: Path) -> None:
+    """The validation loss rises after epoch 3: with patience 1 the rate halves after epoch 5.
+
+    Two ranks: 6 steps an epoch."""
+    script = write_bundle(tmp_path, *CROSSING, "monitor.log_every=1",
+                          "train.scheduler=plateau(monitor = min(val_loss), factor = 0.5, "
+                          "patience = 1, min_lr = 0.003)")
+    out = ok(torchrun(script))
+    run_dir = tmp_path / "run"
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=LR)
+    reference = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, "min", factor=0.5, patience=1,
+                                                           min_lr=0.003)
+    expected = []
+    for epoch in records(run_dir, "epoch"):
+        expected += [optimizer.param_groups[0]["lr"]] * 6
+        reference.step(epoch["val_loss"])
+    lrs = step_lrs(run_dir)
+    assert lrs == pytest.approx(expected)
+    assert lrs[0] == LR and lrs[-1] == 0.003  # reduced twice: 0.005, then min_lr
+    assert "plateau: val_loss has not improved for 2 epochs: learning rate 0.005" in out
+
+
+STOP = "train.stop_early={ monitor = min(val_loss), patience = 2, min_delta = 0.01 }"
+MESSAGE = "stopped early at epoch 5: val_loss did not improve by 0.01 for 2 epochs"
+
+
+@pytest.mark.slow
+def test_early_stopping_ends_the_run_after_patience_epochs(tmp_path: Path) -> None:
+    """The validation loss is lowest at epoch 3 of 10: patience 2 stops after epoch 5."""
+    script = write_bundle(tmp_path, *CROSSING, STOP)
+    out = ok(torchrun(script))
+    run_dir = tmp_path / "run"
+    epochs = records(run_dir, "epoch")
+    assert [e["epoch"] for e in epochs] == [1, 2, 3, 4, 5]
+    assert min(epochs, key=lambda e: e["val_loss"])["epoch"] == 3
+    result = summary(run_dir)
+    assert (result["status"], result["steps"], result["stopped_early"]) == ("completed", 30, MESSAGE)
+    assert MESSAGE in out
+    assert checkpoint_names(run_dir)[-1] == "step-00000030.pt"  # a last checkpoint
+    best = torch.load(run_dir / "checkpoints" / "best.pt", weights_only=False)
+    assert_same_weights(final_weights(run_dir), best["model"])  # final = best still applies
+
+
+@pytest.mark.slow
+def test_a_run_resumed_inside_the_patience_window_stops_where_it_would_have(tmp_path: Path) -> None:
+    """Stopped after epoch 4 (one epoch without improvement) and resumed: the counter and the
+    plateau schedule's reduction come back, so it stops after epoch 5 with the same weights."""
+    sets = (*CROSSING, STOP, "train.scheduler=plateau(monitor = min(val_loss), patience = 0)")
+    reference = write_bundle(tmp_path / "reference", *sets)
+    ok(torchrun(reference))
+    script = write_bundle(tmp_path / "resumed", *sets)
+    run_dir = tmp_path / "resumed" / "run"
+    ok(torchrun(script, "--max-steps", "24"))
+    assert summary(run_dir)["stopped_early"] is None
+    out = ok(torchrun(script))
+    assert "step-00000024.pt (epoch 5, step 24)" in out
+    result = summary(run_dir)
+    assert (result["steps"], result["stopped_early"]) == (30, MESSAGE)
+    lrs = [e["lr"] for e in records(run_dir, "step") if e["epoch"] == 5]
+    assert lrs and all(lr == pytest.approx(LR * 0.1) for lr in lrs)  # reduced after epoch 4
+    last = "step-00000030.pt"
+    assert_same_weights(
+        torch.load(run_dir / "checkpoints" / last, weights_only=False)["model"],
+        torch.load(tmp_path / "reference" / "run" / "checkpoints" / last, weights_only=False)["model"],
+    )
+
+
+@pytest.mark.slow
+def test_deterministic_runs_give_bit_identical_weights(tmp_path: Path) -> None:
+    sets = ("train.deterministic=true", "data.gauges.workers=1")
+    for name in ("a", "b"):
+        ok(torchrun(write_bundle(tmp_path / name, *sets)))
+        assert summary(tmp_path / name / "run")["deterministic"] is True
+    assert_same_weights(final_weights(tmp_path / "a" / "run"), final_weights(tmp_path / "b" / "run"))

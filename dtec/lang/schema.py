@@ -243,12 +243,13 @@ SCHEDULER = Call(
             {
                 "monitor": _f(MONITORED, "the validation metric watched, e.g. `min(val_loss)`", default={"fn": "min", "metric": "val_loss"}),
                 "factor": _f(Float(min=0.0, max=1.0, open_min=True, open_max=True), "multiplies the rate on a plateau", default=0.1),
-                "patience": _f(NON_NEGATIVE, "epochs without improvement before the rate is reduced", default=10),
+                "patience": _f(NON_NEGATIVE, "epochs without improvement that are tolerated; the next one reduces the rate", default=10),
                 "min_lr": _f(Float(min=0.0), "the rate is never reduced below this", default=0.0),
                 "warmup": _WARMUP,
             },
             "Multiply the learning rate by `factor` when the monitored metric has not improved for "
-            "`patience` epochs (checked after each epoch, on the metric agreed by all ranks).",
+            "more than `patience` epochs, as `ReduceLROnPlateau` (checked after each epoch, on the "
+            "metric agreed by all ranks).",
         ),
     }
 )
