@@ -42,7 +42,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from torch.distributed.elastic.multiprocessing.errors import record
-from torch.optim.lr_scheduler import LambdaLR
+from torch.optim.lr_scheduler import LRScheduler
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 
 # ----------------------------------------------------------------------------- configuration
@@ -85,7 +85,13 @@ MODEL = {
 TASK = "classification"
 TRAIN = {
     "loss": "cross_entropy",
-    "optimizer": {"name": "adamw", "lr": 0.0005, "weight_decay": 0.05, "momentum": 0.0},
+    "optimizer": {
+        "name": "adamw",
+        "lr": 0.0005,
+        "weight_decay": 0.05,
+        "betas": [0.9, 0.999],
+        "eps": 1e-08,
+    },
     "scheduler": {"name": "cosine", "warmup": 200},
     "epochs": 8,
     "max_steps": None,
@@ -376,21 +382,43 @@ def loss_fn(pred: torch.Tensor, target: torch.Tensor, reduction: str = "mean") -
 
 def make_optimizer(parameters) -> torch.optim.Optimizer:
     settings = TRAIN["optimizer"]
-    return torch.optim.AdamW(parameters, lr=settings["lr"], weight_decay=settings["weight_decay"])
+    return torch.optim.AdamW(
+        parameters,
+        lr=settings["lr"],
+        weight_decay=settings["weight_decay"],
+        betas=settings["betas"],
+        eps=settings["eps"],
+    )
 
 
-def make_scheduler(optimizer: torch.optim.Optimizer, length: Length) -> LambdaLR:
-    """Linear warm-up over the first steps, then cosine decay to zero at the last step."""
-    warmup = TRAIN["scheduler"]["warmup"]
+class Schedule(LRScheduler):
+    """The rate of each optimizer step: base rate x linear warm-up x the schedule's factor.
 
-    def factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        progress = (step - warmup) / max(1, length.total_steps - warmup)
-        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+    Stepped after every optimizer step. Its state (steps done)
+    is saved in checkpoints; the run's length is not, so a resumed run counts its own.
+    """
 
-    # Stepped once per optimizer step.
-    return LambdaLR(optimizer, factor)
+    def __init__(self, optimizer: torch.optim.Optimizer, length: Length) -> None:
+        self.length = length
+        super().__init__(optimizer)
+
+    def state_dict(self) -> dict:
+        return {key: value for key, value in super().state_dict().items() if key != "length"}
+
+    def get_lr(self) -> list[float]:
+        return [base * self.factor(self.last_epoch) for base in self.base_lrs]
+
+    def factor(self, step: int) -> float:
+        """The multiple of the base rate after `step` optimizer steps."""
+        warmup = TRAIN["scheduler"]["warmup"]
+        warm = (step + 1) / warmup if step < warmup else 1.0
+        # Cosine decay to zero over the steps after the warm-up.
+        progress = max(0, step - warmup) / max(1, self.length.total_steps - warmup)
+        return warm * 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+
+def make_scheduler(optimizer: torch.optim.Optimizer, length: Length) -> Schedule:
+    return Schedule(optimizer, length)
 
 
 @dataclass(frozen=True)
@@ -1113,6 +1141,7 @@ def run_training(args: argparse.Namespace, run_dir: Path) -> int:
                 "samples_per_s": (state.samples - samples_before) / max(total_time, 1e-9),
                 "final": run.last,
                 "resumed_from": str(resume_from) if resume_from else None,
+                "deterministic": torch.are_deterministic_algorithms_enabled(),
                 "error": error,
                 "inputs": run_inputs(run_dir),
             }
