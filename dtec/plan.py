@@ -12,7 +12,7 @@ from dtec.backends.checks import check as check_launcher, job_image
 from dtec.diagnostics import Diagnostic, Related, diag
 from dtec.estimate import Memory, activation_bytes, memory_per_rank, parameter_count
 from dtec.lang.blueprint import Blueprint
-from dtec.lang.semantics import sample_shape
+from dtec.lang.semantics import check_warmup, sample_shape
 from dtec.source import argument_span
 from dtec.machines import Catalog, Machine, Partition
 from dtec.machines.overrides import OverrideError, apply_overrides
@@ -165,6 +165,7 @@ class _Planner:
         batch = self.batch
         global_batch = batch * world * (self.bp.get("train", "grad_accum") or 1)
         self.decide("global batch", global_batch, f"{batch} per rank × {world} ranks × {self.bp.get('train', 'grad_accum') or 1} accumulation steps")
+        self.found += check_warmup(self.bp, world)  # the run's length in steps depends on the ranks
         return (
             Plan(
                 target=self.target,

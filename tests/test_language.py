@@ -61,8 +61,8 @@ def test_quickstart_values_are_typed(blueprints_dir: Path) -> None:
     assert bp.get("data", "gauges", "source") == {
         "fn": "synthetic", "samples": 4096, "shape": [30, 8], "targets": 1, "classes": None, "seed": 42,
     }
-    assert bp.get("train", "optimizer") == {"fn": "adamw", "lr": 1e-3, "weight_decay": 0.01, "momentum": 0.0}
-    assert bp.get("train", "scheduler") == {"fn": "cosine", "warmup": 50}
+    assert bp.get("train", "optimizer") == {"fn": "adamw", "lr": 1e-3, "weight_decay": 0.01, "betas": [0.9, 0.999], "eps": 1e-8}
+    assert bp.get("train", "scheduler") == {"fn": "cosine", "warmup": 10}
     assert bp.get("target", "lumi", "walltime") == QUICKSTART_VALUES["walltime"]
     assert bp.get("target", "lumi", "account") == QUICKSTART_VALUES["account"]
     assert bp.get("strategy", "gpus_per_node") == "all"
@@ -527,7 +527,7 @@ def test_set_reaches_into_calls_and_maps_keeping_the_other_arguments() -> None:
     result = lint_text(text, sets=sets)
     assert codes(result) == []
     bp = result.blueprint
-    assert bp.get("train", "optimizer") == {"fn": "sgd", "lr": 1e-2, "weight_decay": 0.0, "momentum": 0.9}
+    assert bp.get("train", "optimizer") == {"fn": "sgd", "lr": 1e-2, "weight_decay": 0.0, "momentum": 0.9, "nesterov": False}
     assert bp.get("train", "scheduler") == {"fn": "cosine", "warmup": 5}
     assert bp.get("train", "checkpoint") == {"every": 1, "keep": 4, "best": None, "final": "last"}
     assert bp.get("data", "d", "source", "seed") == 7

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import importlib.util
 import atexit
 import builtins
 import functools
@@ -259,6 +260,17 @@ def render_cases() -> dict[str, tuple[str, ...]]:
     cases["optimizer-sgd"] = ("train.optimizer=sgd(lr = 0.1, momentum = 0.9)",)
     cases["scheduler-none"] = ("train.scheduler=none",)
     cases["scheduler-step"] = ("train.scheduler=step(every = 1, gamma = 0.5)",)
+    cases["optimizer-rmsprop"] = ("train.optimizer=rmsprop(lr = 0.01, alpha = 0.9, momentum = 0.5)",)
+    cases["optimizer-nesterov"] = ("train.optimizer=sgd(lr = 0.1, momentum = 0.9, nesterov = true)",)
+    cases["scheduler-exponential"] = ("train.scheduler=exponential(gamma = 0.9, warmup = 2)",)
+    cases["scheduler-multistep"] = ("train.epochs=5", "train.scheduler=multistep(milestones = [2, 4])")
+    cases["scheduler-onecycle"] = ("train.scheduler=onecycle(max_lr = 0.1)",)
+    for sname in ("single", "zero2"):
+        cases[f"{sname}-plateau-stop-early"] = (
+            *STRATEGIES[sname], "train.epochs=20",
+            "train.scheduler=plateau(monitor = min(val_loss), patience = 2, warmup = 4)",
+            "train.stop_early={ monitor = min(val_loss), patience = 5, min_delta = 0.01 }")
+    cases["deterministic"] = ("train.deterministic=true",)
     # Absolute paths of the machine that will train: not checked here (DT306), only rendered.
     cases["source-npz"] = ('data.gauges.source=npz(path = "/data/x.npz")',)
     cases["source-csv"] = ('data.gauges.source=csv(path = "/data/x.csv", target = "q")',)
@@ -390,7 +402,7 @@ def test_the_script_takes_its_defaults_from_the_ir(tmp_path: Path) -> None:
     assert context["data"]["workers"] == ir.data["d"].workers > 0  # `auto`, resolved
     assert context["data"]["shuffle"] is True and context["data"]["source"]["seed"] == 0
     assert context["train"]["optimizer"] == {"name": "adamw", "lr": 1e-3, "weight_decay": 0.01,
-                                             "momentum": 0.0}
+                                             "betas": [0.9, 0.999], "eps": 1e-8}
     assert context["monitor"] == {"timing": True, "energy": False, "profiler": None,
                                   "log_every": None}
 
@@ -957,20 +969,15 @@ METRIC_CASES = {
 
 
 def load_script(path: Path):
-    """The bundle's train.py as a module (its main() does not run)."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location(f"train_{path.parent.name}", path)
-# ----------------------------------------------------------------------------- losses
-def script_module(folder: Path, *sets: str):
-    """The compiled train.py of `sets`, imported as a module (main() is not run)."""
-    import importlib.util
-
-    path = write_bundle(folder, *sets)
-    spec = importlib.util.spec_from_file_location(f"train_{folder.name}", path)
+    """The rendered train.py as a module (its main() is not run)."""
+    name = f"train_{abs(hash(path))}"
+    spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look their module up
-    spec.loader.exec_module(module)
+    sys.modules[name] = module  # its dataclasses look their module up
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        del sys.modules[name]
     return module
 
 
@@ -1049,6 +1056,14 @@ def test_metrics_on_two_ranks_equal_a_direct_computation(tmp_path: Path, case: s
     if best:  # max(val_f1): the best epoch is the one with the highest macro F1
         assert best["metric"] == "val_f1"
         assert best["value"] == max(e["val_f1"] for e in epochs) == record["val_f1"]
+
+
+# ----------------------------------------------------------------------------- losses
+def script_module(folder: Path, *sets: str):
+    """The compiled train.py of `sets`, imported as a module (main() is not run)."""
+    return load_script(write_bundle(folder, *sets))
+
+
 @pytest.mark.parametrize(
     ("sets", "pred_shape", "target", "direct"),
     [
@@ -1127,3 +1142,160 @@ def test_a_custom_loss_that_is_no_scalar_stops_with_one_line(tmp_path: Path) -> 
                           *STRATEGIES["single"])
     line = only_error_line(python(script))
     assert "the loss losses:per_sample returned shape [16], not a scalar tensor" in line
+
+
+# ----------------------------------------------------------------------------- optimization
+@pytest.mark.parametrize(
+    ("call", "cls", "expected"),
+    [
+        ("adamw(lr = 0.02, betas = [0.8, 0.99], eps = 1e-6, weight_decay = 0.1)", torch.optim.AdamW,
+         {"lr": 0.02, "betas": (0.8, 0.99), "eps": 1e-6, "weight_decay": 0.1}),
+        ("adam(betas = [0.5, 0.9], eps = 1e-7)", torch.optim.Adam,
+         {"lr": 1e-3, "betas": (0.5, 0.9), "eps": 1e-7, "weight_decay": 0.0}),
+        ("sgd(lr = 0.1, momentum = 0.9, nesterov = true, weight_decay = 0.001)", torch.optim.SGD,
+         {"lr": 0.1, "momentum": 0.9, "nesterov": True, "weight_decay": 0.001}),
+        ("rmsprop(lr = 0.005, alpha = 0.9, momentum = 0.5, eps = 1e-5, weight_decay = 0.01)",
+         torch.optim.RMSprop,
+         {"lr": 0.005, "alpha": 0.9, "momentum": 0.5, "eps": 1e-5, "weight_decay": 0.01}),
+    ],
+)
+def test_every_optimizer_key_reaches_torch(tmp_path: Path, call: str, cls: type,
+                                           expected: dict) -> None:
+    module = load_script(write_bundle(tmp_path, f"train.optimizer={call}"))
+    optimizer = module.make_optimizer([torch.nn.Parameter(torch.zeros(2))])
+    assert type(optimizer) is cls
+    defaults = {k: tuple(v) if isinstance(v, list) else v for k, v in optimizer.defaults.items()}
+    assert expected.items() <= defaults.items()
+
+
+def step_lrs(run_dir: Path) -> list[float]:
+    """The learning rate of every optimizer step (monitor.log_every = 1)."""
+    return [s["lr"] for s in records(run_dir, "step")]
+
+
+def torch_lrs(scheduler_of, steps: int, per_epoch: int, lr: float) -> list[float]:
+    """The rate after each optimizer step (as step records log it) under torch's own scheduler:
+    `scheduler_of(optimizer)` returns it and whether it is stepped once per epoch."""
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=lr)
+    scheduler, once_per_epoch = scheduler_of(optimizer)
+    found = []
+    for step in range(1, steps + 1):
+        optimizer.step()
+        if not once_per_epoch or step % per_epoch == 0:
+            scheduler.step()
+        found.append(optimizer.param_groups[0]["lr"])
+    return found
+
+
+# CROSSING on one process: SGD at LR, 10 epochs of 12 steps.
+LR, STEPS, PER_EPOCH = 0.01, 120, 12
+ONE_PROCESS = ("strategy.kind=single", "strategy.procs_per_node=1", "monitor.log_every=1")
+SCHEDULES = {
+    "exponential(gamma = 0.8)": lambda o: (torch.optim.lr_scheduler.ExponentialLR(o, 0.8), True),
+    "multistep(milestones = [2, 5], gamma = 0.5)":
+        lambda o: (torch.optim.lr_scheduler.MultiStepLR(o, [2, 5], 0.5), True),
+    "step(every = 3, gamma = 0.5)": lambda o: (torch.optim.lr_scheduler.StepLR(o, 3, 0.5), True),
+    "onecycle(max_lr = 0.05, pct_start = 0.25)":
+        lambda o: (torch.optim.lr_scheduler.OneCycleLR(o, 0.05, total_steps=STEPS, pct_start=0.25,
+                                                        cycle_momentum=False), False),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("schedule", sorted(SCHEDULES))
+def test_schedules_follow_torchs_own(tmp_path: Path, schedule: str) -> None:
+    script = write_bundle(tmp_path, *CROSSING, *ONE_PROCESS, f"train.scheduler={schedule}")
+    ok(python(script))
+    expected = torch_lrs(SCHEDULES[schedule], STEPS, PER_EPOCH, LR)
+    assert step_lrs(tmp_path / "run") == pytest.approx(expected, rel=1e-9)
+
+
+@pytest.mark.slow
+def test_warmup_combines_with_a_schedule(tmp_path: Path) -> None:
+    script = write_bundle(tmp_path, *CROSSING, *ONE_PROCESS,
+                          "train.scheduler=exponential(gamma = 0.8, warmup = 9)")
+    ok(python(script))
+    decay = torch_lrs(SCHEDULES["exponential(gamma = 0.8)"], STEPS, PER_EPOCH, LR)
+    warm = [min(1.0, (step + 1) / 9) for step in range(1, STEPS + 1)]  # the next step's
+    assert step_lrs(tmp_path / "run") == pytest.approx([w * d for w, d in zip(warm, decay)])
+
+
+@pytest.mark.slow
+def test_plateau_reduces_the_rate_as_torchs_reduce_lr_on_plateau(tmp_path: Path) -> None:
+    """The validation loss rises after epoch 3: with patience 1 the rate halves after epoch 5.
+
+    Two ranks: 6 steps an epoch."""
+    script = write_bundle(tmp_path, *CROSSING, "monitor.log_every=1",
+                          "train.scheduler=plateau(monitor = min(val_loss), factor = 0.5, "
+                          "patience = 1, min_lr = 0.003)")
+    out = ok(torchrun(script))
+    run_dir = tmp_path / "run"
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=LR)
+    reference = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, "min", factor=0.5, patience=1,
+                                                           min_lr=0.003)
+    expected = []
+    for epoch in records(run_dir, "epoch"):
+        expected += [optimizer.param_groups[0]["lr"]] * 6
+        reference.step(epoch["val_loss"])
+    lrs = step_lrs(run_dir)
+    assert lrs == pytest.approx(expected)
+    assert lrs[0] == LR and lrs[-1] == 0.003  # reduced twice: 0.005, then min_lr
+    assert "plateau: val_loss has not improved for 2 epochs: learning rate 0.005" in out
+
+
+STOP = "train.stop_early={ monitor = min(val_loss), patience = 2, min_delta = 0.01 }"
+MESSAGE = "stopped early at epoch 5: val_loss did not improve by 0.01 for 2 epochs"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("strategy", ["ddp", "zero2"])
+def test_early_stopping_ends_the_run_after_patience_epochs(tmp_path: Path, strategy: str) -> None:
+    """The validation loss is lowest at epoch 3 of 10: patience 2 stops after epoch 5.
+
+    Under ZeRO with SGD too, which DeepSpeed calls untested and the script allows."""
+    script = write_bundle(tmp_path, *CROSSING, STOP, *STRATEGIES[strategy])
+    out = ok(torchrun(script, timeout=240))
+    run_dir = tmp_path / "run"
+    epochs = records(run_dir, "epoch")
+    assert [e["epoch"] for e in epochs] == [1, 2, 3, 4, 5]
+    assert min(epochs, key=lambda e: e["val_loss"])["epoch"] == 3
+    result = summary(run_dir)
+    assert (result["status"], result["steps"], result["stopped_early"]) == ("completed", 30, MESSAGE)
+    assert MESSAGE in out
+    assert checkpoint_names(run_dir)[-1].startswith("step-00000030")  # a last checkpoint
+    if strategy == "ddp":
+        best = torch.load(run_dir / "checkpoints" / "best.pt", weights_only=False)
+        assert_same_weights(final_weights(run_dir), best["model"])  # final = best still applies
+
+
+@pytest.mark.slow
+def test_a_run_resumed_inside_the_patience_window_stops_where_it_would_have(tmp_path: Path) -> None:
+    """Stopped after epoch 4 (one epoch without improvement) and resumed: the counter and the
+    plateau schedule's reduction come back, so it stops after epoch 5 with the same weights."""
+    sets = (*CROSSING, STOP, "train.scheduler=plateau(monitor = min(val_loss), patience = 0)")
+    reference = write_bundle(tmp_path / "reference", *sets)
+    ok(torchrun(reference))
+    script = write_bundle(tmp_path / "resumed", *sets)
+    run_dir = tmp_path / "resumed" / "run"
+    ok(torchrun(script, "--max-steps", "24"))
+    assert summary(run_dir)["stopped_early"] is None
+    out = ok(torchrun(script))
+    assert "step-00000024.pt (epoch 5, step 24)" in out
+    result = summary(run_dir)
+    assert (result["steps"], result["stopped_early"]) == (30, MESSAGE)
+    lrs = [e["lr"] for e in records(run_dir, "step") if e["epoch"] == 5]
+    assert lrs and all(lr == pytest.approx(LR * 0.1) for lr in lrs)  # reduced after epoch 4
+    last = "step-00000030.pt"
+    assert_same_weights(
+        torch.load(run_dir / "checkpoints" / last, weights_only=False)["model"],
+        torch.load(tmp_path / "reference" / "run" / "checkpoints" / last, weights_only=False)["model"],
+    )
+
+
+@pytest.mark.slow
+def test_deterministic_runs_give_bit_identical_weights(tmp_path: Path) -> None:
+    sets = ("train.deterministic=true", "data.gauges.workers=1")
+    for name in ("a", "b"):
+        ok(torchrun(write_bundle(tmp_path / name, *sets)))
+        assert summary(tmp_path / name / "run")["deterministic"] is True
+    assert_same_weights(final_weights(tmp_path / "a" / "run"), final_weights(tmp_path / "b" / "run"))

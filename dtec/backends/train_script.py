@@ -10,7 +10,7 @@ from dtec import __version__
 from dtec.backends.templating import render
 from dtec.ir import IR
 from dtec.ir.model import Loss
-from dtec.lang.schema import metric_name
+from dtec.lang.schema import OPTIMIZER, metric_name
 from dtec.runs import ir_sha256
 
 TEMPLATE = "train.py.jinja"
@@ -26,9 +26,10 @@ _LOSS_OPTIONS = ("huber", "bce", "cross_entropy", "nll", "python")
 _TARGET_KINDS = {"classes": "class", "binary": "binary", "values": "values"}
 # The optimizer class of each `train.optimizer`, with its settings.
 _OPTIMIZERS = {
-    "adamw": ("torch.optim.AdamW", ("lr", "weight_decay")),
-    "adam": ("torch.optim.Adam", ("lr", "weight_decay")),
-    "sgd": ("torch.optim.SGD", ("lr", "momentum", "weight_decay")),
+    "adamw": "torch.optim.AdamW",
+    "adam": "torch.optim.Adam",
+    "sgd": "torch.optim.SGD",
+    "rmsprop": "torch.optim.RMSprop",
 }
 # The optimizers DeepSpeed tests ZeRO with (deepspeed.runtime.zero.utils.ZERO_SUPPORTED_OPTIMIZERS).
 _ZERO_TESTED_OPTIMIZERS = ("adamw", "adam")
@@ -134,11 +135,10 @@ def _configuration(ir: IR) -> dict[str, Any]:
     params = dict(model.params)
     if model.arch == "python":  # its extra keyword arguments, as those of a python source
         params = {"class": params["class"], "kwargs": params.get("kwargs", {})}
-    scheduler: dict[str, Any] = {"name": train.scheduler.name}
-    if train.scheduler.name == "cosine":
-        scheduler["warmup"] = train.scheduler.warmup
-    elif train.scheduler.name == "step":
-        scheduler |= {"every": train.scheduler.every, "gamma": train.scheduler.gamma}
+    # Only the settings of the chosen optimizer and schedule (the IR holds None for the others).
+    scheduler = train.scheduler.model_dump(exclude_none=True)
+    if scheduler["name"] == "none":
+        scheduler = {"name": "none"}
     return {
         "twin": ir.twin.model_dump(),
         "data": {
@@ -157,7 +157,7 @@ def _configuration(ir: IR) -> dict[str, Any]:
         "task": data.task or ("regression" if train.loss.scores in ("values", None) else "classification"),
         "train": {
             "loss": _loss(train.loss),
-            "optimizer": train.optimizer.model_dump(),
+            "optimizer": train.optimizer.model_dump(exclude_none=True),
             "scheduler": scheduler,
             "epochs": train.epochs,
             "max_steps": train.max_steps,
@@ -167,10 +167,12 @@ def _configuration(ir: IR) -> dict[str, Any]:
             "clip_grad": train.clip_grad,
             "checkpoint": _checkpoint(train.checkpoint),
             "export": train.export,
+            **({"stop_early": train.stop_early.model_dump()} if train.stop_early else {}),
         },
         "strategy": {"kind": ir.strategy.kind, "zero": ir.strategy.zero},
         "monitor": ir.monitor.model_dump(),
         "run": {"ir_sha256": ir_sha256(ir.model_dump(mode="json"))},  # as of ir.json's data
+        "deterministic": train.deterministic,
     }
 
 
@@ -248,6 +250,7 @@ def _script_facts(ctx: dict[str, Any]) -> dict:
     user_code = arch == "python" or source == "python" or python_loss
     starts_from = "freeze" in ctx["model"]
     export = ctx["train"]["export"]
+    optimizer = ctx["train"]["optimizer"]["name"]
     title = _TITLES[strategy].format(zero=ctx["strategy"]["zero"])
     # torch.nn.functional: the U-Net pads with it, losses but mape and python() compute with it.
     functional = arch == "unet" or bool(losses - {"mape", "python"})
@@ -270,8 +273,9 @@ def _script_facts(ctx: dict[str, Any]) -> dict:
         "scaled_loss": (
             "scaler.scale(loss / accumulate)" if precision == "fp16" else "(loss / accumulate)"
         ),
-        "optimizer": _call(*_OPTIMIZERS[ctx["train"]["optimizer"]["name"]]),
-        "zero_untested_optimizer": ctx["train"]["optimizer"]["name"] not in _ZERO_TESTED_OPTIMIZERS,
+        # Every setting of the optimizer is passed to its torch.optim class by its own name.
+        "optimizer": _call(_OPTIMIZERS[optimizer], tuple(OPTIMIZER.functions[optimizer].params)),
+        "zero_untested_optimizer": optimizer not in _ZERO_TESTED_OPTIMIZERS,
         "imports_user_code": user_code,
         # Initial weights or frozen parameters: train/weights.py.jinja.
         "starts_from": starts_from,
@@ -279,6 +283,10 @@ def _script_facts(ctx: dict[str, Any]) -> dict:
         # checkpoints/best.pt kept by a monitored metric; final_model.pt its weights (final = best).
         "keeps_best": "best" in ctx["train"]["checkpoint"],
         "final_is_best": ctx["train"]["checkpoint"].get("final") == "best",
+        # Early stopping and the plateau schedule watch a validation metric, agreed by all ranks.
+        "stops_early": "stop_early" in ctx["train"],
+        "watches": "stop_early" in ctx["train"] or scheduler == "plateau",
+        "deterministic": ctx["deterministic"],
         # One process reads its own flag, which costs nothing: it checks after every step.
         "stop_check_every": 1 if strategy == "single" else STOP_CHECK_EVERY,
         "export_file": EXPORT_FILES[export],
@@ -296,6 +304,7 @@ def _imports(strategy: str, source: str, precision: str, scheduler: str, *, user
     stdlib |= {"importlib"} if user_code else set()
     stdlib |= {"subprocess", "threading"} if energy else set()
     stdlib |= {"hashlib"} if weights else set()
+    stdlib |= {"bisect"} if scheduler == "multistep" else set()
     lines = [f"import {name}" for name in sorted(stdlib)] + list(_STDLIB_FROM) + [""]
     lines += [_NUMPY] if source == "npz" else []
     lines += ["import torch"]
@@ -308,7 +317,7 @@ def _imports(strategy: str, source: str, precision: str, scheduler: str, *, user
         lines += _FSDP_IMPORTS
         policy = "MixedPrecisionPolicy, " if AMP_DTYPES[precision] else ""
         lines += [f"from torch.distributed.fsdp import {policy}fully_shard"]
-    lines += ["from torch.optim.lr_scheduler import LambdaLR"] if scheduler != "none" else []
+    lines += ["from torch.optim.lr_scheduler import LRScheduler"] if scheduler != "none" else []
     datasets = ", TensorDataset" if source in ("npz", "csv") else ""
     data_names = f"DataLoader, Dataset, DistributedSampler{datasets}, Subset"
     lines += [f"from torch.utils.data import {data_names}"]

@@ -10,11 +10,11 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from dtec import __version__
 from dtec.lang.blueprint import Blueprint
 from dtec.lang.schema import (
-    ARCH, CLASSIFICATION_LOSSES, DATA_SOURCE, EXPORTERS, LOSSES, METRIC, METRICS, OPTIMIZER,
+    ARCH, DATA_SOURCE, EXPORTERS, LOSSES, METRIC, METRICS, OPTIMIZER,
     PRECISIONS, SCALING_MODES, SCHEDULER, SPLIT_ORDERS, STRATEGIES,
 )
 from dtec.lang.losses import loss_terms, loss_weights, scored_targets
-from dtec.lang.semantics import label_count, sample_shape
+from dtec.lang.semantics import label_count, sample_shape, training_task
 from dtec.plan import Decision, Plan
 
 IR_VERSION = "1.1"
@@ -108,21 +108,16 @@ class Model(_Model):
 
 
 class Optimizer(_Model):
-    """The optimizer and its settings."""
+    """The optimizer and its settings; those another optimizer takes are None."""
 
     name: OptimizerName
     lr: float = Field(gt=0)
     weight_decay: float = Field(ge=0)
-    momentum: float = Field(ge=0, le=1)
-
-
-class Scheduler(_Model):
-    """The learning-rate schedule."""
-
-    name: SchedulerName
-    warmup: int = 0
-    every: int | None = None
-    gamma: float | None = None
+    momentum: float | None = Field(None, ge=0, le=1, description="SGD, RMSprop")
+    nesterov: bool | None = Field(None, description="SGD")
+    betas: list[float] | None = Field(None, min_length=2, max_length=2, description="Adam, AdamW")
+    eps: float | None = Field(None, gt=0, description="Adam, AdamW, RMSprop")
+    alpha: float | None = Field(None, ge=0, lt=1, description="RMSprop")
 
 
 class Monitored(_Model):
@@ -139,6 +134,30 @@ class Metric(_Model):
     average: Literal["macro", "micro"] | None = Field(
         None, description="precision, recall and F1: over the classes (macro) or all decisions (micro)"
     )
+
+
+class Scheduler(_Model):
+    """The learning-rate schedule and its linear warm-up (optimizer steps); unused settings are None."""
+
+    name: SchedulerName
+    warmup: int = Field(0, ge=0)
+    every: int | None = Field(None, ge=1, description="step: epochs between decays")
+    gamma: float | None = Field(None, gt=0, le=1, description="step, exponential, multistep")
+    milestones: list[int] | None = Field(None, description="multistep: epochs, increasing")
+    max_lr: float | None = Field(None, gt=0, description="onecycle")
+    pct_start: float | None = Field(None, gt=0, lt=1, description="onecycle")
+    monitor: Monitored | None = Field(None, description="plateau")
+    factor: float | None = Field(None, gt=0, lt=1, description="plateau")
+    patience: int | None = Field(None, ge=0, description="plateau: epochs")
+    min_lr: float | None = Field(None, ge=0, description="plateau")
+
+
+class StopEarly(_Model):
+    """Stop when the monitored metric has not improved by `min_delta` for `patience` epochs."""
+
+    monitor: Monitored
+    patience: int = Field(ge=1)
+    min_delta: float = Field(ge=0)
 
 
 class Checkpoint(_Model):
@@ -193,6 +212,8 @@ class Train(_Model):
     checkpoint: Checkpoint
     export: Literal[EXPORTERS] = Field("torch_export", description="how the final model is exported for predict.py")  # type: ignore[valid-type]
     path: str | None = Field(None, description=_CODE_PATH)
+    stop_early: StopEarly | None = None
+    deterministic: bool = False
 
 
 class Strategy(_Model):
@@ -337,18 +358,20 @@ def build_ir(bp: Blueprint, plan: Plan, code: Mapping[str, str] | None = None) -
         train=Train(
             model=train["model"],
             loss=_loss(train["loss"]),
-            optimizer=Optimizer(name=optimizer["fn"], lr=optimizer["lr"], weight_decay=optimizer["weight_decay"], momentum=optimizer["momentum"]),
-            scheduler=Scheduler(name=scheduler["fn"], **{k: val for k, val in scheduler.items() if k != "fn"}),
+            optimizer=Optimizer(name=optimizer["fn"], **{k: val for k, val in optimizer.items() if k != "fn"}),
+            scheduler=Scheduler(name=scheduler["fn"], **{k: _monitored(val) if k == "monitor" else val for k, val in scheduler.items() if k != "fn"}),
             epochs=train["epochs"],
             max_steps=train["max_steps"],
             precision=plan.precision,
             seed=train["seed"],
             grad_accum=train["grad_accum"],
             clip_grad=train["clip_grad"],
-            metrics=_metrics(train),
+            metrics=_metrics(train, training_task(bp)),
             checkpoint=_checkpoint(train["checkpoint"]),
             export=train["export"],
             path=code.get(train["path"], train["path"]),
+            stop_early=train.get("stop_early") and StopEarly(**{**train["stop_early"], "monitor": _monitored(train["stop_early"]["monitor"])}),
+            deterministic=train["deterministic"],
         ),
         strategy=Strategy(
             kind=plan.strategy,
@@ -412,16 +435,21 @@ def _loss(loss: dict[str, Any]) -> Loss:
 
 def _checkpoint(c: dict[str, Any]) -> Checkpoint:
     """The checkpoint record; a monitored metric `min(val_loss)` as its metric and mode."""
-    best = c.get("best") and Monitored(metric=c["best"]["metric"], mode=c["best"]["fn"])
+    best = c.get("best") and _monitored(c["best"])
     return Checkpoint(every=c["every"], keep=c["keep"], best=best, final=c["final"])
 
 
-def _metrics(train: dict[str, Any]) -> list[Metric]:
-    """`train.metrics` as recorded: a classifying loss's accuracy first unless it is listed."""
+def _metrics(train: dict[str, Any], task: str | None) -> list[Metric]:
+    """`train.metrics` as recorded: for classification the accuracy first unless it is listed."""
     declared = [Metric(name=m["fn"], average=m.get("average")) for m in train["metrics"]]
     accuracy = Metric(name="accuracy")
-    default = [accuracy] if train["loss"] in CLASSIFICATION_LOSSES and accuracy not in declared else []
+    default = [accuracy] if task == "classification" and accuracy not in declared else []
     return default + declared
+
+
+def _monitored(call: dict[str, Any]) -> Monitored:
+    """A monitored metric, `min(val_loss)`, as its metric and mode."""
+    return Monitored(metric=call["metric"], mode=call["fn"])
 
 
 def _data(name: str, d: dict[str, Any], plan: Plan, code: Mapping[str, str]) -> Data:

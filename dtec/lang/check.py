@@ -277,6 +277,9 @@ class _Checker:
         if type_.open_min and type_.min is not None and value <= type_.min:
             self.report("DT106", f"`{expr.text}` must be greater than {_num(type_.min)}", expr.span, "use a positive value")
             return _INVALID
+        if type_.open_max and type_.max is not None and value >= type_.max:
+            self.report("DT106", f"`{expr.text}` must be less than {_num(type_.max)}", expr.span, f"use a value below {_num(type_.max)}")
+            return _INVALID
         return self.bounded(expr, value, type_.min, type_.max)
 
     def bounded(self, expr: ast.Number, value: int | float, low, high) -> Any:
@@ -350,8 +353,12 @@ class _Checker:
     def v_ListOf(self, expr: ast.Expr, type_: t.ListOf, path: Path) -> Any:
         if not isinstance(expr, ast.ListExpr):
             return self.mismatch(expr, type_)
-        if len(expr.items) < type_.min_len:
-            self.report("DT106", "the list is empty", expr.span, f"give at least {type_.min_len} item")
+        count, low, high = len(expr.items), type_.min_len, type_.max_len
+        if count < low or (high is not None and count > high):
+            found = "the list is empty" if count == 0 else f"the list has {count} item{'s' if count != 1 else ''}"
+            wanted = f"at least {low}" if high is None else (f"{low}" if low == high else f"{low} to {high}")
+            plural = "s" if (low if high is None else high) != 1 else ""
+            self.report("DT106", found, expr.span, f"give {wanted} item{plural}")
             return _INVALID
         items = [self.value(item, type_.item, (*path, i)) for i, item in enumerate(expr.items)]
         return _INVALID if any(i is _INVALID for i in items) else items

@@ -269,37 +269,99 @@ MONITORED = Call(
     }
 )
 
+_LR = _f(Float(min=0.0, open_min=True), "learning rate", default=1e-3)
+_EPS = _f(Float(min=0.0, open_min=True), "term added to the denominator for numerical stability", default=1e-8)
+_BETAS = _f(
+    ListOf(Float(min=0.0, max=1.0, open_max=True), 2, 2),
+    "decay rates of the gradient's running mean and of its square, each in [0, 1)",
+    default=[0.9, 0.999],
+)
+
+
+def _weight_decay(default: float) -> Field:
+    return _f(Float(min=0.0), "weight decay", default=default)
+
+
+# Each key is passed to the torch.optim class of the same name as written (docs/training-script.md).
 OPTIMIZER = Call(
     {
-        name: Function(
+        "adamw": Function(
+            {"lr": _LR, "weight_decay": _weight_decay(0.01), "betas": _BETAS, "eps": _EPS},
+            "AdamW (`torch.optim.AdamW`): Adam with decoupled weight decay.",
+        ),
+        "adam": Function(
+            {"lr": _LR, "weight_decay": _weight_decay(0.0), "betas": _BETAS, "eps": _EPS},
+            "Adam (`torch.optim.Adam`).",
+        ),
+        "sgd": Function(
             {
-                "lr": _f(Float(min=0.0, open_min=True), "learning rate", default=1e-3),
-                "weight_decay": _f(Float(min=0.0), "weight decay", default=wd),
-                "momentum": _f(Float(min=0.0, max=1.0), "momentum (SGD)", default=0.0),
+                "lr": _LR,
+                "weight_decay": _weight_decay(0.0),
+                "momentum": _f(Float(min=0.0, max=1.0), "momentum factor", default=0.0),
+                "nesterov": _f(Bool(), "Nesterov momentum (needs `momentum` above 0)", default=False),
             },
-            doc,
-        )
-        for name, wd, doc in (
-            ("adamw", 0.01, "AdamW."),
-            ("adam", 0.0, "Adam."),
-            ("sgd", 0.0, "Stochastic gradient descent, with optional momentum."),
-        )
+            "Stochastic gradient descent (`torch.optim.SGD`), with optional momentum.",
+        ),
+        "rmsprop": Function(
+            {
+                "lr": _f(Float(min=0.0, open_min=True), "learning rate", default=1e-2),
+                "alpha": _f(Float(min=0.0, max=1.0, open_max=True), "smoothing constant of the squared-gradient average, in [0, 1)", default=0.99),
+                "momentum": _f(Float(min=0.0, max=1.0), "momentum factor", default=0.0),
+                "eps": _EPS,
+                "weight_decay": _weight_decay(0.0),
+            },
+            "RMSprop (`torch.optim.RMSprop`).",
+        ),
     }
 )
 
+# Every schedule but `none` takes a linear warm-up: the learning rate rises from lr/warmup to
+# its scheduled value over the first `warmup` optimizer steps.
+_WARMUP = _f(NON_NEGATIVE, "linear warm-up, in optimizer steps", default=0)
+_GAMMA = _f(Float(min=0.0, max=1.0, open_min=True), "decay factor", default=0.1)
 SCHEDULER = Call(
     {
         "none": Function({}, "A constant learning rate."),
         "cosine": Function(
-            {"warmup": _f(NON_NEGATIVE, "linear warm-up in optimizer steps", default=0)},
-            "Linear warm-up, then cosine decay to zero over the run.",
+            {"warmup": _WARMUP},
+            "Cosine decay to zero over the steps after the warm-up.",
         ),
         "step": Function(
-            {
-                "every": _f(POSITIVE, "epochs between decays", True),
-                "gamma": _f(Float(min=0.0, max=1.0, open_min=True), "decay factor", default=0.1),
-            },
+            {"every": _f(POSITIVE, "epochs between decays", True), "gamma": _GAMMA, "warmup": _WARMUP},
             "Multiply the learning rate by `gamma` every `every` epochs.",
+        ),
+        "exponential": Function(
+            {"gamma": _f(Float(min=0.0, max=1.0, open_min=True), "decay factor per epoch", True), "warmup": _WARMUP},
+            "Multiply the learning rate by `gamma` after every epoch.",
+        ),
+        "multistep": Function(
+            {
+                "milestones": _f(ListOf(POSITIVE, 1), "epochs after which the rate decays, increasing", True),
+                "gamma": _GAMMA,
+                "warmup": _WARMUP,
+            },
+            "Multiply the learning rate by `gamma` after each milestone epoch.",
+        ),
+        "onecycle": Function(
+            {
+                "max_lr": _f(Float(min=0.0, open_min=True), "the peak learning rate (the optimizer's `lr` is not used)", True),
+                "pct_start": _f(Float(min=0.0, max=1.0, open_min=True, open_max=True), "fraction of the run spent rising to `max_lr`", default=0.3),
+                "warmup": _WARMUP,
+            },
+            "The one-cycle policy over the whole run: from max_lr/25 up to `max_lr`, then down to "
+            "max_lr/250000 (cosine annealing, as `torch.optim.lr_scheduler.OneCycleLR`; momentum is not cycled).",
+        ),
+        "plateau": Function(
+            {
+                "monitor": _f(MONITORED, "the validation metric watched, e.g. `min(val_loss)`", default={"fn": "min", "metric": "val_loss"}),
+                "factor": _f(Float(min=0.0, max=1.0, open_min=True, open_max=True), "multiplies the rate on a plateau", default=0.1),
+                "patience": _f(NON_NEGATIVE, "epochs without improvement that are tolerated; the next one reduces the rate", default=10),
+                "min_lr": _f(Float(min=0.0), "the rate is never reduced below this", default=0.0),
+                "warmup": _WARMUP,
+            },
+            "Multiply the learning rate by `factor` when the monitored metric has not improved for "
+            "more than `patience` epochs, as `ReduceLROnPlateau` (checked after each epoch, on the "
+            "metric agreed by all ranks).",
         ),
     }
 )
@@ -436,6 +498,22 @@ BLOCKS: dict[str, BlockSpec] = {
                 default=[],
             ),
             "path": _f(Str(), "folder with your own Python code (a `python()` loss), relative to the blueprint; copied into the bundle"),
+            "stop_early": _f(
+                Record(
+                    {
+                        "monitor": _f(MONITORED, "the validation metric watched, e.g. `min(val_loss)`", True),
+                        "patience": _f(POSITIVE, "epochs without improvement before training stops", default=10),
+                        "min_delta": _f(Float(min=0.0), "the smallest change that counts as an improvement", default=0.0),
+                    }
+                ),
+                "stop when the monitored metric has not improved by `min_delta` for `patience` epochs",
+            ),
+            "deterministic": _f(
+                Bool(),
+                "deterministic algorithms only (`torch.use_deterministic_algorithms`, cuDNN): "
+                "bit-identical reruns, at a cost in speed (docs/training-script.md)",
+                default=False,
+            ),
             "checkpoint": _f(
                 Record(
                     {

@@ -63,6 +63,7 @@ def check_semantics(bp: Blueprint, *, errors_so_far: bool = False, facts: Mappin
     found += _check_training(bp, data, models)
     found += _check_metrics(bp)
     found += _check_best(bp)
+    found += _check_optimization(bp)
     found += _check_strategy(bp)
     if not errors_so_far and not has_errors(found):
         found += _check_unused(bp, data, models)
@@ -308,6 +309,76 @@ def _check_best(bp: Blueprint) -> list[Diagnostic]:
         span = bp.span("train", "checkpoint", "final")
         found.append(diag("DT107", "`final = best` needs a best checkpoint", span, "add `best = min(val_loss)` to `checkpoint`"))
     return found
+
+
+def _check_optimization(bp: Blueprint) -> list[Diagnostic]:
+    """Optimizer settings torch refuses together; schedules and early stopping against the run."""
+    train = bp.values.get("train") or {}
+    optimizer, scheduler, stop = train.get("optimizer"), train.get("scheduler"), train.get("stop_early")
+    epochs = train.get("epochs") if isinstance(train.get("epochs"), int) else None
+    found: list[Diagnostic] = []
+    if isinstance(optimizer, dict) and optimizer.get("nesterov") is True and optimizer.get("momentum") == 0:
+        span = bp.span("train", "optimizer", "nesterov")
+        found.append(diag("DT114", "Nesterov momentum needs a momentum, but `momentum` is 0", span, "set `momentum = 0.9`, or remove `nesterov`"))
+    if isinstance(scheduler, dict):
+        found += check_monitored(bp, scheduler.get("monitor"), ("train", "scheduler", "monitor"))
+        milestones = scheduler.get("milestones")
+        if isinstance(milestones, list):
+            found += _check_milestones(bp, milestones, epochs)
+        # The first epoch sets the best; the rate falls after `patience` + 1 epochs without improvement.
+        if isinstance(scheduler.get("patience"), int) and epochs is not None and scheduler["patience"] + 1 >= epochs:
+            found.append(_beyond_the_run(bp, ("train", "scheduler", "patience"), f"a patience of {scheduler['patience']} epochs", epochs))
+    if isinstance(stop, dict):
+        found += check_monitored(bp, stop.get("monitor"), ("train", "stop_early", "monitor"))
+        # The first epoch sets the best; training stops after `patience` epochs without improvement.
+        if isinstance(stop.get("patience"), int) and epochs is not None and stop["patience"] >= epochs:
+            found.append(_beyond_the_run(bp, ("train", "stop_early", "patience"), f"a patience of {stop['patience']} epochs", epochs))
+    return found
+
+
+def _check_milestones(bp: Blueprint, milestones: list[int], epochs: int | None) -> list[Diagnostic]:
+    path = ("train", "scheduler", "milestones")
+    for i in range(1, len(milestones)):
+        if milestones[i] <= milestones[i - 1]:
+            return [diag("DT106", f"milestone {milestones[i]} does not come after {milestones[i - 1]}", bp.span(*path, i), "list the milestone epochs in increasing order")]
+    late = [i for i, m in enumerate(milestones) if epochs is not None and m >= epochs]
+    return [_beyond_the_run(bp, (*path, late[0]), f"milestone {milestones[late[0]]}", epochs)] if late else []
+
+
+def _beyond_the_run(bp: Blueprint, path: tuple[str | int, ...], what: str, epochs: int) -> Diagnostic:
+    """DT315: `what` (at `path`) takes effect only after the run's `epochs` epochs."""
+    noun = "epoch" if epochs == 1 else "epochs"
+    return diag("DT315", f"{what} never takes effect in a run of {epochs} {noun}", bp.span(*path), "make it shorter than the run, or train longer (`epochs`)")
+
+
+def check_warmup(bp: Blueprint, world_size: int) -> list[Diagnostic]:
+    """DT315: a warm-up at least as long as the run, where the run's optimizer steps are known.
+
+    They are known from `max_steps`, or from a synthetic source's sample count and the ranks.
+    """
+    train = bp.values.get("train") or {}
+    warmup = (train.get("scheduler") or {}).get("warmup") if isinstance(train.get("scheduler"), dict) else None
+    if not isinstance(warmup, int) or warmup == 0:
+        return []
+    steps = _run_steps(bp, train, world_size)
+    if not isinstance(steps, int) or warmup < steps:
+        return []
+    span = bp.span("train", "scheduler", "warmup")
+    return [diag("DT315", f"a warm-up of {warmup} steps lasts the whole run of {steps} optimizer steps", span, f"make `warmup` shorter than {steps} steps (a tenth of the run is usual)")]
+
+
+def _run_steps(bp: Blueprint, train: dict, world_size: int) -> int | None:
+    """The run's optimizer steps, as the script counts them, when the blueprint says enough."""
+    data = bp.get("data", bp.get("model", train.get("model"), "input")) or {}
+    source = data.get("source") or {}
+    steps = train.get("max_steps")
+    numbers = source.get("samples"), data.get("batch"), train.get("epochs"), train.get("grad_accum")
+    fraction = (data.get("split") or {}).get("train")
+    if source.get("fn") == "synthetic" and all(isinstance(n, int) for n in numbers) and isinstance(fraction, float):
+        samples, batch, epochs, accumulate = numbers
+        whole = epochs * (round(samples * fraction) // world_size // batch // accumulate)
+        steps = whole if steps is None else min(steps, whole)
+    return steps
 
 
 def _check_strategy(bp: Blueprint) -> list[Diagnostic]:

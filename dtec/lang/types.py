@@ -37,11 +37,12 @@ class Int(Type):
 
 @dataclass(frozen=True)
 class Float(Type):
-    """A number (integers accepted), optionally bounded; `open_min` excludes the minimum."""
+    """A number (integers accepted), optionally bounded; `open_min`/`open_max` exclude a bound."""
 
     min: float | None = None
     max: float | None = None
     open_min: bool = False
+    open_max: bool = False
 
     def describe(self) -> str:
         return "a number"
@@ -101,10 +102,11 @@ class OneOf(Type):
 
 @dataclass(frozen=True)
 class ListOf(Type):
-    """A list of one element type."""
+    """A list of one element type, of `min_len` items or more (and at most `max_len`)."""
 
     item: Type
     min_len: int = 0
+    max_len: int | None = None
 
     def describe(self) -> str:
         return f"a list of {_plural(self.item.describe())}"

@@ -95,6 +95,7 @@ _TABLE = (
     ("DT320", "not-exportable", "warning", "`dtec check` could not export the model as `train { export }` asks"),
     ("DT321", "not-evaluable", "error", "`dtec evaluate` names a run that has no model to evaluate, or nothing to evaluate it on"),
     ("DT323", "loss-weights-mismatch", "error", "A loss's per-class weights do not match the classes or the model's outputs"),
+    ("DT315", "beyond-the-run", "warning", "A warm-up, milestone or patience is as long as the run: it never takes effect"),
 )
 
 RULES: dict[str, Rule] = {row[0]: Rule(*row) for row in _TABLE}

@@ -60,7 +60,7 @@ from torch.distributed.checkpoint.state_dict import (
 )
 from torch.distributed.device_mesh import init_device_mesh
 from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
-from torch.optim.lr_scheduler import LambdaLR
+from torch.optim.lr_scheduler import LRScheduler
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 
 # ----------------------------------------------------------------------------- configuration
@@ -103,9 +103,15 @@ MODEL = {
 TASK = "regression"
 TRAIN = {
     "loss": {"fn": "mse"},
-    "optimizer": {"name": "adamw", "lr": 0.00015, "weight_decay": 0.1, "momentum": 0.0},
+    "optimizer": {
+        "name": "adamw",
+        "lr": 0.00015,
+        "weight_decay": 0.1,
+        "betas": [0.9, 0.999],
+        "eps": 1e-08,
+    },
     "scheduler": {"name": "cosine", "warmup": 2000},
-    "epochs": 1,
+    "epochs": 400,
     "max_steps": 50000,
     "precision": "bf16",
     "seed": 0,
@@ -488,21 +494,43 @@ def loss_fn(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 # ----------------------------------------------------------------------------- optimisation
 def make_optimizer(parameters) -> torch.optim.Optimizer:
     settings = TRAIN["optimizer"]
-    return torch.optim.AdamW(parameters, lr=settings["lr"], weight_decay=settings["weight_decay"])
+    return torch.optim.AdamW(
+        parameters,
+        lr=settings["lr"],
+        weight_decay=settings["weight_decay"],
+        betas=settings["betas"],
+        eps=settings["eps"],
+    )
 
 
-def make_scheduler(optimizer: torch.optim.Optimizer, length: Length) -> LambdaLR:
-    """Linear warm-up over the first steps, then cosine decay to zero at the last step."""
-    warmup = TRAIN["scheduler"]["warmup"]
+class Schedule(LRScheduler):
+    """The rate of each optimizer step: base rate x linear warm-up x the schedule's factor.
 
-    def factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        progress = (step - warmup) / max(1, length.total_steps - warmup)
-        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+    Stepped after every optimizer step. Its state (steps done)
+    is saved in checkpoints; the run's length is not, so a resumed run counts its own.
+    """
 
-    # Stepped once per optimizer step.
-    return LambdaLR(optimizer, factor)
+    def __init__(self, optimizer: torch.optim.Optimizer, length: Length) -> None:
+        self.length = length
+        super().__init__(optimizer)
+
+    def state_dict(self) -> dict:
+        return {key: value for key, value in super().state_dict().items() if key != "length"}
+
+    def get_lr(self) -> list[float]:
+        return [base * self.factor(self.last_epoch) for base in self.base_lrs]
+
+    def factor(self, step: int) -> float:
+        """The multiple of the base rate after `step` optimizer steps."""
+        warmup = TRAIN["scheduler"]["warmup"]
+        warm = (step + 1) / warmup if step < warmup else 1.0
+        # Cosine decay to zero over the steps after the warm-up.
+        progress = max(0, step - warmup) / max(1, self.length.total_steps - warmup)
+        return warm * 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+
+def make_scheduler(optimizer: torch.optim.Optimizer, length: Length) -> Schedule:
+    return Schedule(optimizer, length)
 
 
 @dataclass(frozen=True)
@@ -1458,6 +1486,7 @@ def run_training(args: argparse.Namespace, run_dir: Path) -> int:
                 "test": test,
                 "export": exported or {"format": TRAIN["export"], "file": None},
                 "resumed_from": str(resume_from) if resume_from else None,
+                "deterministic": torch.are_deterministic_algorithms_enabled(),
                 "energy_j": run.energy_j if run.power.reason is None else None,
                 "error": error,
                 "inputs": run_inputs(run_dir),

@@ -53,7 +53,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.distributed.elastic.multiprocessing.errors import record
 from torch.nn.parallel import DistributedDataParallel as DDP
-from torch.optim.lr_scheduler import LambdaLR
+from torch.optim.lr_scheduler import LRScheduler
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 
 # ----------------------------------------------------------------------------- configuration
@@ -88,7 +88,13 @@ MODEL = {
 TASK = "classification"
 TRAIN = {
     "loss": {"fn": "cross_entropy", "label_smoothing": 0.0},
-    "optimizer": {"name": "adamw", "lr": 0.0003, "weight_decay": 0.05, "momentum": 0.0},
+    "optimizer": {
+        "name": "adamw",
+        "lr": 0.0003,
+        "weight_decay": 0.05,
+        "betas": [0.9, 0.999],
+        "eps": 1e-08,
+    },
     "scheduler": {"name": "cosine", "warmup": 100},
     "epochs": 10,
     "max_steps": None,
@@ -98,6 +104,11 @@ TRAIN = {
     "clip_grad": 1.0,
     "checkpoint": {"every": 1, "keep": 3},
     "export": "torch_export",
+    "stop_early": {
+        "monitor": {"metric": "val_accuracy", "mode": "max"},
+        "patience": 3,
+        "min_delta": 0.001,
+    },
 }
 STRATEGY = {"kind": "ddp", "zero": None}
 MONITOR = {"timing": True, "energy": True, "profiler": None, "log_every": None}
@@ -488,21 +499,43 @@ def loss_fn(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 # ----------------------------------------------------------------------------- optimisation
 def make_optimizer(parameters) -> torch.optim.Optimizer:
     settings = TRAIN["optimizer"]
-    return torch.optim.AdamW(parameters, lr=settings["lr"], weight_decay=settings["weight_decay"])
+    return torch.optim.AdamW(
+        parameters,
+        lr=settings["lr"],
+        weight_decay=settings["weight_decay"],
+        betas=settings["betas"],
+        eps=settings["eps"],
+    )
 
 
-def make_scheduler(optimizer: torch.optim.Optimizer, length: Length) -> LambdaLR:
-    """Linear warm-up over the first steps, then cosine decay to zero at the last step."""
-    warmup = TRAIN["scheduler"]["warmup"]
+class Schedule(LRScheduler):
+    """The rate of each optimizer step: base rate x linear warm-up x the schedule's factor.
 
-    def factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        progress = (step - warmup) / max(1, length.total_steps - warmup)
-        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+    Stepped after every optimizer step. Its state (steps done)
+    is saved in checkpoints; the run's length is not, so a resumed run counts its own.
+    """
 
-    # Stepped once per optimizer step.
-    return LambdaLR(optimizer, factor)
+    def __init__(self, optimizer: torch.optim.Optimizer, length: Length) -> None:
+        self.length = length
+        super().__init__(optimizer)
+
+    def state_dict(self) -> dict:
+        return {key: value for key, value in super().state_dict().items() if key != "length"}
+
+    def get_lr(self) -> list[float]:
+        return [base * self.factor(self.last_epoch) for base in self.base_lrs]
+
+    def factor(self, step: int) -> float:
+        """The multiple of the base rate after `step` optimizer steps."""
+        warmup = TRAIN["scheduler"]["warmup"]
+        warm = (step + 1) / warmup if step < warmup else 1.0
+        # Cosine decay to zero over the steps after the warm-up.
+        progress = max(0, step - warmup) / max(1, self.length.total_steps - warmup)
+        return warm * 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+
+def make_scheduler(optimizer: torch.optim.Optimizer, length: Length) -> Schedule:
+    return Schedule(optimizer, length)
 
 
 @dataclass(frozen=True)
@@ -683,6 +716,9 @@ class TrainState:
     samples: int = 0  # training samples seen, over all ranks
     train_time: float = 0.0  # seconds spent in training epochs, over all sessions
     world_size: int = 1  # ranks that wrote the checkpoint
+    stop_best: float | None = None  # early stopping: the best value of its metric so far
+    stop_waited: int = 0  # epochs since it last improved by min_delta
+    stopped: str | None = None  # why training stopped early, once it has
 
 
 def rng_states(rt: Runtime) -> list[dict]:
@@ -805,12 +841,52 @@ def forward(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return model(x).float()
 
 
+# ----------------------------------------------------------------------------- metrics
+class MetricSums:
+    """Confusion-matrix counts over a split (row: the true class, column: the predicted one).
+
+    Counts, not means, so that their sum over the ranks is exact; a padding sample (weight 0)
+    counts nowhere. Each position of a sample is one decision (every pixel of a segmentation).
+    """
+
+    def __init__(self, device: torch.device) -> None:
+        self.counts = torch.zeros(0, dtype=torch.long, device=device)  # sized at the first batch
+
+    def add(self, pred: torch.Tensor, y: torch.Tensor, weight: torch.Tensor) -> None:
+        classes = pred.shape[1]
+        predicted = pred.argmax(dim=1).reshape(len(y), -1)
+        truth = y.reshape(len(y), -1).long()
+        # Padding goes to an extra cell, dropped: integer counts, exact and deterministic.
+        cell = torch.where(weight[:, None] > 0, truth * classes + predicted, classes * classes)
+        counts = torch.bincount(cell.reshape(-1), minlength=classes * classes + 1)[:-1]
+        self.counts = counts if not self.counts.numel() else self.counts + counts
+
+    def total(self) -> torch.Tensor:
+        """The counts in float64 (exact up to 2**53), to be summed across ranks with the loss."""
+        return self.counts.double()
+
+
+def metric_values(counts: torch.Tensor, prefix: str) -> dict:
+    """The metrics from the counts of all ranks, named `<prefix>_<metric>`."""
+    classes = math.isqrt(len(counts))
+    counts = counts.reshape(classes, classes)
+    hits, truth, predicted = counts.diagonal(), counts.sum(dim=1), counts.sum(dim=0)
+    values = {f"{prefix}_accuracy": (hits.sum() / counts.sum()).item()}
+    return values
+
+
+def share(part: torch.Tensor, whole: torch.Tensor) -> torch.Tensor:
+    """part / whole, and 0 where whole is 0."""
+    return torch.where(whole > 0, part / whole.clamp(min=1), 0.0)
+
+
 @torch.no_grad()
 def evaluate(model: nn.Module, loader: DataLoader, rt: Runtime, prefix: str = "val") -> dict:
-    """The loss over a whole split (all ranks), as `<prefix>_loss`."""
+    """The loss and metrics over a whole split (all ranks), as `<prefix>_<name>`."""
     model.eval()
     # loss_sums() of the real samples, then the count of samples (padding has weight 0)
     totals = torch.zeros(3, dtype=torch.float64, device=rt.device)
+    scores = MetricSums(rt.device)
     for batch in loader:
         x, y, weight = to_device(batch, rt)
         pred = forward(model, x)
@@ -818,12 +894,50 @@ def evaluate(model: nn.Module, loader: DataLoader, rt: Runtime, prefix: str = "v
         if real.any():
             totals[:-1] += torch.stack(loss_sums(pred[real], y[real])).double()
         totals[-1] += weight.sum()
-    totals = all_sum(totals).cpu()
+        scores.add(pred, y, weight)
+    totals = all_sum(torch.cat([totals, scores.total()])).cpu()  # one all-reduce for all sums
     model.train()
     if totals[2] == 0:
         return {}
     values = {f"{prefix}_loss": loss_value(totals[:2]).item()}
+    values |= metric_values(totals[3:], prefix)
     return values
+
+
+def agreed_value(val: dict, metric: str, rt: Runtime) -> float | None:
+    """The epoch's value of `metric`, the same on every rank (None when not recorded).
+
+    The metrics are summed over all ranks already; taking the largest of the ranks' results
+    makes them equal to the last bit, so no rank can decide otherwise.
+    """
+    value = val.get(metric)
+    return None if value is None else all_max(value, rt)
+
+
+def improved(value: float, best: float | None, mode: str, min_delta: float = 0.0) -> bool:
+    """Whether `value` beats `best` by more than `min_delta` in the metric's direction."""
+    if best is None:
+        return True
+    return value < best - min_delta if mode == "min" else value > best + min_delta
+
+
+def stop_early(val: dict, state: TrainState, rt: Runtime) -> None:
+    """After an epoch: set `state.stopped` once the metric has not improved by `min_delta` for
+    `patience` epochs."""
+    settings = TRAIN["stop_early"]
+    metric, mode = settings["monitor"]["metric"], settings["monitor"]["mode"]
+    value = agreed_value(val, metric, rt)
+    if value is None:  # no validation set
+        return
+    if improved(value, state.stop_best, mode, settings["min_delta"]):
+        state.stop_best, state.stop_waited = value, 0
+        return
+    state.stop_waited += 1
+    if state.stop_waited >= settings["patience"]:
+        by = f" by {settings['min_delta']:g}" if settings["min_delta"] else ""
+        state.stopped = (f"stopped early at epoch {state.epoch}: {metric} did not improve{by} "
+                         f"for {state.stop_waited} epochs")
+        log(state.stopped)
 
 
 def check_finite(loss: float, state: TrainState) -> None:
@@ -880,7 +994,7 @@ def train(
     first = True
     model.train()
 
-    while state.step < length.total_steps:
+    while state.step < length.total_steps and state.stopped is None:
         epoch_start = time.perf_counter()
         joules_start = run.power.joules
         if rt.device.type == "cuda":
@@ -983,6 +1097,7 @@ def train(
         if finished_epoch:
             state.epoch, state.step_in_epoch = state.epoch + 1, 0
             state.epoch_loss, state.epoch_batches = 0.0, 0
+            stop_early(val, state, rt)  # likewise
         if rt.main:
             metrics.write("epoch", **record)
             scores = {"train_loss": train_loss, **val}  # per-target lists stay in metrics.jsonl
@@ -991,7 +1106,7 @@ def train(
             progress.message(f"{done}: {', '.join(shown)}")
         every = TRAIN["checkpoint"]["every"]
         due = finished_epoch and every and state.epoch % every == 0
-        if due or state.step >= length.total_steps:
+        if due or state.step >= length.total_steps or state.stopped:
             save_checkpoint(parts, state, run.checkpoints, rt)
     return "completed"
 
@@ -1429,6 +1544,8 @@ def run_training(args: argparse.Namespace, run_dir: Path) -> int:
                 "test": test,
                 "export": exported or {"format": TRAIN["export"], "file": None},
                 "resumed_from": str(resume_from) if resume_from else None,
+                "stopped_early": state.stopped,
+                "deterministic": torch.are_deterministic_algorithms_enabled(),
                 "energy_j": run.energy_j if run.power.reason is None else None,
                 "error": error,
                 "inputs": run_inputs(run_dir),

@@ -51,7 +51,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.distributed.elastic.multiprocessing.errors import record
 from torch.nn.parallel import DistributedDataParallel as DDP
-from torch.optim.lr_scheduler import LambdaLR
+from torch.optim.lr_scheduler import LRScheduler
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 
 # ----------------------------------------------------------------------------- configuration
@@ -86,8 +86,21 @@ MODEL = {
 TASK = "regression"
 TRAIN = {
     "loss": {"fn": "huber", "delta": 1.0},
-    "optimizer": {"name": "adam", "lr": 0.001, "weight_decay": 0.0, "momentum": 0.0},
-    "scheduler": {"name": "step", "every": 5, "gamma": 0.5},
+    "optimizer": {
+        "name": "adam",
+        "lr": 0.001,
+        "weight_decay": 0.0,
+        "betas": [0.9, 0.99],
+        "eps": 1e-08,
+    },
+    "scheduler": {
+        "name": "plateau",
+        "warmup": 50,
+        "monitor": {"metric": "val_loss", "mode": "min"},
+        "factor": 0.5,
+        "patience": 2,
+        "min_lr": 0.0,
+    },
     "epochs": 20,
     "max_steps": None,
     "precision": "bf16",
@@ -497,18 +510,65 @@ def loss_fn(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 # ----------------------------------------------------------------------------- optimisation
 def make_optimizer(parameters) -> torch.optim.Optimizer:
     settings = TRAIN["optimizer"]
-    return torch.optim.Adam(parameters, lr=settings["lr"], weight_decay=settings["weight_decay"])
+    return torch.optim.Adam(
+        parameters,
+        lr=settings["lr"],
+        weight_decay=settings["weight_decay"],
+        betas=settings["betas"],
+        eps=settings["eps"],
+    )
 
 
-def make_scheduler(optimizer: torch.optim.Optimizer, length: Length) -> LambdaLR:
-    """Multiply the learning rate by `gamma` every `every` epochs."""
-    every, gamma = TRAIN["scheduler"]["every"], TRAIN["scheduler"]["gamma"]
+class Schedule(LRScheduler):
+    """The rate of each optimizer step: base rate x linear warm-up x the schedule's factor.
 
-    def factor(step: int) -> float:
-        return gamma ** (step // (every * length.steps_per_epoch))
+    Stepped after every optimizer step. Its state (steps done, the plateau's reductions)
+    is saved in checkpoints; the run's length is not, so a resumed run counts its own.
+    """
 
-    # Stepped once per optimizer step.
-    return LambdaLR(optimizer, factor)
+    def __init__(self, optimizer: torch.optim.Optimizer, length: Length) -> None:
+        self.length = length
+        self.scale = 1.0  # the product of the reductions so far
+        self.best: float | None = None  # the best value of the monitored metric so far
+        self.waited = 0  # epochs since it last improved
+        super().__init__(optimizer)
+
+    def state_dict(self) -> dict:
+        return {key: value for key, value in super().state_dict().items() if key != "length"}
+
+    def get_lr(self) -> list[float]:
+        return [base * self.factor(self.last_epoch) for base in self.base_lrs]
+
+    def factor(self, step: int) -> float:
+        """The multiple of the base rate after `step` optimizer steps."""
+        warmup = TRAIN["scheduler"]["warmup"]
+        warm = (step + 1) / warmup if step < warmup else 1.0
+        return warm * self.scale
+
+    def observe(self, val: dict, rt: Runtime) -> None:
+        """After an epoch: multiply the rate by `factor` once the metric has not improved for
+        more than `patience` epochs (as ReduceLROnPlateau), never below `min_lr`."""
+        settings = TRAIN["scheduler"]
+        value = agreed_value(val, settings["monitor"]["metric"], rt)
+        if value is None:
+            return
+        if improved(value, self.best, settings["monitor"]["mode"]):
+            self.best, self.waited = value, 0
+            return
+        self.waited += 1
+        if self.waited > settings["patience"]:
+            lowest = settings["min_lr"] / max(self.base_lrs)
+            self.scale = max(self.scale * settings["factor"], lowest)
+            self.waited = 0
+            for group, lr in zip(self.optimizer.param_groups, self.get_lr()):
+                group["lr"] = lr  # from the next step on
+            self._last_lr = [group["lr"] for group in self.optimizer.param_groups]
+            log(f"plateau: {settings['monitor']['metric']} has not improved for "
+                f"{settings['patience'] + 1} epochs: learning rate {self._last_lr[0]:.4g}")
+
+
+def make_scheduler(optimizer: torch.optim.Optimizer, length: Length) -> Schedule:
+    return Schedule(optimizer, length)
 
 
 @dataclass(frozen=True)
@@ -777,6 +837,23 @@ def evaluate(model: nn.Module, loader: DataLoader, rt: Runtime, prefix: str = "v
     return values
 
 
+def agreed_value(val: dict, metric: str, rt: Runtime) -> float | None:
+    """The epoch's value of `metric`, the same on every rank (None when not recorded).
+
+    The metrics are summed over all ranks already; taking the largest of the ranks' results
+    makes them equal to the last bit, so no rank can decide otherwise.
+    """
+    value = val.get(metric)
+    return None if value is None else all_max(value, rt)
+
+
+def improved(value: float, best: float | None, mode: str, min_delta: float = 0.0) -> bool:
+    """Whether `value` beats `best` by more than `min_delta` in the metric's direction."""
+    if best is None:
+        return True
+    return value < best - min_delta if mode == "min" else value > best + min_delta
+
+
 def check_finite(loss: float, state: TrainState) -> None:
     if not math.isfinite(loss):
         raise FloatingPointError(
@@ -926,6 +1003,7 @@ def train(
         if finished_epoch:
             state.epoch, state.step_in_epoch = state.epoch + 1, 0
             state.epoch_loss, state.epoch_batches = 0.0, 0
+            parts["scheduler"].observe(val, rt)  # whole epochs only: a part one counts once whole
         if rt.main:
             metrics.write("epoch", **record)
             scores = {"train_loss": train_loss, **val}  # per-target lists stay in metrics.jsonl
@@ -1371,6 +1449,7 @@ def run_training(args: argparse.Namespace, run_dir: Path) -> int:
                 "test": test,
                 "export": exported or {"format": TRAIN["export"], "file": None},
                 "resumed_from": str(resume_from) if resume_from else None,
+                "deterministic": torch.are_deterministic_algorithms_enabled(),
                 "error": error,
                 "inputs": run_inputs(run_dir),
             }

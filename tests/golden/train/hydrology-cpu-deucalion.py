@@ -51,8 +51,23 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.distributed.elastic.multiprocessing.errors import record
 from torch.nn.parallel import DistributedDataParallel as DDP
-from torch.optim.lr_scheduler import LambdaLR
+from torch.optim.lr_scheduler import LRScheduler
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
+
+# cuBLAS reads this when CUDA starts: its deterministic workspace (docs/training-script.md).
+os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+
+
+def make_deterministic() -> None:
+    """Deterministic algorithms only (train.deterministic): bit-identical reruns, slower.
+
+    An operation without a deterministic implementation stops the run with an error naming it.
+    The loaders' own seeded generators already seed every worker (random, numpy and torch).
+    """
+    torch.use_deterministic_algorithms(True)
+    torch.backends.cudnn.deterministic = True
+    torch.backends.cudnn.benchmark = False
+
 
 # ----------------------------------------------------------------------------- configuration
 # Values from the blueprint. Numbers may be edited here. Structural choices (strategy, model
@@ -86,7 +101,13 @@ MODEL = {
 TASK = "regression"
 TRAIN = {
     "loss": {"fn": "mse"},
-    "optimizer": {"name": "sgd", "lr": 0.05, "weight_decay": 0.0, "momentum": 0.9},
+    "optimizer": {
+        "name": "sgd",
+        "lr": 0.05,
+        "weight_decay": 0.0,
+        "momentum": 0.9,
+        "nesterov": True,
+    },
     "scheduler": {"name": "cosine", "warmup": 20},
     "epochs": 5,
     "max_steps": None,
@@ -457,23 +478,40 @@ def make_optimizer(parameters) -> torch.optim.Optimizer:
     return torch.optim.SGD(
         parameters,
         lr=settings["lr"],
-        momentum=settings["momentum"],
         weight_decay=settings["weight_decay"],
+        momentum=settings["momentum"],
+        nesterov=settings["nesterov"],
     )
 
 
-def make_scheduler(optimizer: torch.optim.Optimizer, length: Length) -> LambdaLR:
-    """Linear warm-up over the first steps, then cosine decay to zero at the last step."""
-    warmup = TRAIN["scheduler"]["warmup"]
+class Schedule(LRScheduler):
+    """The rate of each optimizer step: base rate x linear warm-up x the schedule's factor.
 
-    def factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        progress = (step - warmup) / max(1, length.total_steps - warmup)
-        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+    Stepped after every optimizer step. Its state (steps done)
+    is saved in checkpoints; the run's length is not, so a resumed run counts its own.
+    """
 
-    # Stepped once per optimizer step.
-    return LambdaLR(optimizer, factor)
+    def __init__(self, optimizer: torch.optim.Optimizer, length: Length) -> None:
+        self.length = length
+        super().__init__(optimizer)
+
+    def state_dict(self) -> dict:
+        return {key: value for key, value in super().state_dict().items() if key != "length"}
+
+    def get_lr(self) -> list[float]:
+        return [base * self.factor(self.last_epoch) for base in self.base_lrs]
+
+    def factor(self, step: int) -> float:
+        """The multiple of the base rate after `step` optimizer steps."""
+        warmup = TRAIN["scheduler"]["warmup"]
+        warm = (step + 1) / warmup if step < warmup else 1.0
+        # Cosine decay to zero over the steps after the warm-up.
+        progress = max(0, step - warmup) / max(1, self.length.total_steps - warmup)
+        return warm * 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+
+def make_scheduler(optimizer: torch.optim.Optimizer, length: Length) -> Schedule:
+    return Schedule(optimizer, length)
 
 
 @dataclass(frozen=True)
@@ -1261,6 +1299,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def run_training(args: argparse.Namespace, run_dir: Path) -> int:
     """Train, or resume, as the blueprint and `args` say; return the exit code."""
+    make_deterministic()
     rt = setup()
     folder = run_dir / "checkpoints"
     folder.mkdir(parents=True, exist_ok=True)
@@ -1335,6 +1374,7 @@ def run_training(args: argparse.Namespace, run_dir: Path) -> int:
                 "test": test,
                 "export": exported or {"format": TRAIN["export"], "file": None},
                 "resumed_from": str(resume_from) if resume_from else None,
+                "deterministic": torch.are_deterministic_algorithms_enabled(),
                 "error": error,
                 "inputs": run_inputs(run_dir),
             }

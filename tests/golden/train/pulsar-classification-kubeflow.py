@@ -48,7 +48,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from torch.distributed.elastic.multiprocessing.errors import record
-from torch.optim.lr_scheduler import LambdaLR
+from torch.optim.lr_scheduler import LRScheduler
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 
 # ----------------------------------------------------------------------------- configuration
@@ -91,7 +91,13 @@ MODEL = {
 TASK = "classification"
 TRAIN = {
     "loss": {"fn": "cross_entropy", "label_smoothing": 0.0},
-    "optimizer": {"name": "adamw", "lr": 0.0005, "weight_decay": 0.05, "momentum": 0.0},
+    "optimizer": {
+        "name": "adamw",
+        "lr": 0.0005,
+        "weight_decay": 0.05,
+        "betas": [0.9, 0.999],
+        "eps": 1e-08,
+    },
     "scheduler": {"name": "cosine", "warmup": 200},
     "epochs": 8,
     "max_steps": None,
@@ -461,21 +467,43 @@ def loss_fn(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 # ----------------------------------------------------------------------------- optimisation
 def make_optimizer(parameters) -> torch.optim.Optimizer:
     settings = TRAIN["optimizer"]
-    return torch.optim.AdamW(parameters, lr=settings["lr"], weight_decay=settings["weight_decay"])
+    return torch.optim.AdamW(
+        parameters,
+        lr=settings["lr"],
+        weight_decay=settings["weight_decay"],
+        betas=settings["betas"],
+        eps=settings["eps"],
+    )
 
 
-def make_scheduler(optimizer: torch.optim.Optimizer, length: Length) -> LambdaLR:
-    """Linear warm-up over the first steps, then cosine decay to zero at the last step."""
-    warmup = TRAIN["scheduler"]["warmup"]
+class Schedule(LRScheduler):
+    """The rate of each optimizer step: base rate x linear warm-up x the schedule's factor.
 
-    def factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        progress = (step - warmup) / max(1, length.total_steps - warmup)
-        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+    Stepped after every optimizer step. Its state (steps done)
+    is saved in checkpoints; the run's length is not, so a resumed run counts its own.
+    """
 
-    # Stepped once per optimizer step.
-    return LambdaLR(optimizer, factor)
+    def __init__(self, optimizer: torch.optim.Optimizer, length: Length) -> None:
+        self.length = length
+        super().__init__(optimizer)
+
+    def state_dict(self) -> dict:
+        return {key: value for key, value in super().state_dict().items() if key != "length"}
+
+    def get_lr(self) -> list[float]:
+        return [base * self.factor(self.last_epoch) for base in self.base_lrs]
+
+    def factor(self, step: int) -> float:
+        """The multiple of the base rate after `step` optimizer steps."""
+        warmup = TRAIN["scheduler"]["warmup"]
+        warm = (step + 1) / warmup if step < warmup else 1.0
+        # Cosine decay to zero over the steps after the warm-up.
+        progress = max(0, step - warmup) / max(1, self.length.total_steps - warmup)
+        return warm * 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+
+def make_scheduler(optimizer: torch.optim.Optimizer, length: Length) -> Schedule:
+    return Schedule(optimizer, length)
 
 
 @dataclass(frozen=True)
@@ -718,12 +746,52 @@ def forward(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
         return model(x).float()
 
 
+# ----------------------------------------------------------------------------- metrics
+class MetricSums:
+    """Confusion-matrix counts over a split (row: the true class, column: the predicted one).
+
+    Counts, not means, so that their sum over the ranks is exact; a padding sample (weight 0)
+    counts nowhere. Each position of a sample is one decision (every pixel of a segmentation).
+    """
+
+    def __init__(self, device: torch.device) -> None:
+        self.counts = torch.zeros(0, dtype=torch.long, device=device)  # sized at the first batch
+
+    def add(self, pred: torch.Tensor, y: torch.Tensor, weight: torch.Tensor) -> None:
+        classes = pred.shape[1]
+        predicted = pred.argmax(dim=1).reshape(len(y), -1)
+        truth = y.reshape(len(y), -1).long()
+        # Padding goes to an extra cell, dropped: integer counts, exact and deterministic.
+        cell = torch.where(weight[:, None] > 0, truth * classes + predicted, classes * classes)
+        counts = torch.bincount(cell.reshape(-1), minlength=classes * classes + 1)[:-1]
+        self.counts = counts if not self.counts.numel() else self.counts + counts
+
+    def total(self) -> torch.Tensor:
+        """The counts in float64 (exact up to 2**53), to be summed across ranks with the loss."""
+        return self.counts.double()
+
+
+def metric_values(counts: torch.Tensor, prefix: str) -> dict:
+    """The metrics from the counts of all ranks, named `<prefix>_<metric>`."""
+    classes = math.isqrt(len(counts))
+    counts = counts.reshape(classes, classes)
+    hits, truth, predicted = counts.diagonal(), counts.sum(dim=1), counts.sum(dim=0)
+    values = {f"{prefix}_accuracy": (hits.sum() / counts.sum()).item()}
+    return values
+
+
+def share(part: torch.Tensor, whole: torch.Tensor) -> torch.Tensor:
+    """part / whole, and 0 where whole is 0."""
+    return torch.where(whole > 0, part / whole.clamp(min=1), 0.0)
+
+
 @torch.no_grad()
 def evaluate(model: nn.Module, loader: DataLoader, rt: Runtime, prefix: str = "val") -> dict:
-    """The loss over a whole split (all ranks), as `<prefix>_loss`."""
+    """The loss and metrics over a whole split (all ranks), as `<prefix>_<name>`."""
     model.eval()
     # loss_sums() of the real samples, then the count of samples (padding has weight 0)
     totals = torch.zeros(3, dtype=torch.float64, device=rt.device)
+    scores = MetricSums(rt.device)
     for batch in loader:
         x, y, weight = to_device(batch, rt)
         pred = forward(model, x)
@@ -731,11 +799,13 @@ def evaluate(model: nn.Module, loader: DataLoader, rt: Runtime, prefix: str = "v
         if real.any():
             totals[:-1] += torch.stack(loss_sums(pred[real], y[real])).double()
         totals[-1] += weight.sum()
-    totals = all_sum(totals).cpu()
+        scores.add(pred, y, weight)
+    totals = all_sum(torch.cat([totals, scores.total()])).cpu()  # one all-reduce for all sums
     model.train()
     if totals[2] == 0:
         return {}
     values = {f"{prefix}_loss": loss_value(totals[:2]).item()}
+    values |= metric_values(totals[3:], prefix)
     return values
 
 
@@ -1336,6 +1406,7 @@ def run_training(args: argparse.Namespace, run_dir: Path) -> int:
                 "test": test,
                 "export": exported or {"format": TRAIN["export"], "file": None},
                 "resumed_from": str(resume_from) if resume_from else None,
+                "deterministic": torch.are_deterministic_algorithms_enabled(),
                 "error": error,
                 "inputs": run_inputs(run_dir),
             }
