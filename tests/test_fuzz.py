@@ -38,7 +38,7 @@ from dtec.diagnostics import Diagnostic
 from dtec.format import format_source
 from dtec.format.comments import comment_text
 from dtec.lang import types as t
-from dtec.lang.schema import BLOCKS
+from dtec.lang.schema import BLOCKS, OPTIMIZER
 from dtec.analysis import analyse
 from dtec.machines import load_machines
 from dtec.render import render
@@ -199,7 +199,9 @@ BENIGN_CALLS: dict[tuple[str, ...], dict[str, dict[str, str]]] = {
         "transformer": {"input": "8", "dim": "8", "heads": "2", "layers": "1", "output": "1"},
         "python": {"class": '"mod:Net"'},
     },
-    ("train", "scheduler"): {"step": {"every": "1"}},
+    ("train", "scheduler"): {"step": {"every": "1"}, "multistep": {"milestones": "[1]"},
+                             "exponential": {"gamma": "0.9"}, "onecycle": {"max_lr": "0.01"},
+                             "plateau": {"monitor": "min(val_loss)"}},
     ("train", "loss"): {"python": {"callable": '"mod:loss"'}, "sum": {"terms": "[mse, mae]"}},
 }
 ARCH_SHAPES = {"lstm": "[4, 8]", "transformer": "[4, 8]", "cnn": "[3, 8, 8]", "unet": "[3, 8, 8]"}
@@ -468,7 +470,9 @@ def _template_words() -> set[str]:
         *sorted((templates / "train").rglob("*.jinja")),
         ROOT / "dtec" / "backends" / "train_script.py",
     ]
-    return {w for s in sources for w in re.findall(r"[A-Za-z_]\w*", s.read_text(encoding="utf-8"))}
+    words = {w for s in sources for w in re.findall(r"[A-Za-z_]\w*", s.read_text(encoding="utf-8"))}
+    # The optimizer's settings are passed to torch.optim by their vocabulary names (betas=...).
+    return words | {key for function in OPTIMIZER.functions.values() for key in function.params}
 
 
 TEMPLATE_WORDS = _template_words()
