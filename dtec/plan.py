@@ -100,7 +100,9 @@ def plan(bp: Blueprint, target: str, catalog: Catalog) -> tuple[Plan | None, lis
     if planned is not None:
         source = bp.get("data", planner.data, "source") if planner.data else None
         read = {planner.data: source["path"]} if isinstance(source, dict) and source.get("fn") in ("npz", "csv") else {}
-        check_launcher(planned, planner.report, read)  # what the launcher cannot express
+        weighted = tuple(name for name, model in (bp.values.get("model") or {}).items()
+                         if isinstance(model, dict) and model.get("weights") is not None)
+        check_launcher(planned, planner.report, read, weighted)  # what the launcher cannot express
     return planned, found
 
 

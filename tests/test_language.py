@@ -340,6 +340,16 @@ def test_the_best_checkpoint_monitors_a_recorded_metric_the_right_way(
     assert codes(lint_text(text)) == found
 
 
+def test_a_monitored_metric_needs_validation_samples() -> None:
+    """`split` without `val` records no validation metric: nothing could be watched."""
+    text = MINIMAL.replace("  batch  = 8\n", "  batch  = 8\n  split  = { train = 1.0 }\n")
+    text = text.replace("train {\n", "train {\n  checkpoint = { best = min(val_loss) }\n")
+    found = lint_text(text).diagnostics
+    assert codes(lint_text(text)) == [("DT310", 12, 29)]
+    assert "no validation samples" in found[0].message
+    assert codes(lint_text(text.replace("{ train = 1.0 }", "{ train = 0.9, val = 0.1 }"))) == []
+
+
 def metrics_blueprint(metrics: str, loss: str, monitored: str | None = None) -> str:
     """MINIMAL with `metrics` (line 11) and a best checkpoint by `monitored` (line 12)."""
     text = MINIMAL.replace("train {\n", f"train {{\n  metrics = {metrics}\n")

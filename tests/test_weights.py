@@ -78,6 +78,14 @@ def test_a_chain_lints_clean_and_the_ir_names_the_earlier_twin(tmp_path: Path) -
     assert model.freeze == ["layers.1", "layers.3.weight"]
 
 
+def test_weights_on_kubernetes_are_dt215_at_the_weights(tmp_path: Path) -> None:
+    """A pod does not see the run folders: lint says so, as `dtec run` would refuse."""
+    root = project(tmp_path, 'target "kubernetes" {\n  image = "python:3.12"\n}')
+    found = analyse(root / "stage2.twin", environ={}, targets=["kubernetes"]).diagnostics
+    assert [d.code for d in found] == ["DT215"] and "run folders" in found[0].message
+    assert found[0].span.source.text[found[0].span.start:].startswith("from(blueprint")
+
+
 @pytest.mark.parametrize(
     ("weights", "code"),
     [

@@ -38,10 +38,12 @@ TRAINJOB_RESERVED_ENV = ("PET_NNODES", "PET_NPROC_PER_NODE", "PET_NODE_RANK", "P
 EXEC_CONTAINERS = ("singularity", "apptainer")  # what job.sbatch can `exec` a rank in
 
 
-def check(plan: Plan, report: Report, data_files: Mapping[str, str] | None = None) -> None:
+def check(plan: Plan, report: Report, data_files: Mapping[str, str] | None = None,
+          weighted: tuple[str, ...] = ()) -> None:
     """Report what the plan's launcher cannot express (DT215), at the value at fault.
 
-    `data_files`: the data files the job reads, by data set, as written (relative to the data root).
+    `data_files`: the data files the job reads, by data set, as written (relative to the data root);
+    `weighted`: the models that start from another run's weights (`weights = from(...)`).
     """
     scheduler = plan.machine.scheduler
     data_files = data_files or {}
@@ -54,6 +56,9 @@ def check(plan: Plan, report: Report, data_files: Mapping[str, str] | None = Non
     else:
         _kubernetes(plan, report)
         _data_root_in_pod(plan, report, data_files)
+        for model in weighted:  # dtec.chain hands the job a file of the project's run folders
+            report("DT215", "a pod does not see the project's run folders, which the weights come from",
+                   "model", model, "weights", help="start from these weights on a Slurm or local target")
 
 
 def _unbound_data(plan: Plan, report: Report, data_files: Mapping[str, str]) -> None:

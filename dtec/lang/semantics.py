@@ -244,6 +244,17 @@ def training_task(bp: Blueprint) -> str | None:
     return None if scored is None else ("regression" if scored == "values" else "classification")
 
 
+def _without_validation(bp: Blueprint) -> str | None:
+    """The trained data set when its split has no validation part (a python() source splits itself)."""
+    train = bp.values.get("train") or {}
+    name = ((bp.values.get("model") or {}).get(train.get("model")) or {}).get("input")
+    data = (bp.values.get("data") or {}).get(name) or {}
+    source, split = data.get("source"), data.get("split")
+    if not isinstance(source, dict) or source.get("fn") == "python" or not isinstance(split, dict):
+        return None
+    return name if split.get("val") == 0 else None
+
+
 def _classifies(bp: Blueprint) -> bool | None:
     """Whether the training classifies (training_task); None: unknown."""
     task = training_task(bp)
@@ -282,6 +293,9 @@ def check_monitored(bp: Blueprint, monitored: Any, path: tuple[str, ...]) -> lis
     mode, metric = monitored["fn"], monitored["metric"]
     task = training_task(bp)
     span = bp.span(*path, "metric") or bp.span(*path)
+    if (unvalidated := _without_validation(bp)) is not None:
+        return [diag("DT310", f"`{metric}` is never recorded: the split of `{unvalidated}` leaves no validation samples", span,
+                     "give the split a `val` fraction, e.g. `split = { train = 0.9, val = 0.1 }`")]
     for needed, metrics, declare in (("classification", CLASSIFICATION_METRICS, "classes"),
                                      ("regression", REGRESSION_METRICS, "targets")):
         if metric in metrics and task is None:
