@@ -87,7 +87,8 @@ def render_predict(ir: IR, template_dirs: Iterable[str | os.PathLike] = ()) -> s
         "sample_shape": data.sample_shape,
         "classification": task == "classification",
     }
-    return render(PREDICT_TEMPLATE, template_dirs, twin=ir.twin.model_dump(), version=__version__, export=export)
+    return render(PREDICT_TEMPLATE, template_dirs, twin=ir.twin.model_dump(), version=__version__, export=export,
+                  normalize=data.normalize != "none")  # scale the input with the run's stats.json
 
 
 def train_context(ir: IR) -> dict[str, Any]:
@@ -312,7 +313,7 @@ def _imports(strategy: str, source: str, precision: str, scheduler: str, *, user
     stdlib |= {"subprocess", "threading"} if energy else set()
     stdlib |= {"hashlib"} if weights else set()
     stdlib |= {"bisect"} if scheduler == "multistep" or source in WINDOWED_SOURCES else set()
-    stdlib |= {"glob"} if source == "netcdf" else set()
+    stdlib |= {"glob"} if source == "netcdf" else {"warnings"} if source == "zarr" else set()
     lines = [f"import {name}" for name in sorted(stdlib)] + list(_STDLIB_FROM) + [""]
     lines += [_NUMPY] if source in ("npz", *DATA_PACKAGES) else []
     lines += [DATA_IMPORTS[source]] if source in DATA_IMPORTS else []
