@@ -214,3 +214,36 @@ def test_hdf5_trains_on_two_ranks_with_workers(files: Path, tmp_path: Path) -> N
     out = ok(torchrun(script, timeout=300))
     assert "test_loss" in out or "val_loss" in out
     assert json.loads((script.parent / "run" / "summary.json").read_text())["status"] == "completed"
+
+
+def test_data_inspect_prints_what_the_blueprint_resolves_to(files: Path, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from dtec.cli import app
+
+    windowed_script(files, "netcdf")
+    (tmp_path / "stats.json").write_text(json.dumps({"variables": {"rain": {"count": 216, "mean": 0.5, "std": 2.0, "min": -1.0, "max": 3.0}}}))
+    result = CliRunner().invoke(app, ["data", "inspect", str(files / "bp.twin"), "--run", str(tmp_path), "--format", "json"])
+    assert result.exit_code == 0, result.output
+    [entry] = json.loads(result.stdout)
+    assert [Path(f).name for f in entry["files"]] == ["part-0.nc", "part-1.nc", "part-2.nc"]
+    assert entry["variables"]["rain"] == {"dims": ["time", "station"], "shape": [STEPS, STATIONS]}
+    assert entry["sample_shape"] == [7, 6] and entry["target_shape"] == [6]
+    assert entry["parts"] == {"train": 72, "val": 24, "test": 24}
+    assert entry["samples"] == {"train": 33, "val": 9, "test": 9}
+    assert entry["statistics"]["rain"]["mean"] == 0.5
+
+
+def test_lint_of_a_zarr_blueprint_imports_no_data_library(files: Path) -> None:
+    """Zarr metadata is JSON: lint reads it with the standard library (nor torch, nor NumPy)."""
+    import subprocess
+    import sys
+
+    windowed_script(files, "zarr")
+    code = ("import sys\nfrom pathlib import Path\nfrom dtec.analysis import analyse\n"
+            f"r = analyse(Path({str(files / 'bp.twin')!r}), environ={{'DTEC_PROJECT_ROOT': {str(files)!r}}})\n"
+            "assert r.ok, r.diagnostics\n"
+            "print(','.join(m for m in ('xarray', 'zarr', 'h5py', 'netCDF4', 'numpy', 'torch') if m in sys.modules))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=Path(__file__).resolve().parent.parent)
+    assert out.stdout.strip() == ""
