@@ -95,6 +95,16 @@ def ir_json(ir: IR) -> str:
     return json.dumps(ir.model_dump(mode="json"), indent=2, sort_keys=False) + "\n"
 
 
+def requirements(ir: IR) -> list[str]:
+    """The Python packages the bundle's train.py imports (`pip install 'dtec[data]'` has the data ones)."""
+    from dtec.backends.train_script import DATA_PACKAGES
+
+    source = ir.data[ir.models[ir.train.model].input].source
+    strategy = ["deepspeed"] if ir.strategy.kind == "deepspeed" else []
+    numpy = ["numpy"] if source in ("npz", *DATA_PACKAGES) else []
+    return sorted({"torch", *strategy, *numpy, *DATA_PACKAGES.get(source, [])})
+
+
 def manifest(files: Mapping[str, str], ir: IR) -> str:
     """List every file with its sha256, the dtec version and the target."""
     body = {
@@ -104,6 +114,7 @@ def manifest(files: Mapping[str, str], ir: IR) -> str:
         "target": ir.target.name,
         "scheduler": ir.target.scheduler,
         "launcher": LAUNCHERS[ir.target.scheduler],
+        "requires": requirements(ir),
         "files": {
             name: {"sha256": hashlib.sha256(content.encode("utf-8")).hexdigest(), "bytes": len(content.encode("utf-8"))}
             for name, content in sorted(files.items())

@@ -105,6 +105,8 @@ def test_fixture_triggers_exactly_its_rule(
     monkeypatch.delenv("DTEC_MACHINES", raising=False)
     if code == "DT214":
         monkeypatch.setenv("DTEC_MACHINES", str(Path("tests", "fixtures", "rules", "DT214")))
+    if code == "DT336":
+        monkeypatch.setitem(sys.modules, "h5py", None)  # `import h5py` fails, as where it is not installed
     path = Path("tests", "fixtures", "rules", f"{code}.twin")
     diagnostics = list(analyse(path, environ={}).diagnostics)
     if code in CHECK_ONLY:

@@ -10,7 +10,7 @@ from dtec import __version__
 from dtec.backends.templating import render
 from dtec.ir import IR
 from dtec.ir.model import Loss
-from dtec.lang.schema import OPTIMIZER, metric_name
+from dtec.lang.schema import OPTIMIZER, WINDOWED_SOURCES, metric_name
 from dtec.runs import ir_sha256
 
 TEMPLATE = "train.py.jinja"
@@ -33,6 +33,10 @@ _OPTIMIZERS = {
 }
 # The optimizers DeepSpeed tests ZeRO with (deepspeed.runtime.zero.utils.ZERO_SUPPORTED_OPTIMIZERS).
 _ZERO_TESTED_OPTIMIZERS = ("adamw", "adam")
+# What a data source's train.py imports beyond PyTorch and NumPy, and the packages that provide it
+# (the bundle's manifest.json lists them: `pip install 'dtec[data]'` installs them all).
+DATA_IMPORTS = {"zarr": "import xarray as xr", "netcdf": "import xarray as xr", "hdf5": "import h5py"}
+DATA_PACKAGES = {"zarr": ["xarray", "zarr"], "netcdf": ["xarray", "netCDF4"], "hdf5": ["h5py"]}
 # Standard-library modules every script imports, and those a strategy adds.
 _STDLIB = ("argparse", "itertools", "json", "math", "os", "random", "re", "resource", "shutil",
            "signal", "sys", "time", "traceback")
@@ -83,7 +87,8 @@ def render_predict(ir: IR, template_dirs: Iterable[str | os.PathLike] = ()) -> s
         "sample_shape": data.sample_shape,
         "classification": task == "classification",
     }
-    return render(PREDICT_TEMPLATE, template_dirs, twin=ir.twin.model_dump(), version=__version__, export=export)
+    return render(PREDICT_TEMPLATE, template_dirs, twin=ir.twin.model_dump(), version=__version__, export=export,
+                  normalize=data.normalize != "none")  # scale the input with the run's stats.json
 
 
 def train_context(ir: IR) -> dict[str, Any]:
@@ -128,6 +133,8 @@ def _configuration(ir: IR) -> dict[str, Any]:
         source |= {"callable": options["callable"], "kwargs": options.get("kwargs", {})}
         if data.sample_shape:  # declared: held against the first sample
             source["shape"] = data.sample_shape
+    elif data.source in WINDOWED_SOURCES:
+        source |= {k: options[k] for k in ("path", "inputs", "targets", "window", "horizon", "stride", "dim")}
     else:
         source |= {k: v for k, v in options.items() if k in ("path", "x", "y", "target")}
         if isinstance(options.get("features"), list):  # columns by name; a count only checks
@@ -145,6 +152,7 @@ def _configuration(ir: IR) -> dict[str, Any]:
             "name": data.name,
             "source": source,
             "split": data.split.model_dump(),
+            "normalize": data.normalize,
             "batch": data.batch,
             "workers": data.workers,
             "shuffle": data.shuffle,
@@ -304,9 +312,11 @@ def _imports(strategy: str, source: str, precision: str, scheduler: str, *, user
     stdlib |= {"importlib"} if user_code else set()
     stdlib |= {"subprocess", "threading"} if energy else set()
     stdlib |= {"hashlib"} if weights else set()
-    stdlib |= {"bisect"} if scheduler == "multistep" else set()
+    stdlib |= {"bisect"} if scheduler == "multistep" or source in WINDOWED_SOURCES else set()
+    stdlib |= {"glob"} if source == "netcdf" else {"warnings"} if source == "zarr" else set()
     lines = [f"import {name}" for name in sorted(stdlib)] + list(_STDLIB_FROM) + [""]
-    lines += [_NUMPY] if source == "npz" else []
+    lines += [_NUMPY] if source in ("npz", *DATA_PACKAGES) else []
+    lines += [DATA_IMPORTS[source]] if source in DATA_IMPORTS else []
     lines += ["import torch"]
     lines += ["import torch.distributed as dist"] if strategy != "single" else []
     lines += ["import torch.nn as nn"] + (["import torch.nn.functional as F"] if functional else [])

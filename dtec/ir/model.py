@@ -10,8 +10,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from dtec import __version__
 from dtec.lang.blueprint import Blueprint
 from dtec.lang.schema import (
-    ARCH, DATA_SOURCE, EXPORTERS, LOSSES, METRIC, METRICS, OPTIMIZER,
-    PRECISIONS, SCALING_MODES, SCHEDULER, SPLIT_ORDERS, STRATEGIES,
+    ARCH, DATA_SOURCE, EXPORTERS, LOSSES, METRIC, METRICS, NORMALIZATIONS, OPTIMIZER,
+    PRECISIONS, SCALING_MODES, SCHEDULER, STRATEGIES, WINDOWED_SOURCES,
 )
 from dtec.lang.losses import loss_terms, loss_weights, scored_targets
 from dtec.lang.semantics import label_count, sample_shape, training_task
@@ -52,7 +52,7 @@ class Split(_Model):
     train: float = Field(gt=0, le=1)
     val: float = Field(ge=0, le=1)
     test: float = Field(0.0, ge=0, le=1)
-    order: Literal[SPLIT_ORDERS] = "random"  # type: ignore[valid-type]
+    order: Literal["random", "time"] = "random"  # `auto` resolved: time for windowed sources
 
 
 class Data(_Model):
@@ -68,6 +68,7 @@ class Data(_Model):
     targets: int | None
     classes: int | None
     split: Split
+    normalize: Literal[NORMALIZATIONS] = Field("none", description="input scaling, statistics of the train split")  # type: ignore[valid-type]
     batch: int = Field(ge=1, description="batch size per rank")
     workers: int = Field(ge=0)
     shuffle: bool
@@ -452,6 +453,11 @@ def _monitored(call: dict[str, Any]) -> Monitored:
     return Monitored(metric=call["metric"], mode=call["fn"])
 
 
+def _split_order(source: str, order: str) -> str:
+    """`auto`: windows along time are split in time (no window of one part overlaps another's), samples at random."""
+    return ("time" if source in WINDOWED_SOURCES else "random") if order == "auto" else order
+
+
 def _data(name: str, d: dict[str, Any], plan: Plan, code: Mapping[str, str]) -> Data:
     source = dict(d["source"])
     labels = label_count(source)
@@ -461,9 +467,10 @@ def _data(name: str, d: dict[str, Any], plan: Plan, code: Mapping[str, str]) -> 
         options={k: val for k, val in source.items() if k != "fn" and val is not None},
         sample_shape=sample_shape(source),
         task=None if labels is None else ("classification" if labels[0] == "classes" else "regression"),
-        targets=source.get("targets"),
+        targets=source.get("targets") if isinstance(source.get("targets"), int) else None,  # windowed: variable names
         classes=source.get("classes"),
-        split=Split(**d["split"]),
+        split=Split(**{**d["split"], "order": _split_order(source["fn"], d["split"]["order"])}),
+        normalize=d.get("normalize", "none"),
         batch=d["batch"],
         workers=plan.workers if d["workers"] == "auto" else d["workers"],
         shuffle=d["shuffle"],

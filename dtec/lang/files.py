@@ -18,6 +18,7 @@ from dtec.diagnostics import Diagnostic, diag
 from dtec.lang.blueprint import Blueprint
 from dtec.lang.codefolders import BundledCode, CodeFolderError, add_folder
 from dtec.lang.losses import loss_terms
+from dtec.lang.schema import NORMALIZED_SOURCES as ARRAY_SOURCES
 from dtec.suggest import did_you_mean
 
 # Data set name → source values learned from its file; None: the file contradicts the blueprint.
@@ -46,6 +47,12 @@ def check_files(bp: Blueprint, root: Path) -> tuple[list[Diagnostic], Facts, Bun
                 learned = check(name, source, path)
                 # After a reported contradiction the sizes are not known: the model is not held to them.
                 facts[name] = learned if len(checker.found) == before else None
+        elif source.get("fn") in ARRAY_SOURCES and isinstance(source.get("path"), str):
+            from dtec.lang.arraychecks import check_array_source  # only for blueprints with such files
+
+            before = len(checker.found)
+            learned, _ = check_array_source(checker, name, block)
+            facts[name] = learned if len(checker.found) == before else None
         elif source.get("fn") == "python" and isinstance(source.get("callable"), str):
             checker.code(source["callable"], ("data", name, "source", "callable"), folders)
     for name, block in checker.blocks["model"].items():

@@ -53,6 +53,16 @@ _PYTHON_DATA = Function(
     variadic_kwargs=True,
 )
 
+# The arguments of the sources whose samples are windows along a dimension (zarr, netcdf).
+_WINDOWED = {
+    "inputs": _f(ListOf(Str(), 1), "the input variables, in this order: a sample is `[window, features]`, the variables' other dimensions flattened into the features", True),
+    "targets": _f(ListOf(Str(), 1), "the target variables: the `horizon` steps after each window, flattened to `horizon × features` outputs", True),
+    "window": _f(POSITIVE, "steps of `dim` in one input sample", True),
+    "horizon": _f(POSITIVE, "steps after the window that are the targets", default=1),
+    "stride": _f(POSITIVE, "steps between the starts of two windows", default=1),
+    "dim": _f(Str(), "the dimension windows run along; every variable has it first", default="time"),
+}
+
 DATA_SOURCE = Call(
     {
         "synthetic": Function(
@@ -88,9 +98,38 @@ DATA_SOURCE = Call(
             },
             "A table with a header line; one column is the target, the features are numbers.",
         ),
+        "zarr": Function(
+            {
+                "path": _f(Str(), "path of the Zarr store (a folder, format v2 or v3), relative to the blueprint (where the job runs: to the data root, the target's `data_root`)", True),
+                **_WINDOWED,
+            },
+            "Windows along `dim` of variables of a Zarr store (read lazily, chunk by chunk).",
+        ),
+        "netcdf": Function(
+            {
+                "path": _f(Str(), "a NetCDF file, or a glob of several (`\"data/*.nc\"`) joined along `dim` in the order of their first `dim` value, relative to the blueprint (where the job runs: to the data root)", True),
+                **_WINDOWED,
+            },
+            "Windows along `dim` of variables of one or several NetCDF files (read lazily).",
+        ),
+        "hdf5": Function(
+            {
+                "path": _f(Str(), "path of the HDF5 file, relative to the blueprint (where the job runs: to the data root, the target's `data_root`)", True),
+                "x": _f(Str(), "dataset of the inputs, one sample per row (`\"/showers\"`)", True),
+                "y": _f(Str(), "dataset of the targets, one row per sample (`\"/energy\"`)", True),
+                "targets": _f(POSITIVE, "regression outputs per sample (checked against the file)"),
+                "classes": _f(Int(min=2), "number of classes, when `y` holds class numbers"),
+            },
+            "Samples from two HDF5 datasets (rows of `x` and `y`), read lazily per sample.",
+        ),
         "python": _PYTHON_DATA,
     }
 )
+# The sources whose samples are windows along a dimension (time): split in time, never shuffled across.
+WINDOWED_SOURCES = ("zarr", "netcdf")
+# The sources `normalize` applies to: their statistics are streamed over the train split.
+NORMALIZED_SOURCES = ("zarr", "netcdf", "hdf5")
+NORMALIZATIONS = ("none", "standard", "minmax")
 
 ARCH = Call(
     {
@@ -161,7 +200,7 @@ WEIGHTS = Call(
         ),
     }
 )
-SPLIT_ORDERS = ("random", "time")
+SPLIT_ORDERS = ("auto", "random", "time")
 # How the trained model is exported at the end of a run (docs/training-script.md#export).
 EXPORTERS = ("torch_export", "torchscript", "none")
 
@@ -452,12 +491,13 @@ BLOCKS: dict[str, BlockSpec] = {
                         "train": _f(FRACTION, "fraction for training", True),
                         "val": _f(Float(min=0.0, max=1.0), "fraction for validation", default=0.0),
                         "test": _f(Float(min=0.0, max=1.0), "fraction held out for the test evaluation at the end of the run (`dtec evaluate`)", default=0.0),
-                        "order": _f(Sym(SPLIT_ORDERS), "`random`: a seeded shuffle before splitting; `time`: contiguous in sample order, train first, then val, then test", default="random"),
+                        "order": _f(Sym(SPLIT_ORDERS), "`random`: a seeded shuffle before splitting; `time`: contiguous in sample order, train first, then val, then test (windowed sources cut the time axis itself, docs/data.md); `auto`: `time` for windowed sources (zarr, netcdf), else `random`", default="auto"),
                     }
                 ),
                 "train/validation/test fractions of the samples, each rounded to whole samples; what they leave over is not used (DT319)",
-                default={"train": 0.9, "val": 0.1, "test": 0.0, "order": "random"},
+                default={"train": 0.9, "val": 0.1, "test": 0.0, "order": "auto"},
             ),
+            "normalize": _f(Sym(NORMALIZATIONS), "scale the inputs of a zarr, netcdf or hdf5 source per variable: `standard` (mean 0, std 1) or `minmax` (0 to 1), with statistics of the train split only, saved as the run's `stats.json`", default="none"),
             "batch": _f(POSITIVE, "batch size per rank", True),
             "workers": _f(OneOf((NON_NEGATIVE, Sym(("auto",)))), "loader workers per rank", default="auto"),
             "shuffle": _f(Bool(), "reshuffle the training data every epoch", default=True),

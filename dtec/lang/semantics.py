@@ -10,8 +10,8 @@ from dtec.diagnostics import Diagnostic, Related, diag, has_errors
 from dtec.lang.blueprint import Blueprint
 from dtec.lang.losses import loss_terms, scored_targets
 from dtec.lang.schema import (
-    CLASSIFICATION_METRIC_NAMES, CLASSIFICATION_METRICS, LOSS_TARGETS, METRICS, REGRESSION_METRICS,
-    metric_name,
+    CLASSIFICATION_METRIC_NAMES, CLASSIFICATION_METRICS, LOSS_TARGETS, METRICS, NORMALIZED_SOURCES,
+    REGRESSION_METRICS, WINDOWED_SOURCES, metric_name,
 )
 
 _SEQUENCE_ARCHS = ("lstm", "transformer")
@@ -73,7 +73,7 @@ def check_semantics(bp: Blueprint, *, errors_so_far: bool = False, facts: Mappin
 def _check_data(bp: Blueprint, name: str, block: dict) -> list[Diagnostic]:
     found = []
     source = block.get("source")
-    if isinstance(source, dict) and source.get("fn") in ("synthetic", "python"):
+    if isinstance(source, dict) and source.get("fn") in ("synthetic", "python", "hdf5"):
         given = [k for k in ("targets", "classes") if source.get(k) is not None]
         if len(given) > 1 or (not given and source["fn"] == "synthetic"):  # python(): may leave the task to the loss
             found.append(
@@ -87,6 +87,23 @@ def _check_data(bp: Blueprint, name: str, block: dict) -> list[Diagnostic]:
                 )
             )
     found += _check_split(bp, name, block.get("split"))
+    found += _check_windowed(bp, name, block)
+    return found
+
+
+def _check_windowed(bp: Blueprint, name: str, block: dict) -> list[Diagnostic]:
+    """Windows are split in time (DT331); `normalize` needs a source that streams statistics (DT332)."""
+    source = block.get("source")
+    fn = source.get("fn") if isinstance(source, dict) else None
+    found = []
+    if fn in WINDOWED_SOURCES and (block.get("split") or {}).get("order") == "random":
+        found.append(diag("DT331", f"`{fn}` samples are overlapping windows along `{source.get('dim', 'time')}`: a random split puts "
+                          "windows sharing the same steps in train and validation, which leaks", bp.span("data", name, "split", "order"),
+                          "use `order = time` (or leave `order` out): the time axis is cut first, then windows are made inside each part"))
+    normalize = block.get("normalize")
+    if fn is not None and normalize not in (None, "none") and fn not in NORMALIZED_SOURCES:
+        found.append(diag("DT332", f"`normalize = {normalize}` applies to zarr, netcdf and hdf5 sources, not `{fn}`",
+                          bp.span("data", name, "normalize"), "scale the data beforehand, or remove `normalize`"))
     return found
 
 
@@ -156,6 +173,8 @@ def _check_training(bp: Blueprint, data: dict, models: dict) -> list[Diagnostic]
     source = (data.get(model.get("input")) or {}).get("source")
     loss = train.get("loss")
     labels = label_count(source) if isinstance(source, dict) else None
+    if labels is None and isinstance(source, dict) and source.get("fn") in WINDOWED_SOURCES:
+        labels = ("targets", 0)  # regression; how many outputs, only the files say
     found = _check_sum(bp, loss, labels is None)
     arch = model.get("arch") if isinstance(model.get("arch"), dict) else {}
     outputs = arch.get("output") if arch.get("fn") != "python" and isinstance(arch.get("output"), int) else None
@@ -240,6 +259,8 @@ def training_task(bp: Blueprint) -> str | None:
     labels = label_count(source) if isinstance(source, dict) else None
     if labels is not None:
         return "classification" if labels[0] == "classes" else "regression"
+    if isinstance(source, dict) and source.get("fn") in WINDOWED_SOURCES:
+        return "regression"  # targets are the variables' next steps
     scored = scored_targets(train.get("loss"))[0]
     return None if scored is None else ("regression" if scored == "values" else "classification")
 

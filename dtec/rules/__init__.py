@@ -78,7 +78,7 @@ _TABLE = (
     ("DT301", "task-mismatch", "error", "The loss does not suit the data's targets or classes"),
     ("DT302", "data-file-not-found", "error", "A data file named by the blueprint does not exist"),
     ("DT303", "unreadable-data-file", "error", "A data file is not the kind of file its source reads"),
-    ("DT304", "unknown-data-key", "error", "An `.npz` array or a CSV column named by the blueprint is not in the file"),
+    ("DT304", "unknown-data-key", "error", "An `.npz` array, a CSV column, a variable or an HDF5 dataset named by the blueprint is not in the file"),
     ("DT305", "data-file-mismatch", "error", "A data file's shapes, counts or values contradict the blueprint"),
     ("DT306", "not-checked", "info", "A file or module is not on this computer or outside the project: not checked"),
     ("DT307", "code-not-found", "error", "`python(\"module:name\")` names code that is not in the code folder"),
@@ -95,6 +95,12 @@ _TABLE = (
     ("DT320", "not-exportable", "warning", "`dtec check` could not export the model as `train { export }` asks"),
     ("DT321", "not-evaluable", "error", "`dtec evaluate` names a run that has no model to evaluate, or nothing to evaluate it on"),
     ("DT323", "loss-weights-mismatch", "error", "A loss's per-class weights do not match the classes or the model's outputs"),
+    ("DT331", "windowed-random-split", "error", "Overlapping windows along time are split at random: train and validation share steps"),
+    ("DT332", "normalize-unsupported", "error", "`normalize` is set on a data source that does not scale its inputs"),
+    ("DT333", "dimension-mismatch", "error", "A variable does not run along the window's dimension first, or the variables disagree on their other dimensions"),
+    ("DT334", "window-too-long", "error", "A window and its horizon are longer than a part of the split"),
+    ("DT335", "too-few-samples", "error", "The train split gives fewer samples than one batch per rank"),
+    ("DT336", "data-library-missing", "info", "A data file is not checked: the library that reads it is not installed here"),
     ("DT315", "beyond-the-run", "warning", "A warm-up, milestone or patience is as long as the run: it never takes effect"),
 )
 

@@ -83,6 +83,7 @@ DATA = {
         "seed": 1,
     },
     "split": {"train": 0.98, "val": 0.02, "test": 0.0, "order": "random"},
+    "normalize": "none",
     "batch": 2,
     "workers": 7,
     "shuffle": True,

@@ -76,6 +76,7 @@ DATA = {
         "seed": 7,
     },
     "split": {"train": 0.8, "val": 0.2, "test": 0.0, "order": "random"},
+    "normalize": "none",
     "batch": 32,
     "workers": 7,
     "shuffle": True,

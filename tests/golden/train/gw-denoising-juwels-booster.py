@@ -74,6 +74,7 @@ DATA = {
         "seed": 3,
     },
     "split": {"train": 0.9, "val": 0.1, "test": 0.0, "order": "random"},
+    "normalize": "none",
     "batch": 16,
     "workers": 4,
     "shuffle": True,

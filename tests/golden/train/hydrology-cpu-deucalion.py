@@ -89,6 +89,7 @@ DATA = {
         "seed": 21,
     },
     "split": {"train": 0.9, "val": 0.1, "test": 0.0, "order": "random"},
+    "normalize": "none",
     "batch": 256,
     "workers": 8,
     "shuffle": True,

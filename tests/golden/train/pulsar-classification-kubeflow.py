@@ -71,6 +71,7 @@ DATA = {
         "seed": 99,
     },
     "split": {"train": 0.85, "val": 0.15, "test": 0.0, "order": "random"},
+    "normalize": "none",
     "batch": 128,
     "workers": 7,
     "shuffle": True,

@@ -76,6 +76,7 @@ DATA = {
         "seed": 42,
     },
     "split": {"train": 0.9, "val": 0.1, "test": 0.0, "order": "random"},
+    "normalize": "none",
     "batch": 64,
     "workers": 6,
     "shuffle": True,
