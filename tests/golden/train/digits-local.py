@@ -73,6 +73,7 @@ DATA = {
         "shape": [1, 28, 28],
     },
     "split": {"train": 0.8, "val": 0.1, "test": 0.1, "order": "random"},
+    "normalize": "none",
     "batch": 64,
     "workers": 0,
     "shuffle": True,

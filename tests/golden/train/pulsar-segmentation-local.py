@@ -73,6 +73,7 @@ DATA = {
         "shape": [1, 256],
     },
     "split": {"train": 0.8, "val": 0.1, "test": 0.1, "order": "random"},
+    "normalize": "none",
     "batch": 32,
     "workers": 0,
     "shuffle": True,
