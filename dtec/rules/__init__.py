@@ -95,6 +95,12 @@ _TABLE = (
     ("DT320", "not-exportable", "warning", "`dtec check` could not export the model as `train { export }` asks"),
     ("DT321", "not-evaluable", "error", "`dtec evaluate` names a run that has no model to evaluate, or nothing to evaluate it on"),
     ("DT323", "loss-weights-mismatch", "error", "A loss's per-class weights do not match the classes or the model's outputs"),
+    ("DT350", "loss-unused-by-objective", "error", "`train.loss` is given, but the objective computes its own losses (`elbo`'s `recon`, a `python()` step)"),
+    ("DT351", "objective-output-missing", "error", "The objective needs model outputs by name that the model does not declare in `outputs`"),
+    ("DT352", "objective-loss-mismatch", "error", "`elbo` reconstructs its input with a classification loss"),
+    ("DT353", "metrics-without-prediction", "error", "`metrics` on an objective that makes no prediction to score (a `python()` step)"),
+    ("DT354", "fields-without-dict-items", "error", "`input` or `target` names fields of a source whose items are (input, target) pairs"),
+    ("DT355", "outputs-invalid", "error", "A model's `outputs` are named twice, or named on a built-in architecture that returns one tensor"),
     ("DT315", "beyond-the-run", "warning", "A warm-up, milestone or patience is as long as the run: it never takes effect"),
 )
 
