@@ -156,6 +156,8 @@ def _values(type_: t.Type, path: tuple[str, ...]) -> st.SearchStrategy[str] | No
         return st.sampled_from(["true", "false"])
     if isinstance(type_, t.Sym):
         return st.sampled_from([*type_.choices, "é", "all", "none"])
+    if isinstance(type_, t.Name):
+        return st.sampled_from(["recon", "mu", "logvar", "é"])
     if isinstance(type_, t.Ref):
         return st.sampled_from([f"{type_.kind}.{LABELS[type_.kind]}", f"{type_.kind}.nope"])
     if isinstance(type_, t.OneOf):

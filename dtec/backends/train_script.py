@@ -108,8 +108,9 @@ def train_context(ir: IR) -> dict[str, Any]:
     }
     # The validation metrics besides the loss, by the name they are recorded under (`f1_micro`).
     metrics = [metric_name({"fn": m.name, "average": m.average}) for m in ir.train.metrics]
-    script = {**_script_facts(config), **_loss_facts(ir)}
+    script = {**_script_facts(config), **_loss_facts(ir), "objective": _objective_facts(ir, config)}
     templates["loss"] = "train/loss.py.jinja"
+    templates["objective"] = f"train/objective/{ir.train.objective.name}.py.jinja"
     return {**config, "metrics": metrics, "script": script, "templates": templates}
 
 
@@ -146,25 +147,29 @@ def _configuration(ir: IR) -> dict[str, Any]:
     scheduler = train.scheduler.model_dump(exclude_none=True)
     if scheduler["name"] == "none":
         scheduler = {"name": "none"}
+    objective = ir.train.objective
     return {
         "twin": ir.twin.model_dump(),
         "data": {
             "name": data.name,
             "source": source,
+            **({"fields": data.fields} if data.fields else {}),
             "split": data.split.model_dump(),
             "normalize": data.normalize,
             "batch": data.batch,
             "workers": data.workers,
             "shuffle": data.shuffle,
         },
-        "model": {"name": model.name, "arch": model.arch, "params": params, **_start(model)},
+        "model": {"name": model.name, "arch": model.arch, "params": params, **_start(model),
+                  **({"outputs": model.outputs} if model.outputs else {})},
         # Every code folder of the blueprint serves data and model modules alike: on sys.path.
         "code": list(dict.fromkeys(p for p in [*(m.path for m in ir.models.values()), *(d.path for d in ir.data.values()), train.path] if p)),
         # Data that does not say (python() without `classes`, npz without `targets` or `classes`)
         # takes the loss's task; where neither says (a python() loss), regression.
-        "task": data.task or ("regression" if train.loss.scores in ("values", None) else "classification"),
+        "task": data.task or ("classification" if train.loss and train.loss.scores in ("classes", "binary") else "regression"),
         "train": {
-            "loss": _loss(train.loss),
+            **({"objective": {"name": objective.name, **objective.options}} if objective.name != "supervised" else {}),
+            **({"loss": _loss(train.loss)} if train.loss else {}),
             "optimizer": train.optimizer.model_dump(exclude_none=True),
             "scheduler": scheduler,
             "epochs": train.epochs,
@@ -198,11 +203,29 @@ def _loss(loss: Loss) -> dict[str, Any]:
     return {"fn": "sum", "terms": terms, "weights": loss.weights} if loss.summed else terms[0]
 
 
+def _objective_facts(ir: IR, config: dict[str, Any]) -> dict[str, Any]:
+    """What the objective's template (train/objective/<name>.py.jinja) and forward() need."""
+    outputs = ir.models[ir.train.model].outputs
+    strategy = config["strategy"]["kind"]
+    return {
+        "name": ir.train.objective.name,
+        # The output `supervised` scores (the first named one); None: the model returns one tensor.
+        "prediction": outputs[0] if outputs else None,
+        # The model's result in float32: one tensor, or its named outputs (train/outputs.py.jinja).
+        "output": "named_outputs(model(x))" if outputs else "model(x).float()",
+        # A python() step runs in the autocast forward() would use (FSDP and DeepSpeed cast themselves).
+        "autocast": bool(AMP_DTYPES[config["train"]["precision"]]) and strategy in ("single", "ddp"),
+    }
+
+
 def _loss_facts(ir: IR) -> dict[str, Any]:
     """What train/loss.py.jinja and the checks of the prediction need: see that template."""
     loss = ir.train.loss
     data = ir.data[ir.models[ir.train.model].input]
     output = ir.models[ir.train.model].params.get("output")
+    if loss is None:  # a python() step: it scores what it likes; there is no loss template
+        kind = "class" if data.task == "classification" else "values"
+        return {"target_kind": kind, "loss": {"scored_by": None, "count": 0, "functions": []}}
     if loss.scores is not None:
         kind = _TARGET_KINDS[loss.scores]
     elif data.task == "classification":  # python() loss: the data says what it scores
@@ -248,13 +271,14 @@ def _checkpoint(checkpoint) -> dict[str, Any]:
 def _script_facts(ctx: dict[str, Any]) -> dict:
     """Values derived from the configuration that pick the script's code paths."""
     strategy = ctx["strategy"]["kind"]
-    loss = ctx["train"]["loss"]
+    loss = ctx["train"].get("loss")
     arch = ctx["model"]["arch"]
     source = ctx["data"]["source"]["kind"]
     precision = ctx["train"]["precision"]
     scheduler = ctx["train"]["scheduler"]["name"]
-    losses = {t["fn"] for t in loss.get("terms", [loss])}
-    python_loss = "python" in losses
+    losses = {t["fn"] for t in loss.get("terms", [loss])} if loss else set()
+    python_step = ctx["train"].get("objective", {}).get("name") == "python"
+    python_loss = "python" in losses or python_step  # either is imported once (functools.cache)
     user_code = arch == "python" or source == "python" or python_loss
     starts_from = "freeze" in ctx["model"]
     export = ctx["train"]["export"]

@@ -18,7 +18,7 @@ def build_graph(ir: IR) -> nx.DiGraph:
     for name, model in ir.models.items():
         g.add_node(f"model:{name}", kind="model", label=f"{name} ({model.arch})")
         g.add_edge(f"data:{model.input}", f"model:{name}", relation="feeds")
-    g.add_node("loss", kind="loss", label=train.loss.label)
+    g.add_node("loss", kind="loss", label=train.loss_label)
     g.add_node("optimizer", kind="optimizer", label=train.optimizer.name)
     g.add_node("scheduler", kind="scheduler", label=train.scheduler.name)
     g.add_node("train", kind="train", label=f"train ({train.epochs} epochs, {train.precision})")

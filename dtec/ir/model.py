@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from dtec import __version__
 from dtec.lang.blueprint import Blueprint
 from dtec.lang.schema import (
-    ARCH, DATA_SOURCE, EXPORTERS, LOSSES, METRIC, METRICS, NORMALIZATIONS, OPTIMIZER,
+    ARCH, DATA_SOURCE, EXPORTERS, LOSSES, METRIC, METRICS, NORMALIZATIONS, OBJECTIVE, OPTIMIZER,
     PRECISIONS, SCALING_MODES, SCHEDULER, STRATEGIES, WINDOWED_SOURCES,
 )
 from dtec.lang.losses import loss_terms, loss_weights, scored_targets
@@ -73,6 +73,9 @@ class Data(_Model):
     workers: int = Field(ge=0)
     shuffle: bool
     path: str | None = Field(None, description=_CODE_PATH)
+    fields: dict[str, Any] = Field(
+        {}, description="`input` and `target` as written, when given: `{\"fn\": \"field\", \"name\": \"X\"}` or `{\"fn\": \"input\"}`"
+    )
 
 
 class Weights(_Model):
@@ -98,6 +101,7 @@ class Model(_Model):
     parameters: int | None = Field(description="trainable parameters, when known statically")
     weights: Weights | None = Field(None, description="the initial weights (`dtec run` passes their file as $DTEC_WEIGHTS)")
     freeze: list[str] = Field([], description="name prefixes of the parameters not trained")
+    outputs: list[str] = Field([], description="names of the parts the model returns (a tuple or dict); empty: one tensor")
 
     @field_validator("arch")
     @classmethod
@@ -193,11 +197,21 @@ class Loss(_Model):
         return " + ".join(t.name if w == 1 else f"{w:g} * {t.name}" for t, w in zip(self.terms, self.weights))
 
 
+class Objective(_Model):
+    """What one training step optimises (docs/custom-training.md)."""
+
+    name: Literal[tuple(OBJECTIVE.functions)]  # type: ignore[valid-type]
+    options: dict[str, Any] = Field(
+        {}, description="its arguments but the loss it brings (elbo: `kl_weight`; python: `callable`, `kwargs`)"
+    )
+
+
 class Train(_Model):
     """The training loop."""
 
     model: str
-    loss: Loss
+    objective: Objective = Objective(name="supervised")
+    loss: Loss | None = Field(description="the loss of the prediction (elbo: its `recon`); None: a python() step's own")
     optimizer: Optimizer
     scheduler: Scheduler
     epochs: int = Field(ge=1)
@@ -215,6 +229,16 @@ class Train(_Model):
     path: str | None = Field(None, description=_CODE_PATH)
     stop_early: StopEarly | None = None
     deterministic: bool = False
+
+    @property
+    def loss_label(self) -> str:
+        """What a step optimises, in one line: `mse`, `elbo: mse + 0.1 * kl`, `step losses:step`."""
+        options = self.objective.options
+        if self.loss is None:
+            return f"step {options['callable']}"
+        if self.objective.name == "elbo":
+            return f"elbo: {self.loss.label} + {options['kl_weight']:g} * kl"
+        return self.loss.label
 
 
 class Strategy(_Model):
@@ -353,12 +377,14 @@ def build_ir(bp: Blueprint, plan: Plan, code: Mapping[str, str] | None = None) -
                 parameters=plan.parameters if name == train["model"] else None,
                 weights=_weights(m.get("weights")),
                 freeze=m.get("freeze") or [],
+                outputs=m.get("outputs") or [],
             )
             for name, m in sorted(v["model"].items())
         },
         train=Train(
             model=train["model"],
-            loss=_loss(train["loss"]),
+            objective=_objective(train["objective"]),
+            loss=None if train["loss"] is None else _loss(train["loss"]),
             optimizer=Optimizer(name=optimizer["fn"], **{k: val for k, val in optimizer.items() if k != "fn"}),
             scheduler=Scheduler(name=scheduler["fn"], **{k: _monitored(val) if k == "monitor" else val for k, val in scheduler.items() if k != "fn"}),
             epochs=train["epochs"],
@@ -367,7 +393,7 @@ def build_ir(bp: Blueprint, plan: Plan, code: Mapping[str, str] | None = None) -
             seed=train["seed"],
             grad_accum=train["grad_accum"],
             clip_grad=train["clip_grad"],
-            metrics=_metrics(train, training_task(bp)),
+            metrics=_metrics(train, training_task(bp)) if train["objective"]["fn"] != "python" else [],
             checkpoint=_checkpoint(train["checkpoint"]),
             export=train["export"],
             path=code.get(train["path"], train["path"]),
@@ -434,6 +460,12 @@ def _loss(loss: dict[str, Any]) -> Loss:
     return Loss(terms=terms, weights=loss_weights(loss), scores=scored_targets(loss)[0], summed=loss["fn"] == "sum")
 
 
+def _objective(objective: dict[str, Any]) -> Objective:
+    """The objective's name and options; elbo's `recon` is the training's loss, not an option."""
+    options = {k: v for k, v in objective.items() if k not in ("fn", "recon") and v is not None}
+    return Objective(name=objective["fn"], options=options)
+
+
 def _checkpoint(c: dict[str, Any]) -> Checkpoint:
     """The checkpoint record; a monitored metric `min(val_loss)` as its metric and mode."""
     best = c.get("best") and _monitored(c["best"])
@@ -475,4 +507,5 @@ def _data(name: str, d: dict[str, Any], plan: Plan, code: Mapping[str, str]) -> 
         workers=plan.workers if d["workers"] == "auto" else d["workers"],
         shuffle=d["shuffle"],
         path=code.get(d["path"], d["path"]),
+        fields={k: d[k] for k in ("input", "target") if d.get(k) is not None},
     )

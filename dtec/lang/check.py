@@ -10,6 +10,7 @@ from dtec.diagnostics import Diagnostic, Related, diag
 from dtec.lang import types as t
 from dtec.lang.blueprint import Blueprint, Path
 from dtec.lang.loader import Program
+from dtec.lang.objectives import resolve_objective
 from dtec.lang.schema import BLOCK_NOT_ATTRIBUTE, BLOCKS, REQUIRED_KINDS
 from dtec.source import Span
 from dtec.suggest import closest, did_you_mean
@@ -44,6 +45,7 @@ def check(
         at = first.span if isinstance(first, ast.Block) and first.span.source is program.main else Span(program.main, 0, 0)
         checker.required_blocks(Span(program.main, at.start, at.start))
     checker.references()
+    checker.diagnostics += resolve_objective(checker.blueprint)
     return checker.blueprint, checker.diagnostics
 
 
@@ -344,6 +346,11 @@ class _Checker:
             return _INVALID
         return self.mismatch(expr, type_)
 
+    def v_Name(self, expr: ast.Expr, type_: t.Name, path: Path) -> Any:
+        if isinstance(expr, ast.Symbol):
+            return expr.name
+        return self.mismatch(expr, type_)
+
     def v_OneOf(self, expr: ast.Expr, type_: t.OneOf, path: Path) -> Any:
         for option in type_.options:
             if _fits(expr, option):
@@ -613,7 +620,7 @@ def _fits(expr: ast.Expr, type_: t.Type) -> bool:
     """Whether an expression has the form of a type (for choosing among `OneOf` options)."""
     if isinstance(type_, (t.Int, t.Float)):
         return isinstance(expr, ast.Number) and not expr.unit
-    if isinstance(type_, t.Sym):
+    if isinstance(type_, (t.Sym, t.Name)):
         return isinstance(expr, ast.Symbol)
     if isinstance(type_, t.Str):
         return isinstance(expr, ast.Str) or (isinstance(expr, ast.Call) and expr.name == "env")

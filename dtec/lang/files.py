@@ -63,6 +63,9 @@ def check_files(bp: Blueprint, root: Path) -> tuple[list[Diagnostic], Facts, Bun
         if term.get("fn") == "python" and isinstance(term.get("callable"), str):
             at = ("train", "loss") if index is None else ("train", "loss", "terms", index)
             checker.code(term["callable"], (*at, "callable"), folders)
+    objective = bp.get("train", "objective")
+    if isinstance(objective, dict) and objective.get("fn") == "python" and isinstance(objective.get("callable"), str):
+        checker.code(objective["callable"], ("train", "objective", "callable"), folders)
     return checker.found, {name: fact for name, fact in facts.items() if fact != {}}, checker.bundled
 
 

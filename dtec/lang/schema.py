@@ -18,6 +18,7 @@ from dtec.lang.types import (
     Function,
     Int,
     ListOf,
+    Name,
     OneOf,
     Record,
     Ref,
@@ -249,6 +250,34 @@ LOSS = Call(
         ),
     }
 )
+# What one training step optimises (docs/custom-training.md): each picks the template
+# train/objective/<name>.py.jinja that computes the step's losses.
+OBJECTIVE = Call(
+    {
+        "supervised": Function({}, "The model's prediction scored against the target by `loss` (the default)."),
+        "elbo": Function(
+            {
+                "recon": _f(LOSS, "the reconstruction loss: the model's `recon` output against the target (a regression loss)", default={"fn": "mse"}),
+                "kl_weight": _f(Float(min=0.0), "weight of the KL divergence of (`mu`, `logvar`) from a standard normal", default=1.0),
+            },
+            "The evidence lower bound of a variational autoencoder: `recon` plus `kl_weight` times the "
+            "KL divergence; the model returns `outputs = [recon, mu, logvar]`. Validation records "
+            "`val_recon`, `val_kl` and `val_loss`.",
+        ),
+        "python": Function(
+            {"callable": _f(Str(), "`module:function` called as `function(model, batch, context, **arguments)`; returns a dict of scalar tensors, `loss` among them (the one optimised)", True)},
+            "Your own training step, in a code folder (`path` of `train`): every loss it returns is "
+            "logged and validated as `val_<name>`; extra keyword arguments are passed to it.",
+            variadic_kwargs=True,
+        ),
+    }
+)
+# The named outputs each objective needs of the model.
+OBJECTIVE_OUTPUTS = {"elbo": ("recon", "mu", "logvar")}
+_FIELD = Function({"name": _f(Str(), "the key in each item's dict", True)}, "The item's value under a key: items are dicts.")
+# What a data set's items give the model (`input`) and score it against (`target`).
+DATA_INPUT = Call({"field": _FIELD})
+DATA_TARGET = Call({"field": _FIELD, "input": Function({}, "The input itself: the model reconstructs it (autoencoders).")})
 LOSSES = tuple(_LOSS_TERMS)
 # What each loss scores its prediction against: class numbers, 0/1 targets, or values (regression).
 # A python() loss says nothing: the data's `classes` or `targets` decide.
@@ -502,6 +531,8 @@ BLOCKS: dict[str, BlockSpec] = {
             "workers": _f(OneOf((NON_NEGATIVE, Sym(("auto",)))), "loader workers per rank", default="auto"),
             "shuffle": _f(Bool(), "reshuffle the training data every epoch", default=True),
             "path": _f(Str(), "folder with your own Python code (a `python()` source), relative to the blueprint; copied into the bundle"),
+            "input": _f(DATA_INPUT, "what the model reads of a `python()` source's dict items, `field(\"X\")` (default: the first of each `(input, target)` pair)"),
+            "target": _f(DATA_TARGET, "what the model is scored against: `field(\"Y\")` of dict items, or `input` (default: the second of each pair)"),
         },
         label="the data set's name",
         multiple=True,
@@ -514,6 +545,7 @@ BLOCKS: dict[str, BlockSpec] = {
             "path": _f(Str(), "folder with your own Python code, relative to the blueprint; copied into the bundle"),
             "weights": _f(WEIGHTS, "start from trained weights: `from(run = \"runs/stage1/local/<id>\")` or `from(blueprint = \"stage1.twin\")` (docs/runs.md)"),
             "freeze": _f(ListOf(Str(), 1), "parameters not trained, by name prefix (`[\"down\", \"head.weight\"]`): `requires_grad` off, left out of the optimizer"),
+            "outputs": _f(ListOf(Name(), 1), "names of the parts a `python()` model returns, as a tuple or a dict, e.g. `[recon, mu, logvar]`; the objective takes them by name (default: one tensor, the prediction; `supervised` scores the first)"),
         },
         label="the model's name",
         multiple=True,
@@ -522,7 +554,8 @@ BLOCKS: dict[str, BlockSpec] = {
         "How the model is trained.",
         {
             "model": _f(Ref("model"), "the model to train (default: the only model)"),
-            "loss": _f(LOSS, "the loss function", True),
+            "objective": _f(OBJECTIVE, "what a training step optimises: `supervised`, `elbo(...)` or your `python(\"module:step\")` (docs/custom-training.md)", default={"fn": "supervised"}),
+            "loss": _f(LOSS, "the loss function (needed by `supervised`; `elbo` takes its own `recon`)"),
             "optimizer": _f(OPTIMIZER, "the optimizer", default={"fn": "adamw"}),
             "scheduler": _f(SCHEDULER, "the learning-rate schedule", default={"fn": "none"}),
             "epochs": _f(POSITIVE, "passes over the training data", default=1),

@@ -91,6 +91,14 @@ class Sym(Type):
 
 
 @dataclass(frozen=True)
+class Name(Type):
+    """A bare name the blueprint chooses (a model's output, `recon`): an identifier, not a string."""
+
+    def describe(self) -> str:
+        return "a bare name such as `recon`"
+
+
+@dataclass(frozen=True)
 class OneOf(Type):
     """The first of several types that matches the expression's form."""
 

@@ -101,6 +101,12 @@ _TABLE = (
     ("DT334", "window-too-long", "error", "A window and its horizon are longer than a part of the split"),
     ("DT335", "too-few-samples", "error", "The train split gives fewer samples than one batch per rank"),
     ("DT336", "data-library-missing", "info", "A data file is not checked: the library that reads it is not installed here"),
+    ("DT350", "loss-unused-by-objective", "error", "`train.loss` is given, but the objective computes its own losses (`elbo`'s `recon`, a `python()` step)"),
+    ("DT351", "objective-output-missing", "error", "The objective needs model outputs by name that the model does not declare in `outputs`"),
+    ("DT352", "objective-loss-mismatch", "error", "`elbo` reconstructs its input with a classification loss"),
+    ("DT353", "metrics-without-prediction", "error", "`metrics` on an objective that makes no prediction to score (a `python()` step)"),
+    ("DT354", "fields-without-dict-items", "error", "`input` or `target` names fields of a source whose items are (input, target) pairs"),
+    ("DT355", "outputs-invalid", "error", "A model's `outputs` are named twice, or named on a built-in architecture that returns one tensor"),
     ("DT315", "beyond-the-run", "warning", "A warm-up, milestone or patience is as long as the run: it never takes effect"),
 )
 

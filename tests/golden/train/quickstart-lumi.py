@@ -804,20 +804,22 @@ def forward(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
 def evaluate(model: nn.Module, loader: DataLoader, rt: Runtime, prefix: str = "val") -> dict:
     """The loss over a whole split (all ranks), as `<prefix>_loss`."""
     model.eval()
-    # loss_sums() of the real samples, then the count of samples (padding has weight 0)
-    totals = torch.zeros(3, dtype=torch.float64, device=rt.device)
+    # The objective's sums over the real samples (objective_sums), then the count of samples
+    # (padding has weight 0). Every rank runs as many batches, so all have sums or none.
+    sums, samples = None, torch.zeros(1, dtype=torch.float64, device=rt.device)
     for batch in loader:
         x, y, weight = to_device(batch, rt)
-        pred = forward(model, x)
-        real = weight > 0  # padding samples are left out of the loss
-        if real.any():
-            totals[:-1] += torch.stack(loss_sums(pred[real], y[real])).double()
-        totals[-1] += weight.sum()
-    totals = all_sum(totals).cpu()
+        batch_sums, pred = objective_sums(model, x, y, weight > 0)
+        sums = batch_sums if sums is None else sums + batch_sums
+        samples += weight.sum()
     model.train()
-    if totals[2] == 0:
+    if sums is None:
         return {}
-    values = {f"{prefix}_loss": loss_value(totals[:2]).item()}
+    count = len(sums)
+    totals = all_sum(torch.cat([sums, samples])).cpu()
+    if totals[count] == 0:
+        return {}
+    values = objective_values(totals[:count], prefix)
     return values
 
 
@@ -849,12 +851,38 @@ def output_hint(outputs: object) -> str:
     return f"set its arch's `output` to {outputs}"
 
 
+# ----------------------------------------------------------------------------- objective
 def training_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, first: bool) -> torch.Tensor:
     """The loss of one micro-batch; the session's first batch also checks the output's shape."""
     pred = forward(model, x)
     if first:
         check_prediction(pred, y)
     return loss_fn(pred, y)
+
+
+def checked_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, report: dict) -> torch.Tensor:
+    """The loss of one batch after checking the output against it; `report` records the stages."""
+    pred = model(x).float()
+    report["output_shape"] = list(pred.shape[1:])
+    report["stage"] = "output"
+    check_prediction(pred, y)
+    report["stage"] = "backward"
+    return loss_fn(pred, y)
+
+
+def objective_sums(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, real: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The loss's sums over the batch's real samples (padding is left out), and the prediction."""
+    pred = forward(model, x)
+    if not real.any():
+        return torch.zeros(2, dtype=torch.float64, device=x.device), pred
+    return torch.stack(loss_sums(pred[real], y[real])).double(), pred
+
+
+def objective_values(totals: torch.Tensor, prefix: str) -> dict:
+    """The loss of the whole split, from the sums of all batches and ranks."""
+    return {f"{prefix}_loss": loss_value(totals).item()}
 
 
 def train(
@@ -1037,7 +1065,7 @@ def evaluation_report(args: argparse.Namespace, run_dir: Path) -> int:
         model.load_state_dict(state["model"] if "model" in state else state)
         model.to(rt.device)
         x, y = to_device((x.unsqueeze(0), y.unsqueeze(0)), rt)
-        check_prediction(forward(model, x), y)
+        checked_loss(model, x, y, {})  # one line for outputs that cannot be scored
         metrics = evaluate(model, eval_loader(test_set, rt), rt, prefix="test")
         report.update(ok=True, samples=len(test_set), sample_shape=list(x.shape[1:]),
                       weights=str(weights), metrics=metrics)
@@ -1296,12 +1324,7 @@ def preflight() -> int:
         optimizer = make_optimizer(model.parameters())
         report["stage"] = "forward"
         start, rss = time.perf_counter(), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        pred = model(x).float()
-        report["output_shape"] = list(pred.shape[1:])
-        report["stage"] = "output"
-        check_prediction(pred, y)
-        report["stage"] = "backward"
-        loss = loss_fn(pred, y)
+        loss = checked_loss(model, x, y, report)  # the stages "output" and "backward" on
         loss.backward()
         optimizer.step()
         state = [*model.parameters(), *(p.grad for p in model.parameters() if p.grad is not None)]

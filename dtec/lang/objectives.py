@@ -1,0 +1,122 @@
+"""The training objective (`train.objective`): the loss it brings, and what it needs of the
+model's outputs, the data's fields and the metrics (DT350-DT355)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from dtec.diagnostics import Diagnostic, Related, diag
+from dtec.lang.blueprint import Blueprint
+from dtec.lang.losses import scored_targets
+from dtec.lang.schema import OBJECTIVE_OUTPUTS
+
+# Objectives that compute their losses themselves: `train.loss` is not theirs to use.
+_OWN_LOSS = {"elbo": "scores its `recon` output with `elbo(recon = ...)`",
+             "python": "computes the losses in your step function"}
+
+
+def objective_name(bp: Blueprint) -> str | None:
+    """The objective's function name (`supervised` by default); None: invalid, already reported."""
+    objective = bp.get("train", "objective")
+    return objective["fn"] if isinstance(objective, dict) else None
+
+
+def has_prediction(bp: Blueprint) -> bool:
+    """Whether the objective scores a prediction against the target (metrics need one)."""
+    return objective_name(bp) != "python"
+
+
+def resolve_objective(bp: Blueprint) -> list[Diagnostic]:
+    """Give the training the loss its objective scores with: elbo's `recon` becomes `train.loss`.
+
+    Done once, after the values are checked, so that every check of the loss (task, weights,
+    sums) holds for the reconstruction loss as written, at its own span.
+    """
+    train = bp.values.get("train")
+    name = objective_name(bp)
+    if not isinstance(train, dict) or name is None:
+        return []
+    loss = train.get("loss")
+    if name == "supervised":
+        if loss is None:
+            return [diag("DT107", "`train` needs `loss`: the loss function", bp.span("train"),
+                         "add `loss = …` (e.g. `mse`), or choose another `objective`")]
+        return []
+    if loss is not None:
+        return [diag("DT350", f"`loss` is not used: `{name}` {_OWN_LOSS[name]}", bp.span("train", "loss"),
+                     "remove `loss`" + (", and give it as `elbo(recon = …)`" if name == "elbo" else ""))]
+    if name == "elbo":
+        train["loss"] = train["objective"]["recon"]
+        prefix = ("train", "objective", "recon")
+        for path, span in list(bp.spans.items()):
+            if path[: len(prefix)] == prefix:
+                bp.spans[("train", "loss", *path[len(prefix):])] = span
+    return []
+
+
+def check_objective(bp: Blueprint) -> list[Diagnostic]:
+    """The objective against the model's outputs, the data's fields and the metrics."""
+    found = _check_outputs(bp)
+    found += _check_fields(bp)
+    name = objective_name(bp)
+    train = bp.values.get("train") or {}
+    model_name = train.get("model")
+    model = (bp.values.get("model") or {}).get(model_name)
+    if name == "elbo":
+        scored = scored_targets(train.get("loss"))
+        if scored[0] in ("classes", "binary"):
+            found.append(diag("DT352", f"`elbo` reconstructs its input, but `{scored[1]}` is a classification loss",
+                              bp.span("train", "objective", "recon"), "use a regression loss: `recon = mse`, `mae` or `huber`"))
+    needed = OBJECTIVE_OUTPUTS.get(name or "", ())
+    if needed and isinstance(model, dict):
+        outputs = model.get("outputs")
+        given = outputs if isinstance(outputs, list) else []
+        missing = [n for n in needed if n not in given]
+        if missing:
+            note = "the model's outputs are named here" if outputs is not None else f"model `{model_name}` is defined here"
+            where = bp.span("model", model_name, *(("outputs",) if outputs is not None else ()))
+            related = (Related(where, note),) if where else ()
+            has = f"names {', '.join(f'`{n}`' for n in given)}" if given else "returns one tensor"
+            found.append(diag("DT351", f"`{name}` needs the outputs {', '.join(f'`{n}`' for n in needed)}, "
+                              f"but model `{model_name}` {has}", bp.span("train", "objective"),
+                              f"name the model's outputs: `outputs = [{', '.join(needed)}]` (it returns them as a tuple, in that order, or a dict)",
+                              related))
+    metrics = train.get("metrics")
+    if name == "python" and isinstance(metrics, list) and metrics:
+        found.append(diag("DT353", "`metrics` score a prediction against the target, but a `python()` step makes none that dtec sees",
+                          bp.span("train", "metrics"), "remove `metrics`: return what you want validated from the step, e.g. `{\"loss\": …, \"mae\": …}`"))
+    return found
+
+
+def _check_outputs(bp: Blueprint) -> list[Diagnostic]:
+    """Outputs are named on python() models only (built-in ones return one tensor), each once."""
+    found = []
+    for name, model in (bp.values.get("model") or {}).items():
+        outputs, arch = model.get("outputs"), model.get("arch")
+        if not isinstance(outputs, list):
+            continue
+        span = bp.span("model", name, "outputs")
+        if isinstance(arch, dict) and arch.get("fn") != "python":
+            found.append(diag("DT355", f"`{arch['fn']}` returns one tensor: it has no outputs to name", span,
+                              "remove `outputs`, or use your own model class, `arch = python(...)`"))
+            continue
+        twice = sorted({n for n in outputs if outputs.count(n) > 1})
+        if twice:
+            found.append(diag("DT355", f"output `{twice[0]}` is named twice", span, "give each output its own name"))
+    return found
+
+
+def _check_fields(bp: Blueprint) -> list[Diagnostic]:
+    """`input` and `target` name the fields of a python() source's items (the others give pairs)."""
+    found = []
+    for name, block in (bp.values.get("data") or {}).items():
+        source = block.get("source")
+        kind = source.get("fn") if isinstance(source, dict) else None
+        for key in ("input", "target"):
+            value: Any = block.get(key)
+            if value is None or kind in (None, "python"):
+                continue
+            found.append(diag("DT354", f"`{key}` names a field of a `python()` source's items, but `{kind}` gives (input, target) pairs",
+                              bp.span("data", name, key), "remove it" + (" (`x` and `y` name the file's arrays)" if kind == "npz" else "")
+                              + ", or load the data with `source = python(...)`"))
+    return found
