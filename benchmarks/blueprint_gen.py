@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 import re
+import shutil
 from pathlib import Path
 
 from benchmarks.common import BLUEPRINTS
@@ -24,6 +25,8 @@ def realistic(n: int, folder: Path, seed: int = 0) -> list[Path]:
     rng = random.Random(seed)
     sources = [path.read_text() for path in shipped()]
     folder.mkdir(parents=True, exist_ok=True)
+    for support in (p for p in BLUEPRINTS.iterdir() if p.is_dir()):  # their code and data files
+        shutil.copytree(support, folder / support.name, dirs_exist_ok=True)
     paths = []
     for i in range(n):
         text = sources[i % len(sources)]

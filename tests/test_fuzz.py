@@ -192,6 +192,9 @@ BENIGN_CALLS: dict[tuple[str, ...], dict[str, dict[str, str]]] = {
         "npz": {"path": '"d.npz"', "shape": "[8]", "targets": "1"},
         "csv": {"path": '"d.csv"', "target": '"y"', "features": "8"},
         "python": {"callable": '"mod:data"'},
+        "zarr": {"path": '"d.zarr"', "inputs": '["a"]', "targets": '["a"]', "window": "4"},
+        "netcdf": {"path": '"d.nc"', "inputs": '["a"]', "targets": '["a"]', "window": "4"},
+        "hdf5": {"path": '"d.h5"', "x": '"x"', "y": '"y"', "targets": "1"},
     },
     ("model", "arch"): {
         "mlp": {"input": "8", "output": "1"},
@@ -205,6 +208,9 @@ BENIGN_CALLS: dict[tuple[str, ...], dict[str, dict[str, str]]] = {
                              "exponential": {"gamma": "0.9"}, "onecycle": {"max_lr": "0.01"},
                              "plateau": {"monitor": "min(val_loss)"}},
     ("train", "loss"): {"python": {"callable": '"mod:loss"'}, "sum": {"terms": "[mse, mae]"}},
+    ("train", "objective"): {"python": {"callable": '"mod:step"'}},
+    ("data", "input"): {"field": {"name": '"x"'}},
+    ("data", "target"): {"field": {"name": '"y"'}},
 }
 ARCH_SHAPES = {"lstm": "[4, 8]", "transformer": "[4, 8]", "cnn": "[3, 8, 8]", "unet": "[3, 8, 8]"}
 
