@@ -95,6 +95,15 @@ _TABLE = (
     ("DT320", "not-exportable", "warning", "`dtec check` could not export the model as `train { export }` asks"),
     ("DT321", "not-evaluable", "error", "`dtec evaluate` names a run that has no model to evaluate, or nothing to evaluate it on"),
     ("DT323", "loss-weights-mismatch", "error", "A loss's per-class weights do not match the classes or the model's outputs"),
+    # Sweeps
+    ("DT340", "sweep-unknown-key", "error", "A sweep's space names a key the blueprint does not have"),
+    ("DT341", "sweep-goal-mismatch", "error", "A sweep's goal looks for the worst trials of its metric"),
+    ("DT342", "sweep-distribution-mismatch", "error", "A distribution of the sweep's space draws values its key does not take"),
+    ("DT343", "sweep-bounds", "error", "A distribution's bounds are not in order, or its step or log scale does not fit them"),
+    ("DT344", "sweep-value-rejected", "error", "A value of the sweep's space fails the blueprint's checks"),
+    ("DT345", "sweep-corner-rejected", "error", "A corner of the sweep's space fails the checks of a target (memory, strategy)"),
+    ("DT346", "sweep-space-invalid", "error", "A key is in the space twice, or the sampler cannot draw the space"),
+    ("DT347", "sweep-storage", "error", "The sweep's storage is no journal or database URL, or not one the target's workers share"),
     ("DT315", "beyond-the-run", "warning", "A warm-up, milestone or patience is as long as the run: it never takes effect"),
 )
 
