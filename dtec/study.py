@@ -29,6 +29,7 @@ from dtec import runs
 from dtec.lang.sweep import Dimension, dimensions, goal, value_text
 
 _POLL_S = 1.0
+_FOLLOW_S = 0.2  # how often a trial's metrics.jsonl is read: a small file, read whole
 _KEEP = ("metric", "goal", "sampler", "pruner", "space", "seed")
 
 
@@ -289,6 +290,8 @@ def _run_trial(folder: Path, spec: dict, dims: list[Dimension], trial):
     code = launch(bundle, run_folder, run)
     follower.stop.set()
     follower.join()
+    if not follower.pruned:
+        follower.step()  # the epochs written since the last look
     values = follower.read()
     if follower.pruned:
         return TrialState.PRUNED, None, None
@@ -325,15 +328,20 @@ class _Follower(threading.Thread):
 
     def run(self) -> None:
         """Report new epochs every second until the training ends."""
-        while not self.stop.wait(_POLL_S):
-            values = self.read()
-            for step in range(self.reported, len(values)):
-                self.trial.report(values[step], step)
-            self.reported = len(values)
-            if values and not self.pruned and self.trial.should_prune():
+        while not self.pruned and not self.stop.wait(_FOLLOW_S):
+            self.step()
+
+    def step(self) -> None:
+        """Report the epochs written since the last look; stop the training when pruned."""
+        values = self.read()
+        for step in range(self.reported, len(values)):  # the pruner judges each epoch in turn
+            self.trial.report(values[step], step)
+            self.reported = step + 1
+            if self.trial.should_prune():
                 self.pruned = True
                 with contextlib.suppress(runs.RunError, KeyError, ValueError):
                     runs.cancel(self.trial_run)
+                return
 
 
 def finish(study, spec: dict, folder: Path) -> int:
