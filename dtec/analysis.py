@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from dtec.diagnostics import Diagnostic, diag, has_errors
@@ -15,10 +15,12 @@ from dtec.lang.files import check_files
 from dtec.lang.loader import load, project_root
 from dtec.lang.semantics import check_semantics
 from dtec.lang.sets import apply_sets
+from dtec.lang.sweep import check_sweep, has_sweep
 from dtec.lang.weights import check_weights
 from dtec.lang.suppress import apply_suppressions
 from dtec.plan import Plan, plan
 from dtec.source import Source, Span
+from dtec.syntax import ast
 
 
 @dataclass(frozen=True)
@@ -45,14 +47,21 @@ def analyse(
     targets: Sequence[str] | None = None,
     sets: Sequence[str] = (),
     machine_dirs: Sequence[Path] = (),
+    sweep: bool = True,
 ) -> FileResult:
-    """Check one blueprint and plan it onto `targets` (None: every target it declares)."""
+    """Check one blueprint and plan it onto `targets` (None: every target it declares).
+
+    `sweep=False` checks the blueprint without its `sweep` block: what one trial (or a probe of
+    the sweep's values) compiles.
+    """
     environ = os.environ if environ is None else environ
     program, diagnostics = load(path, text, environ)
     if not program.documents:
         return FileResult(path, None, tuple(diagnostics))
     program, found = apply_sets(program, list(sets))
     diagnostics += found
+    if not sweep:
+        program = _without_sweep(program)
     blueprint, found = check(program, environ, targets)
     diagnostics += found
     root = project_root(path, environ)
@@ -75,5 +84,17 @@ def analyse(
             diagnostics += found
             if planned is not None:
                 plans[name] = planned
+    if sweep and has_sweep(blueprint) and not has_errors(diagnostics):
+
+        def probe(extra: Sequence[str]) -> tuple[Diagnostic, ...]:
+            return analyse(path, text, environ, targets=targets, sets=[*sets, *extra], machine_dirs=machine_dirs, sweep=False).diagnostics
+
+        diagnostics += check_sweep(blueprint, {name: p.machine.scheduler for name, p in plans.items()}, probe)
     diagnostics = apply_suppressions(program.documents, diagnostics)
     return FileResult(path, blueprint, tuple(sorted(diagnostics, key=lambda d: d.sort_key)), plans, code)
+
+
+def _without_sweep(program):
+    """Return the program without its `sweep` blocks."""
+    documents = tuple(replace(d, items=tuple(i for i in d.items if not (isinstance(i, ast.Block) and i.kind == "sweep"))) for d in program.documents)
+    return replace(program, documents=documents)

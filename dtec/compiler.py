@@ -43,9 +43,10 @@ def build(
     sets: Sequence[str] = (),
     environ: Mapping[str, str] | None = None,
     machine_dirs: Sequence[Path] = (),
+    sweep: bool = True,
 ) -> tuple[tuple[IR, Plan, Blueprint, BundledCode] | None, list[Diagnostic]]:
     """Check and plan `path` for `target` and build its IR; None when any error was found."""
-    result = analyse(path, text, environ, targets=[target], sets=sets, machine_dirs=machine_dirs)
+    result = analyse(path, text, environ, targets=[target], sets=sets, machine_dirs=machine_dirs, sweep=sweep)
     diagnostics = list(result.diagnostics)
     if has_errors(diagnostics) or target not in result.plans:
         return None, diagnostics
@@ -63,9 +64,13 @@ def compile_blueprint(
     environ: Mapping[str, str] | None = None,
     machine_dirs: Sequence[Path] = (),
     template_dirs: Sequence[Path] = (),
+    sweep: bool = True,
 ) -> tuple[Bundle | None, list[Diagnostic]]:
-    """Compile `path` for `target`; returns no bundle when any error was found."""
-    built, diagnostics = build(path, target, text=text, sets=sets, environ=environ, machine_dirs=machine_dirs)
+    """Compile `path` for `target`; returns no bundle when any error was found.
+
+    `sweep=False`: without the blueprint's `sweep` block, as one trial of it.
+    """
+    built, diagnostics = build(path, target, text=text, sets=sets, environ=environ, machine_dirs=machine_dirs, sweep=sweep)
     if built is None:
         return None, diagnostics
     ir, plan, blueprint, code = built

@@ -12,6 +12,7 @@ from typing import Annotated, Optional
 import typer
 
 from dtec.cli.jobs import MachinesOption, SetOption, _build, _preflight, _stderr, _weights, _writing
+from dtec.lang.sweep import has_sweep
 
 FormatOption = Annotated[str, typer.Option("--format", "-f", help="text or json.")]
 RunArgument = Annotated[
@@ -88,6 +89,8 @@ def run(
         target = target or previous.record.get("target")
         set_ = set_ or previous.record.get("sets") or None
     bundle = _build(file, target or "local", set_, machines)
+    if bundle.blueprint is not None and has_sweep(bundle.blueprint):
+        raise typer.Exit(_sweep(bundle, file, set_, machines, resume=resume, output=output, dry_run=dry_run, detach=detach))
     if detach and bundle.ir.target.scheduler == "local":
         _stderr("dtec: --detach is for Slurm and Kubernetes targets: a local run ends with dtec "
                 "(run it in tmux or screen to close the terminal)")
@@ -126,6 +129,25 @@ def run(
     if format == "json" and not detach:
         sys.stdout.write(json.dumps(runs.describe(record), indent=2) + "\n")
     raise typer.Exit(code)
+
+
+def _sweep(bundle, file: Path, sets, machines, **refused) -> int:
+    """Run the blueprint's sweep (docs/sweeps.md); options for one run do not apply to it."""
+    given = [f"--{name.replace('_', '-')}" for name, value in refused.items() if value]
+    if given:
+        _stderr(f"dtec: {', '.join(given)} is for one run; a sweep's runs are its trials (docs/sweeps.md)")
+        return 2
+    if bundle.ir.target.scheduler != "local":
+        _stderr(f"dtec: sweeps run locally for now; `{bundle.ir.target.name}` is a {bundle.ir.target.scheduler} target")
+        return 2
+    import importlib.util
+
+    if importlib.util.find_spec("optuna") is None:
+        _stderr("dtec: a sweep runs an Optuna study, and Optuna is not installed: pip install 'dtec[sweep]'")
+        return 2
+    from dtec import study
+
+    return study.start(bundle, file, list(sets or ()), list(machines or ()))
 
 
 # The blueprints of a chain being run, earliest first: a stage that needs a later one is a cycle.

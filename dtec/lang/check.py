@@ -297,6 +297,9 @@ class _Checker:
     def v_Str(self, expr: ast.Expr, type_: t.Str, path: Path) -> Any:
         return expr.value if isinstance(expr, ast.Str) else self.mismatch(expr, type_)
 
+    def v_Source(self, expr: ast.Expr, type_: t.Source, path: Path) -> Any:
+        return expr.span.source.text[expr.span.start : expr.span.end]
+
     def v_Bool(self, expr: ast.Expr, type_: t.Bool, path: Path) -> Any:
         return expr.value if isinstance(expr, ast.Bool) else self.mismatch(expr, type_)
 

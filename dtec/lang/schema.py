@@ -22,6 +22,7 @@ from dtec.lang.types import (
     OneOf,
     Record,
     Ref,
+    Source,
     Size,
     Str,
     Sym,
@@ -448,6 +449,38 @@ PROFILER = Call(
     }
 )
 
+# A sweep's space: one distribution per blueprint key, named as `--set` names it.
+_SWEEP_KEY = _f(Str(), "the key the values go to, as `--set` names it, e.g. `\"train.optimizer.lr\"`", True)
+DISTRIBUTION = Call(
+    {
+        "loguniform": Function(
+            {"key": _SWEEP_KEY, "low": _f(Float(min=0.0, open_min=True), "the lowest value", True), "high": _f(Float(min=0.0, open_min=True), "the highest value", True)},
+            "A number between `low` and `high`, uniform in its logarithm (learning rates, weight decays).",
+        ),
+        "uniform": Function(
+            {"key": _SWEEP_KEY, "low": _f(Float(), "the lowest value", True), "high": _f(Float(), "the highest value", True)},
+            "A number between `low` and `high`, uniform.",
+        ),
+        "int": Function(
+            {
+                "key": _SWEEP_KEY,
+                "low": _f(Int(), "the lowest value", True),
+                "high": _f(Int(), "the highest value (taken when `step` reaches it)", True),
+                "step": _f(POSITIVE, "the spacing of the values from `low`", default=1),
+                "log": _f(Bool(), "uniform in the logarithm (needs `step = 1`)", default=False),
+            },
+            "A whole number from `low` to `high` (sizes, widths, batch sizes).",
+        ),
+        "choice": Function(
+            {"key": _SWEEP_KEY, "values": _f(ListOf(Source(), 1), "the values, each as the key would be written: `[32, 64]`, `[cosine(warmup = 50), none]`", True)},
+            "One of the values as written.",
+        ),
+    }
+)
+SWEEP_GOALS = {"minimize": "min", "maximize": "max"}
+SAMPLERS = ("tpe", "random", "grid", "cmaes")
+PRUNERS = ("median", "hyperband", "none")
+
 STRATEGIES = ("auto", "single", "ddp", "fsdp", "deepspeed")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 SCALING_MODES = ("strong", "weak")
@@ -631,6 +664,21 @@ BLOCKS: dict[str, BlockSpec] = {
         {
             "nodes": _f(ListOf(POSITIVE, 1), "node counts to run", True),
             "mode": _f(Sym(SCALING_MODES), "strong: fixed global batch; weak: fixed per-rank batch", default="weak"),
+        },
+    ),
+    "sweep": BlockSpec(
+        "A hyper-parameter sweep: `dtec run` trains the blueprint once per trial of an Optuna study (docs/sweeps.md).",
+        {
+            "metric": _f(Sym(tuple(METRICS)), "the validation metric a trial is scored by: its best epoch's value", default="val_loss"),
+            "goal": _f(Sym(tuple(SWEEP_GOALS)), "`minimize` or `maximize` the metric (default: the metric's better direction)"),
+            "trials": _f(POSITIVE, "trials that complete (or are pruned) before the sweep ends", True),
+            "parallel": _f(POSITIVE, "workers running trials at the same time", default=1),
+            "sampler": _f(Sym(SAMPLERS), "how trials' values are drawn: `tpe`, `random`, `grid` (only `choice`), `cmaes`", default="tpe"),
+            "pruner": _f(Sym(PRUNERS), "stop bad trials early on their per-epoch values: `median`, `hyperband` or `none`", default="median"),
+            "space": _f(ListOf(DISTRIBUTION, 1), "the values tried: `[loguniform(\"train.optimizer.lr\", 1e-5, 1e-2), choice(\"data.gauges.batch\", [32, 64])]`", True),
+            "storage": _f(Str(), "`journal`: a file in the study folder (no server; one file system); or a database URL `postgresql://…`", default="journal"),
+            "retries": _f(NON_NEGATIVE, "times a trial whose worker died is run again", default=2),
+            "seed": _f(NON_NEGATIVE, "seed of the sampler (each worker adds its number)"),
         },
     ),
     "target": BlockSpec(

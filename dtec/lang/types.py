@@ -121,6 +121,14 @@ class ListOf(Type):
 
 
 @dataclass(frozen=True)
+class Source(Type):
+    """Any value, kept as its source text: checked where it is used (a sweep's `choice` values)."""
+
+    def describe(self) -> str:
+        return "a value"
+
+
+@dataclass(frozen=True)
 class Field:
     """A named attribute or argument: its type, whether it is required, its default and doc."""
 

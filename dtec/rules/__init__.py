@@ -107,6 +107,15 @@ _TABLE = (
     ("DT353", "metrics-without-prediction", "error", "`metrics` on an objective that makes no prediction to score (a `python()` step)"),
     ("DT354", "fields-without-dict-items", "error", "`input` or `target` names fields of a source whose items are (input, target) pairs"),
     ("DT355", "outputs-invalid", "error", "A model's `outputs` are named twice, or named on a built-in architecture that returns one tensor"),
+    # Sweeps
+    ("DT340", "sweep-unknown-key", "error", "A sweep's space names a key the blueprint does not have"),
+    ("DT341", "sweep-goal-mismatch", "error", "A sweep's goal looks for the worst trials of its metric"),
+    ("DT342", "sweep-distribution-mismatch", "error", "A distribution of the sweep's space draws values its key does not take"),
+    ("DT343", "sweep-bounds", "error", "A distribution's bounds are not in order, or its step or log scale does not fit them"),
+    ("DT344", "sweep-value-rejected", "error", "A value of the sweep's space fails the blueprint's checks"),
+    ("DT345", "sweep-corner-rejected", "error", "A corner of the sweep's space fails the checks of a target (memory, strategy)"),
+    ("DT346", "sweep-space-invalid", "error", "A key is in the space twice, or the sampler cannot draw the space"),
+    ("DT347", "sweep-storage", "error", "The sweep's storage is no journal or database URL, or not one the target's workers share"),
     ("DT315", "beyond-the-run", "warning", "A warm-up, milestone or patience is as long as the run: it never takes effect"),
 )
 

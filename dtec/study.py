@@ -1,0 +1,376 @@
+"""Run a blueprint's `sweep` as an Optuna study: workers that each ask for trials until the budget
+is spent, a trial being the blueprint with the trial's values as `--set` overrides, compiled and
+run like any run (docs/sweeps.md). Optuna is imported here only, never by lint or compile.
+
+The study folder, runs/<twin>/<target>/<study id>/, holds `study.json` (what the workers need),
+`journal.log` (the default storage), `trial-NNNN/` run folders, `workers/` logs, and at the end
+`trials.csv` and `best.twin`. The study id hashes what the study optimises (the base
+configuration, the space, the metric, the sampler), so running the command again continues the
+same study, and a changed blueprint starts a new one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import fcntl
+import hashlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+from dtec import runs
+from dtec.lang.sweep import Dimension, dimensions, goal, value_text
+
+_POLL_S = 1.0
+_FOLLOW_S = 0.2  # how often a trial's metrics.jsonl is read: a small file, read whole
+_KEEP = ("metric", "goal", "sampler", "pruner", "space", "seed")
+
+
+def study_id(sweep: dict, ir_json: str) -> str:
+    """The study's id: what it optimises, so that a rerun finds the same study."""
+    what = {k: sweep.get(k) for k in _KEEP} | {"goal": goal(sweep), "ir": runs.ir_sha256(ir_json)}
+    return "sweep-" + hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def start(bundle, blueprint: Path, sets: list[str], machines: list[Path]) -> int:
+    """Run the study of `bundle`'s blueprint to its budget locally; return an exit code."""
+    sweep = bundle.blueprint.get("sweep")
+    sid = study_id(sweep, bundle.files["ir.json"])
+    folder = runs.default_folder(bundle.ir.twin.name, bundle.ir.target.name, sid)
+    folder.mkdir(parents=True, exist_ok=True)
+    spec = {
+        "id": sid,
+        "blueprint": str(blueprint.resolve()),
+        "target": bundle.ir.target.name,
+        "sets": list(sets),
+        "machines": [str(m) for m in machines],
+        "sweep": sweep,
+        "goal": goal(sweep),
+        "storage": storage_url(sweep, folder),
+    }
+    (folder / "study.json").write_text(json.dumps(spec, indent=2) + "\n", encoding="utf-8")
+    study = _load(spec)
+    _say(f"dtec: study {sid}: {sweep['trials']} trials, {sweep['parallel']} at a time, in {folder}")
+    (folder / "workers").mkdir(exist_ok=True)
+    workers: dict[int, subprocess.Popen] = {}
+    restarts = 0
+    shown = None
+    try:
+        while True:
+            for n in range(sweep["parallel"]):
+                process = workers.get(n)
+                if process is not None and process.poll() is None:
+                    continue
+                if process is not None and process.returncode != 0:
+                    restarts += 1  # a worker killed: another takes its place while the budget lasts
+                if _remaining(study, sweep) <= 0 or restarts > sweep["retries"] * sweep["parallel"] + sweep["parallel"]:
+                    continue
+                if process is None or process.returncode != 0:
+                    workers[n] = _spawn(folder, n)
+            shown = _show(study, spec, shown)
+            if all(p.poll() is not None for p in workers.values()) and (_remaining(study, sweep) <= 0 or not workers or restarts > sweep["retries"] * sweep["parallel"] + sweep["parallel"]):
+                break
+            time.sleep(_POLL_S)
+    except KeyboardInterrupt:
+        for process in workers.values():
+            with contextlib.suppress(OSError):
+                process.send_signal(signal.SIGTERM)
+        _say(f"dtec: study {sid} stopped; `dtec run {blueprint}` again continues it")
+        return 130
+    reap(study, spec, everyone=True)
+    _show(study, spec, shown)
+    return finish(study, spec, folder)
+
+
+def storage_url(sweep: dict, folder: Path) -> str:
+    """The study's storage: the journal file in its folder, or the database URL as given."""
+    return str(folder / "journal.log") if sweep.get("storage", "journal") == "journal" else sweep["storage"]
+
+
+def _load(spec: dict):
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    url = spec["storage"]
+    if url.startswith(("postgresql", "mysql", "sqlite")):
+        storage = optuna.storages.RDBStorage(url)
+    else:
+        from optuna.storages.journal import JournalFileBackend
+
+        storage = optuna.storages.JournalStorage(JournalFileBackend(url))
+    sweep = spec["sweep"]
+    return optuna.create_study(
+        study_name=spec["id"], storage=storage, direction=spec["goal"], load_if_exists=True,
+        sampler=_sampler(sweep, spec.get("worker", 0)), pruner=_pruner(sweep),
+    )
+
+
+def _sampler(sweep: dict, worker: int):
+    import optuna
+
+    seed = None if sweep.get("seed") is None else sweep["seed"] + worker
+    kind = sweep.get("sampler", "tpe")
+    if kind == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    if kind == "grid":
+        return optuna.samplers.GridSampler({d.key: list(range(len(d.values))) for d in dimensions(sweep)}, seed=seed)
+    if kind == "cmaes":
+        return optuna.samplers.CmaEsSampler(seed=seed)
+    return optuna.samplers.TPESampler(seed=seed, constant_liar=True)
+
+
+def _pruner(sweep: dict):
+    import optuna
+
+    kind = sweep.get("pruner", "median")
+    if kind == "median":
+        # Optuna's 5 start-up trials would leave a small study unpruned; a quarter of it is judged first.
+        return optuna.pruners.MedianPruner(n_startup_trials=max(1, min(5, sweep["trials"] // 4)))
+    if kind == "hyperband":
+        return optuna.pruners.HyperbandPruner()
+    return optuna.pruners.NopPruner()
+
+
+def _distribution(d: Dimension):
+    from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+
+    if d.fn == "choice":
+        return CategoricalDistribution(list(range(len(d.values))))
+    if d.fn == "int":
+        return IntDistribution(d.low, d.high, step=d.step, log=d.log)
+    return FloatDistribution(float(d.low), float(d.high), log=d.fn == "loguniform")
+
+
+def trial_sets(dims: list[Dimension], params: dict) -> list[str]:
+    """The `--set` overrides of a trial's values (a choice is stored as its index)."""
+    out = []
+    for d in dims:
+        value = params[d.key]
+        out.append(f"{d.key}={d.values[value] if d.fn == 'choice' else value_text(value)}")
+    return out
+
+
+def _spawn(folder: Path, n: int) -> subprocess.Popen:
+    log = (folder / "workers" / f"worker-{n}.log").open("a")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(Path(__file__).resolve().parent.parent), os.environ.get("PYTHONPATH")]))}
+    return subprocess.Popen([sys.executable, "-m", "dtec.study", str(folder), str(n)], stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+
+
+def _counts(study) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for t in study.get_trials(deepcopy=False):
+        counts[t.state.name] = counts.get(t.state.name, 0) + 1
+    return counts
+
+
+def _remaining(study, sweep: dict) -> int:
+    """Trials still to finish: the budget counts completed and pruned trials; failures end it at as many."""
+    c = _counts(study)
+    if c.get("FAIL", 0) >= sweep["trials"] + sweep["retries"] * sweep["parallel"]:
+        return 0
+    return sweep["trials"] - c.get("COMPLETE", 0) - c.get("PRUNED", 0)
+
+
+def _show(study, spec: dict, shown):
+    """Print one line of the live table when it changed."""
+    c = _counts(study)
+    best = _best(study)
+    metric = spec["sweep"].get("metric", "val_loss")
+    line = (f"dtec: trials {c.get('COMPLETE', 0)} complete, {c.get('PRUNED', 0)} pruned, {c.get('RUNNING', 0)} running, "
+            f"{c.get('FAIL', 0)} failed, of {spec['sweep']['trials']}"
+            + (f"; best {metric} {best.value:.6g} (trial {best.number})" if best else ""))
+    if line != shown:
+        _say(line)
+    return line
+
+
+def _best(study):
+    done = [t for t in study.get_trials(deepcopy=False) if t.state.name == "COMPLETE"]
+    if not done:
+        return None
+    pick = min if study.direction.name == "MINIMIZE" else max
+    return pick(done, key=lambda t: (t.value, -t.number) if pick is min else (t.value, -t.number))
+
+
+# ---- a worker ---------------------------------------------------------------------------------
+def worker(folder: Path, n: int) -> int:
+    """Ask the study for trials and run each until the budget is spent."""
+    from optuna.trial import TrialState
+
+    spec = json.loads((folder / "study.json").read_text(encoding="utf-8")) | {"worker": n}
+    sweep = spec["sweep"]
+    dims = dimensions(sweep)
+    study = _load(spec)
+    while True:
+        with _asking(folder):
+            reap(study, spec)
+            c = _counts(study)
+            if _remaining(study, sweep) - c.get("RUNNING", 0) <= 0 and not c.get("WAITING"):
+                return 0
+            trial = study.ask({d.key: _distribution(d) for d in dims})
+            trial.set_user_attr("owner", _owner())
+        state, value, reason = _run_trial(folder, spec, dims, trial)
+        if reason:
+            trial.set_user_attr("reason", reason)
+        study.tell(trial, value if state == TrialState.COMPLETE else None, state=state)
+
+
+@contextlib.contextmanager
+def _asking(folder: Path):
+    """One worker at a time counts the budget and asks for a trial (none is asked beyond it)."""
+    with (folder / "ask.lock").open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _owner() -> dict:
+    pid = os.getpid()
+    return {"host": socket.gethostname(), "pid": pid, "pid_start": runs.process_start(pid),
+            "slurm_job": os.environ.get("SLURM_JOB_ID")}
+
+
+def reap(study, spec: dict, everyone: bool = False) -> None:
+    """Fail the running trials whose worker died, and enqueue each again while retries last.
+
+    Journal files have no heartbeat: the owner recorded at ask time is checked instead (its
+    process on this host; `everyone`: every running trial, when no worker is left).
+    """
+    from optuna.trial import TrialState
+
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        owner = t.user_attrs.get("owner") or {}
+        alive = owner.get("host") == socket.gethostname() and runs.process_start(int(owner.get("pid", 0))) == owner.get("pid_start")
+        if alive and not everyone:
+            continue
+        if owner.get("host") != socket.gethostname() and not everyone and _slurm_alive(owner):
+            continue
+        study._storage.set_trial_user_attr(t._trial_id, "reason", "its worker died")
+        study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
+        tries = int(t.user_attrs.get("retries", 0))
+        if tries < spec["sweep"]["retries"] and not everyone:
+            study.enqueue_trial(t.params, user_attrs={"retry_of": t.number, "retries": tries + 1})
+
+
+def _slurm_alive(owner: dict) -> bool:
+    job = owner.get("slurm_job")
+    found = runs.slurm_state(str(job)) if job else None
+    return found is None or found.active
+
+
+def _run_trial(folder: Path, spec: dict, dims: list[Dimension], trial):
+    """Compile and run one trial; return its state, value and, when it failed, why."""
+    from optuna.trial import TrialState
+
+    from dtec.compiler import compile_blueprint
+    from dtec.output import write_bundle
+    from dtec.runner import launch
+
+    sets = [*spec["sets"], *trial_sets(dims, trial.params)]
+    blueprint = Path(spec["blueprint"])
+    bundle, diagnostics = compile_blueprint(blueprint, spec["target"], sets=sets, machine_dirs=[Path(m) for m in spec["machines"]], sweep=False)
+    if bundle is None:
+        return TrialState.FAIL, None, "; ".join(d.message for d in diagnostics if d.severity.value == "error")
+    run_folder = folder / f"trial-{trial.number:04d}"
+    write_bundle(bundle.files, run_folder)
+    run = runs.start(run_folder, runs.new_id(), bundle, blueprint, sets)
+    trial.set_user_attr("run", run.id)
+    trial.set_user_attr("folder", str(run_folder))
+    follower = _Follower(run, trial, spec)
+    follower.start()
+    code = launch(bundle, run_folder, run)
+    follower.stop.set()
+    follower.join()
+    if not follower.pruned:
+        follower.step()  # the epochs written since the last look
+    values = follower.read()
+    if follower.pruned:
+        return TrialState.PRUNED, None, None
+    if code != 0:
+        summary = run.summary() or {}
+        return TrialState.FAIL, None, str(summary.get("error") or f"the training exited with code {code}")
+    if not values:
+        return TrialState.FAIL, None, f"no epoch recorded `{spec['sweep'].get('metric', 'val_loss')}`"
+    pick = min if spec["goal"] == "minimize" else max
+    return TrialState.COMPLETE, pick(values), None
+
+
+class _Follower(threading.Thread):
+    """Follow a trial's metrics.jsonl: report each epoch's value, stop the training when pruned."""
+
+    def __init__(self, run, trial, spec: dict) -> None:
+        super().__init__(daemon=True)
+        self.trial_run, self.trial = run, trial
+        self.metric = spec["sweep"].get("metric", "val_loss")
+        self.stop = threading.Event()
+        self.pruned = False
+        self.reported = 0
+
+    def read(self) -> list[float]:
+        path = self.trial_run.outputs / "metrics.jsonl"
+        values = []
+        with contextlib.suppress(OSError):
+            for line in path.read_text(encoding="utf-8").splitlines():
+                with contextlib.suppress(ValueError):
+                    record = json.loads(line)
+                    if record.get("kind", record.get("type")) == "epoch" and isinstance(record.get(self.metric), (int, float)):
+                        values.append(float(record[self.metric]))
+        return values
+
+    def run(self) -> None:
+        """Report new epochs every second until the training ends."""
+        while not self.pruned and not self.stop.wait(_FOLLOW_S):
+            self.step()
+
+    def step(self) -> None:
+        """Report the epochs written since the last look; stop the training when pruned."""
+        values = self.read()
+        for step in range(self.reported, len(values)):  # the pruner judges each epoch in turn
+            self.trial.report(values[step], step)
+            self.reported = step + 1
+            if self.trial.should_prune():
+                self.pruned = True
+                with contextlib.suppress(runs.RunError, KeyError, ValueError):
+                    runs.cancel(self.trial_run)
+                return
+
+
+def finish(study, spec: dict, folder: Path) -> int:
+    """Write trials.csv and best.twin; say what the study found."""
+    dims = dimensions(spec["sweep"])
+    trials = study.get_trials(deepcopy=False)
+    with (folder / "trials.csv").open("w", newline="", encoding="utf-8") as out:
+        write = csv.writer(out)
+        write.writerow(["number", "state", "value", *[d.key for d in dims], "run", "reason"])
+        for t in trials:
+            params = [(d.values[t.params[d.key]] if d.fn == "choice" else t.params[d.key]) if d.key in t.params else "" for d in dims]
+            write.writerow([t.number, t.state.name.lower(), "" if t.value is None else t.value, *params,
+                            t.user_attrs.get("run", ""), t.user_attrs.get("reason", "")])
+    best = _best(study)
+    if best is None:
+        _say(f"dtec: no trial completed; trials.csv in {folder} says why")
+        return 1
+    from dtec.bestblueprint import write_best
+
+    path = write_best(Path(spec["blueprint"]), trial_sets(dims, best.params), folder / "best.twin")
+    _say(f"dtec: best trial {best.number}: {spec['sweep'].get('metric', 'val_loss')} {best.value:.6g} "
+         f"({', '.join(trial_sets(dims, best.params))}); {path}, {folder / 'trials.csv'}")
+    return 0
+
+
+def _say(text: str) -> None:
+    sys.stderr.write(text + "\n")
+    sys.stderr.flush()
+
+
+if __name__ == "__main__":
+    sys.exit(worker(Path(sys.argv[1]), int(sys.argv[2])))

@@ -1,0 +1,114 @@
+"""A sweep run for real: local workers, pruning, best.twin, a killed worker (slow: trains)."""
+
+from __future__ import annotations
+
+import csv
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from dtec.analysis import analyse
+
+BLUEPRINT = """# the flood twin, tuned
+twin "flood" {
+  description = "river levels"
+}
+
+data "gauges" {
+  source = synthetic(samples = 256, shape = [8], targets = 1)
+  batch = 16  # per rank
+}
+
+model "net" {
+  arch = mlp(input = 8, output = 1)
+  input = data.gauges
+}
+
+train {
+  loss = mse
+  epochs = 2
+  export = none
+}
+
+sweep {
+  trials = TRIALS
+  parallel = 2
+  seed = 1
+  space = [
+    loguniform("train.optimizer.lr", 1e-5, 1e-1),
+    choice("model.net.arch.hidden", [[8], [32, 32]]),
+  ]
+}
+"""
+REPO = Path(__file__).resolve().parent.parent
+
+
+def dtec(tmp_path: Path, *args: str, **kwargs) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    return subprocess.Popen([sys.executable, "-m", "dtec", *args], cwd=tmp_path, env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, **kwargs)
+
+
+def study(tmp_path: Path):
+    import optuna
+
+    [folder] = (tmp_path / "runs" / "flood" / "local").glob("sweep-*")
+    storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(folder / "journal.log")))
+    return folder, optuna.load_study(study_name=folder.name, storage=storage)
+
+
+def states(s) -> list[str]:
+    return [t.state.name for t in s.get_trials()]
+
+
+@pytest.mark.slow
+def test_a_local_sweep_prunes_and_writes_the_best_blueprint(tmp_path: Path) -> None:
+    (tmp_path / "bp.twin").write_text(BLUEPRINT.replace("TRIALS", "8"), encoding="utf-8")
+    out, _ = dtec(tmp_path, "run", "bp.twin").communicate(timeout=900)
+    assert "best trial" in out, out
+    folder, s = study(tmp_path)
+    assert states(s).count("COMPLETE") + states(s).count("PRUNED") == 8
+    assert "PRUNED" in states(s)
+    pruned = next(t for t in s.get_trials() if t.state.name == "PRUNED")
+    assert len(pruned.intermediate_values) == 1  # stopped after its first epoch of two
+    assert s.best_value == min(t.value for t in s.get_trials() if t.state.name == "COMPLETE")
+    best = (folder / "best.twin").read_text(encoding="utf-8")
+    assert "# the flood twin, tuned" in best and "# per rank" in best and "sweep" not in best
+    assert f"lr = {s.best_params['train.optimizer.lr']!r}" in best
+    assert analyse(folder / "best.twin", environ={}).diagnostics == ()
+    rows = list(csv.DictReader((folder / "trials.csv").open()))
+    assert [r["state"] for r in rows] == [x.lower() for x in states(s)]
+    # Every trial is a run folder of its own, with its metrics.
+    assert all((folder / f"trial-{t.number:04d}" / "run" / "metrics.jsonl").is_file() for t in s.get_trials())
+
+
+@pytest.mark.slow
+def test_a_killed_worker_is_retried_and_a_rerun_adds_nothing(tmp_path: Path) -> None:
+    (tmp_path / "bp.twin").write_text(BLUEPRINT.replace("TRIALS", "4").replace("epochs = 2", "epochs = 6"), encoding="utf-8")
+    process = dtec(tmp_path, "run", "bp.twin")
+    owner = None
+    for _ in range(600):
+        journal = list((tmp_path / "runs").rglob("journal.log"))
+        if journal:
+            running = [t for t in study(tmp_path)[1].get_trials() if t.state.name == "RUNNING" and "run" in t.user_attrs]
+            if running:
+                owner = running[0]
+                break
+        time.sleep(0.5)
+    assert owner is not None, "no trial started"
+    os.kill(owner.user_attrs["owner"]["pid"], signal.SIGKILL)
+    out, _ = process.communicate(timeout=900)
+    assert process.returncode == 0, out
+    _, s = study(tmp_path)
+    killed = s.trials[owner.number]
+    assert killed.state.name == "FAIL" and killed.user_attrs["reason"] == "its worker died"
+    assert any(t.user_attrs.get("retry_of") == owner.number and t.state.name in ("COMPLETE", "PRUNED") for t in s.trials)
+    done = len(s.trials)
+    again = dtec(tmp_path, "run", "bp.twin")
+    again.communicate(timeout=300)
+    assert again.returncode == 0 and len(study(tmp_path)[1].trials) == done
