@@ -39,7 +39,7 @@ rounds, steps = int(sys.argv[3]), int(sys.argv[4])
 m = tracked
 rt = m.setup()
 m.seed_everything(m.TRAIN["seed"])
-train_set, val_set = m.split(m.load_dataset(), m.TRAIN["seed"])
+train_set, val_set, _ = m.split(m.load_dataset(), m.TRAIN["seed"])
 train_loader, sampler, val_loader = m.make_loaders(train_set, val_set, rt)
 model = m.wrap(m.build_model(tuple(train_set[0][0].shape)), rt)
 optimizer = m.make_optimizer(model.parameters())

@@ -985,7 +985,7 @@ def direct_metrics(script: Path, run_dir: Path) -> dict[str, Any]:
     """The validation metrics of final_model.pt, in one process over the whole validation set,
     computed here from their definitions (scikit-learn's), independently of train.py's sums."""
     train_py = load_script(script)
-    _, val_set = train_py.split(train_py.load_dataset(), train_py.TRAIN["seed"])
+    val_set = train_py.split(train_py.load_dataset(), train_py.TRAIN["seed"])[1]
     xs, ys = zip(*(val_set[i] for i in range(len(val_set))))
     x, y = torch.stack(xs), torch.stack(ys)
     model = train_py.build_model(tuple(x.shape[1:]))

@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     rank, world_size = dist.get_rank(), dist.get_world_size()
 
     torch.manual_seed(TRAIN["seed"])
-    train_set, _ = bundle.split(bundle.load_dataset(), TRAIN["seed"])
+    train_set = bundle.split(bundle.load_dataset(), TRAIN["seed"])[0]
     sampler = DistributedSampler(
         train_set,
         num_replicas=world_size,
