@@ -996,7 +996,7 @@ def direct_metrics(script: Path, run_dir: Path) -> dict[str, Any]:
         train_py.loss_fn(pred[i : i + 1].float(), y[i : i + 1]) for i in range(len(y))
     ]).double().mean().item()}
     if train_py.TASK == "classification":
-        if train_py.TRAIN["loss"] == "bce":
+        if train_py.TRAIN["loss"]["fn"] == "bce":
             guess, truth = (pred > 0).long().flatten(), (y > 0.5).long().flatten()
         else:
             guess, truth = pred.argmax(dim=1).flatten(), y.flatten()
