@@ -53,6 +53,13 @@ def test_the_example_trains_scores_its_test_split_and_predicts(tmp_path: Path, n
     assert {"test_f1", "test_precision", "test_recall"} <= summary["test"].keys()
     assert summary["export"] == {"format": "torch_export", "file": "model.pt2"}
 
+    # dtec evaluate scores the finished run as its end did (BatchNorm statistics untouched).
+    again = subprocess.run([sys.executable, "-m", "dtec", "evaluate", "run-1", "--format", "json"], cwd=project,
+                           env=env(), capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr
+    scored = json.loads(again.stdout)["metrics"]
+    assert scored == pytest.approx(summary["test"], rel=1e-6)
+
     # predict.py on test inputs gives what the final (best) weights in the model class give.
     module = runpy.run_path(str(bundle / "train.py"), run_name="bundle_train")
     test = module["split"](module["load_dataset"](), module["TRAIN"]["seed"])[2]

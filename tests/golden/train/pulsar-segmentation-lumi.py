@@ -1184,7 +1184,9 @@ def evaluation_report(args: argparse.Namespace, run_dir: Path) -> int:
         # A checkpoint holds the weights under "model" beside the optimizer and generator states.
         state = torch.load(weights, map_location="cpu", weights_only=args.checkpoint != "best")
         model.load_state_dict(state["model"] if "model" in state else state)
-        model.to(rt.device)
+        # In evaluation mode from here: a forward pass in training mode would move BatchNorm's
+        # running statistics away from the trained ones.
+        model.to(rt.device).eval()
         x, y = to_device((x.unsqueeze(0), y.unsqueeze(0)), rt)
         checked_loss(model, x, y, {})  # one line for outputs that cannot be scored
         metrics = evaluate(model, eval_loader(test_set, rt), rt, prefix="test")
