@@ -208,7 +208,8 @@ BENIGN_CALLS: dict[tuple[str, ...], dict[str, dict[str, str]]] = {
                              "exponential": {"gamma": "0.9"}, "onecycle": {"max_lr": "0.01"},
                              "plateau": {"monitor": "min(val_loss)"}},
     ("train", "loss"): {"python": {"callable": '"mod:loss"'}, "sum": {"terms": "[mse, mae]"}},
-    ("train", "objective"): {"python": {"callable": '"mod:step"'}},
+    ("train", "objective"): {"python": {"callable": '"mod:step"'},
+                             "gan": {"generator": "model.m", "discriminator": "model.m"}},
     ("data", "input"): {"field": {"name": '"x"'}},
     ("data", "target"): {"field": {"name": '"y"'}},
 }

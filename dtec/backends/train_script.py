@@ -106,6 +106,8 @@ def train_context(ir: IR) -> dict[str, Any]:
         "data": f"train/data/{config['data']['source']['kind']}.py.jinja",
         "metrics": "train/metrics.py.jinja",
     }
+    if ir.train.optimizers:  # several models, built and saved together
+        templates["model"] = "train/models.py.jinja"
     # The validation metrics besides the loss, by the name they are recorded under (`f1_micro`).
     metrics = [metric_name({"fn": m.name, "average": m.average}) for m in ir.train.metrics]
     script = {**_script_facts(config), **_loss_facts(ir), "objective": _objective_facts(ir, config)}
@@ -140,15 +142,16 @@ def _configuration(ir: IR) -> dict[str, Any]:
         source |= {k: v for k, v in options.items() if k in ("path", "x", "y", "target")}
         if isinstance(options.get("features"), list):  # columns by name; a count only checks
             source["features"] = options["features"]
-    params = dict(model.params)
-    if model.arch == "python":  # its extra keyword arguments, as those of a python source
-        params = {"class": params["class"], "kwargs": params.get("kwargs", {})}
     # Only the settings of the chosen optimizer and schedule (the IR holds None for the others).
     scheduler = train.scheduler.model_dump(exclude_none=True)
     if scheduler["name"] == "none":
         scheduler = {"name": "none"}
     objective = ir.train.objective
+    several = {
+        "models": {name: _model_config(ir.models[name]) for name in sorted({o.model for o in train.optimizers.values()})},
+    } if train.optimizers else {}
     return {
+        **several,
         "twin": ir.twin.model_dump(),
         "data": {
             "name": data.name,
@@ -160,8 +163,7 @@ def _configuration(ir: IR) -> dict[str, Any]:
             "workers": data.workers,
             "shuffle": data.shuffle,
         },
-        "model": {"name": model.name, "arch": model.arch, "params": params, **_start(model),
-                  **({"outputs": model.outputs} if model.outputs else {})},
+        "model": {**_model_config(model), **_start(model)},
         # Every code folder of the blueprint serves data and model modules alike: on sys.path.
         "code": list(dict.fromkeys(p for p in [*(m.path for m in ir.models.values()), *(d.path for d in ir.data.values()), train.path] if p)),
         # Data that does not say (python() without `classes`, npz without `targets` or `classes`)
@@ -171,6 +173,8 @@ def _configuration(ir: IR) -> dict[str, Any]:
             **({"objective": {"name": objective.name, **objective.options}} if objective.name != "supervised" else {}),
             **({"loss": _loss(train.loss)} if train.loss else {}),
             "optimizer": train.optimizer.model_dump(exclude_none=True),
+            **({"optimizers": {name: {"model": o.model, **o.optimizer.model_dump(exclude_none=True)}
+                               for name, o in train.optimizers.items()}} if train.optimizers else {}),
             "scheduler": scheduler,
             "epochs": train.epochs,
             "max_steps": train.max_steps,
@@ -182,11 +186,21 @@ def _configuration(ir: IR) -> dict[str, Any]:
             "export": train.export,
             **({"stop_early": train.stop_early.model_dump()} if train.stop_early else {}),
         },
-        "strategy": {"kind": ir.strategy.kind, "zero": ir.strategy.zero},
+        "strategy": {"kind": ir.strategy.kind, "zero": ir.strategy.zero,
+                     **({"find_unused_parameters": True} if ir.strategy.find_unused_parameters else {})},
         "monitor": ir.monitor.model_dump(),
         "run": {"ir_sha256": ir_sha256(ir.model_dump(mode="json"))},  # as of ir.json's data
         "deterministic": train.deterministic,
     }
+
+
+def _model_config(model) -> dict[str, Any]:
+    """A model's name, architecture, parameters and named outputs, as MODEL holds them."""
+    params = dict(model.params)
+    if model.arch == "python":  # its extra keyword arguments, as those of a python source
+        params = {"class": params["class"], "kwargs": params.get("kwargs", {})}
+    return {"name": model.name, "arch": model.arch, "params": params,
+            **({"outputs": model.outputs} if model.outputs else {})}
 
 
 def _start(model) -> dict[str, Any]:
@@ -207,7 +221,10 @@ def _objective_facts(ir: IR, config: dict[str, Any]) -> dict[str, Any]:
     """What the objective's template (train/objective/<name>.py.jinja) and forward() need."""
     outputs = ir.models[ir.train.model].outputs
     strategy = config["strategy"]["kind"]
+    discriminator = ir.train.objective.options.get("discriminator")
     return {
+        # gan: the discriminator's named outputs, the real/fake logit first (empty: one tensor).
+        "discriminator_outputs": ir.models[discriminator].outputs if discriminator else [],
         "name": ir.train.objective.name,
         # The output `supervised` scores (the first named one); None: the model returns one tensor.
         "prediction": outputs[0] if outputs else None,
@@ -284,12 +301,13 @@ def _script_facts(ctx: dict[str, Any]) -> dict:
     export = ctx["train"]["export"]
     optimizer = ctx["train"]["optimizer"]["name"]
     title = _TITLES[strategy].format(zero=ctx["strategy"]["zero"])
+    several = "optimizers" in ctx["train"]
     # torch.nn.functional: the U-Net pads with it, losses but mape and python() compute with it.
-    functional = arch == "unet" or bool(losses - {"mape", "python"})
+    functional = arch == "unet" or bool(losses - {"mape", "python"}) or several
     imports = _imports(
         strategy, source, precision, scheduler, user_code=user_code, energy=ctx["monitor"]["energy"],
         weights="weights" in ctx["model"], export=export, python_loss=python_loss,
-        functional=functional,
+        functional=functional, several=several,
     )
     return {
         "version": __version__,
@@ -322,16 +340,22 @@ def _script_facts(ctx: dict[str, Any]) -> dict:
         # One process reads its own flag, which costs nothing: it checks after every step.
         "stop_check_every": 1 if strategy == "single" else STOP_CHECK_EVERY,
         "export_file": EXPORT_FILES[export],
+        # Several models trained together (train/models.py.jinja): the objective owns its
+        # updates (training_step), each model's optimizer called as `train.optimizer` would be.
+        "several": several,
+        "optimizers": {name: _call(_OPTIMIZERS[o["name"]], tuple(OPTIMIZER.functions[o["name"]].params))
+                       for name, o in ctx["train"].get("optimizers", {}).items()},
     }
 
 
 def _imports(strategy: str, source: str, precision: str, scheduler: str, *, user_code: bool,
              energy: bool, weights: bool, export: str, python_loss: bool,
-             functional: bool) -> list[str]:
+             functional: bool, several: bool = False) -> list[str]:
     """The script's import lines: the standard library's, then numpy's and torch's."""
     stdlib = set(_STDLIB) | set(_STRATEGY_STDLIB.get(strategy, ()))
     stdlib |= {"io", "warnings"} if export != "none" else set()  # --check exports into memory
     stdlib |= {"functools"} if python_loss else set()
+    stdlib |= {"contextlib"} if several else set()  # the gan's autocast() may be a nullcontext
     stdlib |= {"csv"} if source == "csv" else set()
     stdlib |= {"importlib"} if user_code else set()
     stdlib |= {"subprocess", "threading"} if energy else set()

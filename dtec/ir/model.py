@@ -11,9 +11,11 @@ from dtec import __version__
 from dtec.lang.blueprint import Blueprint
 from dtec.lang.schema import (
     ARCH, DATA_SOURCE, EXPORTERS, LOSSES, METRIC, METRICS, NORMALIZATIONS, OBJECTIVE, OPTIMIZER,
-    PRECISIONS, SCALING_MODES, SCHEDULER, STRATEGIES, WINDOWED_SOURCES,
+    PRECISIONS, SCALING_MODES, SCHEDULER, SEVERAL_MODELS, STRATEGIES, WINDOWED_SOURCES,
 )
+from dtec.lang.gan import trained_models
 from dtec.lang.losses import loss_terms, loss_weights, scored_targets
+from dtec.lang.objectives import has_prediction
 from dtec.lang.semantics import label_count, sample_shape, training_task
 from dtec.plan import Decision, Plan
 
@@ -125,6 +127,13 @@ class Optimizer(_Model):
     alpha: float | None = Field(None, ge=0, lt=1, description="RMSprop")
 
 
+class ModelOptimizer(_Model):
+    """The optimizer of one of several models trained together (an `optimizer` block)."""
+
+    model: str
+    optimizer: Optimizer
+
+
 class Monitored(_Model):
     """A validation metric and the direction in which it improves."""
 
@@ -212,7 +221,10 @@ class Train(_Model):
     model: str
     objective: Objective = Objective(name="supervised")
     loss: Loss | None = Field(description="the loss of the prediction (elbo: its `recon`); None: a python() step's own")
-    optimizer: Optimizer
+    optimizer: Optimizer = Field(description="the optimizer of `model`")
+    optimizers: dict[str, ModelOptimizer] = Field(
+        {}, description="several models trained together (gan): each model's optimizer, by name; empty: `model` alone"
+    )
     scheduler: Scheduler
     epochs: int = Field(ge=1)
     max_steps: int | None
@@ -253,6 +265,7 @@ class Strategy(_Model):
     device: Literal["cuda", "cpu"]
     backend: str
     global_batch: int = Field(ge=1)
+    find_unused_parameters: bool = Field(False, description="DDP looks for parameters a step leaves without gradient")
 
 
 class Monitor(_Model):
@@ -358,7 +371,9 @@ def build_ir(bp: Blueprint, plan: Plan, code: Mapping[str, str] | None = None) -
     v = bp.values
     code = code or {}
     train = v["train"]
-    optimizer = train["optimizer"]
+    optimizers = _optimizers(v, trained_models(bp))
+    optimizer = next((o for o in (v.get("optimizer") or {}).values() if o["model"] == train["model"]), None)
+    optimizer = optimizer["fn"] if optimizer else train["optimizer"]
     scheduler = train["scheduler"]
     profiler = v["monitor"]["profiler"]
     memory = plan.memory
@@ -385,7 +400,8 @@ def build_ir(bp: Blueprint, plan: Plan, code: Mapping[str, str] | None = None) -
             model=train["model"],
             objective=_objective(train["objective"]),
             loss=None if train["loss"] is None else _loss(train["loss"]),
-            optimizer=Optimizer(name=optimizer["fn"], **{k: val for k, val in optimizer.items() if k != "fn"}),
+            optimizer=_optimizer(optimizer),
+            optimizers=optimizers if train["objective"]["fn"] in SEVERAL_MODELS else {},
             scheduler=Scheduler(name=scheduler["fn"], **{k: _monitored(val) if k == "monitor" else val for k, val in scheduler.items() if k != "fn"}),
             epochs=train["epochs"],
             max_steps=train["max_steps"],
@@ -393,7 +409,7 @@ def build_ir(bp: Blueprint, plan: Plan, code: Mapping[str, str] | None = None) -
             seed=train["seed"],
             grad_accum=train["grad_accum"],
             clip_grad=train["clip_grad"],
-            metrics=_metrics(train, training_task(bp)) if train["objective"]["fn"] != "python" else [],
+            metrics=_metrics(train, training_task(bp)) if has_prediction(bp) else [],
             checkpoint=_checkpoint(train["checkpoint"]),
             export=train["export"],
             path=code.get(train["path"], train["path"]),
@@ -410,6 +426,7 @@ def build_ir(bp: Blueprint, plan: Plan, code: Mapping[str, str] | None = None) -
             device=plan.device,
             backend=plan.backend,
             global_batch=plan.global_batch,
+            find_unused_parameters=_find_unused(v, plan.strategy),
         ),
         monitor=Monitor(
             timing=v["monitor"]["timing"],
@@ -449,6 +466,26 @@ def build_ir(bp: Blueprint, plan: Plan, code: Mapping[str, str] | None = None) -
         ),
         decisions=list(plan.decisions),
     )
+
+
+def _optimizer(call: dict[str, Any]) -> Optimizer:
+    return Optimizer(name=call["fn"], **{k: val for k, val in call.items() if k != "fn"})
+
+
+def _optimizers(v: dict[str, Any], trained: list[str]) -> dict[str, ModelOptimizer]:
+    """Each trained model's optimizer by name: its `optimizer` block, else a copy of `train.optimizer` named for the model."""
+    blocks = v.get("optimizer") or {}
+    if blocks:
+        return {label: ModelOptimizer(model=b["model"], optimizer=_optimizer(b["fn"])) for label, b in sorted(blocks.items())}
+    return {model: ModelOptimizer(model=model, optimizer=_optimizer(v["train"]["optimizer"])) for model in trained}
+
+
+def _find_unused(v: dict[str, Any], strategy: str) -> bool:
+    """As given; by default on for DDP with an objective whose updates use part of a model's outputs."""
+    given = (v.get("strategy") or {}).get("find_unused_parameters")
+    if given is not None:
+        return given
+    return strategy == "ddp" and v["train"]["objective"]["fn"] in SEVERAL_MODELS
 
 
 def _loss(loss: dict[str, Any]) -> Loss:

@@ -524,6 +524,9 @@ class _Checker:
                 _set(values, path, _INVALID)
         train = values.get("train")
         models = values.get("model") or {}
+        objective = train.get("objective") if isinstance(train, dict) else None
+        if isinstance(objective, dict) and objective.get("fn") == "gan" and train.get("model") is None:
+            train["model"] = objective.get("generator")  # the model a gan makes samples with
         if isinstance(train, dict) and train.get("model") is None and models:
             if len(models) == 1:
                 train["model"] = next(iter(models))

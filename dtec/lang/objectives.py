@@ -12,6 +12,7 @@ from dtec.lang.schema import OBJECTIVE_OUTPUTS
 
 # Objectives that compute their losses themselves: `train.loss` is not theirs to use.
 _OWN_LOSS = {"elbo": "scores its `recon` output with `elbo(recon = ...)`",
+             "gan": "scores the discriminator's logit with binary cross-entropy (and its `extra` terms)",
              "python": "computes the losses in your step function"}
 
 
@@ -23,7 +24,7 @@ def objective_name(bp: Blueprint) -> str | None:
 
 def has_prediction(bp: Blueprint) -> bool:
     """Whether the objective scores a prediction against the target (metrics need one)."""
-    return objective_name(bp) != "python"
+    return objective_name(bp) not in ("python", "gan")
 
 
 def resolve_objective(bp: Blueprint) -> list[Diagnostic]:
@@ -82,8 +83,9 @@ def check_objective(bp: Blueprint) -> list[Diagnostic]:
                               f"name the model's outputs: `outputs = [{', '.join(needed)}]` (it returns them as a tuple, in that order, or a dict)",
                               related))
     metrics = train.get("metrics")
-    if name == "python" and isinstance(metrics, list) and metrics:
-        found.append(diag("DT353", "`metrics` score a prediction against the target, but a `python()` step makes none that dtec sees",
+    if not has_prediction(bp) and isinstance(metrics, list) and metrics:
+        maker = "a `python()` step makes" if name == "python" else "`gan` has"
+        found.append(diag("DT353", f"`metrics` score a prediction against the target, but {maker} none that dtec sees",
                           bp.span("train", "metrics"), "remove `metrics`: return what you want validated from the step, e.g. `{\"loss\": …, \"mae\": …}`"))
     return found
 

@@ -251,6 +251,19 @@ LOSS = Call(
         ),
     }
 )
+# An extra loss term of a gan: a discriminator output scored against the batch's target.
+GAN_TERM = Call(
+    {
+        "term": Function(
+            {
+                "loss": _f(Call({name: _LOSS_TERMS[name] for name in ("mse", "mae", "mape", "huber")}), "the regression loss", True),
+                "output": _f(Name(), "the discriminator's named output it scores (one of its `outputs` but the first)", True),
+                "weight": _f(Float(min=0.0), "its weight in both models' losses", default=1.0),
+            },
+            "The loss of a discriminator output against the batch's target, on real and generated samples alike.",
+        ),
+    }
+)
 # What one training step optimises (docs/custom-training.md): each picks the template
 # train/objective/<name>.py.jinja that computes the step's losses.
 OBJECTIVE = Call(
@@ -265,6 +278,21 @@ OBJECTIVE = Call(
             "KL divergence; the model returns `outputs = [recon, mu, logvar]`. Validation records "
             "`val_recon`, `val_kl` and `val_loss`.",
         ),
+        "gan": Function(
+            {
+                "generator": _f(Ref("model"), "the model that makes samples: called as `generator(noise, target)`, the target (e.g. a primary energy) being its condition", True),
+                "discriminator": _f(Ref("model"), "the model that tells real from generated samples: its first output is one logit per sample (real: > 0)", True),
+                "latent": _f(POSITIVE, "noise values per sample the generator gets, drawn from a standard normal", default=16),
+                "d_steps": _f(POSITIVE, "discriminator updates per training step, each on a real and a generated batch", default=1),
+                "g_steps": _f(POSITIVE, "generator updates per training step", default=1),
+                "label_flip": _f(Float(min=0.0, max=0.5), "fraction of the discriminator's labels flipped at random in its updates (noisy labels)", default=0.0),
+                "extra": _f(ListOf(GAN_TERM), "weighted loss terms on the discriminator's other named outputs, added to both models' losses, e.g. `[term(mape, output = energy, weight = 0.1)]`", default=[]),
+            },
+            "A generative adversarial network: `d_steps` discriminator updates (binary cross-entropy "
+            "on real and generated samples), then `g_steps` generator updates, each model with its "
+            "own optimizer. Validation records `val_d_loss`, `val_g_loss`, `val_d_real_accuracy`, "
+            "`val_d_fake_accuracy`, each extra term and `val_loss` (the generator's loss).",
+        ),
         "python": Function(
             {"callable": _f(Str(), "`module:function` called as `function(model, batch, context, **arguments)`; returns a dict of scalar tensors, `loss` among them (the one optimised)", True)},
             "Your own training step, in a code folder (`path` of `train`): every loss it returns is "
@@ -275,6 +303,8 @@ OBJECTIVE = Call(
 )
 # The named outputs each objective needs of the model.
 OBJECTIVE_OUTPUTS = {"elbo": ("recon", "mu", "logvar")}
+# Objectives that train several models, each with its own optimizer (`optimizer` blocks).
+SEVERAL_MODELS = ("gan",)
 _FIELD = Function({"name": _f(Str(), "the key in each item's dict", True)}, "The item's value under a key: items are dicts.")
 # What a data set's items give the model (`input`) and score it against (`target`).
 DATA_INPUT = Call({"field": _FIELD})
@@ -587,9 +617,9 @@ BLOCKS: dict[str, BlockSpec] = {
         "How the model is trained.",
         {
             "model": _f(Ref("model"), "the model to train (default: the only model)"),
-            "objective": _f(OBJECTIVE, "what a training step optimises: `supervised`, `elbo(...)` or your `python(\"module:step\")` (docs/custom-training.md)", default={"fn": "supervised"}),
+            "objective": _f(OBJECTIVE, "what a training step optimises: `supervised`, `elbo(...)`, `gan(...)` or your `python(\"module:step\")` (docs/custom-training.md)", default={"fn": "supervised"}),
             "loss": _f(LOSS, "the loss function (needed by `supervised`; `elbo` takes its own `recon`)"),
-            "optimizer": _f(OPTIMIZER, "the optimizer", default={"fn": "adamw"}),
+            "optimizer": _f(OPTIMIZER, "the optimizer (a `gan`'s models: one `optimizer` block each, or each a copy of this one)", default={"fn": "adamw"}),
             "scheduler": _f(SCHEDULER, "the learning-rate schedule", default={"fn": "none"}),
             "epochs": _f(POSITIVE, "passes over the training data", default=1),
             "max_steps": _f(POSITIVE, "stop after this many optimizer steps"),
@@ -636,6 +666,15 @@ BLOCKS: dict[str, BlockSpec] = {
         },
         required=True,
     ),
+    "optimizer": BlockSpec(
+        "The optimizer of one model, where the objective trains several (`gan`): one block per model (docs/custom-training.md).",
+        {
+            "model": _f(Ref("model"), "the model it trains", True),
+            "fn": _f(OPTIMIZER, "the optimizer and its settings, as `train.optimizer` writes them: `rmsprop(lr = 1e-3)`", True),
+        },
+        label="the optimizer's name (its state in checkpoints)",
+        multiple=True,
+    ),
     "strategy": BlockSpec(
         "How the training is distributed.",
         {
@@ -644,6 +683,11 @@ BLOCKS: dict[str, BlockSpec] = {
             "gpus_per_node": _f(OneOf((NON_NEGATIVE, Sym(("all",)))), "GPUs used per node", default="all"),
             "procs_per_node": _f(POSITIVE, "ranks per node where the machine has no GPUs", default=1),
             "zero": _f(Int(min=1, max=3), "DeepSpeed ZeRO stage"),
+            "find_unused_parameters": _f(
+                Bool(),
+                "DDP: look for parameters a step leaves without gradient (a graph traversal per step); "
+                "default: on for `gan`, whose updates use part of a model's outputs, else off",
+            ),
         },
     ),
     "monitor": BlockSpec(

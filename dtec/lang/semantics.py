@@ -10,6 +10,7 @@ from dtec.diagnostics import Diagnostic, Related, diag, has_errors
 from dtec.lang.blueprint import Blueprint
 from dtec.lang.losses import loss_terms, scored_targets
 from dtec.lang.objectives import check_objective
+from dtec.lang.gan import check_several_models, trained_models
 from dtec.lang.schema import (
     CLASSIFICATION_METRIC_NAMES, CLASSIFICATION_METRICS, LOSS_TARGETS, METRICS, NORMALIZED_SOURCES,
     REGRESSION_METRICS, WINDOWED_SOURCES, metric_name,
@@ -67,6 +68,7 @@ def check_semantics(bp: Blueprint, *, errors_so_far: bool = False, facts: Mappin
     found += _check_optimization(bp)
     found += _check_strategy(bp)
     found += check_objective(bp)
+    found += check_several_models(bp)
     if not errors_so_far and not has_errors(found):
         found += _check_unused(bp, data, models)
     return found
@@ -433,7 +435,7 @@ def _check_strategy(bp: Blueprint) -> list[Diagnostic]:
 
 def _check_unused(bp: Blueprint, data: dict, models: dict) -> list[Diagnostic]:
     used_data = {m.get("input") for m in models.values()}
-    used_models = {(bp.values.get("train") or {}).get("model")}
+    used_models = {(bp.values.get("train") or {}).get("model"), *trained_models(bp)}
     found = []
     for kind, names, used in (("data", data, used_data), ("model", models, used_models)):
         for name in names:

@@ -106,6 +106,12 @@ _TABLE = (
     ("DT352", "objective-loss-mismatch", "error", "`elbo` reconstructs its input with a classification loss"),
     ("DT353", "metrics-without-prediction", "error", "`metrics` on an objective that makes no prediction to score (a `python()` step)"),
     ("DT354", "fields-without-dict-items", "error", "`input` or `target` names fields of a source whose items are (input, target) pairs"),
+    ("DT356", "gan-models-invalid", "error", "A `gan`'s generator and discriminator are one model, or a built-in architecture"),
+    ("DT357", "optimizer-model-mismatch", "error", "An `optimizer` block names a model the objective does not train, a model has two, a trained model none, or `train.optimizer` is given beside them"),
+    ("DT358", "several-models-strategy", "error", "Several models under a strategy whose script wraps one model and one optimizer (FSDP, DeepSpeed)"),
+    ("DT359", "gan-setting-unsupported", "error", "A training setting a `gan` does not support: accumulation, fp16, a plateau schedule, export, initial weights"),
+    ("DT360", "gan-term-invalid", "error", "A `gan`'s extra term scores an output the discriminator does not name, or its real/fake logit"),
+    ("DT361", "find-unused-not-ddp", "error", "`find_unused_parameters` is given for a strategy other than DDP"),
     ("DT355", "outputs-invalid", "error", "A model's `outputs` are named twice, or named on a built-in architecture that returns one tensor"),
     # Sweeps
     ("DT340", "sweep-unknown-key", "error", "A sweep's space names a key the blueprint does not have"),

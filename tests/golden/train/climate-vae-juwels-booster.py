@@ -712,9 +712,9 @@ def to_device(batch, rt: Runtime) -> tuple[torch.Tensor, ...]:
     return tuple(item.to(rt.device, non_blocking=True) for item in batch)
 
 
-def named_outputs(found) -> dict[str, torch.Tensor]:
+def named_outputs(found, model: dict = MODEL) -> dict[str, torch.Tensor]:
     """The model's result as its named outputs, each in float32."""
-    names = MODEL["outputs"]
+    names = model["outputs"]
     if isinstance(found, dict) and all(name in found for name in names):
         parts = [found[name] for name in names]
     elif isinstance(found, (tuple, list)) and len(found) == len(names):
@@ -723,7 +723,7 @@ def named_outputs(found) -> dict[str, torch.Tensor]:
         got = (f"a dict of {sorted(found)}" if isinstance(found, dict)
                else f"{len(found)} outputs" if isinstance(found, (tuple, list)) else "one tensor")
         raise TrainingError(
-            f"model {json.dumps(MODEL['name'])} returned {got}, but its `outputs` are {names}: "
+            f"model {json.dumps(model['name'])} returned {got}, but its `outputs` are {names}: "
             "return a tuple of them in that order, or a dict with those keys"
         )
     return {name: part.float() for name, part in zip(names, parts)}

@@ -1,0 +1,138 @@
+"""Several models and optimizers and the gan objective (issue 20): the checks (DT356-DT361), the
+compiled script, and the calorimeter GAN example end to end on two CPU ranks."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from dtec.analysis import analyse
+from dtec.compiler import compile_blueprint
+from tests.test_objectives import bundle, epochs, run
+
+REPO = Path(__file__).resolve().parent.parent
+GAN = REPO / "blueprints" / "calorimeter-gan.twin"
+
+
+def codes(text: str, tmp_path: Path) -> list[str]:
+    """The codes of the example with `text` replacing its part after `optimizer "d"`."""
+    shutil.copytree(REPO / "blueprints" / "code", tmp_path / "code", dirs_exist_ok=True)
+    (tmp_path / "b.twin").write_text(text)
+    return sorted(d.code for d in analyse(tmp_path / "b.twin", environ={}).diagnostics)
+
+
+def variant(old: str, new: str) -> str:
+    text = GAN.read_text()
+    assert old in text
+    return text.replace(old, new)
+
+
+def test_the_gan_example_lints_clean_and_its_ir_holds_both_optimizers() -> None:
+    compiled, diagnostics = compile_blueprint(GAN, "local", environ={})
+    assert compiled is not None and not diagnostics
+    ir = json.loads(compiled.files["ir.json"])
+    assert ir["train"]["model"] == "generator"
+    assert {k: v["model"] for k, v in ir["train"]["optimizers"].items()} == {"d": "discriminator", "g": "generator"}
+    assert ir["train"]["optimizers"]["g"]["optimizer"]["name"] == "rmsprop"
+    assert ir["strategy"]["find_unused_parameters"] is True  # decided for the gan under ddp
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "code"),
+    [
+        ("discriminator = model.discriminator,", "discriminator = model.generator,", "DT356"),
+        ('arch    = python("showers:Discriminator")', "arch = mlp(input = 216, output = 1)\n  outputs = [validity]", "DT355"),
+        ("model = model.discriminator\n", "model = model.generator\n", "DT357"),
+        ('optimizer "d" {\n  model = model.discriminator\n  fn    = rmsprop(lr = 1e-3)\n}\n', "", "DT357"),
+        ("epochs    = 6", "epochs = 6\n  optimizer = adam", "DT357"),
+        ("kind = ddp", "kind = fsdp", "DT358"),
+        ("kind = ddp", "kind = deepspeed", "DT358"),
+        ("epochs    = 6", "epochs = 6\n  grad_accum = 2", "DT359"),
+        ("export    = none", "export = torch_export", "DT359"),
+        ("precision = fp32", "precision = fp16", "DT359"),
+        ("output = energy", "output = ecal", "DT360"),
+        ("output = energy", "output = validity", "DT360"),
+        ("kind = ddp", "kind = single\n  find_unused_parameters = true", "DT361"),
+        ("epochs    = 6", "epochs = 6\n  metrics = [mae]", "DT353"),
+        ("epochs    = 6", "epochs = 6\n  loss = mse", "DT350"),
+    ],
+)
+def test_each_unsupported_combination_is_a_coded_error(old: str, new: str, code: str, tmp_path: Path) -> None:
+    assert code in codes(variant(old, new), tmp_path)
+
+
+def test_without_optimizer_blocks_each_model_gets_a_copy_of_train_optimizer(tmp_path: Path) -> None:
+    text = variant('optimizer "g" {\n  model = model.generator\n  fn    = rmsprop(lr = 1e-3)\n}\n', "")
+    text = text.replace('optimizer "d" {\n  model = model.discriminator\n  fn    = rmsprop(lr = 1e-3)\n}\n', "")
+    text = text.replace("epochs    = 6", "epochs = 6\n  optimizer = sgd(lr = 0.01)")
+    assert codes(text, tmp_path) == []
+    compiled, _ = compile_blueprint(tmp_path / "b.twin", "local", environ={})
+    optimizers = json.loads(compiled.files["ir.json"])["train"]["optimizers"]
+    assert sorted(optimizers) == ["discriminator", "generator"]
+    assert {o["optimizer"]["name"] for o in optimizers.values()} == {"sgd"}
+
+
+def test_one_optimizer_block_serves_a_single_model(tmp_path: Path) -> None:
+    (tmp_path / "b.twin").write_text(
+        'twin "t" {}\ndata "d" {\n  source = synthetic(samples = 64, shape = [4], targets = 1)\n  batch = 8\n}\n'
+        'model "m" {\n  arch = mlp(input = 4, output = 1)\n  input = data.d\n}\n'
+        'optimizer "o" {\n  model = model.m\n  fn = sgd(lr = 0.5)\n}\ntrain {\n  loss = mse\n}\n'
+    )
+    compiled, diagnostics = compile_blueprint(tmp_path / "b.twin", "local", environ={})
+    assert compiled is not None, [d.message for d in diagnostics]
+    ir = json.loads(compiled.files["ir.json"])
+    assert ir["train"]["optimizer"]["name"] == "sgd" and ir["train"]["optimizer"]["lr"] == 0.5
+    assert ir["train"]["optimizers"] == {}
+
+
+def test_the_gan_checks_one_step_on_the_cpu(tmp_path: Path) -> None:
+    script = bundle(GAN, tmp_path / "b")
+    done = run(script, "--check")
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    assert report["ok"], report
+    assert report["output_shape"] == [6, 6, 6]
+
+
+def test_the_gan_compiles_for_a_gpu_target() -> None:
+    compiled, _ = compile_blueprint(GAN, "juwels-booster", environ={})
+    script = compiled.files["train.py"]
+    assert "def training_step(" in script and "class Models(nn.ModuleDict)" in script
+    assert "find_unused_parameters=True" in script and "torch.optim.RMSprop(" in script
+    assert json.loads(compiled.files["ir.json"])["strategy"]["device"] == "cuda"
+
+
+@pytest.mark.slow
+def test_the_gan_trains_on_two_ranks_and_resumes_exactly(tmp_path: Path) -> None:
+    import torch
+
+    script = bundle(GAN, tmp_path / "b")
+    whole, parts = tmp_path / "whole", tmp_path / "parts"
+    done = run(script, "--run-dir", str(whole), ranks=2)
+    assert done.returncode == 0, done.stderr[-3000:]
+    history = epochs(whole)
+    assert len(history) == 6
+    real = [e["val_d_real_accuracy"] for e in history]
+    fake = [e["val_d_fake_accuracy"] for e in history]
+    # The discriminator neither wins outright nor is blind, and its accuracy moves as the
+    # generator learns (it is not stuck at one value).
+    assert all(0.0 < a < 1.0 for a in real + fake)
+    assert len({round(a, 3) for a in real}) > 1 and len({round(a, 3) for a in fake}) > 1
+    for e in history:  # val_loss is the generator's loss; every value is recorded
+        assert e["val_loss"] == e["val_g_loss"] and e["val_mape_energy"] > 0
+    # The discriminator learns to estimate the energy (the extra MAPE term falls).
+    assert history[-1]["val_mape_energy"] < history[0]["val_mape_energy"]
+    # Stopped part-way through an epoch, then resumed: the same weights as uninterrupted.
+    first = run(script, "--run-dir", str(parts), "--max-steps", "30", ranks=2)
+    assert first.returncode == 0, first.stderr[-3000:]
+    second = run(script, "--run-dir", str(parts), ranks=2)
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert "resumed from" in second.stdout + second.stderr
+    a = torch.load(whole / "final_model.pt", weights_only=True)
+    b = torch.load(parts / "final_model.pt", weights_only=True)
+    assert {k.split(".")[0] for k in a} == {"generator", "discriminator"}
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    checkpoint = torch.load(sorted((parts / "checkpoints").glob("step-*.pt"))[-1], weights_only=False)
+    assert sorted(checkpoint["optimizer"]) == ["d", "g"]
