@@ -226,6 +226,25 @@ def markdown(results: dict) -> str:
             + (f", {100 * share:.2f} % of the generated DDP step's CPU time." if share else "."),
             "",
         ]
+    if "data" in b:
+        d = b["data"]
+        st = d["store"]
+        out += [
+            "## Array data: the generated loader and lint",
+            "",
+            f"Zarr store of 3 variables × {st['steps']} steps × {st['cells']} cells ({st['bytes'] / 2**20:.0f} MiB on disk, "
+            f"chunks of {st['chunk_steps']} steps), windows of 30 + 1 steps, batches of 64 in one shuffled order:",
+            "",
+            "| stride | workers | samples | generated samples/s | hand-written samples/s | generated / hand-written |",
+            "|---|---|---|---|---|---|",
+            *[f"| {r['stride']} | {r['workers']} | {r['samples']} | {_range(r['samples_per_s']['dtec'], 0)} | "
+              f"{_range(r['samples_per_s']['handwritten'], 0)} | **{_range(r['ratio'], 2)}** |" for r in d["loaders"]],
+            "",
+            f"`dtec lint`, whole process: Zarr blueprint {_range(d['lint']['seconds']['zarr'])} s, synthetic "
+            f"{_range(d['lint']['seconds']['synthetic'])} s, difference paired {_range(d['lint']['extra_s'])} s; in-process "
+            f"{_range(d['lint']['in_process_s']['zarr'], 4)} s against {_range(d['lint']['in_process_s']['synthetic'], 4)} s.",
+            "",
+        ]
     if "gpu" in b:
         gp = b["gpu"]
         out += [

@@ -10,7 +10,8 @@ Benchmarks: compile (in-process per blueprint and target; whole processes next t
 `python -c pass`), lint (1,000 generated blueprints in one process), growth (compile time against
 blueprint size, fitted exponent), training (generated train.py against hand-written loops, DDP,
 FSDP, DeepSpeed ZeRO-1/2/3, and the instrumentation's cost), stopflag (the per-step pre-emption
-check timed alone), profile (import times and cProfile
+check timed alone), data (the generated Zarr loader against a hand-written xarray one, and lint
+of a Zarr blueprint against a synthetic one), profile (import times and cProfile
 of the lint and compile paths). The GPU comparison is `benchmarks/gpu.sh`.
 
 Output: DIR/results.json (default benchmarks/results/, which git ignores), DIR/results.md, DIR/*.png.
@@ -31,6 +32,7 @@ if __package__ in (None, ""):  # `python benchmarks/run.py`
 
 from benchmarks import (  # noqa: E402
     compile_latency,
+    data_loader,
     growth,
     lint_throughput,
     metrics,
@@ -49,6 +51,7 @@ BENCHMARKS = {
     "training": (training, {}, {"rounds": 1, "warmup": 10, "steps": 30}),
     "stopflag": (stop_flag, {}, {"rounds": 1, "iterations": 300}),
     "metrics": (metrics, {}, {"rounds": 2, "steps": 3}),
+    "data": (data_loader, {}, {"steps": 8192, "cells": 32, "rounds": 1, "batches": 5, "workers": (0,), "lint_rounds": 2}),
     "profile": (profiles, {}, {"lint_count": 100, "compile_repeat": 10}),
 }
 DOCS = ROOT / "docs" / "benchmarks"

@@ -80,7 +80,7 @@ def analyse(
         ]
         names = list(blueprint.get("target") or {}) if targets is None else list(targets)
         for name in names:
-            planned, found = plan(blueprint, name, catalog)
+            planned, found = plan(blueprint, name, catalog, facts)
             diagnostics += found
             if planned is not None:
                 plans[name] = planned

@@ -5,6 +5,7 @@ Light on purpose (no pydantic, networkx or jinja2): `dtec lint` runs it for ever
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -93,9 +94,12 @@ class Plan:
         }
 
 
-def plan(bp: Blueprint, target: str, catalog: Catalog) -> tuple[Plan | None, list[Diagnostic]]:
-    """Plan `bp` for `target`; returns None (with the reasons) when it cannot be planned."""
-    planner = _Planner(bp, target, catalog)
+def plan(bp: Blueprint, target: str, catalog: Catalog, facts: Mapping[str, dict | None] | None = None) -> tuple[Plan | None, list[Diagnostic]]:
+    """Plan `bp` for `target`; returns None (with the reasons) when it cannot be planned.
+
+    `facts` is what the data files say (dtec.lang.files): the train samples a split gives.
+    """
+    planner = _Planner(bp, target, catalog, facts or {})
     planned, found = planner.run()
     if planned is not None:
         source = bp.get("data", planner.data, "source") if planner.data else None
@@ -107,8 +111,9 @@ def plan(bp: Blueprint, target: str, catalog: Catalog) -> tuple[Plan | None, lis
 
 
 class _Planner:
-    def __init__(self, bp: Blueprint, target: str, catalog: Catalog) -> None:
+    def __init__(self, bp: Blueprint, target: str, catalog: Catalog, facts: Mapping[str, dict | None]) -> None:
         self.bp = bp
+        self.facts = facts
         self.target = target
         self.catalog = catalog
         self.settings: dict[str, Any] = (bp.get("target") or {}).get(target) or {}
@@ -168,6 +173,7 @@ class _Planner:
         global_batch = batch * world * (self.bp.get("train", "grad_accum") or 1)
         self.decide("global batch", global_batch, f"{batch} per rank × {world} ranks × {self.bp.get('train', 'grad_accum') or 1} accumulation steps")
         self.found += check_warmup(self.bp, world)  # the run's length in steps depends on the ranks
+        self.one_step_per_rank(world)
         return (
             Plan(
                 target=self.target,
@@ -194,6 +200,17 @@ class _Planner:
             ),
             self.found,
         )
+
+    def one_step_per_rank(self, world: int) -> None:
+        """DT335: each rank's share of the train split (the files' count) makes one optimizer step."""
+        train = (self.facts.get(self.data) or {}).get("train_samples") if self.data else None
+        accumulate = self.bp.get("train", "grad_accum") or 1
+        if not isinstance(train, int) or train // world >= self.batch * accumulate:
+            return
+        step = f"one batch of {self.batch}" if accumulate == 1 else f"one step ({self.batch} × {accumulate} accumulation steps)"
+        self.report("DT335", f"the train split holds {train} samples: {train // world} for each of the {world} ranks of target "
+                    f"`{self.target}`, fewer than {step}", "data", self.data, "batch",
+                    help=f"use `batch` at most {max(1, train // world // accumulate)}, fewer ranks, or more data")
 
     # ---- the machine ---------------------------------------------------------------------
     def machine(self) -> Machine | None:

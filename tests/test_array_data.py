@@ -130,16 +130,48 @@ def test_windows_are_the_slices_of_a_direct_read_and_split_in_time(files: Path, 
     for part, start in zip(sets, (0, 72, 96)):
         covered = set()
         for i in range(len(part)):
-            x, y = part[i]
             t0 = start + 2 * i
-            inputs = np.concatenate([expected[v].values[t0 : t0 + 7] for v in ("rain", "temp")], axis=1)
-            targets = np.concatenate([expected[v].values[t0 + 7 : t0 + 8] for v in ("flow", "level")], axis=1)
-            np.testing.assert_array_equal(x.numpy(), inputs)
-            np.testing.assert_array_equal(y.numpy(), targets.reshape(-1))
+            assert_direct_read(part[i], expected, t0)
             covered |= set(range(t0, t0 + 8))
         spans.append(covered)
     # No step is in a window (inputs or horizon) of two parts: nothing leaks across the split.
     assert not spans[0] & spans[1] and not spans[1] & spans[2] and not spans[0] & spans[2]
+
+
+def assert_direct_read(sample, expected: xr.Dataset, t0: int) -> None:
+    """The window starting at step t0 is the slices of the variables read directly."""
+    x, y = sample
+    inputs = np.concatenate([expected[v].values[t0 : t0 + 7] for v in ("rain", "temp")], axis=1)
+    targets = np.concatenate([expected[v].values[t0 + 7 : t0 + 8] for v in ("flow", "level")], axis=1)
+    np.testing.assert_array_equal(x.numpy(), inputs)
+    np.testing.assert_array_equal(y.numpy(), targets.reshape(-1))
+
+
+@pytest.mark.parametrize("kind", list(SOURCES))
+def test_batches_read_each_block_once_and_equal_direct_reads(files: Path, kind: str, monkeypatch) -> None:
+    """A batch reads its missing blocks (whole chunks along time) in one call per file and variable,
+    then serves windows from the per-process cache; evicted blocks are read again, exactly."""
+    monkeypatch.setenv("DTEC_DATA_ROOT", str(files))
+    train = load_script(windowed_script(files, kind, normalize="none"))
+    part = train.split(train.load_dataset(), 0)[0]
+    series, expected, reads = part.series, gauges(), []
+    read = series.values
+    monkeypatch.setattr(series, "values", lambda index, name, steps: reads.append((index, name)) or read(index, name, steps))
+    everything = part.__getitems__(list(range(len(part))))
+    files_read = {index for index, _ in reads}
+    assert len(reads) == len(files_read) * 4  # one call per file and variable for the whole part
+    assert part.__getitems__(list(range(len(part)))) and len(reads) == len(files_read) * 4  # all cached now
+    for i, sample in enumerate(everything):
+        assert_direct_read(sample, expected, 2 * i)
+    # A cache of about two blocks: shuffled batches evict and read again, and still equal direct reads.
+    series.CACHE_BYTES, series._cache, series._cached = 2 * 16 * STATIONS * 4 * 4, {}, 0
+    order = np.random.default_rng(0).permutation(len(part))
+    for batch in np.array_split(order, 6):
+        for i, sample in zip(batch, part.__getitems__([int(i) for i in batch])):
+            assert_direct_read(sample, expected, 2 * int(i))
+        touched = {(f, b) for i in batch for f, b, _, _ in series.pieces(2 * int(i), 2 * int(i) + 8)}
+        assert series._cached == sum(v.nbytes for held in series._cache.values() for v in held.values())
+        assert set(series._cache) == touched  # over the budget: only the batch's own blocks stay
 
 
 @pytest.mark.parametrize("normalize", ["standard", "minmax"])
@@ -187,6 +219,21 @@ def test_hdf5_rows_and_statistics_match_h5py(files: Path, monkeypatch, tmp_path)
     np.testing.assert_array_equal(y.numpy(), y_all[row])
 
 
+def test_hdf5_batches_are_read_at_once_and_equal_direct_rows(files: Path, monkeypatch) -> None:
+    monkeypatch.setenv("DTEC_DATA_ROOT", str(files))
+    train = load_script(bundle(files, ROWS_BLUEPRINT.format(normalize="none", workers=0, epochs=1)))
+    rows = train.load_dataset()
+    with h5py.File(files / "showers.h5") as f:
+        x_all, y_all = f["calo/showers"][:], f["energy"][:]
+    wanted = [97, 3, 150, 3, 0, 42]  # unordered, with a repeat: h5py itself takes increasing rows only
+    batch = rows.__getitems__(wanted)
+    for i, (x, y) in zip(wanted, batch):
+        np.testing.assert_array_equal(x.numpy(), x_all[i])
+        np.testing.assert_array_equal(y.numpy(), y_all[i])
+    with pytest.raises(IndexError):
+        rows.__getitems__([0, ROWS])
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("kind", list(SOURCES))
 def test_trains_on_two_ranks_and_resumes_with_the_same_samples(files: Path, kind: str, tmp_path: Path) -> None:
@@ -232,6 +279,30 @@ def test_data_inspect_prints_what_the_blueprint_resolves_to(files: Path, tmp_pat
     assert entry["parts"] == {"train": 72, "val": 24, "test": 24}
     assert entry["samples"] == {"train": 33, "val": 9, "test": 9}
     assert entry["statistics"]["rain"]["mean"] == 0.5
+
+
+@pytest.mark.parametrize("kind", ["zarr", "hdf5"])
+def test_one_batch_per_rank_of_the_target(files: Path, kind: str) -> None:
+    """DT335 counts each rank's share on a target: 33 train windows (144 rows) make a batch of 4 (8)
+    for 2 ranks, and not for 9 (19); grad_accum asks for whole steps."""
+    from dtec.analysis import analyse
+
+    if kind == "zarr":
+        windowed_script(files, kind)
+        many, accumulate = 9, 5
+    else:
+        bundle(files, ROWS_BLUEPRINT.format(normalize="none", workers=0, epochs=1))
+        many, accumulate = 19, 10
+
+    def codes(*sets: str) -> list[tuple[str, str]]:
+        result = analyse(files / "bp.twin", environ={"DTEC_PROJECT_ROOT": str(files)}, sets=list(sets))
+        return [(d.code, d.message) for d in result.diagnostics if d.severity == "error"]
+
+    assert codes() == [] and codes("train.grad_accum=2") == []
+    [(code, message)] = codes(f"strategy.procs_per_node={many}")
+    assert code == "DT335" and f"for each of the {many} ranks of target `local`" in message
+    [(code, message)] = codes(f"train.grad_accum={accumulate}")
+    assert code == "DT335" and f"× {accumulate} accumulation steps" in message
 
 
 def test_lint_of_a_zarr_blueprint_imports_no_data_library(files: Path) -> None:

@@ -198,3 +198,14 @@ def test_metrics_tracking(tmp_path: Path) -> None:
     r = metrics.run(tmp_path, rounds=1, steps=2)
     check_targets(r)
     assert r["steps_per_epoch"] > 0 and number(r["share"]) and number(r["best_save_ms"]["median"])
+
+
+@pytest.mark.slow
+def test_data_loader(tmp_path: Path) -> None:
+    from benchmarks import data_loader
+
+    r = data_loader.run(tmp_path, steps=8192, cells=8, rounds=1, batches=2, workers=(0,), lint_rounds=1)
+    check_targets(r)
+    assert [(x["stride"], x["samples"]) for x in r["loaders"]] == [(1, 128), (64, 128)]
+    assert all(number(x["ratio"]["median"]) for x in r["loaders"]) and number(r["lint"]["extra_s"]["median"])
+    assert "Array data" in report.markdown({"benchmarks": {"data": r}})

@@ -3,7 +3,8 @@
 What is checked: the store or files exist, the variables (datasets) exist and hold numbers, every
 variable runs along `dim` first and the inputs agree on their other dimensions (DT333), the window
 and horizon fit each part of the split (DT334), and the train split gives at least one batch
-(DT335). What the files say (sample shape, outputs, windows per split) is returned as facts.
+(DT335; on a target, for each of its ranks: dtec.plan). What the files say (sample shape,
+outputs, train samples) is returned as facts.
 """
 
 from __future__ import annotations
@@ -151,7 +152,7 @@ def _windowed(checker: _FileChecker, name: str, block: dict, arrays: Arrays) -> 
                            f"make `window` + `horizon` at most {n}, or give `{part}` a larger fraction")
             return {}, None
     _one_batch(checker, name, block, samples[0], "windows")
-    return {"shape": resolved.sample, "targets": resolved.target[0]}, resolved
+    return {"shape": resolved.sample, "targets": resolved.target[0], "train_samples": samples[0]}, resolved
 
 
 def _hdf5(checker: _FileChecker, name: str, block: dict, path: Path) -> tuple[dict[str, Any], Resolved | None]:
@@ -190,14 +191,14 @@ def _hdf5(checker: _FileChecker, name: str, block: dict, path: Path) -> tuple[di
     parts = split_bounds(vx.shape[0], block.get("split") or {})
     resolved = Resolved(arrays.files, dict(arrays.variables), list(vx.shape[1:]), per_sample or [1], None, parts, parts)
     _one_batch(checker, name, block, parts[0], "samples")
-    facts: dict[str, Any] = {"shape": resolved.sample}
+    facts: dict[str, Any] = {"shape": resolved.sample, "train_samples": parts[0]}
     if source.get("classes") is None:
         facts["targets"] = held_targets
     return facts, resolved
 
 
 def _one_batch(checker: _FileChecker, name: str, block: dict, train: int, noun: str) -> None:
-    """The train split gives a rank at least one batch (here, one rank; a target's ranks: its plan)."""
+    """The train split gives one rank at least one batch (a target's ranks: dtec.plan)."""
     batch = block.get("batch")
     if isinstance(batch, int) and train < batch:
         checker.report("DT335", f"the train split holds {train} {noun}, fewer than one batch of {batch}", ("data", name, "batch"),

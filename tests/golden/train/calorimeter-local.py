@@ -309,20 +309,32 @@ class Rows(Dataset):
         return self.count
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        if not 0 <= index < self.count:
-            raise IndexError(index)
-        f = self.file()
-        x = np.asarray(f[self.x][index], dtype=np.float32)
-        if self.offset is not None:
-            x = (x - self.offset) / self.scale
-        y = torch.from_numpy(np.atleast_1d(np.asarray(f[self.y][index])))
-        return torch.from_numpy(x), y.float().reshape(-1)
+        return self.__getitems__([index])[0]
 
-    def input_blocks(self, rows: list[int] | None, block: int = 4096):
-        """The rows of `x` in `rows` (all: None), `block` rows read at a time, as one variable."""
+    def __getitems__(self, indices: list[int]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """The rows of a batch, read in one call per dataset (h5py takes increasing row numbers)."""
+        for index in indices:
+            if not 0 <= index < self.count:
+                raise IndexError(index)
+        f = self.file()
+        rows = np.unique(indices)
+        where = np.searchsorted(rows, indices)
+        xs = np.asarray(f[self.x][rows], dtype=np.float32)[where]
+        if self.offset is not None:
+            xs = (xs - self.offset) / self.scale
+        ys = np.asarray(f[self.y][rows])[where]
+        samples = []
+        for x, y in zip(xs, ys):
+            y = torch.from_numpy(np.atleast_1d(y))
+            samples.append((torch.from_numpy(x), y.float().reshape(-1)))
+        return samples
+
+    def input_blocks(self, rows: list[int] | None, block_bytes: int = 16 << 20):
+        """The rows of `x` in `rows` (all: None), about `block_bytes` read at a time, as one variable."""
         chosen = np.zeros(self.count, dtype=bool)
         chosen[rows if rows is not None else slice(None)] = True
         with h5py.File(self.path, "r") as f:  # closed again before the loader's workers fork
+            block = max(1, block_bytes // (4 * math.prod(f[self.x].shape[1:])))
             for start in range(0, self.count, block):
                 keep = chosen[start : start + block]
                 if keep.any():
@@ -473,9 +485,15 @@ class EvalShard(Dataset):
         return len(self.positions)
 
     def __getitem__(self, index: int):
-        position = self.positions[index]
-        x, y = self.dataset[position % len(self.dataset)]
-        return x, y, float(position < len(self.dataset))
+        return self.__getitems__([index])[0]
+
+    def __getitems__(self, indices: list[int]) -> list:
+        """A batch at once, from the data set's own batch read where it has one (array sources)."""
+        positions = [self.positions[index] for index in indices]
+        wanted = [position % len(self.dataset) for position in positions]
+        fetch = getattr(self.dataset, "__getitems__", None)
+        samples = fetch(wanted) if callable(fetch) else [self.dataset[i] for i in wanted]
+        return [(x, y, float(position < len(self.dataset))) for (x, y), position in zip(samples, positions)]
 
 
 def loader_worker_init(worker_id: int) -> None:

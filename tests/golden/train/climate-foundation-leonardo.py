@@ -380,9 +380,15 @@ class EvalShard(Dataset):
         return len(self.positions)
 
     def __getitem__(self, index: int):
-        position = self.positions[index]
-        x, y = self.dataset[position % len(self.dataset)]
-        return x, y, float(position < len(self.dataset))
+        return self.__getitems__([index])[0]
+
+    def __getitems__(self, indices: list[int]) -> list:
+        """A batch at once, from the data set's own batch read where it has one (array sources)."""
+        positions = [self.positions[index] for index in indices]
+        wanted = [position % len(self.dataset) for position in positions]
+        fetch = getattr(self.dataset, "__getitems__", None)
+        samples = fetch(wanted) if callable(fetch) else [self.dataset[i] for i in wanted]
+        return [(x, y, float(position < len(self.dataset))) for (x, y), position in zip(samples, positions)]
 
 
 def loader_worker_init(worker_id: int) -> None:

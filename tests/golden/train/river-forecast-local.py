@@ -303,25 +303,39 @@ class Series:
     """The variables of one or several files joined along `dim`, read lazily step range by range.
 
     Holds only paths and lengths: each process (each loader worker) opens the files itself on its
-    first read, and an open file is never pickled into a worker.
+    first read, and an open file is never pickled into a worker. Windows are read in blocks of
+    whole chunks along `dim` (a block spans the steps of one chunk of the first input variable),
+    decoded once and kept in a per-process cache of at most CACHE_BYTES, oldest dropped first:
+    windows that share a chunk (a stride shorter than the chunk, validation in order) decode it once.
     """
 
-    def __init__(self, paths: list[Path], dim: str) -> None:
-        self.paths, self.dim, self._open = [str(p) for p in paths], dim, {}
-        self.starts = [0]
+    CACHE_BYTES = 64 << 20
+    DEFAULT_BLOCK = 64  # steps in a block of a file not chunked along `dim` (contiguous NetCDF)
+
+    def __init__(self, paths: list[Path], dim: str, names: list[str]) -> None:
+        self.paths, self.dim, self._open, self._cache, self._cached = [str(p) for p in paths], dim, {}, {}, 0
+        self.starts, self.blocks = [0], []
         for index in range(len(self.paths)):
             ds = self.file(index)
             if dim not in ds.sizes:
                 raise TrainingError(f"{self.paths[index]} has no dimension {dim!r}")
             self.starts.append(self.starts[-1] + ds.sizes[dim])
+            self.blocks.append(self.block_steps(ds, names))
         self.close()  # the parent reads no data before the loader's workers fork
+
+    def block_steps(self, ds, names: list[str]) -> int:
+        """Steps per cached block of one file: its chunk along `dim`, capped so a block stays small."""
+        encoding = ds.variables[names[0]].encoding if names[0] in ds.variables else {}
+        chunk = (encoding.get("preferred_chunks") or {}).get(self.dim) or (encoding.get("chunksizes") or [None])[0]
+        per_step = sum(4 * math.prod(ds.variables[n].shape[1:]) for n in names if n in ds.variables) or 4
+        return max(1, min(chunk or self.DEFAULT_BLOCK, self.CACHE_BYTES // 16 // per_step))
 
     @property
     def steps(self) -> int:
         return self.starts[-1]
 
     def __getstate__(self) -> dict:
-        return {**self.__dict__, "_open": {}}
+        return {**self.__dict__, "_open": {}, "_cache": {}, "_cached": 0}
 
     def file(self, index: int):
         if index not in self._open:
@@ -333,25 +347,75 @@ class Series:
             ds.close()
         self._open = {}
 
+    def variable(self, index: int, name: str):
+        """Variable `name` of file `index`, checked to run along `dim` first."""
+        ds = self.file(index)
+        if name not in ds.variables:
+            raise TrainingError(f"{self.paths[index]} has no variable {name!r}")
+        variable = ds.variables[name]
+        if variable.dims[0] != self.dim:
+            raise TrainingError(f"variable {name!r} of {self.paths[index]} does not run along {self.dim!r} first")
+        return variable
+
+    def values(self, index: int, name: str, steps) -> np.ndarray:
+        """Steps of a variable of one file (a slice, or sorted step numbers), as float32 [steps, features]."""
+        values = np.asarray(self.variable(index, name)[steps].values, dtype=np.float32)
+        return values.reshape(len(values), -1)
+
     def read(self, names: list[str], start: int, stop: int) -> dict[str, np.ndarray]:
-        """Steps [start, stop) of each variable, as float32 [steps, features] (other dims flattened)."""
+        """Steps [start, stop) of each variable, as float32 [steps, features] (other dims flattened); uncached."""
         pieces: dict[str, list[np.ndarray]] = {name: [] for name in names}
         first = bisect.bisect_right(self.starts, start) - 1
         for index in range(first, len(self.paths)):
             lo, hi = self.starts[index], self.starts[index + 1]
             if lo >= stop:
                 break
-            ds = self.file(index)
             part = slice(max(start, lo) - lo, min(stop, hi) - lo)
             for name in names:
-                if name not in ds.variables:
-                    raise TrainingError(f"{self.paths[index]} has no variable {name!r}")
-                variable = ds.variables[name]
-                if variable.dims[0] != self.dim:
-                    raise TrainingError(f"variable {name!r} of {self.paths[index]} does not run along {self.dim!r} first")
-                values = np.asarray(variable[part].values, dtype=np.float32)
-                pieces[name].append(values.reshape(len(values), -1))
+                pieces[name].append(self.values(index, name, part))
         return {name: np.concatenate(parts) if len(parts) > 1 else parts[0] for name, parts in pieces.items()}
+
+    def pieces(self, start: int, stop: int):
+        """The (file, block, first, last) pieces of steps [start, stop): blocks and steps inside them."""
+        index = bisect.bisect_right(self.starts, start) - 1
+        while start < stop:
+            local, size = start - self.starts[index], self.blocks[index]
+            block, end = local // size, min(stop, self.starts[index + 1])
+            last = min(end - self.starts[index], (local // size + 1) * size)
+            yield index, block, local - block * size, last - block * size
+            start = self.starts[index] + last
+            if start >= self.starts[index + 1]:
+                index += 1
+
+    def windows(self, names: list[str], ranges: list[tuple[int, int]]) -> list[dict[str, np.ndarray]]:
+        """Steps [start, stop) of each variable for each range: missing blocks read at once per file."""
+        wanted = {(index, block) for start, stop in ranges for index, block, _, _ in self.pieces(start, stop)}
+        got = {key: self._cache.pop(key) for key in wanted if key in self._cache}
+        self._cached -= sum(v.nbytes for held in got.values() for v in held.values())
+        missing: dict[int, list[int]] = {}
+        for index, block in sorted(wanted - got.keys()):
+            missing.setdefault(index, []).append(block)
+        for index, blocks in missing.items():
+            size, length = self.blocks[index], self.starts[index + 1] - self.starts[index]
+            bounds = [(b * size, min((b + 1) * size, length)) for b in blocks]
+            contiguous = all(bounds[i][1] == bounds[i + 1][0] for i in range(len(bounds) - 1))
+            steps = slice(bounds[0][0], bounds[-1][1]) if contiguous else np.concatenate([np.arange(a, b) for a, b in bounds])
+            read = {name: self.values(index, name, steps) for name in names}
+            offset = 0
+            for block, (a, b) in zip(blocks, bounds):
+                got[index, block] = {name: values[offset : offset + b - a] for name, values in read.items()}
+                offset += b - a
+        out = []
+        for start, stop in ranges:
+            parts = [(got[index, block], first, last) for index, block, first, last in self.pieces(start, stop)]
+            out.append({name: np.concatenate([held[name][first:last] for held, first, last in parts]) for name in names})
+        for key, held in got.items():  # most recently used last; the oldest dropped beyond the budget
+            self._cache[key] = held
+            self._cached += sum(v.nbytes for v in held.values())
+        while self._cached > self.CACHE_BYTES and len(self._cache) > len(got):
+            dropped = self._cache.pop(next(iter(self._cache)))
+            self._cached -= sum(v.nbytes for v in dropped.values())
+        return out
 
 
 class Windows(Dataset):
@@ -370,24 +434,36 @@ class Windows(Dataset):
         return self.count
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        if not 0 <= index < self.count:
-            raise IndexError(index)
-        t0 = self.start + index * self.stride
-        block = self.series.read(self.names, t0, t0 + self.window + self.horizon)
-        x = np.concatenate([block[name][: self.window] for name in self.inputs], axis=1)
-        y = np.concatenate([block[name][self.window :] for name in self.targets], axis=1)
-        if self.offset is not None:
-            x = (x - self.offset) / self.scale
-        return torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)), torch.from_numpy(y.reshape(-1))
+        return self.__getitems__([index])[0]
 
-    def input_blocks(self, rows: None = None, steps: int = 4096):
-        """The input variables over every step of this part, `steps` at a time (the statistics)."""
+    def __getitems__(self, indices: list[int]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """The windows of a batch, read together (the DataLoader asks for a batch at once)."""
+        for index in indices:
+            if not 0 <= index < self.count:
+                raise IndexError(index)
+        span = self.window + self.horizon
+        starts = [self.start + index * self.stride for index in indices]
+        samples = []
+        for block in self.series.windows(self.names, [(t0, t0 + span) for t0 in starts]):
+            x = np.concatenate([block[name][: self.window] for name in self.inputs], axis=1)
+            y = np.concatenate([block[name][self.window :] for name in self.targets], axis=1)
+            if self.offset is not None:
+                x = (x - self.offset) / self.scale
+            samples.append((torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)), torch.from_numpy(y.reshape(-1))))
+        return samples
+
+    def input_blocks(self, rows: None = None, block_bytes: int = 16 << 20):
+        """The input variables over every step of this part, about `block_bytes` at a time (the statistics)."""
+        steps = max(1, block_bytes // (4 * sum(self.input_features().values())))
         for t0 in range(self.start, self.stop, steps):
             yield self.series.read(self.inputs, t0, min(t0 + steps, self.stop))
+        self.series.close()  # before the loader's workers fork
 
     def input_features(self) -> dict[str, int]:
         """Each input variable's features per step (its other dimensions, flattened)."""
-        return {name: values.shape[1] for name, values in self.series.read(self.inputs, 0, 1).items()}
+        features = {name: values.shape[1] for name, values in self.series.read(self.inputs, 0, 1).items()}
+        self.series.close()
+        return features
 
 
 def data_paths(written: str) -> list[Path]:
@@ -401,7 +477,7 @@ def data_paths(written: str) -> list[Path]:
 def load_dataset() -> tuple[Dataset, Dataset, Dataset]:
     """Train, val and test windows, each inside its own contiguous part of the time axis."""
     source = DATA["source"]
-    series = Series(data_paths(source["path"]), source["dim"])
+    series = Series(data_paths(source["path"]), source["dim"], list(dict.fromkeys([*source["inputs"], *source["targets"]])))
     n_train, n_val, n_test = split_sizes(series.steps)
     cuts = [0, n_train, n_train + n_val, n_train + n_val + n_test]
     return tuple(Windows(series, cuts[i], cuts[i + 1]) for i in range(3))
@@ -542,9 +618,15 @@ class EvalShard(Dataset):
         return len(self.positions)
 
     def __getitem__(self, index: int):
-        position = self.positions[index]
-        x, y = self.dataset[position % len(self.dataset)]
-        return x, y, float(position < len(self.dataset))
+        return self.__getitems__([index])[0]
+
+    def __getitems__(self, indices: list[int]) -> list:
+        """A batch at once, from the data set's own batch read where it has one (array sources)."""
+        positions = [self.positions[index] for index in indices]
+        wanted = [position % len(self.dataset) for position in positions]
+        fetch = getattr(self.dataset, "__getitems__", None)
+        samples = fetch(wanted) if callable(fetch) else [self.dataset[i] for i in wanted]
+        return [(x, y, float(position < len(self.dataset))) for (x, y), position in zip(samples, positions)]
 
 
 def loader_worker_init(worker_id: int) -> None:
