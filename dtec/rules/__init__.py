@@ -107,6 +107,10 @@ _TABLE = (
     ("DT353", "metrics-without-prediction", "error", "`metrics` on an objective that makes no prediction to score (a `python()` step)"),
     ("DT354", "fields-without-dict-items", "error", "`input` or `target` names fields of a source whose items are (input, target) pairs"),
     ("DT355", "outputs-invalid", "error", "A model's `outputs` are named twice, or named on a built-in architecture that returns one tensor"),
+    ("DT366", "scaling-points-invalid", "error", "A scaling study names no points, both `ranks` and `nodes`, a point twice, or comes with a sweep"),
+    ("DT367", "scaling-batch-indivisible", "error", "A strong scaling study's global batch does not divide over a point's ranks"),
+    ("DT368", "scaling-ranks-unfit", "error", "A scaling point's ranks do not fill whole nodes, or need more nodes than the partition allows"),
+    ("DT369", "scaling-comm-unmeasured", "warning", "A scaling study's strategy has communication dtec cannot split out of the step"),
     # Sweeps
     ("DT340", "sweep-unknown-key", "error", "A sweep's space names a key the blueprint does not have"),
     ("DT341", "sweep-goal-mismatch", "error", "A sweep's goal looks for the worst trials of its metric"),
