@@ -150,6 +150,8 @@ def _configuration(ir: IR) -> dict[str, Any]:
     objective = ir.train.objective
     return {
         "twin": ir.twin.model_dump(),
+        # A scaling study's measurement settings (train/phases.py.jinja); None: nothing measured.
+        "scaling": ir.scaling.model_dump() if ir.scaling else None,
         "data": {
             "name": data.name,
             "source": source,
@@ -287,7 +289,8 @@ def _script_facts(ctx: dict[str, Any]) -> dict:
     # torch.nn.functional: the U-Net pads with it, losses but mape and python() compute with it.
     functional = arch == "unet" or bool(losses - {"mape", "python"})
     imports = _imports(
-        strategy, source, precision, scheduler, user_code=user_code, energy=ctx["monitor"]["energy"],
+        strategy, source, precision, scheduler, user_code=user_code,
+        energy=ctx["monitor"]["energy"] or ctx["scaling"] is not None,
         weights="weights" in ctx["model"], export=export, python_loss=python_loss,
         functional=functional,
     )
@@ -322,6 +325,8 @@ def _script_facts(ctx: dict[str, Any]) -> dict:
         # One process reads its own flag, which costs nothing: it checks after every step.
         "stop_check_every": 1 if strategy == "single" else STOP_CHECK_EVERY,
         "export_file": EXPORT_FILES[export],
+        # A scaling study times the phases of each step (train/phases.py.jinja).
+        "phases": ctx["scaling"] is not None,
     }
 
 
