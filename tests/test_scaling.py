@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -144,14 +145,17 @@ def browser_renders(page: Path, shot: Path) -> None:
 
 @pytest.mark.slow
 def test_exposed_communication_grows_with_the_parameters(tmp_path: Path) -> None:
-    """On 2 gloo ranks, ten times (here ~500×) the gradient to all-reduce: more communication."""
+    """On 2 gloo ranks, ten times (here ~3,000×) the gradient to all-reduce and little compute per
+    parameter (batch 2): communication takes a larger share of the step."""
     shares = {}
-    for name, hidden in (("small", "[32]"), ("large", "[400, 400]")):
+    for name, hidden in (("small", "[32]"), ("large", "[1024, 1024]")):
         train_py = write_bundle(tmp_path / name, "scaling.ranks=[2]", "scaling.steps=40", "scaling.warmup=5",
                                 f"model.surrogate.arch=mlp(input = 48, hidden = {hidden}, output = 1)",
-                                "data.gauges.source.shape=[12, 4]", "train.max_steps=45", "train.epochs=45")
+                                "data.gauges.source.shape=[12, 4]", "data.gauges.batch=2", "train.max_steps=45", "train.epochs=45")
         ok(torchrun(train_py))
         shares[name] = measured(train_py.parent)
-    small, large = shares["small"], shares["large"]
-    assert large["phases_s"]["comm"] > 2 * small["phases_s"]["comm"]
-    assert large["comm_share"] > small["comm_share"]
+    # Medians over the steps: a rank descheduled on a busy machine makes the other wait in a few.
+    comm = {k: statistics.median(v["per_step"]["comm"]) for k, v in shares.items()}
+    steps = {k: statistics.median(map(sum, zip(*v["per_step"].values()))) for k, v in shares.items()}
+    assert comm["large"] > 2 * comm["small"]
+    assert comm["large"] / steps["large"] > comm["small"] / steps["small"]
