@@ -13,6 +13,7 @@ from dtec.backends.checks import check as check_launcher, job_image
 from dtec.diagnostics import Diagnostic, Related, diag
 from dtec.estimate import Memory, activation_bytes, memory_per_rank, parameter_count
 from dtec.lang.blueprint import Blueprint
+from dtec.lang.scaling import check_fit
 from dtec.lang.semantics import check_warmup, sample_shape
 from dtec.source import argument_span
 from dtec.machines import Catalog, Machine, Partition
@@ -154,6 +155,9 @@ class _Planner:
         if kind == "single":
             ranks_per_node, nodes, gpus = 1, 1, min(gpus, 1)
         self.limits(partition, nodes)
+        where = f"`{partition.name}`" if partition is not None else f"`{machine.name}`"
+        max_nodes = partition.max_nodes if partition is not None else None
+        self.found += check_fit(self.bp, gpus or node.usable_cpus, max_nodes, where, kind)
         walltime = self.walltime(machine, partition)
         precision = self.precision(node, device)
         cpus_per_rank = self.cpus_per_rank(node, ranks_per_node, gpus)

@@ -106,8 +106,11 @@ def ir_sha256(ir: str | dict) -> str:
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
-def start(folder: Path, run_id: str, bundle, blueprint: Path, sets: list[str]) -> Run:
-    """Write a new run's record and give it its id under runs/ (a link when -o put it elsewhere)."""
+def start(folder: Path, run_id: str, bundle, blueprint: Path, sets: list[str], *, index: bool = True) -> Run:
+    """Write a new run's record and give it its id under runs/ (a link when -o put it elsewhere).
+
+    `index=False`: a point of a study, found through the study's folder instead.
+    """
     text = blueprint.read_bytes() if blueprint.is_file() else b""
     record = {
         "id": run_id,
@@ -125,7 +128,8 @@ def start(folder: Path, run_id: str, bundle, blueprint: Path, sets: list[str]) -
     }
     run = Run(folder, record)
     save(run)
-    _index(run, bundle)
+    if index:
+        _index(run, bundle)
     return run
 
 
@@ -289,8 +293,17 @@ class State:
     active: bool = False  # still queued or running
 
 
+def study_points(run: Run) -> list[Run]:
+    """The point runs of a study, in the order it ran them (none for a plain run)."""
+    names = run.record.get("points") if run.record.get("kind") == "study" else None
+    found = [load(run.folder / "points" / str(name)) for name in names or ()]
+    return [p for p in found if p is not None]
+
+
 def state(run: Run) -> State:
     """Ask the scheduler about the newest launch; once it has ended, train.py's summary says how."""
+    if run.record.get("kind") == "study":
+        return _study_state(run)
     job, summary = run.job, run.summary() or {}
     if job is None:
         return State(str(summary.get("status") or "created"))
@@ -310,6 +323,19 @@ def state(run: Run) -> State:
         return found
     forgotten = found.detail if found else "the scheduler no longer knows the job"
     return State(said or "unknown", error or forgotten)
+
+
+def _study_state(run: Run) -> State:
+    """A study is active while a point is, completed when all are, else as its first other point."""
+    states = [state(p) for p in study_points(run)]
+    done = sum(s.status == "completed" for s in states)
+    detail = f"{done} of {len(run.record.get('points') or [])} points completed"
+    if any(s.active for s in states):
+        return State("running", detail, True)
+    if states and done == len(run.record.get("points") or []):
+        return State("completed", detail)
+    other = next((s.status for s in states if s.status != "completed"), "created")
+    return State(other, detail)
 
 
 def _fresh(run: Run, job: dict) -> bool:
@@ -498,6 +524,7 @@ def describe(run: Run) -> dict:
     resumable = current.status in ("preempted", "stopped", "cancelled", "failed", "unknown")
     return {
         "id": run.id,
+        "kind": str(run.record.get("kind", "run")),
         "twin": run.record.get("twin"),
         "target": run.record.get("target"),
         "status": current.status,

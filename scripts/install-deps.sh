@@ -19,13 +19,13 @@ log() { printf 'install-deps: %s\n' "$*"; }
 
 # --- Debian packages -------------------------------------------------------------------------
 apt_commands=(sbatch srun sinfo squeue scontrol scancel slurmctld slurmd munge unmunge munged
-    shellcheck)
+    shellcheck chromium)
 missing=()
 for c in "${apt_commands[@]}"; do
     command -v "$c" >/dev/null 2>&1 || missing+=("$c")
 done
 if ((${#missing[@]})); then
-    log "missing ${missing[*]}: installing slurm-wlm munge shellcheck with apt-get"
+    log "missing ${missing[*]}: installing slurm-wlm munge shellcheck chromium with apt-get"
     sudo=()
     if [[ $EUID -ne 0 ]]; then
         command -v sudo >/dev/null 2>&1 || { log "not root and no sudo: cannot apt-get install" >&2; exit 1; }
@@ -33,9 +33,9 @@ if ((${#missing[@]})); then
     fi
     export DEBIAN_FRONTEND=noninteractive
     "${sudo[@]}" apt-get update -q
-    "${sudo[@]}" apt-get install -y -q --no-install-recommends slurm-wlm munge shellcheck
+    "${sudo[@]}" apt-get install -y -q --no-install-recommends slurm-wlm munge shellcheck chromium
 else
-    log "slurm, munge and shellcheck are installed"
+    log "slurm, munge, shellcheck and chromium are installed"
 fi
 
 # --- Python packages -------------------------------------------------------------------------
@@ -46,7 +46,7 @@ pip=("$PYTHON" -m pip install --progress-bar off --disable-pip-version-check --r
 "${pip[@]}" -q 'deepspeed>=0.19,<0.20'
 # dtec goes out first: a pip that keeps an installed dtec of the same version would test old code.
 "$PYTHON" -m pip uninstall -q -y --root-user-action=ignore dtec >/dev/null 2>&1 || true
-"${pip[@]}" -q '.[test,bench,data,sweep]'
+"${pip[@]}" -q '.[test,bench,data,sweep,report]'
 
 # From / so that the checkout's dtec/ cannot shadow the installed one.
 log "$(cd / && "$PYTHON" -c 'import dtec, torch; print(f"dtec {dtec.__version__} at {dtec.__file__}; torch {torch.__version__}")')"

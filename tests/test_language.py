@@ -602,3 +602,10 @@ def test_language_reference_is_fresh(repo_root: Path) -> None:
 
     page = (repo_root / "docs" / "language.md").read_text(encoding="utf-8")
     assert page == language_reference(), "run `python scripts/gen_language_docs.py`"
+
+
+@pytest.mark.parametrize("points", ["ranks = []", "nodes = []", 'ranks = [1, "x"]'])
+def test_an_invalid_scaling_list_is_reported_once_not_crashed_on(points: str) -> None:
+    """Found by the fuzz test: the study's checks met the invalid list's placeholder."""
+    found = codes(lint_text(MINIMAL + f"scaling {{\n  {points}\n}}\n"))
+    assert [code for code, _, _ in found] in (["DT106"], ["DT105"])

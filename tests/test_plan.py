@@ -120,6 +120,20 @@ def test_scaling_study_is_checked_against_the_partition() -> None:
     assert found(check(text)) == [("DT202", 27, 18)]
 
 
+def test_scaling_ranks_fill_whole_nodes_of_the_partition() -> None:
+    text = blueprint(PARTITION="small-g") + "scaling {\n  ranks = [4, 8, 12, 2048]\n}\n"
+    codes = found(check(text))
+    assert [c for c in codes if c[0] == "DT368"] == [("DT368", 27, 18), ("DT368", 27, 22)]
+
+
+def test_strong_scaling_points_split_the_global_batch_and_set_overrides_them() -> None:
+    text = blueprint() + "scaling {\n  ranks = [2, 4, 3]\n  mode = strong\n}\n"
+    assert [c for c in found(check(text)) if c[0] == "DT367"] == [("DT367", 27, 18)]
+    assert [c for c in found(check(text, sets=("scaling.ranks=[2, 4]",))) if c[0].startswith("DT36")] == []
+    nodes = blueprint() + "scaling {\n  nodes = [1, 2]\n  mode = strong\n}\n"
+    assert [c for c in found(check(nodes)) if c[0].startswith("DT36")] == []
+
+
 def test_machine_block_overrides_the_generic_slurm_profile() -> None:
     target = 'target "slurm" {\n  partition = "debug"\n  machine {\n    cpus = 2\n    gpus = 0\n    max_nodes = 1\n  }\n}\n'
     text = blueprint(TARGET=target, GPUS="all")

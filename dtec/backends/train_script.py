@@ -153,6 +153,8 @@ def _configuration(ir: IR) -> dict[str, Any]:
     return {
         **several,
         "twin": ir.twin.model_dump(),
+        # A scaling study's measurement settings (train/phases.py.jinja); None: nothing measured.
+        "scaling": ir.scaling.model_dump() if ir.scaling else None,
         "data": {
             "name": data.name,
             "source": source,
@@ -305,7 +307,8 @@ def _script_facts(ctx: dict[str, Any]) -> dict:
     # torch.nn.functional: the U-Net pads with it, losses but mape and python() compute with it.
     functional = arch == "unet" or bool(losses - {"mape", "python"}) or several
     imports = _imports(
-        strategy, source, precision, scheduler, user_code=user_code, energy=ctx["monitor"]["energy"],
+        strategy, source, precision, scheduler, user_code=user_code,
+        energy=ctx["monitor"]["energy"] or ctx["scaling"] is not None,
         weights="weights" in ctx["model"], export=export, python_loss=python_loss,
         functional=functional, several=several,
     )
@@ -345,6 +348,8 @@ def _script_facts(ctx: dict[str, Any]) -> dict:
         "several": several,
         "optimizers": {name: _call(_OPTIMIZERS[o["name"]], tuple(OPTIMIZER.functions[o["name"]].params))
                        for name, o in ctx["train"].get("optimizers", {}).items()},
+        # A scaling study times the phases of each step (train/phases.py.jinja).
+        "phases": ctx["scaling"] is not None,
     }
 
 

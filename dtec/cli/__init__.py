@@ -44,7 +44,7 @@ app.command("compile")(jobs.compile_)
 for command in (jobs.schema, jobs.graph, runs.run, jobs.check, machines.env):
     app.command()(command)
 app.command("runs")(runs.runs_)
-for command in (runs.status, runs.logs, runs.cancel, evaluation.evaluate):
+for command in (runs.status, runs.logs, runs.cancel, runs.report, evaluation.evaluate):
     app.command()(command)
 
 

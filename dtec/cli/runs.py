@@ -12,6 +12,7 @@ from typing import Annotated, Optional
 import typer
 
 from dtec.cli.jobs import MachinesOption, SetOption, _build, _preflight, _stderr, _weights, _writing
+from dtec.lang.scaling import has_scaling
 from dtec.lang.sweep import has_sweep
 
 FormatOption = Annotated[str, typer.Option("--format", "-f", help="text or json.")]
@@ -89,6 +90,14 @@ def run(
         target = target or previous.record.get("target")
         set_ = set_ or previous.record.get("sets") or None
     bundle = _build(file, target or "local", set_, machines)
+    if bundle.blueprint is not None and has_scaling(bundle.blueprint):
+        if resume is not None:
+            _stderr("dtec: a scaling study is not resumed: run it again (a new study folder)")
+            raise typer.Exit(2)
+        from dtec import scaling
+
+        raise typer.Exit(scaling.start(bundle, file, list(set_ or ()), list(machines or ()), output=output,
+                                       detach=detach, dry_run=dry_run, fmt=format))
     if bundle.blueprint is not None and has_sweep(bundle.blueprint):
         raise typer.Exit(_sweep(bundle, file, set_, machines, resume=resume, output=output, dry_run=dry_run, detach=detach))
     if detach and bundle.ir.target.scheduler == "local":
@@ -214,9 +223,9 @@ def runs_(format: FormatOption = "text") -> None:
     if not found:
         _stderr("dtec: no runs under runs/ here (`dtec run BLUEPRINT` makes one)")
         return
-    header = ("id", "twin", "target", "status", "start", "duration", "final loss", "samples/s")
+    header = ("id", "kind", "twin", "target", "status", "start", "duration", "final loss", "samples/s")
     table = [header] + [
-        (r["id"], str(r["twin"]), str(r["target"]), r["status"], _when(r["started"]),
+        (r["id"], r["kind"], str(r["twin"]), str(r["target"]), r["status"], _when(r["started"]),
          duration(r["duration_s"]), "-" if r["final_loss"] is None else number(r["final_loss"]),
          "-" if r["samples_per_s"] is None else f"{r['samples_per_s']:,.0f}")
         for r in found
@@ -305,3 +314,27 @@ def cancel(run: RunArgument, format: FormatOption = "text") -> None:
         sys.stdout.write(json.dumps({"run": found.id, "cancelled": True, "how": done}) + "\n")
     else:
         typer.echo(f"dtec: {done}; `{found.resume_command()}` continues it")
+
+
+def report(
+    folders: Annotated[list[Path], typer.Argument(help="Study or run folders (several: compared in one report).")],
+    output: Annotated[
+        Optional[Path], typer.Option("--output", "-o", help="Report folder (default: <first folder>/report).")
+    ] = None,
+) -> None:
+    """Write a scaling report: report.html (self-contained), report.md, PNG/SVG figures, JSON/CSV."""
+    import importlib.util
+
+    if importlib.util.find_spec("matplotlib") is None:
+        _stderr("dtec: the report draws its figures with matplotlib, which is not installed: pip install 'dtec[report]'")
+        raise typer.Exit(2)
+    from dtec.report import ReportError, write
+
+    out = output or folders[0] / "report"
+    try:
+        with _writing():
+            page = write(folders, out)
+    except ReportError as exc:
+        _stderr(f"dtec: {exc}")
+        raise typer.Exit(1) from None
+    typer.echo(f"dtec: report written: {page} (and report.md, figures, report.json, points.csv in {out}/)")

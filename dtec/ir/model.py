@@ -280,10 +280,14 @@ class Monitor(_Model):
 
 
 class Scaling(_Model):
-    """A scaling study over node counts."""
+    """A scaling study: its points (world sizes or node counts) and what each measures."""
 
-    nodes: list[int]
+    ranks: list[int] | None = Field(description="world sizes, when the study names them")
+    nodes: list[int] | None = Field(description="node counts, when the study names them")
     mode: ScalingMode
+    steps: int = Field(ge=1, description="measured optimizer steps per point")
+    warmup: int = Field(ge=0, description="optimizer steps before measuring")
+    repeats: int = Field(ge=1, description="launches per point")
 
 
 class Target(_Model):
@@ -434,7 +438,7 @@ def build_ir(bp: Blueprint, plan: Plan, code: Mapping[str, str] | None = None) -
             profiler=None if profiler["fn"] == "none" else profiler,
             log_every=v["monitor"]["log_every"],
         ),
-        scaling=Scaling(**v["scaling"]) if v.get("scaling", {}).get("nodes") else None,
+        scaling=_scaling(v.get("scaling") or {}),
         target=Target(
             name=plan.target,
             machine=plan.machine.name,
@@ -546,3 +550,10 @@ def _data(name: str, d: dict[str, Any], plan: Plan, code: Mapping[str, str]) -> 
         path=code.get(d["path"], d["path"]),
         fields={k: d[k] for k in ("input", "target") if d.get(k) is not None},
     )
+
+
+def _scaling(block: dict[str, Any]) -> Scaling | None:
+    """The study of a `scaling` block that names its points (an absent block holds defaults only)."""
+    if not (block.get("ranks") or block.get("nodes")):
+        return None
+    return Scaling(**{k: block.get(k) for k in ("ranks", "nodes", "mode", "steps", "warmup", "repeats")})

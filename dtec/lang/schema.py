@@ -704,10 +704,14 @@ BLOCKS: dict[str, BlockSpec] = {
         },
     ),
     "scaling": BlockSpec(
-        "A scaling study: the same job at several node counts.",
+        "A scaling study: `dtec run` trains the blueprint at each world size (or node count) and measures every step (docs/scaling.md).",
         {
-            "nodes": _f(ListOf(POSITIVE, 1), "node counts to run", True),
-            "mode": _f(Sym(SCALING_MODES), "strong: fixed global batch; weak: fixed per-rank batch", default="weak"),
+            "ranks": _f(ListOf(POSITIVE, 1), "world sizes to run, e.g. `[1, 2, 4, 8]` (GPUs, or CPU processes where the machine has none); or `nodes`"),
+            "nodes": _f(ListOf(POSITIVE, 1), "whole-node counts to run, e.g. `[1, 2, 4]`; or `ranks`"),
+            "mode": _f(Sym(SCALING_MODES), "strong: the global batch of the first point is kept (per-rank batch = global / ranks); weak: the per-rank batch is kept", default="weak"),
+            "steps": _f(POSITIVE, "measured optimizer steps per point, after the warm-up", default=200),
+            "warmup": _f(NON_NEGATIVE, "optimizer steps per point before measuring (not recorded)", default=20),
+            "repeats": _f(POSITIVE, "times each point is run (separate launches; the report takes the median)", default=1),
         },
     ),
     "sweep": BlockSpec(

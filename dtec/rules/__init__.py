@@ -113,6 +113,10 @@ _TABLE = (
     ("DT360", "gan-term-invalid", "error", "A `gan`'s extra term scores an output the discriminator does not name, or its real/fake logit"),
     ("DT361", "find-unused-not-ddp", "error", "`find_unused_parameters` is given for a strategy other than DDP"),
     ("DT355", "outputs-invalid", "error", "A model's `outputs` are named twice, or named on a built-in architecture that returns one tensor"),
+    ("DT366", "scaling-points-invalid", "error", "A scaling study names no points, both `ranks` and `nodes`, a point twice, or comes with a sweep"),
+    ("DT367", "scaling-batch-indivisible", "error", "A strong scaling study's global batch does not divide over a point's ranks"),
+    ("DT368", "scaling-ranks-unfit", "error", "A scaling point's ranks do not fill whole nodes, or need more nodes than the partition allows"),
+    ("DT369", "scaling-comm-unmeasured", "warning", "A scaling study's strategy has communication dtec cannot split out of the step"),
     # Sweeps
     ("DT340", "sweep-unknown-key", "error", "A sweep's space names a key the blueprint does not have"),
     ("DT341", "sweep-goal-mismatch", "error", "A sweep's goal looks for the worst trials of its metric"),

@@ -410,9 +410,16 @@ class EvalShard(Dataset):
         return len(self.positions)
 
     def __getitem__(self, index: int):
-        position = self.positions[index]
-        x, y = self.dataset[position % len(self.dataset)]
-        return x, y, float(position < len(self.dataset))
+        return self.__getitems__([index])[0]
+
+    def __getitems__(self, indices: list[int]) -> list:
+        """A batch at once, from the data set's own batch read where it has one (array sources)."""
+        positions = [self.positions[index] for index in indices]
+        wanted = [position % len(self.dataset) for position in positions]
+        fetch = getattr(self.dataset, "__getitems__", None)
+        samples = fetch(wanted) if callable(fetch) else [self.dataset[i] for i in wanted]
+        real = [float(position < len(self.dataset)) for position in positions]
+        return [(x, y, weight) for (x, y), weight in zip(samples, real)]
 
 
 def loader_worker_init(worker_id: int) -> None:
@@ -1167,7 +1174,9 @@ def evaluation_report(args: argparse.Namespace, run_dir: Path) -> int:
         # A checkpoint holds the weights under "model" beside the optimizer and generator states.
         state = torch.load(weights, map_location="cpu", weights_only=args.checkpoint != "best")
         model.load_state_dict(state["model"] if "model" in state else state)
-        model.to(rt.device)
+        # In evaluation mode from here: a forward pass in training mode would move BatchNorm's
+        # running statistics away from the trained ones.
+        model.to(rt.device).eval()
         x, y = to_device((x.unsqueeze(0), y.unsqueeze(0)), rt)
         checked_loss(model, x, y, {})  # one line for outputs that cannot be scored
         metrics = evaluate(model, eval_loader(test_set, rt), rt, prefix="test")

@@ -493,7 +493,8 @@ class EvalShard(Dataset):
         wanted = [position % len(self.dataset) for position in positions]
         fetch = getattr(self.dataset, "__getitems__", None)
         samples = fetch(wanted) if callable(fetch) else [self.dataset[i] for i in wanted]
-        return [(x, y, float(position < len(self.dataset))) for (x, y), position in zip(samples, positions)]
+        real = [float(position < len(self.dataset)) for position in positions]
+        return [(x, y, weight) for (x, y), weight in zip(samples, real)]
 
 
 def loader_worker_init(worker_id: int) -> None:

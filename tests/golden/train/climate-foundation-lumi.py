@@ -388,7 +388,8 @@ class EvalShard(Dataset):
         wanted = [position % len(self.dataset) for position in positions]
         fetch = getattr(self.dataset, "__getitems__", None)
         samples = fetch(wanted) if callable(fetch) else [self.dataset[i] for i in wanted]
-        return [(x, y, float(position < len(self.dataset))) for (x, y), position in zip(samples, positions)]
+        real = [float(position < len(self.dataset)) for position in positions]
+        return [(x, y, weight) for (x, y), weight in zip(samples, real)]
 
 
 def loader_worker_init(worker_id: int) -> None:
@@ -958,6 +959,282 @@ def objective_values(totals: torch.Tensor, prefix: str) -> dict:
     return {f"{prefix}_loss": loss_value(totals).item()}
 
 
+SCALING = {
+    "ranks": None,
+    "nodes": [4, 8, 16, 32],
+    "mode": "weak",
+    "steps": 200,
+    "warmup": 20,
+    "repeats": 1,
+}
+PHASES = ("data", "compute", "comm", "optimizer", "rest")
+
+
+RAPL_ROOT = Path("/sys/class/powercap")
+
+
+def rapl_packages(root: Path = RAPL_ROOT) -> tuple[dict[str, tuple[int, int]] | None, str | None]:
+    """The package zones' energy counters (µJ) and wrap ranges, or None and why not."""
+    if not root.is_dir():
+        return None, f"no RAPL: {root} does not exist (not Linux, or no powercap driver)"
+    zones = sorted(p for p in root.glob("intel-rapl:*") if p.name.count(":") == 1)
+    if not zones:
+        return None, f"no RAPL package zones under {root}"
+    found = {}
+    for zone in zones:
+        try:
+            found[zone.name] = (int((zone / "energy_uj").read_text()), int((zone / "max_energy_range_uj").read_text()))
+        except PermissionError:
+            return None, f"RAPL is readable by root only here ({zone / 'energy_uj'}; Linux 5.10+, CVE-2020-8694)"
+        except (OSError, ValueError) as exc:
+            return None, f"RAPL counter {zone.name} unreadable: {exc}"
+    return found, None
+
+
+def rapl_joules(start: dict[str, tuple[int, int]], end: dict[str, tuple[int, int]]) -> float:
+    """Joules between two readings of the packages, a counter that wrapped counted once around."""
+    total = 0
+    for name, (before, limit) in start.items():
+        after = end[name][0]
+        total += after - before if after >= before else after + limit - before
+    return total / 1e6
+
+
+class EnergyMeter:
+    """This rank's energy over the measured window, and its GPU's utilisation and memory."""
+
+    def __init__(self, rt: Runtime, interval: float = 0.5) -> None:
+        self.rt, self.interval, self.reason = rt, interval, None
+        self.kind, self.handle, self.begin = None, None, None
+        self.samples: list[float] = []
+        self.memory = 0
+        self._stop = threading.Event()
+        if rt.device.type == "cuda":
+            self._gpu()
+        elif int(os.environ.get("LOCAL_RANK", "0")) == 0:  # the node's packages, counted once
+            packages, self.reason = rapl_packages()
+            self.kind = "rapl" if packages else None
+        else:
+            self.kind, self.reason = "other-rank", None
+
+    def _gpu(self) -> None:
+        uuid = str(torch.cuda.get_device_properties(self.rt.device).uuid)
+        if torch.version.hip is None:
+            try:
+                import pynvml
+
+                pynvml.nvmlInit()
+                self.handle = pynvml.nvmlDeviceGetHandleByUUID("GPU-" + uuid if not uuid.startswith("GPU-") else uuid)
+                self.lib, self.kind = pynvml, "nvml"
+                self.lib.nvmlDeviceGetTotalEnergyConsumption(self.handle)
+            except ImportError:
+                self.reason = "nvidia-ml-py is not installed (pip install nvidia-ml-py)"
+            except Exception as exc:  # NVMLError_NotSupported on pre-Volta and many vGPUs
+                self.reason = f"NVML has no energy counter for this GPU: {exc}"
+                self.kind = "nvml-util" if self.handle is not None else None
+            return
+        try:
+            import amdsmi
+
+            amdsmi.amdsmi_init()
+            index = self.rt.device.index or 0
+            self.handle = amdsmi.amdsmi_get_processor_handles()[index]
+            self.lib, self.kind = amdsmi, "amdsmi"
+        except ImportError:
+            self.reason = "amdsmi is not installed (ROCm's Python bindings)"
+        except Exception as exc:
+            self.reason = f"amdsmi cannot read this GPU: {exc}"
+
+    def _counter(self) -> float | None:
+        """The energy counter in joules, or None."""
+        if self.kind == "nvml":
+            return self.lib.nvmlDeviceGetTotalEnergyConsumption(self.handle) / 1000.0
+        if self.kind == "amdsmi":
+            found = self.lib.amdsmi_get_energy_count(self.handle)
+            raw = found.get("energy_accumulator", found.get("power"))
+            return float(raw) * float(found["counter_resolution"]) / 1e6
+        if self.kind == "rapl":
+            return rapl_packages()[0]
+        return None
+
+    def start(self) -> None:
+        try:
+            self.begin = self._counter()
+        except Exception as exc:
+            self.kind, self.reason = None, f"the energy counter failed: {exc}"
+        if self.kind in ("nvml", "nvml-util", "amdsmi"):
+            threading.Thread(target=self._sample, name="gpu-meter", daemon=True).start()
+
+    def _sample(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                if self.kind == "amdsmi":
+                    self.samples.append(float(self.lib.amdsmi_get_gpu_activity(self.handle)["gfx_activity"]))
+                    used = self.lib.amdsmi_get_gpu_vram_usage(self.handle)["vram_used"] * 2**20
+                else:
+                    self.samples.append(float(self.lib.nvmlDeviceGetUtilizationRates(self.handle).gpu))
+                    used = self.lib.nvmlDeviceGetMemoryInfo(self.handle).used
+                self.memory = max(self.memory, int(used))
+            except Exception:
+                return
+
+    def stop(self, seconds: float) -> dict:
+        """The window's energy record: joules and how they were measured, or why there are none."""
+        self._stop.set()
+        if self.kind == "other-rank":
+            return {"available": True, "joules": 0.0, "method": "rapl"}
+        if self.begin is None:
+            return {"available": False, "reason": self.reason or "no energy counter"}
+        try:
+            end = self._counter()
+        except Exception as exc:
+            return {"available": False, "reason": f"the energy counter failed: {exc}"}
+        joules = rapl_joules(self.begin, end) if self.kind == "rapl" else end - self.begin
+        what = {"nvml": "NVML total energy counter", "amdsmi": "amdsmi energy accumulator",
+                "rapl": "RAPL package counters of the node"}[self.kind]
+        return {"available": True, "joules": joules, "method": what, "mean_power_w": joules / max(seconds, 1e-9)}
+
+    def gpu(self) -> dict:
+        """Mean utilisation and peak memory of this rank's GPU, or why there are none."""
+        if self.rt.device.type != "cuda":
+            return {"available": False, "reason": "no GPU: the ranks ran on CPUs"}
+        if not self.samples:
+            return {"available": False, "reason": self.reason or "no utilisation sample in the window"}
+        return {"available": True, "utilisation_percent": sum(self.samples) / len(self.samples), "memory_bytes": self.memory}
+
+
+class Phases:
+    """Times the phases of each measured step; the step's phases tile it, so they sum to it.
+
+    Exposed communication: DDP calls its communication hook for each gradient bucket as soon as
+    the bucket's gradients are computed, and the backward call returns only after every bucket's
+    all-reduce has finished. The time from the last bucket's hook (the last gradient computed) to
+    the return of backward is what the step waited on communication that no compute overlapped.
+    """
+
+    def __init__(self, model: nn.Module, rt: Runtime, global_batch: int, run_dir: Path) -> None:
+        self.rt, self.global_batch, self.run_dir = rt, global_batch, run_dir
+        self.cuda = rt.device.type == "cuda"
+        self.rows: list[list[float]] = []  # per measured step: the phases' seconds, in PHASES order
+        self.steps_seen = 0
+        self.current: dict[str, float] = {}
+        self.last = 0.0
+        self.ready = None  # when (a clock value or a CUDA event) the last bucket was handed over
+        self.comm = "none: one rank" if rt.world_size == 1 else None
+        if rt.world_size > 1 and hasattr(model, "register_comm_hook"):
+            from torch.distributed.algorithms.ddp_comm_hooks import default_hooks
+
+            def hook(state, bucket):
+                self.ready = self.event() if self.cuda else time.perf_counter()
+                return default_hooks.allreduce_hook(state, bucket)
+
+            model.register_comm_hook(None, hook)  # None: the default process group
+            self.comm = "ddp-hook"
+        elif rt.world_size > 1:
+            self.comm = f"not measured: the {STRATEGY['kind']} strategy has no communication hook (counted in compute)"
+        self.meter = EnergyMeter(rt)
+        self.window_start = (0.0, 0.0)
+
+    def event(self):
+        event = torch.cuda.Event(enable_timing=True)
+        event.record()
+        return event
+
+    def measuring(self) -> bool:
+        return SCALING["warmup"] <= self.steps_seen < SCALING["warmup"] + SCALING["steps"]
+
+    def begin(self) -> None:
+        """The step starts: nothing of it is counted yet."""
+        if self.measuring() and not self.rows:
+            self.window_start = (time.perf_counter(), time.process_time())
+            self.meter.start()
+        self.current = dict.fromkeys(PHASES, 0.0)
+        self.ready = None
+        self.last = self.clock()
+
+    def clock(self) -> float:
+        if self.cuda and self.measuring():
+            torch.cuda.synchronize(self.rt.device)  # so a phase holds its GPU work
+        return time.perf_counter()
+
+    def lap(self, phase: str) -> None:
+        """The time since the last lap belongs to `phase`."""
+        now = self.clock()
+        spent = now - self.last
+        if phase == "compute" and self.ready is not None:
+            if self.cuda:
+                waited = self.ready.elapsed_time(self.event()) / 1000
+            else:
+                waited = now - self.ready
+            waited = min(max(waited, 0.0), spent)
+            self.current["comm"] += waited
+            spent -= waited
+            self.ready = None
+        self.current[phase] += spent
+        self.last = now
+
+    def end(self) -> None:
+        """The step is over: its rest is counted, and the window written once it is complete."""
+        measured = self.measuring()
+        self.lap("rest")
+        self.steps_seen += 1
+        if measured:
+            self.rows.append([self.current[p] for p in PHASES])
+            if len(self.rows) == SCALING["steps"]:
+                self.finish()
+
+    def close(self) -> None:
+        """Training ended: a window it cut short is written with the steps it has."""
+        if 0 < len(self.rows) < SCALING["steps"]:
+            self.finish()
+
+    def finish(self) -> None:
+        """Summarise the window over all ranks; rank 0 writes run/scaling.json."""
+        wall = time.perf_counter() - self.window_start[0]
+        cpu = time.process_time() - self.window_start[1]
+        energy = self.meter.stop(wall)
+        rows = torch.tensor(self.rows, dtype=torch.float64)
+        mean_rows = all_sum(rows.to(self.rt.device)).cpu() / self.rt.world_size  # per step, over ranks
+        cpu_percent = all_sum(torch.tensor(100.0 * cpu / wall, dtype=torch.float64).to(self.rt.device)).item()
+        peak = all_max(float(peak_memory(self.rt)), self.rt)
+        joules = all_sum(torch.tensor(energy.get("joules") or 0.0, dtype=torch.float64).to(self.rt.device)).item()
+        gpu = self.meter.gpu()
+        if not self.rt.main:
+            return
+        steps = mean_rows.sum(dim=1)
+        phases = {p: mean_rows[:, i].mean().item() for i, p in enumerate(PHASES)}
+        step_time = steps.mean().item()
+        comm_measured = self.comm in ("ddp-hook", "none: one rank")
+        if energy.get("available"):
+            energy = {**energy, "joules": joules, "samples_per_joule": self.global_batch * len(self.rows) / max(joules, 1e-12)}
+        report = {
+            "ranks": self.rt.world_size,
+            "nodes": int(os.environ.get("GROUP_WORLD_SIZE", os.environ.get("SLURM_NNODES", "1"))),
+            "mode": SCALING["mode"],
+            "device": self.rt.device.type,
+            "batch_per_rank": DATA["batch"] * TRAIN["grad_accum"],
+            "global_batch": self.global_batch,
+            "warmup": SCALING["warmup"],
+            "steps": len(self.rows),
+            "step_time_s": step_time,
+            "step_time_median_s": steps.median().item(),
+            "window_s": wall,
+            "phases_s": phases,
+            "comm_share": phases["comm"] / step_time if comm_measured else None,
+            "comm_method": self.comm,
+            "samples_per_s": self.global_batch / step_time,
+            "peak_memory_bytes": int(peak),
+            "cpu_utilisation_percent": cpu_percent / self.rt.world_size,
+            "gpu": gpu,
+            "energy": energy,
+            "per_step": {p: [round(v, 7) for v in mean_rows[:, i].tolist()] for i, p in enumerate(PHASES)},
+            "software": {"python": sys.version.split()[0], "torch": torch.__version__, "host": os.uname().nodename},
+        }
+        save_atomic_json(report, self.run_dir / "scaling.json")
+        log(f"scaling: {len(self.rows)} steps measured at {self.rt.world_size} rank(s): "
+            f"{step_time * 1000:.2f} ms a step, communication {phases['comm'] * 1000:.2f} ms")
+
+
 def train(
     parts: dict, loaders, length: Length, state: TrainState, run: Session, rt: Runtime
 ) -> str:
@@ -971,6 +1248,7 @@ def train(
     progress, metrics, stop = run.progress, run.metrics, run.stop
     first = True
     model.train()
+    phases = Phases(model, rt, global_batch, run.checkpoints.parent)
 
     while state.step < length.total_steps:
         epoch_start = time.perf_counter()
@@ -989,14 +1267,17 @@ def train(
         interval_start = time.perf_counter()
 
         while state.step_in_epoch < length.steps_per_epoch and state.step < length.total_steps:
+            phases.begin()
             for micro in range(accumulate):
                 wait = time.perf_counter()
                 x, y = to_device(next(loader), rt)
                 interval_data += time.perf_counter() - wait
+                phases.lap("data")
                 sync = micro == accumulate - 1  # gradients are reduced across ranks only then
                 model.set_requires_gradient_sync(sync)
                 loss = training_loss(model, x, y, first)
                 (loss / accumulate).backward()
+                phases.lap("compute")
                 loss_sum += loss.detach()
                 first = False
             if TRAIN["clip_grad"]:
@@ -1004,6 +1285,7 @@ def train(
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
             scheduler.step()
+            phases.lap("optimizer")
             state.step += 1
             state.step_in_epoch += 1
             interval_steps += 1
@@ -1046,6 +1328,7 @@ def train(
                 path = save_checkpoint(parts, state, run.checkpoints, rt)
                 log(f"pre-empted at epoch {state.epoch + 1}, step {state.step}: saved {path.name}")
                 return "preempted"
+            phases.end()
 
         # End of the epoch (or of training, when max_steps stops it part-way).
         epoch_loss += loss_sum.double()
@@ -1085,6 +1368,7 @@ def train(
         due = finished_epoch and every and state.epoch % every == 0
         if due or state.step >= length.total_steps:
             save_checkpoint(parts, state, run.checkpoints, rt)
+    phases.close()
     return "completed"
 
 

@@ -1,0 +1,161 @@
+"""Scaling studies: the measured train.py, the study run locally, the energy readers, the report."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.test_train_script import clean_env, ok, script, torchrun, write_bundle
+
+REPO = Path(__file__).resolve().parent.parent
+ENERGY = REPO / "backends" / "templates" / "train" / "energy.py.jinja"
+STUDY = """twin "t" {}
+data "d" {
+  source = synthetic(samples = 2048, shape = [8], targets = 1)
+  batch  = 16
+}
+model "m" {
+  arch  = mlp(input = 8, hidden = [64, 64], output = 1)
+  input = data.d
+}
+train {
+  loss = mse
+}
+scaling {
+  ranks  = [1, 2]
+  mode   = MODE
+  steps  = 30
+  warmup = 5
+}
+"""
+
+
+def energy_readers() -> dict:
+    """The readers of train/energy.py.jinja, run as the script runs them (the comment left out)."""
+    text = ENERGY.read_text().split("#}", 1)[1]
+    found: dict = {"Path": Path}
+    exec(compile("from __future__ import annotations\n" + text, str(ENERGY), "exec"), found)
+    return found
+
+
+def rapl_tree(root: Path, zones: dict[str, tuple[int, int]]) -> None:
+    for name, (energy, limit) in zones.items():
+        (root / name).mkdir(parents=True)
+        (root / name / "energy_uj").write_text(f"{energy}\n")
+        (root / name / "max_energy_range_uj").write_text(f"{limit}\n")
+        (root / name / "name").write_text("package-0\n")
+    (root / "intel-rapl:0:0").mkdir()  # a sub-zone (core): inside its package, not counted again
+
+
+def test_rapl_counts_packages_once_and_a_wrapped_counter_once_around(tmp_path: Path) -> None:
+    readers = energy_readers()
+    rapl_tree(tmp_path / "a", {"intel-rapl:0": (1_000_000, 10_000_000), "intel-rapl:1": (9_000_000, 10_000_000)})
+    rapl_tree(tmp_path / "b", {"intel-rapl:0": (3_500_000, 10_000_000), "intel-rapl:1": (500_000, 10_000_000)})
+    start, why = readers["rapl_packages"](tmp_path / "a")
+    end, _ = readers["rapl_packages"](tmp_path / "b")
+    assert why is None and sorted(start) == ["intel-rapl:0", "intel-rapl:1"]
+    assert readers["rapl_joules"](start, end) == pytest.approx(2.5 + 1.5)
+
+
+def test_energy_says_why_it_is_unavailable(tmp_path: Path) -> None:
+    readers = energy_readers()
+    assert readers["rapl_packages"](tmp_path / "none") == (None, f"no RAPL: {tmp_path / 'none'} does not exist (not Linux, or no powercap driver)")
+    (tmp_path / "empty").mkdir()
+    assert "no RAPL package zones" in readers["rapl_packages"](tmp_path / "empty")[1]
+
+
+def test_only_a_study_measures_its_steps() -> None:
+    plain = script()
+    assert "class Phases" not in plain and "phases." not in plain and "EnergyMeter" not in plain
+    measured = script("scaling.ranks=[1, 2]")
+    assert "class Phases" in measured and 'phases.lap("compute")' in measured
+
+
+def dtec(*args: str, cwd: Path, timeout: float = 600) -> subprocess.CompletedProcess:
+    env = clean_env(PYTHONPATH=str(REPO))
+    env.pop("DTEC_DATA_ROOT")
+    return subprocess.run([sys.executable, "-m", "dtec", *args], cwd=cwd, env=env, text=True,
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=timeout)
+
+
+def measured(folder: Path) -> dict:
+    return json.loads((folder / "run" / "scaling.json").read_text())
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", ["strong", "weak"])
+def test_a_study_runs_every_point_and_reports_measured_numbers(tmp_path: Path, mode: str) -> None:
+    (tmp_path / "s.twin").write_text(STUDY.replace("MODE", mode))
+    ok(dtec("run", "s.twin", cwd=tmp_path))
+    [study] = [p for p in (tmp_path / "runs" / "t" / "local").iterdir() if not p.is_symlink()]
+    one, two = measured(study / "points" / "r1"), measured(study / "points" / "r2")
+    assert (one["ranks"], two["ranks"]) == (1, 2)
+    assert (one["global_batch"], two["global_batch"]) == ((16, 16) if mode == "strong" else (16, 32))
+    for point in (one, two):
+        assert point["steps"] == 30
+        assert sum(point["phases_s"].values()) == pytest.approx(point["step_time_s"], rel=0.05)
+        assert len(point["per_step"]["comm"]) == 30
+    assert one["comm_share"] == 0 and two["comm_share"] > 0 and two["comm_method"] == "ddp-hook"
+    listed = json.loads(ok(dtec("runs", "--format", "json", cwd=tmp_path)))
+    assert [(r["kind"], r["status"]) for r in listed] == [("study", "completed")]
+    out = ok(dtec("report", str(study), "-o", "rep", cwd=tmp_path))
+    assert "report.html" in out
+    data = json.loads((tmp_path / "rep" / "report.json").read_text())
+    ratio = one["step_time_s"] / two["step_time_s"]
+    [base, other] = data["points"]
+    assert other["efficiency"] == pytest.approx(ratio / 2 if mode == "strong" else ratio)
+    assert other["speedup"] == pytest.approx(ratio if mode == "strong" else ratio * 2)
+    assert data["verdict"] and "Energy not available" in " ".join(data["verdict"])
+    from PIL import Image
+
+    for stem in ("scaling", "phases", "comm_share", "throughput", "utilisation", "loss"):
+        with Image.open(tmp_path / "rep" / f"{stem}.png") as image:
+            assert image.size == (640, 400) and image.getextrema() != ((255, 255),) * len(image.getbands())
+    page = (tmp_path / "rep" / "report.html").read_text()
+    assert "http://" not in page and "https://" not in page and page.count("data:image/png;base64,") == 6
+    browser_renders(tmp_path / "rep" / "report.html", tmp_path / "shot.png")
+
+
+def browser_renders(page: Path, shot: Path) -> None:
+    """Headless Chromium opens the page offline, logs no console error, and paints figures."""
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None and os.environ.get("CI") != "true":
+        pytest.skip("chromium is not installed (scripts/install-deps.sh installs it)")
+    assert chromium is not None, "chromium is missing: scripts/install-deps.sh installs it"
+    result = subprocess.run(
+        [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--enable-logging=stderr", "--v=0",
+         f"--screenshot={shot}", "--window-size=1000,3000", page.as_uri()],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert shot.is_file(), result.stderr[-3000:]
+    assert "Uncaught" not in result.stderr and "CONSOLE" not in result.stderr.upper().replace("CONSOLE_", "")
+    from PIL import Image
+
+    with Image.open(shot) as image:
+        colours = image.convert("RGB").getcolors(maxcolors=1 << 20)
+    assert colours is not None and len(colours) > 50  # text and plotted figures, not a blank page
+
+
+@pytest.mark.slow
+def test_exposed_communication_grows_with_the_parameters(tmp_path: Path) -> None:
+    """On 2 gloo ranks, ten times (here ~3,000×) the gradient to all-reduce and little compute per
+    parameter (batch 2): communication takes a larger share of the step."""
+    shares = {}
+    for name, hidden in (("small", "[32]"), ("large", "[1024, 1024]")):
+        train_py = write_bundle(tmp_path / name, "scaling.ranks=[2]", "scaling.steps=40", "scaling.warmup=5",
+                                f"model.surrogate.arch=mlp(input = 48, hidden = {hidden}, output = 1)",
+                                "data.gauges.source.shape=[12, 4]", "data.gauges.batch=2", "train.max_steps=45", "train.epochs=45")
+        ok(torchrun(train_py))
+        shares[name] = measured(train_py.parent)
+    # Medians over the steps: a rank descheduled on a busy machine makes the other wait in a few.
+    comm = {k: statistics.median(v["per_step"]["comm"]) for k, v in shares.items()}
+    steps = {k: statistics.median(map(sum, zip(*v["per_step"].values()))) for k, v in shares.items()}
+    assert comm["large"] > 2 * comm["small"]
+    assert comm["large"] / steps["large"] > comm["small"] / steps["small"]
