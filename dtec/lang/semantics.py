@@ -10,6 +10,7 @@ from dtec.diagnostics import Diagnostic, Related, diag, has_errors
 from dtec.lang.blueprint import Blueprint
 from dtec.lang.losses import loss_terms, scored_targets
 from dtec.lang.objectives import check_objective
+from dtec.lang.tracking import check_tracking
 from dtec.lang.schema import (
     CLASSIFICATION_METRIC_NAMES, CLASSIFICATION_METRICS, LOSS_TARGETS, METRICS, NORMALIZED_SOURCES,
     REGRESSION_METRICS, WINDOWED_SOURCES, metric_name,
@@ -67,6 +68,7 @@ def check_semantics(bp: Blueprint, *, errors_so_far: bool = False, facts: Mappin
     found += _check_optimization(bp)
     found += _check_strategy(bp)
     found += check_objective(bp)
+    found += check_tracking(bp)
     if not errors_so_far and not has_errors(found):
         found += _check_unused(bp, data, models)
     return found

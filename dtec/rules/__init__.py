@@ -107,6 +107,11 @@ _TABLE = (
     ("DT353", "metrics-without-prediction", "error", "`metrics` on an objective that makes no prediction to score (a `python()` step)"),
     ("DT354", "fields-without-dict-items", "error", "`input` or `target` names fields of a source whose items are (input, target) pairs"),
     ("DT355", "outputs-invalid", "error", "A model's `outputs` are named twice, or named on a built-in architecture that returns one tensor"),
+    # Experiment tracking
+    ("DT370", "tracking-uri", "error", "An MLflow tracking URI has a scheme MLflow does not take"),
+    ("DT371", "tracking-offline", "warning", "The run logs to a tracking server the target's compute nodes cannot reach"),
+    ("DT372", "tracker-twice", "error", "A tracker is in `track` twice"),
+    ("DT373", "export-refused", "error", "`dtec export mlflow` cannot push a run: not found, not finished, or no store to push to"),
     # Sweeps
     ("DT340", "sweep-unknown-key", "error", "A sweep's space names a key the blueprint does not have"),
     ("DT341", "sweep-goal-mismatch", "error", "A sweep's goal looks for the worst trials of its metric"),
