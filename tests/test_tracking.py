@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -118,8 +119,12 @@ def mlflow_server(tmp_path_factory):
             pytest.fail("mlflow server did not answer: " + (folder / "server.log").read_text()[-3000:])
         yield uri
     finally:
-        os.killpg(server.pid, 15)
-        server.wait(timeout=30)
+        os.killpg(server.pid, signal.SIGTERM)
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:  # its workers linger on a SIGTERM now and then
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait(timeout=30)
 
 
 # ----------------------------------------------------------------------------- no tracking
