@@ -107,7 +107,8 @@ def requirements(ir: IR) -> list[str]:
     source = ir.data[ir.models[ir.train.model].input].source
     strategy = ["deepspeed"] if ir.strategy.kind == "deepspeed" else []
     numpy = ["numpy"] if source in ("npz", *DATA_PACKAGES) else []
-    return sorted({"torch", *strategy, *numpy, *DATA_PACKAGES.get(source, [])})
+    trackers = [{"mlflow": "mlflow", "tensorboard": "tensorboard"}[t.kind] for t in ir.monitor.track]
+    return sorted({"torch", *strategy, *numpy, *DATA_PACKAGES.get(source, []), *trackers})
 
 
 def manifest(files: Mapping[str, str], ir: IR) -> str:

@@ -15,6 +15,7 @@ from dtec.estimate import Memory, activation_bytes, memory_per_rank, parameter_c
 from dtec.lang.blueprint import Blueprint
 from dtec.lang.scaling import check_fit
 from dtec.lang.semantics import check_warmup, sample_shape
+from dtec.lang.tracking import is_remote, trackers
 from dtec.source import argument_span
 from dtec.machines import Catalog, Machine, Partition
 from dtec.machines.overrides import OverrideError, apply_overrides
@@ -146,6 +147,7 @@ class _Planner:
         partition = self.partition(machine)
         node = partition.node if partition is not None else machine.node
         self.site_rules(machine)
+        self.tracking(machine, partition)
         strategy = self.bp.get("strategy") or {}
         gpus = self.gpus(strategy, node)
         device = "cuda" if gpus else "cpu"
@@ -309,6 +311,20 @@ class _Planner:
                 *self.at_target("image"),
                 help='add `image = "registry.example.org/team/trainer:1.0"` with torch installed',
             )
+
+    def tracking(self, machine: Machine, partition: Partition | None) -> None:
+        """Warn (DT371) when the job logs to a tracking server its nodes cannot reach."""
+        if machine.internet(partition):
+            return
+        for path, tracker in trackers(self.bp):
+            uri = tracker.get("uri")
+            if isinstance(uri, str) and is_remote(uri):
+                self.report(
+                    "DT371",
+                    f"`{self.target}`'s compute nodes have no internet, and the run logs to `{uri}`",
+                    *path, "uri",
+                    help="leave `uri` out to log offline in the run folder, then push the run with `dtec export mlflow RUN --uri URI`",
+                )
 
     def environment(self, machine: Machine) -> None:
         """Warn (DT217) when the job has no way to find PyTorch, or the launcher the profile needs."""

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install what dtec and its tests need, on a fresh Debian 12 machine or one that has it all already
 # (then it takes seconds): Slurm + munge + shellcheck from Debian, then with pip torch, DeepSpeed
-# and dtec itself with its `test`, `bench` and `sweep` extras (the benchmark report test draws plots: no skip in CI).
+# and dtec itself with its `test`, `bench`, `sweep` and `track` extras (the benchmark report test draws plots: no skip in CI).
 #
 # Order matters: torch==2.13.0 first. That CPU build is served from this machine's disk; anything
 # that pulls in torch before it (deepspeed, dtec[torch]) would download a CUDA build of several GB.
@@ -46,7 +46,7 @@ pip=("$PYTHON" -m pip install --progress-bar off --disable-pip-version-check --r
 "${pip[@]}" -q 'deepspeed>=0.19,<0.20'
 # dtec goes out first: a pip that keeps an installed dtec of the same version would test old code.
 "$PYTHON" -m pip uninstall -q -y --root-user-action=ignore dtec >/dev/null 2>&1 || true
-"${pip[@]}" -q '.[test,bench,data,sweep,report]'
+"${pip[@]}" -q '.[test,bench,data,sweep,report,track]'
 
 # From / so that the checkout's dtec/ cannot shadow the installed one.
 log "$(cd / && "$PYTHON" -c 'import dtec, torch; print(f"dtec {dtec.__version__} at {dtec.__file__}; torch {torch.__version__}")')"

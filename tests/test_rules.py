@@ -16,6 +16,7 @@ from dtec.cli import app
 from dtec.analysis import analyse
 from dtec.compiler import compile_blueprint
 from dtec.evaluation import evaluate_run
+from dtec.tracking import export_mlflow
 from dtec.output import write_bundle
 from dtec.preflight import run_check
 from dtec.render import render
@@ -33,6 +34,8 @@ NOT_EMITTED: dict[str, str] = {}
 CHECK_ONLY = {"DT308", "DT320"}
 # Codes only `dtec evaluate` emits: the fixture is compiled into a run folder that never ran.
 EVALUATE_ONLY = {"DT321"}
+# Rules of `dtec export mlflow`, about a run of the fixture that never ran.
+EXPORT_ONLY = {"DT373"}
 # Doc examples that are not meant to parse: they show syntax errors.
 UNPARSABLE_EXAMPLES = {"DT002", "DT003", "DT004", "DT005", "DT006"}
 
@@ -121,6 +124,14 @@ def test_fixture_triggers_exactly_its_rule(
         (Path("never-ran") / "run").mkdir()
         (Path("never-ran") / "run" / "run.json").write_text('{"id": "never-ran"}')
         diagnostics = evaluate_run("never-ran").diagnostics
+    if code in EXPORT_ONLY:
+        assert diagnostics == []
+        bundle, _ = compile_blueprint(path, "local", environ={})
+        monkeypatch.chdir(tmp_path)
+        write_bundle(bundle.files, Path("never-ran"))
+        (Path("never-ran") / "run").mkdir()
+        (Path("never-ran") / "run" / "run.json").write_text('{"id": "never-ran"}')
+        diagnostics = export_mlflow(["never-ran"], "http://127.0.0.1:9").diagnostics
     assert sorted({d.code for d in diagnostics}) == [code]
     # Imported files are read by absolute path, and DT010's help shows one: make them relative.
     out = render(diagnostics, "json").replace(str(repo_root) + os.sep, "")

@@ -12,6 +12,7 @@ from dtec.ir import IR
 from dtec.ir.model import Loss
 from dtec.lang.schema import OPTIMIZER, WINDOWED_SOURCES, metric_name
 from dtec.runs import ir_sha256
+from dtec.tracking import tracking_params
 
 TEMPLATE = "train.py.jinja"
 PREDICT_TEMPLATE = "predict.py.jinja"
@@ -113,7 +114,15 @@ def train_context(ir: IR) -> dict[str, Any]:
     script = {**_script_facts(config), **_loss_facts(ir), "objective": _objective_facts(ir, config)}
     templates["loss"] = "train/loss.py.jinja"
     templates["objective"] = f"train/objective/{ir.train.objective.name}.py.jinja"
-    return {**config, "metrics": metrics, "script": script, "templates": templates}
+    return {**config, "metrics": metrics, "script": script, "templates": templates, "tracking": _tracking(ir)}
+
+
+def _tracking(ir: IR) -> dict[str, Any] | None:
+    """What train/tracking.py.jinja logs to and the run's parameters; None: the run does not track."""
+    if not ir.monitor.track:
+        return None
+    trackers = [{**t.model_dump(), "experiment": t.experiment or ir.twin.name} for t in ir.monitor.track]
+    return {"trackers": trackers, "target": ir.target.name, "params": tracking_params(ir.model_dump(mode="json"))}
 
 
 def _configuration(ir: IR) -> dict[str, Any]:
@@ -190,7 +199,7 @@ def _configuration(ir: IR) -> dict[str, Any]:
         },
         "strategy": {"kind": ir.strategy.kind, "zero": ir.strategy.zero,
                      **({"find_unused_parameters": True} if ir.strategy.find_unused_parameters else {})},
-        "monitor": ir.monitor.model_dump(),
+        "monitor": ir.monitor.model_dump(exclude={"track"}),  # the trackers: train/tracking.py.jinja
         "run": {"ir_sha256": ir_sha256(ir.model_dump(mode="json"))},  # as of ir.json's data
         "deterministic": train.deterministic,
     }

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from dtec import __version__
-from dtec.cli import blueprints, data, evaluation, jobs, machines, runs
+from dtec.cli import blueprints, data, evaluation, jobs, machines, runs, tracking
 
 app = typer.Typer(
     name="dtec",
@@ -40,6 +40,7 @@ for command in (blueprints.lint, blueprints.explain, blueprints.fmt):
     app.command()(command)
 app.add_typer(machines.targets_app, name="targets")
 app.add_typer(data.data_app, name="data")
+app.add_typer(tracking.export_app, name="export")
 app.command("compile")(jobs.compile_)
 for command in (jobs.schema, jobs.graph, runs.run, jobs.check, machines.env):
     app.command()(command)

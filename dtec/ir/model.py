@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_serializer
 
 from dtec import __version__
 from dtec.lang.blueprint import Blueprint
@@ -268,6 +268,15 @@ class Strategy(_Model):
     find_unused_parameters: bool = Field(False, description="DDP looks for parameters a step leaves without gradient")
 
 
+class Tracker(_Model):
+    """An experiment tracker the run logs to (rank 0): MLflow or TensorBoard."""
+
+    kind: Literal["mlflow", "tensorboard"]
+    uri: str | None = Field(None, description="mlflow: the tracking URI; None: an SQLite store in run/mlflow/")
+    experiment: str | None = Field(None, description="mlflow: the experiment; None: the twin's name")
+    system_metrics: bool = Field(False, description="mlflow: sample CPU, memory and GPU as system/… metrics")
+
+
 class Monitor(_Model):
     """What the training script measures."""
 
@@ -277,6 +286,15 @@ class Monitor(_Model):
     log_every: int | None = Field(
         default=None, ge=1, description="optimizer steps between step records; None: about ten per epoch"
     )
+    track: list[Tracker] = Field(default_factory=list, description="experiment trackers; absent: none")
+
+    @model_serializer(mode="wrap")
+    def _untracked_as_before(self, handler: Any) -> dict[str, Any]:
+        # Without trackers the key is left out: the IR (and its hash) of an untracked run is unchanged.
+        data = handler(self)
+        if not self.track:
+            data.pop("track", None)
+        return data
 
 
 class Scaling(_Model):
@@ -437,6 +455,7 @@ def build_ir(bp: Blueprint, plan: Plan, code: Mapping[str, str] | None = None) -
             energy=v["monitor"]["energy"],
             profiler=None if profiler["fn"] == "none" else profiler,
             log_every=v["monitor"]["log_every"],
+            track=_trackers(v["monitor"].get("track")),
         ),
         scaling=_scaling(v.get("scaling") or {}),
         target=Target(
@@ -519,6 +538,12 @@ def _metrics(train: dict[str, Any], task: str | None) -> list[Metric]:
     accuracy = Metric(name="accuracy")
     default = [accuracy] if task == "classification" and accuracy not in declared else []
     return default + declared
+
+
+def _trackers(track: dict[str, Any] | list[dict[str, Any]] | None) -> list[Tracker]:
+    """`track = mlflow(...)` or a list of trackers, as a list."""
+    calls = track if isinstance(track, list) else [track] if track else []
+    return [Tracker(kind=c["fn"], **{k: v for k, v in c.items() if k != "fn"}) for c in calls]
 
 
 def _monitored(call: dict[str, Any]) -> Monitored:

@@ -630,6 +630,8 @@ def _fits(expr: ast.Expr, type_: t.Type) -> bool:
         return isinstance(expr, ast.Symbol)
     if isinstance(type_, t.Str):
         return isinstance(expr, ast.Str) or (isinstance(expr, ast.Call) and expr.name == "env")
+    if isinstance(type_, t.ListOf):
+        return isinstance(expr, ast.ListExpr)
     return True
 
 

@@ -479,6 +479,21 @@ PROFILER = Call(
     }
 )
 
+# Where a run's parameters and metrics are also logged (docs/runs.md#tracking).
+TRACKER = Call(
+    {
+        "mlflow": Function(
+            {
+                "uri": _f(Str(), "the tracking URI: `http(s)://` a server, `sqlite:///`, `postgresql://`, `mysql://`, `file:` or a folder (relative: in the run folder); default: an SQLite store in `run/mlflow/`, offline"),
+                "experiment": _f(Str(), "the MLflow experiment (default: the twin's name)"),
+                "system_metrics": _f(Bool(), "MLflow's CPU, memory and GPU samples every 10 s (`system/…`; needs `psutil`, `nvidia-ml-py` for GPUs)", default=True),
+            },
+            "MLflow: parameters, per-step and per-epoch metrics, the final model and summary as artifacts.",
+        ),
+        "tensorboard": Function({}, "TensorBoard event files in `run/tensorboard/`: the metrics and the parameters as text."),
+    }
+)
+
 # A sweep's space: one distribution per blueprint key, named as `--set` names it.
 _SWEEP_KEY = _f(Str(), "the key the values go to, as `--set` names it, e.g. `\"train.optimizer.lr\"`", True)
 DISTRIBUTION = Call(
@@ -696,6 +711,10 @@ BLOCKS: dict[str, BlockSpec] = {
             "timing": _f(Bool(), "per-step timing and throughput", default=True),
             "energy": _f(Bool(), "GPU power and energy per epoch", default=False),
             "profiler": _f(PROFILER, "a profiler", default={"fn": "none"}),
+            "track": _f(
+                OneOf((ListOf(TRACKER, 1), TRACKER)),
+                "log the run to experiment trackers (rank 0): `mlflow(...)`, `tensorboard()`, or a list of both",
+            ),
             "log_every": _f(
                 POSITIVE,
                 "optimizer steps between progress lines and `step` records in `metrics.jsonl` "

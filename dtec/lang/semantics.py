@@ -12,6 +12,7 @@ from dtec.lang.losses import loss_terms, scored_targets
 from dtec.lang.objectives import check_objective
 from dtec.lang.gan import check_several_models, trained_models
 from dtec.lang.scaling import check_points
+from dtec.lang.tracking import check_tracking
 from dtec.lang.schema import (
     CLASSIFICATION_METRIC_NAMES, CLASSIFICATION_METRICS, LOSS_TARGETS, METRICS, NORMALIZED_SOURCES,
     REGRESSION_METRICS, WINDOWED_SOURCES, metric_name,
@@ -71,6 +72,7 @@ def check_semantics(bp: Blueprint, *, errors_so_far: bool = False, facts: Mappin
     found += check_objective(bp)
     found += check_several_models(bp)
     found += check_points(bp)
+    found += check_tracking(bp)
     if not errors_so_far and not has_errors(found):
         found += _check_unused(bp, data, models)
     return found

@@ -117,6 +117,11 @@ _TABLE = (
     ("DT367", "scaling-batch-indivisible", "error", "A strong scaling study's global batch does not divide over a point's ranks"),
     ("DT368", "scaling-ranks-unfit", "error", "A scaling point's ranks do not fill whole nodes, or need more nodes than the partition allows"),
     ("DT369", "scaling-comm-unmeasured", "warning", "A scaling study's strategy has communication dtec cannot split out of the step"),
+    # Experiment tracking
+    ("DT370", "tracking-uri", "error", "An MLflow tracking URI has a scheme MLflow does not take"),
+    ("DT371", "tracking-offline", "warning", "The run logs to a tracking server the target's compute nodes cannot reach"),
+    ("DT372", "tracker-twice", "error", "A tracker is in `track` twice"),
+    ("DT373", "export-refused", "error", "`dtec export mlflow` cannot push a run: not found, not finished, or no store to push to"),
     # Sweeps
     ("DT340", "sweep-unknown-key", "error", "A sweep's space names a key the blueprint does not have"),
     ("DT341", "sweep-goal-mismatch", "error", "A sweep's goal looks for the worst trials of its metric"),
