@@ -134,6 +134,8 @@ def _configuration(ir: IR) -> dict[str, Any]:
         source |= {"callable": options["callable"], "kwargs": options.get("kwargs", {})}
         if data.sample_shape:  # declared: held against the first sample
             source["shape"] = data.sample_shape
+    elif data.source == "sampler":
+        source |= {k: options[k] for k in ("shape", "batches", "val_samples", "seed")}
     elif data.source in WINDOWED_SOURCES:
         source |= {k: options[k] for k in ("path", "inputs", "targets", "window", "horizon", "stride", "dim")}
     else:
@@ -161,7 +163,8 @@ def _configuration(ir: IR) -> dict[str, Any]:
             "shuffle": data.shuffle,
         },
         "model": {"name": model.name, "arch": model.arch, "params": params, **_start(model),
-                  **({"outputs": model.outputs} if model.outputs else {})},
+                  **({"outputs": model.outputs} if model.outputs else {}),
+                  **({"init": model.init} if model.init else {})},
         # Every code folder of the blueprint serves data and model modules alike: on sys.path.
         "code": list(dict.fromkeys(p for p in [*(m.path for m in ir.models.values()), *(d.path for d in ir.data.values()), train.path] if p)),
         # Data that does not say (python() without `classes`, npz without `targets` or `classes`)
@@ -176,6 +179,7 @@ def _configuration(ir: IR) -> dict[str, Any]:
             "max_steps": train.max_steps,
             "precision": train.precision,
             "seed": train.seed,
+            **({"seed_per_rank": True} if train.seed_per_rank else {}),
             "grad_accum": train.grad_accum,
             "clip_grad": train.clip_grad,
             "checkpoint": _checkpoint(train.checkpoint),
@@ -277,8 +281,8 @@ def _script_facts(ctx: dict[str, Any]) -> dict:
     precision = ctx["train"]["precision"]
     scheduler = ctx["train"]["scheduler"]["name"]
     losses = {t["fn"] for t in loss.get("terms", [loss])} if loss else set()
-    python_step = ctx["train"].get("objective", {}).get("name") == "python"
-    python_loss = "python" in losses or python_step  # either is imported once (functools.cache)
+    user_objective = ctx["train"].get("objective", {}).get("name") in ("python", "reverse_kl")  # a step, an action
+    python_loss = "python" in losses or user_objective  # each is imported once (functools.cache)
     user_code = arch == "python" or source == "python" or python_loss
     starts_from = "freeze" in ctx["model"]
     export = ctx["train"]["export"]
