@@ -323,6 +323,8 @@ def check_monitored(bp: Blueprint, monitored: Any, path: tuple[str, ...]) -> lis
                      "give the split a `val` fraction, e.g. `split = { train = 0.9, val = 0.1 }` (a sampler: `val_samples = N`)")]
     if (unrecorded := _unrecorded_by_objective(bp, metric)) is not None:
         return [diag("DT310", unrecorded, span, "monitor one of them, e.g. `min(val_loss)`")]
+    if metric in OBJECTIVE_METRICS.get(objective_name(bp) or "", {}):  # the objective's own value
+        return _check_direction(bp, mode, metric, path)
     for needed, metrics, declare in (("classification", CLASSIFICATION_METRICS, "classes"),
                                      ("regression", REGRESSION_METRICS, "targets")):
         if metric in metrics and task is None:
@@ -335,6 +337,11 @@ def check_monitored(bp: Blueprint, monitored: Any, path: tuple[str, ...]) -> lis
     if task is not None and declared is not None and metric not in recorded:
         entry = metric.removeprefix("val_").replace("_micro", "(average = micro)")
         return [diag("DT310", f"`{metric}` is not recorded: only `val_loss`, the accuracy of classification and `train.metrics` are", span, f"add `{entry}` to `train.metrics`")]
+    return _check_direction(bp, mode, metric, path)
+
+
+def _check_direction(bp: Blueprint, mode: str, metric: str, path: tuple[str, ...]) -> list[Diagnostic]:
+    """`min` of a metric that is better when higher keeps the worst epoch (and `max` likewise)."""
     if mode != METRICS[metric]:
         better = "lower" if METRICS[metric] == "min" else "higher"
         return [diag("DT310", f"`{mode}({metric})` keeps the worst epoch: {metric} is better when {better}", bp.span(*path), f"write `{METRICS[metric]}({metric})`")]
