@@ -195,6 +195,7 @@ BENIGN_CALLS: dict[tuple[str, ...], dict[str, dict[str, str]]] = {
         "zarr": {"path": '"d.zarr"', "inputs": '["a"]', "targets": '["a"]', "window": "4"},
         "netcdf": {"path": '"d.nc"', "inputs": '["a"]', "targets": '["a"]', "window": "4"},
         "hdf5": {"path": '"d.h5"', "x": '"x"', "y": '"y"', "targets": "1"},
+        "sampler": {"shape": "[8]", "batches": "4"},
     },
     ("model", "arch"): {
         "mlp": {"input": "8", "output": "1"},
@@ -209,7 +210,9 @@ BENIGN_CALLS: dict[tuple[str, ...], dict[str, dict[str, str]]] = {
                              "plateau": {"monitor": "min(val_loss)"}},
     ("train", "loss"): {"python": {"callable": '"mod:loss"'}, "sum": {"terms": "[mse, mae]"}},
     ("train", "objective"): {"python": {"callable": '"mod:step"'},
-                             "gan": {"generator": "model.m", "discriminator": "model.m"}},
+                             "gan": {"generator": "model.m", "discriminator": "model.m"},
+                             "reverse_kl": {"action": 'python("mod:action")'}},
+    ("model", "init"): {"normal": {"std": "0.02"}},
     ("data", "input"): {"field": {"name": '"x"'}},
     ("data", "target"): {"field": {"name": '"y"'}},
 }

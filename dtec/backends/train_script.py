@@ -145,6 +145,8 @@ def _configuration(ir: IR) -> dict[str, Any]:
         source |= {"callable": options["callable"], "kwargs": options.get("kwargs", {})}
         if data.sample_shape:  # declared: held against the first sample
             source["shape"] = data.sample_shape
+    elif data.source == "sampler":
+        source |= {k: options[k] for k in ("shape", "batches", "val_samples", "seed")}
     elif data.source in WINDOWED_SOURCES:
         source |= {k: options[k] for k in ("path", "inputs", "targets", "window", "horizon", "stride", "dim")}
     else:
@@ -191,6 +193,7 @@ def _configuration(ir: IR) -> dict[str, Any]:
             "max_steps": train.max_steps,
             "precision": train.precision,
             "seed": train.seed,
+            **({"seed_per_rank": True} if train.seed_per_rank else {}),
             "grad_accum": train.grad_accum,
             "clip_grad": train.clip_grad,
             "checkpoint": _checkpoint(train.checkpoint),
@@ -211,7 +214,8 @@ def _model_config(model) -> dict[str, Any]:
     if model.arch == "python":  # its extra keyword arguments, as those of a python source
         params = {"class": params["class"], "kwargs": params.get("kwargs", {})}
     return {"name": model.name, "arch": model.arch, "params": params,
-            **({"outputs": model.outputs} if model.outputs else {})}
+            **({"outputs": model.outputs} if model.outputs else {}),
+            **({"init": model.init} if model.init else {})}
 
 
 def _start(model) -> dict[str, Any]:
@@ -305,8 +309,8 @@ def _script_facts(ctx: dict[str, Any]) -> dict:
     precision = ctx["train"]["precision"]
     scheduler = ctx["train"]["scheduler"]["name"]
     losses = {t["fn"] for t in loss.get("terms", [loss])} if loss else set()
-    python_step = ctx["train"].get("objective", {}).get("name") == "python"
-    python_loss = "python" in losses or python_step  # either is imported once (functools.cache)
+    user_objective = ctx["train"].get("objective", {}).get("name") in ("python", "reverse_kl")  # a step, an action
+    python_loss = "python" in losses or user_objective  # each is imported once (functools.cache)
     user_code = arch == "python" or source == "python" or python_loss
     starts_from = "freeze" in ctx["model"]
     export = ctx["train"]["export"]

@@ -104,6 +104,7 @@ class Model(_Model):
     weights: Weights | None = Field(None, description="the initial weights (`dtec run` passes their file as $DTEC_WEIGHTS)")
     freeze: list[str] = Field([], description="name prefixes of the parameters not trained")
     outputs: list[str] = Field([], description="names of the parts the model returns (a tuple or dict); empty: one tensor")
+    init: dict[str, Any] | None = Field(None, description="how the weights are initialised, as written (`{\"fn\": \"normal\", \"mean\": 0.0, \"std\": 0.02}`); None: each layer's own")
 
     @field_validator("arch")
     @classmethod
@@ -230,6 +231,7 @@ class Train(_Model):
     max_steps: int | None
     precision: Precision
     seed: int = Field(ge=0)
+    seed_per_rank: bool = Field(False, description="each rank reseeds its generators with a stream of its own once the weights are initialised")
     grad_accum: int = Field(ge=1)
     clip_grad: float | None
     metrics: list[Metric] = Field(
@@ -415,6 +417,7 @@ def build_ir(bp: Blueprint, plan: Plan, code: Mapping[str, str] | None = None) -
                 weights=_weights(m.get("weights")),
                 freeze=m.get("freeze") or [],
                 outputs=m.get("outputs") or [],
+                init=m.get("init"),
             )
             for name, m in sorted(v["model"].items())
         },
@@ -429,6 +432,7 @@ def build_ir(bp: Blueprint, plan: Plan, code: Mapping[str, str] | None = None) -
             max_steps=train["max_steps"],
             precision=plan.precision,
             seed=train["seed"],
+            seed_per_rank=train["seed_per_rank"],
             grad_accum=train["grad_accum"],
             clip_grad=train["clip_grad"],
             metrics=_metrics(train, training_task(bp)) if has_prediction(bp) else [],

@@ -66,6 +66,9 @@ def check_files(bp: Blueprint, root: Path) -> tuple[list[Diagnostic], Facts, Bun
     objective = bp.get("train", "objective")
     if isinstance(objective, dict) and objective.get("fn") == "python" and isinstance(objective.get("callable"), str):
         checker.code(objective["callable"], ("train", "objective", "callable"), folders)
+    action = objective.get("action") if isinstance(objective, dict) else None
+    if isinstance(action, dict) and isinstance(action.get("callable"), str):
+        checker.code(action["callable"], ("train", "objective", "action", "callable"), folders)
     return checker.found, {name: fact for name, fact in facts.items() if fact != {}}, checker.bundled
 
 

@@ -1,5 +1,6 @@
 """The training objective (`train.objective`): the loss it brings, and what it needs of the
-model's outputs, the data's fields and the metrics (DT350-DT355)."""
+model's outputs, the data's fields and the metrics (DT350-DT355); data-free training with a
+`sampler` source and `reverse_kl`, and weight initialisation (DT362-DT364)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,16 @@ from dtec.lang.schema import OBJECTIVE_OUTPUTS
 # Objectives that compute their losses themselves: `train.loss` is not theirs to use.
 _OWN_LOSS = {"elbo": "scores its `recon` output with `elbo(recon = ...)`",
              "gan": "scores the discriminator's logit with binary cross-entropy (and its `extra` terms)",
-             "python": "computes the losses in your step function"}
+             "python": "computes the losses in your step function",
+             "reverse_kl": "computes mean(log q + S) from the model's `x` and `logdet`"}
+# Objectives that make no prediction to score against a target: `metrics` do not apply.
+_NO_PREDICTION = {"python": "a `python()` step makes none that dtec sees",
+                  "gan": "`gan` has none that dtec sees",
+                  "reverse_kl": "`reverse_kl` has no targets: it scores samples by their action"}
+# Keys of a data block that a `sampler` source, which reads no data set, does not use.
+_SAMPLER_UNUSED = {"split": "validation draws `val_samples` of its own",
+                   "shuffle": "every batch is a fresh draw", "input": "it has no fields",
+                   "target": "it has no targets", "path": "it reads no code"}
 
 
 def objective_name(bp: Blueprint) -> str | None:
@@ -24,7 +34,7 @@ def objective_name(bp: Blueprint) -> str | None:
 
 def has_prediction(bp: Blueprint) -> bool:
     """Whether the objective scores a prediction against the target (metrics need one)."""
-    return objective_name(bp) not in ("python", "gan")
+    return objective_name(bp) not in _NO_PREDICTION
 
 
 def resolve_objective(bp: Blueprint) -> list[Diagnostic]:
@@ -83,10 +93,52 @@ def check_objective(bp: Blueprint) -> list[Diagnostic]:
                               f"name the model's outputs: `outputs = [{', '.join(needed)}]` (it returns them as a tuple, in that order, or a dict)",
                               related))
     metrics = train.get("metrics")
-    if not has_prediction(bp) and isinstance(metrics, list) and metrics:
-        maker = "a `python()` step makes" if name == "python" else "`gan` has"
-        found.append(diag("DT353", f"`metrics` score a prediction against the target, but {maker} none that dtec sees",
-                          bp.span("train", "metrics"), "remove `metrics`: return what you want validated from the step, e.g. `{\"loss\": …, \"mae\": …}`"))
+    if name in _NO_PREDICTION and isinstance(metrics, list) and metrics:
+        instead = {"python": "return what you want validated from the step, e.g. `{\"loss\": …, \"mae\": …}`",
+                   "gan": "validation records the discriminator's accuracies and each `extra` term",
+                   "reverse_kl": "validation records `val_loss`, `val_ess` and `val_kl`"}[name]
+        found.append(diag("DT353", f"`metrics` score a prediction against the target, but {_NO_PREDICTION[name]}",
+                          bp.span("train", "metrics"), f"remove `metrics`: {instead}"))
+    found += _check_sampler(bp, name, model)
+    found += _check_init(bp)
+    return found
+
+
+def _check_sampler(bp: Blueprint, name: str | None, model: Any) -> list[Diagnostic]:
+    """A `sampler` source and `reverse_kl` go together; the data keys a sampler does not use."""
+    found = []
+    for data_name, block in (bp.values.get("data") or {}).items():
+        source = block.get("source")
+        if not (isinstance(source, dict) and source.get("fn") == "sampler"):
+            continue
+        for key, why in _SAMPLER_UNUSED.items():
+            if ("data", data_name, key) in bp.spans:  # written, not a default
+                found.append(diag("DT363", f"`{key}` is not used by a `sampler` source: {why}", bp.span("data", data_name, key),
+                                  f"remove `{key}`" + (" (give the sampler `val_samples = N`)" if key == "split" else "")))
+    if name is None or not isinstance(model, dict):
+        return found
+    data_name = model.get("input")
+    source = ((bp.values.get("data") or {}).get(data_name) or {}).get("source")
+    kind = source.get("fn") if isinstance(source, dict) else None
+    if kind == "sampler" and name != "reverse_kl":
+        found.append(diag("DT362", f"data `{data_name}` is a `sampler`: it has no targets for `{name}` to score against",
+                          bp.span("train", "objective") if ("train", "objective") in bp.spans else bp.span("data", data_name, "source"),
+                          "train it with `objective = reverse_kl(prior = normal(), action = python(\"module:action\"))`, or read a data set"))
+    elif name == "reverse_kl" and kind is not None and kind != "sampler":
+        found.append(diag("DT362", f"`reverse_kl` trains on draws from its prior, but data `{data_name}` is `{kind}`",
+                          bp.span("train", "objective"),
+                          f"give data `{data_name}` `source = sampler(shape = [...], batches = N)`",
+                          (Related(bp.span("data", data_name, "source"), "the data source"),) if bp.span("data", data_name, "source") else ()))
+    return found
+
+
+def _check_init(bp: Blueprint) -> list[Diagnostic]:
+    """`init` is overwritten when the model starts from trained weights (it does nothing)."""
+    found = []
+    for name, model in (bp.values.get("model") or {}).items():
+        if model.get("init") is not None and model.get("weights") is not None:
+            found.append(diag("DT364", f"`init` does nothing: model `{name}` starts from trained weights, which replace every initialised one",
+                              bp.span("model", name, "init"), "remove `init`, or `weights`"))
     return found
 
 
@@ -116,7 +168,7 @@ def _check_fields(bp: Blueprint) -> list[Diagnostic]:
         kind = source.get("fn") if isinstance(source, dict) else None
         for key in ("input", "target"):
             value: Any = block.get(key)
-            if value is None or kind in (None, "python"):
+            if value is None or kind in (None, "python", "sampler"):  # a sampler's: DT363
                 continue
             found.append(diag("DT354", f"`{key}` names a field of a `python()` source's items, but `{kind}` gives (input, target) pairs",
                               bp.span("data", name, key), "remove it" + (" (`x` and `y` name the file's arrays)" if kind == "npz" else "")

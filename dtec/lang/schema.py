@@ -125,6 +125,16 @@ DATA_SOURCE = Call(
             "Samples from two HDF5 datasets (rows of `x` and `y`), read lazily per sample.",
         ),
         "python": _PYTHON_DATA,
+        "sampler": Function(
+            {
+                "shape": _f(ListOf(POSITIVE, 1), "shape of one draw, e.g. `[16]` (a lattice of 16 sites)", True),
+                "batches": _f(POSITIVE, "batches drawn per epoch on each rank: an epoch is this many micro-batches", True),
+                "val_samples": _f(NON_NEGATIVE, "draws in the validation set: drawn once from `seed`, the same every epoch and run, shared out across ranks", default=1024),
+                "seed": _f(NON_NEGATIVE, "seed of the draws: the validation set's, and the training batches' (each a function of seed, epoch, rank and batch)", default=0),
+            },
+            "No data set: every training batch is drawn afresh from the objective's prior "
+            "(`reverse_kl(prior = ...)`), each rank its own (docs/custom-training.md).",
+        ),
     }
 )
 # The sources whose samples are windows along a dimension (time): split in time, never shuffled across.
@@ -264,6 +274,28 @@ GAN_TERM = Call(
         ),
     }
 )
+# The prior of `reverse_kl`: what the `sampler` source draws.
+PRIOR = Call(
+    {
+        "normal": Function(
+            {
+                "mean": _f(Float(), "mean of every value", default=0.0),
+                "std": _f(Float(min=0.0, open_min=True), "standard deviation of every value", default=1.0),
+            },
+            "Independent normal values.",
+        )
+    }
+)
+# The action S(x) of `reverse_kl`: your function of a batch of samples.
+ACTION = Call(
+    {
+        "python": Function(
+            {"callable": _f(Str(), "`module:function` called as `function(x, **arguments)`; returns the action of each sample, a tensor of shape [batch]", True)},
+            "Your action, in a code folder (`path` of `train`); extra keyword arguments are passed to it.",
+            variadic_kwargs=True,
+        )
+    }
+)
 # What one training step optimises (docs/custom-training.md): each picks the template
 # train/objective/<name>.py.jinja that computes the step's losses.
 OBJECTIVE = Call(
@@ -293,6 +325,16 @@ OBJECTIVE = Call(
             "own optimizer. Validation records `val_d_loss`, `val_g_loss`, `val_d_real_accuracy`, "
             "`val_d_fake_accuracy`, each extra term and `val_loss` (the generator's loss).",
         ),
+        "reverse_kl": Function(
+            {
+                "prior": _f(PRIOR, "the distribution the `sampler` source draws the model's inputs from", default={"fn": "normal", "mean": 0.0, "std": 1.0}),
+                "action": _f(ACTION, "the target's action S(x), `python(\"module:function\")` returning one value per sample: the target density is exp(-S(x)) up to a constant", True),
+            },
+            "A normalizing flow trained without data: the model maps prior draws z to samples x "
+            "with `outputs = [x, logdet]`; the loss is mean(log q(x) + S(x)), log q = log prior(z) "
+            "- logdet (it can be negative). Validation records `val_loss`, `val_ess` (effective "
+            "sample size, 0 to 1), `val_kl` and `val_log_z`. Needs a `sampler(...)` source.",
+        ),
         "python": Function(
             {"callable": _f(Str(), "`module:function` called as `function(model, batch, context, **arguments)`; returns a dict of scalar tensors, `loss` among them (the one optimised)", True)},
             "Your own training step, in a code folder (`path` of `train`): every loss it returns is "
@@ -302,9 +344,31 @@ OBJECTIVE = Call(
     }
 )
 # The named outputs each objective needs of the model.
-OBJECTIVE_OUTPUTS = {"elbo": ("recon", "mu", "logvar")}
+OBJECTIVE_OUTPUTS = {"elbo": ("recon", "mu", "logvar"), "reverse_kl": ("x", "logdet")}
 # Objectives that train several models, each with its own optimizer (`optimizer` blocks).
 SEVERAL_MODELS = ("gan",)
+# The values each objective records besides `val_loss`, and the direction in which each improves.
+OBJECTIVE_METRICS = {
+    "elbo": {"val_recon": "min", "val_kl": "min"},
+    "reverse_kl": {"val_ess": "max", "val_kl": "min"},
+}
+# How a model's weights are initialised before training (`model { init = ... }`).
+INIT = Call(
+    {
+        "normal": Function(
+            {
+                "mean": _f(Float(), "mean of the weights", default=0.0),
+                "std": _f(Float(min=0.0, open_min=True), "standard deviation of the weights", True),
+            },
+            "Weights of every linear and convolution layer drawn from a normal distribution, biases 0.",
+        ),
+        "xavier": Function(
+            {"gain": _f(Float(min=0.0, open_min=True), "scale factor", default=1.0)},
+            "Weights of every linear and convolution layer Xavier-uniform (Glorot), biases 0.",
+        ),
+        "zeros": Function({}, "Weights and biases of every linear and convolution layer 0."),
+    }
+)
 _FIELD = Function({"name": _f(Str(), "the key in each item's dict", True)}, "The item's value under a key: items are dicts.")
 # What a data set's items give the model (`input`) and score it against (`target`).
 DATA_INPUT = Call({"field": _FIELD})
@@ -355,6 +419,7 @@ _RECORDED = {
 # Every validation metric the script can record, and the direction in which it improves: the
 # loss always, the accuracy always for classification, the others when `train.metrics` asks.
 METRICS = {"val_loss": "min"} | {name: _BETTER[fn] for name, fn in _RECORDED.items()}
+METRICS |= {name: mode for recorded in OBJECTIVE_METRICS.values() for name, mode in recorded.items()}
 CLASSIFICATION_METRICS = tuple(n for n, fn in _RECORDED.items() if fn in CLASSIFICATION_METRIC_NAMES)
 REGRESSION_METRICS = tuple(n for n, fn in _RECORDED.items() if fn in REGRESSION_METRIC_NAMES)
 # A monitored metric, `min(val_loss)` or `max(val_f1)`: the metric and the better direction.
@@ -623,6 +688,7 @@ BLOCKS: dict[str, BlockSpec] = {
             "path": _f(Str(), "folder with your own Python code, relative to the blueprint; copied into the bundle"),
             "weights": _f(WEIGHTS, "start from trained weights: `from(run = \"runs/stage1/local/<id>\")` or `from(blueprint = \"stage1.twin\")` (docs/runs.md)"),
             "freeze": _f(ListOf(Str(), 1), "parameters not trained, by name prefix (`[\"down\", \"head.weight\"]`): `requires_grad` off, left out of the optimizer"),
+            "init": _f(INIT, "how the weights are initialised before training, alike on every rank: `normal(std = 0.02)`, `xavier`, `zeros` (applied before `weights = from(...)` loads any; default: as each layer initialises itself)"),
             "outputs": _f(ListOf(Name(), 1), "names of the parts a `python()` model returns, as a tuple or a dict, e.g. `[recon, mu, logvar]`; the objective takes them by name (default: one tensor, the prediction; `supervised` scores the first)"),
         },
         label="the model's name",
@@ -632,7 +698,7 @@ BLOCKS: dict[str, BlockSpec] = {
         "How the model is trained.",
         {
             "model": _f(Ref("model"), "the model to train (default: the only model)"),
-            "objective": _f(OBJECTIVE, "what a training step optimises: `supervised`, `elbo(...)`, `gan(...)` or your `python(\"module:step\")` (docs/custom-training.md)", default={"fn": "supervised"}),
+            "objective": _f(OBJECTIVE, "what a training step optimises: `supervised`, `elbo(...)`, `gan(...)`, `reverse_kl(...)` or your `python(\"module:step\")` (docs/custom-training.md)", default={"fn": "supervised"}),
             "loss": _f(LOSS, "the loss function (needed by `supervised`; `elbo` takes its own `recon`)"),
             "optimizer": _f(OPTIMIZER, "the optimizer (a `gan`'s models: one `optimizer` block each, or each a copy of this one)", default={"fn": "adamw"}),
             "scheduler": _f(SCHEDULER, "the learning-rate schedule", default={"fn": "none"}),
@@ -640,6 +706,7 @@ BLOCKS: dict[str, BlockSpec] = {
             "max_steps": _f(POSITIVE, "stop after this many optimizer steps"),
             "precision": _f(Sym(PRECISIONS), "numeric precision (`auto`: bf16 where supported)", default="auto"),
             "seed": _f(NON_NEGATIVE, "seed of every random generator", default=0),
+            "seed_per_rank": _f(Bool(), "after the weights are initialised (alike on every rank), each rank reseeds its generators with a stream of its own: dropout, noise and draws in your code differ across ranks", default=False),
             "grad_accum": _f(POSITIVE, "micro-batches per optimizer step", default=1),
             "clip_grad": _f(Float(min=0.0, open_min=True), "clip the gradient norm to this value"),
             "metrics": _f(

@@ -8,14 +8,14 @@ from typing import Any
 
 from dtec.diagnostics import Diagnostic, Related, diag, has_errors
 from dtec.lang.blueprint import Blueprint
-from dtec.lang.losses import loss_terms, scored_targets
-from dtec.lang.objectives import check_objective
 from dtec.lang.gan import check_several_models, trained_models
+from dtec.lang.losses import loss_terms, scored_targets
+from dtec.lang.objectives import check_objective, objective_name
 from dtec.lang.scaling import check_points
 from dtec.lang.tracking import check_tracking
 from dtec.lang.schema import (
     CLASSIFICATION_METRIC_NAMES, CLASSIFICATION_METRICS, LOSS_TARGETS, METRICS, NORMALIZED_SOURCES,
-    REGRESSION_METRICS, WINDOWED_SOURCES, metric_name,
+    OBJECTIVE_METRICS, REGRESSION_METRICS, WINDOWED_SOURCES, metric_name,
 )
 
 _SEQUENCE_ARCHS = ("lstm", "transformer")
@@ -279,6 +279,8 @@ def _without_validation(bp: Blueprint) -> str | None:
     name = ((bp.values.get("model") or {}).get(train.get("model")) or {}).get("input")
     data = (bp.values.get("data") or {}).get(name) or {}
     source, split = data.get("source"), data.get("split")
+    if isinstance(source, dict) and source.get("fn") == "sampler":  # its own validation draws
+        return name if source.get("val_samples") == 0 else None
     if not isinstance(source, dict) or source.get("fn") == "python" or not isinstance(split, dict):
         return None
     return name if split.get("val") == 0 else None
@@ -324,7 +326,11 @@ def check_monitored(bp: Blueprint, monitored: Any, path: tuple[str, ...]) -> lis
     span = bp.span(*path, "metric") or bp.span(*path)
     if (unvalidated := _without_validation(bp)) is not None:
         return [diag("DT310", f"`{metric}` is never recorded: the split of `{unvalidated}` leaves no validation samples", span,
-                     "give the split a `val` fraction, e.g. `split = { train = 0.9, val = 0.1 }`")]
+                     "give the split a `val` fraction, e.g. `split = { train = 0.9, val = 0.1 }` (a sampler: `val_samples = N`)")]
+    if (unrecorded := _unrecorded_by_objective(bp, metric)) is not None:
+        return [diag("DT310", unrecorded, span, "monitor one of them, e.g. `min(val_loss)`")]
+    if metric in OBJECTIVE_METRICS.get(objective_name(bp) or "", {}):  # the objective's own value
+        return _check_direction(bp, mode, metric, path)
     for needed, metrics, declare in (("classification", CLASSIFICATION_METRICS, "classes"),
                                      ("regression", REGRESSION_METRICS, "targets")):
         if metric in metrics and task is None:
@@ -337,10 +343,28 @@ def check_monitored(bp: Blueprint, monitored: Any, path: tuple[str, ...]) -> lis
     if task is not None and declared is not None and metric not in recorded:
         entry = metric.removeprefix("val_").replace("_micro", "(average = micro)")
         return [diag("DT310", f"`{metric}` is not recorded: only `val_loss`, the accuracy of classification and `train.metrics` are", span, f"add `{entry}` to `train.metrics`")]
+    return _check_direction(bp, mode, metric, path)
+
+
+def _check_direction(bp: Blueprint, mode: str, metric: str, path: tuple[str, ...]) -> list[Diagnostic]:
+    """`min` of a metric that is better when higher keeps the worst epoch (and `max` likewise)."""
     if mode != METRICS[metric]:
         better = "lower" if METRICS[metric] == "min" else "higher"
         return [diag("DT310", f"`{mode}({metric})` keeps the worst epoch: {metric} is better when {better}", bp.span(*path), f"write `{METRICS[metric]}({metric})`")]
     return []
+
+
+def _unrecorded_by_objective(bp: Blueprint, metric: str) -> str | None:
+    """Why the objective does not record `metric` (elbo's and reverse_kl's own values); None: it may."""
+    objective = objective_name(bp)
+    if objective in (None, "python") or metric == "val_loss":  # a step records what it returns
+        return None
+    own = OBJECTIVE_METRICS.get(objective, {})
+    another = any(metric in recorded for recorded in OBJECTIVE_METRICS.values())
+    if metric in own or not (another or objective == "reverse_kl"):  # reverse_kl: nothing else
+        return None
+    records = ", ".join(f"`{m}`" for m in ("val_loss", *own))
+    return f"`{metric}` is not recorded: `{objective}` records {records}" + ("" if objective == "reverse_kl" else " and the metrics")
 
 
 def _check_best(bp: Blueprint) -> list[Diagnostic]:
