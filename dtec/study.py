@@ -31,6 +31,7 @@ from dtec.lang.sweep import Dimension, dimensions, goal, value_text
 
 _POLL_S = 1.0
 _FOLLOW_S = 0.2  # how often a trial's metrics.jsonl is read: a small file, read whole
+HEARTBEAT_S = 10  # a database study's trials beat this often; three missed beats fail one
 _KEEP = ("metric", "goal", "sampler", "pruner", "space", "seed")
 
 
@@ -176,8 +177,8 @@ def _load(spec: dict):
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     url = spec["storage"]
-    if url.startswith(("postgresql", "mysql", "sqlite")):
-        storage = optuna.storages.RDBStorage(url)
+    if is_database(url):
+        storage = _database(url, spec["sweep"]["retries"])
     else:
         from optuna.storages.journal import JournalFileBackend
 
@@ -187,6 +188,21 @@ def _load(spec: dict):
         study_name=spec["id"], storage=storage, direction=spec["goal"], load_if_exists=True,
         sampler=_sampler(sweep, spec.get("worker", 0)), pruner=_pruner(sweep),
     )
+
+
+def is_database(url: str) -> bool:
+    """Whether the study's storage is a database (RDBStorage, with heartbeats) and not a journal file."""
+    return url.startswith(("postgresql", "mysql", "sqlite"))
+
+
+def _database(url: str, retries: int):
+    """Optuna's RDBStorage with heartbeats: a trial whose worker stopped beating is failed and retried."""
+    import optuna
+
+    retry = getattr(optuna.storages, "RetryHeartbeatStaleTrialCallback", None)  # Optuna >= 4.9
+    callback = ({"heartbeat_stale_trial_callback": retry(max_retry=retries)} if retry
+                else {"failed_trial_callback": optuna.storages.RetryFailedTrialCallback(max_retry=retries)})
+    return optuna.storages.RDBStorage(url, heartbeat_interval=HEARTBEAT_S, grace_period=3 * HEARTBEAT_S, **callback)
 
 
 def _sampler(sweep: dict, worker: int):
@@ -300,10 +316,37 @@ def worker(folder: Path, n: int) -> int:
             # The budget is taken by running trials: one whose worker dies is retried here.
             time.sleep(_POLL_S)
             continue
-        state, value, reason = _run_trial(folder, spec, dims, trial)
+        with _beating(study, trial):
+            state, value, reason = _run_trial(folder, spec, dims, trial)
         if reason:
             trial.set_user_attr("reason", reason)
         study.tell(trial, value if state == TrialState.COMPLETE else None, state=state)
+
+
+@contextlib.contextmanager
+def _beating(study, trial):
+    """Record the trial's heartbeat while it runs (database storage; a journal has none)."""
+    from optuna.storages._heartbeat import is_heartbeat_enabled
+
+    storage = study._storage
+    if not is_heartbeat_enabled(storage):
+        yield
+        return
+    stop = threading.Event()
+
+    def beat() -> None:
+        while True:
+            storage.record_heartbeat(trial._trial_id)
+            if stop.wait(HEARTBEAT_S):
+                return
+
+    thread = threading.Thread(target=beat, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
 
 
 @contextlib.contextmanager
@@ -333,11 +376,16 @@ def _slurm_job() -> str | None:
 def reap(study, spec: dict, everyone: bool = False) -> None:
     """Fail the running trials whose worker died, and enqueue each again while retries last.
 
-    Journal files have no heartbeat: the owner recorded at ask time is checked instead (its
-    process on this host; `everyone`: every running trial, when no worker is left).
+    A database has heartbeats: Optuna fails the trials that stopped beating. Journal files have
+    none: the owner recorded at ask time is checked instead (its process on this host, its Slurm
+    job elsewhere; `everyone`: every running trial, when no worker is left).
     """
+    import optuna
     from optuna.trial import TrialState
 
+    if is_database(spec["storage"]) and not everyone:
+        optuna.storages.fail_stale_trials(study)  # its heartbeat callback enqueues the retry
+        return
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         owner = t.user_attrs.get("owner") or {}
         alive = owner.get("host") == socket.gethostname() and runs.process_start(int(owner.get("pid", 0))) == owner.get("pid_start")
@@ -479,7 +527,7 @@ def finish(study, spec: dict, folder: Path) -> int:
         for t in trials:
             params = [(d.values[t.params[d.key]] if d.fn == "choice" else t.params[d.key]) if d.key in t.params else "" for d in dims]
             write.writerow([t.number, t.state.name.lower(), "" if t.value is None else t.value, *params,
-                            t.user_attrs.get("run", ""), t.user_attrs.get("reason", "")])
+                            t.user_attrs.get("run", ""), t.user_attrs.get("reason", "") or _silent(t)])
     best = _best(study)
     if best is None:
         _say(f"dtec: no trial completed; trials.csv in {folder} says why")
@@ -490,6 +538,11 @@ def finish(study, spec: dict, folder: Path) -> int:
     _say(f"dtec: best trial {best.number}: {spec['sweep'].get('metric', 'val_loss')} {best.value:.6g} "
          f"({', '.join(trial_sets(dims, best.params))}); {path}, {folder / 'trials.csv'}")
     return 0
+
+
+def _silent(trial) -> str:
+    """Why a trial failed that has no reason of its own: its heartbeat stopped (a database study)."""
+    return "its worker died (no heartbeat)" if trial.state.name == "FAIL" else ""
 
 
 def _say(text: str) -> None:

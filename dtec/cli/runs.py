@@ -150,6 +150,10 @@ def _sweep(bundle, file: Path, sets, machines, *, detach: bool, dry_run: bool, *
     if importlib.util.find_spec("optuna") is None:
         _stderr("dtec: a sweep runs an Optuna study, and Optuna is not installed: pip install 'dtec[sweep]'")
         return 2
+    scheme = str(bundle.blueprint.get("sweep").get("storage", "journal")).split(":", 1)[0]
+    if scheme in ("postgresql", "postgresql+psycopg2") and importlib.util.find_spec("psycopg2") is None:
+        _stderr("dtec: the sweep's study is in PostgreSQL, and psycopg2 is not installed: pip install 'dtec[sweep-db]'")
+        return 2
     from dtec import study
 
     if scheduler == "slurm":
