@@ -11,7 +11,7 @@ Benchmarks: compile (in-process per blueprint and target; whole processes next t
 blueprint size, fitted exponent), training (generated train.py against hand-written loops, DDP,
 FSDP, DeepSpeed ZeRO-1/2/3, and the instrumentation's cost), stopflag (the per-step pre-emption
 check timed alone), profile (import times and cProfile
-of the lint and compile paths). The GPU comparison is `benchmarks/gpu.sh`.
+of the lint and compile paths), sweep (a study's ask + compile + tell per trial against a plain compile). The GPU comparison is `benchmarks/gpu.sh`.
 
 Output: DIR/results.json (default benchmarks/results/, which git ignores), DIR/results.md, DIR/*.png.
 """
@@ -37,6 +37,7 @@ from benchmarks import (  # noqa: E402
     profiles,
     report,
     stop_flag,
+    sweep_overhead,
     training,
 )
 from benchmarks.common import ROOT, log, machine  # noqa: E402
@@ -50,6 +51,7 @@ BENCHMARKS = {
     "stopflag": (stop_flag, {}, {"rounds": 1, "iterations": 300}),
     "metrics": (metrics, {}, {"rounds": 2, "steps": 3}),
     "profile": (profiles, {}, {"lint_count": 100, "compile_repeat": 10}),
+    "sweep": (sweep_overhead, {}, {"trials": 10}),
 }
 DOCS = ROOT / "docs" / "benchmarks"
 

@@ -18,7 +18,7 @@ import pytest
 # checkout here cannot shadow it.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks import compile_latency, growth, lint_throughput, profiles, report, training
+from benchmarks import compile_latency, growth, lint_throughput, profiles, report, sweep_overhead, training
 from benchmarks.blueprint_gen import SERIES, realistic, shipped
 from benchmarks.common import fit_exponent, summary
 
@@ -198,3 +198,11 @@ def test_metrics_tracking(tmp_path: Path) -> None:
     r = metrics.run(tmp_path, rounds=1, steps=2)
     check_targets(r)
     assert r["steps_per_epoch"] > 0 and number(r["share"]) and number(r["best_save_ms"]["median"])
+
+
+def test_sweep_overhead(tmp_path: Path) -> None:
+    r = sweep_overhead.run(tmp_path, trials=3)
+    check_targets(r)
+    for step in ("trial", "plain compile", "ask", "compile", "tell"):
+        check_summary(r["ms"][step], 3)
+    assert r["ratio"] == r["ms"]["trial"]["median"] / r["ms"]["plain compile"]["median"]
