@@ -12,7 +12,8 @@ blueprint size, fitted exponent), training (generated train.py against hand-writ
 FSDP, DeepSpeed ZeRO-1/2/3, and the instrumentation's cost), stopflag (the per-step pre-emption
 check timed alone), data (the generated Zarr loader against a hand-written xarray one, and lint
 of a Zarr blueprint against a synthetic one), profile (import times and cProfile
-of the lint and compile paths). The GPU comparison is `benchmarks/gpu.sh`.
+of the lint and compile paths), sweep (a study's ask + compile + tell per trial against a plain
+compile). The GPU comparison is `benchmarks/gpu.sh`.
 
 Output: DIR/results.json (default benchmarks/results/, which git ignores), DIR/results.md, DIR/*.png.
 """
@@ -39,6 +40,7 @@ from benchmarks import (  # noqa: E402
     profiles,
     report,
     stop_flag,
+    sweep_overhead,
     training,
 )
 from benchmarks.common import ROOT, log, machine  # noqa: E402
@@ -53,6 +55,7 @@ BENCHMARKS = {
     "metrics": (metrics, {}, {"rounds": 2, "steps": 3}),
     "data": (data_loader, {}, {"steps": 8192, "cells": 32, "rounds": 1, "batches": 5, "workers": (0,), "lint_rounds": 2}),
     "profile": (profiles, {}, {"lint_count": 100, "compile_repeat": 10}),
+    "sweep": (sweep_overhead, {}, {"trials": 10}),
 }
 DOCS = ROOT / "docs" / "benchmarks"
 

@@ -472,8 +472,14 @@ def stop_local(pid: int, *, hard: bool) -> None:
         with contextlib.suppress(OSError):
             os.killpg(pid, signal.SIGKILL)
         return
-    ranks = [p for p in tree if _is_rank(p)] or [pid]
-    for member in ranks:
+    ranks = [p for p in tree if _is_rank(p)]
+    # Inside a Slurm allocation (a sweep's trial) the ranks are slurmstepd's: srun relays USR1
+    # to them (SIGTERM to srun would kill the step at once).
+    steps = [] if ranks else [p for p in tree if _command(p) == "srun"]
+    for member in steps:
+        with contextlib.suppress(OSError):
+            os.kill(member, signal.SIGUSR1)
+    for member in ranks if ranks or steps else [pid]:
         with contextlib.suppress(OSError):
             os.kill(member, signal.SIGTERM)
 
@@ -493,6 +499,14 @@ def descendants(pid: int) -> list[int]:
         found.append(child)
         todo += children.get(child, [])
     return found
+
+
+def _command(pid: int) -> str:
+    """A process's command name (empty when it is gone)."""
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return ""
 
 
 def _is_rank(pid: int) -> bool:

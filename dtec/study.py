@@ -17,6 +17,7 @@ import fcntl
 import hashlib
 import json
 import os
+import shlex
 import signal
 import socket
 import subprocess
@@ -30,6 +31,7 @@ from dtec.lang.sweep import Dimension, dimensions, goal, value_text
 
 _POLL_S = 1.0
 _FOLLOW_S = 0.2  # how often a trial's metrics.jsonl is read: a small file, read whole
+HEARTBEAT_S = 10  # a database study's trials beat this often; three missed beats fail one
 _KEEP = ("metric", "goal", "sampler", "pruner", "space", "seed")
 
 
@@ -39,12 +41,14 @@ def study_id(sweep: dict, ir_json: str) -> str:
     return "sweep-" + hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:12]
 
 
-def start(bundle, blueprint: Path, sets: list[str], machines: list[Path]) -> int:
-    """Run the study of `bundle`'s blueprint to its budget locally; return an exit code."""
+def open_study(bundle, blueprint: Path, sets: list[str], machines: list[Path]):
+    """Create or load the study of `bundle`'s blueprint; return its spec, folder and study."""
     sweep = bundle.blueprint.get("sweep")
     sid = study_id(sweep, bundle.files["ir.json"])
     folder = runs.default_folder(bundle.ir.twin.name, bundle.ir.target.name, sid)
     folder.mkdir(parents=True, exist_ok=True)
+    (folder / "workers").mkdir(exist_ok=True)
+    old = _spec(folder) or {}
     spec = {
         "id": sid,
         "blueprint": str(blueprint.resolve()),
@@ -54,11 +58,29 @@ def start(bundle, blueprint: Path, sets: list[str], machines: list[Path]) -> int
         "sweep": sweep,
         "goal": goal(sweep),
         "storage": storage_url(sweep, folder),
+        "project": str(Path.cwd()),  # where runs/ is: the workers index their trials' runs there
+        **({"job": old["job"]} if "job" in old else {}),
     }
-    (folder / "study.json").write_text(json.dumps(spec, indent=2) + "\n", encoding="utf-8")
+    _save(folder, spec)
     study = _load(spec)
     _say(f"dtec: study {sid}: {sweep['trials']} trials, {sweep['parallel']} at a time, in {folder}")
-    (folder / "workers").mkdir(exist_ok=True)
+    return spec, folder, study
+
+
+def _spec(folder: Path) -> dict | None:
+    with contextlib.suppress(OSError, ValueError):
+        return json.loads((folder / "study.json").read_text(encoding="utf-8"))
+    return None
+
+
+def _save(folder: Path, spec: dict) -> None:
+    (folder / "study.json").write_text(json.dumps(spec, indent=2) + "\n", encoding="utf-8")
+
+
+def start(bundle, blueprint: Path, sets: list[str], machines: list[Path]) -> int:
+    """Run the study of `bundle`'s blueprint to its budget locally; return an exit code."""
+    spec, folder, study = open_study(bundle, blueprint, sets, machines)
+    sweep, sid = spec["sweep"], spec["id"]
     workers: dict[int, subprocess.Popen] = {}
     restarts = 0
     shown = None
@@ -89,9 +111,65 @@ def start(bundle, blueprint: Path, sets: list[str], machines: list[Path]) -> int
     return finish(study, spec, folder)
 
 
+def submit(bundle, blueprint: Path, sets: list[str], machines: list[Path], *, detach: bool, dry_run: bool) -> int:
+    """Run the study as one Slurm job array of `parallel` workers; return an exit code.
+
+    A study whose array still runs is followed, not submitted again; one whose budget is spent
+    only writes its results.
+    """
+    from dtec.backends import slurm
+    from dtec.runner import _need, data_root
+
+    sweep = bundle.blueprint.get("sweep")
+    sid = study_id(sweep, bundle.files["ir.json"])
+    script = slurm.workers(bundle.ir, bundle.plan, sweep["parallel"], sid)
+    if dry_run:
+        folder = runs.default_folder(bundle.ir.twin.name, bundle.ir.target.name, sid)
+        _say(f"dtec: dry run: would write {folder}/ (study.json, workers.sbatch), then run:")
+        print(f"cd {shlex.quote(str(folder))} && sbatch --parsable workers.sbatch")
+        sys.stdout.write(script)
+        return 0
+    if not _need("sbatch", "run this on a login node of the cluster"):
+        return 2
+    spec, folder, study = open_study(bundle, blueprint, sets, machines)
+    job = spec.get("job")
+    if not (job and _array_active(job)):
+        reap(study, spec)  # the trials of a previous array's workers, if it ended mid-trial
+        if _remaining(study, spec["sweep"]) <= 0:
+            _show(study, spec, None)
+            return finish(study, spec, folder)
+        (folder / "workers.sbatch").write_text(script, encoding="utf-8")
+        submitted = subprocess.run(["sbatch", "--parsable", "workers.sbatch"], cwd=folder, stdout=subprocess.PIPE, text=True,
+                                   env={**os.environ, **data_root(bundle)})
+        job = submitted.stdout.strip().split(";")[0]
+        if submitted.returncode != 0 or not job:
+            return submitted.returncode or 1
+        _save(folder, spec | {"job": job})
+        _say(f"dtec: study {spec['id']}: submitted Slurm job array {job} of {spec['sweep']['parallel']} workers from {folder}")
+    else:
+        _say(f"dtec: study {spec['id']}: its Slurm job array {job} still runs")
+    if detach:
+        print(job)
+        return 0
+    shown = None
+    try:
+        while _array_active(job):
+            shown = _show(study, spec, shown)
+            time.sleep(_POLL_S)
+    except KeyboardInterrupt:
+        _say(f"dtec: detached: job array {job} still runs; `dtec run {blueprint} -t {spec['target']}` follows it again")
+        return 130
+    reap(study, spec)
+    _show(study, spec, shown)
+    if _remaining(study, spec["sweep"]) > 0:
+        _say(f"dtec: job array {job} ended before the budget was spent; `dtec run {blueprint} -t {spec['target']}` continues the study "
+             f"(the workers' logs: {folder / 'workers'})")
+    return finish(study, spec, folder)
+
+
 def storage_url(sweep: dict, folder: Path) -> str:
     """The study's storage: the journal file in its folder, or the database URL as given."""
-    return str(folder / "journal.log") if sweep.get("storage", "journal") == "journal" else sweep["storage"]
+    return str((folder / "journal.log").resolve()) if sweep.get("storage", "journal") == "journal" else sweep["storage"]
 
 
 def _load(spec: dict):
@@ -99,8 +177,8 @@ def _load(spec: dict):
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     url = spec["storage"]
-    if url.startswith(("postgresql", "mysql", "sqlite")):
-        storage = optuna.storages.RDBStorage(url)
+    if is_database(url):
+        storage = _database(url, spec["sweep"]["retries"])
     else:
         from optuna.storages.journal import JournalFileBackend
 
@@ -110,6 +188,21 @@ def _load(spec: dict):
         study_name=spec["id"], storage=storage, direction=spec["goal"], load_if_exists=True,
         sampler=_sampler(sweep, spec.get("worker", 0)), pruner=_pruner(sweep),
     )
+
+
+def is_database(url: str) -> bool:
+    """Whether the study's storage is a database (RDBStorage, with heartbeats) and not a journal file."""
+    return url.startswith(("postgresql", "mysql", "sqlite"))
+
+
+def _database(url: str, retries: int):
+    """Optuna's RDBStorage with heartbeats: a trial whose worker stopped beating is failed and retried."""
+    import optuna
+
+    retry = getattr(optuna.storages, "RetryHeartbeatStaleTrialCallback", None)  # Optuna >= 4.9
+    callback = ({"heartbeat_stale_trial_callback": retry(max_retry=retries)} if retry
+                else {"failed_trial_callback": optuna.storages.RetryFailedTrialCallback(max_retry=retries)})
+    return optuna.storages.RDBStorage(url, heartbeat_interval=HEARTBEAT_S, grace_period=3 * HEARTBEAT_S, **callback)
 
 
 def _sampler(sweep: dict, worker: int):
@@ -205,6 +298,7 @@ def worker(folder: Path, n: int) -> int:
     from optuna.trial import TrialState
 
     spec = json.loads((folder / "study.json").read_text(encoding="utf-8")) | {"worker": n}
+    os.chdir(spec["project"])
     sweep = spec["sweep"]
     dims = dimensions(sweep)
     study = _load(spec)
@@ -212,14 +306,47 @@ def worker(folder: Path, n: int) -> int:
         with _asking(folder):
             reap(study, spec)
             c = _counts(study)
-            if _remaining(study, sweep) - c.get("RUNNING", 0) <= 0 and not c.get("WAITING"):
+            trial = None
+            if _remaining(study, sweep) - c.get("RUNNING", 0) > 0 or c.get("WAITING"):
+                trial = study.ask({d.key: _distribution(d) for d in dims})
+                trial.set_user_attr("owner", _owner())
+            elif not c.get("RUNNING") or _remaining(study, sweep) <= 0:
                 return 0
-            trial = study.ask({d.key: _distribution(d) for d in dims})
-            trial.set_user_attr("owner", _owner())
-        state, value, reason = _run_trial(folder, spec, dims, trial)
+        if trial is None:
+            # The budget is taken by running trials: one whose worker dies is retried here.
+            time.sleep(_POLL_S)
+            continue
+        with _beating(study, trial):
+            state, value, reason = _run_trial(folder, spec, dims, trial)
         if reason:
             trial.set_user_attr("reason", reason)
         study.tell(trial, value if state == TrialState.COMPLETE else None, state=state)
+
+
+@contextlib.contextmanager
+def _beating(study, trial):
+    """Record the trial's heartbeat while it runs (database storage; a journal has none)."""
+    from optuna.storages._heartbeat import is_heartbeat_enabled
+
+    storage = study._storage
+    if not is_heartbeat_enabled(storage):
+        yield
+        return
+    stop = threading.Event()
+
+    def beat() -> None:
+        while True:
+            storage.record_heartbeat(trial._trial_id)
+            if stop.wait(HEARTBEAT_S):
+                return
+
+    thread = threading.Thread(target=beat, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
 
 
 @contextlib.contextmanager
@@ -236,17 +363,29 @@ def _asking(folder: Path):
 def _owner() -> dict:
     pid = os.getpid()
     return {"host": socket.gethostname(), "pid": pid, "pid_start": runs.process_start(pid),
-            "slurm_job": os.environ.get("SLURM_JOB_ID")}
+            "slurm_job": _slurm_job()}
+
+
+def _slurm_job() -> str | None:
+    """This worker's Slurm job: `ARRAY_TASK` for an array task (its own id may be the array's)."""
+    if os.environ.get("SLURM_ARRAY_JOB_ID") and os.environ.get("SLURM_ARRAY_TASK_ID"):
+        return f"{os.environ['SLURM_ARRAY_JOB_ID']}_{os.environ['SLURM_ARRAY_TASK_ID']}"
+    return os.environ.get("SLURM_JOB_ID")
 
 
 def reap(study, spec: dict, everyone: bool = False) -> None:
     """Fail the running trials whose worker died, and enqueue each again while retries last.
 
-    Journal files have no heartbeat: the owner recorded at ask time is checked instead (its
-    process on this host; `everyone`: every running trial, when no worker is left).
+    A database has heartbeats: Optuna fails the trials that stopped beating. Journal files have
+    none: the owner recorded at ask time is checked instead (its process on this host, its Slurm
+    job elsewhere; `everyone`: every running trial, when no worker is left).
     """
+    import optuna
     from optuna.trial import TrialState
 
+    if is_database(spec["storage"]) and not everyone:
+        optuna.storages.fail_stale_trials(study)  # its heartbeat callback enqueues the retry
+        return
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         owner = t.user_attrs.get("owner") or {}
         alive = owner.get("host") == socket.gethostname() and runs.process_start(int(owner.get("pid", 0))) == owner.get("pid_start")
@@ -287,7 +426,7 @@ def _run_trial(folder: Path, spec: dict, dims: list[Dimension], trial):
     trial.set_user_attr("folder", str(run_folder))
     follower = _Follower(run, trial, spec)
     follower.start()
-    code = launch(bundle, run_folder, run)
+    code = in_allocation(bundle, run_folder, run) if os.environ.get("SLURM_JOB_ID") and bundle.ir.target.scheduler == "slurm" else launch(bundle, run_folder, run)
     follower.stop.set()
     follower.join()
     if not follower.pruned:
@@ -302,6 +441,40 @@ def _run_trial(folder: Path, spec: dict, dims: list[Dimension], trial):
         return TrialState.FAIL, None, f"no epoch recorded `{spec['sweep'].get('metric', 'val_loss')}`"
     pick = min if spec["goal"] == "minimize" else max
     return TrialState.COMPLETE, pick(values), None
+
+
+def _array_active(job: str) -> bool:
+    """Whether a task of the job array is pending or running (`scontrol` shows one line per task)."""
+    try:
+        shown = subprocess.run(["squeue", "-h", "-j", job, "-o", "%T"], capture_output=True, text=True, timeout=60)
+    except subprocess.SubprocessError:
+        return True  # asked again on the next look
+    except OSError:
+        return False
+    if shown.returncode != 0:
+        return "Invalid job id" not in shown.stderr  # forgotten by Slurm: ended long ago
+    return bool(shown.stdout.split())
+
+
+def in_allocation(bundle, folder: Path, run) -> int:
+    """Run a trial's job.sbatch inside this worker's Slurm allocation: its srun steps are the ranks."""
+    from dtec.runner import data_root
+
+    env = {**os.environ, **data_root(bundle), "SLURM_SUBMIT_DIR": str(folder), "RUN_DIR": str(run.outputs),
+           "DTEC_MASTER_PORT": str(_free_port())}
+    log = run.outputs / "logs" / "launcher.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("a") as out:
+        process = subprocess.Popen(["bash", bundle.launcher], cwd=folder, env=env, stdout=out, stderr=subprocess.STDOUT)
+        runs.add_launch(run, kind="local", pid=process.pid, pid_start=runs.process_start(process.pid),
+                        host=socket.gethostname(), slurm_job=_slurm_job())
+        return process.wait()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("", 0))
+        return s.getsockname()[1]
 
 
 class _Follower(threading.Thread):
@@ -354,7 +527,7 @@ def finish(study, spec: dict, folder: Path) -> int:
         for t in trials:
             params = [(d.values[t.params[d.key]] if d.fn == "choice" else t.params[d.key]) if d.key in t.params else "" for d in dims]
             write.writerow([t.number, t.state.name.lower(), "" if t.value is None else t.value, *params,
-                            t.user_attrs.get("run", ""), t.user_attrs.get("reason", "")])
+                            t.user_attrs.get("run", ""), t.user_attrs.get("reason", "") or _silent(t)])
     best = _best(study)
     if best is None:
         _say(f"dtec: no trial completed; trials.csv in {folder} says why")
@@ -365,6 +538,11 @@ def finish(study, spec: dict, folder: Path) -> int:
     _say(f"dtec: best trial {best.number}: {spec['sweep'].get('metric', 'val_loss')} {best.value:.6g} "
          f"({', '.join(trial_sets(dims, best.params))}); {path}, {folder / 'trials.csv'}")
     return 0
+
+
+def _silent(trial) -> str:
+    """Why a trial failed that has no reason of its own: its heartbeat stopped (a database study)."""
+    return "its worker died (no heartbeat)" if trial.state.name == "FAIL" else ""
 
 
 def _say(text: str) -> None:

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Install what dtec and its tests need, on a fresh Debian 12 machine or one that has it all already
-# (then it takes seconds): Slurm + munge + shellcheck from Debian, then with pip torch, DeepSpeed
-# and dtec itself with its `test`, `bench`, `sweep` and `track` extras (the benchmark report test draws plots: no skip in CI).
+# (then it takes seconds): Slurm + munge + shellcheck + Chromium (the report test opens a page in
+# it) + PostgreSQL (a sweep's database test starts a server of its own) from Debian, then with pip
+# torch, DeepSpeed and dtec itself with its `test`, `bench`, `data`, `sweep`, `sweep-db`, `report`
+# and `track` extras (the benchmark report test draws plots: no skip in CI).
 #
 # Order matters: torch==2.13.0 first. That CPU build is served from this machine's disk; anything
 # that pulls in torch before it (deepspeed, dtec[torch]) would download a CUDA build of several GB.
@@ -24,8 +26,10 @@ missing=()
 for c in "${apt_commands[@]}"; do
     command -v "$c" >/dev/null 2>&1 || missing+=("$c")
 done
+# Debian's postgresql keeps its programs off the PATH, in /usr/lib/postgresql/<version>/bin.
+compgen -G '/usr/lib/postgresql/*/bin/postgres' >/dev/null || missing+=(postgres)
 if ((${#missing[@]})); then
-    log "missing ${missing[*]}: installing slurm-wlm munge shellcheck chromium with apt-get"
+    log "missing ${missing[*]}: installing slurm-wlm munge shellcheck chromium postgresql with apt-get"
     sudo=()
     if [[ $EUID -ne 0 ]]; then
         command -v sudo >/dev/null 2>&1 || { log "not root and no sudo: cannot apt-get install" >&2; exit 1; }
@@ -33,9 +37,9 @@ if ((${#missing[@]})); then
     fi
     export DEBIAN_FRONTEND=noninteractive
     "${sudo[@]}" apt-get update -q
-    "${sudo[@]}" apt-get install -y -q --no-install-recommends slurm-wlm munge shellcheck chromium
+    "${sudo[@]}" apt-get install -y -q --no-install-recommends slurm-wlm munge shellcheck chromium postgresql
 else
-    log "slurm, munge, shellcheck and chromium are installed"
+    log "slurm, munge, shellcheck, chromium and postgresql are installed"
 fi
 
 # --- Python packages -------------------------------------------------------------------------
@@ -46,7 +50,7 @@ pip=("$PYTHON" -m pip install --progress-bar off --disable-pip-version-check --r
 "${pip[@]}" -q 'deepspeed>=0.19,<0.20'
 # dtec goes out first: a pip that keeps an installed dtec of the same version would test old code.
 "$PYTHON" -m pip uninstall -q -y --root-user-action=ignore dtec >/dev/null 2>&1 || true
-"${pip[@]}" -q '.[test,bench,data,sweep,report,track]'
+"${pip[@]}" -q '.[test,bench,data,sweep,sweep-db,report,track]'
 
 # From / so that the checkout's dtec/ cannot shadow the installed one.
 log "$(cd / && "$PYTHON" -c 'import dtec, torch; print(f"dtec {dtec.__version__} at {dtec.__file__}; torch {torch.__version__}")')"

@@ -122,6 +122,25 @@ def test_sbatch_passes_shellcheck_and_bash_n(machine: str) -> None:
 
 
 @pytest.mark.parametrize("machine", SLURM_MACHINES)
+def test_sweep_workers_sbatch_is_an_array_allocated_as_one_trial(machine: str) -> None:
+    from dtec.backends.slurm import workers
+
+    ir, plan, files = generate(case(machine), machine)
+    text = workers(ir, plan, 3, "sweep-0123456789ab")
+    bash_n(text)
+    shellcheck(text)
+    job, array = sbatch_flags(files["job.sbatch"]), sbatch_flags(text)
+    # The trial's allocation, as an array of three; no requeue or time-limit signal of its own.
+    kept = [f for f in job if not f.startswith(("--output", "--error", "--open-mode", "--signal", "--requeue"))]
+    assert array == [*kept, "--array=0-2", "--output=workers/%x-%A_%a.out", "--error=workers/%x-%A_%a.err"]
+    assert text.rstrip().endswith('exec python -m dtec.study "$PWD" "${SLURM_ARRAY_TASK_ID:?submit workers.sbatch as a job array}"')
+    # The same environment as the trial's job (modules, venv, exports, setup).
+    after = files["job.sbatch"].split('mkdir -p "$run_dir"\n', 1)[1]
+    environment = re.split(r"\n(?:# Since Slurm|export OMP_NUM_THREADS)", after)[0]
+    assert environment.strip() in text
+
+
+@pytest.mark.parametrize("machine", SLURM_MACHINES)
 def test_sbatch_has_exactly_one_launcher(machine: str) -> None:
     _, plan, files = generate(case(machine), machine)
     text = files["job.sbatch"]

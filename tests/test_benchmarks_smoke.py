@@ -18,7 +18,7 @@ import pytest
 # checkout here cannot shadow it.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks import compile_latency, growth, lint_throughput, profiles, report, training
+from benchmarks import compile_latency, growth, lint_throughput, profiles, report, sweep_overhead, training
 from benchmarks.blueprint_gen import SERIES, realistic, shipped
 from benchmarks.common import fit_exponent, summary
 
@@ -209,3 +209,11 @@ def test_data_loader(tmp_path: Path) -> None:
     assert [(x["stride"], x["samples"]) for x in r["loaders"]] == [(1, 128), (64, 128)]
     assert all(number(x["ratio"]["median"]) for x in r["loaders"]) and number(r["lint"]["extra_s"]["median"])
     assert "Array data" in report.markdown({"benchmarks": {"data": r}})
+
+
+def test_sweep_overhead(tmp_path: Path) -> None:
+    r = sweep_overhead.run(tmp_path, trials=3)
+    check_targets(r)
+    for step in ("trial", "plain compile", "ask", "compile", "tell"):
+        check_summary(r["ms"][step], 3)
+    assert r["ratio"] == r["ms"]["trial"]["median"] / r["ms"]["plain compile"]["median"]

@@ -16,6 +16,8 @@ from dtec.units import GIB, MIB
 
 JOB_FILE = "job.sbatch"
 TEMPLATE = "job.sbatch.jinja"
+WORKERS_TEMPLATE = "workers.sbatch.jinja"
+WORKER_LOGS = "workers/%x-%A_%a"  # a sweep's worker logs, relative to the study folder
 PREEMPTED_EXIT = 143  # train.py checkpoints on SIGUSR1/SIGTERM, then exits 128 + SIGTERM
 LOG_PATTERN = "logs/%x-%j"  # relative to the submit dir, which is the bundle folder
 # Slurm may send the --signal up to 60 s early; keep the lead within [60 s, 10 min] and under
@@ -37,13 +39,32 @@ def generate(ir: IR, plan: Plan, shared: Mapping[str, str]) -> dict[str, str]:
     return {JOB_FILE: render(TEMPLATE, **context(ir, plan))}
 
 
+def workers(ir: IR, plan: Plan, count: int, study: str) -> str:
+    """Return the `workers.sbatch` of a sweep: a job array of `count` workers, each allocated as
+    one trial's job asks, running `python -m dtec.study` in the study folder (docs/sweeps.md)."""
+    values = context(ir, plan)
+    tasks, cpus = _shape(plan)
+    header = [
+        *_resources(ir, plan, tasks, cpus, _exclusive(ir, plan)),
+        f"--array=0-{count - 1}",
+        f"--output={WORKER_LOGS}.out",
+        f"--error={WORKER_LOGS}.err",
+    ]
+    return render(WORKERS_TEMPLATE, **values | {"header": header, "study": study, "count": count})
+
+
+def _shape(plan: Plan) -> tuple[int, int]:
+    """Tasks per node and CPUs per task of the job's allocation."""
+    if plan.machine.launch.pattern == "torchrun-per-node":
+        return 1, plan.cpus_per_rank * plan.ranks_per_node
+    return plan.ranks_per_node, plan.cpus_per_rank
+
+
 def context(ir: IR, plan: Plan) -> dict[str, Any]:
     """Compute every value the template places (quoted where it reaches the shell)."""
     machine = plan.machine
     launch = machine.launch
-    per_node = launch.pattern == "torchrun-per-node"
-    tasks = 1 if per_node else plan.ranks_per_node
-    cpus = plan.cpus_per_rank * plan.ranks_per_node if per_node else plan.cpus_per_rank
+    tasks, cpus = _shape(plan)
     container = _container(ir, plan)
     exclusive = _exclusive(ir, plan)
     env = export_lines(machine.environment(plan.partition), ir.target.env)
@@ -63,7 +84,8 @@ def context(ir: IR, plan: Plan) -> dict[str, Any]:
         "master_addr_suffix": shell_word(launch.master_addr_suffix)
         if launch.master_addr_suffix
         else "",
-        "master_port": dquote(launch.master_port),
+        # A sweep's worker gives each trial's step a free port: its trials may share a node with others.
+        "master_port": '"${DTEC_MASTER_PORT:-' + dquote(launch.master_port)[1:-1] + '}"',
         "container": container,
         "launch": _launch(plan, container, exclusive),
         "pattern": launch.pattern,
@@ -73,6 +95,19 @@ def context(ir: IR, plan: Plan) -> dict[str, Any]:
 
 # ---- the header ------------------------------------------------------------------------------
 def _header(ir: IR, plan: Plan, tasks: int, cpus: int, exclusive: bool) -> list[str]:
+    return [
+        *_resources(ir, plan, tasks, cpus, exclusive),
+        f"--output={LOG_PATTERN}.out",
+        f"--error={LOG_PATTERN}.err",
+        # A requeued job keeps its id: append to its logs instead of truncating them.
+        "--open-mode=append",
+        f"--signal=B:USR1@{signal_lead(ir.target.walltime_s)}",
+        "--requeue",
+    ]
+
+
+def _resources(ir: IR, plan: Plan, tasks: int, cpus: int, exclusive: bool) -> list[str]:
+    """The flags that name the job and what it asks for (one run's allocation)."""
     machine, target = plan.machine, ir.target
     flags = [f"--job-name={job_name(ir.twin.name)}"]
     for key in ("account", "partition", "qos"):
@@ -101,14 +136,6 @@ def _header(ir: IR, plan: Plan, tasks: int, cpus: int, exclusive: bool) -> list[
         flags.append(f"--reservation={reservation}")
     if machine.launch.hint_nomultithread:
         flags.append("--hint=nomultithread")
-    flags += [
-        f"--output={LOG_PATTERN}.out",
-        f"--error={LOG_PATTERN}.err",
-        # A requeued job keeps its id: append to its logs instead of truncating them.
-        "--open-mode=append",
-        f"--signal=B:USR1@{signal_lead(target.walltime_s)}",
-        "--requeue",
-    ]
     return flags
 
 

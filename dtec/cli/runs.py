@@ -140,22 +140,33 @@ def run(
     raise typer.Exit(code)
 
 
-def _sweep(bundle, file: Path, sets, machines, **refused) -> int:
+def _sweep(bundle, file: Path, sets, machines, *, detach: bool, dry_run: bool, **refused) -> int:
     """Run the blueprint's sweep (docs/sweeps.md); options for one run do not apply to it."""
+    scheduler = bundle.ir.target.scheduler
     given = [f"--{name.replace('_', '-')}" for name, value in refused.items() if value]
+    if detach and scheduler == "local":
+        given.append("--detach")
+    if dry_run and scheduler == "local":
+        given.append("--dry-run")
     if given:
         _stderr(f"dtec: {', '.join(given)} is for one run; a sweep's runs are its trials (docs/sweeps.md)")
         return 2
-    if bundle.ir.target.scheduler != "local":
-        _stderr(f"dtec: sweeps run locally for now; `{bundle.ir.target.name}` is a {bundle.ir.target.scheduler} target")
+    if scheduler not in ("local", "slurm"):
+        _stderr(f"dtec: sweeps run locally or on Slurm for now; `{bundle.ir.target.name}` is a {scheduler} target")
         return 2
     import importlib.util
 
     if importlib.util.find_spec("optuna") is None:
         _stderr("dtec: a sweep runs an Optuna study, and Optuna is not installed: pip install 'dtec[sweep]'")
         return 2
+    scheme = str(bundle.blueprint.get("sweep").get("storage", "journal")).split(":", 1)[0]
+    if scheme in ("postgresql", "postgresql+psycopg2") and importlib.util.find_spec("psycopg2") is None:
+        _stderr("dtec: the sweep's study is in PostgreSQL, and psycopg2 is not installed: pip install 'dtec[sweep-db]'")
+        return 2
     from dtec import study
 
+    if scheduler == "slurm":
+        return study.submit(bundle, file, list(sets or ()), list(machines or ()), detach=detach, dry_run=dry_run)
     return study.start(bundle, file, list(sets or ()), list(machines or ()))
 
 
