@@ -96,13 +96,20 @@ def load(script: Path, name: str):
     return module
 
 
-def passes(folder: Path, stride: int, cells: int, *, rounds: int, batches: int, workers: int) -> dict:
+def passes(folder: Path, stride: int, cells: int, **options) -> dict:
     """Samples/s of the generated and the hand-written loader, alternated `rounds` times."""
     import os
+    from unittest import mock
 
+    # The generated loader reads the store from the data root; the caller's environment stays
+    # as it was (tests that run after this one in the same process read their own data root).
+    with mock.patch.dict(os.environ, {"DTEC_DATA_ROOT": str(folder)}):
+        return _passes(folder, stride, cells, **options)
+
+
+def _passes(folder: Path, stride: int, cells: int, *, rounds: int, batches: int, workers: int) -> dict:
     import torch
 
-    os.environ["DTEC_DATA_ROOT"] = str(folder)
     train = load(compile_to(folder, BLUEPRINT.format(source=ZARR.format(stride=stride), features=2 * cells, cells=cells)), f"bench_train_{stride}")
     namespace = {"torch": torch, "np": __import__("numpy"), "xr": __import__("xarray")}
     exec(HANDWRITTEN, namespace)

@@ -19,7 +19,10 @@ from tests.test_objectives import epochs, run
 
 REPO = Path(__file__).resolve().parent.parent
 FLOW = REPO / "blueprints" / "phi4-flow.twin"
-OBJECTIVE = 'objective     = reverse_kl(prior = normal(mean = 0, std = 1), action = python("phi4:action", mass2 = 0.5, coupling = 0.5))'
+OBJECTIVE = """objective = reverse_kl(
+    prior  = normal(mean = 0, std = 1),
+    action = python("phi4:action", mass2 = 0.5, coupling = 0.5),
+  )"""  # as `dtec fmt` lays it out in the example
 
 
 def project(tmp_path: Path, text: str) -> Path:
