@@ -22,7 +22,6 @@ from dtec.suggest import did_you_mean
 if TYPE_CHECKING:
     from dtec.lang.files import _FileChecker
 
-_LIBRARIES = {"netcdf": "netCDF4", "hdf5": "h5py"}
 _PARTS = ("train", "val", "test")
 
 

@@ -380,7 +380,6 @@ LOSS_TARGETS = {
     "mse": "values", "rmse": "values", "mae": "values", "huber": "values", "mape": "values",
     "cross_entropy": "classes", "nll": "classes", "bce": "binary", "python": None,
 }
-CLASSIFICATION_LOSSES = tuple(name for name, scored in LOSS_TARGETS.items() if scored in ("classes", "binary"))
 
 # The metrics `train.metrics` may ask for, by task, and the direction in which each improves.
 CLASSIFICATION_METRIC_NAMES = ("accuracy", "precision", "recall", "f1")
