@@ -47,6 +47,11 @@ class Source:
         line = bisect_right(self._line_starts, offset)
         return line, offset - self._line_starts[line - 1] + 1
 
+    def line_start(self, line: int) -> int:
+        """Return the offset of line `line`'s first character (1-based; clamped to the text)."""
+        line = max(1, min(line, len(self._line_starts)))
+        return self._line_starts[line - 1]
+
     def line_text(self, line: int) -> str:
         """Return line `line` (1-based) without its newline."""
         if not 1 <= line <= len(self._line_starts):

@@ -50,7 +50,7 @@ pip=("$PYTHON" -m pip install --progress-bar off --disable-pip-version-check --r
 "${pip[@]}" -q 'deepspeed>=0.19,<0.20'
 # dtec goes out first: a pip that keeps an installed dtec of the same version would test old code.
 "$PYTHON" -m pip uninstall -q -y --root-user-action=ignore dtec >/dev/null 2>&1 || true
-"${pip[@]}" -q '.[test,bench,data,sweep,sweep-db,report,track]'
+"${pip[@]}" -q '.[test,bench,data,sweep,sweep-db,report,track,lsp]'
 
 # From / so that the checkout's dtec/ cannot shadow the installed one.
 log "$(cd / && "$PYTHON" -c 'import dtec, torch; print(f"dtec {dtec.__version__} at {dtec.__file__}; torch {torch.__version__}")')"

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from dtec import __version__
-from dtec.cli import blueprints, data, evaluation, jobs, machines, runs, tracking
+from dtec.cli import blueprints, data, editor, evaluation, jobs, machines, runs, tracking
 
 app = typer.Typer(
     name="dtec",
@@ -45,7 +45,7 @@ app.command("compile")(jobs.compile_)
 for command in (jobs.schema, jobs.graph, runs.run, jobs.check, machines.env):
     app.command()(command)
 app.command("runs")(runs.runs_)
-for command in (runs.status, runs.logs, runs.cancel, runs.report, evaluation.evaluate):
+for command in (runs.status, runs.logs, runs.cancel, runs.report, evaluation.evaluate, editor.lsp):
     app.command()(command)
 
 
