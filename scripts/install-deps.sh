@@ -3,7 +3,8 @@
 # (then it takes seconds): Slurm + munge + shellcheck + Chromium (the report test opens a page in
 # it) + PostgreSQL (a sweep's database test starts a server of its own) from Debian, then with pip
 # torch, DeepSpeed and dtec itself with its `test`, `bench`, `data`, `sweep`, `sweep-db`, `report`
-# and `track` extras (the benchmark report test draws plots: no skip in CI).
+# and `track` extras (the benchmark report test draws plots: no skip in CI), and with npm the
+# TextMate engine tests/test_textmate.py colours blueprints with (tests/textmate, from its lock file).
 #
 # Order matters: torch==2.13.0 first. That CPU build is served from this machine's disk; anything
 # that pulls in torch before it (deepspeed, dtec[torch]) would download a CUDA build of several GB.
@@ -21,7 +22,7 @@ log() { printf 'install-deps: %s\n' "$*"; }
 
 # --- Debian packages -------------------------------------------------------------------------
 apt_commands=(sbatch srun sinfo squeue scontrol scancel slurmctld slurmd munge unmunge munged
-    shellcheck chromium)
+    shellcheck chromium node npm)
 missing=()
 for c in "${apt_commands[@]}"; do
     command -v "$c" >/dev/null 2>&1 || missing+=("$c")
@@ -29,7 +30,7 @@ done
 # Debian's postgresql keeps its programs off the PATH, in /usr/lib/postgresql/<version>/bin.
 compgen -G '/usr/lib/postgresql/*/bin/postgres' >/dev/null || missing+=(postgres)
 if ((${#missing[@]})); then
-    log "missing ${missing[*]}: installing slurm-wlm munge shellcheck chromium postgresql with apt-get"
+    log "missing ${missing[*]}: installing slurm-wlm munge shellcheck chromium postgresql nodejs npm with apt-get"
     sudo=()
     if [[ $EUID -ne 0 ]]; then
         command -v sudo >/dev/null 2>&1 || { log "not root and no sudo: cannot apt-get install" >&2; exit 1; }
@@ -37,9 +38,9 @@ if ((${#missing[@]})); then
     fi
     export DEBIAN_FRONTEND=noninteractive
     "${sudo[@]}" apt-get update -q
-    "${sudo[@]}" apt-get install -y -q --no-install-recommends slurm-wlm munge shellcheck chromium postgresql
+    "${sudo[@]}" apt-get install -y -q --no-install-recommends slurm-wlm munge shellcheck chromium postgresql nodejs npm
 else
-    log "slurm, munge, shellcheck, chromium and postgresql are installed"
+    log "slurm, munge, shellcheck, chromium, postgresql and node are installed"
 fi
 
 # --- Python packages -------------------------------------------------------------------------
@@ -54,3 +55,6 @@ pip=("$PYTHON" -m pip install --progress-bar off --disable-pip-version-check --r
 
 # From / so that the checkout's dtec/ cannot shadow the installed one.
 log "$(cd / && "$PYTHON" -c 'import dtec, torch; print(f"dtec {dtec.__version__} at {dtec.__file__}; torch {torch.__version__}")')"
+
+# --- npm packages ----------------------------------------------------------------------------
+npm ci --prefix tests/textmate --no-audit --no-fund --loglevel=error

@@ -122,8 +122,10 @@ def _with_markers(job_yaml: str, files: dict[str, str]) -> str:
     return dump_yaml(docs)
 
 
-def _unavailable(reason: str) -> None:
-    hint = "start it with `sudo bash scripts/slurm-local.sh start` (scripts/test.sh does)"
+_SLURM_HINT = "start it with `sudo bash scripts/slurm-local.sh start` (scripts/test.sh does)"
+
+
+def _unavailable(reason: str, hint: str = _SLURM_HINT) -> None:
     if IN_CI:
         pytest.fail(f"{reason}; {hint}", pytrace=False)
     pytest.skip(f"{reason}; {hint}")
@@ -177,3 +179,19 @@ def read_only():
     yield lock
     for path in locked:
         subprocess.run(["chattr", "-i", str(path)], check=True)
+
+
+@pytest.fixture(scope="session")
+def textmate(repo_root: Path):
+    """Tokenize files with VS Code's TextMate engine: `textmate(grammar, files)` returns token dicts."""
+    harness = repo_root / "tests" / "textmate"
+    if not shutil.which("node") or not (harness / "node_modules" / "vscode-textmate").is_dir():
+        _unavailable("node or the TextMate test harness is missing",
+                     "run `npm ci --prefix tests/textmate` (scripts/install-deps.sh does)")
+
+    def tokenize(grammar: Path, files: list[Path]) -> list[dict]:
+        done = subprocess.run(["node", str(harness / "tokenize.mjs"), str(grammar), *map(str, files)],
+                              capture_output=True, text=True, check=True, timeout=120)
+        return [json.loads(line) for line in done.stdout.splitlines()]
+
+    return tokenize
