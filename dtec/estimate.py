@@ -39,25 +39,30 @@ def _lstm_parameters(arch: dict, shape: list[int] | None) -> int:
 
 
 def _cnn_parameters(arch: dict, shape: list[int] | None) -> int:
+    # Bias-free 3x3 convolutions, each with a batch norm (a weight and a bias per channel).
     widths = [arch["channels"], *arch["widths"]]
-    convs = sum(a * b * 9 + b + 2 * b for a, b in zip(widths, widths[1:]))
+    convs = sum(a * b * 9 + 2 * b for a, b in zip(widths, widths[1:]))
     return convs + widths[-1] * arch["output"] + arch["output"]
 
 
 def _unet_parameters(arch: dict, shape: list[int] | None) -> int:
-    total, c_in, w = 0, arch["channels"], arch["width"]
-    kernel = 9 if shape is not None and len(shape) == 3 else 3
-    skips = []
-    for _ in range(arch["depth"]):
-        total += (c_in * w + w * w) * kernel + 2 * w
-        skips.append(w)
-        c_in, w = w, w * 2
-    total += (c_in * w + w * w) * kernel + 2 * w  # bottleneck
-    for skip in reversed(skips):
-        total += w * skip * 4 + skip  # up-sampling
-        total += (2 * skip * skip + skip * skip) * kernel + 2 * skip
-        w = skip
-    return total + w * arch["output"] + arch["output"]
+    # As train/model/unet.py.jinja builds it: each DoubleConv is two bias-free convolutions and two
+    # batch norms (a weight and a bias per channel each); the up-sampling is a stride-2 transposed
+    # convolution with a bias.
+    two_d = shape is not None and len(shape) == 3
+    kernel, up_kernel = (9, 4) if two_d else (3, 2)
+
+    def double_conv(c_in: int, c_out: int) -> int:
+        return (c_in * c_out + c_out * c_out) * kernel + 4 * c_out
+
+    widths = [arch["width"] * 2**level for level in range(arch["depth"] + 1)]
+    total = double_conv(widths[-2] if arch["depth"] else arch["channels"], widths[-1])
+    for c_in, c_out in zip([arch["channels"], *widths], widths[:-1]):
+        total += double_conv(c_in, c_out)  # down
+    for level in range(arch["depth"]):
+        total += widths[level + 1] * widths[level] * up_kernel + widths[level]  # up
+        total += double_conv(2 * widths[level], widths[level])  # merge
+    return total + widths[0] * arch["output"] + arch["output"]
 
 
 def _transformer_parameters(arch: dict, shape: list[int] | None) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -167,3 +168,13 @@ def test_train_py_check_prints_one_json_report(project: Path, tmp_path: Path) ->
     assert report is not None and report["ok"] and report["parameters"] == 9
     assert json.loads(json.dumps(report)) == report
     assert report["state_bytes"] == 9 * 4 * 4  # weights, gradients, AdamW's two moments
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["digits.twin", "pulsar-segmentation.twin", "gw-denoising.twin"])
+def test_the_estimate_counts_the_parameters_the_built_model_has(blueprints_dir: Path, name: str) -> None:
+    # A CNN, a 1-D and a 2-D U-Net: the static count is that of the model train.py builds.
+    result = dtec("check", str(blueprints_dir / name))
+    counted = re.search(r"`\w+`: ([\d,]+) parameters \(estimated ([\d,]+)\)", result.stderr)
+    assert counted is not None, result.stderr
+    assert counted.group(1) == counted.group(2), result.stderr
