@@ -241,8 +241,7 @@ class _Scanner:
 def scan(text: str, offset: int) -> Cursor:
     """Return the picture at `offset`: the frames open there and the word, string or unit being typed."""
     prefix = text[:offset]
-    line = _TOKEN.findall(prefix, prefix.rfind("\n") + 1)
-    if line and line[-1][2]:  # the position is in a comment
+    if comment_start(prefix[prefix.rfind("\n") + 1 :]) is not None:  # the position is in a comment
         return Cursor((Frame("body"),), (), (), offset, "", in_comment=True)
     found = tokens(prefix)
     in_string, number = False, None
@@ -345,3 +344,11 @@ def unit_kinds(type_: t.Type | None) -> tuple[str, ...]:
         for o in _options(type_)
         if isinstance(o, (t.Duration, t.Size))
     )
+
+
+def comment_start(line: str) -> int | None:
+    """Return where the comment of a line starts (a `#` outside strings), if it has one."""
+    last = None
+    for last in _TOKEN.finditer(line):
+        pass
+    return last.start() if last is not None and last.lastgroup == "comment" else None

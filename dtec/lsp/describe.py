@@ -8,14 +8,19 @@ from dtec.machines import Machine, Partition
 from dtec.units import DURATIONS, SIZES, format_duration
 
 
+def _default(field: t.Field) -> str:
+    shown = default_text(field)
+    return "required" if field.required else "no default" if shown == "—" else f"default {shown}"
+
+
 def field_detail(field: t.Field) -> str:
     """Return a key's or argument's type and default on one line."""
-    return f"{field.type.describe()} ({default_text(field).strip('`')})"
+    return f"{field.type.describe()} ({_default(field)})"
 
 
 def field_markdown(name: str, field: t.Field) -> str:
     """Return a key's or argument's documentation: its type, its default, its meaning."""
-    return f"`{name}`: {field.type.describe()} — default {default_text(field)}\n\n{field.doc}"
+    return f"`{name}`: {field.type.describe()} ({_default(field)})\n\n{field.doc}"
 
 
 def function_markdown(name: str, function: t.Function) -> str:
