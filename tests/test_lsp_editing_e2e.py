@@ -94,4 +94,4 @@ async def test_code_actions_over_stdio(client: LanguageClient, tmp_path: Path) -
     )
     (fix,) = actions
     assert fix.title == "Replace with `epochs`" and list(fix.diagnostics) == [epoch]
-    assert fix.edit.changes[uri] == [types.TextEdit(epoch.range, "epochs")]
+    assert list(fix.edit.changes[uri]) == [types.TextEdit(epoch.range, "epochs")]
