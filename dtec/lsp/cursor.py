@@ -8,27 +8,30 @@ lists, recovers at every closing bracket and line break, and never fails.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
+from typing import NamedTuple
 
 from dtec.lang import types as t
 from dtec.lang.schema import BLOCKS
 
-_TOKEN = re.compile(
-    r"""(?P<nl>\n)|(?P<ws>[ \t\f\r]+)|(?P<comment>\#[^\n]*)
-    |(?P<string>"(?:[^"\\\n]|\\.)*(?P<closed>")?)
+# The tokens that matter to the scan (a string may lack its closing quote: it is being typed).
+_PARTS = r"""(?P<nl>\n)|(?P<string>"(?:[^"\\\n]|\\.)*(?P<closed>")?)
     |(?P<number>[-+]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][-+]?[0-9]+)?[A-Za-z]*)
-    |(?P<name>[A-Za-z_][A-Za-z0-9_]*)
-    |(?P<punct>[{}\[\]()=,.])|(?P<other>.)""",
-    re.X,
-)
+    |(?P<name>[A-Za-z_][A-Za-z0-9_]*)|(?P<punct>[{}\[\]()=,.])|(?P<other>.)"""
+_TOKEN = re.compile(r"(?P<ws>[ \t\f\r]+)|(?P<comment>\#[^\n]*)|" + _PARTS, re.X)
+# The same with blanks and comments skipped inside each match: a loop turn per token, not per blank.
+_SIGNIFICANT = re.compile(r"(?:[ \t\f\r]+|\#[^\n]*)*+(?:" + _PARTS + ")", re.X)
+# A line that starts a top-level block at its first column (as `dtec fmt` writes blueprints), or an
+# import: where the scan starts (the block around the position), and what is declared elsewhere.
+_TOP = re.compile(r'^(?:import[ \t]+("(?:[^"\\\n]|\\.)*")|([A-Za-z_][A-Za-z0-9_]*)[ \t]*(?:"((?:[^"\\\n]|\\.)*)"[ \t]*)?\{)', re.M)
 # A number being typed at the cursor, and the unit letters typed after it so far.
 _NUMBER_AT_END = re.compile(r"(?<![A-Za-z0-9_.])([-+]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+))([A-Za-z]*)$")
 _WORD_AT_END = re.compile(r"[A-Za-z_][A-Za-z0-9_]*$")
 _CLOSERS = {"}": "{", ")": "(", "]": "["}
 
 
-@dataclass(frozen=True)
-class Token:
+class Token(NamedTuple):
     """A scanned token: `name`, `string`, `number`, `nl`, or a punctuation character as its kind."""
 
     kind: str
@@ -44,18 +47,22 @@ class Token:
 
 def tokens(text: str, start: int = 0) -> list[Token]:
     """Return the tokens of `text` from `start`, blanks and comments left out."""
-    found = []
-    for m in _TOKEN.finditer(text, start):
+    return list(iter_tokens(text, start))
+
+
+def iter_tokens(text: str, start: int = 0) -> Iterator[Token]:
+    """Yield the tokens of `text` from `start`, blanks and comments left out."""
+    for m in _SIGNIFICANT.finditer(text, start):
         kind = m.lastgroup
-        if kind in ("ws", "comment"):
+        if kind is None:  # blanks at the end
             continue
+        begin = m.start(kind)
         if kind == "string":
-            found.append(Token("string", m.group(), m.start(), m.end(), m.group("closed") is not None))
+            yield Token("string", m.group(kind), begin, m.end(), m.group("closed") is not None)
         elif kind in ("punct", "other"):
-            found.append(Token(m.group(), m.group(), m.start(), m.end()))
+            yield Token(m.group(kind), m.group(kind), begin, m.end())
         else:
-            found.append(Token(kind, m.group(), m.start(), m.end()))
-    return found
+            yield Token(kind, m.group(kind), begin, m.end())
 
 
 @dataclass
@@ -112,6 +119,17 @@ class _Scanner:
         self.stack = [Frame("body")]
         self.declared: list[tuple[str, str]] = []
         self.imports: list[str] = []
+
+    def top_level(self, text: str, start: int, end: int) -> None:
+        """Take the imports and top-level blocks of `text[start:end]` from their first lines."""
+        top = self.stack[0]
+        for m in _TOP.finditer(text, start, end):
+            if m.group(1):
+                self.imports.append(m.group(1))
+            else:
+                top.seen[m.group(2)] = None
+                if m.group(3) is not None:
+                    self.declared.append((m.group(2), m.group(3)))
 
     def feed(self, tok: Token) -> None:
         f = self.stack[-1]
@@ -243,7 +261,11 @@ def scan(text: str, offset: int) -> Cursor:
     prefix = text[:offset]
     if comment_start(prefix[prefix.rfind("\n") + 1 :]) is not None:  # the position is in a comment
         return Cursor((Frame("body"),), (), (), offset, "", in_comment=True)
-    found = tokens(prefix)
+    # Only the top-level block around the position is scanned; the others are read off their first lines.
+    begin = 0
+    for m in _TOP.finditer(prefix):
+        begin = m.start() if m.group(2) else begin
+    found = tokens(prefix, begin)
     in_string, number = False, None
     last = found[-1] if found else None
     resume = offset
@@ -262,12 +284,20 @@ def scan(text: str, offset: int) -> Cursor:
         if m is not None:  # the rest of the word under the position is not a new token
             resume = offset + len(re.match(r"[A-Za-z0-9_]*", text[offset:]).group())  # type: ignore[union-attr]
     scanner = _Scanner()
+    scanner.top_level(text, 0, begin)
     for tok in found:
         scanner.feed(tok)
     # A copy of each frame's element, sharing the `seen` dicts: keys after the position still count.
     frames = tuple(replace(f) for f in scanner.stack)
-    for tok in tokens(text, resume):
-        scanner.feed(tok)
+    depth, rest = len(scanner.stack), resume
+    if depth > 1:
+        rest = len(text)
+        for tok in iter_tokens(text, resume):
+            scanner.feed(tok)
+            if len(scanner.stack) < depth:  # the frame at the position closed
+                rest = tok.end
+                break
+    scanner.top_level(text, rest, len(text))
     return Cursor(
         frames, tuple(scanner.declared), tuple(scanner.imports), start, text[start:offset], in_string=in_string, number=number
     )
