@@ -13,7 +13,7 @@ FSDP, DeepSpeed ZeRO-1/2/3, and the instrumentation's cost), stopflag (the per-s
 check timed alone), data (the generated Zarr loader against a hand-written xarray one, and lint
 of a Zarr blueprint against a synthetic one), profile (import times and cProfile
 of the lint and compile paths), sweep (a study's ask + compile + tell per trial against a plain
-compile). The GPU comparison is `benchmarks/gpu.sh`.
+compile), completion (`dtec lsp` completion latency through a real LSP client). The GPU comparison is `benchmarks/gpu.sh`.
 
 Output: DIR/results.json (default benchmarks/results/, which git ignores), DIR/results.md, DIR/*.png.
 """
@@ -36,6 +36,7 @@ from benchmarks import (  # noqa: E402
     data_loader,
     growth,
     lint_throughput,
+    lsp_completion,
     metrics,
     profiles,
     report,
@@ -56,6 +57,7 @@ BENCHMARKS = {
     "data": (data_loader, {}, {"steps": 8192, "cells": 32, "rounds": 1, "batches": 5, "workers": (0,), "lint_rounds": 2}),
     "profile": (profiles, {}, {"lint_count": 100, "compile_repeat": 10}),
     "sweep": (sweep_overhead, {}, {"trials": 10}),
+    "completion": (lsp_completion, {}, {"rounds": 5}),
 }
 DOCS = ROOT / "docs" / "benchmarks"
 

@@ -217,3 +217,13 @@ def test_sweep_overhead(tmp_path: Path) -> None:
     for step in ("trial", "plain compile", "ask", "compile", "tell"):
         check_summary(r["ms"][step], 3)
     assert r["ratio"] == r["ms"]["trial"]["median"] / r["ms"]["plain compile"]["median"]
+
+
+def test_lsp_completion(tmp_path: Path) -> None:
+    from benchmarks import lsp_completion
+
+    r = lsp_completion.run(tmp_path, blocks=3, rounds=1)
+    check_targets(r)
+    assert set(r["ms"]) == set(lsp_completion.POSITIONS)
+    for values in r["ms"].values():
+        check_summary(values, 1)

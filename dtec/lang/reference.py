@@ -76,13 +76,23 @@ def _block(kind: str, spec: t.BlockSpec, level: int) -> list[str]:
     for key, call in calls:
         out.append(f"Functions for `{key}`:\n")
         for name, function in call.functions.items():
-            params = ", ".join(function.params) + (", ..." if function.variadic_kwargs else "")
-            out.append(f"- `{name}({params})`: {function.doc}")
-            for pname, field in function.params.items():
-                out.append(f"  - `{pname}`: {_type(field)} — {field.doc}")
+            out += function_lines(name, function)
         out.append("")
     for sub_kind, sub in spec.blocks.items():
         out += _block(sub_kind, sub, level + 1)
+    return out
+
+
+def signature(name: str, function: t.Function) -> str:
+    """Return a function's signature as the reference writes it: `mlp(input, hidden, output)`."""
+    return f"{name}({', '.join(function.params)}{', ...' if function.variadic_kwargs else ''})"
+
+
+def function_lines(name: str, function: t.Function) -> list[str]:
+    """Return a function's Markdown list item: its signature and doc, then one line per argument."""
+    out = [f"- `{signature(name, function)}`: {function.doc}"]
+    for pname, field in function.params.items():
+        out.append(f"  - `{pname}`: {_type(field)} — {field.doc}")
     return out
 
 
@@ -91,7 +101,7 @@ def _fields(fields: dict[str, t.Field]) -> list[str]:
         return []
     rows = ["| attribute | type | default | meaning |", "|---|---|---|---|"]
     for key, field in fields.items():
-        rows.append(f"| `{key}` | {_type(field)} | {_default(field)} | {field.doc} |")
+        rows.append(f"| `{key}` | {_type(field)} | {default_text(field)} | {field.doc} |")
     return [*rows, ""]
 
 
@@ -99,7 +109,8 @@ def _type(field: t.Field) -> str:
     return field.type.describe().replace("|", "\\|")
 
 
-def _default(field: t.Field) -> str:
+def default_text(field: t.Field) -> str:
+    """Return a field's default as the reference shows it: `required`, `—` or the value in code."""
     if field.required:
         return "required"
     value = field.default

@@ -7,7 +7,7 @@ from pygls.lsp.server import LanguageServer
 from dtec import __version__
 
 # Each module holds one feature and a `register(server)` that adds its handlers.
-FEATURES: tuple[str, ...] = ()
+FEATURES: tuple[str, ...] = ("completion", "hover", "actions")
 
 
 def build() -> LanguageServer:
