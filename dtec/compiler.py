@@ -65,19 +65,23 @@ def compile_blueprint(
     machine_dirs: Sequence[Path] = (),
     template_dirs: Sequence[Path] = (),
     sweep: bool = True,
+    name: str | None = None,
 ) -> tuple[Bundle | None, list[Diagnostic]]:
     """Compile `path` for `target`; returns no bundle when any error was found.
 
-    `sweep=False`: without the blueprint's `sweep` block, as one trial of it.
+    `sweep=False`: without the blueprint's `sweep` block, as one trial of it. `name`: the
+    Kubernetes workload's name (default: the twin's), for runs applied side by side.
     """
     built, diagnostics = build(path, target, text=text, sets=sets, environ=environ, machine_dirs=machine_dirs, sweep=sweep)
     if built is None:
         return None, diagnostics
     ir, plan, blueprint, code = built
-    return Bundle(generate(ir, plan, template_dirs, code), ir, plan, blueprint, code), diagnostics
+    return Bundle(generate(ir, plan, template_dirs, code, name), ir, plan, blueprint, code), diagnostics
 
 
-def generate(ir: IR, plan: Plan, template_dirs: Sequence[Path] = (), code: BundledCode | None = None) -> dict[str, str]:
+def generate(
+    ir: IR, plan: Plan, template_dirs: Sequence[Path] = (), code: BundledCode | None = None, name: str | None = None,
+) -> dict[str, str]:
     """Run the backends for the IR's scheduler and add the user's code, `ir.json` and `manifest.json`.
 
     The planner checked what the launcher can express (dtec.backends.checks): nothing is refused here.
@@ -90,7 +94,8 @@ def generate(ir: IR, plan: Plan, template_dirs: Sequence[Path] = (), code: Bundl
     predict = render_predict(ir, template_dirs)
     if predict is not None:
         shared["predict.py"] = predict
-    files = {**shared, **backend.generate(ir, plan, shared)}
+    launcher = kubernetes.generate(ir, plan, shared, name) if backend is kubernetes else backend.generate(ir, plan, shared)
+    files = {**shared, **launcher}
     files["manifest.json"] = manifest(files, ir)
     return dict(sorted(files.items()))
 

@@ -51,7 +51,26 @@ def load_point(folder: Path) -> dict | None:
                 losses.append((record["step"], record["loss"]))
     except (OSError, ValueError):
         pass
+    energy = found.get("energy")
+    if isinstance(energy, dict) and not energy.get("available"):
+        found = {**found, "energy": _job_energy(folder, energy, summary, found.get("global_batch"))}
     return {**found, "name": folder.name, "folder": str(folder), "losses": losses}
+
+
+def _job_energy(folder: Path, measured: dict, summary: dict, batch) -> dict:
+    """Where train.py measured no energy: what Slurm recorded for the run's jobs (all its steps' samples)."""
+    from dtec.jobenergy import slurm_energy
+
+    run = runs.load(folder)
+    jobs = [str(j["job_id"]) for j in (run.launches if run else []) if j.get("kind") == "slurm"]
+    if not jobs:
+        return measured
+    said = slurm_energy(jobs, runs._tool)
+    samples = (summary.get("steps") or 0) * (batch or 0) if isinstance(summary, dict) else 0
+    if not said["available"] or not samples:
+        why = said.get("reason") or "the run recorded no steps"
+        return {"available": False, "reason": f"{measured.get('reason', 'not measured')}; {why}"}
+    return {**said, "samples": samples, "samples_per_joule": samples / said["joules"]}
 
 
 def collect(paths: list[Path]) -> tuple[list[dict], dict]:

@@ -31,19 +31,20 @@ _PR_SET_PDEATHSIG = 1
 
 def launch(
     bundle, folder: Path, run: runs.Run | None, *, detach=False, resuming=False, fmt="text",
-    env: dict[str, str] | None = None, after: str | None = None,
+    env: dict[str, str] | None = None, after: str | None = None, announce: bool = True,
 ) -> int:
     """Start the bundle in `folder` (`run`: its record; None: print the commands); return a code.
 
-    `env`: more variables for the job ($DTEC_WEIGHTS); `after`: a Slurm job it waits for.
+    `env`: more variables for the job ($DTEC_WEIGHTS); `after`: a Slurm job it waits for;
+    `announce=False`: a detached launch prints no ids (a study says its own).
     """
     scheduler = bundle.ir.target.scheduler
     root = {**data_root(bundle), **(env or {})}
     if scheduler == "local":
         return _local(folder, run, resuming, root)
     if scheduler == "slurm":
-        return _slurm(folder, run, detach, fmt, root, after)
-    return _kubernetes(folder, run, bundle.files["job.yaml"], detach, resuming, fmt)
+        return _slurm(folder, run, detach, fmt, root, after, announce)
+    return _kubernetes(folder, run, bundle.files["job.yaml"], detach, resuming, fmt, announce)
 
 
 def data_root(bundle) -> dict[str, str]:
@@ -191,7 +192,7 @@ class _Relay:
 # ---- Slurm -----------------------------------------------------------------------------------
 def _slurm(
     folder: Path, run: runs.Run | None, detach: bool, fmt: str, root: dict[str, str],
-    after: str | None = None,
+    after: str | None = None, announce: bool = True,
 ) -> int:
     # A job that waits for another's end is cancelled by Slurm when that one fails, not left pending.
     waits = [f"--dependency=afterok:{after}", "--kill-on-invalid-dep=yes"] if after else []
@@ -211,7 +212,8 @@ def _slurm(
     held = f", to start after job {after} completes" if after else ""
     _say(f"dtec: run {run.id}: submitted Slurm job {job} from {folder}{held}")
     if detach:
-        _detached(run, job, fmt)
+        if announce:
+            _detached(run, job, fmt)
         return 0
     try:
         final = _watch_slurm(folder / "logs", job)
@@ -288,7 +290,7 @@ _LOG_GRACE_S = 30  # for `kubectl logs --follow` to print the last lines once th
 
 
 def _kubernetes(folder: Path, run: runs.Run | None, job_yaml: str, detach: bool, resuming: bool,
-                fmt: str) -> int:
+                fmt: str, announce: bool = True) -> int:
     documents = list(yaml.safe_load_all(job_yaml))  # from the bundle: a dry run wrote no file
     workload = next(d for d in documents if d["kind"] in _WORKLOADS)
     name, namespace = workload["metadata"]["name"], workload["metadata"].get("namespace", "default")
@@ -310,7 +312,8 @@ def _kubernetes(folder: Path, run: runs.Run | None, job_yaml: str, detach: bool,
             return code
     runs.add_launch(run, kind="kubernetes", **job)
     if detach:
-        _detached(run, f"{namespace}/{resource}", fmt)
+        if announce:
+            _detached(run, f"{namespace}/{resource}", fmt)
         return 0
     _say(f"dtec: run {run.id}: applied {resource} in namespace {namespace}; following it until it ends")
     try:

@@ -264,6 +264,11 @@ def check_resumable(run: Run, bundle) -> None:
         )
     if current.status == "completed":
         raise RunError("it completed; run the blueprint again without --resume for a new run")
+    check_configuration(run, bundle)
+
+
+def check_configuration(run: Run, bundle) -> None:
+    """Refuse a bundle for another target, or of another configuration, than the run's."""
     if bundle.ir.target.name != run.record.get("target"):
         ran = run.record.get("target")
         raise RunError(f"it ran on `{ran}`, not `{bundle.ir.target.name}`; leave out -t")
@@ -436,7 +441,12 @@ def kube_state(job: dict) -> State | None:
 
 # ---- acting on a run -------------------------------------------------------------------------
 def cancel(run: Run) -> str:
-    """Stop the run's newest launch; return what was done, in words."""
+    """Stop the run's newest launch (a study: each point's that runs); return what was done, in words."""
+    if run.record.get("kind") == "study":
+        done = [cancel(point) for point in study_points(run) if state(point).active]
+        if not done:
+            raise RunError(f"study {run.id} is not running ({state(run).status})")
+        return "; ".join(done)
     current = state(run)
     job = run.job
     if job is None or not current.active:

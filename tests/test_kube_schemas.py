@@ -97,18 +97,46 @@ def test_cases_cover_every_kind() -> None:
     assert {"TrainJob", "PyTorchJob", "Job", "Service", "ConfigMap"} <= kinds
 
 
+def assert_valid(doc: dict) -> None:
+    """The object validates strictly: a built-in against Kubernetes', a custom one against its CRD's."""
+    labels = doc["metadata"].get("labels") or {}
+    assert all(LABEL_VALUE.fullmatch(v) and len(v) <= 63 for v in labels.values()), labels
+    if doc["apiVersion"] in BUILT_IN:
+        kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
+        return
+    assert problems(doc) == [], doc["kind"]
+    # The CRD schema leaves metadata open: the core ObjectMeta schema checks it.
+    probe = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": doc["metadata"]}
+    kubernetes_validate.validate(probe, K8S_VERSION, strict=True)
+
+
 @pytest.mark.parametrize(("blueprint", "target"), CASES, ids=lambda v: getattr(v, "name", v))
 def test_generated_resources_validate(blueprint: Path, target: str) -> None:
     for doc in generated(blueprint, target):
-        labels = doc["metadata"].get("labels") or {}
-        assert all(LABEL_VALUE.fullmatch(v) and len(v) <= 63 for v in labels.values()), labels
-        if doc["apiVersion"] in BUILT_IN:
-            kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
-            continue
-        assert problems(doc) == [], doc["kind"]
-        # The CRD schema leaves metadata open: the core ObjectMeta schema checks it.
-        probe = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": doc["metadata"]}
-        kubernetes_validate.validate(probe, K8S_VERSION, strict=True)
+        assert_valid(doc)
+
+
+@pytest.mark.parametrize("target", KUBE_MACHINES)
+def test_a_study_compiles_one_valid_workload_of_its_own_per_point(target: str) -> None:
+    from dtec.compiler import compile_blueprint
+    from dtec.scaling import plan
+
+    study = HERE / "fixtures" / "study.twin"
+    # 8 ranks a node: 16 is two nodes; strong mode gives each point its own share of the batch of 16.
+    sets = ["scaling.ranks=[1, 8, 16]", "scaling.repeats=2"]
+    bundle, diagnostics = compile_blueprint(study, target, sets=sets, environ={})
+    assert bundle is not None, [(d.code, d.message) for d in diagnostics]
+    planned = plan(bundle, study, sets, [], "20261130-120000-ab12")
+    assert planned is not None and [p.name for p in planned] == ["r1", "r1-2", "r8", "r8-2", "r16", "r16-2"]
+    names = set()
+    for item in planned:
+        docs = list(yaml.safe_load_all(item.bundle.files["job.yaml"]))
+        for doc in docs:
+            assert_valid(doc)
+        workload = docs[-1]["metadata"]["name"]
+        assert workload == f"t-ab12-{item.name}" and workload not in names
+        names.add(workload)
+        assert json.loads(item.bundle.files["ir.json"])["scaling"]["ranks"] == [item.point.ranks]
 
 
 def trainjob() -> dict:

@@ -28,11 +28,14 @@ _LABEL = re.compile(r"(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?")
 _PART_OF = "dtec"
 
 
-def generate(ir: IR, plan: Plan, shared: Mapping[str, str]) -> dict[str, str]:
-    """Return `{"job.yaml": text}`: a ConfigMap with `shared` (train.py, ir.json), then the workload."""
+def generate(ir: IR, plan: Plan, shared: Mapping[str, str], name: str | None = None) -> dict[str, str]:
+    """Return `{"job.yaml": text}`: a ConfigMap with `shared` (train.py, ir.json), then the workload.
+
+    `name`: the workload's (a DNS-1035 label of at most 40 characters); default: the twin's.
+    """
     kube = plan.machine.kube
     assert kube is not None, "the profile schema requires [kube] for Kubernetes kinds"
-    name = dns1035(ir.twin.name)
+    name = name or dns1035(ir.twin.name)
     namespace = ir.target.namespace or kube.namespace  # a Kubernetes name: dtec.backends.checks
     shape = {
         "indexed-job": _indexed_job,

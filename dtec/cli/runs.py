@@ -90,14 +90,17 @@ def run(
         target = target or previous.record.get("target")
         set_ = set_ or previous.record.get("sets") or None
     bundle = _build(file, target or "local", set_, machines)
-    if bundle.blueprint is not None and has_scaling(bundle.blueprint):
-        if resume is not None:
-            _stderr("dtec: a scaling study is not resumed: run it again (a new study folder)")
-            raise typer.Exit(2)
+    study = previous is not None and previous.record.get("kind") == "study"
+    if bundle.blueprint is not None and (has_scaling(bundle.blueprint) or study):
         from dtec import scaling
 
-        raise typer.Exit(scaling.start(bundle, file, list(set_ or ()), list(machines or ()), output=output,
-                                       detach=detach, dry_run=dry_run, fmt=format))
+        if not has_scaling(bundle.blueprint):
+            _stderr(f"dtec: cannot resume study {previous.id}: {file} has no `scaling` block")
+            raise typer.Exit(1)
+        with _writing():
+            code = scaling.start(bundle, file, list(set_ or ()), list(machines or ()), output=output, detach=detach,
+                                 dry_run=dry_run, fmt=format, previous=previous, check=not no_check)
+        raise typer.Exit(code)
     if bundle.blueprint is not None and has_sweep(bundle.blueprint):
         raise typer.Exit(_sweep(bundle, file, set_, machines, resume=resume, output=output, dry_run=dry_run, detach=detach))
     if detach and bundle.ir.target.scheduler == "local":

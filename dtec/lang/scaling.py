@@ -127,7 +127,10 @@ def point_sets(bp: Blueprint, point: Point, gpus: bool) -> list[str]:
     data = bp.get("model", bp.get("train", "model"), "input")
     steps = block["warmup"] + block["steps"]
     kind = bp.get("strategy", "kind") or "auto"
+    key = "ranks" if block.get("ranks") else "nodes"
     sets = [
+        # The point is a study of itself: its checks (DT367) split its own batch, not the first point's.
+        f"scaling.{key}=[{point.ranks if key == 'ranks' else point.nodes}]",
         f"strategy.nodes={point.nodes}",
         f"strategy.{'gpus_per_node' if gpus else 'procs_per_node'}={point.per_node}",
         f"data.{data}.batch={point.batch}",
