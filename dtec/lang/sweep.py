@@ -158,8 +158,12 @@ def _check_pods(bp: Blueprint, sweep: Mapping[str, Any], plans: Mapping[str, Pla
             continue
         if p.nodes > 1:
             found.append(diag("DT348", f"target `{name}` runs each trial in one worker pod; this trial needs {p.nodes} nodes", bp.span("strategy", "nodes") or bp.span("sweep"), "use `nodes = 1` (more `procs_per_node` if the node holds them), or run the sweep on Slurm"))
-        if secret is None and has_password(sweep.get("storage", "journal")):
-            found.append(diag("DT349", f"target `{name}`'s worker pods would get the storage URL, password included, in plain text in their manifest", bp.span("sweep", "storage"), 'put the URL in a Secret and name it: `storage_secret = "optuna-db/url"` (docs/sweeps.md); `storage = env("DTEC_SWEEP_DB")` keeps the password out of the blueprint'))
+        at = bp.span("sweep", "storage")
+        # The workers' ConfigMap carries the blueprint's text, and without a Secret the URL itself.
+        written = at is not None and not at.source.text[at.start:at.end].startswith("env")
+        if has_password(sweep.get("storage", "journal")) and (secret is None or written):
+            where = "in the blueprint's text" if written else "as the storage URL"
+            found.append(diag("DT349", f"target `{name}`'s worker pods would get the storage password in plain text, {where}, in their manifest", at, 'write `storage = env("DTEC_SWEEP_DB")` and put the URL in a Secret the pods read: `storage_secret = "optuna-db/url"` (docs/sweeps.md)'))
     return found
 
 
