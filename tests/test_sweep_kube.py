@@ -127,6 +127,7 @@ def test_two_worker_pods_spend_the_budget_with_no_trial_lost_or_repeated(postgre
     import optuna
 
     config = pod_config(workers("kubernetes"), tmp_path / "opt-dtec")
+    optuna.storages.RDBStorage(postgres)  # its tables: `dtec run` opens the study before it applies the workers
     pods = []
     for index in (0, 1):
         env = {**os.environ, "PYTHONPATH": str(REPO), "JOB_COMPLETION_INDEX": str(index), "DTEC_SWEEP_STORAGE": postgres}
@@ -134,7 +135,7 @@ def test_two_worker_pods_spend_the_budget_with_no_trial_lost_or_repeated(postgre
         pods.append(subprocess.Popen([sys.executable, "-m", "dtec.study", "--pod", str(config), str(tmp_path / f"pod-{index}")],
                                      cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
     outputs = [p.communicate(timeout=900)[0] for p in pods]
-    assert [p.returncode for p in pods] == [0, 0], outputs
+    assert [p.returncode for p in pods] == [0, 0], [out[-3000:] for out in outputs]
     [summary] = optuna.get_all_study_summaries(storage=postgres)
     trials = optuna.load_study(study_name=summary.study_name, storage=postgres).trials
     states = sorted(t.state.name for t in trials)
