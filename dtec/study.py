@@ -61,7 +61,7 @@ def open_study(bundle, blueprint: Path, sets: list[str], machines: list[Path]):
         "goal": goal(sweep),
         "storage": storage_url(sweep, folder),
         "project": str(Path.cwd()),  # where runs/ is: the workers index their trials' runs there
-        **({"job": old["job"]} if "job" in old else {}),
+        **{k: old[k] for k in ("job", "submitted") if k in old},  # the workers last submitted, and how often
     }
     _save(folder, spec)
     study = _load(spec)

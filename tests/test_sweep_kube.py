@@ -154,3 +154,26 @@ def test_a_pod_without_its_secret_fails_with_the_code_its_job_gives_up_on(tmp_pa
     done = subprocess.run([sys.executable, "-m", "dtec.study", "--pod", str(config), str(tmp_path / "pod")],
                           env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 2 and "DTEC_SWEEP_STORAGE" in done.stderr, done.stderr
+
+
+def test_dtec_run_applies_the_workers_and_applies_new_ones_when_the_job_ended_early(postgres: str, tmp_path: Path) -> None:
+    bin_ = tmp_path / "bin"
+    bin_.mkdir()
+    # A kubectl that records what it is told and says every Job has completed.
+    (bin_ / "kubectl").write_text('#!/bin/sh\necho "$@" >> "$KUBECTL_LOG"\n'
+                                  'if [ "$1" = get ]; then echo \'{"status": {"conditions": [{"type": "Complete", "status": "True"}]}}\'; fi\n')
+    (bin_ / "kubectl").chmod(0o755)
+    url = postgres.replace("dtec@", f"dtec:{PASSWORD}@")  # the test server trusts any password
+    env = {**os.environ, "PYTHONPATH": str(REPO), "PATH": f"{bin_}{os.pathsep}{os.environ['PATH']}",
+           "KUBECTL_LOG": str(tmp_path / "kubectl.log"), "DTEC_SWEEP_DB": url}
+    runs_ = [subprocess.run([sys.executable, "-m", "dtec", "run", str(BLUEPRINT), "-t", "kubernetes"], cwd=tmp_path, env=env,
+                            capture_output=True, text=True, timeout=300) for _ in range(2)]
+    [folder] = (tmp_path / "runs" / "flood" / "kubernetes").glob("sweep-*")
+    said = runs_[0].stderr
+    assert runs_[0].returncode == 1 and "ended before the budget was spent" in said, said  # no worker ran a trial
+    applied = (tmp_path / "kubectl.log").read_text().splitlines()
+    assert [line for line in applied if line.startswith("apply")] == ["apply -f workers.yaml"] * 2
+    name = folder.name.removeprefix("sweep-")[:8]
+    assert f"get -n ml-team job/flood-{name}-0 -o json" in applied and f"get -n ml-team job/flood-{name}-1 -o json" in applied
+    assert f"job.batch/flood-{name}-1" not in said and f"flood-{name}-1" in (folder / "workers.yaml").read_text()
+    assert all(PASSWORD not in r.stdout + r.stderr for r in runs_) and PASSWORD not in (folder / "workers.yaml").read_text()
