@@ -89,7 +89,7 @@ def analyse(
         def probe(extra: Sequence[str]) -> tuple[Diagnostic, ...]:
             return analyse(path, text, environ, targets=targets, sets=[*sets, *extra], machine_dirs=machine_dirs, sweep=False).diagnostics
 
-        diagnostics += check_sweep(blueprint, {name: p.machine.scheduler for name, p in plans.items()}, probe)
+        diagnostics += check_sweep(blueprint, plans, probe)
     diagnostics = apply_suppressions(program.documents, diagnostics)
     return FileResult(path, blueprint, tuple(sorted(diagnostics, key=lambda d: d.sort_key)), plans, code)
 

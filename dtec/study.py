@@ -27,6 +27,8 @@ import time
 from pathlib import Path
 
 from dtec import runs
+from dtec.backends.kubernetes import STORAGE_ENV, WORKER_FAILED_EXIT
+from dtec.lang.loader import ROOT_VARIABLE
 from dtec.lang.sweep import Dimension, dimensions, goal, value_text
 
 _POLL_S = 1.0
@@ -59,7 +61,7 @@ def open_study(bundle, blueprint: Path, sets: list[str], machines: list[Path]):
         "goal": goal(sweep),
         "storage": storage_url(sweep, folder),
         "project": str(Path.cwd()),  # where runs/ is: the workers index their trials' runs there
-        **({"job": old["job"]} if "job" in old else {}),
+        **{k: old[k] for k in ("job", "submitted") if k in old},  # the workers last submitted, and how often
     }
     _save(folder, spec)
     study = _load(spec)
@@ -112,59 +114,177 @@ def start(bundle, blueprint: Path, sets: list[str], machines: list[Path]) -> int
 
 
 def submit(bundle, blueprint: Path, sets: list[str], machines: list[Path], *, detach: bool, dry_run: bool) -> int:
-    """Run the study as one Slurm job array of `parallel` workers; return an exit code.
+    """Run the study as `parallel` workers on the target's scheduler: one Slurm job array, or one
+    Kubernetes Indexed Job; return an exit code.
 
-    A study whose array still runs is followed, not submitted again; one whose budget is spent
+    A study whose workers still run is followed, not submitted again; one whose budget is spent
     only writes its results.
     """
-    from dtec.backends import slurm
     from dtec.runner import _need, data_root
 
     sweep = bundle.blueprint.get("sweep")
     sid = study_id(sweep, bundle.files["ir.json"])
-    script = slurm.workers(bundle.ir, bundle.plan, sweep["parallel"], sid)
+    kube = bundle.ir.target.scheduler != "slurm"
+    workers = _Kube(bundle, blueprint, machines, sid) if kube else _Slurm(bundle, sid)
     if dry_run:
         folder = runs.default_folder(bundle.ir.twin.name, bundle.ir.target.name, sid)
-        _say(f"dtec: dry run: would write {folder}/ (study.json, workers.sbatch), then run:")
-        print(f"cd {shlex.quote(str(folder))} && sbatch --parsable workers.sbatch")
-        sys.stdout.write(script)
+        _say(f"dtec: dry run: would write {folder}/ (study.json, {workers.file}), then run:")
+        print(f"cd {shlex.quote(str(folder))} && {shlex.join(workers.command)}")
+        sys.stdout.write(workers.text((_spec(folder) or {}).get("submitted", 0), sets))
         return 0
-    if not _need("sbatch", "run this on a login node of the cluster"):
+    if not _need(workers.command[0], workers.need):
         return 2
     spec, folder, study = open_study(bundle, blueprint, sets, machines)
     job = spec.get("job")
-    if not (job and _array_active(job)):
-        reap(study, spec)  # the trials of a previous array's workers, if it ended mid-trial
+    if not (job and workers.active(job)):
+        reap(study, spec)  # the trials of previous workers, if they ended mid-trial
         if _remaining(study, spec["sweep"]) <= 0:
             _show(study, spec, None)
             return finish(study, spec, folder)
-        (folder / "workers.sbatch").write_text(script, encoding="utf-8")
-        submitted = subprocess.run(["sbatch", "--parsable", "workers.sbatch"], cwd=folder, stdout=subprocess.PIPE, text=True,
-                                   env={**os.environ, **data_root(bundle)})
-        job = submitted.stdout.strip().split(";")[0]
-        if submitted.returncode != 0 or not job:
-            return submitted.returncode or 1
-        _save(folder, spec | {"job": job})
-        _say(f"dtec: study {spec['id']}: submitted Slurm job array {job} of {spec['sweep']['parallel']} workers from {folder}")
+        submitted = spec.get("submitted", 0)
+        (folder / workers.file).write_text(workers.text(submitted, sets), encoding="utf-8")
+        done = subprocess.run(workers.command, cwd=folder, stdout=subprocess.PIPE, text=True,
+                              env={**os.environ, **data_root(bundle)})
+        job = workers.job(done.stdout, submitted)
+        if done.returncode != 0 or not job:
+            return done.returncode or 1
+        _save(folder, spec | {"job": job, "submitted": submitted + 1})
+        _say(f"dtec: study {spec['id']}: submitted {workers.named(job)} of {spec['sweep']['parallel']} workers from {folder}")
     else:
-        _say(f"dtec: study {spec['id']}: its Slurm job array {job} still runs")
+        _say(f"dtec: study {spec['id']}: its {workers.named(job)} still runs")
+    again = f"`dtec run {blueprint} -t {spec['target']}`"
     if detach:
-        print(job)
+        print(job if isinstance(job, str) else f"{job['namespace']}/{job['resource']}")
         return 0
     shown = None
     try:
-        while _array_active(job):
+        while workers.active(job):
             shown = _show(study, spec, shown)
             time.sleep(_POLL_S)
     except KeyboardInterrupt:
-        _say(f"dtec: detached: job array {job} still runs; `dtec run {blueprint} -t {spec['target']}` follows it again")
+        _say(f"dtec: detached: {workers.named(job)} still runs; {again} follows it again")
         return 130
     reap(study, spec)
     _show(study, spec, shown)
     if _remaining(study, spec["sweep"]) > 0:
-        _say(f"dtec: job array {job} ended before the budget was spent; `dtec run {blueprint} -t {spec['target']}` continues the study "
-             f"(the workers' logs: {folder / 'workers'})")
+        _say(f"dtec: {workers.named(job)} ended before the budget was spent; {again} continues the study "
+             f"({workers.logs(job, folder)})")
     return finish(study, spec, folder)
+
+
+class _Slurm:
+    """A study's workers as one Slurm job array (`workers.sbatch`)."""
+
+    file, command, need = "workers.sbatch", ["sbatch", "--parsable", "workers.sbatch"], "run this on a login node of the cluster"
+
+    def __init__(self, bundle, sid: str) -> None:
+        self.bundle, self.sid = bundle, sid
+
+    def text(self, submitted: int, sets: list[str]) -> str:
+        from dtec.backends import slurm
+
+        return slurm.workers(self.bundle.ir, self.bundle.plan, self.bundle.blueprint.get("sweep")["parallel"], self.sid)
+
+    def job(self, out: str, submitted: int) -> str:
+        return out.strip().split(";")[0]
+
+    def active(self, job: str) -> bool:
+        return _array_active(job)
+
+    def named(self, job: str) -> str:
+        return f"Slurm job array {job}"
+
+    def logs(self, job: str, folder: Path) -> str:
+        return f"the workers' logs: {folder / 'workers'}"
+
+
+class _Kube:
+    """A study's workers as one Kubernetes Indexed Job (`workers.yaml`), named anew for each submission."""
+
+    file, command, need = "workers.yaml", ["kubectl", "apply", "-f", "workers.yaml"], "install kubectl and point it at the cluster"
+
+    def __init__(self, bundle, blueprint: Path, machines: list[Path], sid: str) -> None:
+        self.bundle, self.blueprint, self.machines, self.sid = bundle, blueprint, machines, sid
+
+    def name(self, submitted: int) -> str:
+        from dtec.backends.kubernetes import dns1035
+
+        return f"{dns1035(self.bundle.ir.twin.name, 24)}-{self.sid.removeprefix('sweep-')[:8]}-{submitted}"
+
+    def text(self, submitted: int, sets: list[str]) -> str:
+        from dtec.backends import kubernetes
+
+        sweep = self.bundle.blueprint.get("sweep")
+        files = pod_files(self.bundle, self.blueprint, sets, self.machines, self.sid)
+        return kubernetes.sweep_workers(self.bundle.ir, self.bundle.plan, self.name(submitted), sweep["parallel"], files,
+                                        sweep.get("storage_secret"), sweep["retries"])
+
+    def job(self, out: str, submitted: int) -> dict:
+        kube = self.bundle.plan.machine.kube
+        return {"namespace": self.bundle.ir.target.namespace or kube.namespace, "resource": f"job/{self.name(submitted)}"}
+
+    def active(self, job: dict) -> bool:
+        found = runs.kube_state(job)
+        return found is not None and found.active
+
+    def named(self, job: dict) -> str:
+        return f"Kubernetes {job['resource']} in namespace {job['namespace']}"
+
+    def logs(self, job: dict, folder: Path) -> str:
+        return f"the workers' logs: {shlex.join(runs.kube_logs(job))}"
+
+
+def pod_files(bundle, blueprint: Path, sets: list[str], machines: list[Path], sid: str) -> dict[str, str]:
+    """The files a worker pod is given (the workers' ConfigMap): `study.json`, and under `project/`
+    the blueprint, the files it imports and its code folders, at their places in the project.
+
+    The storage URL is in `study.json` only when it holds no password (DT349); with
+    `storage_secret` the pods read it from the Secret instead.
+    """
+    from dtec.lang.loader import load, project_root
+
+    root = project_root(blueprint, os.environ)
+    program, _ = load(blueprint)
+    files = {f"project/{Path(d.source.path).resolve().relative_to(root).as_posix()}": d.source.text for d in program.documents}
+    for path, text in bundle.code.files.items():
+        name, _, rest = path.partition("/")[2].partition("/")
+        folder = bundle.code.sources[f"{path.split('/')[0]}/{name}"].resolve().relative_to(root)
+        files[f"project/{(folder / rest).as_posix()}"] = text
+    if machines and bundle.plan.machine.source is not None:  # a profile of the user's, not dtec's own
+        files[f"machines/{bundle.plan.machine.source.name}"] = bundle.plan.machine.source.read_text(encoding="utf-8")
+    sweep = bundle.blueprint.get("sweep")
+    secret = sweep.get("storage_secret")
+    spec = {
+        "id": sid,
+        "blueprint": f"project/{blueprint.resolve().relative_to(root).as_posix()}",
+        "target": bundle.ir.target.name,
+        "sets": [s for s in sets if not s.startswith("sweep.")],  # the sweep is below, its storage aside
+        "machines": ["machines"] if any(f.startswith("machines/") for f in files) else [],
+        "sweep": sweep | {"storage": None if secret else sweep["storage"]},
+        "goal": goal(sweep),
+        "storage": None if secret else sweep["storage"],
+        **({"storage_env": STORAGE_ENV} if secret else {}),
+    }
+    return {"study.json": json.dumps(spec, indent=2, sort_keys=True) + "\n", **dict(sorted(files.items()))}
+
+
+def pod_worker(config: Path, folder: Path) -> int:
+    """A worker pod's entry: the study from the pod's ConfigMap (`config`), trials in `folder`."""
+    spec = json.loads((config / "study.json").read_text(encoding="utf-8"))
+    if not _resolved(spec)["storage"]:
+        _say(f"dtec: the study's storage URL is not set: the pod has no ${spec.get('storage_env')} (the Secret of `storage_secret`)")
+        return WORKER_FAILED_EXIT
+    os.environ[ROOT_VARIABLE] = str((config / "project").resolve())  # the blueprint's imports stay in the project
+    folder.mkdir(parents=True, exist_ok=True)
+    spec |= {"blueprint": str(config / spec["blueprint"]), "machines": [str(config / m) for m in spec["machines"]],
+             "project": str(folder), "pod": True}
+    _save(folder, spec)  # as given: the URL from the Secret is read again, never written
+    return worker(folder, int(os.environ.get("JOB_COMPLETION_INDEX") or 0))
+
+
+def _resolved(spec: dict) -> dict:
+    """`spec` with its storage URL: from the environment where a pod reads it from a Secret."""
+    return spec | {"storage": os.environ.get(spec["storage_env"])} if spec.get("storage_env") else spec
 
 
 def storage_url(sweep: dict, folder: Path) -> str:
@@ -297,13 +417,13 @@ def worker(folder: Path, n: int) -> int:
     """Ask the study for trials and run each until the budget is spent."""
     from optuna.trial import TrialState
 
-    spec = json.loads((folder / "study.json").read_text(encoding="utf-8")) | {"worker": n}
+    spec = _resolved(json.loads((folder / "study.json").read_text(encoding="utf-8"))) | {"worker": n}
     os.chdir(spec["project"])
     sweep = spec["sweep"]
     dims = dimensions(sweep)
     study = _load(spec)
     while True:
-        with _asking(folder):
+        with _asking(folder, study, spec):
             reap(study, spec)
             c = _counts(study)
             trial = None
@@ -350,14 +470,40 @@ def _beating(study, trial):
 
 
 @contextlib.contextmanager
-def _asking(folder: Path):
-    """One worker at a time counts the budget and asks for a trial (none is asked beyond it)."""
-    with (folder / "ask.lock").open("a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+def _asking(folder: Path, study, spec: dict):
+    """One worker at a time counts the budget and asks for a trial (none is asked beyond it).
+
+    The lock is the database's own where it has one (workers in pods share no file system),
+    else a file lock in the study folder.
+    """
+    url = spec["storage"]
+    statement = _DB_LOCKS.get(url.split(":", 1)[0].split("+", 1)[0]) if is_database(url) else None
+    if statement is None:
+        with (folder / "ask.lock").open("a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+        return
+    import sqlalchemy
+
+    key = int(hashlib.sha256(spec["id"].encode()).hexdigest()[:15], 16)  # a positive 64-bit key
+    storage = getattr(study._storage, "_backend", study._storage)  # Optuna wraps an RDBStorage in a cache
+    with storage.engine.connect() as connection:
+        connection.execute(sqlalchemy.text(statement[0]), {"key": key})
         try:
             yield
         finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+            connection.execute(sqlalchemy.text(statement[1]), {"key": key})
+            connection.commit()
+
+
+# Session locks that outlive transactions: PostgreSQL's advisory lock, MySQL's named lock.
+_DB_LOCKS = {
+    "postgresql": ("SELECT pg_advisory_lock(:key)", "SELECT pg_advisory_unlock(:key)"),
+    "mysql": ("SELECT GET_LOCK(CONCAT('dtec-', :key), -1)", "SELECT RELEASE_LOCK(CONCAT('dtec-', :key))"),
+}
 
 
 def _owner() -> dict:
@@ -426,7 +572,12 @@ def _run_trial(folder: Path, spec: dict, dims: list[Dimension], trial):
     trial.set_user_attr("folder", str(run_folder))
     follower = _Follower(run, trial, spec)
     follower.start()
-    code = in_allocation(bundle, run_folder, run) if os.environ.get("SLURM_JOB_ID") and bundle.ir.target.scheduler == "slurm" else launch(bundle, run_folder, run)
+    if spec.get("pod"):
+        code = in_pod(bundle, run_folder, run)
+    elif os.environ.get("SLURM_JOB_ID") and bundle.ir.target.scheduler == "slurm":
+        code = in_allocation(bundle, run_folder, run)
+    else:
+        code = launch(bundle, run_folder, run)
     follower.stop.set()
     follower.join()
     if not follower.pruned:
@@ -468,6 +619,22 @@ def in_allocation(bundle, folder: Path, run) -> int:
         process = subprocess.Popen(["bash", bundle.launcher], cwd=folder, env=env, stdout=out, stderr=subprocess.STDOUT)
         runs.add_launch(run, kind="local", pid=process.pid, pid_start=runs.process_start(process.pid),
                         host=socket.gethostname(), slurm_job=_slurm_job())
+        return process.wait()
+
+
+def in_pod(bundle, folder: Path, run) -> int:
+    """Run a trial's train.py in this worker pod: torchrun with one node's ranks (DT348 keeps a trial to one)."""
+    from dtec.backends.kubernetes import torchrun
+    from dtec.runner import data_root
+
+    plan = bundle.plan
+    command = [*torchrun(plan.machine), "--standalone", "--nnodes=1", f"--nproc_per_node={plan.ranks_per_node}",
+               *plan.machine.launch.torchrun_args, "train.py", f"--run-dir={run.outputs}", "--resume=auto"]
+    log = run.outputs / "logs" / "launcher.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("a") as out:
+        process = subprocess.Popen(command, cwd=folder, env={**os.environ, **data_root(bundle)}, stdout=out, stderr=subprocess.STDOUT)
+        runs.add_launch(run, kind="local", pid=process.pid, pid_start=runs.process_start(process.pid), host=socket.gethostname())
         return process.wait()
 
 
@@ -551,4 +718,6 @@ def _say(text: str) -> None:
 
 
 if __name__ == "__main__":
+    if sys.argv[1] == "--pod":
+        sys.exit(pod_worker(Path(sys.argv[2]), Path(sys.argv[3])))
     sys.exit(worker(Path(sys.argv[1]), int(sys.argv[2])))

@@ -9,9 +9,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import glob
 import shutil
+import socket
 import subprocess
+import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,6 +23,8 @@ import yaml
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 IN_CI = os.environ.get("CI", "").lower() == "true"
+# Debian's postgresql package puts its programs here (scripts/install-deps.sh installs it).
+POSTGRES_BIN = "/usr/lib/postgresql/*/bin"
 SLURM_READY = {"idle", "mix", "mixed", "alloc", "allocated", "comp", "completing"}
 
 
@@ -195,3 +201,33 @@ def textmate(repo_root: Path):
         return [json.loads(line) for line in done.stdout.splitlines()]
 
     return tokenize
+def _postgres_program(name: str) -> str:
+    found = shutil.which(name) or next(iter(sorted(glob.glob(f"{POSTGRES_BIN}/{name}"), reverse=True)), None)
+    if found is None:
+        _unavailable(f"PostgreSQL's `{name}` is not installed", "scripts/install-deps.sh installs Debian's postgresql")
+    return found
+
+
+@pytest.fixture
+def postgres() -> Iterator[str]:
+    """A PostgreSQL server of its own: a temporary data folder, a free port, a socket folder; its URL."""
+    initdb, pg_ctl = _postgres_program("initdb"), _postgres_program("pg_ctl")
+    # PostgreSQL refuses to run as root: as root, its programs run as the `postgres` user.
+    owner = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+    home = Path(tempfile.mkdtemp(prefix="dtec-pg-"))
+    if owner:
+        shutil.chown(home, "postgres")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    data = home / "data"
+    subprocess.run([*owner, initdb, "-D", str(data), "-U", "dtec", "--auth=trust", "-E", "UTF8"],
+                   check=True, capture_output=True, timeout=120)
+    options = f"-p {port} -k {home} -c listen_addresses=127.0.0.1"
+    subprocess.run([*owner, pg_ctl, "-D", str(data), "-o", options, "-l", str(home / "log"), "-w", "start"],
+                   check=True, capture_output=True, timeout=120)
+    try:
+        yield f"postgresql+psycopg2://dtec@127.0.0.1:{port}/postgres"
+    finally:
+        subprocess.run([*owner, pg_ctl, "-D", str(data), "-m", "immediate", "stop"], capture_output=True, timeout=120)
+        shutil.rmtree(home, ignore_errors=True)

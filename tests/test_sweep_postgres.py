@@ -1,17 +1,12 @@
-"""A sweep whose study lives in a real PostgreSQL server, which the test starts (slow: trains)."""
+"""A sweep whose study lives in a real PostgreSQL server, which the test starts (conftest.py's `postgres`; slow: trains)."""
 
 from __future__ import annotations
 
-import glob
 import os
-import shutil
 import signal
-import socket
 import subprocess
 import sys
-import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,9 +14,6 @@ import pytest
 from dtec.analysis import analyse
 
 REPO = Path(__file__).resolve().parent.parent
-IN_CI = os.environ.get("CI", "").lower() == "true"
-# Debian's postgresql package puts its programs here (scripts/install-deps.sh installs it).
-DEBIAN_BIN = "/usr/lib/postgresql/*/bin"
 BLUEPRINT = """twin "flood" {
   description = "river levels"
 }
@@ -54,44 +46,6 @@ sweep {
   ]
 }
 """
-
-
-def _program(name: str) -> str:
-    found = shutil.which(name) or next(iter(sorted(glob.glob(f"{DEBIAN_BIN}/{name}"), reverse=True)), None)
-    if found is None:
-        message = f"PostgreSQL's `{name}` is not installed; scripts/install-deps.sh installs Debian's postgresql"
-        if IN_CI:
-            pytest.fail(message, pytrace=False)
-        pytest.skip(message)
-    return found
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture
-def postgres() -> Iterator[str]:
-    """A PostgreSQL server of its own: a temporary data folder, a free port, a socket folder."""
-    initdb, pg_ctl = _program("initdb"), _program("pg_ctl")
-    # PostgreSQL refuses to run as root: as root, its programs run as the `postgres` user.
-    owner = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
-    home = Path(tempfile.mkdtemp(prefix="dtec-pg-"))
-    if owner:
-        shutil.chown(home, "postgres")
-    data, port = home / "data", _free_port()
-    subprocess.run([*owner, initdb, "-D", str(data), "-U", "dtec", "--auth=trust", "-E", "UTF8"],
-                   check=True, capture_output=True, timeout=120)
-    options = f"-p {port} -k {home} -c listen_addresses=127.0.0.1"
-    subprocess.run([*owner, pg_ctl, "-D", str(data), "-o", options, "-l", str(home / "log"), "-w", "start"],
-                   check=True, capture_output=True, timeout=120)
-    try:
-        yield f"postgresql+psycopg2://dtec@127.0.0.1:{port}/postgres"
-    finally:
-        subprocess.run([*owner, pg_ctl, "-D", str(data), "-m", "immediate", "stop"], capture_output=True, timeout=120)
-        shutil.rmtree(home, ignore_errors=True)
 
 
 def dtec(tmp_path: Path, *args: str) -> subprocess.Popen:

@@ -26,6 +26,7 @@ RUN_MOUNT = "/dtec/run"  # the run folder: metrics, checkpoints, summary
 _NAME_MAX = 40  # leaves room for "-bundle", "-master-0" and the Indexed Job's "-<index>" suffixes
 _LABEL = re.compile(r"(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?")
 _PART_OF = "dtec"
+_INDEX_FIELD = "metadata.annotations['batch.kubernetes.io/job-completion-index']"
 
 
 def generate(ir: IR, plan: Plan, shared: Mapping[str, str], name: str | None = None) -> dict[str, str]:
@@ -225,7 +226,7 @@ def _script_args() -> list[str]:
     return [f"{BUNDLE_MOUNT}/train.py", f"--run-dir={RUN_MOUNT}", "--resume=auto"]
 
 
-def _torchrun(machine: Machine) -> list[str]:
+def torchrun(machine: Machine) -> list[str]:
     return shlex.split(machine.launch.torchrun)
 
 
@@ -256,17 +257,9 @@ def _indexed_job(ir: IR, plan: Plan, name: str, namespace: str, shared: Mapping[
         *_script_args(),
     ]
     mounts, volumes = _volumes(name, kube, shm=True, shared=shared)
-    container = _container(ir, plan, kube, _torchrun(plan.machine), args, mounts, port=True)
+    container = _container(ir, plan, kube, torchrun(plan.machine), args, mounts, port=True)
     container["env"].insert(
-        0,
-        {
-            "name": "JOB_COMPLETION_INDEX",
-            "valueFrom": {
-                "fieldRef": {
-                    "fieldPath": "metadata.annotations['batch.kubernetes.io/job-completion-index']"
-                }
-            },
-        },
+        0, {"name": "JOB_COMPLETION_INDEX", "valueFrom": {"fieldRef": {"fieldPath": _INDEX_FIELD}}}
     )
     job = {
         "apiVersion": "batch/v1",
@@ -327,7 +320,7 @@ def _trainjob(ir: IR, plan: Plan, name: str, namespace: str, shared: Mapping[str
     # The Torch plugin sets PET_NNODES, PET_NPROC_PER_NODE (from numProcPerNode), PET_NODE_RANK
     # and PET_MASTER_ADDR/PORT, which torchrun reads as the defaults of its flags. A runtime
     # patch cannot set workingDir: train.py is given its run folder instead.
-    command = [*_torchrun(plan.machine), *plan.machine.launch.torchrun_args, *_script_args()]
+    command = [*torchrun(plan.machine), *plan.machine.launch.torchrun_args, *_script_args()]
     pod: dict[str, Any] = {
         **_placement(kube),
         "volumes": volumes,
@@ -391,7 +384,7 @@ def _pytorchjob(ir: IR, plan: Plan, name: str, namespace: str, shared: Mapping[s
     # The operator sets MASTER_ADDR/PORT and PET_NNODES, PET_NPROC_PER_NODE, PET_NODE_RANK,
     # which torchrun reads as the defaults of its flags.
     args = [*plan.machine.launch.torchrun_args, *_script_args()]
-    container = _container(ir, plan, kube, _torchrun(plan.machine), args, mounts)
+    container = _container(ir, plan, kube, torchrun(plan.machine), args, mounts)
     container["name"] = "pytorch"  # the operator's webhook requires this name
 
     def replica(count: int) -> dict[str, Any]:
@@ -431,14 +424,14 @@ def _interlink_job(ir: IR, plan: Plan, name: str, namespace: str, shared: Mappin
     kube = plan.machine.kube
     assert kube is not None
     flags = _interlink_flags(ir, plan)  # one node, flags without whitespace: dtec.backends.checks
-    torchrun = " ".join(shlex.quote(w) for w in _torchrun(plan.machine))
+    launcher = " ".join(shlex.quote(w) for w in torchrun(plan.machine))
     # The plugin does not expand $(VAR) in args, so the command runs under bash -c.
     command = " ".join(
         [
             "cd",
             RUN_MOUNT,
             "&&",
-            torchrun,
+            launcher,
             "--standalone",
             "--nnodes=1",
             f"--nproc_per_node={plan.ranks_per_node}",
@@ -491,3 +484,66 @@ def _interlink_flags(ir: IR, plan: Plan) -> list[str]:
     if ir.target.exclusive:
         flags.append("--exclusive")
     return flags
+
+
+# ---- a sweep's workers: one Indexed Job of worker pods, whatever the workload kind -----------
+STORAGE_ENV = "DTEC_SWEEP_STORAGE"  # the study's storage URL in a worker pod, from its Secret
+WORKER_FAILED_EXIT = 2  # a worker that cannot start (its storage unset or unreachable): no retry helps
+
+
+def sweep_workers(ir: IR, plan: Plan, name: str, count: int, files: Mapping[str, str],
+                  secret: str | None, retries: int) -> str:
+    """Return the `workers.yaml` of a sweep (docs/sweeps.md): a ConfigMap with the study's files,
+    and an Indexed Job of `count` pods, each a worker (`python -m dtec.study --pod`) that runs its
+    trials' training in its own pod with one node's ranks.
+
+    Every workload kind gets a plain batch/v1 Job: its pods are not a distributed training job
+    but workers of one study. interLink's pods keep its annotations (one Slurm job each).
+    `secret` (`<secret>/<key>`) gives the pods the storage URL from a Secret, never as text.
+    """
+    kube = plan.machine.kube
+    assert kube is not None
+    namespace = ir.target.namespace or kube.namespace
+    interlink = kube.workload == "interlink-job"
+    mounts, volumes = _volumes(name, kube, shm=not interlink, shared=files)
+    container = _container(ir, plan, kube, ["python", "-m", "dtec.study"], ["--pod", BUNDLE_MOUNT, RUN_MOUNT], mounts)
+    env = container["env"]
+    if not interlink:  # its plugin does not read the downward API: Kubernetes' own variable serves
+        env.insert(0, {"name": "JOB_COMPLETION_INDEX", "valueFrom": {"fieldRef": {"fieldPath": _INDEX_FIELD}}})
+    if secret is not None:
+        secret_name, _, key = secret.partition("/")
+        env.append({"name": STORAGE_ENV, "valueFrom": {"secretKeyRef": {"name": secret_name, "key": key}}})
+    template: dict[str, Any] = {"metadata": {"labels": _labels(ir)}, "spec": {}}
+    pod = template["spec"]
+    if interlink:
+        template["metadata"]["annotations"] = {**dict(kube.annotations), "slurm-job.vk.io/flags": " ".join(_interlink_flags(ir, plan))}
+        pod["automountServiceAccountToken"] = False
+    pod.update({**_placement(kube), "restartPolicy": "Never", "containers": [container], "volumes": volumes})
+    job = {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": name, "namespace": namespace, "labels": _workload_labels(ir)},
+        "spec": {
+            "completionMode": "Indexed",
+            "completions": count,
+            "parallelism": count,
+            # A worker that dies leaves its trial to the heartbeat, which fails it and runs it again;
+            # the Job starts another worker in its place, as often as the study retries trials.
+            "backoffLimit": retries * count,
+            "podFailurePolicy": {
+                "rules": [
+                    {"action": "FailJob", "onExitCodes": {"containerName": kube.container_name, "operator": "In", "values": [WORKER_FAILED_EXIT]}},
+                    {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]},  # evicted, pre-empted
+                ]
+            },
+            "ttlSecondsAfterFinished": kube.ttl_seconds,
+            "template": template,
+        },
+    }
+    configmap = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": f"{name}-bundle", "namespace": namespace, "labels": _labels(ir)},
+        "data": {key: files[path] for key, path in _bundle_keys(files).items()},
+    }
+    return dump_yaml(json.loads(json.dumps([configmap, job])))

@@ -154,9 +154,6 @@ def _sweep(bundle, file: Path, sets, machines, *, detach: bool, dry_run: bool, *
     if given:
         _stderr(f"dtec: {', '.join(given)} is for one run; a sweep's runs are its trials (docs/sweeps.md)")
         return 2
-    if scheduler not in ("local", "slurm"):
-        _stderr(f"dtec: sweeps run locally or on Slurm for now; `{bundle.ir.target.name}` is a {scheduler} target")
-        return 2
     import importlib.util
 
     if importlib.util.find_spec("optuna") is None:
@@ -168,7 +165,7 @@ def _sweep(bundle, file: Path, sets, machines, *, detach: bool, dry_run: bool, *
         return 2
     from dtec import study
 
-    if scheduler == "slurm":
+    if scheduler != "local":
         return study.submit(bundle, file, list(sets or ()), list(machines or ()), detach=detach, dry_run=dry_run)
     return study.start(bundle, file, list(sets or ()), list(machines or ()))
 

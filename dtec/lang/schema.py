@@ -810,6 +810,7 @@ BLOCKS: dict[str, BlockSpec] = {
             "pruner": _f(Sym(PRUNERS), "stop bad trials early on their per-epoch values: `median`, `hyperband` or `none`", default="median"),
             "space": _f(ListOf(DISTRIBUTION, 1), "the values tried: `[loguniform(\"train.optimizer.lr\", 1e-5, 1e-2), choice(\"data.gauges.batch\", [32, 64])]`", True),
             "storage": _f(Str(), "`journal`: a file in the study folder (no server; one file system); or a database URL `postgresql://…`", default="journal"),
+            "storage_secret": _f(Str(), "Kubernetes: the Secret and key (`optuna-db/url`) the worker pods read the storage URL from; `storage` stays dtec's own connection"),
             "retries": _f(NON_NEGATIVE, "times a trial whose worker died is run again", default=2),
             "seed": _f(NON_NEGATIVE, "seed of the sampler (each worker adds its number)"),
         },

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+import re
 from itertools import product
 from math import prod
-from typing import Any
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs, urlsplit
 
 from dtec.diagnostics import Diagnostic, diag
 from dtec.lang import types as t
@@ -21,11 +23,17 @@ from dtec.lang.schema import BLOCKS, METRICS, SWEEP_GOALS
 from dtec.lang.semantics import check_monitored
 from dtec.suggest import did_you_mean
 
+if TYPE_CHECKING:
+    from dtec.plan import Plan
+
 Probe = Callable[[Sequence[str]], Sequence[Diagnostic]]
 # Storage URL schemes Optuna's RDB storage takes through SQLAlchemy.
 DATABASES = ("postgresql", "mysql", "sqlite")
 # Schedulers whose workers share no file system with each other: a journal file cannot be the study's.
 NO_SHARED_FILES = ("kubernetes", "kubeflow", "interlink")
+# A Secret's name and data key (Kubernetes' IsDNS1123Subdomain and IsConfigMapKey).
+SECRET_NAME = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+SECRET_KEY = re.compile(r"[-._a-zA-Z0-9]+")
 # The space's corners are all checked up to this many (each is one more check of the blueprint).
 MAX_CORNERS = 64
 
@@ -88,10 +96,10 @@ def goal(sweep: Mapping[str, Any]) -> str:
     return "minimize" if METRICS[sweep.get("metric", "val_loss")] == "min" else "maximize"
 
 
-def check_sweep(bp: Blueprint, schedulers: Mapping[str, str], probe: Probe) -> list[Diagnostic]:
+def check_sweep(bp: Blueprint, plans: Mapping[str, Plan], probe: Probe) -> list[Diagnostic]:
     """Check the sweep block of a blueprint that has passed every other check."""
     sweep = bp.get("sweep")
-    found = _check_metric(bp, sweep) + _check_storage(bp, sweep, schedulers)
+    found = _check_metric(bp, sweep) + _check_storage(bp, sweep, plans) + _check_pods(bp, sweep, plans)
     dims = dimensions(sweep)
     seen: dict[str, Dimension] = {}
     for dim in dims:
@@ -124,17 +132,54 @@ def _check_metric(bp: Blueprint, sweep: Mapping[str, Any]) -> list[Diagnostic]:
     return found
 
 
-def _check_storage(bp: Blueprint, sweep: Mapping[str, Any], schedulers: Mapping[str, str]) -> list[Diagnostic]:
+def _check_storage(bp: Blueprint, sweep: Mapping[str, Any], plans: Mapping[str, Plan]) -> list[Diagnostic]:
     storage = sweep.get("storage", "journal")
     at = bp.span("sweep", "storage") or bp.span("sweep")
-    if storage != "journal" and storage.split(":", 1)[0].split("+", 1)[0] not in DATABASES:
+    scheme = storage.split(":", 1)[0].split("+", 1)[0]
+    if storage != "journal" and scheme not in DATABASES:
         return [diag("DT347", f"`{storage}` is neither `journal` nor a database URL", at, "write `journal`, or `postgresql://user@host/db` (also `mysql://`, `sqlite:///file.db`)")]
-    if storage == "journal":
+    if storage == "journal" or scheme == "sqlite":
+        what = "a journal file" if storage == "journal" else "an SQLite file"
         return [
-            diag("DT347", f"target `{name}` runs workers without a shared file system: a journal file cannot hold the study", at, "give `storage` a database URL the pods reach, e.g. `postgresql://user@host/db`")
-            for name, scheduler in schedulers.items() if scheduler in NO_SHARED_FILES
+            diag("DT347", f"target `{name}` runs workers without a shared file system: {what} cannot hold the study", at, "give `storage` a database URL the pods reach, e.g. `postgresql://user@host/db`")
+            for name, p in plans.items() if p.machine.scheduler in NO_SHARED_FILES
         ]
     return []
+
+
+def _check_pods(bp: Blueprint, sweep: Mapping[str, Any], plans: Mapping[str, Plan]) -> list[Diagnostic]:
+    """Kubernetes workers: each trial in one pod, and the storage URL reaching it from a Secret or without a password."""
+    found: list[Diagnostic] = []
+    secret = sweep.get("storage_secret")
+    if secret is not None and not is_secret_ref(secret):
+        found.append(diag("DT374", f"`{secret}` does not name a Secret and its key", bp.span("sweep", "storage_secret"), 'write `"<secret>/<key>"`, e.g. `"optuna-db/url"`, as `kubectl get secret <secret>` lists it'))
+    for name, p in plans.items():
+        if p.machine.scheduler not in NO_SHARED_FILES:
+            continue
+        if p.nodes > 1:
+            found.append(diag("DT348", f"target `{name}` runs each trial in one worker pod; this trial needs {p.nodes} nodes", bp.span("strategy", "nodes") or bp.span("sweep"), "use `nodes = 1` (more `procs_per_node` if the node holds them), or run the sweep on Slurm"))
+        at = bp.span("sweep", "storage")
+        # The workers' ConfigMap carries the blueprint's text, and without a Secret the URL itself.
+        written = at is not None and not at.source.text[at.start:at.end].startswith("env")
+        if has_password(sweep.get("storage", "journal")) and (secret is None or written):
+            where = "in the blueprint's text" if written else "as the storage URL"
+            found.append(diag("DT349", f"target `{name}`'s worker pods would get the storage password in plain text, {where}, in their manifest", at, 'write `storage = env("DTEC_SWEEP_DB")` and put the URL in a Secret the pods read: `storage_secret = "optuna-db/url"` (docs/sweeps.md)'))
+    return found
+
+
+def is_secret_ref(text: str) -> bool:
+    """Whether `text` is `<secret>/<key>`: a Secret's name (DNS-1123 subdomain) and a data key."""
+    name, _, key = text.partition("/")
+    return len(name) <= 253 and bool(SECRET_NAME.fullmatch(name)) and len(key) <= 253 and bool(SECRET_KEY.fullmatch(key))
+
+
+def has_password(url: str) -> bool:
+    """Whether a database URL carries a password (`user:password@host` or `?password=`)."""
+    try:
+        parts = urlsplit(url)
+        return parts.password is not None or "password" in parse_qs(parts.query)
+    except ValueError:
+        return True  # a URL urllib cannot read: not written out where it might hold one
 
 
 def key_type(bp: Blueprint, key: str) -> tuple[t.Type | None, tuple[str, str | None] | None]:

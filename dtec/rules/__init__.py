@@ -134,6 +134,9 @@ _TABLE = (
     ("DT345", "sweep-corner-rejected", "error", "A corner of the sweep's space fails the checks of a target (memory, strategy)"),
     ("DT346", "sweep-space-invalid", "error", "A key is in the space twice, or the sampler cannot draw the space"),
     ("DT347", "sweep-storage", "error", "The sweep's storage is no journal or database URL, or not one the target's workers share"),
+    ("DT348", "sweep-trial-spans-pods", "error", "A Kubernetes sweep's trial needs several nodes: each trial runs in one worker pod"),
+    ("DT349", "sweep-storage-password", "error", "A Kubernetes sweep's storage URL holds a password that the workers' manifest would carry in plain text"),
+    ("DT374", "sweep-storage-secret", "error", "`storage_secret` does not name a Kubernetes Secret and key as `<secret>/<key>`"),
     ("DT315", "beyond-the-run", "warning", "A warm-up, milestone or patience is as long as the run: it never takes effect"),
 )
 
