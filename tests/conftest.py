@@ -201,6 +201,8 @@ def textmate(repo_root: Path):
         return [json.loads(line) for line in done.stdout.splitlines()]
 
     return tokenize
+
+
 def _postgres_program(name: str) -> str:
     found = shutil.which(name) or next(iter(sorted(glob.glob(f"{POSTGRES_BIN}/{name}"), reverse=True)), None)
     if found is None:
