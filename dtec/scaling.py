@@ -15,6 +15,7 @@ from pathlib import Path
 
 from dtec import runs
 from dtec.lang.scaling import Point, point_sets, points
+from dtec.parent_run import child_link, finish_parent, start_parent
 
 _POLL_S = 5.0
 
@@ -67,6 +68,7 @@ def start(bundle, blueprint: Path, sets: list[str], machines: list[Path], *, out
     study.record.update(kind="study", points=[name for name, _, _ in compiled],
                         scaling=bundle.blueprint.get("scaling"))
     runs.save(study)
+    link = start_parent("study", folder, bundle.files["ir.json"])
     _say(f"dtec: study {study_id}: {len(compiled)} points ({', '.join(n for n, _, _ in compiled)}) "
          f"on {bundle.ir.target.name}, in {folder}")
     started: list[runs.Run] = []
@@ -76,6 +78,9 @@ def start(bundle, blueprint: Path, sets: list[str], machines: list[Path], *, out
         where = folder / "points" / name
         write_bundle(built.files, where)
         run = runs.start(where, f"{study_id}-{name}", built, blueprint, [*sets, *point_sets(bundle.blueprint, point, gpus)], index=False)
+        if link:
+            run.record["tracking_parent"] = child_link(link, name)
+            runs.save(run)
         _say(f"dtec: point {k} of {len(compiled)}: {name} ({point.ranks} rank{'s' if point.ranks > 1 else ''}, "
              f"{point.nodes} node{'s' if point.nodes > 1 else ''}, batch {point.batch} per rank)")
         code = launch(built, where, run, detach=slurm, fmt=fmt)
@@ -85,6 +90,7 @@ def start(bundle, blueprint: Path, sets: list[str], machines: list[Path], *, out
         failed = follow(started)
     if not slurm or not detach:
         show(folder, started)
+        finish_parent(folder)
     return 1 if failed else 0
 
 

@@ -10,8 +10,12 @@ import hashlib
 import json
 import os
 import shutil
+import signal
+import socket
 import subprocess
+import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -177,3 +181,42 @@ def read_only():
     yield lock
     for path in locked:
         subprocess.run(["chattr", "-i", str(path)], check=True)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(tmp_path_factory):
+    """A real `mlflow server` with its SQLite backend on localhost, torn down after the session."""
+    folder = tmp_path_factory.mktemp("mlflow-server")
+    port = _free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", f"sqlite:///{folder}/mlflow.db",
+         "--artifacts-destination", str(folder / "artifacts"), "--host", "127.0.0.1", "--port", str(port),
+         "--workers", "1"],
+        stdout=open(folder / "server.log", "w"), stderr=subprocess.STDOUT, start_new_session=True,
+    )
+    uri = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(240):  # its first start creates the tables: allow up to two minutes
+            try:
+                with urllib.request.urlopen(f"{uri}/health", timeout=2) as answer:
+                    if answer.status == 200:
+                        break
+            except OSError:
+                assert server.poll() is None, (folder / "server.log").read_text()[-3000:]
+                time.sleep(0.5)
+        else:
+            pytest.fail("mlflow server did not answer: " + (folder / "server.log").read_text()[-3000:])
+        yield uri
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:  # its workers linger on a SIGTERM now and then
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait(timeout=30)
