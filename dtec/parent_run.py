@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from dtec.tracking import log_params, mlflow_store, tracking_params
+from dtec.tracked import log_params, mlflow_store, tracking_params
 
 TRACKING_FILE = "tracking.json"  # in the parent's home, as in a run's run dir
 
