@@ -89,8 +89,9 @@ def start_parent(kind: str, folder: Path, ir_json: str) -> dict:
     (folder / "ir.json").write_text(ir_json, encoding="utf-8")
     parent = describe(folder)
     assert parent is not None and parent.kind == kind, folder  # the caller wrote the study's record first
+    home = parent.home.resolve()  # absolute: the children log from their own folders
     kinds = {t.get("kind") for t in (parent.ir.get("monitor") or {}).get("track") or []}
-    link: dict[str, Any] = {"tensorboard": str(parent.home / "tensorboard")} if "tensorboard" in kinds else {}
+    link: dict[str, Any] = {"tensorboard": str(home / "tensorboard")} if "tensorboard" in kinds else {}
     tracker = mlflow_tracker(parent.ir)
     if tracker is None:
         return link
@@ -100,9 +101,9 @@ def start_parent(kind: str, folder: Path, ir_json: str) -> dict:
         client.update_run(saved["mlflow_run_id"], status="RUNNING")
         return {**link, **saved}
     store = mlflow_store()
-    uri = store.mlflow_uri(tracker["uri"], parent.home)
+    uri = store.mlflow_uri(tracker["uri"], home)
     client = _client(uri)
-    experiment_id = store.mlflow_experiment(client, tracker, parent.home)
+    experiment_id = store.mlflow_experiment(client, tracker, home)
     run = client.create_run(experiment_id, run_name=parent.id, tags=parent.tags())
     log_params(client, run.info.run_id, parent.params())
     saved = {"uri": tracker["uri"], "mlflow_uri": uri, "mlflow_run_id": run.info.run_id, "experiment_id": experiment_id}

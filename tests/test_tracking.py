@@ -245,18 +245,24 @@ def test_a_study_folder_opens_its_parent_run_once(tmp_path: Path, monkeypatch) -
     built, found = compile_blueprint(_write(tmp_path / "bp.twin", SWEEP.format(
         track='track = [mlflow(uri = "mlruns", experiment = "e"), tensorboard()]')), "local", environ={})
     assert built is not None, found
-    folder = tmp_path / "sweep-x"
+    monkeypatch.chdir(tmp_path)
+    folder = Path("sweep-x")  # relative, as dtec's runs/ folders are: the link is absolute all the same
     folder.mkdir()
     (folder / "study.json").write_text(json.dumps({"id": "sweep-x", "sweep": {"trials": 2}, "sets": []}))
     link = start_parent("sweep", folder, built.files["ir.json"])
     assert start_parent("sweep", folder, built.files["ir.json"]) == link  # a rerun continues it
-    assert link["mlflow_uri"] == (folder / "mlruns").as_uri()
-    assert child_link(link, "trial-0003")["tensorboard"] == str(folder / "tensorboard" / "trial-0003")
+    assert link["mlflow_uri"] == (tmp_path / folder / "mlruns").as_uri()
+    assert child_link(link, "trial-0003")["tensorboard"] == str(tmp_path / folder / "tensorboard" / "trial-0003")
     monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
     client = MlflowClient(link["mlflow_uri"])
     (run,) = client.search_runs([link["experiment_id"]])
     assert run.info.run_id == link["mlflow_run_id"] and run.data.tags["dtec.kind"] == "sweep"
     assert run.data.params["sweep.trials"] == "2" and run.data.params["train.epochs"] == "1"
+    offline, _ = compile_blueprint(_write(tmp_path / "off.twin", SWEEP.format(track="track = mlflow()")), "local", environ={})
+    (tmp_path / "sweep-y").mkdir()
+    (tmp_path / "sweep-y" / "study.json").write_text((folder / "study.json").read_text())
+    link = start_parent("sweep", Path("sweep-y"), offline.files["ir.json"])  # the default store, in the study folder
+    assert link["mlflow_uri"] == "sqlite:///" + str(tmp_path / "sweep-y" / "mlflow" / "mlflow.db") and "tensorboard" not in link
 
 
 def _write(path: Path, text: str) -> Path:
