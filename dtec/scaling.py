@@ -17,6 +17,7 @@ from pathlib import Path
 
 from dtec import runs
 from dtec.lang.scaling import Point, point_sets, points
+from dtec.parent_run import child_link, finish_parent, start_parent
 
 _POLL_S = 5.0
 _INTERRUPTED = 130
@@ -145,6 +146,7 @@ def start(bundle, blueprint: Path, sets: list[str], machines: list[Path], *, out
         study = runs.start(folder, study_id, bundle, blueprint, sets)
         study.record.update(kind="study", points=[p.name for p in planned], scaling=bundle.blueprint.get("scaling"))
         runs.save(study)
+    link = start_parent("study", folder, bundle.files["ir.json"])
     _say(f"dtec: study {study_id}: {len(planned)} points ({', '.join(p.name for p in planned)}) "
          f"on {bundle.ir.target.name}, in {folder}")
     started: list[runs.Run] = []
@@ -160,6 +162,9 @@ def start(bundle, blueprint: Path, sets: list[str], machines: list[Path], *, out
             continue
         write_bundle(item.bundle.files, where)
         run = run or runs.start(where, f"{study_id}-{item.name}", item.bundle, blueprint, [*sets, *item.sets], index=False)
+        if link and "tracking_parent" not in run.record:
+            run.record["tracking_parent"] = child_link(link, item.name)
+            runs.save(run)
         point = item.point
         _say(f"dtec: point {k} of {len(planned)}: {item.name} ({point.ranks} rank{'s' if point.ranks > 1 else ''}, "
              f"{point.nodes} node{'s' if point.nodes > 1 else ''}, batch {point.batch} per rank)"
@@ -273,6 +278,7 @@ def finish(folder: Path, started: list[runs.Run], failed: int) -> int:
         measured = f"{step * 1000:.2f} ms a step, {point['samples_per_s']:,.0f} samples/s" if step else "nothing measured"
         _say(f"  {run.folder.name:<8} {said:<10} {measured}")
     _say(_report(folder))
+    finish_parent(folder)
     return 1 if failed else 0
 
 

@@ -30,6 +30,7 @@ from dtec import runs
 from dtec.backends.kubernetes import STORAGE_ENV, WORKER_FAILED_EXIT
 from dtec.lang.loader import ROOT_VARIABLE
 from dtec.lang.sweep import Dimension, dimensions, goal, value_text
+from dtec.parent_run import child_link, finish_parent, start_parent
 
 _POLL_S = 1.0
 _FOLLOW_S = 0.2  # how often a trial's metrics.jsonl is read: a small file, read whole
@@ -63,6 +64,8 @@ def open_study(bundle, blueprint: Path, sets: list[str], machines: list[Path]):
         "project": str(Path.cwd()),  # where runs/ is: the workers index their trials' runs there
         **{k: old[k] for k in ("job", "submitted") if k in old},  # the workers last submitted, and how often
     }
+    _save(folder, spec)  # start_parent reads it
+    spec["tracking"] = start_parent("sweep", folder, bundle.files["ir.json"])
     _save(folder, spec)
     study = _load(spec)
     _say(f"dtec: study {sid}: {sweep['trials']} trials, {sweep['parallel']} at a time, in {folder}")
@@ -568,6 +571,9 @@ def _run_trial(folder: Path, spec: dict, dims: list[Dimension], trial):
     run_folder = folder / f"trial-{trial.number:04d}"
     write_bundle(bundle.files, run_folder)
     run = runs.start(run_folder, runs.new_id(), bundle, blueprint, sets)
+    if spec.get("tracking"):
+        run.record["tracking_parent"] = child_link(spec["tracking"], run_folder.name)
+        runs.save(run)
     trial.set_user_attr("run", run.id)
     trial.set_user_attr("folder", str(run_folder))
     follower = _Follower(run, trial, spec)
@@ -697,11 +703,13 @@ def finish(study, spec: dict, folder: Path) -> int:
                             t.user_attrs.get("run", ""), t.user_attrs.get("reason", "") or _silent(t)])
     best = _best(study)
     if best is None:
+        finish_parent(folder)
         _say(f"dtec: no trial completed; trials.csv in {folder} says why")
         return 1
     from dtec.bestblueprint import write_best
 
     path = write_best(Path(spec["blueprint"]), trial_sets(dims, best.params), folder / "best.twin")
+    finish_parent(folder)
     _say(f"dtec: best trial {best.number}: {spec['sweep'].get('metric', 'val_loss')} {best.value:.6g} "
          f"({', '.join(trial_sets(dims, best.params))}); {path}, {folder / 'trials.csv'}")
     return 0

@@ -1,54 +1,17 @@
-"""Experiment tracking: a run's parameters as trackers log them, and `dtec export mlflow`."""
+"""`dtec export mlflow`: finished runs, studies and sweeps pushed to an MLflow store."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from functools import cache
 from pathlib import Path
 from typing import Any
 
 from dtec.diagnostics import Diagnostic, diag
 from dtec.lang.tracking import uri_kind
-from dtec.resources import data_path
 from dtec.source import argument_span
-
-# MLflow's longest parameter value (mlflow.utils.validation.MAX_PARAM_VAL_LENGTH).
-_PARAM_LENGTH = 6000
-# The IR's parts that say how dtec got there, not what trains; decisions are logged on their own.
-_NOT_PARAMS = ("schema_version", "estimate", "decisions")
-
-
-def tracking_params(ir: dict[str, Any]) -> dict[str, str]:
-    """The IR (as ir.json holds it) as MLflow parameters: dotted keys, lists as JSON, and each
-    decision of the plan as `decision.<subject>`."""
-    params: dict[str, str] = {}
-
-    def add(name: str, value: Any) -> None:
-        if isinstance(value, dict) and value:
-            for key, item in value.items():
-                add(f"{name}.{key}" if name else str(key), item)
-        else:
-            text = value if isinstance(value, str) else json.dumps(value)
-            params[name] = text[:_PARAM_LENGTH]
-
-    add("", {k: v for k, v in ir.items() if k not in _NOT_PARAMS})
-    for decision in ir.get("decisions") or []:
-        params[f"decision.{decision['subject']}"] = str(decision["value"])[:_PARAM_LENGTH]
-    return params
-
-
-@cache
-def tracked_values() -> Callable[[dict], tuple[int, int, dict[str, float]]]:
-    """The function train.py logs each metrics.jsonl record with (train/track_values.py), as is."""
-    path = data_path("backends", "templates", "train", "track_values.py")
-    spec = importlib.util.spec_from_file_location("dtec_track_values", path)
-    module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
-    module.__dict__["math"] = __import__("math")  # train.py imports it for the included code
-    spec.loader.exec_module(module)  # type: ignore[union-attr]
-    return module.tracked_values
+from dtec.tracked import log_params, tracked_values, tracking_params
 
 
 @dataclass
@@ -61,6 +24,7 @@ class ExportResult:
 
 def export_mlflow(runs: Sequence[str], uri: str, experiment: str | None = None) -> ExportResult:
     """Push finished runs to the MLflow store at `uri`; a run already there (by its dtec id) is not pushed again."""
+    from dtec.parent_run import describe
     from dtec.runs import RunError, find
 
     result = ExportResult()
@@ -70,17 +34,21 @@ def export_mlflow(runs: Sequence[str], uri: str, experiment: str | None = None) 
         return result
     for name in runs:
         try:
-            folder = find(name).folder
+            folder = Path(name) if (Path(name) / "study.json").is_file() else find(name).folder
         except RunError as exc:
             result.diagnostics.append(diag("DT373", str(exc), argument_span("", name), "name a run folder, a run id or `latest`"))
             continue
-        problem = _unfinished(folder / "run")
+        parent = describe(folder)
+        problem = _unfinished_study(parent) if parent is not None else _unfinished(folder / "run")
         if problem is not None:
             result.diagnostics.append(diag("DT373", f"run `{name}` {problem}", argument_span("", name),
                                            "push it once `dtec status` says it completed, failed or was cancelled"))
             continue
         try:
-            result.pushed.append(_push(folder, uri, experiment))
+            if parent is not None:
+                result.pushed += _push_study(parent, uri, experiment)
+            else:
+                result.pushed.append(_push(folder, uri, experiment))
         except Exception as exc:  # the server's refusal, or no server: one line, not a traceback
             result.diagnostics.append(diag("DT373", f"`{uri}` did not take run `{name}`: {type(exc).__name__}: {str(exc)[:300]}",
                                            argument_span("--uri", uri), "check that the server runs and this machine reaches it"))
@@ -98,9 +66,46 @@ def _unfinished(run_dir: Path) -> str | None:
     return None
 
 
-def _push(folder: Path, uri: str, experiment: str | None) -> dict[str, str]:
-    """Push one finished run; return its dtec id, MLflow run id and whether it was pushed now."""
-    from mlflow.entities import Metric, Param
+def _unfinished_study(parent) -> str | None:
+    """Why a study or sweep cannot be pushed yet, or None: a point without its summary, a sweep without trials.csv."""
+    if parent.kind == "sweep":
+        return None if (parent.folder / "trials.csv").is_file() else "has no trials.csv: the sweep has not finished"
+    waiting = [child.name for child in parent.children if _unfinished(child / "run")]
+    return f"has points that have not finished ({', '.join(waiting)})" if waiting else None
+
+
+def _experiment(client, name: str) -> str:
+    found = client.get_experiment_by_name(name)
+    return found.experiment_id if found is not None else client.create_experiment(name)
+
+
+def _push_study(parent, uri: str, experiment: str | None) -> list[dict[str, str]]:
+    """Push a study or sweep: its parent run (once), then each finished point or trial nested under it."""
+    from mlflow.tracking import MlflowClient
+
+    from dtec.parent_run import log_summary
+
+    client = MlflowClient(uri)
+    experiment_id = _experiment(client, experiment or parent.ir["twin"]["name"])
+    found = client.search_runs([experiment_id], f"tags.`dtec.run_id` = '{parent.id}'")
+    if found:  # a push cut short left it RUNNING: its children and summary are pushed again below
+        run_id, done = found[0].info.run_id, found[0].info.status != "RUNNING"
+    else:
+        run_id, done = client.create_run(experiment_id, run_name=parent.id, tags={**parent.tags(), "dtec.exported": "true"}).info.run_id, False
+        log_params(client, run_id, parent.params())
+    rows = [{"run": parent.id, "mlflow_run_id": run_id, "pushed": "already there" if done else "now"}]
+    for child in parent.children:
+        if (child / "run" / "summary.json").is_file():  # a sweep's trial that never trained has none
+            rows.append(_push(child, uri, experiment, parent=run_id))
+    if not done:
+        log_summary(client, run_id, parent)
+    return rows
+
+
+def _push(folder: Path, uri: str, experiment: str | None, parent: str | None = None) -> dict[str, str]:
+    """Push one finished run (nested under the MLflow run `parent`); return its dtec id, MLflow run
+    id and whether it was pushed now."""
+    from mlflow.entities import Metric
     from mlflow.tracking import MlflowClient
 
     run_dir = folder / "run"
@@ -109,9 +114,7 @@ def _push(folder: Path, uri: str, experiment: str | None) -> dict[str, str]:
     summary = _json(run_dir / "summary.json")
     run_id = str(record.get("id") or folder.name)
     client = MlflowClient(uri)
-    name = experiment or ir["twin"]["name"]
-    found = client.get_experiment_by_name(name)
-    experiment_id = found.experiment_id if found is not None else client.create_experiment(name)
+    experiment_id = _experiment(client, experiment or ir["twin"]["name"])
     for old in client.search_runs([experiment_id], f"tags.`dtec.run_id` = '{run_id}'"):
         if old.info.status != "RUNNING":  # a push cut short stays RUNNING: pushed again below
             return {"run": run_id, "mlflow_run_id": old.info.run_id, "pushed": "already there"}
@@ -119,15 +122,13 @@ def _push(folder: Path, uri: str, experiment: str | None) -> dict[str, str]:
     inputs = summary.get("inputs") or {}
     tags = {"dtec.run_id": run_id, "dtec.twin": ir["twin"]["name"], "dtec.target": ir["target"]["name"],
             "dtec.ir_sha256": str(inputs.get("ir_sha256")), "dtec.blueprint_sha256": str(inputs.get("blueprint_sha256")),
-            "dtec.exported": "true"}
+            "dtec.exported": "true", **({"mlflow.parentRunId": parent} if parent else {})}
     records = [json.loads(line) for line in _lines(run_dir / "metrics.jsonl")]
     started = int(records[0]["time"] * 1000) if records else None
     run = client.create_run(experiment_id, start_time=started, run_name=run_id, tags=tags)
     params = {**tracking_params(ir), "dtec.sets": " ".join(inputs.get("sets") or []) or "(none)",
               "dtec.target": ir["target"]["name"]}
-    items = sorted(params.items())
-    for start in range(0, len(items), 100):
-        client.log_batch(run.info.run_id, params=[Param(k, v) for k, v in items[start:start + 100]])
+    log_params(client, run.info.run_id, params)
     metrics = []
     for line in records:
         step, at, values = tracked_values()(line)

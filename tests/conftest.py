@@ -6,15 +6,18 @@ Test files share code through fixtures here, not by importing each other: CI run
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import json
 import os
-import glob
 import shutil
+import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -219,9 +222,7 @@ def postgres() -> Iterator[str]:
     home = Path(tempfile.mkdtemp(prefix="dtec-pg-"))
     if owner:
         shutil.chown(home, "postgres")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = _free_port()
     data = home / "data"
     subprocess.run([*owner, initdb, "-D", str(data), "-U", "dtec", "--auth=trust", "-E", "UTF8"],
                    check=True, capture_output=True, timeout=120)
@@ -233,3 +234,43 @@ def postgres() -> Iterator[str]:
     finally:
         subprocess.run([*owner, pg_ctl, "-D", str(data), "-m", "immediate", "stop"], capture_output=True, timeout=120)
         shutil.rmtree(home, ignore_errors=True)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(tmp_path_factory):
+    """A real `mlflow server` with its SQLite backend on localhost, torn down after the session."""
+    folder = tmp_path_factory.mktemp("mlflow-server")
+    port = _free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", f"sqlite:///{folder}/mlflow.db",
+         "--artifacts-destination", str(folder / "artifacts"), "--host", "127.0.0.1", "--port", str(port),
+         "--workers", "1"],
+        stdout=open(folder / "server.log", "w"), stderr=subprocess.STDOUT, start_new_session=True,
+    )
+    uri = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 300  # its first start creates the tables: slow on a loaded machine
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"{uri}/health", timeout=2) as answer:
+                    if answer.status == 200:
+                        break
+            except OSError:
+                assert server.poll() is None, (folder / "server.log").read_text()[-3000:]
+                time.sleep(0.5)
+        else:
+            pytest.fail("mlflow server did not answer: " + (folder / "server.log").read_text()[-3000:])
+        yield uri
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:  # its workers linger on a SIGTERM now and then
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait(timeout=30)

@@ -5,12 +5,8 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -86,45 +82,6 @@ def mlflow_series(client, run_id: str, keys) -> dict[str, list[tuple[int, float]
         history = sorted(client.get_metric_history(run_id, key), key=lambda m: (m.timestamp, m.step))
         found[key] = [(m.step, m.value) for m in history]
     return found
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def mlflow_server(tmp_path_factory):
-    """A real `mlflow server` with its SQLite backend on localhost, torn down after the module."""
-    folder = tmp_path_factory.mktemp("mlflow-server")
-    port = free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", f"sqlite:///{folder}/mlflow.db",
-         "--artifacts-destination", str(folder / "artifacts"), "--host", "127.0.0.1", "--port", str(port),
-         "--workers", "1"],
-        stdout=open(folder / "server.log", "w"), stderr=subprocess.STDOUT, start_new_session=True,
-    )
-    uri = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(240):  # its first start creates the tables: allow up to two minutes
-            try:
-                with urllib.request.urlopen(f"{uri}/health", timeout=2) as answer:
-                    if answer.status == 200:
-                        break
-            except OSError:
-                assert server.poll() is None, (folder / "server.log").read_text()[-3000:]
-                time.sleep(0.5)
-        else:
-            pytest.fail("mlflow server did not answer: " + (folder / "server.log").read_text()[-3000:])
-        yield uri
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:  # its workers linger on a SIGTERM now and then
-            os.killpg(server.pid, signal.SIGKILL)
-            server.wait(timeout=30)
 
 
 # ----------------------------------------------------------------------------- no tracking
@@ -235,3 +192,139 @@ def test_export_refuses_an_unfinished_run_and_a_bad_uri(tmp_path: Path, monkeypa
     assert [d.code for d in found] == ["DT373"] and "has not finished" in found[0].message
     bad = export_mlflow(["r"], "s3://bucket").diagnostics
     assert [d.code for d in bad] == ["DT373"] and bad[0].span.source.text[bad[0].span.start:] == "s3://bucket"
+
+
+# ----------------------------------------------------------------------------- studies and sweeps
+STUDY = BLUEPRINT.replace("""  kind = ddp
+  procs_per_node = 2
+}}""", """  kind = ddp
+}}
+scaling {{
+  ranks = [1, 2]
+  steps = 6
+  warmup = 2
+}}""")
+SWEEP = BLUEPRINT.replace("epochs = 2", "epochs = 1").replace("""  kind = ddp
+  procs_per_node = 2
+}}""", """  kind = ddp
+  procs_per_node = 1
+}}
+sweep {{
+  trials = 2
+  parallel = 1
+  seed = 1
+  space = [loguniform("train.optimizer.lr", 1e-4, 1e-2)]
+}}""")
+REPO = Path(__file__).resolve().parent.parent
+
+
+def dtec_run(cwd: Path, *args: str) -> str:
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")}
+    env.update(PYTHONPATH=str(REPO), OMP_NUM_THREADS="1", DTEC_DATA_ROOT=".")
+    result = subprocess.run([sys.executable, "-m", "dtec", "run", *args], cwd=cwd, env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=900)
+    assert result.returncode == 0, result.stdout[-6000:]
+    return result.stdout
+
+
+def nested(client, experiment: str, kind: str):
+    """The one parent run of `kind` in the experiment, and the runs that name it their parent."""
+    found = client.get_experiment_by_name(experiment)
+    everything = client.search_runs([found.experiment_id])
+    (parent,) = [r for r in everything if r.data.tags.get("dtec.kind") == kind]
+    children = [r for r in everything if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    assert len(everything) == 1 + len(children)  # nothing outside the nesting
+    return parent, {r.data.tags["dtec.run_id"]: r for r in children}
+
+
+def test_a_study_folder_opens_its_parent_run_once(tmp_path: Path, monkeypatch) -> None:
+    from mlflow.tracking import MlflowClient
+
+    from dtec.parent_run import child_link, start_parent
+
+    built, found = compile_blueprint(_write(tmp_path / "bp.twin", SWEEP.format(
+        track='track = [mlflow(uri = "mlruns", experiment = "e"), tensorboard()]')), "local", environ={})
+    assert built is not None, found
+    monkeypatch.chdir(tmp_path)
+    folder = Path("sweep-x")  # relative, as dtec's runs/ folders are: the link is absolute all the same
+    folder.mkdir()
+    (folder / "study.json").write_text(json.dumps({"id": "sweep-x", "sweep": {"trials": 2}, "sets": []}))
+    link = start_parent("sweep", folder, built.files["ir.json"])
+    assert start_parent("sweep", folder, built.files["ir.json"]) == link  # a rerun continues it
+    assert link["mlflow_uri"] == (tmp_path / folder / "mlruns").as_uri()
+    assert child_link(link, "trial-0003")["tensorboard"] == str(tmp_path / folder / "tensorboard" / "trial-0003")
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
+    client = MlflowClient(link["mlflow_uri"])
+    (run,) = client.search_runs([link["experiment_id"]])
+    assert run.info.run_id == link["mlflow_run_id"] and run.data.tags["dtec.kind"] == "sweep"
+    assert run.data.params["sweep.trials"] == "2" and run.data.params["train.epochs"] == "1"
+    offline, _ = compile_blueprint(_write(tmp_path / "off.twin", SWEEP.format(track="track = mlflow()")), "local", environ={})
+    (tmp_path / "sweep-y").mkdir()
+    (tmp_path / "sweep-y" / "study.json").write_text((folder / "study.json").read_text())
+    link = start_parent("sweep", Path("sweep-y"), offline.files["ir.json"])  # the default store, in the study folder
+    assert link["mlflow_uri"] == "sqlite:///" + str(tmp_path / "sweep-y" / "mlflow" / "mlflow.db") and "tensorboard" not in link
+
+
+def _write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.slow
+def test_a_study_nests_its_points_live_and_when_exported(tmp_path: Path, mlflow_server: str) -> None:
+    from mlflow.tracking import MlflowClient
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    track = f'track = [mlflow(uri = "{mlflow_server}", experiment = "study"), tensorboard()]'
+    _write(tmp_path / "s.twin", STUDY.format(track=track))
+    dtec_run(tmp_path, "s.twin")
+    [study] = [p for p in (tmp_path / "runs" / "tracked" / "local").iterdir() if not p.is_symlink()]
+    client = MlflowClient(mlflow_server)
+    parent, children = nested(client, "study", "study")
+    assert parent.info.status == "FINISHED" and parent.data.params["scaling.ranks"] == "[1, 2]"
+    assert sorted(children) == sorted(f"{study.name}-{n}" for n in ("r1", "r2"))
+    for name in ("r1", "r2"):
+        expected = expected_series(study / "points" / name / "run")
+        assert mlflow_series(client, children[f"{study.name}-{name}"].info.run_id, expected) == expected
+        events = EventAccumulator(str(study / "run" / "tensorboard" / name)).Reload()
+        assert set(events.Tags()["scalars"]) == set(expected)  # side by side under the study's log dir
+    efficiency = client.get_metric_history(parent.info.run_id, "scaling/efficiency")
+    assert sorted(m.step for m in efficiency) == [1, 2] and {a.path for a in client.list_artifacts(parent.info.run_id)} == {"scaling.json"}
+
+    pushed = export_mlflow([str(study)], mlflow_server, "study-pushed")
+    assert pushed.diagnostics == [] and [r["pushed"] for r in pushed.pushed] == ["now"] * 3
+    again = export_mlflow([str(study)], mlflow_server, "study-pushed")
+    assert [r["pushed"] for r in again.pushed] == ["already there"] * 3
+    parent, children = nested(client, "study-pushed", "study")
+    assert len(children) == 2 and parent.info.status == "FINISHED"
+    for run in children.values():
+        name = run.data.tags["dtec.run_id"].rsplit("-", 1)[1]
+        expected = expected_series(study / "points" / name / "run")
+        assert mlflow_series(client, run.info.run_id, expected) == expected
+
+
+@pytest.mark.slow
+def test_a_sweep_nests_its_trials_in_the_file_store_and_a_rerun_keeps_one_parent(tmp_path: Path, monkeypatch) -> None:
+    import csv
+
+    from mlflow.tracking import MlflowClient
+
+    _write(tmp_path / "s.twin", SWEEP.format(track='track = mlflow(uri = "mlruns", experiment = "sweep")'))
+    dtec_run(tmp_path, "s.twin")
+    [folder] = (tmp_path / "runs" / "tracked" / "local").glob("sweep-*")
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
+    client = MlflowClient((folder / "mlruns").as_uri())
+    parent, children = nested(client, "sweep", "sweep")
+    trials = list(csv.DictReader((folder / "trials.csv").open()))
+    assert sorted(children) == sorted(t["run"] for t in trials) and len(trials) == 2
+    for t in trials:
+        expected = expected_series(folder / f"trial-{int(t['number']):04d}" / "run")
+        assert mlflow_series(client, children[t["run"]].info.run_id, expected) == expected
+    best = client.get_metric_history(parent.info.run_id, "sweep/best_value")
+    assert [m.value for m in best] == [min(float(t["value"]) for t in trials)]
+    assert {a.path for a in client.list_artifacts(parent.info.run_id)} == {"trials.csv", "best.twin"}
+
+    dtec_run(tmp_path, "s.twin")  # the study is complete: no new trial, the same parent
+    again, children_again = nested(client, "sweep", "sweep")
+    assert again.info.run_id == parent.info.run_id and children_again.keys() == children.keys()
+    assert again.info.status == "FINISHED"

@@ -12,7 +12,7 @@ from dtec.ir import IR
 from dtec.ir.model import Loss
 from dtec.lang.schema import OPTIMIZER, WINDOWED_SOURCES, metric_name
 from dtec.runs import ir_sha256
-from dtec.tracking import tracking_params
+from dtec.tracked import tracking_params
 
 TEMPLATE = "train.py.jinja"
 PREDICT_TEMPLATE = "predict.py.jinja"

@@ -968,6 +968,10 @@ SCALING = {
     "repeats": 1,
 }
 PHASES = ("data", "compute", "comm", "optimizer", "rest")
+# The cross-check of the hook: the last warm-up steps run their backward under DDP's no_sync
+# (compute only; the gradients are then averaged outside the timed phases, so training is as if
+# synchronised). Mean step minus mean compute-only step is a second estimate of exposed communication.
+NOSYNC_STEPS = min(5, SCALING["warmup"] // 2)
 
 
 RAPL_ROOT = Path("/sys/class/powercap")
@@ -1121,6 +1125,7 @@ class Phases:
         self.last = 0.0
         self.ready = None  # when (a clock value or a CUDA event) the last bucket was handed over
         self.comm = "none: one rank" if rt.world_size == 1 else None
+        self.model, self.nosync_rows, self.sync_off = model, [], None
         if rt.world_size > 1 and hasattr(model, "register_comm_hook"):
             from torch.distributed.algorithms.ddp_comm_hooks import default_hooks
 
@@ -1132,6 +1137,16 @@ class Phases:
             self.comm = "ddp-hook"
         elif rt.world_size > 1:
             self.comm = f"not measured: the {STRATEGY['kind']} strategy has no communication hook (counted in compute)"
+        if rt.world_size == 1:
+            self.check = "none: one rank"
+        elif self.comm != "ddp-hook":
+            self.check = "not measured: no DDP hook to cross-check"
+        elif TRAIN["grad_accum"] > 1:
+            self.check = "not measured: gradient accumulation synchronises every micro-batch"
+        elif NOSYNC_STEPS == 0:
+            self.check = "not measured: fewer than 2 warm-up steps to run compute-only steps in"
+        else:
+            self.check = "no_sync"
         self.meter = EnergyMeter(rt)
         self.window_start = (0.0, 0.0)
 
@@ -1143,6 +1158,10 @@ class Phases:
     def measuring(self) -> bool:
         return SCALING["warmup"] <= self.steps_seen < SCALING["warmup"] + SCALING["steps"]
 
+    def compute_only(self) -> bool:
+        """A step of the cross-check: one of the last NOSYNC_STEPS of the warm-up."""
+        return self.check == "no_sync" and SCALING["warmup"] - NOSYNC_STEPS <= self.steps_seen < SCALING["warmup"]
+
     def begin(self) -> None:
         """The step starts: nothing of it is counted yet."""
         if self.measuring() and not self.rows:
@@ -1150,10 +1169,13 @@ class Phases:
             self.meter.start()
         self.current = dict.fromkeys(PHASES, 0.0)
         self.ready = None
+        if self.compute_only():
+            self.sync_off = self.model.no_sync()  # DDP's own switch: backward all-reduces nothing
+            self.sync_off.__enter__()
         self.last = self.clock()
 
     def clock(self) -> float:
-        if self.cuda and self.measuring():
+        if self.cuda and (self.measuring() or self.compute_only()):
             torch.cuda.synchronize(self.rt.device)  # so a phase holds its GPU work
         return time.perf_counter()
 
@@ -1172,12 +1194,25 @@ class Phases:
             self.ready = None
         self.current[phase] += spent
         self.last = now
+        if phase == "compute" and self.sync_off is not None:
+            self.sync_off.__exit__(None, None, None)
+            self.sync_off = None
+            self.average_gradients()
+            self.last = self.clock()  # the averaging is in no phase: a compute-only step has none
+
+    def average_gradients(self) -> None:
+        """What DDP's all-reduce hook would have done: each gradient divided by the ranks, summed."""
+        for parameter in self.model.parameters():
+            if parameter.grad is not None:
+                all_sum(parameter.grad.div_(self.rt.world_size))
 
     def end(self) -> None:
         """The step is over: its rest is counted, and the window written once it is complete."""
-        measured = self.measuring()
+        measured, compute_only = self.measuring(), self.compute_only()
         self.lap("rest")
         self.steps_seen += 1
+        if compute_only:
+            self.nosync_rows.append(sum(self.current.values()))
         if measured:
             self.rows.append([self.current[p] for p in PHASES])
             if len(self.rows) == SCALING["steps"]:
@@ -1198,6 +1233,9 @@ class Phases:
         cpu_percent = all_sum(torch.tensor(100.0 * cpu / wall, dtype=torch.float64).to(self.rt.device)).item()
         peak = all_max(float(peak_memory(self.rt)), self.rt)
         joules = all_sum(torch.tensor(energy.get("joules") or 0.0, dtype=torch.float64).to(self.rt.device)).item()
+        nosync = None
+        if self.check == "no_sync" and len(self.nosync_rows) == NOSYNC_STEPS:  # every rank ran them all
+            nosync = all_sum(torch.tensor(self.nosync_rows, dtype=torch.float64).to(self.rt.device)).cpu() / self.rt.world_size
         gpu = self.meter.gpu()
         if not self.rt.main:
             return
@@ -1222,6 +1260,11 @@ class Phases:
             "phases_s": phases,
             "comm_share": phases["comm"] / step_time if comm_measured else None,
             "comm_method": self.comm,
+            # The cross-check: compute-only (no_sync) steps of the warm-up; step - compute-only step.
+            "comm_check": self.check if nosync is not None or self.check != "no_sync" else "not measured: a resumed run skipped them",
+            "nosync_step_time_s": nosync.mean().item() if nosync is not None else None,
+            "comm_nosync_s": step_time - nosync.mean().item() if nosync is not None else None,
+            "per_step_nosync": [round(v, 7) for v in nosync.tolist()] if nosync is not None else [],
             "samples_per_s": self.global_batch / step_time,
             "peak_memory_bytes": int(peak),
             "cpu_utilisation_percent": cpu_percent / self.rt.world_size,
