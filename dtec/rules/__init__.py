@@ -125,6 +125,9 @@ _TABLE = (
     ("DT362", "sampler-objective-mismatch", "error", "A `sampler` source is trained by an objective other than `reverse_kl`, or `reverse_kl` reads a data set"),
     ("DT363", "sampler-key-unused", "error", "A data block with a `sampler` source sets a key a sampler does not use (`split`, `shuffle`, `input`, `target`, `path`)"),
     ("DT364", "init-overwritten", "warning", "A model's `init` is replaced by the trained weights it starts from (`weights = from(...)`)"),
+    ("DT376", "channel-split-invalid", "error", "A channel split (`target = channels(k)`) takes a channel twice, one the samples do not have, or all of them"),
+    ("DT377", "batch-field-unknown", "error", "An objective reads a batch field the data does not carry (`fields = [...]`)"),
+    ("DT378", "batch-fields-unused", "error", "A data set carries `fields` no objective reads, or one named `input` or `target` (the batch's own keys)"),
     # Sweeps
     ("DT340", "sweep-unknown-key", "error", "A sweep's space names a key the blueprint does not have"),
     ("DT341", "sweep-goal-mismatch", "error", "A sweep's goal looks for the worst trials of its metric"),
