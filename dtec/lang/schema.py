@@ -353,6 +353,8 @@ SEVERAL_MODELS = ("gan",)
 OBJECTIVE_METRICS = {
     "elbo": {"val_recon": "min", "val_kl": "min"},
     "reverse_kl": {"val_ess": "max", "val_kl": "min"},
+    # The discriminator's: its loss falls and its accuracies rise as it wins.
+    "gan": {"val_d_loss": "min", "val_g_loss": "min", "val_d_real_accuracy": "max", "val_d_fake_accuracy": "max"},
 }
 # How a model's weights are initialised before training (`model { init = ... }`).
 INIT = Call(

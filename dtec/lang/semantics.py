@@ -373,10 +373,11 @@ def _unrecorded_by_objective(bp: Blueprint, metric: str) -> str | None:
         return None
     own = OBJECTIVE_METRICS.get(objective, {})
     another = any(metric in recorded for recorded in OBJECTIVE_METRICS.values())
-    if metric in own or not (another or objective == "reverse_kl"):  # reverse_kl: nothing else
+    alone = objective in ("reverse_kl", "gan")  # they record their own values and no metrics
+    if metric in own or not (another or alone):
         return None
     records = ", ".join(f"`{m}`" for m in ("val_loss", *own))
-    return f"`{metric}` is not recorded: `{objective}` records {records}" + ("" if objective == "reverse_kl" else " and the metrics")
+    return f"`{metric}` is not recorded: `{objective}` records {records}" + ("" if alone else " and the metrics")
 
 
 def _check_best(bp: Blueprint) -> list[Diagnostic]:
