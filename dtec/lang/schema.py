@@ -324,8 +324,9 @@ OBJECTIVE = Call(
             },
             "A generative adversarial network: `d_steps` discriminator updates (binary cross-entropy "
             "on real and generated samples), then `g_steps` generator updates, each model with its "
-            "own optimizer. Validation records `val_d_loss`, `val_g_loss`, `val_d_real_accuracy`, "
-            "`val_d_fake_accuracy`, each extra term and `val_loss` (the generator's loss).",
+            "own optimizer. Each epoch records `d_loss`, `g_loss`, `d_real_accuracy`, "
+            "`d_fake_accuracy` and each extra term on the training batches (`train_...`) and the "
+            "validation set (`val_...`), and `val_loss` (the generator's loss).",
         ),
         "reverse_kl": Function(
             {
