@@ -223,6 +223,31 @@ def test_a_channel_split_gives_the_model_the_other_channels(tmp_path: Path) -> N
     assert not report["ok"] and "takes the channels [5] as its target, but a sample has shape [2, 16, 16]" in json.dumps(report)
 
 
+def test_a_python_step_reads_the_fields_the_data_carries(tmp_path: Path) -> None:
+    blueprint = step_project(tmp_path)
+    text = blueprint.read_text().replace('target = field("Y")', 'target = field("Y")\n  fields = [id]')
+    blueprint.write_text(text.replace("batch  = 16", "batch  = 16\n  split  = { train = 0.75, val = 0.125, test = 0.125 }"))
+    code = tmp_path / "code" / "items.py"
+    code.write_text(code.read_text() + """
+
+def step_with_id(model, batch, context, scale):
+    losses = step(model, batch, context, scale)
+    return {**losses, "id": batch["id"].double().mean()}
+""")
+    blueprint.write_text(blueprint.read_text().replace("items:step", "items:step_with_id"))
+    assert codes(blueprint.read_text(), tmp_path) == []
+    script = bundle(blueprint, tmp_path / "b")
+    result = run(script, "--run-dir", str(tmp_path / "run"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    # The mean id of the validation items: the field reached the step, per sample.
+    last = epochs(tmp_path / "run")[-1]
+    assert 0 < last["val_id"] < 128 and last["val_id"] != pytest.approx(last["train_loss"])
+    evaluated = run(script, "--evaluate", "--run-dir", str(tmp_path / "run"))
+    report = json.loads(evaluated.stdout.splitlines()[-1] if evaluated.stdout.strip() else evaluated.stderr.splitlines()[-1])
+    assert report["ok"], report
+    assert report["metrics"]["test_id"] > 0
+
+
 def test_the_vae_compiles_for_a_gpu_target() -> None:
     compiled, _ = compile_blueprint(VAE, "juwels-booster", environ={})
     script = compiled.files["train.py"]
