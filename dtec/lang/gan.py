@@ -11,9 +11,11 @@ from dtec.lang.schema import SEVERAL_MODELS
 
 # Strategies whose script shards or wraps one model and one optimizer, and why several are refused.
 _ONE_MODEL_STRATEGIES = {
-    "fsdp": "dtec's FSDP script shards one model and gathers its full state dict for checkpoints; "
-            "several models under `fsdp` are not supported yet",
-    "deepspeed": "a DeepSpeed engine wraps one model and one optimizer (and owns their checkpoints)",
+    "fsdp": "dtec's FSDP script gathers one model's and one optimizer's sharded state into its "
+            "checkpoints and scatters them back on resume; it does not hold two models with two "
+            "optimizers, so the run could not resume",
+    "deepspeed": "a DeepSpeed engine wraps one model and one optimizer, steps them and owns their "
+                 "checkpoints; the gan's alternating updates of two models would need two engines",
 }
 
 
@@ -91,7 +93,8 @@ def _check_gan(bp: Blueprint, gan: dict[str, Any]) -> list[Diagnostic]:
     strategy = (bp.values.get("strategy") or {}).get("kind")
     if strategy in _ONE_MODEL_STRATEGIES:
         found.append(diag("DT358", f"`gan` trains two models, but {_ONE_MODEL_STRATEGIES[strategy]}",
-                          bp.span("strategy", "kind"), "use `kind = ddp` (each rank holds both models) or `single`"))
+                          bp.span("strategy", "kind"),
+                          "use `kind = ddp`: each rank holds both models whole (a GAN's models fit one GPU), and DDP averages each one's gradients"))
     unsupported = {
         "grad_accum": (train.get("grad_accum") not in (None, 1), "each of its updates is one micro-batch"),
         "precision": (train.get("precision") == "fp16", "its two optimizers would need a loss scaler each; use `bf16`"),
