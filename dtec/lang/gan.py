@@ -138,7 +138,8 @@ def _check_gan_fields(bp: Blueprint, gan: dict[str, Any]) -> list[Diagnostic]:
     generator = gan.get("generator")
     known = batch_fields(bp, generator)
     found = []
-    for i, term in enumerate(gan.get("extra") or []):
+    terms = gan.get("extra")
+    for i, term in enumerate(terms if isinstance(terms, list) else []):
         name = term.get("field") if isinstance(term, dict) else None
         if isinstance(name, str) and name not in known:
             found.append(unknown_field(bp, name, generator, bp.span("train", "objective", "extra", i, "field"), "the extra term"))
