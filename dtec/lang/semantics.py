@@ -151,6 +151,8 @@ def _check_model(bp: Blueprint, name: str, arch: dict, source: dict, data_name: 
     shape = sample_shape(source, target)
     data_span = bp.span("data", data_name, "source", "shape") or bp.span("data", data_name, "source")
     note = f"data `{data_name}` reads samples of shape {shape} from this file" if from_file else f"data `{data_name}` is defined here"
+    if shape is not None and target_channels(target) is not None:
+        note = f"data `{data_name}` gives the model inputs of shape {shape}: the channels its `target` leaves"
     related = (Related(data_span, note),) if data_span else ()
 
     def mismatch(param: str, message: str, help: str) -> None:
