@@ -478,7 +478,7 @@ class _Planner:
         model = self.model
         arch = self.bp.get("model", model, "arch") if model else None
         source = self.bp.get("data", self.data, "source") if self.data else None
-        shape = sample_shape(source) if isinstance(source, dict) else None
+        shape = sample_shape(source, self.bp.get("data", self.data, "target")) if isinstance(source, dict) else None
         params = parameter_count(arch, shape) if isinstance(arch, dict) else None
         optimizer = (self.bp.get("train", "optimizer") or {}).get("fn", "adamw")
         if device == "cuda":

@@ -214,7 +214,7 @@ BENIGN_CALLS: dict[tuple[str, ...], dict[str, dict[str, str]]] = {
                              "reverse_kl": {"action": 'python("mod:action")'}},
     ("model", "init"): {"normal": {"std": "0.02"}},
     ("data", "input"): {"field": {"name": '"x"'}},
-    ("data", "target"): {"field": {"name": '"y"'}},
+    ("data", "target"): {"field": {"name": '"y"'}, "channels": {"index": "0"}},
 }
 ARCH_SHAPES = {"lstm": "[4, 8]", "transformer": "[4, 8]", "cnn": "[3, 8, 8]", "unet": "[3, 8, 8]"}
 

@@ -53,15 +53,45 @@ def test_the_gan_example_lints_clean_and_its_ir_holds_both_optimizers() -> None:
         ("epochs    = 6", "epochs = 6\n  grad_accum = 2", "DT359"),
         ("export    = none", "export = torch_export", "DT359"),
         ("precision = fp32", "precision = fp16", "DT359"),
-        ("output = energy", "output = ecal", "DT360"),
+        ("output = energy", "output = charge", "DT360"),
         ("output = energy", "output = validity", "DT360"),
         ("kind = ddp", "kind = single\n  find_unused_parameters = true", "DT361"),
+        ("field = ang,", "field = angle,", "DT377"),
+        ("= [ang],", "= [energy],", "DT377"),
+        ("fields = [ang, ecal]", "fields = [ang, ecal, target]", "DT378"),
+        ("fields = [ang, ecal]", "fields = [ang, ecal, ang]", "DT378"),
+        ('source = python("showers:showers", samples = 2048)', "source = synthetic(samples = 64, shape = [6, 6, 6], targets = 1)", "DT354"),
+        ("export    = none", "export = none\n  checkpoint = { best = min(val_d_real_accuracy) }", "DT310"),
+        ("export    = none", "export = none\n  checkpoint = { best = max(val_f1) }", "DT310"),
         ("epochs    = 6", "epochs = 6\n  metrics = [mae]", "DT353"),
         ("epochs    = 6", "epochs = 6\n  loss = mse", "DT350"),
     ],
 )
 def test_each_unsupported_combination_is_a_coded_error(old: str, new: str, code: str, tmp_path: Path) -> None:
     assert code in codes(variant(old, new), tmp_path)
+
+
+def test_an_unknown_field_suggests_the_closest_carried_one(tmp_path: Path) -> None:
+    shutil.copytree(REPO / "blueprints" / "code", tmp_path / "code", dirs_exist_ok=True)
+    (tmp_path / "b.twin").write_text(variant("field = ecal,", "field = ecl,"))
+    [found] = analyse(tmp_path / "b.twin", environ={}).diagnostics
+    assert found.code == "DT377" and found.help == "did you mean `ecal`?"
+    assert "data `showers` carries `target`, `ang`, `ecal`" in found.message
+
+
+@pytest.mark.parametrize("best", ["min(val_d_loss)", "min(val_g_loss)", "max(val_d_real_accuracy)", "max(val_d_fake_accuracy)"])
+def test_the_gan_values_are_monitorable(best: str, tmp_path: Path) -> None:
+    assert codes(variant("export    = none", f"export = none\n  checkpoint = {{ best = {best} }}"), tmp_path) == []
+
+
+def test_fields_reach_a_python_step_and_not_supervised(tmp_path: Path) -> None:
+    showers = variant("", "")
+    data = showers[showers.index('data "showers"'):showers.index('model "generator"')]
+    text = 'twin "t" {}\n' + data + (
+        'model "d" {\n  arch = python("showers:Discriminator")\n  input = data.showers\n  outputs = [validity, energy, angle, ecal]\n}\n'
+        'train {\n  objective = python("steps:step")\n  path = "code"\n  export = none\n}\n')
+    assert codes(text, tmp_path) == ["DT307"]  # only the step module is missing: fields are fine
+    assert codes(text.replace('objective = python("steps:step")', "loss = mse"), tmp_path) == ["DT378"]
 
 
 def test_without_optimizer_blocks_each_model_gets_a_copy_of_train_optimizer(tmp_path: Path) -> None:
@@ -114,16 +144,23 @@ def test_the_gan_trains_on_two_ranks_and_resumes_exactly(tmp_path: Path) -> None
     assert done.returncode == 0, done.stderr[-3000:]
     history = epochs(whole)
     assert len(history) == 6
-    real = [e["val_d_real_accuracy"] for e in history]
-    fake = [e["val_d_fake_accuracy"] for e in history]
-    # The discriminator neither wins outright nor is blind, and its accuracy moves as the
-    # generator learns (it is not stuck at one value).
+    # On the training batches, the discriminator neither wins outright nor is blind, and its
+    # accuracy moves as the generator learns (it is not stuck at one value). On the validation
+    # set, after the epoch's last updates, it may take every sample for one kind.
+    real = [e["train_d_real_accuracy"] for e in history]
+    fake = [e["train_d_fake_accuracy"] for e in history]
     assert all(0.0 < a < 1.0 for a in real + fake)
     assert len({round(a, 3) for a in real}) > 1 and len({round(a, 3) for a in fake}) > 1
-    for e in history:  # val_loss is the generator's loss; every value is recorded
-        assert e["val_loss"] == e["val_g_loss"] and e["val_mape_energy"] > 0
+    assert all(0.0 <= e[f"val_d_{kind}_accuracy"] <= 1.0 for e in history for kind in ("real", "fake"))
+    terms = ("mape_energy", "mae_angle", "mape_ecal")
+    for e in history:  # val_loss is the generator's loss; every value is recorded, each term on both kinds
+        assert e["val_loss"] == e["val_g_loss"] and e["train_loss"] == pytest.approx(e["train_g_loss"], rel=1e-5)
+        assert all(f"{split}_{term}{kind}" in e for split in ("train", "val") for term in terms for kind in ("", "_generated"))
+        assert e["val_mape_ecal"] == 0.0 < e["val_mape_ecal_generated"]  # the real showers' ecal is the field
+        assert 0.0 < e["val_mae_angle"] and 0.0 < e["train_mape_energy"]
     # The discriminator learns to estimate the energy (the extra MAPE term falls).
     assert history[-1]["val_mape_energy"] < history[0]["val_mape_energy"]
+    assert history[-1]["train_mape_energy"] < history[0]["train_mape_energy"]
     # Stopped part-way through an epoch, then resumed: the same weights as uninterrupted.
     first = run(script, "--run-dir", str(parts), "--max-steps", "30", ranks=2)
     assert first.returncode == 0, first.stderr[-3000:]

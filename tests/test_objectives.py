@@ -115,7 +115,57 @@ def step_project(tmp_path: Path) -> Path:
     return tmp_path / "steps.twin"
 
 
+# Channel 0 (temperature) predicted from channel 1 (precipitation) of the climate fields.
+CHANNELS_BLUEPRINT = """
+twin "channels" {}
+data "fields" {
+  source = python("fields:climate_fields", samples = 256, size = 16, seed = 7, shape = [2, 16, 16])
+  path   = "code/climate"
+  input  = field("X")
+  target = channels(0)
+  batch  = 16
+  split  = { train = 0.75, val = 0.25 }
+}
+model "net" {
+  arch  = unet(channels = 1, output = 1, depth = 2, width = 8)
+  input = data.fields
+}
+train {
+  loss      = mse
+  optimizer = adam(lr = 3e-3)
+  epochs    = 4
+  seed      = 1
+  export    = none
+}
+strategy {
+  kind = ddp
+}
+target "local" {}
+"""
+
+
+def channels_project(tmp_path: Path, text: str = CHANNELS_BLUEPRINT) -> Path:
+    codes(text, tmp_path)  # copies the example code
+    return tmp_path / "b.twin"
+
+
 # ---- lint ----------------------------------------------------------------------------------------
+def test_a_channel_split_is_checked_against_the_declared_shape(tmp_path: Path) -> None:
+    assert codes(CHANNELS_BLUEPRINT, tmp_path) == []
+    assert codes(CHANNELS_BLUEPRINT.replace("channels(0)", "channels([1])"), tmp_path) == []
+    for bad in ("channels(2)", "channels([0, 1])", "channels([0, 0])"):
+        assert codes(CHANNELS_BLUEPRINT.replace("channels(0)", bad), tmp_path) == ["DT376"], bad
+    assert codes(CHANNELS_BLUEPRINT.replace("shape = [2, 16, 16]", "shape = [32]"), tmp_path) == ["DT376"]
+    # The model reads the channels the target leaves: one of two.
+    assert codes(CHANNELS_BLUEPRINT.replace("unet(channels = 1", "unet(channels = 2"), tmp_path) == ["DT300"]
+    # Not declared: the script checks the first sample.
+    assert codes(CHANNELS_BLUEPRINT.replace(", shape = [2, 16, 16]", "").replace("channels(0)", "channels(5)"), tmp_path) == []
+    # Other sources give pairs.
+    synthetic = 'source = synthetic(samples = 64, shape = [2, 16, 16], targets = 1)'
+    text = CHANNELS_BLUEPRINT.replace('source = python("fields:climate_fields", samples = 256, size = 16, seed = 7, shape = [2, 16, 16])', synthetic)
+    assert "DT354" in codes(text.replace('  input  = field("X")\n', "").replace('  path   = "code/climate"\n', ""), tmp_path)
+
+
 def test_the_vae_example_lints_clean_and_its_ir_holds_the_objective() -> None:
     result = analyse(VAE, environ={})
     assert list(result.diagnostics) == []
@@ -161,6 +211,43 @@ def test_a_python_step_trains_on_dict_items_and_validates_every_loss(tmp_path: P
     assert last["val_loss"] != pytest.approx(last["val_mae"])
 
 
+def test_a_channel_split_gives_the_model_the_other_channels(tmp_path: Path) -> None:
+    script = bundle(channels_project(tmp_path), tmp_path / "b")
+    assert "TARGET_CHANNELS = [0]" in script.read_text()
+    report = json.loads(run(script, "--check").stdout.splitlines()[-1])
+    assert report["ok"], report
+    assert report["sample_shape"] == report["target_shape"] == report["output_shape"] == [1, 16, 16]
+    # A channel the items do not have, undeclared at lint time, is a coded error of the first batch.
+    bad = bundle(channels_project(tmp_path / "bad", CHANNELS_BLUEPRINT.replace(", shape = [2, 16, 16]", "").replace("channels(0)", "channels(5)")), tmp_path / "bad" / "b")
+    report = json.loads(run(bad, "--check").stdout.splitlines()[-1])
+    assert not report["ok"] and "takes the channels [5] as its target, but a sample has shape [2, 16, 16]" in json.dumps(report)
+
+
+def test_a_python_step_reads_the_fields_the_data_carries(tmp_path: Path) -> None:
+    blueprint = step_project(tmp_path)
+    text = blueprint.read_text().replace('target = field("Y")', 'target = field("Y")\n  fields = [id]')
+    blueprint.write_text(text.replace("batch  = 16", "batch  = 16\n  split  = { train = 0.75, val = 0.125, test = 0.125 }"))
+    code = tmp_path / "code" / "items.py"
+    code.write_text(code.read_text() + """
+
+def step_with_id(model, batch, context, scale):
+    losses = step(model, batch, context, scale)
+    return {**losses, "id": batch["id"].double().mean()}
+""")
+    blueprint.write_text(blueprint.read_text().replace("items:step", "items:step_with_id"))
+    assert codes(blueprint.read_text(), tmp_path) == []
+    script = bundle(blueprint, tmp_path / "b")
+    result = run(script, "--run-dir", str(tmp_path / "run"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    # The mean id of the validation items: the field reached the step, per sample.
+    last = epochs(tmp_path / "run")[-1]
+    assert 0 < last["val_id"] < 128 and last["val_id"] != pytest.approx(last["train_loss"])
+    evaluated = run(script, "--evaluate", "--run-dir", str(tmp_path / "run"))
+    report = json.loads(evaluated.stdout.splitlines()[-1] if evaluated.stdout.strip() else evaluated.stderr.splitlines()[-1])
+    assert report["ok"], report
+    assert report["metrics"]["test_id"] > 0
+
+
 def test_the_vae_compiles_for_a_gpu_target() -> None:
     compiled, _ = compile_blueprint(VAE, "juwels-booster", environ={})
     script = compiled.files["train.py"]
@@ -192,3 +279,19 @@ def test_the_vae_trains_on_two_ranks_with_a_falling_elbo_and_resumes_exactly(tmp
     a = torch.load(whole / "final_model.pt", weights_only=True)
     b = torch.load(parts / "final_model.pt", weights_only=True)
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.slow
+def test_a_channel_split_trains_on_two_ranks(tmp_path: Path) -> None:
+    import torch
+
+    from_blueprint = channels_project(tmp_path)
+    script = bundle(from_blueprint, tmp_path / "b")
+    done = run(script, "--run-dir", str(tmp_path / "run"), ranks=2)
+    assert done.returncode == 0, done.stderr[-3000:]
+    losses = [e["val_loss"] for e in epochs(tmp_path / "run")]
+    assert len(losses) == 4 and losses[-1] < 0.5 * losses[0]
+    # The model's first layer reads one channel: the split gave it channel 1 alone.
+    weights = torch.load(tmp_path / "run" / "final_model.pt", weights_only=True)
+    first = next(v for k, v in weights.items() if k.endswith("weight") and v.ndim == 4)
+    assert first.shape[1] == 1

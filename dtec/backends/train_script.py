@@ -10,6 +10,7 @@ from dtec import __version__
 from dtec.backends.templating import render
 from dtec.ir import IR
 from dtec.ir.model import Loss
+from dtec.lang.objectives import target_channels
 from dtec.lang.schema import OPTIMIZER, WINDOWED_SOURCES, metric_name
 from dtec.runs import ir_sha256
 from dtec.tracked import tracking_params
@@ -92,6 +93,14 @@ def render_predict(ir: IR, template_dirs: Iterable[str | os.PathLike] = ()) -> s
                   normalize=data.normalize != "none")  # scale the input with the run's stats.json
 
 
+def _fields(fields: dict, others: list[str]) -> dict:
+    """`input` and `target` as written (a channel split's channels always as a list), and the
+    other fields the batch carries to the objective."""
+    channels = target_channels(fields.get("target"))
+    return (fields | ({"target": {"fn": "channels", "index": channels}} if channels is not None else {})
+            | ({"others": others} if others else {}))
+
+
 def train_context(ir: IR) -> dict[str, Any]:
     """The template's whole context (docs/CONTRACTS.md): the only place it is made.
 
@@ -169,7 +178,7 @@ def _configuration(ir: IR) -> dict[str, Any]:
         "data": {
             "name": data.name,
             "source": source,
-            **({"fields": data.fields} if data.fields else {}),
+            **({"fields": _fields(data.fields, data.batch_fields)} if data.fields else {}),
             "split": data.split.model_dump(),
             "normalize": data.normalize,
             "batch": data.batch,
@@ -247,6 +256,8 @@ def _objective_facts(ir: IR, config: dict[str, Any]) -> dict[str, Any]:
         "output": "named_outputs(model(x))" if outputs else "model(x).float()",
         # A python() step runs in the autocast forward() would use (FSDP and DeepSpeed cast themselves).
         "autocast": bool(AMP_DTYPES[config["train"]["precision"]]) and strategy in ("single", "ddp"),
+        # The batch's target is a dict with the data's other fields (`fields`, train/fields.py.jinja).
+        "carries": bool(ir.data[ir.models[ir.train.model].input].batch_fields),
     }
 
 

@@ -78,6 +78,7 @@ class Data(_Model):
     fields: dict[str, Any] = Field(
         {}, description="`input` and `target` as written, when given: `{\"fn\": \"field\", \"name\": \"X\"}` or `{\"fn\": \"input\"}`"
     )
+    batch_fields: list[str] = Field([], description="other fields of dict items the batch carries to the objective by name (`fields`)")
 
 
 class Weights(_Model):
@@ -567,7 +568,7 @@ def _data(name: str, d: dict[str, Any], plan: Plan, code: Mapping[str, str]) -> 
         name=name,
         source=source["fn"],
         options={k: val for k, val in source.items() if k != "fn" and val is not None},
-        sample_shape=sample_shape(source),
+        sample_shape=sample_shape(source, d.get("target")),
         task=None if labels is None else ("classification" if labels[0] == "classes" else "regression"),
         targets=source.get("targets") if isinstance(source.get("targets"), int) else None,  # windowed: variable names
         classes=source.get("classes"),
@@ -578,6 +579,7 @@ def _data(name: str, d: dict[str, Any], plan: Plan, code: Mapping[str, str]) -> 
         shuffle=d["shuffle"],
         path=code.get(d["path"], d["path"]),
         fields={k: d[k] for k in ("input", "target") if d.get(k) is not None},
+        batch_fields=d.get("fields") or [],
     )
 
 

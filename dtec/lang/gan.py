@@ -6,13 +6,16 @@ from typing import Any
 
 from dtec.diagnostics import Diagnostic, Related, diag
 from dtec.lang.blueprint import Blueprint
+from dtec.lang.objectives import batch_fields, unknown_field
 from dtec.lang.schema import SEVERAL_MODELS
 
 # Strategies whose script shards or wraps one model and one optimizer, and why several are refused.
 _ONE_MODEL_STRATEGIES = {
-    "fsdp": "dtec's FSDP script shards one model and gathers its full state dict for checkpoints; "
-            "several models under `fsdp` are not supported yet",
-    "deepspeed": "a DeepSpeed engine wraps one model and one optimizer (and owns their checkpoints)",
+    "fsdp": "dtec's FSDP script gathers one model's and one optimizer's sharded state into its "
+            "checkpoints and scatters them back on resume; it does not hold two models with two "
+            "optimizers, so the run could not resume",
+    "deepspeed": "a DeepSpeed engine wraps one model and one optimizer, steps them and owns their "
+                 "checkpoints; the gan's alternating updates of two models would need two engines",
 }
 
 
@@ -86,10 +89,12 @@ def _check_gan(bp: Blueprint, gan: dict[str, Any]) -> list[Diagnostic]:
                 found.append(diag("DT359", f"`{key}` on the {role} `{name}`: a gan starts its models from their own initialisation",
                                   bp.span("model", name, key), f"remove `{key}`"))
     found += _check_terms(bp, gan, models.get(discriminator) if isinstance(discriminator, str) else None)
+    found += _check_gan_fields(bp, gan)
     strategy = (bp.values.get("strategy") or {}).get("kind")
     if strategy in _ONE_MODEL_STRATEGIES:
         found.append(diag("DT358", f"`gan` trains two models, but {_ONE_MODEL_STRATEGIES[strategy]}",
-                          bp.span("strategy", "kind"), "use `kind = ddp` (each rank holds both models) or `single`"))
+                          bp.span("strategy", "kind"),
+                          "use `kind = ddp`: each rank holds both models whole (a GAN's models fit one GPU), and DDP averages each one's gradients"))
     unsupported = {
         "grad_accum": (train.get("grad_accum") not in (None, 1), "each of its updates is one micro-batch"),
         "precision": (train.get("precision") == "fp16", "its two optimizers would need a loss scaler each; use `bf16`"),
@@ -125,6 +130,23 @@ def _check_terms(bp: Blueprint, gan: dict[str, Any], discriminator: dict | None)
             hint = f"name it in the discriminator's outputs: `outputs = [validity, {output}]` (the logit first)"
         found.append(diag("DT360", f"the extra term scores output `{output}`, but {why}",
                           bp.span("train", "objective", "extra", i, "output"), hint))
+    return found
+
+
+def _check_gan_fields(bp: Blueprint, gan: dict[str, Any]) -> list[Diagnostic]:
+    """The batch fields the terms score against and the generator is conditioned on, each carried by the data."""
+    generator = gan.get("generator")
+    known = batch_fields(bp, generator)
+    found = []
+    terms = gan.get("extra")
+    for i, term in enumerate(terms if isinstance(terms, list) else []):
+        name = term.get("field") if isinstance(term, dict) else None
+        if isinstance(name, str) and name not in known:
+            found.append(unknown_field(bp, name, generator, bp.span("train", "objective", "extra", i, "field"), "the extra term"))
+    condition = gan.get("condition")
+    for i, name in enumerate(condition if isinstance(condition, list) else []):
+        if isinstance(name, str) and name not in known[1:]:
+            found.append(unknown_field(bp, name, generator, bp.span("train", "objective", "condition", i), "the generator's condition"))
     return found
 
 

@@ -10,6 +10,7 @@ from dtec.diagnostics import Diagnostic, Related, diag
 from dtec.lang.blueprint import Blueprint
 from dtec.lang.losses import scored_targets
 from dtec.lang.schema import OBJECTIVE_OUTPUTS
+from dtec.suggest import did_you_mean
 
 # Objectives that compute their losses themselves: `train.loss` is not theirs to use.
 _OWN_LOSS = {"elbo": "scores its `recon` output with `elbo(recon = ...)`",
@@ -30,6 +31,14 @@ def objective_name(bp: Blueprint) -> str | None:
     """The objective's function name (`supervised` by default); None: invalid, already reported."""
     objective = bp.get("train", "objective")
     return objective["fn"] if isinstance(objective, dict) else None
+
+
+def target_channels(target: Any) -> list[int] | None:
+    """The channels a channel split (`target = channels(k)` or `channels([k, ...])`) takes; None: no split."""
+    if not (isinstance(target, dict) and target.get("fn") == "channels"):
+        return None
+    index = target.get("index")
+    return [index] if isinstance(index, int) else index if isinstance(index, list) else None
 
 
 def has_prediction(bp: Blueprint) -> bool:
@@ -166,11 +175,85 @@ def _check_fields(bp: Blueprint) -> list[Diagnostic]:
     for name, block in (bp.values.get("data") or {}).items():
         source = block.get("source")
         kind = source.get("fn") if isinstance(source, dict) else None
-        for key in ("input", "target"):
+        for key in ("input", "target", "fields"):
             value: Any = block.get(key)
             if value is None or kind in (None, "python", "sampler"):  # a sampler's: DT363
                 continue
-            found.append(diag("DT354", f"`{key}` names a field of a `python()` source's items, but `{kind}` gives (input, target) pairs",
+            what = "splits the channels of" if target_channels(value) is not None else "names fields of" if key == "fields" else "names a field of"
+            found.append(diag("DT354", f"`{key}` {what} a `python()` source's items, but `{kind}` gives (input, target) pairs",
                               bp.span("data", name, key), "remove it" + (" (`x` and `y` name the file's arrays)" if kind == "npz" else "")
                               + ", or load the data with `source = python(...)`"))
+        if kind == "python":
+            found += _check_channels(bp, name, block)
+            found += _check_carried(bp, name, block)
     return found
+
+
+def batch_fields(bp: Blueprint, model: Any) -> list[str]:
+    """The batch fields an objective may read of the data `model` trains on: `target` and the data's `fields`."""
+    data_name = (bp.values.get("model") or {}).get(model, {}).get("input") if isinstance(model, str) else None
+    carried = ((bp.values.get("data") or {}).get(data_name) or {}).get("fields")
+    return ["target", *(carried if isinstance(carried, list) else [])]
+
+
+def unknown_field(bp: Blueprint, name: str, model: Any, span: Any, what: str) -> Diagnostic:
+    """DT377: `what` reads the batch field `name`, which the data of `model` does not carry."""
+    known = batch_fields(bp, model)
+    data_name = bp.get("model", model, "input")
+    match = did_you_mean(name, known)
+    hint = match or f"add it to the data's fields: `fields = [{', '.join([*known[1:], name])}]` (a key of its dict items)"
+    return diag("DT377", f"{what} reads the batch field `{name}`, but data `{data_name}` carries {', '.join(f'`{k}`' for k in known)}", span, hint)
+
+
+def _check_carried(bp: Blueprint, name: str, block: dict[str, Any]) -> list[Diagnostic]:
+    """`fields` are other keys of dict items, each once, carried to an objective that reads them."""
+    carried = block.get("fields")
+    if not isinstance(carried, list):
+        return []
+    span = bp.span("data", name, "fields")
+    taken = [n for n in carried if n in ("input", "target")]
+    if taken:
+        return [diag("DT378", f"`{taken[0]}` is the batch's own key: the model's input and its target are there already",
+                     span, f"remove `{taken[0]}` from `fields`")]
+    twice = sorted({n for n in carried if carried.count(n) > 1})
+    if twice:
+        return [diag("DT378", f"field `{twice[0]}` is carried twice", span, "name each field once")]
+    given = block.get("input")
+    if not (isinstance(given, dict) and given.get("fn") == "field"):
+        return [diag("DT378", "`fields` picks keys of dict items, but `input` does not name one: the items are (input, target) pairs",
+                     span, "name the input's key too: `input = field(\"X\")`")]
+    train = bp.values.get("train") or {}
+    readers = [m for m, model in (bp.values.get("model") or {}).items() if model.get("input") == name]
+    objective = objective_name(bp)
+    if objective not in ("gan", "python") and train.get("model") in readers:
+        return [diag("DT378", f"`{objective}` reads the input and the target only: the fields would reach nothing",
+                     span, "remove `fields`, or read them in your own step: `objective = python(\"module:step\")` gets them in `batch`")]
+    return []
+
+
+def _check_channels(bp: Blueprint, name: str, block: dict[str, Any]) -> list[Diagnostic]:
+    """A channel split takes each channel once, of those the declared `shape` has, and leaves the input some."""
+    channels = target_channels(block.get("target"))
+    if channels is None:
+        return []
+    span = bp.span("data", name, "target", "index") or bp.span("data", name, "target")
+    twice = sorted({c for c in channels if channels.count(c) > 1})
+    if twice:
+        return [diag("DT376", f"channel {twice[0]} is in the target twice", span, "name each channel once")]
+    shape = block["source"].get("shape")
+    if not isinstance(shape, list) or not all(isinstance(n, int) for n in shape):
+        return []  # not declared: the script checks the first sample
+    shown = "[" + ", ".join(map(str, shape)) + "]"
+    declared = bp.span("data", name, "source", "shape")
+    related = (Related(declared, "the samples' shape is declared here"),) if declared else ()
+    if len(shape) < 2:
+        return [diag("DT376", f"a channel split needs samples with a channel axis and values along it, but they have shape {shown}",
+                     span, "split samples of shape `[channels, ...]`, or use `target = field(\"Y\")`", related)]
+    beyond = [c for c in channels if c >= shape[0]]
+    if beyond:
+        return [diag("DT376", f"channel {beyond[0]} is not in samples of shape {shown}: they have channels 0 to {shape[0] - 1}",
+                     span, f"take channels below {shape[0]}", related)]
+    if len(channels) >= shape[0]:
+        return [diag("DT376", f"the target takes all {shape[0]} channels of samples of shape {shown}: none is left for the input",
+                     span, "leave the input at least one channel, or use `target = input` for an autoencoder", related)]
+    return []

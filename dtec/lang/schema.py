@@ -269,8 +269,9 @@ GAN_TERM = Call(
                 "loss": _f(Call({name: _LOSS_TERMS[name] for name in ("mse", "mae", "mape", "huber")}), "the regression loss", True),
                 "output": _f(Name(), "the discriminator's named output it scores (one of its `outputs` but the first)", True),
                 "weight": _f(Float(min=0.0), "its weight in both models' losses", default=1.0),
+                "field": _f(Name(), "the batch field it is scored against: `target`, or one of the data's `fields` (3DGAN's `ang`, `ecal`)", default="target"),
             },
-            "The loss of a discriminator output against the batch's target, on real and generated samples alike.",
+            "The loss of a discriminator output against a batch field (the target by default), on real and generated samples alike.",
         ),
     }
 )
@@ -312,18 +313,20 @@ OBJECTIVE = Call(
         ),
         "gan": Function(
             {
-                "generator": _f(Ref("model"), "the model that makes samples: called as `generator(noise, target)`, the target (e.g. a primary energy) being its condition", True),
+                "generator": _f(Ref("model"), "the model that makes samples: called as `generator(noise, target)`, the target (e.g. a primary energy) being its condition (and each `condition` field after it)", True),
                 "discriminator": _f(Ref("model"), "the model that tells real from generated samples: its first output is one logit per sample (real: > 0)", True),
                 "latent": _f(POSITIVE, "noise values per sample the generator gets, drawn from a standard normal", default=16),
                 "d_steps": _f(POSITIVE, "discriminator updates per training step, each on a real and a generated batch", default=1),
                 "g_steps": _f(POSITIVE, "generator updates per training step", default=1),
                 "label_flip": _f(Float(min=0.0, max=0.5), "fraction of the discriminator's labels flipped at random in its updates (noisy labels)", default=0.0),
                 "extra": _f(ListOf(GAN_TERM), "weighted loss terms on the discriminator's other named outputs, added to both models' losses, e.g. `[term(mape, output = energy, weight = 0.1)]`", default=[]),
+                "condition": _f(ListOf(Name()), "batch fields the generator gets after the target, one of the data's `fields` each: `generator(noise, target, *condition)`", default=[]),
             },
             "A generative adversarial network: `d_steps` discriminator updates (binary cross-entropy "
             "on real and generated samples), then `g_steps` generator updates, each model with its "
-            "own optimizer. Validation records `val_d_loss`, `val_g_loss`, `val_d_real_accuracy`, "
-            "`val_d_fake_accuracy`, each extra term and `val_loss` (the generator's loss).",
+            "own optimizer. Each epoch records `d_loss`, `g_loss`, `d_real_accuracy`, "
+            "`d_fake_accuracy` and each extra term on the training batches (`train_...`) and the "
+            "validation set (`val_...`), and `val_loss` (the generator's loss).",
         ),
         "reverse_kl": Function(
             {
@@ -351,6 +354,8 @@ SEVERAL_MODELS = ("gan",)
 OBJECTIVE_METRICS = {
     "elbo": {"val_recon": "min", "val_kl": "min"},
     "reverse_kl": {"val_ess": "max", "val_kl": "min"},
+    # The discriminator's: its loss falls and its accuracies rise as it wins.
+    "gan": {"val_d_loss": "min", "val_g_loss": "min", "val_d_real_accuracy": "max", "val_d_fake_accuracy": "max"},
 }
 # How a model's weights are initialised before training (`model { init = ... }`).
 INIT = Call(
@@ -372,7 +377,17 @@ INIT = Call(
 _FIELD = Function({"name": _f(Str(), "the key in each item's dict", True)}, "The item's value under a key: items are dicts.")
 # What a data set's items give the model (`input`) and score it against (`target`).
 DATA_INPUT = Call({"field": _FIELD})
-DATA_TARGET = Call({"field": _FIELD, "input": Function({}, "The input itself: the model reconstructs it (autoencoders).")})
+DATA_TARGET = Call(
+    {
+        "field": _FIELD,
+        "input": Function({}, "The input itself: the model reconstructs it (autoencoders)."),
+        "channels": Function(
+            {"index": _f(OneOf((NON_NEGATIVE, ListOf(NON_NEGATIVE, 1))), "the channel, or a list of channels, along the first axis of each sample", True)},
+            "A channel split: these channels of each sample (a tensor, or the `input` field) are the target, "
+            "keeping their channel axis (`channels(0)` gives `[1, ...]`); the other channels are the input.",
+        ),
+    }
+)
 LOSSES = tuple(_LOSS_TERMS)
 # What each loss scores its prediction against: class numbers, 0/1 targets, or values (regression).
 # A python() loss says nothing: the data's `classes` or `targets` decide.
@@ -674,7 +689,8 @@ BLOCKS: dict[str, BlockSpec] = {
             "shuffle": _f(Bool(), "reshuffle the training data every epoch", default=True),
             "path": _f(Str(), "folder with your own Python code (a `python()` source), relative to the blueprint; copied into the bundle"),
             "input": _f(DATA_INPUT, "what the model reads of a `python()` source's dict items, `field(\"X\")` (default: the first of each `(input, target)` pair)"),
-            "target": _f(DATA_TARGET, "what the model is scored against: `field(\"Y\")` of dict items, or `input` (default: the second of each pair)"),
+            "fields": _f(ListOf(Name(), 1), "other fields of a `python()` source's dict items that the batch carries to the objective by name: a `gan`'s `extra` terms and `condition`, a `python()` step's `batch` (e.g. `[ang, ecal]`; needs `input = field(...)`)"),
+            "target": _f(DATA_TARGET, "what the model is scored against: `field(\"Y\")` of dict items, `input`, or `channels(k)` of each sample (the rest is the input) (default: the second of each pair)"),
         },
         label="the data set's name",
         multiple=True,

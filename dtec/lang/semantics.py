@@ -10,7 +10,7 @@ from dtec.diagnostics import Diagnostic, Related, diag, has_errors
 from dtec.lang.blueprint import Blueprint
 from dtec.lang.gan import check_several_models, trained_models
 from dtec.lang.losses import loss_terms, scored_targets
-from dtec.lang.objectives import check_objective, objective_name
+from dtec.lang.objectives import check_objective, objective_name, target_channels
 from dtec.lang.scaling import check_points
 from dtec.lang.tracking import check_tracking
 from dtec.lang.schema import (
@@ -21,13 +21,23 @@ from dtec.lang.schema import (
 _SEQUENCE_ARCHS = ("lstm", "transformer")
 
 
-def sample_shape(source: dict[str, Any]) -> list[int] | None:
-    """Return the shape of one input sample when the blueprint states it (and it is valid)."""
+def sample_shape(source: dict[str, Any], target: Any = None) -> list[int] | None:
+    """Return the shape of one input sample when the blueprint states it (and it is valid).
+
+    A channel split (`target`) leaves the input the channels that are not the target's.
+    """
     shape = source.get("shape")
     if source.get("fn") == "csv":
         features = source.get("features")
         shape = [len(features)] if isinstance(features, list) else [features]
-    return shape if isinstance(shape, list) and all(isinstance(n, int) for n in shape) else None
+    if not (isinstance(shape, list) and all(isinstance(n, int) for n in shape)):
+        return None
+    channels = target_channels(target)
+    if channels is None:
+        return shape
+    if len(shape) < 2 or any(c >= shape[0] for c in channels) or len(set(channels)) >= shape[0]:
+        return None  # no input left, or out of range: DT376
+    return [shape[0] - len(set(channels)), *shape[1:]]
 
 
 def label_count(source: dict[str, Any]) -> tuple[str, int] | None:
@@ -63,7 +73,8 @@ def check_semantics(bp: Blueprint, *, errors_so_far: bool = False, facts: Mappin
             fact = facts[block["input"]]  # type: ignore[index]
             source = {} if fact is None else {**source, **fact}
         if isinstance(source, dict) and isinstance(block.get("arch"), dict):
-            found += _check_model(bp, name, block["arch"], source, block["input"], from_file)
+            target = (data.get(block["input"]) or {}).get("target")
+            found += _check_model(bp, name, block["arch"], source, block["input"], from_file, target)
     found += _check_training(bp, data, models)
     found += _check_metrics(bp)
     found += _check_best(bp)
@@ -133,12 +144,15 @@ def _check_split(bp: Blueprint, name: str, split: Any) -> list[Diagnostic]:
     return []
 
 
-def _check_model(bp: Blueprint, name: str, arch: dict, source: dict, data_name: str, from_file: bool = False) -> list[Diagnostic]:
+def _check_model(bp: Blueprint, name: str, arch: dict, source: dict, data_name: str, from_file: bool = False,
+                 target: Any = None) -> list[Diagnostic]:
     found = []
     fn = arch["fn"]
-    shape = sample_shape(source)
+    shape = sample_shape(source, target)
     data_span = bp.span("data", data_name, "source", "shape") or bp.span("data", data_name, "source")
     note = f"data `{data_name}` reads samples of shape {shape} from this file" if from_file else f"data `{data_name}` is defined here"
+    if shape is not None and target_channels(target) is not None:
+        note = f"data `{data_name}` gives the model inputs of shape {shape}: the channels its `target` leaves"
     related = (Related(data_span, note),) if data_span else ()
 
     def mismatch(param: str, message: str, help: str) -> None:
@@ -361,10 +375,11 @@ def _unrecorded_by_objective(bp: Blueprint, metric: str) -> str | None:
         return None
     own = OBJECTIVE_METRICS.get(objective, {})
     another = any(metric in recorded for recorded in OBJECTIVE_METRICS.values())
-    if metric in own or not (another or objective == "reverse_kl"):  # reverse_kl: nothing else
+    alone = objective in ("reverse_kl", "gan")  # they record their own values and no metrics
+    if metric in own or not (another or alone):
         return None
     records = ", ".join(f"`{m}`" for m in ("val_loss", *own))
-    return f"`{metric}` is not recorded: `{objective}` records {records}" + ("" if objective == "reverse_kl" else " and the metrics")
+    return f"`{metric}` is not recorded: `{objective}` records {records}" + ("" if alone else " and the metrics")
 
 
 def _check_best(bp: Blueprint) -> list[Diagnostic]:

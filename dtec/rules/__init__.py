@@ -105,7 +105,7 @@ _TABLE = (
     ("DT351", "objective-output-missing", "error", "The objective needs model outputs by name that the model does not declare in `outputs`"),
     ("DT352", "objective-loss-mismatch", "error", "`elbo` reconstructs its input with a classification loss"),
     ("DT353", "metrics-without-prediction", "error", "`metrics` on an objective that makes no prediction to score (`reverse_kl`, a `python()` step)"),
-    ("DT354", "fields-without-dict-items", "error", "`input` or `target` names fields of a source whose items are (input, target) pairs"),
+    ("DT354", "fields-without-dict-items", "error", "`input`, `target` or `fields` names fields (or `target` splits channels) of a source whose items are (input, target) pairs"),
     ("DT356", "gan-models-invalid", "error", "A `gan`'s generator and discriminator are one model, or a built-in architecture"),
     ("DT357", "optimizer-model-mismatch", "error", "An `optimizer` block names a model the objective does not train, a model has two, a trained model none, or `train.optimizer` is given beside them"),
     ("DT358", "several-models-strategy", "error", "Several models under a strategy whose script wraps one model and one optimizer (FSDP, DeepSpeed)"),
@@ -125,6 +125,9 @@ _TABLE = (
     ("DT362", "sampler-objective-mismatch", "error", "A `sampler` source is trained by an objective other than `reverse_kl`, or `reverse_kl` reads a data set"),
     ("DT363", "sampler-key-unused", "error", "A data block with a `sampler` source sets a key a sampler does not use (`split`, `shuffle`, `input`, `target`, `path`)"),
     ("DT364", "init-overwritten", "warning", "A model's `init` is replaced by the trained weights it starts from (`weights = from(...)`)"),
+    ("DT376", "channel-split-invalid", "error", "A channel split (`target = channels(k)`) takes a channel twice, one the samples do not have, or all of them"),
+    ("DT377", "batch-field-unknown", "error", "An objective reads a batch field the data does not carry (`fields = [...]`)"),
+    ("DT378", "batch-fields-invalid", "error", "A data set's `fields` that its objective does not read, of items that are pairs, named twice, or named `input` or `target` (the batch's own keys)"),
     # Sweeps
     ("DT340", "sweep-unknown-key", "error", "A sweep's space names a key the blueprint does not have"),
     ("DT341", "sweep-goal-mismatch", "error", "A sweep's goal looks for the worst trials of its metric"),

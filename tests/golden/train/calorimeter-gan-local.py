@@ -66,6 +66,7 @@ DATA = {
     "fields": {
         "input": {"fn": "field", "name": "X"},
         "target": {"fn": "field", "name": "Y"},
+        "others": ["ang", "ecal"],
     },
     "split": {"train": 0.8, "val": 0.2, "test": 0.0, "order": "random"},
     "normalize": "none",
@@ -83,7 +84,7 @@ MODELS = {
         "name": "discriminator",
         "arch": "python",
         "params": {"class": "showers:Discriminator", "kwargs": {}},
-        "outputs": ["validity", "energy"],
+        "outputs": ["validity", "energy", "angle", "ecal"],
     },
     "generator": {
         "name": "generator",
@@ -101,7 +102,30 @@ TRAIN = {
         "d_steps": 1,
         "g_steps": 2,
         "label_flip": 0.05,
-        "extra": [{"fn": "term", "loss": {"fn": "mape"}, "output": "energy", "weight": 0.1}],
+        "condition": ["ang"],
+        "extra": [
+            {
+                "fn": "term",
+                "loss": {"fn": "mape"},
+                "output": "energy",
+                "weight": 0.1,
+                "field": "target",
+            },
+            {
+                "fn": "term",
+                "loss": {"fn": "mae"},
+                "output": "angle",
+                "field": "ang",
+                "weight": 0.1,
+            },
+            {
+                "fn": "term",
+                "loss": {"fn": "mape"},
+                "output": "ecal",
+                "field": "ecal",
+                "weight": 0.1,
+            },
+        ],
     },
     "optimizer": {
         "name": "rmsprop",
@@ -307,6 +331,9 @@ def die_with_launcher() -> None:
 class Fields(Dataset):
     """The data set's items as (input, target) pairs, picked by name from dict items."""
 
+    # The items' other fields (`fields = [...]`), carried beside the target to the objective.
+    OTHERS = ["ang", "ecal"]
+
     def __init__(self, dataset: Dataset) -> None:
         self.dataset = dataset
 
@@ -324,7 +351,15 @@ class Fields(Dataset):
     def __getitem__(self, index: int):
         item = self.dataset[index]
         x = self.field(item, "X")
-        return x, self.field(item, "Y")
+        y = self.field(item, "Y")
+        return x, {"target": y, **{name: self.field(item, name) for name in self.OTHERS}}
+
+
+def on_device(item, device: torch.device):
+    """A tensor, or a target's dict with the batch's other fields, on `device`."""
+    if isinstance(item, dict):
+        return {name: value.to(device, non_blocking=True) for name, value in item.items()}
+    return item.to(device, non_blocking=True)
 
 
 def load_dataset() -> Dataset | tuple[Dataset, ...]:
@@ -333,6 +368,8 @@ def load_dataset() -> Dataset | tuple[Dataset, ...]:
     found = import_object(source["callable"])(**source.get("kwargs", {}))
     found = tuple(map(Fields, found)) if isinstance(found, tuple) else Fields(found)
     return found
+
+
 def import_object(spec: str):
     """Import `package.module:name` from the user's code folders (the first that has it)."""
     root = os.environ.get("DTEC_DATA_ROOT")
@@ -666,6 +703,8 @@ class TrainState:
     samples: int = 0  # training samples seen, over all ranks
     train_time: float = 0.0  # seconds spent in training epochs, over all sessions
     world_size: int = 1  # ranks that wrote the checkpoint
+    # The objective's value_sums() of the epoch's training batches so far, over all ranks.
+    epoch_values: list[float] = field(default_factory=list)
 
 
 def rng_states(rt: Runtime) -> list[dict]:
@@ -780,7 +819,7 @@ def save_final_model(model: nn.Module, path: Path, rt: Runtime) -> None:
 
 # ----------------------------------------------------------------------------- training
 def to_device(batch, rt: Runtime) -> tuple[torch.Tensor, ...]:
-    return tuple(item.to(rt.device, non_blocking=True) for item in batch)
+    return tuple(on_device(item, rt.device) for item in batch)
 
 
 def named_outputs(found, model: dict = MODEL) -> dict[str, torch.Tensor]:
@@ -857,11 +896,18 @@ def autocast(device: torch.device):
     return contextlib.nullcontext()
 
 
-def generate(models: nn.Module, y: torch.Tensor) -> torch.Tensor:
-    """Samples made from standard normal noise, conditioned on the targets `y`."""
+def batch_fields(y) -> dict[str, torch.Tensor]:
+    """The batch's fields by name: the target, and the data's other `fields` when it carries them."""
+    return y if isinstance(y, dict) else {"target": y}
+
+
+def generate(models: nn.Module, fields: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Samples made from standard normal noise, conditioned on the target (and the `condition` fields)."""
+    y = fields["target"]
     noise = torch.randn(len(y), GAN["latent"], device=y.device)
+    conditions = [fields[name] for name in GAN["condition"]]
     with autocast(y.device):
-        return models[GAN["generator"]](noise, y).float()
+        return models[GAN["generator"]](noise, y, *conditions).float()
 
 
 def discriminate(models: nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -878,10 +924,11 @@ def discriminate(models: nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor]:
     return {"logit": logit.reshape(len(x)), **outputs}
 
 
-def term_losses(outputs: dict[str, torch.Tensor], y: torch.Tensor) -> list[torch.Tensor]:
-    """Each extra term's loss per sample: its output against the target, unweighted."""
+def term_losses(outputs: dict[str, torch.Tensor], fields: dict[str, torch.Tensor]) -> list[torch.Tensor]:
+    """Each extra term's loss per sample: its output against its batch field, unweighted."""
     found = []
     for term in GAN["extra"]:
+        y = fields[term["field"]]
         output = outputs[term["output"]].reshape(len(y), -1)
         target = y.reshape(len(y), -1).float()
         error = output - target
@@ -919,15 +966,37 @@ def split_batch(models: nn.Module, x: torch.Tensor, fake: torch.Tensor):
             {name: value[len(x):] for name, value in both.items()})
 
 
-def discriminator_loss(real: dict, fake: dict, y: torch.Tensor, flip: float = 0.0) -> torch.Tensor:
+def discriminator_loss(real: dict, fake: dict, fields: dict, flip: float = 0.0) -> torch.Tensor:
     """Per sample: real as 1 and generated as 0, plus the extra terms on both."""
     return (labelled(real["logit"], 1.0, flip) + labelled(fake["logit"], 0.0, flip)
-            + weighted(term_losses(real, y)) + weighted(term_losses(fake, y)))
+            + weighted(term_losses(real, fields)) + weighted(term_losses(fake, fields)))
 
 
-def generator_loss(fake: dict, y: torch.Tensor) -> torch.Tensor:
+def generator_loss(fake: dict, fields: dict) -> torch.Tensor:
     """Per sample: generated samples taken for real, plus the extra terms on them."""
-    return labelled(fake["logit"], 1.0) + weighted(term_losses(fake, y))
+    return labelled(fake["logit"], 1.0) + weighted(term_losses(fake, fields))
+
+
+# What training and validation record, in this order, then each extra term on the real and
+# on the generated samples.
+GAN_VALUES = ["d_loss", "g_loss", "d_real_accuracy", "d_fake_accuracy",
+              *(f"{term['loss']['fn']}_{term['output']}" for term in GAN["extra"]),
+              *(f"{term['loss']['fn']}_{term['output']}_generated" for term in GAN["extra"])]
+
+
+def value_sums(real: dict, fake: dict, d_loss: torch.Tensor, g_loss: torch.Tensor, fields: dict,
+               weight: torch.Tensor) -> torch.Tensor:
+    """Each of GAN_VALUES per sample, summed with the samples' weights, then the weights' sum."""
+    values = [
+        d_loss,
+        g_loss,
+        (real["logit"] > 0).float(),  # real samples the discriminator takes for real
+        (fake["logit"] < 0).float(),  # generated ones it takes for generated
+        *term_losses(real, fields),
+        *term_losses(fake, fields),
+    ]
+    sums = [(value.detach().double() * weight).sum() for value in values]
+    return torch.stack([*sums, weight.sum()])
 
 
 def update(loss: torch.Tensor, optimizer: torch.optim.Optimizer, model: nn.Module) -> None:
@@ -939,26 +1008,31 @@ def update(loss: torch.Tensor, optimizer: torch.optim.Optimizer, model: nn.Modul
     optimizer.step()
 
 
-def training_step(parts: dict, x: torch.Tensor, y: torch.Tensor, first: bool) -> torch.Tensor:
-    """d_steps discriminator updates, then g_steps generator updates; the last generator loss."""
+def training_step(parts: dict, x: torch.Tensor, y, first: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """d_steps discriminator updates, then g_steps generator updates. Returns the last generator
+    loss, and value_sums() of the batch: the last discriminator update's loss (labels flipped as
+    it trained) and accuracies before it, and the last generator update's loss."""
     models, optimizers = parts["model"], parts["optimizer"].by_name
     generator, discriminator = models[GAN["generator"]], models[GAN["discriminator"]]
+    fields = batch_fields(y)
     for _ in range(GAN["d_steps"]):
         with torch.no_grad():  # the generator is not updated here
-            fake = generate(models, y)
+            fake = generate(models, fields)
         real_out, fake_out = split_batch(models, x, fake)
-        d_loss = discriminator_loss(real_out, fake_out, y, GAN["label_flip"]).mean()
-        update(d_loss, optimizers[OPTIMIZER_OF[GAN["discriminator"]]], discriminator)
+        d_losses = discriminator_loss(real_out, fake_out, fields, GAN["label_flip"])
+        update(d_losses.mean(), optimizers[OPTIMIZER_OF[GAN["discriminator"]]], discriminator)
     for _ in range(GAN["g_steps"]):
         # The discriminator's gradients of this pass are dropped by its next update's zero_grad.
-        g_loss = generator_loss(discriminate(models, generate(models, y)), y).mean()
-        update(g_loss, optimizers[OPTIMIZER_OF[GAN["generator"]]], generator)
-    return g_loss.detach()
+        g_losses = generator_loss(discriminate(models, generate(models, fields)), fields)
+        update(g_losses.mean(), optimizers[OPTIMIZER_OF[GAN["generator"]]], generator)
+    weight = torch.ones(len(x), dtype=torch.float64, device=x.device)
+    return g_losses.mean().detach(), value_sums(real_out, fake_out, d_losses, g_losses, fields, weight)
 
 
-def checked_loss(models: nn.Module, x: torch.Tensor, y: torch.Tensor, report: dict) -> torch.Tensor:
+def checked_loss(models: nn.Module, x: torch.Tensor, y, report: dict) -> torch.Tensor:
     """Both models' losses on one batch (the sum, for one backward); `report` records the stages."""
-    fake = generate(models, y)
+    fields = batch_fields(y)
+    fake = generate(models, fields)
     report["output_shape"] = list(fake.shape[1:])
     report["stage"] = "output"
     if fake.shape != x.shape:
@@ -967,19 +1041,14 @@ def checked_loss(models: nn.Module, x: torch.Tensor, y: torch.Tensor, report: di
             f"but the data's are {list(x.shape[1:])}"
         )
     real_out, fake_out = split_batch(models, x, fake.detach())
-    loss = discriminator_loss(real_out, fake_out, y).mean()
-    loss = loss + generator_loss(discriminate(models, fake), y).mean()
+    loss = discriminator_loss(real_out, fake_out, fields).mean()
+    loss = loss + generator_loss(discriminate(models, fake), fields).mean()
     report["stage"] = "backward"
     return loss
 
 
-# What validation records, in objective_sums() order, then each extra term (on real samples).
-GAN_VALUES = ["d_loss", "g_loss", "d_real_accuracy", "d_fake_accuracy",
-              *(f"{term['loss']['fn']}_{term['output']}" for term in GAN["extra"])]
-
-
 def objective_sums(
-    models: nn.Module, x: torch.Tensor, y: torch.Tensor, real: torch.Tensor
+    models: nn.Module, x: torch.Tensor, y, real: torch.Tensor
 ) -> tuple[torch.Tensor, None]:
     """Each value summed over the batch's real samples (GAN_VALUES order), then their number.
 
@@ -987,20 +1056,14 @@ def objective_sums(
     as they were (an exact resume). A batch of padding alone still runs, weighted 0.
     """
     keep = real if real.any() else ~real
-    x, y, weight = x[keep], y[keep], real[keep].double()
+    x, weight = x[keep], real[keep].double()
+    fields = {name: value[keep] for name, value in batch_fields(y).items()}
     devices = [x.device] if x.device.type == "cuda" else []
     with torch.random.fork_rng(devices=devices):
-        fake = generate(models, y)
+        fake = generate(models, fields)
     real_out, fake_out = split_batch(models, x, fake)
-    values = [
-        discriminator_loss(real_out, fake_out, y),
-        generator_loss(fake_out, y),
-        (real_out["logit"] > 0).float(),
-        (fake_out["logit"] < 0).float(),
-        *term_losses(real_out, y),
-    ]
-    sums = [(value.double() * weight).sum() for value in values]
-    return torch.stack([*sums, weight.sum()]), None
+    d_loss, g_loss = discriminator_loss(real_out, fake_out, fields), generator_loss(fake_out, fields)
+    return value_sums(real_out, fake_out, d_loss, g_loss, fields, weight), None
 
 
 def objective_values(totals: torch.Tensor, prefix: str) -> dict:
@@ -1035,6 +1098,8 @@ def train(
         epoch_loss = torch.tensor(state.epoch_loss / rt.world_size, dtype=torch.float64)
         epoch_loss = epoch_loss.to(rt.device)
         epoch_batches, interval_data, interval_steps = state.epoch_batches, 0.0, 0
+        epoch_values = torch.tensor(state.epoch_values, dtype=torch.float64) / rt.world_size
+        epoch_values = epoch_values.to(rt.device)
         interval_start = time.perf_counter()
 
         while state.step_in_epoch < length.steps_per_epoch and state.step < length.total_steps:
@@ -1042,7 +1107,8 @@ def train(
                 wait = time.perf_counter()
                 x, y = to_device(next(loader), rt)
                 interval_data += time.perf_counter() - wait
-                loss = training_step(parts, x, y, first)  # the objective's own updates
+                loss, batch_sums = training_step(parts, x, y, first)  # the objective's own updates
+                epoch_values = batch_sums if not len(epoch_values) else epoch_values + batch_sums
                 loss_sum += loss.detach()
                 first = False
             state.step += 1
@@ -1082,6 +1148,7 @@ def train(
             epoch_end = state.step_in_epoch == length.steps_per_epoch
             if (state.step % STOP_CHECK_EVERY == 0 or epoch_end) and stop.agreed(rt):
                 state.epoch_loss = all_sum(epoch_loss + loss_sum).item()
+                state.epoch_values = all_sum(epoch_values).tolist() if len(epoch_values) else []
                 state.epoch_batches = epoch_batches
                 state.train_time += time.perf_counter() - epoch_start
                 path = save_checkpoint(parts, state, run.checkpoints, rt)
@@ -1096,12 +1163,15 @@ def train(
         state.train_time += epoch_time
         epoch_samples = (epoch_batches - state.epoch_batches) * DATA["batch"]
         state.samples += epoch_samples
+        # The objective's values on the epoch's training batches, as validation names them.
+        trained = objective_values(all_sum(epoch_values).cpu(), "train") if len(epoch_values) else {}
         val = evaluate(model, val_loader, rt)
         peak = all_max(float(peak_memory(rt)), rt)
         record = {
             "epoch": state.epoch + 1,
             "steps": state.step_in_epoch,
             "epoch_time": epoch_time,
+            **trained,
             "train_loss": train_loss,
             **val,
             "throughput": epoch_samples / epoch_time,
@@ -1113,6 +1183,7 @@ def train(
         if finished_epoch:
             state.epoch, state.step_in_epoch = state.epoch + 1, 0
             state.epoch_loss, state.epoch_batches = 0.0, 0
+            state.epoch_values = []
         if rt.main:
             metrics.write("epoch", **record)
             scores = {"train_loss": train_loss, **val}  # per-target lists stay in metrics.jsonl
@@ -1177,7 +1248,7 @@ def evaluation_report(args: argparse.Namespace, run_dir: Path) -> int:
         # In evaluation mode from here: a forward pass in training mode would move BatchNorm's
         # running statistics away from the trained ones.
         model.to(rt.device).eval()
-        x, y = to_device((x.unsqueeze(0), y.unsqueeze(0)), rt)
+        x, y = to_device(torch.utils.data.default_collate([(x, y)]), rt)  # y: a dict of fields
         checked_loss(model, x, y, {})  # one line for outputs that cannot be scored
         metrics = evaluate(model, eval_loader(test_set, rt), rt, prefix="test")
         report.update(ok=True, samples=len(test_set), sample_shape=list(x.shape[1:]),
@@ -1374,7 +1445,7 @@ def preflight() -> int:
         x, y = next(iter(DataLoader(train_set, batch_size=min(DATA["batch"], len(train_set)))))
         report.update(samples=len(train_set), val_samples=len(val_set),
                       test_samples=len(test_set), batch=len(x),
-                      sample_shape=list(x.shape[1:]), target_shape=list(y.shape[1:]))
+                      sample_shape=list(x.shape[1:]), target_shape=list(y["target"].shape[1:]))
         report["stage"] = "model"
         model = build_model(tuple(x.shape[1:]))
         report["parameters"] = count_parameters(model)

@@ -291,7 +291,8 @@ class Fields(Dataset):
     def __getitem__(self, index: int):
         item = self.dataset[index]
         x = self.field(item, "X")
-        return x, x
+        y = x
+        return x, y
 
 
 def load_dataset() -> Dataset | tuple[Dataset, ...]:
@@ -300,6 +301,8 @@ def load_dataset() -> Dataset | tuple[Dataset, ...]:
     found = import_object(source["callable"])(**source.get("kwargs", {}))
     found = tuple(map(Fields, found)) if isinstance(found, tuple) else Fields(found)
     return found
+
+
 def import_object(spec: str):
     """Import `package.module:name` from the user's code folders (the first that has it)."""
     root = os.environ.get("DTEC_DATA_ROOT")

@@ -290,6 +290,8 @@ def load_dataset() -> Dataset | tuple[Dataset, ...]:
             f"{source['callable']} gives {list(first[0][0].shape)}"
         )
     return found
+
+
 def import_object(spec: str):
     """Import `package.module:name` from the user's code folders (the first that has it)."""
     root = os.environ.get("DTEC_DATA_ROOT")
