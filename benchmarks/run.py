@@ -13,7 +13,8 @@ FSDP, DeepSpeed ZeRO-1/2/3, and the instrumentation's cost), stopflag (the per-s
 check timed alone), data (the generated Zarr loader against a hand-written xarray one, and lint
 of a Zarr blueprint against a synthetic one), profile (import times and cProfile
 of the lint and compile paths), sweep (a study's ask + compile + tell per trial against a plain
-compile). The GPU comparison is `benchmarks/gpu.sh`.
+compile), lsp (`dtec lsp` through an LSP client: didChange to diagnostics on
+a 500-line blueprint, start to first diagnostics). The GPU comparison is `benchmarks/gpu.sh`.
 
 Output: DIR/results.json (default benchmarks/results/, which git ignores), DIR/results.md, DIR/*.png.
 """
@@ -36,6 +37,7 @@ from benchmarks import (  # noqa: E402
     data_loader,
     growth,
     lint_throughput,
+    lsp_latency,
     metrics,
     profiles,
     report,
@@ -56,6 +58,7 @@ BENCHMARKS = {
     "data": (data_loader, {}, {"steps": 8192, "cells": 32, "rounds": 1, "batches": 5, "workers": (0,), "lint_rounds": 2}),
     "profile": (profiles, {}, {"lint_count": 100, "compile_repeat": 10}),
     "sweep": (sweep_overhead, {}, {"trials": 10}),
+    "lsp": (lsp_latency, {}, {"edits": 10, "starts": 2}),
 }
 DOCS = ROOT / "docs" / "benchmarks"
 

@@ -81,7 +81,7 @@ def change(client: LanguageClient, uri: str, version: int, text: str) -> None:
     """Replace the whole text of an open document."""
     client.text_document_did_change(
         types.DidChangeTextDocumentParams(
-            types.VersionedTextDocumentIdentifier(uri, version), [types.TextDocumentContentChangeWholeDocument(text)]
+            types.VersionedTextDocumentIdentifier(version=version, uri=uri), [types.TextDocumentContentChangeWholeDocument(text)]
         )
     )
 
@@ -148,3 +148,155 @@ async def test_every_rule_fixture_gets_lints_diagnostics(shared: LanguageClient,
         assert all(d.code_description.href.endswith(f"/docs/rules/{d.code}.md") for d in shared.diagnostics[uri])
         shared.text_document_did_close(types.DidCloseTextDocumentParams(types.TextDocumentIdentifier(uri)))
         await until(lambda: not shared.diagnostics[uri], f"{code} cleared on close")
+
+
+def codes(diagnostics) -> list[str]:
+    return sorted(d.code for d in diagnostics)
+
+
+def position_of(text: str, needle: str, shift: int = 0) -> types.Position:
+    """The LSP position of the first `needle` (plus `shift` characters); the texts are ASCII."""
+    at = text.index(needle) + shift
+    return types.Position(text.count("\n", 0, at), at - (text.rfind("\n", 0, at) + 1))
+
+
+@pytest.mark.asyncio
+async def test_diagnostics_follow_edits_and_a_syntax_error_hides_only_its_block(client: LanguageClient, tmp_path: Path) -> None:
+    path = tmp_path / "flood.twin"
+    text = QUICKSTART.read_text(encoding="utf-8")
+    path.write_text(text, encoding="utf-8")
+    uri = open_document(client, path)
+    assert await published(client, uri, 0) == []
+    count = client.diagnostics.count[uri]
+    change(client, uri, 2, text.replace("batch   = 64", "btch    = 64"))
+    found = await published(client, uri, count)
+    assert codes(found) == ["DT101", "DT107"]  # an unknown key, and `batch` missing
+    [unknown] = [d for d in found if d.code == "DT101"]
+    assert "did you mean `batch`?" in unknown.message and unknown.range.start == position_of(text, "batch")
+    # A half-typed key in `train`: the syntax error, and the unknown key in `data` still found.
+    count = client.diagnostics.count[uri]
+    change(client, uri, 3, text.replace("batch   = 64", "btch    = 64").replace("  loss       = mse", "  loss       ="))
+    await until(lambda: client.diagnostics.count[uri] > count and codes(client.diagnostics[uri]) == ["DT002", "DT101", "DT107"], "recovered diagnostics")
+    symbols = await client.text_document_document_symbol_async(types.DocumentSymbolParams(types.TextDocumentIdentifier(uri)))
+    assert [s.name for s in symbols][:3] == ['twin "flood-forecast"', 'data "gauges"', 'model "surrogate"']
+    assert "train" not in [s.name for s in symbols]
+    count = client.diagnostics.count[uri]
+    change(client, uri, 4, text)
+    await until(lambda: client.diagnostics.count[uri] > count and not client.diagnostics[uri], "diagnostics cleared")
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    """A blueprint whose data block is in an imported file."""
+    text = QUICKSTART.read_text(encoding="utf-8")
+    start, end = text.index('data "gauges"'), text.index('model "surrogate"')
+    (tmp_path / "common.twin").write_text(text[start:end], encoding="utf-8")
+    (tmp_path / "main.twin").write_text('import "common.twin"\n\n' + text[:start] + text[end:], encoding="utf-8")
+    return tmp_path
+
+
+@pytest.mark.asyncio
+async def test_an_open_import_is_read_from_its_buffer_and_its_change_rechecks_the_importer(client: LanguageClient, project: Path) -> None:
+    common_text = (project / "common.twin").read_text(encoding="utf-8")
+    (project / "common.twin").write_text(common_text.replace("batch   = 64", "btch    = 64"), encoding="utf-8")
+    main = open_document(client, project / "main.twin")
+    common = (project / "common.twin").as_uri()
+    # The imported file's diagnostics are published on its URI, not on the importer's.
+    assert await published(client, main, 0) == []
+    assert codes(client.diagnostics[common]) == ["DT101", "DT107"]  # published with the importer's
+    # Open, its buffer (fixed) stands for the file, and the importer is checked again.
+    count = client.diagnostics.count[main]
+    open_document(client, project / "common.twin", common_text)
+    await until(lambda: client.diagnostics.count[main] > count, "the importer re-checked")
+    await until(lambda: "DT101" not in codes(client.diagnostics[common]), "the import's buffer read")
+    # Renaming the block in the unsaved import breaks the importer's reference.
+    change(client, common, 2, common_text.replace('data "gauges"', 'data "levels"'))
+    await until(lambda: codes(client.diagnostics[main]) == ["DT112"], "the importer's unresolved reference")
+
+
+@pytest.mark.asyncio
+async def test_definition_and_references(client: LanguageClient, project: Path) -> None:
+    main_text = (project / "main.twin").read_text(encoding="utf-8")
+    main = open_document(client, project / "main.twin")
+    common = (project / "common.twin").as_uri()
+    at = types.TextDocumentIdentifier(main)
+    [found] = await client.text_document_definition_async(types.DefinitionParams(at, position_of(main_text, "data.gauges", 6)))
+    assert found.uri == common and found.range.start == types.Position(0, 0)
+    [found] = await client.text_document_definition_async(types.DefinitionParams(at, position_of(main_text, "model.surrogate", 2)))
+    assert found.uri == main and found.range.start == position_of(main_text, 'model "surrogate"')
+    [found] = await client.text_document_definition_async(types.DefinitionParams(at, position_of(main_text, "common.twin")))
+    assert found.uri == common
+    assert await client.text_document_definition_async(types.DefinitionParams(at, position_of(main_text, "mse"))) is None
+    context = types.ReferenceContext(include_declaration=True)
+    found = await client.text_document_references_async(types.ReferenceParams(context=context, text_document=at, position=position_of(main_text, 'model "surrogate"', 8)))
+    assert [(f.uri, f.range.start) for f in found] == [
+        (main, position_of(main_text, 'model "surrogate"')),
+        (main, position_of(main_text, "model.surrogate")),
+    ]
+    found = await client.text_document_references_async(
+        types.ReferenceParams(context=types.ReferenceContext(include_declaration=False), text_document=at, position=position_of(main_text, "data.gauges"))
+    )
+    assert [(f.uri, f.range.start) for f in found] == [(main, position_of(main_text, "data.gauges"))]
+
+
+@pytest.mark.asyncio
+async def test_document_symbols_outline_the_blocks(client: LanguageClient) -> None:
+    text = QUICKSTART.read_text(encoding="utf-8")
+    uri = open_document(client, QUICKSTART)
+    symbols = await client.text_document_document_symbol_async(types.DocumentSymbolParams(types.TextDocumentIdentifier(uri)))
+    assert [s.name for s in symbols] == [
+        'twin "flood-forecast"', 'data "gauges"', 'model "surrogate"', "train", "strategy", "monitor",
+        *[f'target "{name}"' for name in ("lumi", "juwels-booster", "leonardo", "local")][: len(symbols) - 6],
+    ]
+    data = symbols[1]
+    assert data.selection_range.start == position_of(text, 'data "gauges"')
+    assert [c.name for c in data.children] == ["source", "split", "batch", "workers"]
+    assert data.children[2].detail == "64"
+
+
+@pytest.mark.asyncio
+async def test_formatting_is_dtec_fmt_and_refuses_a_syntax_error(client: LanguageClient, tmp_path: Path) -> None:
+    path = tmp_path / "flood.twin"
+    text = QUICKSTART.read_text(encoding="utf-8")
+    messy = text.replace("  batch   = 64", "batch=64").replace("  loss       = mse", "    loss = mse")
+    uri = open_document(client, path, messy)
+    options = types.FormattingOptions(tab_size=2, insert_spaces=True)
+    [edit] = await client.text_document_formatting_async(types.DocumentFormattingParams(types.TextDocumentIdentifier(uri), options))
+    assert edit.new_text == text
+    assert edit.range.start == types.Position(0, 0) and edit.range.end == position_of(messy + "\0", "\0")
+    change(client, uri, 2, text)
+    assert await client.text_document_formatting_async(types.DocumentFormattingParams(types.TextDocumentIdentifier(uri), options)) == ()
+    change(client, uri, 3, text.replace("batch   = 64", "batch:64"))
+    assert await client.text_document_formatting_async(types.DocumentFormattingParams(types.TextDocumentIdentifier(uri), options)) == ()
+    assert "DT002" in client.messages[-1].message and client.messages[-1].type == types.MessageType.Warning
+
+
+@pytest.mark.asyncio
+async def test_random_edits_never_crash_the_server(client: LanguageClient, tmp_path: Path) -> None:
+    rng = random.Random(17)
+    path = tmp_path / "flood.twin"
+    text = QUICKSTART.read_text(encoding="utf-8")
+    uri = open_document(client, path, text)
+    alphabet = 'abz_019 .,=:"#{}[]()\n\t\\é💧'
+    at = types.TextDocumentIdentifier(uri)
+    for version in range(2, 202):
+        start = rng.randrange(len(text) + 1)
+        if rng.random() < 0.5 and text:
+            text = text[:start] + text[start + rng.randint(1, 8) :]
+        else:
+            text = text[:start] + "".join(rng.choice(alphabet) for _ in range(rng.randint(1, 4))) + text[start:]
+        change(client, uri, version, text)
+        position = position_of(text + "\0", "\0") if version % 2 else types.Position(rng.randrange(80), rng.randrange(40))
+        if version % 4 == 0:
+            await client.text_document_definition_async(types.DefinitionParams(at, position))
+        elif version % 4 == 1:
+            await client.text_document_references_async(types.ReferenceParams(context=types.ReferenceContext(True), text_document=at, position=position))
+        elif version % 4 == 2:
+            await client.text_document_document_symbol_async(types.DocumentSymbolParams(at))
+        else:
+            await client.text_document_formatting_async(types.DocumentFormattingParams(at, types.FormattingOptions(2, True)))
+    # The last text is analysed and its diagnostics published, as lint reports them.
+    path.write_text(text, encoding="utf-8")
+    expected = sorted((d.code, d.message) for d in analyse(path, environ=ENV).diagnostics)
+    await until(lambda: sorted((d.code, d.message.partition("\nhelp: ")[0]) for d in client.diagnostics.get(uri, ())) == expected, "the last text's diagnostics")
+    assert not [m for m in client.log_messages if m.type == types.MessageType.Error]
