@@ -583,14 +583,14 @@ def test_set_errors_point_into_the_argument(override: str, code: str, marked: st
 
 
 def test_lint_path_stays_light(blueprints_dir: Path) -> None:
-    """`dtec lint` must not import torch, networkx, jinja2, pydantic or optuna (start-up time)."""
+    """`dtec lint` must not import torch, networkx, jinja2, pydantic, optuna or the server's pygls (start-up time)."""
     script = (
         "import sys\n"
         "from dtec.cli import app\n"
         "from typer.testing import CliRunner\n"
         f"result = CliRunner().invoke(app, ['lint', {str(blueprints_dir)!r}])\n"
         "assert result.exit_code == 0, result.output\n"
-        "heavy = sorted(m for m in ('torch', 'networkx', 'jinja2', 'pydantic', 'optuna') if m in sys.modules)\n"
+        "heavy = sorted(m for m in ('torch', 'networkx', 'jinja2', 'pydantic', 'optuna', 'pygls', 'lsprotocol') if m in sys.modules)\n"
         "print(','.join(heavy))\n"
     )
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
