@@ -113,6 +113,21 @@ def test_invalid_log_every_points_at_the_value(value: str, code: str, hint: str 
         assert hint in found.help
 
 
+@pytest.mark.parametrize(
+    ("broken", "where"),
+    [
+        ("  arch  = mlp(input = 4, output = 1)", "  arch  = mlp(input = 4,"),  # a bracket left open
+        ("  loss = mse", "  loss ="),  # a value not typed yet
+        ("twin \"t\" {}", "twin \"t\" {"),  # a block never closed, in column 0 before the others
+    ],
+)
+def test_a_syntax_error_leaves_the_other_blocks_checked(broken: str, where: str) -> None:
+    text = MINIMAL.replace("  batch  = 8", "  btch   = 8").replace(broken, where)
+    # The syntax error, and the unknown key of the block that parses; nothing that the broken
+    # block could settle (a required block, the reference to the model).
+    assert sorted(d.code for d in lint_text(text).diagnostics) == ["DT002", "DT101", "DT107"]
+
+
 @pytest.mark.parametrize("digits", ["３２", "١٠٠", "1٠"])
 def test_numbers_take_ascii_digits_only(digits: str) -> None:
     result = lint_text(MINIMAL.replace("batch  = 8", f"batch  = {digits}"))
