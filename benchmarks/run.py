@@ -13,7 +13,9 @@ FSDP, DeepSpeed ZeRO-1/2/3, and the instrumentation's cost), stopflag (the per-s
 check timed alone), data (the generated Zarr loader against a hand-written xarray one, and lint
 of a Zarr blueprint against a synthetic one), profile (import times and cProfile
 of the lint and compile paths), sweep (a study's ask + compile + tell per trial against a plain
-compile), completion (`dtec lsp` completion latency through a real LSP client). The GPU comparison is `benchmarks/gpu.sh`.
+compile), completion (`dtec lsp` completion latency through a real LSP client), lsp (`dtec lsp`
+through an LSP client: didChange to diagnostics on a 500-line blueprint, start to first
+diagnostics). The GPU comparison is `benchmarks/gpu.sh`.
 
 Output: DIR/results.json (default benchmarks/results/, which git ignores), DIR/results.md, DIR/*.png.
 """
@@ -37,6 +39,7 @@ from benchmarks import (  # noqa: E402
     growth,
     lint_throughput,
     lsp_completion,
+    lsp_latency,
     metrics,
     profiles,
     report,
@@ -58,6 +61,7 @@ BENCHMARKS = {
     "profile": (profiles, {}, {"lint_count": 100, "compile_repeat": 10}),
     "sweep": (sweep_overhead, {}, {"trials": 10}),
     "completion": (lsp_completion, {}, {"rounds": 5}),
+    "lsp": (lsp_latency, {}, {"edits": 10, "starts": 2}),
 }
 DOCS = ROOT / "docs" / "benchmarks"
 

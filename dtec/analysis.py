@@ -12,14 +12,14 @@ from dtec.lang.blueprint import Blueprint
 from dtec.lang.check import check
 from dtec.lang.codefolders import BundledCode
 from dtec.lang.files import check_files
-from dtec.lang.loader import load, project_root
+from dtec.lang.loader import Reader, load, project_root
 from dtec.lang.semantics import check_semantics
 from dtec.lang.sets import apply_sets
 from dtec.lang.sweep import check_sweep, has_sweep
 from dtec.lang.weights import check_weights
 from dtec.lang.suppress import apply_suppressions
 from dtec.plan import Plan, plan
-from dtec.source import Source, Span
+from dtec.source import Source, Span, read_source
 from dtec.syntax import ast
 
 
@@ -48,16 +48,18 @@ def analyse(
     sets: Sequence[str] = (),
     machine_dirs: Sequence[Path] = (),
     sweep: bool = True,
+    read: Reader = read_source,
 ) -> FileResult:
     """Check one blueprint and plan it onto `targets` (None: every target it declares).
 
     `sweep=False` checks the blueprint without its `sweep` block: what one trial (or a probe of
-    the sweep's values) compiles.
+    the sweep's values) compiles. `read` reads imported files (an editor's unsaved buffers).
     """
     environ = os.environ if environ is None else environ
-    program, diagnostics = load(path, text, environ)
+    program, diagnostics = load(path, text, environ, read)
     if not program.documents:
         return FileResult(path, None, tuple(diagnostics))
+    loaded = len(diagnostics)
     program, found = apply_sets(program, list(sets))
     diagnostics += found
     if not sweep:
@@ -87,11 +89,32 @@ def analyse(
     if sweep and has_sweep(blueprint) and not has_errors(diagnostics):
 
         def probe(extra: Sequence[str]) -> tuple[Diagnostic, ...]:
-            return analyse(path, text, environ, targets=targets, sets=[*sets, *extra], machine_dirs=machine_dirs, sweep=False).diagnostics
+            return analyse(
+                path, text, environ, targets=targets, sets=[*sets, *extra], machine_dirs=machine_dirs, sweep=False, read=read
+            ).diagnostics
 
         diagnostics += check_sweep(blueprint, plans, probe)
+    if program.documents[0].recovered:
+        # The checks saw a file without its broken items: keep what they found inside the items
+        # they saw, not what the missing ones would settle (a required block, a reference).
+        main = program.documents[0]
+        items = [i.span for i in main.items]
+        diagnostics = diagnostics[:loaded] + [d for d in diagnostics[loaded:] if _inside(d, main.source.path, items)]
     diagnostics = apply_suppressions(program.documents, diagnostics)
     return FileResult(path, blueprint, tuple(sorted(diagnostics, key=lambda d: d.sort_key)), plans, code)
+
+
+def _inside(d: Diagnostic, main: str, spans: Sequence[Span]) -> bool:
+    """Return whether a diagnostic of a file with a syntax error stands without its broken items:
+    in another file, or on text inside one of `spans` and not an unresolved reference.
+
+    An empty span marks something missing (a required block is reported at the first item), and a
+    reference may name a block in the text that does not parse.
+    """
+    if d.span is None or d.code == "DT112":
+        return False
+    start, end = d.span.start, d.span.end
+    return d.span.path != main or (start < end and any(s.start <= start and end <= s.end for s in spans))
 
 
 def _without_sweep(program):

@@ -227,3 +227,14 @@ def test_lsp_completion(tmp_path: Path) -> None:
     assert set(r["ms"]) == set(lsp_completion.POSITIONS)
     for values in r["ms"].values():
         check_summary(values, 1)
+
+
+def test_lsp_latency(tmp_path: Path) -> None:
+    from benchmarks import lsp_latency
+
+    r = lsp_latency.run(tmp_path, lines=100, edits=2, starts=1)
+    check_targets(r)
+    assert 90 <= r["lines"] <= 100 and r["diagnostics"] > 0  # the extra data blocks are unused (DT115)
+    check_summary(r["change_ms"], 2)
+    check_summary(r["start_seconds"], 1)
+    check_summary(r["analysis_cpu_ms"], 3)

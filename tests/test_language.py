@@ -113,6 +113,21 @@ def test_invalid_log_every_points_at_the_value(value: str, code: str, hint: str 
         assert hint in found.help
 
 
+@pytest.mark.parametrize(
+    ("broken", "where"),
+    [
+        ("  arch  = mlp(input = 4, output = 1)", "  arch  = mlp(input = 4,"),  # a bracket left open
+        ("  loss = mse", "  loss ="),  # a value not typed yet
+        ("twin \"t\" {}", "twin \"t\" {"),  # a block never closed, in column 0 before the others
+    ],
+)
+def test_a_syntax_error_leaves_the_other_blocks_checked(broken: str, where: str) -> None:
+    text = MINIMAL.replace("  batch  = 8", "  btch   = 8").replace(broken, where)
+    # The syntax error, and the unknown key of the block that parses; nothing that the broken
+    # block could settle (a required block, the reference to the model).
+    assert sorted(d.code for d in lint_text(text).diagnostics) == ["DT002", "DT101", "DT107"]
+
+
 @pytest.mark.parametrize("digits", ["３２", "١٠٠", "1٠"])
 def test_numbers_take_ascii_digits_only(digits: str) -> None:
     result = lint_text(MINIMAL.replace("batch  = 8", f"batch  = {digits}"))
@@ -583,14 +598,14 @@ def test_set_errors_point_into_the_argument(override: str, code: str, marked: st
 
 
 def test_lint_path_stays_light(blueprints_dir: Path) -> None:
-    """`dtec lint` must not import torch, networkx, jinja2, pydantic or optuna (start-up time)."""
+    """`dtec lint` must not import torch, networkx, jinja2, pydantic, optuna or the server's pygls (start-up time)."""
     script = (
         "import sys\n"
         "from dtec.cli import app\n"
         "from typer.testing import CliRunner\n"
         f"result = CliRunner().invoke(app, ['lint', {str(blueprints_dir)!r}])\n"
         "assert result.exit_code == 0, result.output\n"
-        "heavy = sorted(m for m in ('torch', 'networkx', 'jinja2', 'pydantic', 'optuna') if m in sys.modules)\n"
+        "heavy = sorted(m for m in ('torch', 'networkx', 'jinja2', 'pydantic', 'optuna', 'pygls', 'lsprotocol') if m in sys.modules)\n"
         "print(','.join(heavy))\n"
     )
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)

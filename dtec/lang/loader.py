@@ -7,7 +7,7 @@ Imports stay inside the project: a blueprint is untrusted input (linted in CI on
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -32,10 +32,18 @@ class Program:
         return [i for d in self.documents for i in d.items if not isinstance(i, ast.Import)]
 
 
+# Reads an imported file (its resolved path, the name diagnostics show); an editor passes one that
+# returns its unsaved buffers.
+Reader = Callable[[Path, str], "Source | str"]
+
+
 def load(
-    path: Path, text: str | None = None, environ: Mapping[str, str] | None = None
+    path: Path, text: str | None = None, environ: Mapping[str, str] | None = None, read: Reader = read_source
 ) -> tuple[Program, list[Diagnostic]]:
-    """Load `path` (or `text` as if it were that file) and everything it imports, inside the project."""
+    """Load `path` (or `text` as if it were that file) and everything it imports, inside the project.
+
+    A syntax error in the main file keeps its top-level items that parse (`Document.recovered`).
+    """
     if text is None:
         source = read_source(path)
         if isinstance(source, str):
@@ -44,7 +52,7 @@ def load(
             return Program(None, ()), [diag("DT001", f"cannot read `{path}`: {source}", at, help)]
     else:
         source = Source(str(path), text)
-    loader = _Loader(path, os.environ if environ is None else environ)
+    loader = _Loader(path, os.environ if environ is None else environ, read)
     error = loader.load(source)
     if error is not None:
         loader.diagnostics.append(error)
@@ -79,6 +87,7 @@ class _Loader:
 
     main: Path
     environ: Mapping[str, str]
+    read: Reader
     documents: list[ast.Document] = field(default_factory=list)
     diagnostics: list[Diagnostic] = field(default_factory=list)
     stack: list[tuple[Path, Span | None]] = field(default_factory=list)
@@ -91,7 +100,7 @@ class _Loader:
 
     def load(self, source: Source, via: Span | None = None) -> Diagnostic | None:
         """Parse `source` and follow its imports; return its syntax error instead, if it has one."""
-        document, found = parse(source)
+        document, found = parse(source, recover=via is None)
         if document is None:
             return found[0]
         here = _real(Path(source.path))
@@ -128,7 +137,7 @@ class _Loader:
             return None
         if target in self.seen:
             return None  # a diamond: the file is already in, once is enough
-        source = read_source(target, name=str(written))
+        source = self.read(target, str(written))
         if isinstance(source, str):
             return self.refuse(item, source, f"the path is relative to the importing file: {written}")
         error = self.load(source, via=item.span)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Union
 
@@ -150,3 +151,24 @@ class Document:
     items: tuple[Block | Attribute | Import, ...]
     comments: tuple[Comment, ...] = field(compare=False)
     source: Source = field(compare=False, repr=False)
+    # True when the file has a syntax error and these are the top-level items that parse alone.
+    recovered: bool = field(default=False, compare=False)
+
+
+def walk(node: Block | Attribute | Import | Expr) -> Iterator[Block | Attribute | Import | Expr]:
+    """Yield a node and every node inside it, in source order."""
+    yield node
+    if isinstance(node, Block):
+        children: tuple = node.body
+    elif isinstance(node, Attribute):
+        children = (node.value,)
+    elif isinstance(node, ListExpr):
+        children = node.items
+    elif isinstance(node, MapExpr):
+        children = node.entries
+    elif isinstance(node, Call):
+        children = (*node.args, *node.kwargs)
+    else:
+        return
+    for child in children:
+        yield from walk(child)

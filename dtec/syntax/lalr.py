@@ -177,16 +177,18 @@ def _skip_unit_states(actions: list[dict[str, int]], rules: tuple[tuple[int, str
                     changed = True
 
 
-def run(t: Tables, text: str, handlers: Mapping[str, Handler], comments: list[Token]) -> Any | None:
-    """Parse `text`; return the start rule's node, or None when the text is not in the language."""
+def run(
+    t: Tables, text: str, handlers: Mapping[str, Handler], comments: list[Token], pos: int = 0, endpos: int | None = None
+) -> Any | None:
+    """Parse `text[pos:endpos]` (offsets stay those of `text`); return the start rule's node, or None when it is not in the language."""
     actions, rules, keywords, kept, dropped = t.actions, t.rules, t.keywords, t.kept, t.dropped
     states = [t.start]
     values: list[Any] = []
     level = 0
-    pos = 0
+    endpos = len(text) if endpos is None else endpos
     match = t.lexer.match
     while True:
-        m = match(text, pos)
+        m = match(text, pos, endpos)
         if m is None:
             return None
         kind = m.lastgroup

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from functools import cache
 from typing import TYPE_CHECKING
 
@@ -78,13 +78,21 @@ def _tables() -> lalr.Tables:
     return found or tables_from_lark()
 
 
-def parse(source: Source) -> tuple[ast.Document | None, list[Diagnostic]]:
-    """Parse one source; return the document (None on a syntax error) and diagnostics."""
+def parse(source: Source, *, recover: bool = False) -> tuple[ast.Document | None, list[Diagnostic]]:
+    """Parse one source; return the document and diagnostics.
+
+    On a syntax error the document is None, or with `recover` the top-level items that parse on
+    their own (`recovered`), so that one half-typed block does not hide the rest of the file.
+    """
     builder = _Builder(source)
     comments: list[lalr.Token] = []
     items = lalr.run(_tables(), source.text, builder.handlers, comments)
     if items is None:
-        return None, [_syntax_error(source)]
+        error = _syntax_error(source)
+        if not recover:
+            return None, [error]
+        document, found = _recover(source)
+        return document, [error, *found]
     document = ast.Document(
         tuple(items), tuple(ast.Comment(c.text, Span(source, c.start, c.end)) for c in comments), source
     )
@@ -311,6 +319,16 @@ def _unexpected_end(source: Source) -> Diagnostic:
 def _unclosed_bracket(text: str) -> int | None:
     """Return the offset of the innermost bracket left open at the end, skipping strings and comments."""
     stack: list[int] = []
+    for i in _brackets(text):
+        if text[i] in _CLOSERS:
+            stack.append(i)
+        elif stack:
+            stack.pop()
+    return stack[-1] if stack else None
+
+
+def _brackets(text: str) -> Iterator[int]:
+    """Yield the offset of each bracket, skipping strings and comments."""
     i, n = 0, len(text)
     while i < n:
         ch = text[i]
@@ -322,12 +340,46 @@ def _unclosed_bracket(text: str) -> int | None:
             i += 1
             while i < n and text[i] not in '"\n':
                 i += 2 if text[i] == "\\" else 1
-        elif ch in _CLOSERS:
-            stack.append(i)
-        elif ch in "}])" and stack:
-            stack.pop()
+        elif ch in "{[()]}":
+            yield i
         i += 1
-    return stack[-1] if stack else None
+
+
+def _recover(source: Source) -> tuple[ast.Document, list[Diagnostic]]:
+    """Return the document of the top-level chunks that parse alone, and their diagnostics."""
+    items: list = []
+    comments: list[lalr.Token] = []
+    diagnostics: list[Diagnostic] = []
+    for start, end in _chunks(source.text):
+        builder = _Builder(source)
+        found: list[lalr.Token] = []
+        parsed = lalr.run(_tables(), source.text, builder.handlers, found, start, end)
+        if parsed is not None:
+            items.extend(parsed)
+            comments.extend(found)
+            diagnostics.extend(builder.diagnostics)
+    comment_nodes = tuple(ast.Comment(c.text, Span(source, c.start, c.end)) for c in comments)
+    return ast.Document(tuple(items), comment_nodes, source, recovered=True), diagnostics
+
+
+# A line that opens a top-level item: where recovery starts a chunk even inside an unclosed bracket.
+_TOP_LEVEL_HEAD = re.compile(r'import\b|[A-Za-z_]\w*[ \t]*(?:"(?:[^"\\\n]|\\.)*"[ \t]*)?\{')
+
+
+def _chunks(text: str) -> list[tuple[int, int]]:
+    """Split a text into its top-level items: at each line that starts outside brackets, and at each
+    line opening a block in column 0 (canonical layout indents nested blocks, so a bracket left open
+    above it ends there)."""
+    chunks: list[tuple[int, int]] = []
+    start = depth = 0
+    for line in re.finditer(r"[^\n]*\n?", text):
+        if line.start() > start and (depth <= 0 or _TOP_LEVEL_HEAD.match(line.group())):
+            chunks.append((start, line.start()))
+            start, depth = line.start(), 0
+        depth += sum(1 if line.group()[i] in _CLOSERS else -1 for i in _brackets(line.group()))
+    if start < len(text):
+        chunks.append((start, len(text)))
+    return chunks
 
 
 def _join(words: list[str]) -> str:
