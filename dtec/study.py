@@ -251,9 +251,13 @@ def trial_sets(dims: list[Dimension], params: dict) -> list[str]:
 
 
 def _spawn(folder: Path, n: int) -> subprocess.Popen:
+    """Start worker `n`: its own session (Ctrl-C reaches `dtec run` alone), ended when `dtec run` dies."""
+    from dtec.runner import die_with_parent
+
     log = (folder / "workers" / f"worker-{n}.log").open("a")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(Path(__file__).resolve().parent.parent), os.environ.get("PYTHONPATH")]))}
-    return subprocess.Popen([sys.executable, "-m", "dtec.study", str(folder), str(n)], stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    return subprocess.Popen([sys.executable, "-m", "dtec.study", str(folder), str(n)], stdout=log, stderr=subprocess.STDOUT, env=env,
+                            start_new_session=True, preexec_fn=die_with_parent)
 
 
 def _counts(study) -> dict[str, int]:
@@ -458,14 +462,15 @@ def _array_active(job: str) -> bool:
 
 def in_allocation(bundle, folder: Path, run) -> int:
     """Run a trial's job.sbatch inside this worker's Slurm allocation: its srun steps are the ranks."""
-    from dtec.runner import data_root
+    from dtec.runner import data_root, die_with_parent
 
     env = {**os.environ, **data_root(bundle), "SLURM_SUBMIT_DIR": str(folder), "RUN_DIR": str(run.outputs),
            "DTEC_MASTER_PORT": str(_free_port())}
     log = run.outputs / "logs" / "launcher.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("a") as out:
-        process = subprocess.Popen(["bash", bundle.launcher], cwd=folder, env=env, stdout=out, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(["bash", bundle.launcher], cwd=folder, env=env, stdout=out, stderr=subprocess.STDOUT,
+                                   preexec_fn=die_with_parent)
         runs.add_launch(run, kind="local", pid=process.pid, pid_start=runs.process_start(process.pid),
                         host=socket.gethostname(), slurm_job=_slurm_job())
         return process.wait()
