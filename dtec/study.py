@@ -175,19 +175,24 @@ def storage_url(sweep: dict, folder: Path) -> str:
 def _load(spec: dict):
     import optuna
 
+    sweep = spec["sweep"]
+    return optuna.create_study(
+        study_name=spec["id"], storage=storage(spec), direction=spec["goal"], load_if_exists=True,
+        sampler=_sampler(sweep, spec.get("worker", 0)), pruner=_pruner(sweep),
+    )
+
+
+def storage(spec: dict):
+    """The Optuna storage of the study `spec` describes (study.json)."""
+    import optuna
+
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     url = spec["storage"]
     if is_database(url):
-        storage = _database(url, spec["sweep"]["retries"])
-    else:
-        from optuna.storages.journal import JournalFileBackend
+        return _database(url, spec["sweep"]["retries"])
+    from optuna.storages.journal import JournalFileBackend
 
-        storage = optuna.storages.JournalStorage(JournalFileBackend(url))
-    sweep = spec["sweep"]
-    return optuna.create_study(
-        study_name=spec["id"], storage=storage, direction=spec["goal"], load_if_exists=True,
-        sampler=_sampler(sweep, spec.get("worker", 0)), pruner=_pruner(sweep),
-    )
+    return optuna.storages.JournalStorage(JournalFileBackend(url))
 
 
 def is_database(url: str) -> bool:
@@ -494,15 +499,7 @@ class _Follower(threading.Thread):
         self.reported = 0
 
     def read(self) -> list[float]:
-        path = self.trial_run.outputs / "metrics.jsonl"
-        values = []
-        with contextlib.suppress(OSError):
-            for line in path.read_text(encoding="utf-8").splitlines():
-                with contextlib.suppress(ValueError):
-                    record = json.loads(line)
-                    if record.get("kind", record.get("type")) == "epoch" and isinstance(record.get(self.metric), (int, float)):
-                        values.append(float(record[self.metric]))
-        return values
+        return epoch_values(self.trial_run.outputs / "metrics.jsonl", self.metric)
 
     def run(self) -> None:
         """Report new epochs every second until the training ends."""
@@ -522,17 +519,42 @@ class _Follower(threading.Thread):
                 return
 
 
-def finish(study, spec: dict, folder: Path) -> int:
-    """Write trials.csv and best.twin; say what the study found."""
-    dims = dimensions(spec["sweep"])
-    trials = study.get_trials(deepcopy=False)
-    with (folder / "trials.csv").open("w", newline="", encoding="utf-8") as out:
+def epoch_values(path: Path, metric: str) -> list[float]:
+    """The values of `metric` in a run's metrics.jsonl, one per epoch that recorded it."""
+    values = []
+    with contextlib.suppress(OSError):
+        for line in path.read_text(encoding="utf-8").splitlines():
+            with contextlib.suppress(ValueError):
+                record = json.loads(line)
+                if record.get("kind", record.get("type")) == "epoch" and isinstance(record.get(metric), (int, float)):
+                    values.append(float(record[metric]))
+    return values
+
+
+def shown_params(dims: list[Dimension], trial) -> list:
+    """A trial's values in the space's order as the blueprint writes them ("" where it has none)."""
+    return [(d.values[trial.params[d.key]] if d.fn == "choice" else trial.params[d.key]) if d.key in trial.params else "" for d in dims]
+
+
+def reason(trial) -> str:
+    """Why a trial failed, or ""."""
+    return trial.user_attrs.get("reason", "") or _silent(trial)
+
+
+def write_trials(path: Path, dims: list[Dimension], trials) -> None:
+    """Write the trials as CSV: number, state, value, each value of the space, run id, reason."""
+    with path.open("w", newline="", encoding="utf-8") as out:
         write = csv.writer(out)
         write.writerow(["number", "state", "value", *[d.key for d in dims], "run", "reason"])
         for t in trials:
-            params = [(d.values[t.params[d.key]] if d.fn == "choice" else t.params[d.key]) if d.key in t.params else "" for d in dims]
-            write.writerow([t.number, t.state.name.lower(), "" if t.value is None else t.value, *params,
-                            t.user_attrs.get("run", ""), t.user_attrs.get("reason", "") or _silent(t)])
+            write.writerow([t.number, t.state.name.lower(), "" if t.value is None else t.value, *shown_params(dims, t),
+                            t.user_attrs.get("run", ""), reason(t)])
+
+
+def finish(study, spec: dict, folder: Path) -> int:
+    """Write trials.csv and best.twin; say what the study found."""
+    dims = dimensions(spec["sweep"])
+    write_trials(folder / "trials.csv", dims, study.get_trials(deepcopy=False))
     best = _best(study)
     if best is None:
         _say(f"dtec: no trial completed; trials.csv in {folder} says why")
@@ -541,7 +563,7 @@ def finish(study, spec: dict, folder: Path) -> int:
 
     path = write_best(Path(spec["blueprint"]), trial_sets(dims, best.params), folder / "best.twin")
     _say(f"dtec: best trial {best.number}: {spec['sweep'].get('metric', 'val_loss')} {best.value:.6g} "
-         f"({', '.join(trial_sets(dims, best.params))}); {path}, {folder / 'trials.csv'}")
+         f"({', '.join(trial_sets(dims, best.params))}); {path}, {folder / 'trials.csv'}; `dtec report {folder}` draws its figures")
     return 0
 
 

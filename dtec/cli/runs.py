@@ -333,7 +333,7 @@ def report(
         Optional[Path], typer.Option("--output", "-o", help="Report folder (default: <first folder>/report).")
     ] = None,
 ) -> None:
-    """Write a scaling report: report.html (self-contained), report.md, PNG/SVG figures, JSON/CSV."""
+    """Write a scaling study's, runs' or a sweep's report: report.html (self-contained), report.md, PNG/SVG figures, JSON/CSV."""
     import importlib.util
 
     if importlib.util.find_spec("matplotlib") is None:
@@ -348,4 +348,4 @@ def report(
     except ReportError as exc:
         _stderr(f"dtec: {exc}")
         raise typer.Exit(1) from None
-    typer.echo(f"dtec: report written: {page} (and report.md, figures, report.json, points.csv in {out}/)")
+    typer.echo(f"dtec: report written: {page} (and report.md, PNG/SVG figures, JSON/CSV data in {out}/)")
