@@ -86,18 +86,19 @@ def start(bundle, blueprint: Path, sets: list[str], machines: list[Path]) -> int
     shown = None
     try:
         while True:
+            c = _counts(study)  # once a look: the budget only shrinks, so a stale count only waits a look longer
             for n in range(sweep["parallel"]):
                 process = workers.get(n)
                 if process is not None and process.poll() is None:
                     continue
                 if process is not None and process.returncode != 0:
                     restarts += 1  # a worker killed: another takes its place while the budget lasts
-                if _remaining(study, sweep) <= 0 or restarts > sweep["retries"] * sweep["parallel"] + sweep["parallel"]:
+                if _remaining(c, sweep) <= 0 or restarts > sweep["retries"] * sweep["parallel"] + sweep["parallel"]:
                     continue
                 if process is None or process.returncode != 0:
                     workers[n] = _spawn(folder, n)
-            shown = _show(study, spec, shown)
-            if all(p.poll() is not None for p in workers.values()) and (_remaining(study, sweep) <= 0 or not workers or restarts > sweep["retries"] * sweep["parallel"] + sweep["parallel"]):
+            shown = _show(study, spec, shown, c)
+            if all(p.poll() is not None for p in workers.values()) and (_remaining(c, sweep) <= 0 or not workers or restarts > sweep["retries"] * sweep["parallel"] + sweep["parallel"]):
                 break
             time.sleep(_POLL_S)
     except KeyboardInterrupt:
@@ -107,7 +108,7 @@ def start(bundle, blueprint: Path, sets: list[str], machines: list[Path]) -> int
         _say(f"dtec: study {sid} stopped; `dtec run {blueprint}` again continues it")
         return 130
     reap(study, spec, everyone=True)
-    _show(study, spec, shown)
+    _show(study, spec, shown, _counts(study))
     return finish(study, spec, folder)
 
 
@@ -135,8 +136,9 @@ def submit(bundle, blueprint: Path, sets: list[str], machines: list[Path], *, de
     job = spec.get("job")
     if not (job and _array_active(job)):
         reap(study, spec)  # the trials of a previous array's workers, if it ended mid-trial
-        if _remaining(study, spec["sweep"]) <= 0:
-            _show(study, spec, None)
+        c = _counts(study)
+        if _remaining(c, spec["sweep"]) <= 0:
+            _show(study, spec, None, c)
             return finish(study, spec, folder)
         (folder / "workers.sbatch").write_text(script, encoding="utf-8")
         submitted = subprocess.run(["sbatch", "--parsable", "workers.sbatch"], cwd=folder, stdout=subprocess.PIPE, text=True,
@@ -154,14 +156,15 @@ def submit(bundle, blueprint: Path, sets: list[str], machines: list[Path], *, de
     shown = None
     try:
         while _array_active(job):
-            shown = _show(study, spec, shown)
+            shown = _show(study, spec, shown, _counts(study))
             time.sleep(_POLL_S)
     except KeyboardInterrupt:
         _say(f"dtec: detached: job array {job} still runs; `dtec run {blueprint} -t {spec['target']}` follows it again")
         return 130
     reap(study, spec)
-    _show(study, spec, shown)
-    if _remaining(study, spec["sweep"]) > 0:
+    c = _counts(study)
+    _show(study, spec, shown, c)
+    if _remaining(c, spec["sweep"]) > 0:
         _say(f"dtec: job array {job} ended before the budget was spent; `dtec run {blueprint} -t {spec['target']}` continues the study "
              f"(the workers' logs: {folder / 'workers'})")
     return finish(study, spec, folder)
@@ -266,31 +269,32 @@ def _spawn(folder: Path, n: int) -> subprocess.Popen:
 
 
 def _counts(study) -> dict[str, int]:
+    """How many trials are in each state: one pass over the trials, done once per look."""
     counts: dict[str, int] = {}
     for t in study.get_trials(deepcopy=False):
         counts[t.state.name] = counts.get(t.state.name, 0) + 1
     return counts
 
 
-def _remaining(study, sweep: dict) -> int:
-    """Trials still to finish: the budget counts completed and pruned trials; failures end it at as many."""
-    c = _counts(study)
+def _remaining(c: dict[str, int], sweep: dict) -> int:
+    """Trials still to finish (`c`: the counts): the budget counts completed and pruned trials; failures end it at as many."""
     if c.get("FAIL", 0) >= sweep["trials"] + sweep["retries"] * sweep["parallel"]:
         return 0
     return sweep["trials"] - c.get("COMPLETE", 0) - c.get("PRUNED", 0)
 
 
-def _show(study, spec: dict, shown):
-    """Print one line of the live table when it changed."""
-    c = _counts(study)
+def _show(study, spec: dict, shown: tuple | None, c: dict[str, int]) -> tuple:
+    """Print one line of the live table when the counts changed; return (counts, line)."""
+    if shown is not None and shown[0] == c:
+        return shown  # the best is looked for again only when a trial ended
     best = _best(study)
     metric = spec["sweep"].get("metric", "val_loss")
     line = (f"dtec: trials {c.get('COMPLETE', 0)} complete, {c.get('PRUNED', 0)} pruned, {c.get('RUNNING', 0)} running, "
             f"{c.get('FAIL', 0)} failed, of {spec['sweep']['trials']}"
             + (f"; best {metric} {best.value:.6g} (trial {best.number})" if best else ""))
-    if line != shown:
+    if shown is None or line != shown[1]:
         _say(line)
-    return line
+    return c, line
 
 
 def _best(study):
@@ -312,15 +316,9 @@ def worker(folder: Path, n: int) -> int:
     dims = dimensions(sweep)
     study = _load(spec)
     while True:
-        with _asking(folder):
-            reap(study, spec)
-            c = _counts(study)
-            trial = None
-            if _remaining(study, sweep) - c.get("RUNNING", 0) > 0 or c.get("WAITING"):
-                trial = study.ask({d.key: _distribution(d) for d in dims})
-                trial.set_user_attr("owner", _owner())
-            elif not c.get("RUNNING") or _remaining(study, sweep) <= 0:
-                return 0
+        trial, done = next_trial(folder, study, spec, dims)
+        if done:
+            return 0
         if trial is None:
             # The budget is taken by running trials: one whose worker dies is retried here.
             time.sleep(_POLL_S)
@@ -330,6 +328,22 @@ def worker(folder: Path, n: int) -> int:
         if reason:
             trial.set_user_attr("reason", reason)
         study.tell(trial, value if state == TrialState.COMPLETE else None, state=state)
+
+
+def next_trial(folder: Path, study, spec: dict, dims: list[Dimension]):
+    """Under the ask lock, fail the trials of dead workers and ask for a trial while the budget lasts.
+
+    Returns (trial, False); (None, False) while running trials hold the rest of the budget; and
+    (None, True) once the study is done.
+    """
+    with _asking(folder):
+        reap(study, spec)
+        c = _counts(study)
+        if _remaining(c, spec["sweep"]) - c.get("RUNNING", 0) > 0 or c.get("WAITING"):
+            trial = study.ask({d.key: _distribution(d) for d in dims})
+            trial.set_user_attr("owner", _owner())
+            return trial, False
+        return None, not c.get("RUNNING") or _remaining(c, spec["sweep"]) <= 0
 
 
 @contextlib.contextmanager
@@ -415,24 +429,34 @@ def _slurm_alive(owner: dict) -> bool:
     return found is None or found.active
 
 
-def _run_trial(folder: Path, spec: dict, dims: list[Dimension], trial):
-    """Compile and run one trial; return its state, value and, when it failed, why."""
-    from optuna.trial import TrialState
-
+def compile_trial(folder: Path, spec: dict, dims: list[Dimension], trial):
+    """Compile a trial into its run folder and start its run record; return (bundle, run) or (None, why)."""
     from dtec.compiler import compile_blueprint
     from dtec.output import write_bundle
-    from dtec.runner import launch
 
     sets = [*spec["sets"], *trial_sets(dims, trial.params)]
     blueprint = Path(spec["blueprint"])
     bundle, diagnostics = compile_blueprint(blueprint, spec["target"], sets=sets, machine_dirs=[Path(m) for m in spec["machines"]], sweep=False)
     if bundle is None:
-        return TrialState.FAIL, None, "; ".join(d.message for d in diagnostics if d.severity.value == "error")
+        return None, "; ".join(d.message for d in diagnostics if d.severity.value == "error")
     run_folder = folder / f"trial-{trial.number:04d}"
     write_bundle(bundle.files, run_folder)
     run = runs.start(run_folder, runs.new_id(), bundle, blueprint, sets)
     trial.set_user_attr("run", run.id)
     trial.set_user_attr("folder", str(run_folder))
+    return bundle, run
+
+
+def _run_trial(folder: Path, spec: dict, dims: list[Dimension], trial):
+    """Compile and run one trial; return its state, value and, when it failed, why."""
+    from optuna.trial import TrialState
+
+    from dtec.runner import launch
+
+    bundle, run = compile_trial(folder, spec, dims, trial)
+    if bundle is None:
+        return TrialState.FAIL, None, run
+    run_folder = run.folder
     follower = _Follower(run, trial, spec)
     follower.start()
     code = in_allocation(bundle, run_folder, run) if os.environ.get("SLURM_JOB_ID") and bundle.ir.target.scheduler == "slurm" else launch(bundle, run_folder, run)

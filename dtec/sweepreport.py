@@ -154,13 +154,7 @@ def _figures(about: dict, trials: list[dict], importances: dict, dims: list[Dime
             so_far.append(pick([*so_far[-1:], t["value"]]))
             steps.append(t["number"])
         axis.step(steps + [trials[-1]["number"]], so_far + so_far[-1:], where="post", color="k", label="best so far")
-    axis.set_xlabel("trial")
-    axis.xaxis.get_major_locator().set_params(integer=True)
-    axis.set_ylabel(metric)
-    axis.set_title(f"optimisation history ({about['goal']})")
-    axis.legend(fontsize=8)
-    fig.tight_layout()
-    figures["history"] = fig
+    figures["history"] = _counted(fig, axis, "trial", metric, f"optimisation history ({about['goal']})")
 
     fig = figure()
     axis = fig.subplots()
@@ -215,14 +209,19 @@ def _figures(about: dict, trials: list[dict], importances: dict, dims: list[Dime
     for state, style in styles.items():
         if any(t["state"] == state and t["curve"] for t in trials):
             axis.plot([], [], style, color=STATES[state], label=state)
-    axis.set_xlabel("epoch")
+    figures["curves"] = _counted(fig, axis, "epoch", metric, f"{metric} per epoch, every trial")
+    return figures
+
+
+def _counted(fig, axis, x: str, y: str, title: str):
+    """Label a figure whose x axis counts (trials, epochs: whole numbers only); return it laid out."""
+    axis.set_xlabel(x)
     axis.xaxis.get_major_locator().set_params(integer=True)
-    axis.set_ylabel(metric)
-    axis.set_title(f"{metric} per epoch, every trial")
+    axis.set_ylabel(y)
+    axis.set_title(title)
     axis.legend(fontsize=8)
     fig.tight_layout()
-    figures["curves"] = fig
-    return figures
+    return fig
 
 
 def write(folder: Path, out: Path) -> Path:
