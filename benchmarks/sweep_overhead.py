@@ -80,8 +80,8 @@ def run(out: Path, *, trials: int = 300, window: int = 20) -> dict:
         asked = _timed(study, "ask")
         told = _timed(study, "tell")
 
-        def plain() -> None:
-            done, _ = compile_blueprint(path, "local", environ={})
+        def plain() -> None:  # a trial's blueprint run alone: its sweep block is not checked again
+            done, _ = compile_blueprint(path, "local", environ={}, sweep=False)
             run_folder = root / "plain" / runs.new_id()
             write_bundle(done.files, run_folder)
             runs.start(run_folder, runs.new_id(), done, path, [])

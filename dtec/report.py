@@ -250,13 +250,7 @@ def _figures(rows: list[dict], found: list[dict], mode: str) -> dict:
 
 
 def write(paths: list[Path], out: Path) -> Path:
-    """Write the report of `paths` (a sweep's, or a scaling study's and runs') into `out`; return report.html's path."""
-    from dtec import sweepreport
-
-    if any(sweepreport.is_sweep(path) for path in paths):
-        if len(paths) != 1:
-            raise ReportError("a sweep's report is made alone: name its folder only")
-        return sweepreport.write(paths[0], out)
+    """Write the report of `paths` (a scaling study's, runs') into `out`; return report.html's path."""
     found, about = collect(paths)
     mode = (about.get("scaling") or {}).get("mode") or "strong"
     rows = summarise(found, mode)
