@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import os
 import signal
@@ -94,8 +95,8 @@ def test_a_killed_worker_is_retried_and_a_rerun_adds_nothing(tmp_path: Path) -> 
     owner = None
     for _ in range(600):
         journal = list((tmp_path / "runs").rglob("journal.log"))
-        if journal:
-            running = [t for t in study(tmp_path)[1].get_trials() if t.state.name == "RUNNING" and "run" in t.user_attrs]
+        with contextlib.suppress(KeyError):  # the journal file is there before the study's first record
+            running = [t for t in study(tmp_path)[1].get_trials() if t.state.name == "RUNNING" and "run" in t.user_attrs] if journal else []
             if running:
                 owner = running[0]
                 break
