@@ -12,10 +12,11 @@ blueprint size, fitted exponent), training (generated train.py against hand-writ
 FSDP, DeepSpeed ZeRO-1/2/3, and the instrumentation's cost), stopflag (the per-step pre-emption
 check timed alone), data (the generated Zarr loader against a hand-written xarray one, and lint
 of a Zarr blueprint against a synthetic one), profile (import times and cProfile
-of the lint and compile paths), sweep (a study's ask + compile + tell per trial against a plain
-compile), completion (`dtec lsp` completion latency through a real LSP client), lsp (`dtec lsp`
-through an LSP client: didChange to diagnostics on a 500-line blueprint, start to first
-diagnostics). The GPU comparison is `benchmarks/gpu.sh`.
+of the lint and compile paths), sweep (a worker's own cost per trial early and late in a study,
+apart from Optuna's ask and tell, against what `dtec run` does before training), completion
+(`dtec lsp` completion latency through a real LSP client), lsp (`dtec lsp` through an LSP client:
+didChange to diagnostics on a 500-line blueprint, start to first diagnostics). The GPU comparison
+is `benchmarks/gpu.sh`.
 
 Output: DIR/results.json (default benchmarks/results/, which git ignores), DIR/results.md, DIR/*.png.
 """
@@ -59,7 +60,7 @@ BENCHMARKS = {
     "metrics": (metrics, {}, {"rounds": 2, "steps": 3}),
     "data": (data_loader, {}, {"steps": 8192, "cells": 32, "rounds": 1, "batches": 5, "workers": (0,), "lint_rounds": 2}),
     "profile": (profiles, {}, {"lint_count": 100, "compile_repeat": 10}),
-    "sweep": (sweep_overhead, {}, {"trials": 10}),
+    "sweep": (sweep_overhead, {}, {"trials": 20, "window": 5}),
     "completion": (lsp_completion, {}, {"rounds": 5}),
     "lsp": (lsp_latency, {}, {"edits": 10, "starts": 2}),
 }

@@ -1,4 +1,5 @@
-"""`dtec report`: a scaling study's (or several runs') figures, tables and verdict (docs/scaling.md).
+"""`dtec report`: a scaling study's (or several runs') figures, tables and verdict (docs/scaling.md);
+a sweep's are drawn by dtec/sweepreport.py with the same page.
 
 Writes report.html (one file, figures embedded as data: URLs, nothing fetched), report.md with
 PNG and SVG figures beside it, and the data as report.json and points.csv. matplotlib is
@@ -160,18 +161,23 @@ def verdict(rows: list[dict], mode: str) -> list[str]:
     return lines
 
 
-def _figures(rows: list[dict], found: list[dict], mode: str) -> dict:
-    """The figures, each a matplotlib Figure by file stem."""
+def figure():
+    """A new figure of the report's size, drawn without a display."""
     import matplotlib
 
     matplotlib.use("Agg")
     from matplotlib.figure import Figure
 
+    return Figure(figsize=FIGURE_SIZE, dpi=DPI)
+
+
+def _figures(rows: list[dict], found: list[dict], mode: str) -> dict:
+    """The figures, each a matplotlib Figure by file stem."""
     ranks = [r["ranks"] for r in rows]
     labels = [str(n) for n in ranks]
     figures = {}
 
-    fig = Figure(figsize=FIGURE_SIZE, dpi=DPI)
+    fig = figure()
     left, right = fig.subplots(1, 2)
     if mode == "strong":
         left.plot(ranks, [r["speedup"] for r in rows], "o-", label="measured")
@@ -193,7 +199,7 @@ def _figures(rows: list[dict], found: list[dict], mode: str) -> dict:
     fig.tight_layout()
     figures["scaling"] = fig
 
-    fig = Figure(figsize=FIGURE_SIZE, dpi=DPI)
+    fig = figure()
     axis = fig.subplots()
     bottom = [0.0] * len(rows)
     for phase in PHASES:
@@ -207,7 +213,7 @@ def _figures(rows: list[dict], found: list[dict], mode: str) -> dict:
     fig.tight_layout()
     figures["phases"] = fig
 
-    fig = Figure(figsize=FIGURE_SIZE, dpi=DPI)
+    fig = figure()
     axis = fig.subplots()
     axis.bar(labels, [(r["comm_share"] or 0.0) * 100 for r in rows], color=COLOURS["comm"])
     axis.set_xlabel("ranks")
@@ -216,7 +222,7 @@ def _figures(rows: list[dict], found: list[dict], mode: str) -> dict:
     fig.tight_layout()
     figures["comm_share"] = fig
 
-    fig = Figure(figsize=FIGURE_SIZE, dpi=DPI)
+    fig = figure()
     left, right = fig.subplots(1, 2)
     left.bar(labels, [r["samples_per_s"] for r in rows])
     left.set_title("samples/s")
@@ -232,7 +238,7 @@ def _figures(rows: list[dict], found: list[dict], mode: str) -> dict:
     fig.tight_layout()
     figures["throughput"] = fig
 
-    fig = Figure(figsize=FIGURE_SIZE, dpi=DPI)
+    fig = figure()
     axis = fig.subplots()
     if any(r["gpu"].get("available") for r in rows):
         axis.bar(labels, [r["gpu"].get("utilisation_percent", 0.0) for r in rows], color="#55a868")
@@ -248,7 +254,7 @@ def _figures(rows: list[dict], found: list[dict], mode: str) -> dict:
     fig.tight_layout()
     figures["utilisation"] = fig
 
-    fig = Figure(figsize=FIGURE_SIZE, dpi=DPI)
+    fig = figure()
     axis = fig.subplots()
     for point in found:
         if point["losses"]:
@@ -265,19 +271,12 @@ def _figures(rows: list[dict], found: list[dict], mode: str) -> dict:
 
 
 def write(paths: list[Path], out: Path) -> Path:
-    """Write the report of `paths` into `out`; return report.html's path."""
+    """Write the report of `paths` (a scaling study's, runs') into `out`; return report.html's path."""
     found, about = collect(paths)
     mode = (about.get("scaling") or {}).get("mode") or "strong"
     rows = summarise(found, mode)
     said = verdict(rows, mode)
     out.mkdir(parents=True, exist_ok=True)
-    images = {}
-    for stem, fig in _figures(rows, found, mode).items():
-        fig.savefig(out / f"{stem}.png")
-        fig.savefig(out / f"{stem}.svg")
-        buffer = io.BytesIO()
-        fig.savefig(buffer, format="png")
-        images[stem] = base64.b64encode(buffer.getvalue()).decode("ascii")
     data = {"about": about, "mode": mode, "verdict": said, "points": rows}
     (out / "report.json").write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
     columns = ("ranks", "repeats", "step_time_s", "samples_per_s", "speedup", "efficiency", "comm_share", "comm_nosync_s",
@@ -289,10 +288,21 @@ def write(paths: list[Path], out: Path) -> Path:
             flat = {**row, **{f"{p}_s": row["phases_s"].get(p) for p in PHASES}}
             writer.writerow(["" if flat.get(c) is None else flat[c] for c in columns])
     title = f"Scaling report: {about.get('twin') or ', '.join(p.name for p in paths)}"
-    table = _table(rows)
+    return publish(out, title, said, _table(rows), _figures(rows, found, mode), _method(mode))
+
+
+def publish(out: Path, title: str, said: list[str], table: list[list[str]], figures: dict, method: str) -> Path:
+    """Write the figures as PNG and SVG, report.md, and report.html with them embedded; return its path."""
+    images = {}
+    for stem, fig in figures.items():
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format="png")  # drawn once: the file and the page's copy
+        (out / f"{stem}.png").write_bytes(buffer.getvalue())
+        fig.savefig(out / f"{stem}.svg")
+        images[stem] = base64.b64encode(buffer.getvalue()).decode("ascii")
     (out / "report.md").write_text(
         f"# {title}\n\n" + "".join(f"- {line}\n" for line in said) + "\n" + _markdown(table)
-        + "".join(f"\n![{stem}]({stem}.png)\n" for stem in images) + _method(mode), encoding="utf-8")
+        + "".join(f"\n![{stem}]({stem}.png)\n" for stem in images) + method, encoding="utf-8")
     page = (
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
         f"<title>{html.escape(title)}</title><style>body{{font-family:sans-serif;max-width:60em;margin:2em auto}}"
@@ -301,7 +311,7 @@ def write(paths: list[Path], out: Path) -> Path:
         f"<h1>{html.escape(title)}</h1><ul>" + "".join(f"<li>{html.escape(line)}</li>" for line in said) + "</ul>"
         + _html_table(table)
         + "".join(f'<figure><img alt="{stem}" src="data:image/png;base64,{data_}"></figure>' for stem, data_ in images.items())
-        + f"<pre>{html.escape(_method(mode))}</pre></body></html>\n"
+        + f"<pre>{html.escape(method)}</pre></body></html>\n"
     )
     (out / "report.html").write_text(page, encoding="utf-8")
     return out / "report.html"

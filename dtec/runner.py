@@ -125,12 +125,24 @@ def _detach_from_terminal() -> None:
     Ctrl-C in the terminal then reaches dtec alone, which stops the ranks the way pre-emption
     does; and when dtec is killed (the OOM killer, a closed terminal) the launcher gets SIGTERM,
     which torchrun passes on to the ranks, instead of training on with no one to report to.
-    The parent-death signal survives exec.
     """
     os.setpgid(0, 0)
+    die_with_parent()
+
+
+def die_with_parent() -> None:
+    """In a child before exec (a `preexec_fn`): SIGTERM when the process that started it dies.
+
+    Linux's parent-death signal; it survives exec, and fires when the thread that forked the
+    child ends, so children are started from the main thread. A parent that died before the
+    call took effect is caught by the child's new parent id.
+    """
+    parent = os.getppid()
     with contextlib.suppress(OSError, AttributeError):
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    if os.getppid() != parent:
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 def _wait(process: subprocess.Popen, run: runs.Run) -> bool:

@@ -91,18 +91,19 @@ def start(bundle, blueprint: Path, sets: list[str], machines: list[Path]) -> int
     shown = None
     try:
         while True:
+            c = _counts(study)  # once a look: the budget only shrinks, so a stale count only waits a look longer
             for n in range(sweep["parallel"]):
                 process = workers.get(n)
                 if process is not None and process.poll() is None:
                     continue
                 if process is not None and process.returncode != 0:
                     restarts += 1  # a worker killed: another takes its place while the budget lasts
-                if _remaining(study, sweep) <= 0 or restarts > sweep["retries"] * sweep["parallel"] + sweep["parallel"]:
+                if _remaining(c, sweep) <= 0 or restarts > sweep["retries"] * sweep["parallel"] + sweep["parallel"]:
                     continue
                 if process is None or process.returncode != 0:
                     workers[n] = _spawn(folder, n)
-            shown = _show(study, spec, shown)
-            if all(p.poll() is not None for p in workers.values()) and (_remaining(study, sweep) <= 0 or not workers or restarts > sweep["retries"] * sweep["parallel"] + sweep["parallel"]):
+            shown = _show(study, spec, shown, c)
+            if all(p.poll() is not None for p in workers.values()) and (_remaining(c, sweep) <= 0 or not workers or restarts > sweep["retries"] * sweep["parallel"] + sweep["parallel"]):
                 break
             time.sleep(_POLL_S)
     except KeyboardInterrupt:
@@ -112,7 +113,7 @@ def start(bundle, blueprint: Path, sets: list[str], machines: list[Path]) -> int
         _say(f"dtec: study {sid} stopped; `dtec run {blueprint}` again continues it")
         return 130
     reap(study, spec, everyone=True)
-    _show(study, spec, shown)
+    _show(study, spec, shown, _counts(study))
     return finish(study, spec, folder)
 
 
@@ -141,8 +142,9 @@ def submit(bundle, blueprint: Path, sets: list[str], machines: list[Path], *, de
     job = spec.get("job")
     if not (job and workers.active(job)):
         reap(study, spec)  # the trials of previous workers, if they ended mid-trial
-        if _remaining(study, spec["sweep"]) <= 0:
-            _show(study, spec, None)
+        c = _counts(study)
+        if _remaining(c, spec["sweep"]) <= 0:
+            _show(study, spec, None, c)
             return finish(study, spec, folder)
         submitted = spec.get("submitted", 0)
         (folder / workers.file).write_text(workers.text(submitted, sets), encoding="utf-8")
@@ -162,14 +164,15 @@ def submit(bundle, blueprint: Path, sets: list[str], machines: list[Path], *, de
     shown = None
     try:
         while workers.active(job):
-            shown = _show(study, spec, shown)
+            shown = _show(study, spec, shown, _counts(study))
             time.sleep(_POLL_S)
     except KeyboardInterrupt:
         _say(f"dtec: detached: {workers.named(job)} still runs; {again} follows it again")
         return 130
     reap(study, spec)
-    _show(study, spec, shown)
-    if _remaining(study, spec["sweep"]) > 0:
+    c = _counts(study)
+    _show(study, spec, shown, c)
+    if _remaining(c, spec["sweep"]) > 0:
         _say(f"dtec: {workers.named(job)} ended before the budget was spent; {again} continues the study "
              f"({workers.logs(job, folder)})")
     return finish(study, spec, folder)
@@ -298,19 +301,24 @@ def storage_url(sweep: dict, folder: Path) -> str:
 def _load(spec: dict):
     import optuna
 
+    sweep = spec["sweep"]
+    return optuna.create_study(
+        study_name=spec["id"], storage=storage(spec), direction=spec["goal"], load_if_exists=True,
+        sampler=_sampler(sweep, spec.get("worker", 0)), pruner=_pruner(sweep),
+    )
+
+
+def storage(spec: dict):
+    """The Optuna storage of the study `spec` describes (study.json)."""
+    import optuna
+
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     url = spec["storage"]
     if is_database(url):
-        storage = _database(url, spec["sweep"]["retries"])
-    else:
-        from optuna.storages.journal import JournalFileBackend
+        return _database(url, spec["sweep"]["retries"])
+    from optuna.storages.journal import JournalFileBackend
 
-        storage = optuna.storages.JournalStorage(JournalFileBackend(url))
-    sweep = spec["sweep"]
-    return optuna.create_study(
-        study_name=spec["id"], storage=storage, direction=spec["goal"], load_if_exists=True,
-        sampler=_sampler(sweep, spec.get("worker", 0)), pruner=_pruner(sweep),
-    )
+    return optuna.storages.JournalStorage(JournalFileBackend(url))
 
 
 def is_database(url: str) -> bool:
@@ -374,37 +382,42 @@ def trial_sets(dims: list[Dimension], params: dict) -> list[str]:
 
 
 def _spawn(folder: Path, n: int) -> subprocess.Popen:
+    """Start worker `n`: its own session (Ctrl-C reaches `dtec run` alone), ended when `dtec run` dies."""
+    from dtec.runner import die_with_parent
+
     log = (folder / "workers" / f"worker-{n}.log").open("a")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(Path(__file__).resolve().parent.parent), os.environ.get("PYTHONPATH")]))}
-    return subprocess.Popen([sys.executable, "-m", "dtec.study", str(folder), str(n)], stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    return subprocess.Popen([sys.executable, "-m", "dtec.study", str(folder), str(n)], stdout=log, stderr=subprocess.STDOUT, env=env,
+                            start_new_session=True, preexec_fn=die_with_parent)
 
 
 def _counts(study) -> dict[str, int]:
+    """How many trials are in each state: one pass over the trials, done once per look."""
     counts: dict[str, int] = {}
     for t in study.get_trials(deepcopy=False):
         counts[t.state.name] = counts.get(t.state.name, 0) + 1
     return counts
 
 
-def _remaining(study, sweep: dict) -> int:
-    """Trials still to finish: the budget counts completed and pruned trials; failures end it at as many."""
-    c = _counts(study)
+def _remaining(c: dict[str, int], sweep: dict) -> int:
+    """Trials still to finish (`c`: the counts): the budget counts completed and pruned trials; failures end it at as many."""
     if c.get("FAIL", 0) >= sweep["trials"] + sweep["retries"] * sweep["parallel"]:
         return 0
     return sweep["trials"] - c.get("COMPLETE", 0) - c.get("PRUNED", 0)
 
 
-def _show(study, spec: dict, shown):
-    """Print one line of the live table when it changed."""
-    c = _counts(study)
+def _show(study, spec: dict, shown: tuple | None, c: dict[str, int]) -> tuple:
+    """Print one line of the live table when the counts changed; return (counts, line)."""
+    if shown is not None and shown[0] == c:
+        return shown  # the best is looked for again only when a trial ended
     best = _best(study)
     metric = spec["sweep"].get("metric", "val_loss")
     line = (f"dtec: trials {c.get('COMPLETE', 0)} complete, {c.get('PRUNED', 0)} pruned, {c.get('RUNNING', 0)} running, "
             f"{c.get('FAIL', 0)} failed, of {spec['sweep']['trials']}"
             + (f"; best {metric} {best.value:.6g} (trial {best.number})" if best else ""))
-    if line != shown:
+    if shown is None or line != shown[1]:
         _say(line)
-    return line
+    return c, line
 
 
 def _best(study):
@@ -426,15 +439,9 @@ def worker(folder: Path, n: int) -> int:
     dims = dimensions(sweep)
     study = _load(spec)
     while True:
-        with _asking(folder, study, spec):
-            reap(study, spec)
-            c = _counts(study)
-            trial = None
-            if _remaining(study, sweep) - c.get("RUNNING", 0) > 0 or c.get("WAITING"):
-                trial = study.ask({d.key: _distribution(d) for d in dims})
-                trial.set_user_attr("owner", _owner())
-            elif not c.get("RUNNING") or _remaining(study, sweep) <= 0:
-                return 0
+        trial, done = next_trial(folder, study, spec, dims)
+        if done:
+            return 0
         if trial is None:
             # The budget is taken by running trials: one whose worker dies is retried here.
             time.sleep(_POLL_S)
@@ -444,6 +451,22 @@ def worker(folder: Path, n: int) -> int:
         if reason:
             trial.set_user_attr("reason", reason)
         study.tell(trial, value if state == TrialState.COMPLETE else None, state=state)
+
+
+def next_trial(folder: Path, study, spec: dict, dims: list[Dimension]):
+    """Under the ask lock, fail the trials of dead workers and ask for a trial while the budget lasts.
+
+    Returns (trial, False); (None, False) while running trials hold the rest of the budget; and
+    (None, True) once the study is done.
+    """
+    with _asking(folder, study, spec):
+        reap(study, spec)
+        c = _counts(study)
+        if _remaining(c, spec["sweep"]) - c.get("RUNNING", 0) > 0 or c.get("WAITING"):
+            trial = study.ask({d.key: _distribution(d) for d in dims})
+            trial.set_user_attr("owner", _owner())
+            return trial, False
+        return None, not c.get("RUNNING") or _remaining(c, spec["sweep"]) <= 0
 
 
 @contextlib.contextmanager
@@ -555,19 +578,16 @@ def _slurm_alive(owner: dict) -> bool:
     return found is None or found.active
 
 
-def _run_trial(folder: Path, spec: dict, dims: list[Dimension], trial):
-    """Compile and run one trial; return its state, value and, when it failed, why."""
-    from optuna.trial import TrialState
-
+def compile_trial(folder: Path, spec: dict, dims: list[Dimension], trial):
+    """Compile a trial into its run folder and start its run record; return (bundle, run) or (None, why)."""
     from dtec.compiler import compile_blueprint
     from dtec.output import write_bundle
-    from dtec.runner import launch
 
     sets = [*spec["sets"], *trial_sets(dims, trial.params)]
     blueprint = Path(spec["blueprint"])
     bundle, diagnostics = compile_blueprint(blueprint, spec["target"], sets=sets, machine_dirs=[Path(m) for m in spec["machines"]], sweep=False)
     if bundle is None:
-        return TrialState.FAIL, None, "; ".join(d.message for d in diagnostics if d.severity.value == "error")
+        return None, "; ".join(d.message for d in diagnostics if d.severity.value == "error")
     run_folder = folder / f"trial-{trial.number:04d}"
     write_bundle(bundle.files, run_folder)
     run = runs.start(run_folder, runs.new_id(), bundle, blueprint, sets)
@@ -576,6 +596,19 @@ def _run_trial(folder: Path, spec: dict, dims: list[Dimension], trial):
         runs.save(run)
     trial.set_user_attr("run", run.id)
     trial.set_user_attr("folder", str(run_folder))
+    return bundle, run
+
+
+def _run_trial(folder: Path, spec: dict, dims: list[Dimension], trial):
+    """Compile and run one trial; return its state, value and, when it failed, why."""
+    from optuna.trial import TrialState
+
+    from dtec.runner import launch
+
+    bundle, run = compile_trial(folder, spec, dims, trial)
+    if bundle is None:
+        return TrialState.FAIL, None, run
+    run_folder = run.folder
     follower = _Follower(run, trial, spec)
     follower.start()
     if spec.get("pod"):
@@ -615,14 +648,15 @@ def _array_active(job: str) -> bool:
 
 def in_allocation(bundle, folder: Path, run) -> int:
     """Run a trial's job.sbatch inside this worker's Slurm allocation: its srun steps are the ranks."""
-    from dtec.runner import data_root
+    from dtec.runner import data_root, die_with_parent
 
     env = {**os.environ, **data_root(bundle), "SLURM_SUBMIT_DIR": str(folder), "RUN_DIR": str(run.outputs),
            "DTEC_MASTER_PORT": str(_free_port())}
     log = run.outputs / "logs" / "launcher.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("a") as out:
-        process = subprocess.Popen(["bash", bundle.launcher], cwd=folder, env=env, stdout=out, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(["bash", bundle.launcher], cwd=folder, env=env, stdout=out, stderr=subprocess.STDOUT,
+                                   preexec_fn=die_with_parent)
         runs.add_launch(run, kind="local", pid=process.pid, pid_start=runs.process_start(process.pid),
                         host=socket.gethostname(), slurm_job=_slurm_job())
         return process.wait()
@@ -662,15 +696,7 @@ class _Follower(threading.Thread):
         self.reported = 0
 
     def read(self) -> list[float]:
-        path = self.trial_run.outputs / "metrics.jsonl"
-        values = []
-        with contextlib.suppress(OSError):
-            for line in path.read_text(encoding="utf-8").splitlines():
-                with contextlib.suppress(ValueError):
-                    record = json.loads(line)
-                    if record.get("kind", record.get("type")) == "epoch" and isinstance(record.get(self.metric), (int, float)):
-                        values.append(float(record[self.metric]))
-        return values
+        return epoch_values(self.trial_run.outputs / "metrics.jsonl", self.metric)
 
     def run(self) -> None:
         """Report new epochs every second until the training ends."""
@@ -690,17 +716,42 @@ class _Follower(threading.Thread):
                 return
 
 
-def finish(study, spec: dict, folder: Path) -> int:
-    """Write trials.csv and best.twin; say what the study found."""
-    dims = dimensions(spec["sweep"])
-    trials = study.get_trials(deepcopy=False)
-    with (folder / "trials.csv").open("w", newline="", encoding="utf-8") as out:
+def epoch_values(path: Path, metric: str) -> list[float]:
+    """The values of `metric` in a run's metrics.jsonl, one per epoch that recorded it."""
+    values = []
+    with contextlib.suppress(OSError):
+        for line in path.read_text(encoding="utf-8").splitlines():
+            with contextlib.suppress(ValueError):
+                record = json.loads(line)
+                if record.get("kind", record.get("type")) == "epoch" and isinstance(record.get(metric), (int, float)):
+                    values.append(float(record[metric]))
+    return values
+
+
+def shown_params(dims: list[Dimension], trial) -> list:
+    """A trial's values in the space's order as the blueprint writes them ("" where it has none)."""
+    return [(d.values[trial.params[d.key]] if d.fn == "choice" else trial.params[d.key]) if d.key in trial.params else "" for d in dims]
+
+
+def reason(trial) -> str:
+    """Why a trial failed, or ""."""
+    return trial.user_attrs.get("reason", "") or _silent(trial)
+
+
+def write_trials(path: Path, dims: list[Dimension], trials) -> None:
+    """Write the trials as CSV: number, state, value, each value of the space, run id, reason."""
+    with path.open("w", newline="", encoding="utf-8") as out:
         write = csv.writer(out)
         write.writerow(["number", "state", "value", *[d.key for d in dims], "run", "reason"])
         for t in trials:
-            params = [(d.values[t.params[d.key]] if d.fn == "choice" else t.params[d.key]) if d.key in t.params else "" for d in dims]
-            write.writerow([t.number, t.state.name.lower(), "" if t.value is None else t.value, *params,
-                            t.user_attrs.get("run", ""), t.user_attrs.get("reason", "") or _silent(t)])
+            write.writerow([t.number, t.state.name.lower(), "" if t.value is None else t.value, *shown_params(dims, t),
+                            t.user_attrs.get("run", ""), reason(t)])
+
+
+def finish(study, spec: dict, folder: Path) -> int:
+    """Write trials.csv and best.twin; say what the study found."""
+    dims = dimensions(spec["sweep"])
+    write_trials(folder / "trials.csv", dims, study.get_trials(deepcopy=False))
     best = _best(study)
     if best is None:
         finish_parent(folder)
@@ -711,7 +762,7 @@ def finish(study, spec: dict, folder: Path) -> int:
     path = write_best(Path(spec["blueprint"]), trial_sets(dims, best.params), folder / "best.twin")
     finish_parent(folder)
     _say(f"dtec: best trial {best.number}: {spec['sweep'].get('metric', 'val_loss')} {best.value:.6g} "
-         f"({', '.join(trial_sets(dims, best.params))}); {path}, {folder / 'trials.csv'}")
+         f"({', '.join(trial_sets(dims, best.params))}); {path}, {folder / 'trials.csv'}; `dtec report {folder}` draws its figures")
     return 0
 
 

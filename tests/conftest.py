@@ -274,3 +274,29 @@ def mlflow_server(tmp_path_factory):
         except subprocess.TimeoutExpired:  # its workers linger on a SIGTERM now and then
             os.killpg(server.pid, signal.SIGKILL)
             server.wait(timeout=30)
+
+
+@pytest.fixture
+def browser_renders():
+    """Return `check(page, shot)`: headless Chromium opens the page offline, logs no console error,
+    and paints figures (a screenshot of more than a few colours). Chromium is missing: skipped,
+    except in CI, where that fails the test (scripts/install-deps.sh installs it)."""
+
+    def check(page: Path, shot: Path) -> None:
+        chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+        if chromium is None:
+            _unavailable("chromium is not installed", "scripts/install-deps.sh installs it")
+        result = subprocess.run(
+            [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--enable-logging=stderr", "--v=0",
+             f"--screenshot={shot}", "--window-size=1000,3000", page.as_uri()],
+            capture_output=True, text=True, timeout=120,
+        )
+        assert shot.is_file(), result.stderr[-3000:]
+        assert "Uncaught" not in result.stderr and "CONSOLE" not in result.stderr.upper().replace("CONSOLE_", "")
+        from PIL import Image
+
+        with Image.open(shot) as image:
+            colours = image.convert("RGB").getcolors(maxcolors=1 << 20)
+        assert colours is not None and len(colours) > 50  # text and plotted figures, not a blank page
+
+    return check

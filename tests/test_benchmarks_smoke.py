@@ -212,11 +212,16 @@ def test_data_loader(tmp_path: Path) -> None:
 
 
 def test_sweep_overhead(tmp_path: Path) -> None:
-    r = sweep_overhead.run(tmp_path, trials=3)
+    r = sweep_overhead.run(tmp_path, trials=5, window=2)
     check_targets(r)
-    for step in ("trial", "plain compile", "ask", "compile", "tell"):
-        check_summary(r["ms"][step], 3)
-    assert r["ratio"] == r["ms"]["trial"]["median"] / r["ms"]["plain compile"]["median"]
+    for end in ("first", "last"):
+        for part in ("dtec", "next_trial", "compile_trial", "ask", "tell", "dtec run"):
+            check_summary(r["ms"][end][part], 2)
+        assert r["ratio"][end] == r["ms"][end]["dtec"]["median"] / r["ms"][end]["dtec run"]["median"]
+    assert r["growth"] == r["ratio"]["last"] / r["ratio"]["first"]
+    # The trials went through the worker's own path: each compiled into its run folder and recorded.
+    [study] = tmp_path.glob("dtec-bench-sweep-*/study")
+    assert len(list(study.glob("trial-*/train.py"))) == 5 and len(list(study.glob("trial-*/run/run.json"))) == 5
 
 
 def test_lsp_completion(tmp_path: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import os
 import signal
@@ -94,8 +95,8 @@ def test_a_killed_worker_is_retried_and_a_rerun_adds_nothing(tmp_path: Path) -> 
     owner = None
     for _ in range(600):
         journal = list((tmp_path / "runs").rglob("journal.log"))
-        if journal:
-            running = [t for t in study(tmp_path)[1].get_trials() if t.state.name == "RUNNING" and "run" in t.user_attrs]
+        with contextlib.suppress(KeyError):  # the journal file is there before the study's first record
+            running = [t for t in study(tmp_path)[1].get_trials() if t.state.name == "RUNNING" and "run" in t.user_attrs] if journal else []
             if running:
                 owner = running[0]
                 break
@@ -112,3 +113,50 @@ def test_a_killed_worker_is_retried_and_a_rerun_adds_nothing(tmp_path: Path) -> 
     again = dtec(tmp_path, "run", "bp.twin")
     again.communicate(timeout=300)
     assert again.returncode == 0 and len(study(tmp_path)[1].trials) == done
+
+
+@pytest.mark.slow
+def test_a_killed_dtec_run_leaves_no_process_and_a_rerun_continues(tmp_path: Path) -> None:
+    import psutil
+
+    (tmp_path / "bp.twin").write_text(BLUEPRINT.replace("TRIALS", "4").replace("epochs = 2", "epochs = 6"), encoding="utf-8")
+    process = dtec(tmp_path, "run", "bp.twin")
+    family: list[psutil.Process] = []
+    for _ in range(600):  # until a trial trains: its ranks run train.py under a worker
+        family = psutil.Process(process.pid).children(recursive=True)
+        with_ranks = [p for p in family if any("train.py" in part for part in _cmdline(p))]
+        if with_ranks and any("dtec.study" in _cmdline(p) for p in family):
+            break
+        time.sleep(0.5)
+    else:
+        pytest.fail("no trial started training")
+    _, s = study(tmp_path)
+    done = {t.number: t.value for t in s.get_trials() if t.state.name == "COMPLETE"}
+    ended = {t.number for t in s.get_trials() if t.state.is_finished()}
+    process.kill()
+    process.communicate(timeout=60)
+    _, alive = psutil.wait_procs(family, timeout=120)
+    assert not [(p.pid, _cmdline(p)) for p in alive if _cmdline(p)]  # a zombie or a gone process has none
+    after = study(tmp_path)[1].get_trials()
+    # Orphaned workers would have gone on: their trials ended, and more were asked and run.
+    assert [t.number for t in after if t.state.is_finished() and t.number not in ended] == []
+    killed = [t.number for t in after if t.state.name == "RUNNING"]
+    assert killed, "no trial was running when dtec run was killed"
+    again = dtec(tmp_path, "run", "bp.twin")
+    out, _ = again.communicate(timeout=900)
+    assert again.returncode == 0, out
+    _, s = study(tmp_path)
+    assert all(s.trials[n].state.name == "COMPLETE" and s.trials[n].value == v for n, v in done.items())
+    for number in killed:
+        assert s.trials[number].state.name == "FAIL" and s.trials[number].user_attrs["reason"] == "its worker died"
+        assert any(t.user_attrs.get("retry_of") == number for t in s.trials)
+    assert states(s).count("COMPLETE") + states(s).count("PRUNED") == 4
+
+
+def _cmdline(p) -> list[str]:
+    import psutil
+
+    try:
+        return p.cmdline()
+    except psutil.Error:
+        return []

@@ -333,19 +333,23 @@ def report(
         Optional[Path], typer.Option("--output", "-o", help="Report folder (default: <first folder>/report).")
     ] = None,
 ) -> None:
-    """Write a scaling report: report.html (self-contained), report.md, PNG/SVG figures, JSON/CSV."""
+    """Write a scaling study's, runs' or a sweep's report: report.html (self-contained), report.md, PNG/SVG figures, JSON/CSV."""
     import importlib.util
 
     if importlib.util.find_spec("matplotlib") is None:
         _stderr("dtec: the report draws its figures with matplotlib, which is not installed: pip install 'dtec[report]'")
         raise typer.Exit(2)
+    from dtec import sweepreport
     from dtec.report import ReportError, write
 
     out = output or folders[0] / "report"
     try:
+        sweeps = [f for f in folders if sweepreport.is_sweep(f)]
+        if sweeps and len(folders) != 1:
+            raise ReportError(f"a sweep's report is made alone: name only its folder ({sweeps[0]})")
         with _writing():
-            page = write(folders, out)
+            page = sweepreport.write(folders[0], out) if sweeps else write(folders, out)
     except ReportError as exc:
         _stderr(f"dtec: {exc}")
         raise typer.Exit(1) from None
-    typer.echo(f"dtec: report written: {page} (and report.md, figures, report.json, points.csv in {out}/)")
+    typer.echo(f"dtec: report written: {page} (and report.md, PNG/SVG figures, JSON/CSV data in {out}/)")
