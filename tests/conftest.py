@@ -276,7 +276,7 @@ def mlflow_server(tmp_path_factory):
             server.wait(timeout=30)
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def browser_renders():
     """Return `check(page, shot)`: headless Chromium opens the page offline, logs no console error,
     and paints figures (a screenshot of more than a few colours). Chromium is missing: skipped,
