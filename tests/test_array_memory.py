@@ -14,8 +14,7 @@ import pytest
 import xarray  # noqa: F401  (the `data` extra: a missing one fails, it does not skip)
 import zarr
 
-from tests.test_array_data import bundle
-from tests.test_train_script import clean_env, torchrun_cmd
+from train_runs import bundle_text, clean_env, torchrun_cmd
 
 MiB = 1 << 20
 CELLS, CHUNK = 2048, 64  # steps per chunk along time: 1 MiB per chunk of each input variable
@@ -110,7 +109,7 @@ def test_trains_over_a_store_four_times_the_memory_each_process_may_use(tmp_path
     try:
         size = write_store(store)
         assert size >= 4 * ALLOWANCE
-        script = bundle(tmp_path, BLUEPRINT)
+        script = bundle_text(tmp_path, BLUEPRINT)
         bound = library_baseline() + ALLOWANCE
         cmd = torchrun_cmd(script, 2, "--run-dir", str(tmp_path / "run"))
         log = (tmp_path / "log.txt").open("w+")
