@@ -28,11 +28,14 @@ _LABEL = re.compile(r"(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?")
 _PART_OF = "dtec"
 
 
-def generate(ir: IR, plan: Plan, shared: Mapping[str, str]) -> dict[str, str]:
-    """Return `{"job.yaml": text}`: a ConfigMap with `shared` (train.py, ir.json), then the workload."""
+def generate(ir: IR, plan: Plan, shared: Mapping[str, str], run_id: str | None = None) -> dict[str, str]:
+    """Return `{"job.yaml": text}`: a ConfigMap with `shared` (train.py, ir.json), then the workload.
+
+    Its objects are named for the twin, and for `run_id` where a run launches it (workload_name).
+    """
     kube = plan.machine.kube
     assert kube is not None, "the profile schema requires [kube] for Kubernetes kinds"
-    name = dns1035(ir.twin.name)
+    name = workload_name(ir.twin.name, run_id)
     namespace = ir.target.namespace or kube.namespace  # a Kubernetes name: dtec.backends.checks
     shape = {
         "indexed-job": _indexed_job,
@@ -72,6 +75,13 @@ def dns1035(text: str, limit: int = _NAME_MAX) -> str:
     name = re.sub(r"^[0-9-]+", "", name)
     name = name[:limit].rstrip("-")
     return name or "dtec-job"
+
+
+def workload_name(twin: str, run_id: str | None = None) -> str:
+    """The objects' name: the twin's, then the run id where there is one (20 characters from
+    dtec.runs.new_id), the twin's part shortened so that the whole stays within _NAME_MAX."""
+    suffix = re.sub(r"[^a-z0-9]+", "-", (run_id or "").lower()).strip("-")[-(_NAME_MAX // 2):].strip("-")
+    return f"{dns1035(twin, _NAME_MAX - len(suffix) - 1)}-{suffix}" if suffix else dns1035(twin)
 
 
 def _label(text: str) -> str:
