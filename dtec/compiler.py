@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from dtec import __version__
@@ -98,6 +98,20 @@ def generate(
     files = {**shared, **launcher}
     files["manifest.json"] = manifest(files, ir)
     return dict(sorted(files.items()))
+
+
+def for_run(bundle: Bundle, run_id: str) -> Bundle:
+    """The bundle as run `run_id` launches it: on Kubernetes, its objects are named for the run, so
+    that a second run of the twin does not apply over the first (`dtec compile` names them for the
+    twin alone). Deterministic: the name comes from the run id."""
+    if bundle.ir.target.scheduler in ("local", "slurm"):
+        return bundle
+    from dtec.backends import kubernetes
+
+    shared = {name: text for name, text in bundle.files.items() if name not in (kubernetes.JOB_FILE, "manifest.json")}
+    files = {**shared, **kubernetes.generate(bundle.ir, bundle.plan, shared, kubernetes.workload_name(bundle.ir.twin.name, run_id))}
+    files["manifest.json"] = manifest(files, bundle.ir)
+    return replace(bundle, files=dict(sorted(files.items())))
 
 
 def ir_json(ir: IR) -> str:

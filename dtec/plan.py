@@ -228,7 +228,7 @@ class _Planner:
                 f"no machine profile named `{name}`",
                 *(self.at_target("profile") if self.settings.get("profile") else ()),
                 help=suggestion(self.catalog.suggest(name))
-                or (f'run `dtec targets` to list the machines, and name one with `profile = "…"`' if self.declared and name == self.target else "run `dtec targets` to list the machines"),
+                or ('run `dtec targets` to list the machines, and name one with `profile = "…"`' if self.declared and name == self.target else "run `dtec targets` to list the machines"),
             )
             return None
         if machine.scheduler == "local":

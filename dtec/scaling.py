@@ -51,16 +51,9 @@ def point_names(point: Point, repeats: int) -> list[str]:
     return [point.name if k == 1 else f"{point.name}-{k}" for k in range(1, repeats + 1)]
 
 
-def workload_name(twin: str, study_id: str, name: str) -> str:
-    """A point's Kubernetes workload name: the twin's, the study id's last part, the point's."""
-    from dtec.backends.kubernetes import _NAME_MAX, dns1035
-
-    suffix = f"-{study_id.rsplit('-', 1)[-1]}-{name}"
-    return dns1035(twin, _NAME_MAX - len(suffix)) + suffix
-
-
 def plan(bundle, blueprint: Path, sets: list[str], machines: list[Path], study_id: str) -> list[Planned] | None:
     """Compile every launch of the study; None (errors reported) when a point does not compile."""
+    from dtec.backends.kubernetes import workload_name
     from dtec.cli.jobs import _report
     from dtec.compiler import compile_blueprint
 
@@ -72,7 +65,7 @@ def plan(bundle, blueprint: Path, sets: list[str], machines: list[Path], study_i
         extra = point_sets(bundle.blueprint, point, gpus)
         for name in point_names(point, repeats):
             # Kubernetes workloads of one namespace need names of their own: applied side by side.
-            workload = workload_name(bundle.ir.twin.name, study_id, name) if kube else None
+            workload = workload_name(bundle.ir.twin.name, f"{study_id.rsplit('-', 1)[-1]}-{name}") if kube else None
             built, diagnostics = compile_blueprint(blueprint, bundle.ir.target.name, sets=[*sets, *extra],
                                                    machine_dirs=machines, name=workload)
             if built is None:

@@ -9,7 +9,8 @@
 #   - `python -P` keeps the current folder (the repository root) off sys.path, and
 #   - `--import-mode=importlib` imports the test files without putting tests/ or the repository
 #     root on sys.path (so tests/ must stay free of __init__.py-based imports: test files share
-#     code through fixtures in tests/conftest.py, not by importing each other).
+#     code through fixtures in tests/conftest.py or modules in tests/helpers/, which pyproject's
+#     `pythonpath` puts on sys.path, not by importing each other).
 # pytest still runs from the repository root, so pyproject.toml's settings (testpaths, markers,
 # --strict-markers) and tests/conftest.py apply, and tests find blueprints/ and other fixtures
 # through the `repo_root` fixture. DTEC_TEST_INSTALLED=1 makes conftest.py stop the run if dtec

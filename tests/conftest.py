@@ -1,7 +1,9 @@
 """Shared fixtures: paths into the checkout, the local Slurm cluster, golden-file updates.
 
-Test files share code through fixtures here, not by importing each other: CI runs pytest with
-`--import-mode=importlib` against the installed dtec (see scripts/test.sh).
+Test files never import each other: CI runs pytest with `--import-mode=importlib` against the
+installed dtec (see scripts/test.sh). They share code through fixtures here, or through plain
+modules in tests/helpers/ (on sys.path through pyproject.toml's `pythonpath`; the repository root
+stays off it), and share blueprint texts as files in tests/fixtures/.
 """
 
 from __future__ import annotations

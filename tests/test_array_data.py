@@ -15,8 +15,7 @@ import torch
 import xarray as xr
 import zarr  # noqa: F401  (xarray's Zarr engine)
 
-from dtec.compiler import compile_blueprint
-from tests.test_train_script import final_weights, load_script, ok, torchrun
+from train_runs import bundle_text, final_weights, load_script, ok, torchrun
 
 STEPS, STATIONS, ROWS = 120, 3, 160
 WINDOWED = """
@@ -95,19 +94,6 @@ def make_files(folder: Path) -> None:
         f["energy"] = rng.normal(size=(ROWS, 1)).astype("float32")
 
 
-def bundle(folder: Path, text: str) -> Path:
-    """Compile `text` as folder/bp.twin into folder, beside the data (the tests' data root is "."); return its train.py."""
-    path = folder / "bp.twin"
-    path.write_text(text)
-    compiled, diagnostics = compile_blueprint(path, "local", environ={"DTEC_PROJECT_ROOT": str(folder)})
-    assert compiled is not None, [(d.code, d.message) for d in diagnostics]
-    out = folder
-    for name, content in compiled.files.items():
-        (out / name).parent.mkdir(parents=True, exist_ok=True)
-        (out / name).write_text(content)
-    return out / "train.py"
-
-
 @pytest.fixture(scope="module")
 def files(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("arrays")
@@ -116,7 +102,7 @@ def files(tmp_path_factory) -> Path:
 
 
 def windowed_script(folder: Path, kind: str, normalize: str = "standard", workers: int = 0, epochs: int = 2):
-    return bundle(folder, WINDOWED.format(source=SOURCES[kind], normalize=normalize, workers=workers, epochs=epochs))
+    return bundle_text(folder, WINDOWED.format(source=SOURCES[kind], normalize=normalize, workers=workers, epochs=epochs))
 
 
 @pytest.mark.parametrize("kind", list(SOURCES))
@@ -205,7 +191,7 @@ def test_normalisation_uses_the_train_steps_only(files: Path, normalize: str, mo
 
 def test_hdf5_rows_and_statistics_match_h5py(files: Path, monkeypatch, tmp_path) -> None:
     monkeypatch.setenv("DTEC_DATA_ROOT", str(files))
-    train = load_script(bundle(files, ROWS_BLUEPRINT.format(normalize="standard", workers=0, epochs=1)))
+    train = load_script(bundle_text(files, ROWS_BLUEPRINT.format(normalize="standard", workers=0, epochs=1)))
     sets = train.split(train.load_dataset(), 0)
     with h5py.File(files / "showers.h5") as f:
         x_all, y_all = f["calo/showers"][:], f["energy"][:]
@@ -222,7 +208,7 @@ def test_hdf5_rows_and_statistics_match_h5py(files: Path, monkeypatch, tmp_path)
 
 def test_hdf5_batches_are_read_at_once_and_equal_direct_rows(files: Path, monkeypatch) -> None:
     monkeypatch.setenv("DTEC_DATA_ROOT", str(files))
-    train = load_script(bundle(files, ROWS_BLUEPRINT.format(normalize="none", workers=0, epochs=1)))
+    train = load_script(bundle_text(files, ROWS_BLUEPRINT.format(normalize="none", workers=0, epochs=1)))
     rows = train.load_dataset()
     with h5py.File(files / "showers.h5") as f:
         x_all, y_all = f["calo/showers"][:], f["energy"][:]
@@ -258,7 +244,7 @@ def test_trains_on_two_ranks_and_resumes_with_the_same_samples(files: Path, kind
 @pytest.mark.slow
 def test_hdf5_trains_on_two_ranks_with_workers(files: Path, tmp_path: Path) -> None:
     make_files(tmp_path / "p")
-    script = bundle(tmp_path / "p", ROWS_BLUEPRINT.format(normalize="minmax", workers=2, epochs=2))
+    script = bundle_text(tmp_path / "p", ROWS_BLUEPRINT.format(normalize="minmax", workers=2, epochs=2))
     out = ok(torchrun(script, timeout=300))
     assert "test_loss" in out or "val_loss" in out
     assert json.loads((script.parent / "run" / "summary.json").read_text())["status"] == "completed"
@@ -292,7 +278,7 @@ def test_one_batch_per_rank_of_the_target(files: Path, kind: str) -> None:
         windowed_script(files, kind)
         many, accumulate = 9, 5
     else:
-        bundle(files, ROWS_BLUEPRINT.format(normalize="none", workers=0, epochs=1))
+        bundle_text(files, ROWS_BLUEPRINT.format(normalize="none", workers=0, epochs=1))
         many, accumulate = 19, 10
 
     def codes(*sets: str) -> list[tuple[str, str]]:

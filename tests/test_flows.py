@@ -3,7 +3,6 @@ flow, weight initialisation and per-rank seeds; the phi4-flow example end to end
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 import shutil
@@ -14,8 +13,7 @@ import pytest
 
 from dtec.analysis import analyse
 from dtec.compiler import compile_blueprint
-from dtec.output import write_bundle
-from tests.test_objectives import epochs, run
+from train_runs import bundle, launch, load_script, records, resumes_exactly
 
 REPO = Path(__file__).resolve().parent.parent
 FLOW = REPO / "blueprints" / "phi4-flow.twin"
@@ -35,22 +33,6 @@ def project(tmp_path: Path, text: str) -> Path:
 
 def codes(text: str, tmp_path: Path) -> list[str]:
     return sorted(d.code for d in analyse(project(tmp_path, text), environ={}).diagnostics)
-
-
-def bundle(blueprint: Path, folder: Path, target: str = "local") -> Path:
-    compiled, diagnostics = compile_blueprint(blueprint, target, environ={})
-    assert compiled is not None, [(d.code, d.message) for d in diagnostics]
-    write_bundle(compiled.files, folder)
-    return folder / "train.py"
-
-
-def script_module(script: Path):
-    """The generated train.py, imported (its main() does not run)."""
-    spec = importlib.util.spec_from_file_location(f"train_{abs(hash(script))}", script)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look themselves up there
-    spec.loader.exec_module(module)
-    return module
 
 
 # ---- lint ----------------------------------------------------------------------------------------
@@ -110,7 +92,7 @@ def test_val_ess_is_recorded_only_by_reverse_kl(tmp_path: Path) -> None:
 
 # ---- the training script -------------------------------------------------------------------------
 def test_the_flow_checks_one_step_on_the_cpu(tmp_path: Path) -> None:
-    result = run(bundle(FLOW, tmp_path / "b"), "--check")
+    result = launch(bundle(FLOW, tmp_path / "b"), "--check")
     report = json.loads(result.stdout.splitlines()[-1])
     assert report["ok"], report
     assert report["sample_shape"] == report["output_shape"] == [16] and report["val_samples"] == 4096
@@ -120,7 +102,7 @@ def test_a_logdet_of_the_wrong_shape_is_one_line(tmp_path: Path) -> None:
     blueprint = project(tmp_path, FLOW.read_text())
     flow = tmp_path / "code" / "flows" / "flow.py"
     flow.write_text(flow.read_text().replace("return x, logdet", "return x, logdet[:1]"))
-    report = json.loads(run(bundle(blueprint, tmp_path / "b"), "--check").stdout.splitlines()[-1])
+    report = json.loads(launch(bundle(blueprint, tmp_path / "b"), "--check").stdout.splitlines()[-1])
     assert not report["ok"] and report["explained"] and report["stage"] == "output"
     assert "`logdet` of shape [1]" in report["error"]
 
@@ -136,7 +118,7 @@ def test_init_sets_every_linear_layer_before_training(
     import torch
 
     text = FLOW.read_text().replace("normal(std = 0.01)", init)
-    module = script_module(bundle(project(tmp_path, text), tmp_path / "b"))
+    module = load_script(bundle(project(tmp_path, text), tmp_path / "b"))
     module.seed_everything(0)
     model = module.build_model((16,))
     last = model.layers[0].net[-1]
@@ -196,13 +178,11 @@ def validation_by_hand(run_dir: Path, blueprint_text: str) -> dict:
 
 @pytest.mark.slow
 def test_the_flow_trains_on_two_ranks_with_a_rising_ess_and_resumes_exactly(tmp_path: Path) -> None:
-    import torch
-
     script = bundle(FLOW, tmp_path / "b")
     whole, parts = tmp_path / "whole", tmp_path / "parts"
-    done = run(script, "--run-dir", str(whole), ranks=2)
+    done = launch(script, "--run-dir", str(whole), ranks=2)
     assert done.returncode == 0, done.stderr[-3000:]
-    history = epochs(whole)
+    history = records(whole, "epoch")
     assert len(history) == 8 and all(e["steps"] == 40 for e in history)
     ess = [e["val_ess"] for e in history]
     assert all(0 < v <= 1 for v in ess)
@@ -215,11 +195,4 @@ def test_the_flow_trains_on_two_ranks_with_a_rising_ess_and_resumes_exactly(tmp_
     summary = json.loads((whole / "summary.json").read_text())
     assert summary["best"]["metric"] == "val_ess" and summary["best"]["value"] == max(ess)
     # Stopped part-way through an epoch, then resumed: the same weights as uninterrupted.
-    first = run(script, "--run-dir", str(parts), "--max-steps", "50", ranks=2)
-    assert first.returncode == 0, first.stderr[-3000:]
-    second = run(script, "--run-dir", str(parts), ranks=2)
-    assert second.returncode == 0, second.stderr[-3000:]
-    assert "resumed from" in second.stdout + second.stderr
-    a = torch.load(whole / "final_model.pt", weights_only=True)
-    b = torch.load(parts / "final_model.pt", weights_only=True)
-    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    resumes_exactly(script, whole, parts, max_steps=50)

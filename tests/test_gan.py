@@ -11,7 +11,7 @@ import pytest
 
 from dtec.analysis import analyse
 from dtec.compiler import compile_blueprint
-from tests.test_objectives import bundle, epochs, run
+from train_runs import bundle, launch, records, resumes_exactly
 
 REPO = Path(__file__).resolve().parent.parent
 GAN = REPO / "blueprints" / "calorimeter-gan.twin"
@@ -120,7 +120,7 @@ def test_one_optimizer_block_serves_a_single_model(tmp_path: Path) -> None:
 
 def test_the_gan_checks_one_step_on_the_cpu(tmp_path: Path) -> None:
     script = bundle(GAN, tmp_path / "b")
-    done = run(script, "--check")
+    done = launch(script, "--check")
     report = json.loads(done.stdout.strip().splitlines()[-1])
     assert report["ok"], report
     assert report["output_shape"] == [6, 6, 6]
@@ -140,9 +140,9 @@ def test_the_gan_trains_on_two_ranks_and_resumes_exactly(tmp_path: Path) -> None
 
     script = bundle(GAN, tmp_path / "b")
     whole, parts = tmp_path / "whole", tmp_path / "parts"
-    done = run(script, "--run-dir", str(whole), ranks=2)
+    done = launch(script, "--run-dir", str(whole), ranks=2)
     assert done.returncode == 0, done.stderr[-3000:]
-    history = epochs(whole)
+    history = records(whole, "epoch")
     assert len(history) == 6
     # On the training batches, the discriminator neither wins outright nor is blind, and its
     # accuracy moves as the generator learns (it is not stuck at one value). On the validation
@@ -162,14 +162,7 @@ def test_the_gan_trains_on_two_ranks_and_resumes_exactly(tmp_path: Path) -> None
     assert history[-1]["val_mape_energy"] < history[0]["val_mape_energy"]
     assert history[-1]["train_mape_energy"] < history[0]["train_mape_energy"]
     # Stopped part-way through an epoch, then resumed: the same weights as uninterrupted.
-    first = run(script, "--run-dir", str(parts), "--max-steps", "30", ranks=2)
-    assert first.returncode == 0, first.stderr[-3000:]
-    second = run(script, "--run-dir", str(parts), ranks=2)
-    assert second.returncode == 0, second.stderr[-3000:]
-    assert "resumed from" in second.stdout + second.stderr
-    a = torch.load(whole / "final_model.pt", weights_only=True)
-    b = torch.load(parts / "final_model.pt", weights_only=True)
+    a = resumes_exactly(script, whole, parts, max_steps=30)
     assert {k.split(".")[0] for k in a} == {"generator", "discriminator"}
-    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     checkpoint = torch.load(sorted((parts / "checkpoints").glob("step-*.pt"))[-1], weights_only=False)
     assert sorted(checkpoint["optimizer"]) == ["d", "g"]

@@ -4,44 +4,17 @@ and batch fields; the climate VAE example end to end on two CPU ranks."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from dtec.analysis import analyse
 from dtec.compiler import compile_blueprint
-from dtec.output import write_bundle
+from train_runs import bundle, launch, records, resumes_exactly
 
 REPO = Path(__file__).resolve().parent.parent
 VAE = REPO / "blueprints" / "climate-vae.twin"
-
-
-def env() -> dict[str, str]:
-    """No inherited launcher variables; one thread per rank (the machine has two cores)."""
-    keep = {k: v for k, v in os.environ.items()
-            if not k.startswith(("SLURM_", "TORCHELASTIC_")) and k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
-    return {**keep, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
-
-
-def bundle(blueprint: Path, folder: Path, target: str = "local") -> Path:
-    compiled, diagnostics = compile_blueprint(blueprint, target, environ={})
-    assert compiled is not None, [(d.code, d.message) for d in diagnostics]
-    write_bundle(compiled.files, folder)
-    return folder / "train.py"
-
-
-def run(script: Path, *args: str, ranks: int = 0) -> subprocess.CompletedProcess:
-    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={ranks}"] if ranks else [sys.executable]
-    return subprocess.run([*launcher, str(script), *args], capture_output=True, text=True, timeout=600, env=env())
-
-
-def epochs(run_dir: Path) -> list[dict]:
-    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
-    return [r for r in map(json.loads, lines) if r["kind"] == "epoch"]
 
 
 def codes(text: str, tmp_path: Path) -> list[str]:
@@ -194,7 +167,7 @@ def test_a_missing_step_function_is_dt307(tmp_path: Path) -> None:
 
 # ---- the training script -------------------------------------------------------------------------
 def test_the_vae_checks_one_step_on_the_cpu(tmp_path: Path) -> None:
-    result = run(bundle(VAE, tmp_path / "b"), "--check")
+    result = launch(bundle(VAE, tmp_path / "b"), "--check")
     report = json.loads(result.stdout.splitlines()[-1])
     assert report["ok"], report
     assert report["output_shape"] == report["target_shape"] == report["sample_shape"] == [2, 16, 16]
@@ -202,10 +175,10 @@ def test_the_vae_checks_one_step_on_the_cpu(tmp_path: Path) -> None:
 
 def test_a_python_step_trains_on_dict_items_and_validates_every_loss(tmp_path: Path) -> None:
     script = bundle(step_project(tmp_path), tmp_path / "b")
-    assert json.loads(run(script, "--check").stdout.splitlines()[-1])["ok"]
-    result = run(script, "--run-dir", str(tmp_path / "run"))
+    assert json.loads(launch(script, "--check").stdout.splitlines()[-1])["ok"]
+    result = launch(script, "--run-dir", str(tmp_path / "run"))
     assert result.returncode == 0, result.stderr[-3000:]
-    last = epochs(tmp_path / "run")[-1]
+    last = records(tmp_path / "run", "epoch")[-1]
     assert {"val_loss", "val_mae"} <= set(last)
     # The step's own scale applies to the loss and not to the mae.
     assert last["val_loss"] != pytest.approx(last["val_mae"])
@@ -214,12 +187,12 @@ def test_a_python_step_trains_on_dict_items_and_validates_every_loss(tmp_path: P
 def test_a_channel_split_gives_the_model_the_other_channels(tmp_path: Path) -> None:
     script = bundle(channels_project(tmp_path), tmp_path / "b")
     assert "TARGET_CHANNELS = [0]" in script.read_text()
-    report = json.loads(run(script, "--check").stdout.splitlines()[-1])
+    report = json.loads(launch(script, "--check").stdout.splitlines()[-1])
     assert report["ok"], report
     assert report["sample_shape"] == report["target_shape"] == report["output_shape"] == [1, 16, 16]
     # A channel the items do not have, undeclared at lint time, is a coded error of the first batch.
     bad = bundle(channels_project(tmp_path / "bad", CHANNELS_BLUEPRINT.replace(", shape = [2, 16, 16]", "").replace("channels(0)", "channels(5)")), tmp_path / "bad" / "b")
-    report = json.loads(run(bad, "--check").stdout.splitlines()[-1])
+    report = json.loads(launch(bad, "--check").stdout.splitlines()[-1])
     assert not report["ok"] and "takes the channels [5] as its target, but a sample has shape [2, 16, 16]" in json.dumps(report)
 
 
@@ -237,12 +210,12 @@ def step_with_id(model, batch, context, scale):
     blueprint.write_text(blueprint.read_text().replace("items:step", "items:step_with_id"))
     assert codes(blueprint.read_text(), tmp_path) == []
     script = bundle(blueprint, tmp_path / "b")
-    result = run(script, "--run-dir", str(tmp_path / "run"))
+    result = launch(script, "--run-dir", str(tmp_path / "run"))
     assert result.returncode == 0, result.stderr[-3000:]
     # The mean id of the validation items: the field reached the step, per sample.
-    last = epochs(tmp_path / "run")[-1]
+    last = records(tmp_path / "run", "epoch")[-1]
     assert 0 < last["val_id"] < 128 and last["val_id"] != pytest.approx(last["train_loss"])
-    evaluated = run(script, "--evaluate", "--run-dir", str(tmp_path / "run"))
+    evaluated = launch(script, "--evaluate", "--run-dir", str(tmp_path / "run"))
     report = json.loads(evaluated.stdout.splitlines()[-1] if evaluated.stdout.strip() else evaluated.stderr.splitlines()[-1])
     assert report["ok"], report
     assert report["metrics"]["test_id"] > 0
@@ -258,27 +231,18 @@ def test_the_vae_compiles_for_a_gpu_target() -> None:
 
 @pytest.mark.slow
 def test_the_vae_trains_on_two_ranks_with_a_falling_elbo_and_resumes_exactly(tmp_path: Path) -> None:
-    import torch
-
     script = bundle(VAE, tmp_path / "b")
     whole, parts = tmp_path / "whole", tmp_path / "parts"
-    done = run(script, "--run-dir", str(whole), ranks=2)
+    done = launch(script, "--run-dir", str(whole), ranks=2)
     assert done.returncode == 0, done.stderr[-3000:]
-    history = epochs(whole)
+    history = records(whole, "epoch")
     assert len(history) == 12
     losses = [e["val_loss"] for e in history]
     assert losses[-1] < 0.25 * losses[0]  # the negative ELBO falls
     for e in history:  # each term, and the loss they make
         assert e["val_loss"] == pytest.approx(e["val_recon"] + 0.1 * e["val_kl"] / (2 * 16 * 16), rel=1e-6)
     # Stopped part-way through an epoch, then resumed: the same weights as uninterrupted.
-    first = run(script, "--run-dir", str(parts), "--max-steps", "30", ranks=2)
-    assert first.returncode == 0, first.stderr[-3000:]
-    second = run(script, "--run-dir", str(parts), ranks=2)
-    assert second.returncode == 0, second.stderr[-3000:]
-    assert "resumed from" in second.stdout + second.stderr
-    a = torch.load(whole / "final_model.pt", weights_only=True)
-    b = torch.load(parts / "final_model.pt", weights_only=True)
-    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    resumes_exactly(script, whole, parts, max_steps=30)
 
 
 @pytest.mark.slow
@@ -287,9 +251,9 @@ def test_a_channel_split_trains_on_two_ranks(tmp_path: Path) -> None:
 
     from_blueprint = channels_project(tmp_path)
     script = bundle(from_blueprint, tmp_path / "b")
-    done = run(script, "--run-dir", str(tmp_path / "run"), ranks=2)
+    done = launch(script, "--run-dir", str(tmp_path / "run"), ranks=2)
     assert done.returncode == 0, done.stderr[-3000:]
-    losses = [e["val_loss"] for e in epochs(tmp_path / "run")]
+    losses = [e["val_loss"] for e in records(tmp_path / "run", "epoch")]
     assert len(losses) == 4 and losses[-1] < 0.5 * losses[0]
     # The model's first layer reads one channel: the split gave it channel 1 alone.
     weights = torch.load(tmp_path / "run" / "final_model.pt", weights_only=True)

@@ -251,16 +251,17 @@ def test_kubernetes_runs_are_listed_followed_and_cancelled_with_kubectl(tmp_path
     submitted = dtec("run", str(KUBE), "-t", "kubernetes", *detach, cwd=tmp_path, env=env)
     assert submitted.returncode == 0, submitted.stderr
     said = json.loads(submitted.stdout)
-    assert said["job"] == "ml-team/job/flood-forecast-v2" and said["run"]
+    job = f"job/flood-forecast-v2-{said['run']}"  # named for the run: a second one applies beside it
+    assert said["job"] == f"ml-team/{job}"
     assert status_of(said["run"], tmp_path, env) == "running"
     assert "epoch 1/1 done" in dtec("logs", said["run"], cwd=tmp_path, env=env).stdout
     assert dtec("cancel", said["run"], cwd=tmp_path, env=env).returncode == 0
     assert calls.read_text().splitlines() == [
         "apply -f job.yaml",
-        "get -n ml-team job/flood-forecast-v2 -o json",
-        "logs -n ml-team job/flood-forecast-v2 --all-containers",
-        "get -n ml-team job/flood-forecast-v2 -o json",
-        "delete -n ml-team job/flood-forecast-v2",
+        f"get -n ml-team {job} -o json",
+        f"logs -n ml-team {job} --all-containers",
+        f"get -n ml-team {job} -o json",
+        f"delete -n ml-team {job}",
     ]
 
 
@@ -293,14 +294,16 @@ def test_a_trainjob_is_followed_through_its_conditions_and_pods_logs(
            "FINAL": final, "REASON": reason}
     ran = dtec("run", str(KUBE), "-t", "kubeflow", cwd=tmp_path, env=env)
     assert ran.returncode == code, ran.stderr
-    assert "pending (trainjob/flood-forecast-v2: suspended (Suspended))" in ran.stderr
-    assert "running (trainjob/flood-forecast-v2)" in ran.stderr
+    [run_id] = [p.name for p in (tmp_path / "runs").glob("*/kubeflow/*") if not p.is_symlink()]
+    name = f"flood-forecast-v2-{run_id}"
+    assert f"pending (trainjob/{name}: suspended (Suspended))" in ran.stderr
+    assert f"running (trainjob/{name})" in ran.stderr
     assert "pod says: epoch 1/1 done" in ran.stdout
     said = ran.stderr.strip().splitlines()[-1]
-    assert said == ("dtec: trainjob/flood-forecast-v2 completed" if code == 0 else
-                    f"dtec: trainjob/flood-forecast-v2 failed (trainjob/flood-forecast-v2: {reason})")
-    get = "get -n default trainjob/flood-forecast-v2 -o json"
-    logs = ("logs -n default --selector=jobset.sigs.k8s.io/jobset-name=flood-forecast-v2 --prefix "
+    assert said == (f"dtec: trainjob/{name} completed" if code == 0 else
+                    f"dtec: trainjob/{name} failed (trainjob/{name}: {reason})")
+    get = f"get -n default trainjob/{name} -o json"
+    logs = (f"logs -n default --selector=jobset.sigs.k8s.io/jobset-name={name} --prefix "
             "--max-log-requests=64 --all-containers --follow")
     assert calls.read_text().splitlines() == ["apply -f job.yaml", get, get, logs, get]
 
@@ -309,11 +312,44 @@ def test_a_trainjob_dry_run_shows_the_log_command(tmp_path: Path) -> None:
     shown = dtec("run", str(KUBE), "-t", "kubeflow", "--dry-run", cwd=tmp_path)
     assert shown.returncode == 0, shown.stderr
     commands = [line.split(" && ", 1)[1] for line in shown.stdout.splitlines()]
-    assert commands == [
-        "kubectl apply -f job.yaml",
-        "kubectl logs -n default --selector=jobset.sigs.k8s.io/jobset-name=flood-forecast-v2 --prefix "
-        "--max-log-requests=64 --all-containers --follow",
-    ]
+    assert commands[0] == "kubectl apply -f job.yaml"
+    assert re.fullmatch(r"kubectl logs -n default --selector=jobset.sigs.k8s.io/jobset-name="
+                        r"flood-forecast-v2-\d{8}-\d{6}-[0-9a-f]{4} --prefix --max-log-requests=64 "
+                        r"--all-containers --follow", commands[1]), commands[1]
+
+
+def test_each_kubernetes_run_names_its_objects_for_itself(tmp_path: Path) -> None:
+    """Two runs of one twin apply objects of different names (the second does not replace the
+    first), every name a DNS label within 63 characters; `dtec compile` keeps the twin's name."""
+    import yaml
+
+    from dtec.backends.kubernetes import workload_name
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "kubectl").write_text(STUB_KUBECTL)
+    (bin_dir / "kubectl").chmod(0o755)
+    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "KUBECTL_CALLS": str(tmp_path / "calls")}
+    names = []
+    for _ in range(2):
+        ran = dtec("run", str(KUBE), "-t", "kubernetes", "--detach", "--format", "json", cwd=tmp_path, env=env)
+        assert ran.returncode == 0, ran.stderr
+        run_id = json.loads(ran.stdout)["run"]
+        [job_yaml] = (tmp_path / "runs").glob(f"*/kubernetes/{run_id}/job.yaml")
+        docs = list(yaml.safe_load_all(job_yaml.read_text()))
+        assert {d["metadata"]["name"] for d in docs} >= {f"flood-forecast-v2-{run_id}", f"flood-forecast-v2-{run_id}-bundle"}
+        names.append({d["metadata"]["name"] for d in docs})
+    assert not names[0] & names[1]
+    for name in names[0] | names[1]:
+        assert len(name) <= 63 and re.fullmatch(r"[a-z]([-a-z0-9]*[a-z0-9])?", name), name
+    compiled = []
+    for folder in ("a", "b"):
+        assert dtec("compile", str(KUBE), "-t", "kubernetes", "-o", folder, cwd=tmp_path).returncode == 0
+        compiled.append((tmp_path / folder / "job.yaml").read_text())
+    assert compiled[0] == compiled[1] and "name: flood-forecast-v2\n" in compiled[0]
+    long = workload_name("a" * 80 + " twin", "20261130-170512-ab12")
+    assert long == "a" * 19 + "-20261130-170512-ab12"  # 40: room for "-bundle", "-master-0"
+    assert workload_name("Flood Forecast", None) == "flood-forecast"
 
 
 def slurm_state(job: str) -> str:

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_train_script import clean_env, ok, script, torchrun, write_bundle
+from quickstart import script, write_bundle
+from train_runs import clean_env, ok, torchrun
 
 REPO = Path(__file__).resolve().parent.parent
 ENERGY = REPO / "backends" / "templates" / "train" / "energy.py.jinja"
@@ -77,8 +78,7 @@ def test_only_a_study_measures_its_steps() -> None:
 
 
 def dtec(*args: str, cwd: Path, timeout: float = 600) -> subprocess.CompletedProcess:
-    env = clean_env(PYTHONPATH=str(REPO))
-    env.pop("DTEC_DATA_ROOT")
+    env = clean_env(data_root=None, PYTHONPATH=str(REPO))
     return subprocess.run([sys.executable, "-m", "dtec", *args], cwd=cwd, env=env, text=True,
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=timeout)
 

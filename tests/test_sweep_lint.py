@@ -10,25 +10,8 @@ from pathlib import Path
 from dtec.analysis import analyse
 from dtec.compiler import compile_blueprint
 
-BASE = """twin "flood" {
-  description = "river levels"
-}
-
-data "gauges" {
-  source = synthetic(samples = 256, shape = [8], targets = 1)
-  batch = 16
-}
-
-model "net" {
-  arch = mlp(input = 8, output = 1)
-  input = data.gauges
-}
-
-train {
-  loss = mse
-  epochs = 2
-}
-"""
+# The flood twin without its sweep.
+BASE = (Path(__file__).resolve().parent / "fixtures" / "flood-sweep.twin").read_text().split("\nsweep {")[0]
 SWEEP = """
 # tuned by hand before
 sweep {

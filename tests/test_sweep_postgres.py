@@ -14,38 +14,9 @@ import pytest
 from dtec.analysis import analyse
 
 REPO = Path(__file__).resolve().parent.parent
-BLUEPRINT = """twin "flood" {
-  description = "river levels"
-}
-
-data "gauges" {
-  source = synthetic(samples = 256, shape = [8], targets = 1)
-  batch = 16
-  workers = 0
-}
-
-model "net" {
-  arch = mlp(input = 8, output = 1)
-  input = data.gauges
-}
-
-train {
-  loss = mse
-  epochs = 150  # about 15 s: a worker is killed mid-trial
-  export = none
-}
-
-sweep {
-  trials = 4
-  parallel = 2
-  seed = 1
-  storage = "URL"
-  space = [
-    loguniform("train.optimizer.lr", 1e-5, 1e-1),
-    choice("model.net.arch.hidden", [[8], [32, 32]]),
-  ]
-}
-"""
+# Trials of about 15 s: a worker is killed mid-trial.
+BLUEPRINT = (Path(__file__).resolve().parent / "fixtures" / "flood-sweep.twin").read_text()
+BLUEPRINT = BLUEPRINT.replace("epochs = 2", "epochs = 150").replace("seed = 1", 'seed = 1\n  storage = "URL"')
 
 
 def dtec(tmp_path: Path, *args: str) -> subprocess.Popen:

@@ -15,37 +15,7 @@ import pytest
 
 from dtec.analysis import analyse
 
-BLUEPRINT = """# the flood twin, tuned
-twin "flood" {
-  description = "river levels"
-}
-
-data "gauges" {
-  source = synthetic(samples = 256, shape = [8], targets = 1)
-  batch = 16  # per rank
-}
-
-model "net" {
-  arch = mlp(input = 8, output = 1)
-  input = data.gauges
-}
-
-train {
-  loss = mse
-  epochs = 2
-  export = none
-}
-
-sweep {
-  trials = TRIALS
-  parallel = 2
-  seed = 1
-  space = [
-    loguniform("train.optimizer.lr", 1e-5, 1e-1),
-    choice("model.net.arch.hidden", [[8], [32, 32]]),
-  ]
-}
-"""
+BLUEPRINT = (Path(__file__).resolve().parent / "fixtures" / "flood-sweep.twin").read_text()  # a sweep of 4 trials, 2 epochs each
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -69,7 +39,7 @@ def states(s) -> list[str]:
 
 @pytest.mark.slow
 def test_a_local_sweep_prunes_and_writes_the_best_blueprint(tmp_path: Path) -> None:
-    (tmp_path / "bp.twin").write_text(BLUEPRINT.replace("TRIALS", "8"), encoding="utf-8")
+    (tmp_path / "bp.twin").write_text(BLUEPRINT.replace("trials = 4", "trials = 8"), encoding="utf-8")
     out, _ = dtec(tmp_path, "run", "bp.twin").communicate(timeout=900)
     assert "best trial" in out, out
     folder, s = study(tmp_path)
@@ -90,7 +60,7 @@ def test_a_local_sweep_prunes_and_writes_the_best_blueprint(tmp_path: Path) -> N
 
 @pytest.mark.slow
 def test_a_killed_worker_is_retried_and_a_rerun_adds_nothing(tmp_path: Path) -> None:
-    (tmp_path / "bp.twin").write_text(BLUEPRINT.replace("TRIALS", "4").replace("epochs = 2", "epochs = 6"), encoding="utf-8")
+    (tmp_path / "bp.twin").write_text(BLUEPRINT.replace("epochs = 2", "epochs = 6"), encoding="utf-8")
     process = dtec(tmp_path, "run", "bp.twin")
     owner = None
     for _ in range(600):

@@ -15,28 +15,7 @@ from dtec.analysis import analyse
 
 REPO = Path(__file__).resolve().parent.parent
 # One CPU per worker: the node's two CPUs hold both array tasks at once.
-BLUEPRINT = """# the flood twin, tuned on Slurm
-twin "flood" {
-  description = "river levels"
-}
-
-data "gauges" {
-  source = synthetic(samples = 256, shape = [8], targets = 1)
-  batch = 16
-  workers = 0
-}
-
-model "net" {
-  arch = mlp(input = 8, output = 1)
-  input = data.gauges
-}
-
-train {
-  loss = mse
-  epochs = EPOCHS
-  export = none
-}
-
+BLUEPRINT = (Path(__file__).resolve().parent / "fixtures" / "flood-sweep.twin").read_text().replace("\nsweep {", """
 target "slurm" {
   partition = "PARTITION"
   walltime = 10min
@@ -46,16 +25,7 @@ target "slurm" {
   }
 }
 
-sweep {
-  trials = 4
-  parallel = 2
-  seed = 1
-  space = [
-    loguniform("train.optimizer.lr", 1e-5, 1e-1),
-    choice("model.net.arch.hidden", [[8], [32, 32]]),
-  ]
-}
-"""
+sweep {""")
 
 
 def dtec(tmp_path: Path, *args: str) -> subprocess.Popen:
@@ -73,7 +43,7 @@ def study(tmp_path: Path):
 
 
 def write(tmp_path: Path, partition: str, epochs: int) -> None:
-    text = BLUEPRINT.replace("PARTITION", partition).replace("EPOCHS", str(epochs))
+    text = BLUEPRINT.replace("PARTITION", partition).replace("epochs = 2", f"epochs = {epochs}")
     (tmp_path / "bp.twin").write_text(text, encoding="utf-8")
 
 

@@ -3,18 +3,13 @@
 from __future__ import annotations
 
 import ast
-import importlib.util
-import atexit
 import builtins
-import functools
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -27,8 +22,9 @@ from hypothesis import strategies as st
 from dtec.backends import templating
 from dtec.backends.train_script import STOP_CHECK_EVERY, render_train, train_context
 from dtec.compiler import compile_blueprint
+from quickstart import TRAIN_FIXTURES, compiled, script, write_bundle
+from train_runs import clean_env, final_weights, load_script, ok, records, run, torchrun, torchrun_cmd
 
-TRAIN_FIXTURES = Path(__file__).resolve().parent / "train"
 TEMPLATES = Path(templating.data_path("backends", "templates"))
 
 PROFILER = "monitor.profiler=torch(wait = 1, warmup = 1, active = 2)"
@@ -43,8 +39,7 @@ SUMMARY_KEYS = {"status", "twin", "strategy", "precision", "world_size", "device
 
 # ----------------------------------------------------------------------------- blueprints
 # Every script is compiled from tests/train/quickstart.twin, varied with `--set` (sets=) as a user
-# would; relative paths in it resolve against the folder the test puts it in.
-BLUEPRINT = (TRAIN_FIXTURES / "quickstart.twin").read_text()
+# would (tests/helpers/quickstart.py).
 # A CPU-only test machine plans fp16 as if it had GPUs that compute in it (scripts only rendered).
 FP16 = ("train.precision=fp16", "target.local.machine.gpus=2",
         "target.local.machine.gpu_vendor=nvidia", "target.local.machine.fp16=true")
@@ -63,28 +58,6 @@ MODELS = {
     "transformer": ("transformer(input = 4, dim = 16, heads = 2, layers = 1, output = 1)", [12, 4]),
     "python": ('python(class = "toy:Net", features = 6, hidden = 8)', [6]),
 }
-
-
-@functools.cache
-def render_folder() -> Path:
-    """A project for scripts that are only rendered: the test's user code in `code`, no data."""
-    folder = Path(tempfile.mkdtemp(prefix="dtec-render-"))
-    atexit.register(shutil.rmtree, folder, True)
-    shutil.copytree(TRAIN_FIXTURES / "usercode", folder / "code")
-    return folder
-
-
-def compiled(*sets: str, folder: Path | None = None):
-    """The bundle of tests/train/quickstart.twin with `sets`, as if it lay in `folder`."""
-    folder = folder or render_folder()
-    bundle, diagnostics = compile_blueprint(folder / "quickstart.twin", "local", text=BLUEPRINT,
-                                            environ={}, sets=sets)
-    assert bundle is not None, [(d.code, d.message) for d in diagnostics]
-    return bundle
-
-
-def script(*sets: str) -> str:
-    return compiled(*sets).files["train.py"]
 
 
 def with_model(arch: str) -> tuple[str, ...]:
@@ -106,65 +79,13 @@ def classification(arch: str = "transformer", loss: str = "cross_entropy") -> tu
 
 
 # ----------------------------------------------------------------------------- running
-def write_bundle(folder: Path, *sets: str) -> Path:
-    """Compile the blueprint with `sets` into `folder/train.py` (the test's user code in
-    `folder/code`)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    shutil.copytree(TRAIN_FIXTURES / "usercode", folder / "code", dirs_exist_ok=True)
-    for name, text in compiled(*sets, folder=folder).files.items():  # the code copies too
-        (folder / name).parent.mkdir(parents=True, exist_ok=True)
-        (folder / name).write_text(text)
-    return folder / "train.py"
-
-
-def clean_env(**extra: str) -> dict[str, str]:
-    """No inherited launcher variables; one thread per rank (the machine has two cores)."""
-    launcher = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("SLURM_", "TORCHELASTIC_")) and k not in launcher}
-    # The tests keep data files beside train.py: a relative data root is relative to the bundle.
-    env.update(OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1", DTEC_DATA_ROOT=".", **extra)
-    return env
-
-
-def torchrun_cmd(script: Path, nproc: int, *args: str) -> list[str]:
-    return [sys.executable, "-m", "torch.distributed.run", "--standalone",
-            f"--nproc_per_node={nproc}", str(script), *args]
-
-
-def run(cmd: list[str], timeout: float = 180, **env: str) -> subprocess.CompletedProcess:
-    """Run to completion; stderr is merged into stdout, which the assertions print on failure."""
-    return subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                          timeout=timeout, env=clean_env(**env))
-
-
-def torchrun(script: Path, *args: str, nproc: int = 2,
-             timeout: float = 180) -> subprocess.CompletedProcess:
-    return run(torchrun_cmd(script, nproc, "--run-dir", str(script.parent / "run"), *args),
-               timeout=timeout)
-
-
 def python(script: Path, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
     return run([sys.executable, str(script), "--run-dir", str(script.parent / "run"), *args],
                timeout=timeout)
 
 
-def ok(result: subprocess.CompletedProcess) -> str:
-    assert result.returncode == 0, result.stdout[-6000:]
-    return result.stdout
-
-
-def records(run_dir: Path, kind: str) -> list[dict]:
-    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
-    return [r for r in map(json.loads, lines) if r["kind"] == kind]
-
-
 def summary(run_dir: Path) -> dict:
     return json.loads((run_dir / "summary.json").read_text())
-
-
-def final_weights(run_dir: Path) -> dict[str, torch.Tensor]:
-    return torch.load(run_dir / "final_model.pt", map_location="cpu", weights_only=True)
 
 
 def assert_same_weights(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> None:
@@ -966,19 +887,6 @@ METRIC_CASES = {
                 "data.gauges.source.targets=2", "model.surrogate.arch.output=2",
                 "train.metrics=[mae, rmse, r2]"), ("mae", "rmse", "r2")),
 }
-
-
-def load_script(path: Path):
-    """The rendered train.py as a module (its main() is not run)."""
-    name = f"train_{abs(hash(path))}"
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # its dataclasses look their module up
-    try:
-        spec.loader.exec_module(module)
-    finally:
-        del sys.modules[name]
-    return module
 
 
 def direct_metrics(script: Path, run_dir: Path) -> dict[str, Any]:

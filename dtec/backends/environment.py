@@ -92,8 +92,8 @@ def _offline(plan: Plan, image: str | None) -> str:
         "Bring an image with PyTorch instead:",
         f"  1. on a computer with internet: {runtime} pull pytorch.sif docker://nvcr.io/nvidia/pytorch:<tag>-py3",
         f"     (or build one with the packages the bundle needs: {', '.join(packages(plan, None))})",
-        f"  2. copy it to the machine (scp pytorch.sif <login>:<project folder>/)",
-        f'  3. name it in the target: container = "<project folder>/pytorch.sif"',
+        "  2. copy it to the machine (scp pytorch.sif <login>:<project folder>/)",
+        '  3. name it in the target: container = "<project folder>/pytorch.sif"',
     ]
     if where:
         lines.append(f"The site keeps ready images in {where}.")

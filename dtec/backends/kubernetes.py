@@ -32,11 +32,11 @@ _INDEX_FIELD = "metadata.annotations['batch.kubernetes.io/job-completion-index']
 def generate(ir: IR, plan: Plan, shared: Mapping[str, str], name: str | None = None) -> dict[str, str]:
     """Return `{"job.yaml": text}`: a ConfigMap with `shared` (train.py, ir.json), then the workload.
 
-    `name`: the workload's (a DNS-1035 label of at most 40 characters); default: the twin's.
+    `name`: the objects' (workload_name); default: the twin's.
     """
     kube = plan.machine.kube
     assert kube is not None, "the profile schema requires [kube] for Kubernetes kinds"
-    name = name or dns1035(ir.twin.name)
+    name = name or workload_name(ir.twin.name)
     namespace = ir.target.namespace or kube.namespace  # a Kubernetes name: dtec.backends.checks
     shape = {
         "indexed-job": _indexed_job,
@@ -76,6 +76,14 @@ def dns1035(text: str, limit: int = _NAME_MAX) -> str:
     name = re.sub(r"^[0-9-]+", "", name)
     name = name[:limit].rstrip("-")
     return name or "dtec-job"
+
+
+def workload_name(twin: str, run_id: str | None = None) -> str:
+    """The objects' name: the twin's, then the run's id where there is one (20 characters from
+    dtec.runs.new_id, or a study's point), the twin's part shortened so that the whole stays
+    within _NAME_MAX."""
+    suffix = re.sub(r"[^a-z0-9]+", "-", (run_id or "").lower()).strip("-")[-(_NAME_MAX // 2):].strip("-")
+    return f"{dns1035(twin, _NAME_MAX - len(suffix) - 1)}-{suffix}" if suffix else dns1035(twin)
 
 
 def _label(text: str) -> str:

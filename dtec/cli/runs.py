@@ -77,6 +77,7 @@ def run(
     A job for a queue is checked first (`dtec check`): one training step on this computer's CPU.
     """
     from dtec import runs
+    from dtec.compiler import for_run
     from dtec.output import plan_bundle, write_bundle
     from dtec.runner import launch
 
@@ -108,6 +109,7 @@ def run(
                 "(run it in tmux or screen to close the terminal)")
         raise typer.Exit(2)
     run_id = previous.id if previous else runs.new_id()
+    bundle = for_run(bundle, run_id)
     if previous is not None:
         try:
             runs.check_resumable(previous, bundle)

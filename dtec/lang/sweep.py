@@ -243,7 +243,7 @@ def _check_fit(bp: Blueprint, dim: Dimension, type_: t.Type) -> list[Diagnostic]
     if not dim.low < dim.high:
         return [diag("DT343", f"the bounds of `{dim.key}` are not in order: `{dim.low}` is not below `{dim.high}`", bp.span("sweep", "space", dim.index, "low"), "write the lower bound first")]
     if dim.fn == "int" and dim.log and (dim.step != 1 or dim.low < 1):
-        return [diag("DT343", f"`int(…, log = true)` needs `step = 1` and `low` of at least 1", at, "drop `step`, or `log`")]
+        return [diag("DT343", "`int(…, log = true)` needs `step = 1` and `low` of at least 1", at, "drop `step`, or `log`")]
     if dim.fn == "int" and dim.step > dim.high - dim.low:
         return [diag("DT343", f"`step = {dim.step}` leaves only `{dim.low}` between the bounds", bp.span("sweep", "space", dim.index, "step"), f"use a step of at most {dim.high - dim.low}")]
     return []
