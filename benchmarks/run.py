@@ -13,7 +13,9 @@ FSDP, DeepSpeed ZeRO-1/2/3, and the instrumentation's cost), stopflag (the per-s
 check timed alone), data (the generated Zarr loader against a hand-written xarray one, and lint
 of a Zarr blueprint against a synthetic one), profile (import times and cProfile
 of the lint and compile paths), sweep (a worker's own cost per trial early and late in a study,
-apart from Optuna's ask and tell, against what `dtec run` does before training), completion
+apart from Optuna's ask and tell, against what `dtec run` does before training), sweep_efficiency
+(a real local sweep through `dtec run`: sum of trial training times / (wall x parallel), and trial
+start -> first step against `dtec run` alone), completion
 (`dtec lsp` completion latency through a real LSP client), lsp (`dtec lsp` through an LSP client:
 didChange to diagnostics on a 500-line blueprint, start to first diagnostics). The GPU comparison
 is `benchmarks/gpu.sh`.
@@ -45,6 +47,7 @@ from benchmarks import (  # noqa: E402
     profiles,
     report,
     stop_flag,
+    sweep_efficiency,
     sweep_overhead,
     training,
 )
@@ -61,6 +64,7 @@ BENCHMARKS = {
     "data": (data_loader, {}, {"steps": 8192, "cells": 32, "rounds": 1, "batches": 5, "workers": (0,), "lint_rounds": 2}),
     "profile": (profiles, {}, {"lint_count": 100, "compile_repeat": 10}),
     "sweep": (sweep_overhead, {}, {"trials": 20, "window": 5}),
+    "sweep_efficiency": (sweep_efficiency, {}, {"trials": 4, "epochs": 2, "plain": 1}),
     "completion": (lsp_completion, {}, {"rounds": 5}),
     "lsp": (lsp_latency, {}, {"edits": 10, "starts": 2}),
 }

@@ -243,3 +243,21 @@ def test_lsp_latency(tmp_path: Path) -> None:
     check_summary(r["change_ms"], 2)
     check_summary(r["start_seconds"], 1)
     check_summary(r["analysis_cpu_ms"], 3)
+
+
+def test_sweep_efficiency(tmp_path: Path) -> None:
+    from benchmarks import sweep_efficiency
+
+    r = sweep_efficiency.run(tmp_path, trials=2, samples=64, epochs=1, plain=1)
+    check_targets(r)
+    # Every trial of the real sweep completed and was read from its own run records.
+    assert [row["trial"] for row in r["rows"]] == [0, 1] and {row["state"] for row in r["rows"]} == {"COMPLETE"}
+    for row in r["rows"] + r["alone"]:
+        assert number(row["training_s"]) and row["training_s"] > 0 and number(row["start_to_first_step_s"])
+    assert len(r["alone"]) == 1 and number(r["alone"][0]["wall_s"])
+    assert r["efficiency"] == sum(row["training_s"] for row in r["rows"]) / (r["wall_s"] * 2)
+    for part in ("sweep trial", "dtec run"):
+        check_summary(r["startup_s"][part], 2 if part == "sweep trial" else 1)
+        check_summary(r["training_s"][part], 2 if part == "sweep trial" else 1)
+    [study] = tmp_path.glob("dtec-bench-efficiency-*/runs/flood/local/sweep-*")
+    assert len(list(study.glob("trial-*/run/summary.json"))) == 2
