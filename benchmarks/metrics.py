@@ -70,6 +70,11 @@ print(json.dumps(out))
 
 def measure(plain: Path, tracked: Path, rounds: int, steps: int, ranks: int = 2) -> list[dict]:
     """Per rank: seconds of each evaluate, best save and training step, round by round."""
+    return run_probe("metrics", PROBE, [plain, tracked, rounds, steps], ranks)
+
+
+def run_probe(name: str, probe: str, args: list, ranks: int) -> list[dict]:
+    """Run `probe` (Python source) on `ranks` gloo ranks with `args`; each rank's last stdout line as JSON."""
     from benchmarks.training import FIXED_MALLOC, free_port
 
     port = free_port()
@@ -78,14 +83,14 @@ def measure(plain: Path, tracked: Path, rounds: int, steps: int, ranks: int = 2)
         env = dict(os.environ, RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(ranks),
                    MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), OMP_NUM_THREADS="1",
                    DTEC_DATA_ROOT=".", **FIXED_MALLOC)
-        command = [sys.executable, "-c", PROBE, str(plain), str(tracked), str(rounds), str(steps)]
+        command = [sys.executable, "-c", probe, *map(str, args)]
         procs.append(subprocess.Popen(command, env=env, stdout=subprocess.PIPE,
                                       stderr=subprocess.PIPE, text=True))
     out = []
     for proc in procs:
         stdout, stderr = proc.communicate(timeout=900)
         if proc.returncode != 0:
-            raise RuntimeError(f"metrics probe failed: {stderr[-2000:]}")
+            raise RuntimeError(f"{name} probe failed: {stderr[-2000:]}")
         out.append(json.loads(stdout.strip().splitlines()[-1]))
     return out
 

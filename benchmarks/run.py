@@ -17,7 +17,9 @@ apart from Optuna's ask and tell, against what `dtec run` does before training),
 (a real local sweep through `dtec run`: sum of trial training times / (wall x parallel), and trial
 start -> first step against `dtec run` alone), completion
 (`dtec lsp` completion latency through a real LSP client), lsp (`dtec lsp` through an LSP client:
-didChange to diagnostics on a 500-line blueprint, start to first diagnostics). The GPU comparison
+didChange to diagnostics on a 500-line blueprint, start to first diagnostics), report_time (`dtec
+report` on a synthetic scaling study of 8 points x 1,000 steps), phases (a scaling study's
+per-phase instrumentation against a plain step, side by side on 2 ranks). The GPU comparison
 is `benchmarks/gpu.sh`.
 
 Output: DIR/results.json (default benchmarks/results/, which git ignores), DIR/results.md, DIR/*.png.
@@ -44,8 +46,10 @@ from benchmarks import (  # noqa: E402
     lsp_completion,
     lsp_latency,
     metrics,
+    phase_overhead,
     profiles,
     report,
+    report_time,
     stop_flag,
     sweep_efficiency,
     sweep_overhead,
@@ -67,6 +71,8 @@ BENCHMARKS = {
     "sweep_efficiency": (sweep_efficiency, {}, {"trials": 4, "epochs": 2, "plain": 1}),
     "completion": (lsp_completion, {}, {"rounds": 5}),
     "lsp": (lsp_latency, {}, {"edits": 10, "starts": 2}),
+    "report_time": (report_time, {}, {"rounds": 2, "processes": 1}),
+    "phases": (phase_overhead, {}, {"rounds": 4, "steps": 5, "warmup": 4}),
 }
 DOCS = ROOT / "docs" / "benchmarks"
 

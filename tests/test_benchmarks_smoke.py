@@ -95,6 +95,7 @@ def test_lint_throughput(results: dict) -> None:
     assert r["blueprints"] == 12 and r["files_with_errors"] == 0
     assert r["process_exit_codes"] == [0]
     check_summary(r["in_process_seconds"], 1)
+    check_summary(r["in_process_cpu_seconds"], 1)
     check_summary(r["process_seconds"], 1)
     check_summary(r["process_one_job_seconds"], 1)
 
@@ -261,3 +262,34 @@ def test_sweep_efficiency(tmp_path: Path) -> None:
         check_summary(r["training_s"][part], 2 if part == "sweep trial" else 1)
     [study] = tmp_path.glob("dtec-bench-efficiency-*/runs/flood/local/sweep-*")
     assert len(list(study.glob("trial-*/run/summary.json"))) == 2
+
+
+def test_report_time(tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    from benchmarks import report_time
+
+    r = report_time.run(tmp_path, points=2, steps=20, rounds=1, processes=1)
+    check_targets(r)
+    assert (r["points"], r["steps"]) == (2, 20) and r["process_failures"] == []
+    assert {"report.html", "report.json", "points.csv", "scaling.png"} <= set(r["report_files"])
+    check_summary(r["in_process_seconds"], 1)
+    check_summary(r["in_process_cpu_seconds"], 1)
+    check_summary(r["process_seconds"], 1)
+    # The synthetic study reads as a real one: both points, every step's loss.
+    data = json.loads((tmp_path / "report" / "report.json").read_text())
+    assert [p["ranks"] for p in data["points"]] == [1, 2] and data["mode"] == "strong"
+    assert data["points"][1]["comm_share"] > 0 and data["points"][0]["comm_share"] == 0
+
+
+@pytest.mark.slow
+def test_phase_overhead(tmp_path: Path) -> None:
+    from benchmarks import phase_overhead
+
+    r = phase_overhead.run(tmp_path, rounds=2, steps=3, warmup=4)
+    check_targets(r)
+    assert r["comm_method"] == "ddp-hook" and r["measured_steps"] == 2 * 3
+    for key in ("plain_step_ms", "phased_step_ms", "extra_ms", "ratio", "cpu_ratio"):
+        check_summary(r[key], 2)
+    assert number(r["share"]) and number(r["fastest_ratio"]) and number(r["calls_alone_us"]) and r["calls_alone_us"] > 0
+    # The phases tile the measured steps: their sum is a step's time, not a fraction of it.
+    assert 0.5 * r["phased_step_ms"]["min"] < r["phase_sum_ms"] < 2 * r["phased_step_ms"]["max"]
