@@ -32,7 +32,6 @@ import io
 import itertools
 import json
 import math
-import multiprocessing
 import os
 import random
 import re
@@ -82,7 +81,6 @@ DATA = {
     "normalize": "standard",
     "batch": 32,
     "workers": 0,
-    "worker_start": "forkserver",
     "shuffle": True,
 }
 MODEL = {
@@ -651,16 +649,6 @@ def loader_options(rt: Runtime) -> dict:
         pin_memory=rt.device.type == "cuda",
         persistent_workers=workers > 0,
         worker_init_fn=loader_worker_init,
-        # A loader starts its workers at its first batch, when this rank already runs threads
-        # (gloo's, the power meter's, a tracker's): a child forked then can inherit a lock one of
-        # them held and hang before its first batch. "forkserver" forks them from a server that
-        # has no such threads (Python 3.14's default for this reason); it costs one import of
-        # this script per rank and pickles the data set into each worker, which the built-in
-        # sources support. A python() source's objects need not pickle: it keeps "fork".
-        multiprocessing_context=DATA["worker_start"] if workers > 0 else None,
-        # A worker that still hangs fails its rank with a message that says so (the other ranks
-        # end at their collective timeout, which bounds a batch already: no stricter limit).
-        timeout=PG_TIMEOUT.total_seconds() if workers > 0 else 0,
         # Own generators keep the global RNG untouched, so a resumed run draws the same numbers.
         generator=torch.Generator().manual_seed(TRAIN["seed"]),
     )
@@ -1548,11 +1536,6 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:
         # One line, not a traceback from every rank and the launcher: the traceback is logged.
         report_failure(exc, run_dir / "logs")
-        # Loader workers ignore SIGTERM (loader_worker_init): a stuck one would hold the exit,
-        # which waits for them, forever. (The loader's SIGCHLD handler would call that a failure.)
-        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-        for worker in multiprocessing.active_children():
-            worker.kill()
         return 1
 
 
