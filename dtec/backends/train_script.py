@@ -40,8 +40,8 @@ _ZERO_TESTED_OPTIMIZERS = ("adamw", "adam")
 DATA_IMPORTS = {"zarr": "import xarray as xr", "netcdf": "import xarray as xr", "hdf5": "import h5py"}
 DATA_PACKAGES = {"zarr": ["xarray", "zarr"], "netcdf": ["xarray", "netCDF4"], "hdf5": ["h5py"]}
 # Standard-library modules every script imports, and those a strategy adds.
-_STDLIB = ("argparse", "itertools", "json", "math", "multiprocessing", "os", "random", "re", "resource",
-           "shutil", "signal", "sys", "time", "traceback")
+_STDLIB = ("argparse", "itertools", "json", "math", "os", "random", "re", "resource", "shutil",
+           "signal", "sys", "time", "traceback")
 _STDLIB_FROM = ("from dataclasses import asdict, dataclass, field",
                 "from datetime import timedelta", "from pathlib import Path")
 _STRATEGY_STDLIB = {"ddp": ("contextlib",), "deepspeed": ("contextlib", "warnings")}
@@ -183,9 +183,6 @@ def _configuration(ir: IR) -> dict[str, Any]:
             "normalize": data.normalize,
             "batch": data.batch,
             "workers": data.workers,
-            # How loader workers start (loader_options in the script says why): a python()
-            # source's objects need not pickle, so they are forked; every built-in source pickles.
-            "worker_start": "fork" if data.source == "python" else "forkserver",
             "shuffle": data.shuffle,
         },
         "model": {**_model_config(model), **_start(model)},

@@ -1,7 +1,5 @@
 """User code for the `python` data source and model: a dataset pair and a small network."""
 
-import threading
-
 import torch
 from torch import nn
 from torch.utils.data import TensorDataset
@@ -34,18 +32,3 @@ def crossing_datasets(samples: int, features: int):
     train, val = make_datasets(samples, features)
     x, y = train.tensors
     return TensorDataset(x, 2 * y), val
-
-
-class StallsInWorkers(TensorDataset):
-    """A data set whose items never come in a loader worker: a worker that hangs."""
-
-    def __getitem__(self, index):
-        if torch.utils.data.get_worker_info() is not None:
-            threading.Event().wait()
-        return super().__getitem__(index)
-
-
-def stalling_datasets(samples: int, features: int):
-    """Return (train, val) as make_datasets, but val hangs in every loader worker."""
-    train, val = make_datasets(samples, features)
-    return train, StallsInWorkers(*val.tensors)
