@@ -147,9 +147,9 @@ def test_a_reference_key_offers_the_dotted_labels() -> None:
 
 
 def test_in_a_target_label_the_machines_shipped_and_from_dtec_machines(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from dtec.machines import load_machines
+    from dtec.resources import data_path
 
-    shipped = Path(load_machines.__code__.co_filename).parents[2] / "backends" / "machines" / "slurm.toml"
+    shipped = data_path("backends", "machines", "slurm.toml")
     (tmp_path / "mycluster.toml").write_text(shipped.read_text().replace('name = "slurm"', 'name = "mycluster"'))
     monkeypatch.setenv("DTEC_MACHINES", str(tmp_path))
     items = completions(at(BLUEPRINT, '\ntarget "ju')).items

@@ -54,7 +54,7 @@ def torchrun(script: Path, *args: str, nproc: int = 2,
 def launch(script: Path, *args: str, ranks: int = 0) -> subprocess.CompletedProcess:
     """Run `script` with `args`: as one plain process, or under torchrun with `ranks` ranks;
     stdout and stderr apart, the data root left as the environment has it."""
-    launcher = torchrun_cmd(script, ranks)[:-1] if ranks else [sys.executable, str(script)]
+    launcher = torchrun_cmd(script, ranks) if ranks else [sys.executable, str(script)]
     return subprocess.run([*launcher, *args], capture_output=True, text=True, timeout=600,
                           env=clean_env(data_root=None))
 
