@@ -38,9 +38,10 @@ class Zygote:
 
     def __init__(self, folder: Path) -> None:
         """Fork the zygote; call before the worker starts any thread (fork copies only the caller's)."""
+        from dtec.output import write_atomic
+
         self.shim = folder / "warm-python"
-        self.shim.write_text(_SHIM, encoding="utf-8")
-        self.shim.chmod(0o755)
+        write_atomic(self.shim, _SHIM, 0o755)  # in one step: the study's other workers may be running it
         asks, self._ask = os.pipe()
         self._answers, answers = os.pipe()
         self.pid = os.fork()
