@@ -41,6 +41,8 @@ zygote = Zygote(folder)
 bundle = NS(ir=NS(target=NS(scheduler="local", data_root=None)), plan=NS(settings={}), blueprint=None)
 run = NS(folder=folder, outputs=folder / "run")
 start = zygote.start(bundle, run)
+if start is None:  # run.sh must start it
+    sys.exit(print(json.dumps({"start": None})))
 leaders = []
 code = zygote.run(start, leaders.append)
 threads = len(os.listdir(f"/proc/{zygote.pid}/task"))  # after torch's import and a trial
@@ -48,13 +50,14 @@ print(json.dumps({"code": code, "leader": leaders[0], "zygote": zygote.pid, "thr
 """
 
 
-def _trial(tmp_path: Path, **env: str) -> tuple[dict, list[dict]]:
-    (tmp_path / "run.sh").write_text(RUN_SH, encoding="utf-8")
+def _trial(tmp_path: Path, run_sh: str = RUN_SH, **env: str) -> tuple[dict, list[dict]]:
+    (tmp_path / "run.sh").write_text(run_sh, encoding="utf-8")
     (tmp_path / "train.py").write_text(TRAIN_PY, encoding="utf-8")
     done = subprocess.run([sys.executable, "-c", SCRIPT, str(tmp_path)], capture_output=True, text=True, timeout=300,
                           env={**os.environ, "PYTHONPATH": str(REPO), **env})
     assert done.returncode == 0, done.stderr
-    log = (tmp_path / "run" / "logs" / "launcher.log").read_text(encoding="utf-8")
+    log_file = tmp_path / "run" / "logs" / "launcher.log"
+    log = log_file.read_text(encoding="utf-8") if log_file.exists() else ""
     ranks = [json.loads(line) for line in log.splitlines() if line.startswith("{")]
     return json.loads(done.stdout.splitlines()[-1]), sorted(ranks, key=lambda r: r["RANK"])
 
@@ -72,3 +75,9 @@ def test_ranks_are_forked_from_a_single_threaded_zygote_with_run_sh_and_torchrun
 def test_a_failing_rank_fails_the_trial(tmp_path: Path) -> None:
     result, _ = _trial(tmp_path, EXIT_WITH="3")
     assert result["code"] == 3
+
+
+def test_a_launch_the_zygote_cannot_stand_in_for_goes_through_run_sh(tmp_path: Path) -> None:
+    deepspeed = RUN_SH.replace("-m torch.distributed.run --standalone", "-m deepspeed.launcher.runner --standalone")
+    result, ranks = _trial(tmp_path, deepspeed)
+    assert result == {"start": None} and ranks == []
