@@ -102,6 +102,7 @@ def _serve(asks: int, answers: int) -> None:
     # ranks' torch threads are set after the fork.
     os.environ["OMP_NUM_THREADS"] = "1"
     import torch  # noqa: F401
+    import torch._dynamo  # noqa: F401 - an optimizer's first construction imports it: seconds
     import torch.distributed  # noqa: F401
     import torch.nn.parallel  # noqa: F401
     import torch.utils.data  # noqa: F401
