@@ -40,7 +40,7 @@ class Zygote:
         """Fork the zygote; call before the worker starts any thread (fork copies only the caller's)."""
         from dtec.output import write_atomic
 
-        self.shim = folder / "warm-python"
+        self.shim = (folder / "warm-python").resolve()  # run.sh runs it from the trial's folder
         write_atomic(self.shim, _SHIM, 0o755)  # in one step: the study's other workers may be running it
         asks, self._ask = os.pipe()
         self._answers, answers = os.pipe()
