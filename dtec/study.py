@@ -31,6 +31,7 @@ from dtec.backends.kubernetes import STORAGE_ENV, WORKER_FAILED_EXIT
 from dtec.lang.loader import ROOT_VARIABLE
 from dtec.lang.sweep import Dimension, dimensions, goal, value_text
 from dtec.parent_run import child_link, finish_parent, start_parent
+from dtec.warm import Zygote
 
 _POLL_S = 1.0
 _FOLLOW_S = 0.2  # how often a trial's metrics.jsonl is read: a small file, read whole
@@ -437,6 +438,8 @@ def worker(folder: Path, n: int) -> int:
     os.chdir(spec["project"])
     sweep = spec["sweep"]
     dims = dimensions(sweep)
+    # Forked now, while this process has no thread (the follower's and the heartbeat's come later).
+    zygote = None if spec.get("pod") or os.environ.get("SLURM_JOB_ID") else Zygote(folder / "workers")
     study = _load(spec)
     while True:
         trial, done = next_trial(folder, study, spec, dims)
@@ -447,7 +450,7 @@ def worker(folder: Path, n: int) -> int:
             time.sleep(_POLL_S)
             continue
         with _beating(study, trial):
-            state, value, reason = _run_trial(folder, spec, dims, trial)
+            state, value, reason = _run_trial(folder, spec, dims, trial, zygote)
         if reason:
             trial.set_user_attr("reason", reason)
         study.tell(trial, value if state == TrialState.COMPLETE else None, state=state)
@@ -599,7 +602,7 @@ def compile_trial(folder: Path, spec: dict, dims: list[Dimension], trial):
     return bundle, run
 
 
-def _run_trial(folder: Path, spec: dict, dims: list[Dimension], trial):
+def _run_trial(folder: Path, spec: dict, dims: list[Dimension], trial, zygote: Zygote | None = None):
     """Compile and run one trial; return its state, value and, when it failed, why."""
     from optuna.trial import TrialState
 
@@ -615,6 +618,8 @@ def _run_trial(folder: Path, spec: dict, dims: list[Dimension], trial):
         code = in_pod(bundle, run_folder, run)
     elif os.environ.get("SLURM_JOB_ID") and bundle.ir.target.scheduler == "slurm":
         code = in_allocation(bundle, run_folder, run)
+    elif zygote is not None and (start := zygote.start(bundle, run)) is not None:
+        code = _warm(zygote, start, run)
     else:
         code = launch(bundle, run_folder, run)
     follower.stop.set()
@@ -631,6 +636,18 @@ def _run_trial(folder: Path, spec: dict, dims: list[Dimension], trial):
         return TrialState.FAIL, None, f"no epoch recorded `{spec['sweep'].get('metric', 'val_loss')}`"
     pick = min if spec["goal"] == "minimize" else max
     return TrialState.COMPLETE, pick(values), None
+
+
+def _warm(zygote: Zygote, start: dict, run) -> int:
+    """Run a local trial's ranks forked from the worker's zygote, recorded as runner.launch records its launcher."""
+    def started(pid: int) -> None:
+        runs.add_launch(run, kind="local", pid=pid, pid_start=runs.process_start(pid), host=socket.gethostname())
+
+    code = zygote.run(start, started)
+    run.job["exit_code"] = code
+    with contextlib.suppress(OSError):
+        runs.save(run)
+    return code
 
 
 def _array_active(job: str) -> bool:

@@ -92,10 +92,10 @@ def test_a_killed_dtec_run_leaves_no_process_and_a_rerun_continues(tmp_path: Pat
     (tmp_path / "bp.twin").write_text(BLUEPRINT.replace("TRIALS", "4").replace("epochs = 2", "epochs = 6"), encoding="utf-8")
     process = dtec(tmp_path, "run", "bp.twin")
     family: list[psutil.Process] = []
-    for _ in range(600):  # until a trial trains: its ranks run train.py under a worker
+    for _ in range(600):  # until a trial trains: it wrote a step, its ranks forked under a worker
         family = psutil.Process(process.pid).children(recursive=True)
-        with_ranks = [p for p in family if any("train.py" in part for part in _cmdline(p))]
-        if with_ranks and any("dtec.study" in _cmdline(p) for p in family):
+        stepped = [m for m in tmp_path.glob("runs/flood/local/sweep-*/trial-*/run/metrics.jsonl") if m.stat().st_size]
+        if stepped and any("dtec.study" in _cmdline(p) for p in family):
             break
         time.sleep(0.5)
     else:
