@@ -95,7 +95,6 @@ def test_lint_throughput(results: dict) -> None:
     assert r["blueprints"] == 12 and r["files_with_errors"] == 0
     assert r["process_exit_codes"] == [0]
     check_summary(r["in_process_seconds"], 1)
-    check_summary(r["in_process_cpu_seconds"], 1)
     check_summary(r["process_seconds"], 1)
     check_summary(r["process_one_job_seconds"], 1)
 
@@ -265,7 +264,6 @@ def test_sweep_efficiency(tmp_path: Path) -> None:
 
 
 def test_report_time(tmp_path: Path) -> None:
-    pytest.importorskip("matplotlib")
     from benchmarks import report_time
 
     r = report_time.run(tmp_path, points=2, steps=20, rounds=1, processes=1)

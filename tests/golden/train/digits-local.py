@@ -1562,4 +1562,10 @@ def run_training(args: argparse.Namespace, run_dir: Path) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    code = main()
+    # All is written and closed: leave without the interpreter's teardown, in which torch's C++
+    # threads now and then abort a finished rank ("terminate called without an active
+    # exception"), and the launcher would report a run that succeeded as failed.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
