@@ -48,12 +48,15 @@ def analyse(
     sets: Sequence[str] = (),
     machine_dirs: Sequence[Path] = (),
     sweep: bool = True,
+    sharing: int = 1,
     read: Reader = read_source,
 ) -> FileResult:
     """Check one blueprint and plan it onto `targets` (None: every target it declares).
 
     `sweep=False` checks the blueprint without its `sweep` block: what one trial (or a probe of
-    the sweep's values) compiles. `read` reads imported files (an editor's unsaved buffers).
+    the sweep's values) compiles, as one of `sharing` trials running at once (the study's own
+    plan is no trial's, so its id does not change with `parallel`). `read` reads imported files
+    (an editor's unsaved buffers).
     """
     environ = os.environ if environ is None else environ
     program, diagnostics = load(path, text, environ, read)
@@ -82,7 +85,7 @@ def analyse(
         ]
         names = list(blueprint.get("target") or {}) if targets is None else list(targets)
         for name in names:
-            planned, found = plan(blueprint, name, catalog, facts)
+            planned, found = plan(blueprint, name, catalog, facts, sharing)
             diagnostics += found
             if planned is not None:
                 plans[name] = planned
@@ -90,7 +93,8 @@ def analyse(
 
         def probe(extra: Sequence[str]) -> tuple[Diagnostic, ...]:
             return analyse(
-                path, text, environ, targets=targets, sets=[*sets, *extra], machine_dirs=machine_dirs, sweep=False, read=read
+                path, text, environ, targets=targets, sets=[*sets, *extra], machine_dirs=machine_dirs, sweep=False,
+                sharing=blueprint.get("sweep", "parallel") or 1, read=read,
             ).diagnostics
 
         diagnostics += check_sweep(blueprint, plans, probe)

@@ -44,9 +44,11 @@ def build(
     environ: Mapping[str, str] | None = None,
     machine_dirs: Sequence[Path] = (),
     sweep: bool = True,
+    sharing: int = 1,
 ) -> tuple[tuple[IR, Plan, Blueprint, BundledCode] | None, list[Diagnostic]]:
     """Check and plan `path` for `target` and build its IR; None when any error was found."""
-    result = analyse(path, text, environ, targets=[target], sets=sets, machine_dirs=machine_dirs, sweep=sweep)
+    result = analyse(path, text, environ, targets=[target], sets=sets, machine_dirs=machine_dirs, sweep=sweep,
+                     sharing=sharing)
     diagnostics = list(result.diagnostics)
     if has_errors(diagnostics) or target not in result.plans:
         return None, diagnostics
@@ -65,14 +67,17 @@ def compile_blueprint(
     machine_dirs: Sequence[Path] = (),
     template_dirs: Sequence[Path] = (),
     sweep: bool = True,
+    sharing: int = 1,
     name: str | None = None,
 ) -> tuple[Bundle | None, list[Diagnostic]]:
     """Compile `path` for `target`; returns no bundle when any error was found.
 
-    `sweep=False`: without the blueprint's `sweep` block, as one trial of it. `name`: the
-    Kubernetes workload's name (default: the twin's), for runs applied side by side.
+    `sweep=False`: without the blueprint's `sweep` block, as one trial of it, one of `sharing`
+    running at once. `name`: the Kubernetes workload's name (default: the twin's), for runs
+    applied side by side.
     """
-    built, diagnostics = build(path, target, text=text, sets=sets, environ=environ, machine_dirs=machine_dirs, sweep=sweep)
+    built, diagnostics = build(path, target, text=text, sets=sets, environ=environ, machine_dirs=machine_dirs, sweep=sweep,
+                               sharing=sharing)
     if built is None:
         return None, diagnostics
     ir, plan, blueprint, code = built

@@ -96,12 +96,15 @@ class Plan:
         }
 
 
-def plan(bp: Blueprint, target: str, catalog: Catalog, facts: Mapping[str, dict | None] | None = None) -> tuple[Plan | None, list[Diagnostic]]:
+def plan(
+    bp: Blueprint, target: str, catalog: Catalog, facts: Mapping[str, dict | None] | None = None, sharing: int = 1,
+) -> tuple[Plan | None, list[Diagnostic]]:
     """Plan `bp` for `target`; returns None (with the reasons) when it cannot be planned.
 
     `facts` is what the data files say (dtec.lang.files): the train samples a split gives.
+    `sharing`: how many sweep trials run at once; on a local computer each plans with its part.
     """
-    planner = _Planner(bp, target, catalog, facts or {})
+    planner = _Planner(bp, target, catalog, facts or {}, sharing)
     planned, found = planner.run()
     if planned is not None:
         source = bp.get("data", planner.data, "source") if planner.data else None
@@ -113,9 +116,10 @@ def plan(bp: Blueprint, target: str, catalog: Catalog, facts: Mapping[str, dict 
 
 
 class _Planner:
-    def __init__(self, bp: Blueprint, target: str, catalog: Catalog, facts: Mapping[str, dict | None]) -> None:
+    def __init__(self, bp: Blueprint, target: str, catalog: Catalog, facts: Mapping[str, dict | None], sharing: int) -> None:
         self.bp = bp
         self.facts = facts
+        self.sharing = sharing
         self.target = target
         self.catalog = catalog
         self.settings: dict[str, Any] = (bp.get("target") or {}).get(target) or {}
@@ -235,6 +239,8 @@ class _Planner:
             from dtec.machines import detect_local
 
             machine = detect_local(machine)
+            if self.sharing > 1:
+                machine = self.share(machine)
         overrides = {k: v for k, v in (self.settings.get("machine") or {}).items() if v is not None}
         name = self.settings.get("partition")
         # An unknown partition is left to `partition()`, which reports it (DT201).
@@ -257,6 +263,19 @@ class _Planner:
     def at_machine(self, key: str) -> tuple[str, ...]:
         """Return the path of a target-block value that overrides the profile (`partition` or in `machine`)."""
         return ("target", self.target, "machine", key) if key in (self.settings.get("machine") or {}) else self.at_target(key)
+
+    def share(self, machine: Machine) -> Machine:
+        from dtec.machines.local import share
+
+        shared = share(machine, self.sharing)
+        whole, part = machine.node, shared.node
+        gpus = f", {part.gpus} GPU{'s' if part.gpus != 1 else ''} of {whole.gpus}" if whole.gpus else ""
+        self.decide(
+            "computer share", f"1/{self.sharing}",
+            f"the sweep runs {self.sharing} trials at once on this computer: each has {part.usable_cpus} of its "
+            f"{whole.usable_cpus} CPUs, {part.requestable_memory_gb:g} of {whole.requestable_memory_gb:g} GiB{gpus}",
+        )
+        return shared
 
     def partition(self, machine: Machine) -> Partition | None:
         if machine.is_kube or not machine.partitions:

@@ -17,6 +17,7 @@ import fcntl
 import hashlib
 import json
 import os
+import select
 import shlex
 import signal
 import socket
@@ -34,6 +35,7 @@ from dtec.parent_run import child_link, finish_parent, start_parent
 from dtec.warm import Zygote
 
 _POLL_S = 1.0
+_FIRST_IDLE_S = 0.05
 _FOLLOW_S = 0.2  # how often a trial's metrics.jsonl is read: a small file, read whole
 HEARTBEAT_S = 10  # a database study's trials beat this often; three missed beats fail one
 _KEEP = ("metric", "goal", "sampler", "pruner", "space", "seed")
@@ -106,7 +108,7 @@ def start(bundle, blueprint: Path, sets: list[str], machines: list[Path]) -> int
             shown = _show(study, spec, shown, c)
             if all(p.poll() is not None for p in workers.values()) and (_remaining(c, sweep) <= 0 or not workers or restarts > sweep["retries"] * sweep["parallel"] + sweep["parallel"]):
                 break
-            time.sleep(_POLL_S)
+            _wait_any([p for p in workers.values() if p.returncode is None], _POLL_S)
     except KeyboardInterrupt:
         for process in workers.values():
             with contextlib.suppress(OSError):
@@ -388,8 +390,22 @@ def _spawn(folder: Path, n: int) -> subprocess.Popen:
 
     log = (folder / "workers" / f"worker-{n}.log").open("a")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(Path(__file__).resolve().parent.parent), os.environ.get("PYTHONPATH")]))}
-    return subprocess.Popen([sys.executable, "-m", "dtec.study", str(folder), str(n)], stdout=log, stderr=subprocess.STDOUT, env=env,
+    return subprocess.Popen([sys.executable, "-m", "dtec.localworker", str(folder), str(n)], stdout=log, stderr=subprocess.STDOUT, env=env,
                             start_new_session=True, preexec_fn=die_with_parent)
+
+
+def _wait_any(processes, timeout: float) -> None:
+    """Sleep until one of `processes` ends or `timeout` passes: the last trial's end is seen at once."""
+    fds = []
+    try:
+        for process in processes:
+            # Ended and reaped: nothing to wait for; not Linux (no pidfd_open): a plain sleep.
+            with contextlib.suppress(OSError, AttributeError):
+                fds.append(os.pidfd_open(process.pid))
+        select.select(fds, [], [], timeout)
+    finally:
+        for fd in fds:
+            os.close(fd)
 
 
 def _counts(study) -> dict[str, int]:
@@ -430,25 +446,31 @@ def _best(study):
 
 
 # ---- a worker ---------------------------------------------------------------------------------
-def worker(folder: Path, n: int) -> int:
-    """Ask the study for trials and run each until the budget is spent."""
+def worker(folder: Path, n: int, zygote: Zygote | None = None) -> int:
+    """Ask the study for trials and run each until the budget is spent; a local worker starts them from `zygote`."""
     from optuna.trial import TrialState
 
     spec = _resolved(json.loads((folder / "study.json").read_text(encoding="utf-8"))) | {"worker": n}
     os.chdir(spec["project"])
     sweep = spec["sweep"]
     dims = dimensions(sweep)
-    # Forked now, while this process has no thread (the follower's and the heartbeat's come later).
-    zygote = None if spec.get("pod") or os.environ.get("SLURM_JOB_ID") else Zygote(folder / "workers")
+    if zygote is not None and sweep["parallel"] > 1:
+        from dtec.machines.local import trial_devices
+
+        spec["devices"] = trial_devices(n, sweep["parallel"])  # the GPUs its share plans with (dtec.plan)
     study = _load(spec)
+    idle = _FIRST_IDLE_S
     while True:
         trial, done = next_trial(folder, study, spec, dims)
         if done:
             return 0
         if trial is None:
-            # The budget is taken by running trials: one whose worker dies is retried here.
-            time.sleep(_POLL_S)
+            # The budget is taken by running trials: one whose worker dies is retried here. Looks
+            # soon at first (the last trials often end together), then seldom (a long trial).
+            time.sleep(idle)
+            idle = min(2 * idle, _POLL_S)
             continue
+        idle = _FIRST_IDLE_S
         with _beating(study, trial):
             state, value, reason = _run_trial(folder, spec, dims, trial, zygote)
         if reason:
@@ -588,7 +610,8 @@ def compile_trial(folder: Path, spec: dict, dims: list[Dimension], trial):
 
     sets = [*spec["sets"], *trial_sets(dims, trial.params)]
     blueprint = Path(spec["blueprint"])
-    bundle, diagnostics = compile_blueprint(blueprint, spec["target"], sets=sets, machine_dirs=[Path(m) for m in spec["machines"]], sweep=False)
+    bundle, diagnostics = compile_blueprint(blueprint, spec["target"], sets=sets, machine_dirs=[Path(m) for m in spec["machines"]],
+                                            sweep=False, sharing=spec["sweep"]["parallel"])
     if bundle is None:
         return None, "; ".join(d.message for d in diagnostics if d.severity.value == "error")
     run_folder = folder / f"trial-{trial.number:04d}"
@@ -618,10 +641,10 @@ def _run_trial(folder: Path, spec: dict, dims: list[Dimension], trial, zygote: Z
         code = in_pod(bundle, run_folder, run)
     elif os.environ.get("SLURM_JOB_ID") and bundle.ir.target.scheduler == "slurm":
         code = in_allocation(bundle, run_folder, run)
-    elif zygote is not None and (start := zygote.start(bundle, run)) is not None:
+    elif zygote is not None and (start := zygote.start(bundle, run, spec.get("devices"))) is not None:
         code = _warm(zygote, start, run)
     else:
-        code = launch(bundle, run_folder, run)
+        code = launch(bundle, run_folder, run, env=spec.get("devices"))
     follower.stop.set()
     follower.join()
     if not follower.pruned:

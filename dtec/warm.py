@@ -58,14 +58,14 @@ class Zygote:
         os.close(answers)
         self._replies = os.fdopen(self._answers, "r")
 
-    def start(self, bundle, run) -> dict | None:
-        """What the trial's ranks need (run.sh's environment and arguments), or None: run.sh must run it."""
+    def start(self, bundle, run, env: dict[str, str] | None = None) -> dict | None:
+        """What the trial's ranks need (run.sh's environment with `env` added, and its arguments), or None: run.sh must run it."""
         from dtec.backends.local import timeout_words
         from dtec.runner import data_root
 
         if bundle.ir.target.scheduler != "local" or timeout_words(bundle.plan):
             return None
-        env = {**os.environ, **data_root(bundle), "PYTHON": str(self.shim), "DTEC_WARM_PYTHON": sys.executable,
+        env = {**os.environ, **data_root(bundle), **(env or {}), "PYTHON": str(self.shim), "DTEC_WARM_PYTHON": sys.executable,
                "DTEC_PREEMPTED_EXIT": "0"}  # as runner.launch: dtec reads a planned stop from summary.json
         done = subprocess.run(["bash", "run.sh", "--resume", "never"], cwd=run.folder, env=env,
                               stdout=subprocess.PIPE, text=True, check=False)

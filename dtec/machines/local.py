@@ -30,6 +30,34 @@ def detect_local(base: Machine | None = None) -> Machine:
     return replace(base, node=node, partitions=parts)
 
 
+def share(machine: Machine, ways: int) -> Machine:
+    """Return the local `machine` as one of `ways` sweep trials running on it at once sees it.
+
+    Each gets its part of the CPUs and memory, and its own GPUs while there are enough
+    (`trial_devices` picks them); with fewer GPUs than trials, each trial has one and trials share.
+    """
+    node = machine.node
+    changes: dict = {"usable_cpus": max(1, node.usable_cpus // ways),
+                     "requestable_memory_gb": node.requestable_memory_gb / ways}
+    if node.gpus:
+        changes["gpus"] = max(1, node.gpus // ways)
+    node = replace(node, **changes)
+    return replace(machine, node=node, partitions=tuple(replace(p, node=node) for p in machine.partitions))
+
+
+def trial_devices(worker: int, ways: int) -> dict[str, str]:
+    """The variables that give sweep worker `worker` (of `ways`) its own GPUs of this computer; {} without GPUs."""
+    found = _nvidia() or _amd()
+    if not found:
+        return {}
+    variable = "CUDA_VISIBLE_DEVICES" if found["gpu_vendor"] == "nvidia" else "HIP_VISIBLE_DEVICES"
+    visible = [v.strip() for v in os.environ.get(variable, "").split(",") if v.strip() and v.strip() != "-1"]
+    devices = visible or [str(i) for i in range(found["gpus"])]
+    each = max(1, len(devices) // ways)
+    first = worker * each % len(devices)
+    return {variable: ",".join(devices[first:first + each])}
+
+
 def detect_node(base: Node) -> Node:
     """Return `base` with CPUs, memory, architecture and GPUs measured here."""
     cpus = cpu_count()
