@@ -157,6 +157,20 @@ def test_run_checks_a_queued_job_before_writing_or_submitting(project: Path) -> 
     assert "checking" not in result.stderr
 
 
+def test_a_sweep_on_a_queue_is_checked_before_its_workers_are_submitted(project: Path, monkeypatch) -> None:
+    broken = ('npz("data/gauges.npz", targets = 1)', 'python("models:Net", outputs = 3)')
+    path = project / "bp.twin"
+    path.write_text(BLUEPRINT.replace("SOURCE", broken[0]).replace("ARCH", broken[1])
+                    + 'sweep {\n  trials = 2\n  space = [loguniform("train.optimizer.lr", 1e-4, 1e-2)]\n}\n')
+    monkeypatch.chdir(project)
+    result = dtec("run", "bp.twin", "-t", "slurm")
+    assert result.exit_code == 1 and found(result) == ["DT300"] and "--no-check" in result.stderr
+    assert not (project / "runs").exists()  # no study, no job array
+    result = dtec("run", "bp.twin", "-t", "slurm", "--no-check", "--dry-run")
+    assert result.exit_code == 0, result.output
+    assert "checking" not in result.stderr and "workers.sbatch" in result.output
+
+
 def test_train_py_check_prints_one_json_report(project: Path, tmp_path: Path) -> None:
     from dtec.compiler import compile_blueprint
     from dtec.preflight import run_check

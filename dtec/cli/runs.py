@@ -103,7 +103,8 @@ def run(
                                  dry_run=dry_run, fmt=format, previous=previous, check=not no_check)
         raise typer.Exit(code)
     if bundle.blueprint is not None and has_sweep(bundle.blueprint):
-        raise typer.Exit(_sweep(bundle, file, set_, machines, resume=resume, output=output, dry_run=dry_run, detach=detach))
+        raise typer.Exit(_sweep(bundle, file, set_, machines, resume=resume, output=output, dry_run=dry_run, detach=detach,
+                                check=not no_check))
     if detach and bundle.ir.target.scheduler == "local":
         _stderr("dtec: --detach is for Slurm and Kubernetes targets: a local run ends with dtec "
                 "(run it in tmux or screen to close the terminal)")
@@ -145,7 +146,7 @@ def run(
     raise typer.Exit(code)
 
 
-def _sweep(bundle, file: Path, sets, machines, *, detach: bool, dry_run: bool, **refused) -> int:
+def _sweep(bundle, file: Path, sets, machines, *, detach: bool, dry_run: bool, check: bool, **refused) -> int:
     """Run the blueprint's sweep (docs/sweeps.md); options for one run do not apply to it."""
     scheduler = bundle.ir.target.scheduler
     given = [f"--{name.replace('_', '-')}" for name, value in refused.items() if value]
@@ -168,6 +169,9 @@ def _sweep(bundle, file: Path, sets, machines, *, detach: bool, dry_run: bool, *
     from dtec import study
 
     if scheduler != "local":
+        if check and not dry_run:
+            with _writing():
+                _preflight(bundle, quiet=True)  # the data and code every trial reads, before the workers queue
         return study.submit(bundle, file, list(sets or ()), list(machines or ()), detach=detach, dry_run=dry_run)
     return study.start(bundle, file, list(sets or ()), list(machines or ()))
 
