@@ -159,25 +159,27 @@ def markdown(results: dict) -> str:
         ]
     if "growth" in b:
         g = b["growth"]
+        fmt = any("fmt_ms" in r for s in g["series"].values() for r in s["rows"])  # results from before fmt was timed have none
         out += [
             "## Growth",
             "",
             f"Base (quickstart): {g['base_ms']:.1f} ms.",
             "",
-            "| series | N | lines | compile ms | µs per element | diagnostics | fmt ms |",
-            "|---|---|---|---|---|---|---|",
+            "| series | N | lines | compile ms | µs per element | diagnostics |" + (" fmt ms |" if fmt else ""),
+            "|---|---|---|---|---|---|" + ("---|" if fmt else ""),
         ]
         for name, s in g["series"].items():
             for r in s["rows"]:
                 out.append(
-                    f"| {name} | {r['n']} | {r['lines']} | {_range(r['ms'], 1)} | {r['us_per_element']:.0f} | {r['diagnostics']} | {_range(r.get('fmt_ms'), 1)} |"
+                    f"| {name} | {r['n']} | {r['lines']} | {_range(r['ms'], 1)} | {r['us_per_element']:.0f} | {r['diagnostics']} |"
+                    + (f" {_range(r.get('fmt_ms'), 1)} |" if fmt else "")
                 )
         out += [
             "",
             "| series | exponent (marginal fit) | exponent (raw fit) | last decade |",
             "|---|---|---|---|",
         ]
-        for prefix, what in (("", ""), ("fmt_", ", fmt")):
+        for prefix, what in (("", ""), ("fmt_", ", fmt"))[:2 if fmt else 1]:
             for name, s in g["series"].items():
                 out.append(
                     f"| {name}{what} | {_f(s.get(prefix + 'exponent_marginal'), 2)} | {_f(s.get(prefix + 'exponent_raw'), 2)} | {_f(s.get(prefix + 'exponent_last_decade'), 2)} |"

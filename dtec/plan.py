@@ -239,15 +239,13 @@ class _Planner:
             from dtec.machines import detect_local
 
             machine = detect_local(machine)
-            if self.sharing > 1:
-                machine = self.share(machine)
         overrides = {k: v for k, v in (self.settings.get("machine") or {}).items() if v is not None}
         name = self.settings.get("partition")
         # An unknown partition is left to `partition()`, which reports it (DT201).
         if name and (machine.partition(name) is not None or machine.rules.open_partitions):
             overrides["partition"] = name
         try:
-            return apply_overrides(machine, overrides) if overrides else machine
+            machine = apply_overrides(machine, overrides) if overrides else machine
         except OverrideError as exc:
             for problem in exc.found:
                 first, *others = problem.keys or ("",)
@@ -259,6 +257,8 @@ class _Planner:
                     related=[Related(self.bp.span(*self.at_machine(k)), f"`{k}` is set here") for k in others],
                 )
             return None
+        # Shared after the overrides: they say what the computer is, the share what a trial gets of it.
+        return self.share(machine) if machine.scheduler == "local" and self.sharing > 1 else machine
 
     def at_machine(self, key: str) -> tuple[str, ...]:
         """Return the path of a target-block value that overrides the profile (`partition` or in `machine`)."""
@@ -270,6 +270,8 @@ class _Planner:
         shared = share(machine, self.sharing)
         whole, part = machine.node, shared.node
         gpus = f", {part.gpus} GPU{'s' if part.gpus != 1 else ''} of {whole.gpus}" if whole.gpus else ""
+        if 0 < whole.gpus < self.sharing:
+            gpus = f", one of the {whole.gpus} GPUs, shared, and {part.gpu_memory_gb or 0:g} GiB of its memory"
         self.decide(
             "computer share", f"1/{self.sharing}",
             f"the sweep runs {self.sharing} trials at once on this computer: each has {part.usable_cpus} of its "

@@ -25,6 +25,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from dtec import runs
@@ -120,12 +121,13 @@ def start(bundle, blueprint: Path, sets: list[str], machines: list[Path]) -> int
     return finish(study, spec, folder)
 
 
-def submit(bundle, blueprint: Path, sets: list[str], machines: list[Path], *, detach: bool, dry_run: bool) -> int:
+def submit(bundle, blueprint: Path, sets: list[str], machines: list[Path], *, detach: bool, dry_run: bool,
+           check: Callable[[], None] | None = None) -> int:
     """Run the study as `parallel` workers on the target's scheduler: one Slurm job array, or one
     Kubernetes Indexed Job; return an exit code.
 
     A study whose workers still run is followed, not submitted again; one whose budget is spent
-    only writes its results.
+    only writes its results. `check` runs first unless the workers run: it exits on a problem.
     """
     from dtec.runner import _need, data_root
 
@@ -141,6 +143,9 @@ def submit(bundle, blueprint: Path, sets: list[str], machines: list[Path], *, de
         return 0
     if not _need(workers.command[0], workers.need):
         return 2
+    job = (_spec(runs.default_folder(bundle.ir.twin.name, bundle.ir.target.name, sid)) or {}).get("job")
+    if check is not None and not (job and workers.active(job)):
+        check()  # before the study opens: a failed check leaves nothing behind
     spec, folder, study = open_study(bundle, blueprint, sets, machines)
     job = spec.get("job")
     if not (job and workers.active(job)):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
 
@@ -157,18 +158,27 @@ def test_run_checks_a_queued_job_before_writing_or_submitting(project: Path) -> 
     assert "checking" not in result.stderr
 
 
-def test_a_sweep_on_a_queue_is_checked_before_its_workers_are_submitted(project: Path, monkeypatch) -> None:
+def test_a_sweep_on_a_queue_is_checked_before_its_workers_are_submitted(project: Path, tmp_path_factory, monkeypatch) -> None:
     broken = ('npz("data/gauges.npz", targets = 1)', 'python("models:Net", outputs = 3)')
     path = project / "bp.twin"
     path.write_text(BLUEPRINT.replace("SOURCE", broken[0]).replace("ARCH", broken[1])
                     + 'sweep {\n  trials = 2\n  space = [loguniform("train.optimizer.lr", 1e-4, 1e-2)]\n}\n')
+    tools = tmp_path_factory.mktemp("bin")  # a scheduler that records what it is asked: the array "runs" once submitted
+    (tools / "sbatch").write_text(f'#!/bin/sh\necho "$@" >> {tools}/calls\necho 4711\n')
+    (tools / "squeue").write_text(f'#!/bin/sh\ntest -f {tools}/calls && echo RUNNING\n')
+    for tool in ("sbatch", "squeue"):
+        (tools / tool).chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tools}:{os.environ['PATH']}")
     monkeypatch.chdir(project)
-    result = dtec("run", "bp.twin", "-t", "slurm")
+    result = dtec("run", "bp.twin", "-t", "slurm", "--detach")
     assert result.exit_code == 1 and found(result) == ["DT300"] and "--no-check" in result.stderr
-    assert not (project / "runs").exists()  # no study, no job array
-    result = dtec("run", "bp.twin", "-t", "slurm", "--no-check", "--dry-run")
+    assert not (project / "runs").exists() and not (tools / "calls").exists()  # no study, no job array
+    result = dtec("run", "bp.twin", "-t", "slurm", "--detach", "--no-check")
     assert result.exit_code == 0, result.output
-    assert "checking" not in result.stderr and "workers.sbatch" in result.output
+    assert "checking" not in result.stderr and (tools / "calls").read_text() == "--parsable workers.sbatch\n"
+    # Following the running array checks nothing again (the check would fail): it is the same study.
+    result = dtec("run", "bp.twin", "-t", "slurm", "--detach")
+    assert result.exit_code == 0 and "checking" not in result.stderr and "still runs" in result.stderr, result.output
 
 
 def test_train_py_check_prints_one_json_report(project: Path, tmp_path: Path) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import stat
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ from dtec.compiler import compile_blueprint
 from dtec.host import cpu_count
 from dtec.machines import detect_local
 from dtec.machines.local import share, trial_devices
+from dtec.machines.model import node_replace
 from dtec.study import study_id
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
@@ -29,15 +31,17 @@ def gpus(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     return make
 
 
-def test_a_share_divides_cpus_memory_and_gpus(gpus) -> None:
-    gpus(4)
-    whole = detect_local()
-    part = share(whole, 2).node
-    assert part.usable_cpus == max(1, whole.node.usable_cpus // 2)
-    assert part.requestable_memory_gb == whole.node.requestable_memory_gb / 2
-    assert part.gpus == 2 and share(whole, 3).node.gpus == 1
-    assert share(whole, 8).node.gpus == 1  # fewer GPUs than trials: each has one, and trials share
-    assert all(p.node == part for p in share(whole, 2).partitions)
+def test_a_share_divides_cpus_memory_and_gpus() -> None:
+    node = node_replace(detect_local().node, cpus=8, usable_cpus=8, memory_gb=32, requestable_memory_gb=30,
+                        gpus=4, gpu_memory_gb=80)
+    whole = replace(detect_local(), node=node, partitions=tuple(replace(p, node=node) for p in detect_local().partitions))
+    half = share(whole, 2)
+    assert (half.node.usable_cpus, half.node.requestable_memory_gb, half.node.gpus, half.node.gpu_memory_gb) == (4, 15, 2, 80)
+    assert all(p.node == half.node for p in half.partitions)
+    assert (share(whole, 3).node.usable_cpus, share(whole, 3).node.gpus) == (2, 1)  # rounded down: one GPU idle
+    crowded = share(whole, 8).node  # fewer GPUs than trials: one each, two trials on a GPU, half its memory each
+    assert (crowded.usable_cpus, crowded.gpus, crowded.gpu_memory_gb) == (1, 1, 40)
+    assert share(whole, 16).node.usable_cpus == 1
 
 
 def test_each_worker_gets_its_own_gpus(gpus, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -46,6 +50,22 @@ def test_each_worker_gets_its_own_gpus(gpus, monkeypatch: pytest.MonkeyPatch) ->
     assert [trial_devices(n, 3)["CUDA_VISIBLE_DEVICES"] for n in range(3)] == ["0", "1", "2"]
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "5,7")  # the GPUs this computer gives dtec: the workers split them
     assert [trial_devices(n, 3)["CUDA_VISIBLE_DEVICES"] for n in range(3)] == ["5", "7", "5"]
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "GPU-a1,GPU-b2,-1,3")  # CUDA stops at the first invalid entry
+    assert [trial_devices(n, 2)["CUDA_VISIBLE_DEVICES"] for n in range(2)] == ["GPU-a1", "GPU-b2"]
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1,2,3,4,5")  # more listed than there are: only those that exist
+    assert [trial_devices(n, 2)["CUDA_VISIBLE_DEVICES"] for n in range(2)] == ["0,1", "2,3"]
+
+
+def test_amd_workers_split_what_hip_sees(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, script in (("nvidia-smi", "exit 9\n"), ("rocm-smi", "".join(f'echo "GPU[{i}]  : Card series:  AMD Instinct MI250X"\n' for i in range(4)))):
+        (tmp_path / name).write_text("#!/bin/sh\n" + script)
+        (tmp_path / name).chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
+    for variable in ("ROCR_VISIBLE_DEVICES", "HIP_VISIBLE_DEVICES", "CUDA_VISIBLE_DEVICES"):
+        monkeypatch.delenv(variable, raising=False)
+    assert [trial_devices(n, 2) for n in range(2)] == [{"HIP_VISIBLE_DEVICES": "0,1"}, {"HIP_VISIBLE_DEVICES": "2,3"}]
+    monkeypatch.setenv("ROCR_VISIBLE_DEVICES", "4,5")  # HIP numbers the devices ROCr leaves visible from 0
+    assert [trial_devices(n, 2) for n in range(2)] == [{"HIP_VISIBLE_DEVICES": "0"}, {"HIP_VISIBLE_DEVICES": "1"}]
 
 
 def test_no_gpu_no_devices(gpus) -> None:
@@ -53,14 +73,18 @@ def test_no_gpu_no_devices(gpus) -> None:
     assert trial_devices(0, 2) == {}
 
 
-def test_a_local_trial_plans_with_its_share_and_says_so() -> None:
-    blueprint = FIXTURES / "flood-sweep.twin"
-    bundle, diagnostics = compile_blueprint(blueprint, "local", sweep=False, sharing=2)
+def test_a_local_trial_plans_with_its_share_and_says_so(tmp_path: Path) -> None:
+    # The target says how many CPUs the computer has: the share is of those, not of this machine's.
+    blueprint = tmp_path / "bp.twin"
+    blueprint.write_text((FIXTURES / "flood-sweep.twin").read_text().replace("parallel = 2", "parallel = 4")
+                         + 'target "local" {\n  machine {\n    cpus = 8\n  }\n}\n')
+    bundle, diagnostics = compile_blueprint(blueprint, "local", sweep=False, sharing=4)
     assert bundle is not None, diagnostics
-    assert bundle.plan.cpus_per_rank == max(1, cpu_count() // 2)
-    assert f"export OMP_NUM_THREADS={max(1, cpu_count() // 2)}\n" in bundle.files["run.sh"]
+    assert bundle.plan.cpus_per_rank == 2 and "export OMP_NUM_THREADS=2\n" in bundle.files["run.sh"]
     [decision] = [d for d in bundle.plan.decisions if d.subject == "computer share"]
-    assert decision.value == "1/2" and "2 trials at once" in decision.reason
+    assert decision.value == "1/4" and "4 trials at once" in decision.reason and "2 of its 8 CPUs" in decision.reason
+    whole, _ = compile_blueprint(blueprint, "local")
+    assert whole.plan.cpus_per_rank == 8
 
 
 def test_a_trial_with_gpus_takes_its_part(gpus) -> None:
@@ -84,12 +108,11 @@ def test_the_study_does_not_change_with_parallel(tmp_path: Path) -> None:
     assert len(ids) == 1
 
 
-@pytest.mark.parametrize("target, sharing", [("local", 1), ("lumi", 2)])
-def test_a_lone_trial_or_a_cluster_trial_is_not_shared(target: str, sharing: int) -> None:
+def test_a_cluster_trial_is_not_shared() -> None:
     # On a cluster each worker is an allocation of its own (a job array task, a pod).
     blueprint = Path(__file__).resolve().parent.parent / "blueprints" / "quickstart.twin"
-    alone, _ = compile_blueprint(blueprint, target, sweep=False)
-    bundle, diagnostics = compile_blueprint(blueprint, target, sweep=False, sharing=sharing)
+    alone, _ = compile_blueprint(blueprint, "lumi", sweep=False)
+    bundle, diagnostics = compile_blueprint(blueprint, "lumi", sweep=False, sharing=2)
     assert bundle is not None, diagnostics
     assert not [d for d in bundle.plan.decisions if d.subject == "computer share"]
     assert bundle.files == alone.files

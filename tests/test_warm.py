@@ -23,7 +23,7 @@ import torch.distributed as dist
 dist.init_process_group("gloo")
 total = torch.tensor([dist.get_rank() + 1])
 dist.all_reduce(total)
-out = {k: os.environ.get(k) for k in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "FROM_RUN_SH", "DTEC_PREEMPTED_EXIT")}
+out = {k: os.environ.get(k) for k in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "FROM_RUN_SH", "DTEC_PREEMPTED_EXIT", "CUDA_VISIBLE_DEVICES")}
 out |= {"argv": sys.argv, "sum": int(total), "cwd": os.getcwd(), "main": __name__, "pid": os.getpid()}
 print(json.dumps(out), flush=True)
 sys.exit(int(os.environ.get("EXIT_WITH", "0")) if dist.get_rank() == 1 else 0)
@@ -40,7 +40,7 @@ folder = Path(sys.argv[1])
 zygote = Zygote(folder)
 bundle = NS(ir=NS(target=NS(scheduler="local", data_root=None)), plan=NS(settings={}), blueprint=None)
 run = NS(folder=folder, outputs=folder / "run")
-start = zygote.start(bundle, run)
+start = zygote.start(bundle, run, json.loads(os.environ.get("TRIAL_ENV", "{}")))
 if start is None:  # run.sh must start it
     sys.exit(print(json.dumps({"start": None})))
 leaders = []
@@ -70,6 +70,11 @@ def test_ranks_are_forked_from_a_single_threaded_zygote_with_run_sh_and_torchrun
     assert all(r["FROM_RUN_SH"] == "a b" and r["DTEC_PREEMPTED_EXIT"] == "0" for r in ranks)
     assert all(r["argv"] == ["train.py", "--run-dir", "run", "--resume", "never"] for r in ranks)
     assert all(r["cwd"] == str(tmp_path) and r["main"] == "__main__" for r in ranks)
+
+
+def test_a_worker_gives_its_trials_its_own_gpus(tmp_path: Path) -> None:
+    result, ranks = _trial(tmp_path, TRIAL_ENV='{"CUDA_VISIBLE_DEVICES": "2,3"}', CUDA_VISIBLE_DEVICES="0,1,2,3")
+    assert result["code"] == 0 and [r["CUDA_VISIBLE_DEVICES"] for r in ranks] == ["2,3", "2,3"]
 
 
 def test_a_failing_rank_fails_the_trial(tmp_path: Path) -> None:

@@ -169,10 +169,12 @@ def _sweep(bundle, file: Path, sets, machines, *, detach: bool, dry_run: bool, c
     from dtec import study
 
     if scheduler != "local":
-        if check and not dry_run:
+        def preflight() -> None:
             with _writing():
                 _preflight(bundle, quiet=True)  # the data and code every trial reads, before the workers queue
-        return study.submit(bundle, file, list(sets or ()), list(machines or ()), detach=detach, dry_run=dry_run)
+
+        return study.submit(bundle, file, list(sets or ()), list(machines or ()), detach=detach, dry_run=dry_run,
+                            check=preflight if check else None)
     return study.start(bundle, file, list(sets or ()), list(machines or ()))
 
 

@@ -120,7 +120,20 @@ def check_sweep(bp: Blueprint, plans: Mapping[str, Plan], probe: Probe) -> list[
         ]
     if found:
         return found
-    return _check_values(bp, dims, probe)
+    return _check_share(bp, sweep, plans, probe) or _check_values(bp, dims, probe)
+
+
+def _check_share(bp: Blueprint, sweep: Mapping[str, Any], plans: Mapping[str, Plan], probe: Probe) -> list[Diagnostic]:
+    """The blueprint as written still passes as one of the `parallel` trials sharing a local computer."""
+    parallel = sweep.get("parallel", 1)
+    if parallel < 2 or not any(p.machine.scheduler == "local" for p in plans.values()):
+        return []
+    at = bp.span("sweep", "parallel") or bp.span("sweep")
+    return [
+        diag("DT379", f"each of the {parallel} trials that run at once has its part of this computer, and fails: {d.message}", at,
+             f"{d.help}; or lower `parallel`" if d.help else "lower `parallel`")
+        for d in _errors(probe([]))
+    ]
 
 
 def _check_metric(bp: Blueprint, sweep: Mapping[str, Any]) -> list[Diagnostic]:

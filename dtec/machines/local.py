@@ -33,16 +33,20 @@ def detect_local(base: Machine | None = None) -> Machine:
 def share(machine: Machine, ways: int) -> Machine:
     """Return the local `machine` as one of `ways` sweep trials running on it at once sees it.
 
-    Each gets its part of the CPUs and memory, and its own GPUs while there are enough
-    (`trial_devices` picks them); with fewer GPUs than trials, each trial has one and trials share.
+    Each gets its part of the CPUs and memory, and its own GPUs (`trial_devices` picks them),
+    rounded down; with fewer GPUs than trials each has one, shared with others, and its part of
+    that GPU's memory.
     """
-    node = machine.node
-    changes: dict = {"usable_cpus": max(1, node.usable_cpus // ways),
-                     "requestable_memory_gb": node.requestable_memory_gb / ways}
-    if node.gpus:
-        changes["gpus"] = max(1, node.gpus // ways)
-    node = replace(node, **changes)
-    return replace(machine, node=node, partitions=tuple(replace(p, node=node) for p in machine.partitions))
+    def part(node: Node) -> Node:
+        changes: dict = {"usable_cpus": max(1, node.usable_cpus // ways),
+                         "requestable_memory_gb": node.requestable_memory_gb / ways}
+        if node.gpus:
+            changes["gpus"] = max(1, node.gpus // ways)
+            if node.gpu_memory_gb and ways > node.gpus:
+                changes["gpu_memory_gb"] = node.gpu_memory_gb / -(-ways // node.gpus)  # trials on the busiest GPU
+        return replace(node, **changes)
+
+    return replace(machine, node=part(machine.node), partitions=tuple(replace(p, node=part(p.node)) for p in machine.partitions))
 
 
 def trial_devices(worker: int, ways: int) -> dict[str, str]:
@@ -51,8 +55,7 @@ def trial_devices(worker: int, ways: int) -> dict[str, str]:
     if not found:
         return {}
     variable = "CUDA_VISIBLE_DEVICES" if found["gpu_vendor"] == "nvidia" else "HIP_VISIBLE_DEVICES"
-    visible = [v.strip() for v in os.environ.get(variable, "").split(",") if v.strip() and v.strip() != "-1"]
-    devices = visible or [str(i) for i in range(found["gpus"])]
+    devices = (_visible_ids(variable) or [str(i) for i in range(found["gpus"])])[:found["gpus"]]
     each = max(1, len(devices) // ways)
     first = worker * each % len(devices)
     return {variable: ",".join(devices[first:first + each])}
@@ -134,10 +137,22 @@ def _run(*argv: str) -> str | None:
 
 def _visible(found: int, variable: str) -> int:
     """Limit a GPU count by CUDA_VISIBLE_DEVICES-style variables, as a job would see it."""
+    ids = _visible_ids(variable)
+    return found if ids is None else min(found, len(ids))
+
+
+def _visible_ids(variable: str) -> list[str] | None:
+    """The devices a CUDA_VISIBLE_DEVICES-style variable lists, up to the first invalid one (the
+    runtimes ignore the rest); None when it is not set."""
     value = os.environ.get(variable)
     if value is None:
-        return found
-    return min(found, len([v for v in value.split(",") if v.strip() and v.strip() != "-1"]))
+        return None
+    ids = []
+    for entry in (v.strip() for v in value.split(",")):
+        if not entry or entry.startswith("-"):
+            break
+        ids.append(entry)
+    return ids
 
 
 def _nvidia() -> dict | None:
