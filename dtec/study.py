@@ -37,6 +37,7 @@ from dtec.warm import Zygote
 
 _POLL_S = 1.0
 _FIRST_IDLE_S = 0.05
+_SEED_STRIDE = 1_000_003  # a prime: above any `parallel`, so no two workers' seeds meet
 _FOLLOW_S = 0.2  # how often a trial's metrics.jsonl is read: a small file, read whole
 HEARTBEAT_S = 10  # a database study's trials beat this often; three missed beats fail one
 _KEEP = ("metric", "goal", "sampler", "pruner", "space", "seed")
@@ -114,7 +115,12 @@ def start(bundle, blueprint: Path, sets: list[str], machines: list[Path]) -> int
         for process in workers.values():
             with contextlib.suppress(OSError):
                 process.send_signal(signal.SIGTERM)
-        _say(f"dtec: study {sid} stopped; `dtec run {blueprint}` again continues it")
+        with contextlib.suppress(KeyboardInterrupt):  # a second Ctrl-C: the next run reaps them as dead instead
+            for process in workers.values():
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    process.wait(timeout=60)
+            _stop_trials(study, {p.pid for p in workers.values()})
+        _say(f"dtec: study {sid} stopped; {_again(blueprint, spec)} continues it")
         return 130
     reap(study, spec, everyone=True)
     _show(study, spec, shown, _counts(study))
@@ -165,7 +171,7 @@ def submit(bundle, blueprint: Path, sets: list[str], machines: list[Path], *, de
         _say(f"dtec: study {spec['id']}: submitted {workers.named(job)} of {spec['sweep']['parallel']} workers from {folder}")
     else:
         _say(f"dtec: study {spec['id']}: its {workers.named(job)} still runs")
-    again = f"`dtec run {blueprint} -t {spec['target']}`"
+    again = _again(blueprint, spec)
     if detach:
         print(job if isinstance(job, str) else f"{job['namespace']}/{job['resource']}")
         return 0
@@ -310,10 +316,13 @@ def _load(spec: dict):
     import optuna
 
     sweep = spec["sweep"]
-    return optuna.create_study(
+    study = optuna.create_study(
         study_name=spec["id"], storage=storage(spec), direction=spec["goal"], load_if_exists=True,
-        sampler=_sampler(sweep, spec.get("worker", 0)), pruner=_pruner(sweep),
+        sampler=optuna.samplers.RandomSampler(), pruner=_pruner(sweep),
     )
+    # Seeded by what the study holds too: a worker of a continued study must not draw its predecessor's values again.
+    study.sampler = _sampler(sweep, spec.get("worker", 0), len(study.get_trials(deepcopy=False)))
+    return study
 
 
 def storage(spec: dict):
@@ -344,10 +353,11 @@ def _database(url: str, retries: int):
     return optuna.storages.RDBStorage(url, heartbeat_interval=HEARTBEAT_S, grace_period=3 * HEARTBEAT_S, **callback)
 
 
-def _sampler(sweep: dict, worker: int):
+def _sampler(sweep: dict, worker: int, trials: int):
+    """The sampler of worker `worker` that starts when the study has `trials` trials."""
     import optuna
 
-    seed = None if sweep.get("seed") is None else sweep["seed"] + worker
+    seed = None if sweep.get("seed") is None else (sweep["seed"] + worker + _SEED_STRIDE * trials) % 2**32  # numpy's range
     kind = sweep.get("sampler", "tpe")
     if kind == "random":
         return optuna.samplers.RandomSampler(seed=seed)
@@ -399,6 +409,15 @@ def _spawn(folder: Path, n: int) -> subprocess.Popen:
                             start_new_session=True, preexec_fn=die_with_parent)
 
 
+def _again(blueprint: Path, spec: dict) -> str:
+    """The command that continues the study: its target, `--set` values and machine folders as given."""
+    words = ["dtec", "run", str(blueprint), "-t", spec["target"]]
+    for option, values in (("--set", spec["sets"]), ("--machines", spec["machines"])):
+        for value in values:
+            words += [option, value]
+    return f"`{shlex.join(words)}`"
+
+
 def _wait_any(processes, timeout: float) -> None:
     """Sleep until one of `processes` ends or `timeout` passes: the last trial's end is seen at once."""
     fds = []
@@ -413,11 +432,26 @@ def _wait_any(processes, timeout: float) -> None:
             os.close(fd)
 
 
+def _stop_trials(study, pids: set[int]) -> None:
+    """Fail the trials these workers ran when Ctrl-C stopped them, and enqueue each again as it was:
+    stopped by the user, a trial spends no retry and counts as no failure (`_counts`)."""
+    from optuna.trial import TrialState
+
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        if (t.user_attrs.get("owner") or {}).get("pid") not in pids:
+            continue
+        study._storage.set_trial_user_attr(t._trial_id, "reason", "stopped: `dtec run` was interrupted")
+        study._storage.set_trial_user_attr(t._trial_id, "stopped", True)
+        study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
+        study.enqueue_trial(t.params, user_attrs={"retry_of": t.number, "retries": int(t.user_attrs.get("retries", 0))})
+
+
 def _counts(study) -> dict[str, int]:
-    """How many trials are in each state: one pass over the trials, done once per look."""
+    """How many trials are in each state (a failed one the user stopped is STOPPED): one pass over the trials, done once per look."""
     counts: dict[str, int] = {}
     for t in study.get_trials(deepcopy=False):
-        counts[t.state.name] = counts.get(t.state.name, 0) + 1
+        state = "STOPPED" if t.state.name == "FAIL" and t.user_attrs.get("stopped") else t.state.name
+        counts[state] = counts.get(state, 0) + 1
     return counts
 
 
@@ -653,7 +687,7 @@ def _run_trial(folder: Path, spec: dict, dims: list[Dimension], trial, zygote: Z
     follower.stop.set()
     follower.join()
     if not follower.pruned:
-        follower.step()  # the epochs written since the last look
+        follower.step(judge=False)  # the epochs written since the last look: a trial that trained to the end is complete
     values = follower.read()
     if follower.pruned:
         return TrialState.PRUNED, None, None
@@ -748,13 +782,13 @@ class _Follower(threading.Thread):
         while not self.pruned and not self.stop.wait(_FOLLOW_S):
             self.step()
 
-    def step(self) -> None:
-        """Report the epochs written since the last look; stop the training when pruned."""
+    def step(self, judge: bool = True) -> None:
+        """Report the epochs written since the last look; stop the training when pruned (and `judge`)."""
         values = self.read()
         for step in range(self.reported, len(values)):  # the pruner judges each epoch in turn
             self.trial.report(values[step], step)
             self.reported = step + 1
-            if self.trial.should_prune():
+            if judge and self.trial.should_prune():
                 self.pruned = True
                 with contextlib.suppress(runs.RunError, KeyError, ValueError):
                     runs.cancel(self.trial_run)

@@ -40,7 +40,8 @@ def states(s) -> list[str]:
 
 @pytest.mark.slow
 def test_a_local_sweep_prunes_and_writes_the_best_blueprint(tmp_path: Path) -> None:
-    (tmp_path / "bp.twin").write_text(BLUEPRINT.replace("trials = 4", "trials = 8"), encoding="utf-8")
+    # Epochs of ~0.6 s: long enough for the worker, which reads the metrics five times a second, to stop a trial in its second.
+    (tmp_path / "bp.twin").write_text(BLUEPRINT.replace("trials = 4", "trials = 8").replace("samples = 256", "samples = 4096"), encoding="utf-8")
     out, _ = dtec(tmp_path, "run", "bp.twin").communicate(timeout=900)
     assert "best trial" in out, out
     folder, s = study(tmp_path)
@@ -48,6 +49,10 @@ def test_a_local_sweep_prunes_and_writes_the_best_blueprint(tmp_path: Path) -> N
     assert "PRUNED" in states(s)
     pruned = next(t for t in s.get_trials() if t.state.name == "PRUNED")
     assert len(pruned.intermediate_values) == 1  # stopped after its first epoch of two
+    # A trial is pruned only while it trains: each pruned one stopped before its last epoch, each complete one did not.
+    for t in s.get_trials():
+        epochs = (folder / f"trial-{t.number:04d}" / "run" / "metrics.jsonl").read_text().count('"kind": "epoch"')
+        assert (t.state.name, epochs) in (("PRUNED", 1), ("COMPLETE", 2)), (t.number, t.state.name, epochs)
     assert s.best_value == min(t.value for t in s.get_trials() if t.state.name == "COMPLETE")
     best = (folder / "best.twin").read_text(encoding="utf-8")
     assert "# the flood twin, tuned" in best and "# per rank" in best and "sweep" not in best
@@ -89,21 +94,48 @@ def test_a_killed_worker_is_retried_and_a_rerun_adds_nothing(tmp_path: Path) -> 
     assert again.returncode == 0 and len(study(tmp_path)[1].trials) == done
 
 
+def _until_a_trial_trains(process: subprocess.Popen, tmp_path: Path) -> list:
+    """Wait until a trial wrote a step, its ranks forked under a worker; return `process`'s descendants."""
+    import psutil
+
+    for _ in range(600):
+        family = psutil.Process(process.pid).children(recursive=True)
+        stepped = [m for m in tmp_path.glob("runs/flood/local/sweep-*/trial-*/run/metrics.jsonl") if m.stat().st_size]
+        if stepped and any("dtec.localworker" in _cmdline(p) for p in family):
+            return family
+        time.sleep(0.5)
+    pytest.fail("no trial started training")
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_the_trials_and_a_rerun_runs_them_again_spending_no_retry(tmp_path: Path) -> None:
+    (tmp_path / "bp.twin").write_text(BLUEPRINT.replace("epochs = 2", "epochs = 6"), encoding="utf-8")
+    options = ("--set", "sweep.retries=0", "--set", "sweep.pruner=none")  # no retry to spend: a stopped trial needs none
+    process = dtec(tmp_path, "run", "bp.twin", *options)
+    _until_a_trial_trains(process, tmp_path)
+    process.send_signal(signal.SIGINT)
+    out, _ = process.communicate(timeout=180)
+    assert process.returncode == 130 and "--set sweep.retries=0 --set sweep.pruner=none` continues it" in out, out
+    _, s = study(tmp_path)
+    stopped = [t for t in s.get_trials() if t.user_attrs.get("stopped")]
+    assert stopped and all(t.state.name == "FAIL" and t.user_attrs["reason"].startswith("stopped") for t in stopped)
+    assert not [t for t in s.get_trials() if t.state.name in ("RUNNING", "FAIL") and not t.user_attrs.get("stopped")]
+    again = dtec(tmp_path, "run", "bp.twin", *options)
+    out, _ = again.communicate(timeout=900)
+    assert again.returncode == 0, out
+    assert "4 complete, 0 pruned, 0 running, 0 failed, of 4" in out, out
+    _, s = study(tmp_path)
+    reruns = {t.user_attrs.get("retry_of"): t for t in s.get_trials() if t.state.name == "COMPLETE"}
+    assert all(reruns[t.number].params == t.params for t in stopped)
+
+
 @pytest.mark.slow
 def test_a_killed_dtec_run_leaves_no_process_and_a_rerun_continues(tmp_path: Path) -> None:
     import psutil
 
-    (tmp_path / "bp.twin").write_text(BLUEPRINT.replace("TRIALS", "4").replace("epochs = 2", "epochs = 6"), encoding="utf-8")
+    (tmp_path / "bp.twin").write_text(BLUEPRINT.replace("epochs = 2", "epochs = 6"), encoding="utf-8")
     process = dtec(tmp_path, "run", "bp.twin")
-    family: list[psutil.Process] = []
-    for _ in range(600):  # until a trial trains: it wrote a step, its ranks forked under a worker
-        family = psutil.Process(process.pid).children(recursive=True)
-        stepped = [m for m in tmp_path.glob("runs/flood/local/sweep-*/trial-*/run/metrics.jsonl") if m.stat().st_size]
-        if stepped and any("dtec.localworker" in _cmdline(p) for p in family):
-            break
-        time.sleep(0.5)
-    else:
-        pytest.fail("no trial started training")
+    family = _until_a_trial_trains(process, tmp_path)
     _, s = study(tmp_path)
     done = {t.number: t.value for t in s.get_trials() if t.state.name == "COMPLETE"}
     ended = {t.number for t in s.get_trials() if t.state.is_finished()}
@@ -134,3 +166,11 @@ def _cmdline(p) -> list[str]:
         return p.cmdline()
     except psutil.Error:
         return []
+
+
+def test_the_command_that_continues_a_study_keeps_its_options() -> None:
+    from dtec.study import _again
+
+    spec = {"target": "local", "sets": ["sweep.trials=16", "train.loss=huber(delta = 0.5)"], "machines": ["site machines"]}
+    assert _again(Path("bp.twin"), spec) == ("`dtec run bp.twin -t local --set sweep.trials=16 "
+                                             "--set 'train.loss=huber(delta = 0.5)' --machines 'site machines'`")

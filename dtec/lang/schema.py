@@ -828,7 +828,7 @@ BLOCKS: dict[str, BlockSpec] = {
             "storage": _f(Str(), "`journal`: a file in the study folder (no server; one file system); or a database URL `postgresql://…`", default="journal"),
             "storage_secret": _f(Str(), "Kubernetes: the Secret and key (`optuna-db/url`) the worker pods read the storage URL from; `storage` stays dtec's own connection"),
             "retries": _f(NON_NEGATIVE, "times a trial whose worker died is run again", default=2),
-            "seed": _f(NON_NEGATIVE, "seed of the sampler (each worker adds its number)"),
+            "seed": _f(NON_NEGATIVE, "seed of the sampler (each worker adds its number, and a multiple of the trials the study held when it started)"),
         },
     ),
     "target": BlockSpec(
