@@ -10,4 +10,6 @@ if __name__ == "__main__":
     zygote = Zygote(folder / "workers")  # before any thread: the worker's come with dtec.study
     from dtec.study import worker
 
-    sys.exit(worker(folder, number, zygote))
+    code = worker(folder, number, zygote)
+    zygote.close()  # not on an error: a trial may still run, and the zygote ends with this process anyway
+    sys.exit(code)

@@ -85,6 +85,11 @@ class Zygote:
         return {"env": seen["env"], "cwd": seen["cwd"], "argv": argv[1:], "ranks": ranks,
                 "torchrun": torchrun, "log": str(log)}
 
+    def close(self) -> None:
+        """End the zygote and reap it: a worker leaves no zombie behind."""
+        os.close(self._ask)  # its loop reads the end of its requests, and it leaves
+        os.waitpid(self.pid, 0)
+
     def run(self, start: dict, started) -> int:
         """Run a trial's ranks; `started(pid)` is told the leader's pid; return the exit code."""
         os.write(self._ask, (json.dumps(start) + "\n").encode())

@@ -46,7 +46,9 @@ if start is None:  # run.sh must start it
 leaders = []
 code = zygote.run(start, leaders.append)
 threads = len(os.listdir(f"/proc/{zygote.pid}/task"))  # after torch's import and a trial
-print(json.dumps({"code": code, "leader": leaders[0], "zygote": zygote.pid, "threads": threads}))
+zygote.close()
+print(json.dumps({"code": code, "leader": leaders[0], "zygote": zygote.pid, "threads": threads,
+                  "reaped": not os.path.exists(f"/proc/{zygote.pid}")}))
 """
 
 
@@ -64,7 +66,7 @@ def _trial(tmp_path: Path, run_sh: str = RUN_SH, **env: str) -> tuple[dict, list
 
 def test_ranks_are_forked_from_a_single_threaded_zygote_with_run_sh_and_torchrun_environment(tmp_path: Path) -> None:
     result, ranks = _trial(tmp_path)
-    assert result["code"] == 0 and result["threads"] == 1
+    assert result["code"] == 0 and result["threads"] == 1 and result["reaped"]  # closed: no zombie left
     assert [(r["RANK"], r["LOCAL_RANK"], r["WORLD_SIZE"]) for r in ranks] == [("0", "0", "2"), ("1", "1", "2")]
     assert all(r["sum"] == 3 for r in ranks)  # the two joined one process group
     assert all(r["FROM_RUN_SH"] == "a b" and r["DTEC_PREEMPTED_EXIT"] == "0" for r in ranks)
