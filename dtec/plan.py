@@ -182,7 +182,7 @@ class _Planner:
         batch = self.batch
         global_batch = batch * world * (self.bp.get("train", "grad_accum") or 1)
         self.decide("global batch", global_batch, f"{batch} per rank × {world} ranks × {self.bp.get('train', 'grad_accum') or 1} accumulation steps")
-        self.found += check_warmup(self.bp, world)  # the run's length in steps depends on the ranks
+        self.found += check_warmup(self.bp, world, self.target)  # the run's length in steps depends on the ranks
         self.one_step_per_rank(world)
         return (
             Plan(

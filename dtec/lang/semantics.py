@@ -433,8 +433,8 @@ def _beyond_the_run(bp: Blueprint, path: tuple[str | int, ...], what: str, epoch
     return diag("DT315", f"{what} never takes effect in a run of {epochs} {noun}", bp.span(*path), "make it shorter than the run, or train longer (`epochs`)")
 
 
-def check_warmup(bp: Blueprint, world_size: int) -> list[Diagnostic]:
-    """DT315: a warm-up at least as long as the run, where the run's optimizer steps are known.
+def check_warmup(bp: Blueprint, world_size: int, target: str) -> list[Diagnostic]:
+    """DT315: a warm-up at least as long as the run on `target`, where the run's optimizer steps are known.
 
     They are known from `max_steps`, or from a synthetic source's sample count and the ranks.
     """
@@ -446,7 +446,8 @@ def check_warmup(bp: Blueprint, world_size: int) -> list[Diagnostic]:
     if not isinstance(steps, int) or warmup < steps:
         return []
     span = bp.span("train", "scheduler", "warmup")
-    return [diag("DT315", f"a warm-up of {warmup} steps lasts the whole run of {steps} optimizer steps", span, f"make `warmup` shorter than {steps} steps (a tenth of the run is usual)")]
+    # The steps depend on the ranks, so each target may say its own: the message names it.
+    return [diag("DT315", f"a warm-up of {warmup} steps lasts the whole run of {steps} optimizer steps ({world_size} rank{'s' if world_size != 1 else ''} on `{target}`)", span, f"make `warmup` shorter than {steps} steps (a tenth of the run is usual)")]
 
 
 def _run_steps(bp: Blueprint, train: dict, world_size: int) -> int | None:
