@@ -291,7 +291,7 @@ def check_configuration(run: Run, bundle) -> None:
 # ---- what the scheduler says -----------------------------------------------------------------
 @dataclass(frozen=True)
 class State:
-    """A run's status (pending, running, completed, preempted, failed, cancelled, ...), and why."""
+    """A run's status (pending, running, completed, preempted, pruned, failed, cancelled, ...), and why."""
 
     status: str
     detail: str = ""
@@ -317,6 +317,8 @@ def state(run: Run) -> State:
     if job.get("kind") == "local":
         if _alive(job):
             return State("running", f"pid {job.get('pid')}", True)
+        if said == "preempted" and run.record.get("pruned"):
+            return State("pruned", "its sweep's pruner stopped it")
         if said:
             return State(said, error)
         code = job.get("exit_code")
@@ -545,7 +547,7 @@ def describe(run: Run) -> dict:
     started = run.record.get("started")
     ended = _mtime(run.outputs / "summary.json") if not current.active else None
     timed, active = isinstance(started, (int, float)), current.active
-    resumable = current.status in ("preempted", "stopped", "cancelled", "failed", "unknown")
+    resumable = current.status in ("preempted", "pruned", "stopped", "cancelled", "failed", "unknown")
     return {
         "id": run.id,
         "kind": str(run.record.get("kind", "run")),

@@ -690,6 +690,9 @@ def _run_trial(folder: Path, spec: dict, dims: list[Dimension], trial, zygote: Z
         follower.step(judge=False)  # the epochs written since the last look: a trial that trained to the end is complete
     values = follower.read()
     if follower.pruned:
+        run.record["pruned"] = True  # its summary says preempted: `dtec runs` says why
+        with contextlib.suppress(OSError):
+            runs.save(run)
         return TrialState.PRUNED, None, None
     if code != 0:
         summary = run.summary() or {}

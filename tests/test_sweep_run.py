@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from dtec import runs
 from dtec.analysis import analyse
 from dtec.host import cpu_count
 
@@ -53,6 +54,8 @@ def test_a_local_sweep_prunes_and_writes_the_best_blueprint(tmp_path: Path) -> N
     for t in s.get_trials():
         epochs = (folder / f"trial-{t.number:04d}" / "run" / "metrics.jsonl").read_text().count('"kind": "epoch"')
         assert (t.state.name, epochs) in (("PRUNED", 1), ("COMPLETE", 2)), (t.number, t.state.name, epochs)
+        status = runs.state(runs.load(folder / f"trial-{t.number:04d}")).status  # as `dtec runs` lists it
+        assert status == t.state.name.lower().replace("complete", "completed"), (t.number, status)
     assert s.best_value == min(t.value for t in s.get_trials() if t.state.name == "COMPLETE")
     best = (folder / "best.twin").read_text(encoding="utf-8")
     assert "# the flood twin, tuned" in best and "# per rank" in best and "sweep" not in best
