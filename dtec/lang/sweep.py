@@ -120,10 +120,11 @@ def check_sweep(bp: Blueprint, plans: Mapping[str, Plan], probe: Probe) -> list[
         ]
     if found:
         return found
-    return _check_share(bp, sweep, plans, probe) or _check_values(bp, dims, probe)
+    base = probe([])  # the blueprint as one trial, with nothing drawn
+    return _check_share(bp, sweep, plans, base) or _check_values(bp, dims, probe, base)
 
 
-def _check_share(bp: Blueprint, sweep: Mapping[str, Any], plans: Mapping[str, Plan], probe: Probe) -> list[Diagnostic]:
+def _check_share(bp: Blueprint, sweep: Mapping[str, Any], plans: Mapping[str, Plan], base: Sequence[Diagnostic]) -> list[Diagnostic]:
     """The blueprint as written still passes as one of the `parallel` trials sharing a local computer."""
     parallel = sweep.get("parallel", 1)
     if parallel < 2 or not any(p.machine.scheduler == "local" for p in plans.values()):
@@ -132,7 +133,7 @@ def _check_share(bp: Blueprint, sweep: Mapping[str, Any], plans: Mapping[str, Pl
     return [
         diag("DT379", f"each of the {parallel} trials that run at once has its part of this computer, and fails: {d.message}", at,
              f"{d.help}; or lower `parallel`" if d.help else "lower `parallel`")
-        for d in _errors(probe([]))
+        for d in _errors(base)
     ]
 
 
@@ -262,15 +263,22 @@ def _check_fit(bp: Blueprint, dim: Dimension, type_: t.Type) -> list[Diagnostic]
     return []
 
 
-def _check_values(bp: Blueprint, dims: list[Dimension], probe: Probe) -> list[Diagnostic]:
-    """Every value alone, then the space's corners together, pass the base blueprint's checks."""
+def _check_values(bp: Blueprint, dims: list[Dimension], probe: Probe, base: Sequence[Diagnostic]) -> list[Diagnostic]:
+    """Every value alone, then the space's corners together, pass the base blueprint's checks;
+    a value that draws a warning the base blueprint does not is said too (its trials would run, and
+    `best.twin` would not lint clean)."""
     found: list[Diagnostic] = []
+    warned = {_where(d) for d in base if d.severity == "warning"}
     for dim in dims:
         for text, where in dim.texts():
             at = bp.span("sweep", "space", dim.index, *where)
-            for d in _errors(probe([f"{dim.key}={text}"])):
+            drawn = probe([f"{dim.key}={text}"])
+            for d in _errors(drawn):
                 found.append(diag("DT344", f"`{dim.key} = {text}` fails: {d.message}", at, d.help))
-    if found or len(dims) < 2:
+            for d in drawn:
+                if d.severity == "warning" and _where(d) not in warned:
+                    found.append(diag("DT380", f"`{dim.key} = {text}` draws {d.code}: {d.message}", at, d.help))
+    if _errors(found) or len(dims) < 2:
         return found
     extremes = [[(d, v) for v in (d.values if d.fn == "choice" else d.corners)] for d in dims]
     if prod(len(e) for e in extremes) <= MAX_CORNERS:
@@ -287,6 +295,11 @@ def _check_values(bp: Blueprint, dims: list[Dimension], probe: Probe) -> list[Di
             values = ", ".join(f"`{dim.key} = {text}`" for dim, text in corner)
             found.append(diag("DT345", f"the space's corner {values} fails: {d.message}", bp.span("sweep", "space", corner[0][0].index), d.help))
     return found
+
+
+def _where(d: Diagnostic) -> tuple:
+    """A warning's rule and place: the base blueprint's, said again with other numbers, is not new."""
+    return d.code, (d.span.path, d.span.start) if d.span else None
 
 
 def _errors(diagnostics: Sequence[Diagnostic]) -> list[Diagnostic]:

@@ -135,6 +135,7 @@ _TABLE = (
     ("DT343", "sweep-bounds", "error", "A distribution's bounds are not in order, or its step or log scale does not fit them"),
     ("DT344", "sweep-value-rejected", "error", "A value of the sweep's space fails the blueprint's checks"),
     ("DT345", "sweep-corner-rejected", "error", "A corner of the sweep's space fails the checks of a target (memory, strategy)"),
+    ("DT380", "sweep-value-warned", "warning", "A value of the sweep's space draws a warning the base blueprint does not (its trials run, but `best.twin` would not lint clean)"),
     ("DT379", "sweep-share-rejected", "error", "The blueprint fails as one of the `parallel` trials that share a local computer (its part of the CPUs, memory and GPUs)"),
     ("DT346", "sweep-space-invalid", "error", "A key is in the space twice, or the sampler cannot draw the space"),
     ("DT347", "sweep-storage", "error", "The sweep's storage is no journal or database URL, or not one the target's workers share"),
