@@ -165,7 +165,7 @@ def _figures(about: dict, trials: list[dict], importances: dict, dims: list[Dime
     else:
         axis.text(0.5, 0.5, f"not computed: {importances['reason']}", ha="center", transform=axis.transAxes)
         axis.set_axis_off()
-    axis.set_title(f"parameter importances ({importances['method'] or 'fANOVA'})")
+    axis.set_title("parameter importances (fANOVA)")  # the method in full is in the report's text
     fig.tight_layout()
     figures["importances"] = fig
 
@@ -236,8 +236,16 @@ def write(folder: Path, out: Path) -> Path:
     data = {"about": about, "verdict": said, "importances": importances, "best": best(about, trials), "trials": trials}
     (out / "report.json").write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
     studies.write_trials(out / "trials.csv", dims, found.get_trials(deepcopy=False))
-    title = f"Sweep report: {Path(about['blueprint'] or folder.name).stem}, {about['study']}"
+    title = f"Sweep report: {_twin(folder) or Path(about['blueprint'] or folder.name).stem}, {about['study']}"
     return publish(out, title, said, _table(trials, dims), _figures(about, trials, importances, dims), _method(about))
+
+
+def _twin(folder: Path) -> str | None:
+    """The twin's name, from the study's ir.json (older studies have none)."""
+    try:
+        return json.loads((folder / "ir.json").read_text(encoding="utf-8"))["twin"]["name"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def _table(trials: list[dict], dims: list[Dimension]) -> list[list[str]]:

@@ -42,6 +42,7 @@ def recorded_sweep(root: Path) -> Path:
     spec = {"id": folder.name, "blueprint": str(root / "flood.twin"), "target": "local", "sets": [], "machines": [],
             "sweep": SWEEP, "goal": "minimize", "storage": studies.storage_url(SWEEP, folder), "project": str(root)}
     (folder / "study.json").write_text(json.dumps(spec), encoding="utf-8")
+    (folder / "ir.json").write_text(json.dumps({"twin": {"name": "river-levels"}}), encoding="utf-8")  # the study's, abridged
     study = optuna.create_study(study_name=spec["id"], storage=studies.storage(spec), direction="minimize")
     dims = dimensions(SWEEP)
     for number, (state, lr, hidden, curve, reason) in TRIALS.items():
@@ -93,6 +94,7 @@ def test_a_sweeps_report_draws_its_trials_and_says_what_it_found(tmp_path: Path,
     page = (out / "report.html").read_text()
     assert "http://" not in page and "https://" not in page and page.count("data:image/png;base64,") == 4
     assert "its worker died" in page and "[32, 32]" in (out / "report.md").read_text()
+    assert "Sweep report: river-levels, sweep-0123456789ab" in page  # the twin's name, not the blueprint file's
     browser_renders(out / "report.html", tmp_path / "shot.png")
 
 
