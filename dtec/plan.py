@@ -474,6 +474,9 @@ class _Planner:
         per_rank = node.usable_cpus // max(ranks_per_node, 1)
         if gpus and node.cpus_per_gpu:
             per_rank = min(per_rank, node.cpus_per_gpu)
+        if per_rank < 1:
+            cpus = f"{node.usable_cpus} CPU{'s' if node.usable_cpus != 1 else ''}"
+            self.decide("CPUs per rank", 1, f"{ranks_per_node} ranks on {cpus}: they take turns, one thread each")
         return max(per_rank, 1)
 
     def workers(self, cpus_per_rank: int) -> int:

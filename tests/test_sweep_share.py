@@ -116,3 +116,15 @@ def test_a_cluster_trial_is_not_shared() -> None:
     assert bundle is not None, diagnostics
     assert not [d for d in bundle.plan.decisions if d.subject == "computer share"]
     assert bundle.files == alone.files
+
+
+def test_more_ranks_than_the_share_has_cpus_is_said(tmp_path: Path) -> None:
+    blueprint = tmp_path / "bp.twin"
+    blueprint.write_text((FIXTURES / "flood-sweep.twin").read_text()
+                         + 'strategy {\n  procs_per_node = 2\n}\n\ntarget "local" {\n  machine {\n    cpus = 2\n  }\n}\n')
+    bundle, diagnostics = compile_blueprint(blueprint, "local", sweep=False, sharing=2)
+    assert bundle is not None, diagnostics
+    [decision] = [d for d in bundle.plan.decisions if d.subject == "CPUs per rank"]
+    assert decision.reason == "2 ranks on 1 CPU: they take turns, one thread each"
+    alone, _ = compile_blueprint(blueprint, "local", sweep=False)
+    assert not [d for d in alone.plan.decisions if d.subject == "CPUs per rank"]
