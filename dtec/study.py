@@ -686,14 +686,15 @@ def _run_trial(folder: Path, spec: dict, dims: list[Dimension], trial, zygote: Z
         code = launch(bundle, run_folder, run, env=spec.get("devices"))
     follower.stop.set()
     follower.join()
-    if not follower.pruned:
-        follower.step(judge=False)  # the epochs written since the last look: a trial that trained to the end is complete
-    values = follower.read()
-    if follower.pruned:
+    # A trial that trained to its end is complete, even where the pruner spoke too late to save anything.
+    completed = code == 0 and (run.summary() or {}).get("status") == "completed"
+    if follower.pruned and not completed:
         run.record["pruned"] = True  # its summary says preempted: `dtec runs` says why
         with contextlib.suppress(OSError):
             runs.save(run)
         return TrialState.PRUNED, None, None
+    follower.step(judge=False)  # the epochs written since the last look
+    values = follower.read()
     if code != 0:
         summary = run.summary() or {}
         return TrialState.FAIL, None, str(summary.get("error") or f"the training exited with code {code}")
