@@ -14,7 +14,7 @@ from dtec import study as studies
 from dtec.lang.sweep import Dimension, dimensions, value_text
 from dtec.report import ReportError, figure, publish
 
-STATES = {"complete": "#4c72b0", "pruned": "#999999", "fail": "#c44e52", "running": "#dd8452"}
+STATES = {"complete": "#4c72b0", "pruned": "#999999", "fail": "#c44e52", "running": "#dd8452", "stopped": "#bbbbbb"}
 
 
 def is_sweep(folder: Path) -> bool:
@@ -46,7 +46,7 @@ def collect(folder: Path, spec: dict, found) -> tuple[dict, list[dict]]:
         run = Path(t.user_attrs.get("folder") or folder / f"trial-{t.number:04d}")
         curve = studies.epoch_values(_in(folder, run) / "run" / "metrics.jsonl", metric)
         trials.append({
-            "number": t.number, "state": t.state.name.lower(), "value": t.value,
+            "number": t.number, "state": "stopped" if t.user_attrs.get("stopped") else t.state.name.lower(), "value": t.value,
             "params": dict(zip((d.key for d in dims), studies.shown_params(dims, t))),
             "coordinates": {d.key: _coordinate(d, t.params[d.key]) for d in dims if d.key in t.params},
             "curve": curve or [t.intermediate_values[k] for k in sorted(t.intermediate_values)],
@@ -110,7 +110,8 @@ def verdict(about: dict, trials: list[dict], importances: dict) -> list[str]:
     count = {s: sum(t["state"] == s for t in trials) for s in STATES}
     lines.append(f"{len(trials)} trials for a budget of {about['budget']}: {count['complete']} complete, "
                  f"{count['pruned']} pruned (stopped early by the {about['pruner']} pruner), {count['fail']} failed"
-                 + (f", {count['running']} still running" if count["running"] else "") + ".")
+                 + (f", {count['running']} still running" if count["running"] else "")
+                 + (f", {count['stopped']} stopped by Ctrl-C and run again" if count["stopped"] else "") + ".")
     reasons: dict[str, int] = {}
     for t in trials:
         if t["state"] == "fail":
@@ -200,7 +201,7 @@ def _figures(about: dict, trials: list[dict], importances: dict, dims: list[Dime
     fig = figure()
     axis = fig.subplots()
     top = best(about, trials)
-    styles = {"complete": "-", "pruned": "--", "fail": ":", "running": "-."}
+    styles = {"complete": "-", "pruned": "--", "fail": ":", "running": "-.", "stopped": ":"}
     for t in trials:
         if t["curve"]:
             thick = top is not None and t["number"] == top["number"]

@@ -30,6 +30,7 @@ TRIALS = {
     3: ("FAIL", 2e-2, 1, [], "its worker died"),
     4: ("COMPLETE", 2e-2, 1, [0.6, 0.4, 0.25], None),
     5: ("COMPLETE", 1e-4, 0, [1.0, 0.95, 0.9], None),
+    6: ("FAIL", 1e-4, 1, [1.1], "stopped: `dtec run` was interrupted"),  # Ctrl-C: stopped, not failed
 }
 
 
@@ -56,7 +57,8 @@ def recorded_sweep(root: Path) -> Path:
             distributions={d.key: studies._distribution(d) for d in dims},
             value=min(curve) if state == "COMPLETE" else None,
             intermediate_values=dict(enumerate(curve)),
-            user_attrs={"folder": str(run.parent), **({"reason": reason} if reason else {})},
+            user_attrs={"folder": str(run.parent), **({"reason": reason} if reason else {}),
+                        **({"stopped": True} if reason and reason.startswith("stopped") else {})},
         ))
     return folder
 
@@ -77,6 +79,7 @@ def test_a_sweeps_report_draws_its_trials_and_says_what_it_found(tmp_path: Path,
     said = " ".join(data["verdict"])
     assert "Best trial 1: val_loss 0.2" in said and "model.net.arch.hidden = [32, 32]" in said
     assert "4 complete, 1 pruned" in said and "1 failed" in said and "its worker died (1)" in said
+    assert "1 stopped by Ctrl-C and run again" in said and "interrupted" not in said
     # fANOVA over the four completed trials: both parameters, shares summing to one.
     assert set(data["importances"]["values"]) == {"train.optimizer.lr", "model.net.arch.hidden"}
     assert sum(data["importances"]["values"].values()) == pytest.approx(1.0)
@@ -105,7 +108,7 @@ def test_a_sweep_moved_elsewhere_is_reported_from_its_own_folder(tmp_path: Path)
     done = dtec("report", str(moved), cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     data = json.loads((moved / "report" / "report.json").read_text())
-    assert len(data["trials"]) == 6 and data["trials"][1]["curve"] == [0.5, 0.3, 0.2]
+    assert len(data["trials"]) == len(TRIALS) and data["trials"][1]["curve"] == [0.5, 0.3, 0.2]
 
 
 def test_a_sweep_with_no_trial_says_so(tmp_path: Path) -> None:
