@@ -26,15 +26,20 @@ from benchmarks.common import BLUEPRINTS, log, summary, target
 TRACKED = ["train.metrics=[mae, rmse, r2]",
            "train.checkpoint={ every = 1, keep = 2, best = min(val_rmse) }"]
 
-PROBE = r"""
+# How every probe run_probe runs begins: `load(folder, name)` imports a bundle's train.py as a
+# module; the arguments are the two bundles' folders, then rounds and steps.
+PRELUDE = r"""
 import importlib.util, json, os, sys, tempfile, time
 from pathlib import Path
 def load(folder, name):
     spec = importlib.util.spec_from_file_location(name, os.path.join(folder, "train.py"))
     m = importlib.util.module_from_spec(spec); sys.modules[name] = m; spec.loader.exec_module(m)
     return m
-plain, tracked = load(sys.argv[1], "plain_train"), load(sys.argv[2], "tracked_train")
 rounds, steps = int(sys.argv[3]), int(sys.argv[4])
+"""
+
+PROBE = PRELUDE + r"""
+plain, tracked = load(sys.argv[1], "plain_train"), load(sys.argv[2], "tracked_train")
 m = tracked
 rt = m.setup()
 m.seed_everything(m.TRAIN["seed"])

@@ -25,18 +25,11 @@ import json
 from pathlib import Path
 
 from benchmarks.common import BLUEPRINTS, log, summary, target
-from benchmarks.metrics import run_probe
+from benchmarks.metrics import PRELUDE, run_probe
 
-PROBE = r"""
-import importlib.util, json, os, sys, tempfile, time
+PROBE = PRELUDE + r"""
 import torch
-from pathlib import Path
-def load(folder, name):
-    spec = importlib.util.spec_from_file_location(name, os.path.join(folder, "train.py"))
-    m = importlib.util.module_from_spec(spec); sys.modules[name] = m; spec.loader.exec_module(m)
-    return m
 plain, phased = load(sys.argv[1], "plain_train"), load(sys.argv[2], "phased_train")
-rounds, steps = int(sys.argv[3]), int(sys.argv[4])
 rt = phased.setup()
 def build(m):
     m.seed_everything(m.TRAIN["seed"])
