@@ -438,21 +438,34 @@ def _stop_trials(study, pids: set[int]) -> None:
     from optuna.trial import TrialState
 
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        if (t.user_attrs.get("owner") or {}).get("pid") not in pids:
-            continue
-        study._storage.set_trial_user_attr(t._trial_id, "reason", "stopped: `dtec run` was interrupted")
-        study._storage.set_trial_user_attr(t._trial_id, "stopped", True)
-        study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
-        study.enqueue_trial(t.params, user_attrs={"retry_of": t.number, "retries": int(t.user_attrs.get("retries", 0))})
+        if (t.user_attrs.get("owner") or {}).get("pid") in pids:
+            _fail(study, t, "stopped: `dtec run` was interrupted", again=int(t.user_attrs.get("retries", 0)), stopped=True)
+
+
+def _fail(study, trial, reason: str, *, again: int | None, **attrs: object) -> None:
+    """Record a running trial failed, with `reason` and `attrs`; with `again`, enqueue its values anew,
+    as retry number `again`."""
+    from optuna.trial import TrialState
+
+    for key, value in {"reason": reason, **attrs}.items():
+        study._storage.set_trial_user_attr(trial._trial_id, key, value)
+    study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+    if again is not None:
+        study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number, "retries": again})
 
 
 def _counts(study) -> dict[str, int]:
-    """How many trials are in each state (a failed one the user stopped is STOPPED): one pass over the trials, done once per look."""
+    """How many trials are in each state (`state_name`): one pass over the trials, done once per look."""
     counts: dict[str, int] = {}
     for t in study.get_trials(deepcopy=False):
-        state = "STOPPED" if t.state.name == "FAIL" and t.user_attrs.get("stopped") else t.state.name
+        state = state_name(t)
         counts[state] = counts.get(state, 0) + 1
     return counts
+
+
+def state_name(trial) -> str:
+    """A trial's state as the table and the report count it: a failed one Ctrl-C stopped is STOPPED."""
+    return "STOPPED" if trial.state.name == "FAIL" and trial.user_attrs.get("stopped") else trial.state.name
 
 
 def _remaining(c: dict[str, int], sweep: dict) -> int:
@@ -629,11 +642,8 @@ def reap(study, spec: dict, everyone: bool = False) -> None:
             continue
         if owner.get("host") != socket.gethostname() and not everyone and _slurm_alive(owner):
             continue
-        study._storage.set_trial_user_attr(t._trial_id, "reason", "its worker died")
-        study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
         tries = int(t.user_attrs.get("retries", 0))
-        if tries < spec["sweep"]["retries"] and not everyone:
-            study.enqueue_trial(t.params, user_attrs={"retry_of": t.number, "retries": tries + 1})
+        _fail(study, t, "its worker died", again=tries + 1 if tries < spec["sweep"]["retries"] and not everyone else None)
 
 
 def _slurm_alive(owner: dict) -> bool:

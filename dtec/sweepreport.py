@@ -46,7 +46,7 @@ def collect(folder: Path, spec: dict, found) -> tuple[dict, list[dict]]:
         run = Path(t.user_attrs.get("folder") or folder / f"trial-{t.number:04d}")
         curve = studies.epoch_values(_in(folder, run) / "run" / "metrics.jsonl", metric)
         trials.append({
-            "number": t.number, "state": "stopped" if t.user_attrs.get("stopped") else t.state.name.lower(), "value": t.value,
+            "number": t.number, "state": studies.state_name(t).lower(), "value": t.value,
             "params": dict(zip((d.key for d in dims), studies.shown_params(dims, t))),
             "coordinates": {d.key: _coordinate(d, t.params[d.key]) for d in dims if d.key in t.params},
             "curve": curve or [t.intermediate_values[k] for k in sorted(t.intermediate_values)],
