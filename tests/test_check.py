@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from fake_tools import fake_tool
 from typer.testing import CliRunner
 
 from dtec.cli import app
@@ -164,10 +165,8 @@ def test_a_sweep_on_a_queue_is_checked_before_its_workers_are_submitted(project:
     path.write_text(BLUEPRINT.replace("SOURCE", broken[0]).replace("ARCH", broken[1])
                     + 'sweep {\n  trials = 2\n  space = [loguniform("train.optimizer.lr", 1e-4, 1e-2)]\n}\n')
     tools = tmp_path_factory.mktemp("bin")  # a scheduler that records what it is asked: the array "runs" once submitted
-    (tools / "sbatch").write_text(f'#!/bin/sh\necho "$@" >> {tools}/calls\necho 4711\n')
-    (tools / "squeue").write_text(f'#!/bin/sh\ntest -f {tools}/calls && echo RUNNING\n')
-    for tool in ("sbatch", "squeue"):
-        (tools / tool).chmod(0o755)
+    fake_tool(tools, "sbatch", f'echo "$@" >> {tools}/calls\necho 4711\n')
+    fake_tool(tools, "squeue", f'test -f {tools}/calls && echo RUNNING\n')
     monkeypatch.setenv("PATH", f"{tools}:{os.environ['PATH']}")
     monkeypatch.chdir(project)
     result = dtec("run", "bp.twin", "-t", "slurm", "--detach")

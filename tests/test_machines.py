@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import stat
 import subprocess
 import sys
 import tomllib
@@ -15,6 +14,7 @@ from pathlib import Path
 import jsonschema
 import pytest
 from hypothesis import given
+from fake_tools import fake_tool
 from hypothesis import strategies as st
 
 from dtec.machines import (
@@ -571,15 +571,9 @@ def test_detect_local_here():
         assert m.node.gpus == 0 and m.backend() == "gloo"
 
 
-def _fake_tool(folder: Path, name: str, script: str) -> None:
-    path = folder / name
-    path.write_text("#!/bin/sh\n" + script)
-    path.chmod(path.stat().st_mode | stat.S_IEXEC)
-
-
 def test_detect_local_reads_nvidia_smi(tmp_path, monkeypatch):
     row = "NVIDIA A100-SXM4-40GB, 40960, 8.0"
-    _fake_tool(tmp_path, "nvidia-smi", f'for i in 0 1 2 3; do echo "{row}"; done\n')
+    fake_tool(tmp_path, "nvidia-smi", f'for i in 0 1 2 3; do echo "{row}"; done\n')
     monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
     node = detect_local().node
@@ -592,8 +586,8 @@ def test_detect_local_reads_nvidia_smi(tmp_path, monkeypatch):
 
 
 def test_detect_local_reads_rocm_smi(tmp_path, monkeypatch):
-    _fake_tool(tmp_path, "nvidia-smi", "exit 9\n")
-    _fake_tool(tmp_path, "rocm-smi", 'echo "GPU[0]  : Card series:  AMD Instinct MI250X"\n'
+    fake_tool(tmp_path, "nvidia-smi", "exit 9\n")
+    fake_tool(tmp_path, "rocm-smi", 'echo "GPU[0]  : Card series:  AMD Instinct MI250X"\n'
                                      'echo "GPU[1]  : Card series:  AMD Instinct MI250X"\n')
     monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
     for var in ("ROCR_VISIBLE_DEVICES", "HIP_VISIBLE_DEVICES", "CUDA_VISIBLE_DEVICES"):

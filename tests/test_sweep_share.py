@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import os
-import stat
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from fake_tools import fake_tool
 
 from dtec.compiler import compile_blueprint
 from dtec.host import cpu_count
@@ -23,9 +23,7 @@ FIXTURES = Path(__file__).resolve().parent / "fixtures"
 def gpus(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     """A computer with `n` NVIDIA GPUs, as nvidia-smi tells it."""
     def make(n: int) -> None:
-        tool = tmp_path / "nvidia-smi"
-        tool.write_text(f'#!/bin/sh\nfor i in $(seq {n}); do echo "NVIDIA H100 80GB HBM3, 81559, 9.0"; done\n')
-        tool.chmod(tool.stat().st_mode | stat.S_IEXEC)
+        fake_tool(tmp_path, "nvidia-smi", f'for i in $(seq {n}); do echo "NVIDIA H100 80GB HBM3, 81559, 9.0"; done\n')
         monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
         monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
     return make
@@ -57,9 +55,8 @@ def test_each_worker_gets_its_own_gpus(gpus, monkeypatch: pytest.MonkeyPatch) ->
 
 
 def test_amd_workers_split_what_hip_sees(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    for name, script in (("nvidia-smi", "exit 9\n"), ("rocm-smi", "".join(f'echo "GPU[{i}]  : Card series:  AMD Instinct MI250X"\n' for i in range(4)))):
-        (tmp_path / name).write_text("#!/bin/sh\n" + script)
-        (tmp_path / name).chmod(0o755)
+    fake_tool(tmp_path, "nvidia-smi", "exit 9\n")
+    fake_tool(tmp_path, "rocm-smi", "".join(f'echo "GPU[{i}]  : Card series:  AMD Instinct MI250X"\n' for i in range(4)))
     monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
     for variable in ("ROCR_VISIBLE_DEVICES", "HIP_VISIBLE_DEVICES", "CUDA_VISIBLE_DEVICES"):
         monkeypatch.delenv(variable, raising=False)
